@@ -1,0 +1,419 @@
+"""Golden numeric kernels for SOFA's three stages.
+
+These pure numpy functions define what the hardware computes. The `sofa`
+dialect's interpreter and the ISA simulator both call them, tile by tile, so
+the two levels agree bit for bit.
+
+Number formats (see docs/isa.md for the hardware view):
+
+* W_k is converted offline to 4-bit sign+exponent ("LZ") codes: bit 3 is the
+  sign, bits 0-2 an exponent ``e`` in 0..7, and the value is
+  ``(-1)^s * 2^(base + e)``. Code ``0b1000`` means zero. ``base`` is one
+  exponent per weight tensor, ``floor(log2(max|W|)) - 7``. Rounding is
+  floor (truncation), matching the paper's Fig. 7c (24 x 6 -> 24 << 2 = 96).
+* X tokens are 8-bit integers in block floating point: each token row shares
+  one power-of-two exponent chosen so that ``max|x_row| <= 127 * 2^e``.
+* K-hat and A-hat are fp16 (16-bit) values, saturated to the fp16 range.
+* Q is fp16; its 5-bit LZ code is its sign plus its exponent field, so the
+  DLZS product ``q * k`` becomes ``sign(q) * ldexp(k, floor(log2|q|))``.
+* SU-FA computes in fp64 internally and writes fp32 outputs. It is exact
+  softmax attention over the selected keys.
+
+Accumulations use fp64 or int64, which are exact for these formats at the
+sizes we run, so results do not depend on summation order or tile shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LZ_ZERO_CODE = 0b1000
+"""The 4-bit W_k code that stands for zero ("negative" sign, exponent 0)."""
+
+LZ_EXPONENT_LEVELS = 8
+"""Number of exponent levels a 4-bit W_k code can express (3 bits)."""
+
+X_INT_MAX = 127
+"""Largest magnitude of an 8-bit X token after block-floating-point scaling."""
+
+FP16_MAX = float(np.finfo(np.float16).max)
+
+NO_INDEX = -1
+"""Marks an unused slot in a SADS index list."""
+
+
+# ---------------------------------------------------------------------------
+# DLZS: differential leading-zero summation
+# ---------------------------------------------------------------------------
+
+
+def floor_log2(values: np.ndarray) -> np.ndarray:
+    """Exponent of the leading one of ``|values|`` (undefined for zero)."""
+    _, exponent = np.frexp(np.abs(values).astype(np.float64))
+    return (exponent - 1).astype(np.int64)
+
+
+def dlzs_multiply(x: int, y: int) -> int:
+    """The paper's scalar DLZS product: ``x`` shifted by ``y``'s leading-one exponent.
+
+    ``dlzs_multiply(24, 6) == 96`` (Fig. 7c). Only ``y`` is converted.
+    """
+    if x == 0 or y == 0:
+        return 0
+    sign = -1 if (x < 0) != (y < 0) else 1
+    return sign * (abs(x) << int(floor_log2(np.array([y]))[0]))
+
+
+def lz_base_exponent(weights: np.ndarray) -> int:
+    """The shared exponent ``base`` so that ``max|W|`` lands on code exponent 7."""
+    peak = float(np.max(np.abs(weights))) if weights.size else 0.0
+    if peak == 0.0:
+        return 0
+    return int(floor_log2(np.array([peak]))[0]) - (LZ_EXPONENT_LEVELS - 1)
+
+
+def wk_to_lz(weights: np.ndarray) -> tuple[np.ndarray, int]:
+    """Convert W_k offline to 4-bit sign+exponent codes (stored one per int8).
+
+    Weights whose exponent falls below ``base`` become zero: the DLZS engine's
+    zero eliminator skips them.
+    """
+    base = lz_base_exponent(weights)
+    codes = np.full(weights.shape, LZ_ZERO_CODE, dtype=np.int8)
+    nonzero = weights != 0
+    exponent = np.zeros(weights.shape, dtype=np.int64)
+    exponent[nonzero] = floor_log2(weights[nonzero]) - base
+    representable = nonzero & (exponent >= 0)
+    sign_bit = (weights < 0).astype(np.int64) << 3
+    codes[representable] = (sign_bit | exponent)[representable].astype(np.int8)
+    return codes, base
+
+
+def lz_decode(codes: np.ndarray, base: int) -> np.ndarray:
+    """The real values that 4-bit W_k codes stand for (fp64)."""
+    codes = codes.astype(np.int64)
+    magnitude = np.ldexp(1.0, (codes & 0b111) + base)
+    value = np.where(codes & 0b1000, -magnitude, magnitude)
+    return np.where(codes == LZ_ZERO_CODE, 0.0, value)
+
+
+def quantize_token_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantise X to 8-bit block floating point, one exponent per row.
+
+    Returns ``(x_int8, row_exponent)`` with ``x ~= x_int8 * 2^row_exponent``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    peak = np.max(np.abs(x), axis=-1, keepdims=True)
+    safe_peak = np.where(peak > 0, peak, 1.0)
+    exponent = np.ceil(np.log2(safe_peak / X_INT_MAX)).astype(np.int64)
+    x_int = np.clip(np.rint(np.ldexp(x, -exponent)), -X_INT_MAX, X_INT_MAX)
+    return x_int.astype(np.int8), exponent[..., 0]
+
+
+def to_fp16_saturating(values: np.ndarray) -> np.ndarray:
+    """Round to fp16, clamping to the finite range instead of overflowing."""
+    return np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16)
+
+
+def dlzs_key(x: np.ndarray, codes: np.ndarray, base: int) -> np.ndarray:
+    """DLZS phase 1: K-hat = X . LZ(W_k), add-only, as fp16.
+
+    ``x`` is ``[..., S, H]`` (real values, quantised here to 8-bit rows),
+    ``codes`` is ``[H, N]``. Each product is ``|x| << e(w)`` with the XOR of
+    the signs; sums are exact in int64 and then scaled back to fp16.
+    """
+    x_int, row_exponent = quantize_token_rows(x)
+    weight_shift = np.where(codes == LZ_ZERO_CODE, 0, codes.astype(np.int64) & 0b111)
+    weight_sign = np.where(codes == LZ_ZERO_CODE, 0, np.where(codes & 0b1000, -1, 1))
+    # Signed power-of-two weight: x * (+-2^e) is the shift-with-sign the array does.
+    signed_power = weight_sign * (np.int64(1) << weight_shift)
+    khat_int = x_int.astype(np.int64) @ signed_power
+    scale = row_exponent[..., None] + base
+    return to_fp16_saturating(np.ldexp(khat_int.astype(np.float64), scale))
+
+
+def q_lz_exponent(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 5-bit LZ form of fp16 Q: (sign as -1/0/+1, leading-one exponent)."""
+    q16 = np.asarray(q).astype(np.float16).astype(np.float64)
+    sign = np.sign(q16).astype(np.int64)
+    exponent = np.where(q16 != 0, floor_log2(np.where(q16 != 0, q16, 1.0)), 0)
+    return sign, exponent
+
+
+def dlzs_score(q: np.ndarray, khat: np.ndarray) -> np.ndarray:
+    """DLZS phase 2: A-hat = LZ(Q) . K-hat^T, as fp16 (unscaled dot-product units).
+
+    ``q`` is ``[..., Sq, d]``, ``khat`` is ``[..., Skv, d]``. Q becomes a signed
+    power of two (its 5-bit LZ code), so every product is an exact shift of
+    K-hat, and fp64 sums of them are exact.
+    """
+    sign, exponent = q_lz_exponent(q)
+    q_power = sign * np.ldexp(1.0, exponent)
+    scores = q_power @ np.swapaxes(khat.astype(np.float64), -1, -2)
+    return to_fp16_saturating(scores)
+
+
+def mul4_score(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Baseline predictor: 4-bit symmetric multiply of Q and K (per-row scales), fp16."""
+
+    def quantize4(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        peak = np.max(np.abs(values), axis=-1, keepdims=True)
+        step = np.where(peak > 0, peak / 7.0, 1.0)
+        return np.clip(np.rint(values / step), -7, 7) * step
+
+    scores = quantize4(q) @ np.swapaxes(quantize4(k), -1, -2)
+    return to_fp16_saturating(scores)
+
+
+def exact_score(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Oracle predictor: the exact dot products (fp64)."""
+    return np.asarray(q, np.float64) @ np.swapaxes(np.asarray(k, np.float64), -1, -2)
+
+
+# ---------------------------------------------------------------------------
+# SADS: sphere-search-aided distributed sorting
+# ---------------------------------------------------------------------------
+
+
+def keep_count(keep: float, tile: int) -> int:
+    """Entries SADS keeps per KV tile: ``ceil(keep * Bc)``, at least one."""
+    return max(1, min(tile, int(np.ceil(keep * tile - 1e-9))))
+
+
+def tile_count(length: int, tile: int) -> int:
+    """Number of KV tiles (Tc) covering ``length`` keys, the last one padded."""
+    return -(-length // tile)
+
+
+def sads_tile(scores: np.ndarray, valid: np.ndarray, count: int, radius: float) -> np.ndarray:
+    """Top-``count`` of one KV tile per row, with the sphere clip.
+
+    ``scores`` and ``valid`` are ``[rows, Bc]``. Entries that are not valid, or
+    that lie more than ``radius`` below the row's valid maximum, are never
+    selected. The result is ``[rows, count]`` tile-local indices in descending
+    score order (ties: lower index first), padded with ``NO_INDEX``. Descending
+    order gives SU-FA its top-1 and top-2 first, as the paper requires.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    masked = np.where(valid, scores, -np.inf)
+    row_max = np.max(masked, axis=-1, keepdims=True)
+    in_sphere = valid & (masked >= row_max - radius)
+    # Stable sort on the negated score keeps the lower index first on ties.
+    order = np.argsort(-np.where(in_sphere, masked, -np.inf), axis=-1, kind="stable")
+    chosen = order[:, :count]
+    chosen_ok = np.take_along_axis(in_sphere, chosen, axis=-1)
+    return np.where(chosen_ok, chosen, NO_INDEX).astype(np.int32)
+
+
+# ---------------------------------------------------------------------------
+# SU-FA: sorted-updating FlashAttention
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class SufaPartial:
+    """Per-row state of one KV tile after the SU-FA tile step (fp64).
+
+    ``row_max`` is the tile's reference maximum (``-inf`` where the tile
+    selected nothing), ``denominator`` is ``sum exp(s - row_max)`` and
+    ``numerator`` is ``sum exp(s - row_max) * v``.
+    """
+
+    row_max: np.ndarray
+    denominator: np.ndarray
+    numerator: np.ndarray
+    max_updates: int
+    """Max-ensure events: a later score beat the running max (AP mode 1)."""
+
+
+def sufa_tile_step(
+    q: np.ndarray,
+    k_rows: np.ndarray,
+    v_rows: np.ndarray,
+    bias: np.ndarray,
+    scale: float,
+) -> SufaPartial:
+    """SU-FA on one KV tile: ``k_rows``/``v_rows`` are the selected rows, in order.
+
+    ``q`` is ``[rows, d]``, ``k_rows`` ``[rows, m, d]``, ``v_rows`` ``[rows, m, dv]``
+    and ``bias`` ``[rows, m]`` (additive mask; ``-inf`` for empty slots). The
+    first slot is the predicted maximum. Where a later score beats it, the AP
+    unit raises the reference (max-ensure), so the tile's reference is the
+    true maximum of its selected scores and the result is exact.
+    """
+    q64 = np.asarray(q, np.float64)
+    scores = np.einsum("rd,rmd->rm", q64, np.asarray(k_rows, np.float64)) * scale + bias
+    running_max = np.maximum.accumulate(scores, axis=-1)
+    updates = int(np.count_nonzero(scores[:, 1:] > running_max[:, :-1]))
+    row_max = running_max[:, -1] if scores.shape[-1] else np.full(len(q64), -np.inf)
+    safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
+    weights = np.exp(scores - safe_max[:, None])
+    denominator = weights.sum(axis=-1)
+    numerator = (weights[:, :, None] * np.asarray(v_rows, np.float64)).sum(axis=1)
+    return SufaPartial(row_max, denominator, numerator, updates)
+
+
+def sufa_merge(partials: list[SufaPartial]) -> np.ndarray:
+    """The exact cross-tile merge of Fig. 10b, lines 5-7, as fp32.
+
+    ``m = max_j m_j``, ``l = sum_j l_j e^(m_j - m)``, ``O = sum_j o_j e^(m_j - m) / l``.
+    Rows with nothing selected in any tile (fully masked) give zeros.
+    """
+    maxima = np.stack([p.row_max for p in partials])
+    global_max = np.max(maxima, axis=0)
+    safe_global = np.where(np.isfinite(global_max), global_max, 0.0)
+    factors = np.where(np.isfinite(maxima), np.exp(maxima - safe_global), 0.0)
+    denominator = sum(f * p.denominator for f, p in zip(factors, partials, strict=True))
+    numerator = sum(f[:, None] * p.numerator for f, p in zip(factors, partials, strict=True))
+    safe_denominator = np.where(denominator > 0, denominator, 1.0)
+    return (numerator / safe_denominator[:, None]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Whole-tensor pipelines built from the tile kernels
+# ---------------------------------------------------------------------------
+
+
+def pad_keys(length: int, tile: int) -> int:
+    """Keys after padding ``length`` up to a whole number of tiles."""
+    return tile_count(length, tile) * tile
+
+
+def sads(scores: np.ndarray, valid: np.ndarray, tile: int, keep: float, radius: float) -> np.ndarray:
+    """SADS over whole rows: ``[..., Sq, Skv]`` -> global key indices ``[..., Sq, Tc, m]``.
+
+    Each KV tile of ``tile`` keys is one SADS sub-segment (n = Tc). Keys past
+    ``Skv`` in the last tile are padding and never selected.
+    """
+    *lead, rows, length = scores.shape
+    tiles = tile_count(length, tile)
+    count = keep_count(keep, tile)
+    padded = pad_keys(length, tile)
+    flat_scores = np.zeros((int(np.prod(lead, dtype=np.int64)) * rows, padded))
+    flat_valid = np.zeros(flat_scores.shape, dtype=bool)
+    flat_scores[:, :length] = np.asarray(scores, np.float64).reshape(-1, length)
+    flat_valid[:, :length] = np.broadcast_to(valid, scores.shape).reshape(-1, length)
+    result = np.empty((flat_scores.shape[0], tiles, count), dtype=np.int32)
+    for j in range(tiles):
+        window = slice(j * tile, (j + 1) * tile)
+        local = sads_tile(flat_scores[:, window], flat_valid[:, window], count, radius)
+        result[:, j, :] = np.where(local == NO_INDEX, NO_INDEX, local + j * tile)
+    return result.reshape(*lead, rows, tiles, count)
+
+
+def gather_rows(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``values[b, indices[b, r, m]]`` for ``values`` ``[B, S, d]`` and ``indices`` ``[B, R, m]``.
+
+    Empty slots (``NO_INDEX``) read row 0; their bias is ``-inf`` so they weigh nothing.
+    """
+    safe = np.where(indices == NO_INDEX, 0, indices)
+    batch = np.arange(values.shape[0])[:, None, None]
+    return values[batch, safe]
+
+
+def expand_kv_heads(kv: np.ndarray, q_heads: int) -> np.ndarray:
+    """Repeat KV heads for GQA/MQA: ``[B, Hkv, S, d]`` -> ``[B, Hq, S, d]``."""
+    return np.repeat(kv, q_heads // kv.shape[1], axis=1)
+
+
+def sufa(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    indices: np.ndarray,
+    bias: np.ndarray,
+    scale: float,
+) -> tuple[np.ndarray, int]:
+    """SU-FA over all tiles: per-tile steps in SADS order, then the exact merge.
+
+    ``q`` ``[B, Hq, Sq, d]``, ``k``/``v`` ``[B, Hkv, Skv, *]``, ``indices``
+    ``[B, Hq, Sq, Tc, m]`` (global key indices) and ``bias`` broadcastable to
+    ``[B, Hq, Sq, Skv]`` (``-inf`` marks masked keys). Returns the fp32 output
+    and the number of max-ensure events.
+    """
+    batch, heads, rows, depth = q.shape
+    k_all = expand_kv_heads(np.asarray(k), heads).reshape(batch * heads, -1, depth)
+    v_all = expand_kv_heads(np.asarray(v), heads)
+    v_all = v_all.reshape(batch * heads, -1, v_all.shape[-1])
+    bias_all = np.broadcast_to(bias, (batch, heads, rows, k.shape[2])).reshape(batch * heads, rows, -1)
+    q_rows = np.asarray(q).reshape(-1, depth)
+    flat_indices = indices.reshape(batch * heads, rows, indices.shape[-2], indices.shape[-1])
+    partials: list[SufaPartial] = []
+    for j in range(indices.shape[-2]):
+        tile_indices = flat_indices[:, :, j, :]
+        k_rows = gather_rows(k_all, tile_indices).reshape(len(q_rows), -1, depth)
+        v_rows = gather_rows(v_all, tile_indices).reshape(len(q_rows), tile_indices.shape[-1], -1)
+        safe = np.where(tile_indices == NO_INDEX, 0, tile_indices)
+        slot_bias = np.take_along_axis(bias_all, safe, axis=-1)
+        slot_bias = np.where(tile_indices == NO_INDEX, -np.inf, slot_bias).reshape(len(q_rows), -1)
+        partials.append(sufa_tile_step(q_rows, k_rows, v_rows, slot_bias, scale))
+    out = sufa_merge(partials).reshape(batch, heads, rows, -1)
+    return out, sum(p.max_updates for p in partials)
+
+
+def mask_to_bias(
+    mask: np.ndarray | None,
+    causal: bool,
+    query_length: int,
+    key_length: int,
+) -> np.ndarray:
+    """Additive fp64 bias ``[..., Sq, Skv]`` from an optional mask and the causal flag.
+
+    A boolean mask keeps ``True`` entries; a float mask is added as is. Causal
+    masking is upper-left aligned (key ``j`` is visible to query ``i`` when
+    ``j <= i``), as in ONNX ``Attention`` and torch SDPA.
+    """
+    bias = np.zeros((query_length, key_length))
+    if mask is not None:
+        mask = np.asarray(mask)
+        bias = np.where(mask, 0.0, -np.inf) if mask.dtype == np.bool_ else mask.astype(np.float64) + bias
+    if causal:
+        upper = np.triu(np.ones((query_length, key_length), dtype=bool), k=1)
+        bias = np.where(upper, -np.inf, bias)
+    return bias
+
+
+def predict_scores(predictor: str, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """A-hat for a predictor kind, with KV heads already matched to Q heads."""
+    if predictor == "dlzs":
+        return dlzs_score(q, to_fp16_saturating(np.asarray(k, np.float64)))
+    if predictor == "mul4":
+        return mul4_score(q, k)
+    if predictor == "exact":
+        return exact_score(q, k)
+    raise ValueError(f"unknown predictor '{predictor}' (expected dlzs, mul4 or exact)")
+
+
+def dense_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray, scale: float) -> np.ndarray:
+    """Exact softmax attention in fp64, returned as fp32; fully masked rows give zeros."""
+    heads = q.shape[1]
+    k_all = expand_kv_heads(np.asarray(k, np.float64), heads)
+    v_all = expand_kv_heads(np.asarray(v, np.float64), heads)
+    scores = np.asarray(q, np.float64) @ np.swapaxes(k_all, -1, -2) * scale + bias
+    row_max = np.max(scores, axis=-1, keepdims=True)
+    weights = np.exp(scores - np.where(np.isfinite(row_max), row_max, 0.0))
+    total = weights.sum(axis=-1, keepdims=True)
+    return (weights @ v_all / np.where(total > 0, total, 1.0)).astype(np.float32)
+
+
+def sofa_attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    bias: np.ndarray,
+    scale: float,
+    keep: float,
+    tile: int,
+    radius: float,
+    predictor: str = "dlzs",
+) -> np.ndarray:
+    """The full SOFA pipeline: predict, select per tile (SADS), SU-FA."""
+    heads = q.shape[1]
+    scores = predict_scores(predictor, q, expand_kv_heads(np.asarray(k), heads))
+    valid = np.isfinite(np.broadcast_to(bias, scores.shape))
+    indices = sads(scores, valid, tile, keep, radius)
+    out, _ = sufa(q, k, v, indices, bias, scale)
+    return out
