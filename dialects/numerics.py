@@ -256,20 +256,45 @@ def sufa_tile_step(
     return SufaPartial(row_max, denominator, numerator, updates)
 
 
-def sufa_merge(partials: list[SufaPartial]) -> np.ndarray:
-    """The exact cross-tile merge of Fig. 10b, lines 5-7, as fp32.
+@dataclass
+class SufaState:
+    """The SU-FA unit's per-lane accumulators across KV tiles (fp64).
 
-    ``m = max_j m_j``, ``l = sum_j l_j e^(m_j - m)``, ``O = sum_j o_j e^(m_j - m) / l``.
-    Rows with nothing selected in any tile (fully masked) give zeros.
+    ``row_max`` is the reference maximum so far (``-inf`` before any key),
+    ``denominator`` and ``numerator`` are ``l`` and ``o`` relative to it.
     """
-    maxima = np.stack([p.row_max for p in partials])
-    global_max = np.max(maxima, axis=0)
-    safe_global = np.where(np.isfinite(global_max), global_max, 0.0)
-    factors = np.where(np.isfinite(maxima), np.exp(maxima - safe_global), 0.0)
-    denominator = sum(f * p.denominator for f, p in zip(factors, partials, strict=True))
-    numerator = sum(f[:, None] * p.numerator for f, p in zip(factors, partials, strict=True))
-    safe_denominator = np.where(denominator > 0, denominator, 1.0)
-    return (numerator / safe_denominator[:, None]).astype(np.float32)
+
+    row_max: np.ndarray
+    denominator: np.ndarray
+    numerator: np.ndarray
+
+    @classmethod
+    def empty(cls, rows: int, value_depth: int) -> SufaState:
+        return cls(np.full(rows, -np.inf), np.zeros(rows), np.zeros((rows, value_depth)))
+
+
+def sufa_accumulate(state: SufaState, partial: SufaPartial) -> SufaState:
+    """Merge one tile's partial sums into the running state (Fig. 10b, lines 5-6).
+
+    ``m = max(m, m_j)``, ``l = l e^(m_old - m) + l_j e^(m_j - m)``, likewise ``o``.
+    Merging tile by tile equals the paper's merge of all tiles at the end, and
+    needs accumulators for one tile only.
+    """
+    new_max = np.maximum(state.row_max, partial.row_max)
+    safe_max = np.where(np.isfinite(new_max), new_max, 0.0)
+    old_factor = np.where(np.isfinite(state.row_max), np.exp(state.row_max - safe_max), 0.0)
+    tile_factor = np.where(np.isfinite(partial.row_max), np.exp(partial.row_max - safe_max), 0.0)
+    return SufaState(
+        new_max,
+        old_factor * state.denominator + tile_factor * partial.denominator,
+        old_factor[:, None] * state.numerator + tile_factor[:, None] * partial.numerator,
+    )
+
+
+def sufa_finish(state: SufaState) -> np.ndarray:
+    """Normalise, ``O = o / l`` (the DIV units), as fp32; empty rows give zeros."""
+    safe_denominator = np.where(state.denominator > 0, state.denominator, 1.0)
+    return (state.numerator / safe_denominator[:, None]).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -327,7 +352,7 @@ def sufa(
     bias: np.ndarray,
     scale: float,
 ) -> tuple[np.ndarray, int]:
-    """SU-FA over all tiles: per-tile steps in SADS order, then the exact merge.
+    """SU-FA over all tiles: per-tile steps in SADS order, merged tile by tile.
 
     ``q`` ``[B, Hq, Sq, d]``, ``k``/``v`` ``[B, Hkv, Skv, *]``, ``indices``
     ``[B, Hq, Sq, Tc, m]`` (global key indices) and ``bias`` broadcastable to
@@ -341,7 +366,8 @@ def sufa(
     bias_all = np.broadcast_to(bias, (batch, heads, rows, k.shape[2])).reshape(batch * heads, rows, -1)
     q_rows = np.asarray(q).reshape(-1, depth)
     flat_indices = indices.reshape(batch * heads, rows, indices.shape[-2], indices.shape[-1])
-    partials: list[SufaPartial] = []
+    state = SufaState.empty(len(q_rows), v_all.shape[-1])
+    max_updates = 0
     for j in range(indices.shape[-2]):
         tile_indices = flat_indices[:, :, j, :]
         k_rows = gather_rows(k_all, tile_indices).reshape(len(q_rows), -1, depth)
@@ -349,9 +375,10 @@ def sufa(
         safe = np.where(tile_indices == NO_INDEX, 0, tile_indices)
         slot_bias = np.take_along_axis(bias_all, safe, axis=-1)
         slot_bias = np.where(tile_indices == NO_INDEX, -np.inf, slot_bias).reshape(len(q_rows), -1)
-        partials.append(sufa_tile_step(q_rows, k_rows, v_rows, slot_bias, scale))
-    out = sufa_merge(partials).reshape(batch, heads, rows, -1)
-    return out, sum(p.max_updates for p in partials)
+        partial = sufa_tile_step(q_rows, k_rows, v_rows, slot_bias, scale)
+        state = sufa_accumulate(state, partial)
+        max_updates += partial.max_updates
+    return sufa_finish(state).reshape(batch, heads, rows, -1), max_updates
 
 
 def mask_to_bias(

@@ -1,0 +1,25 @@
+"""Transformations on the `sofa` and `sofa_isa` dialects.
+
+Layering: this package may import `dialects`, never `sofa_compiler`.
+"""
+
+from collections.abc import Callable
+
+from xdsl.passes import ModulePass
+
+
+def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    """Return every SOFA pass by name, each behind a closure.
+
+    The closures keep `sofa-opt --help` and the xDSL multiverse cheap: a pass
+    module is imported only when the pass is actually requested. To add one:
+
+        def get_sofa_tile():
+            from passes.sofa_tile import SofaTilePass
+
+            return SofaTilePass
+
+        return {"sofa-tile": get_sofa_tile}
+    """
+
+    return {}
