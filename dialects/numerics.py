@@ -120,17 +120,25 @@ def to_fp16_saturating(values: np.ndarray) -> np.ndarray:
 def dlzs_key(x: np.ndarray, codes: np.ndarray, base: int) -> np.ndarray:
     """DLZS phase 1: K-hat = X . LZ(W_k), add-only, as fp16.
 
-    ``x`` is ``[..., S, H]`` (real values, quantised here to 8-bit rows),
+    ``x`` is ``[..., S, H]`` real values; they are quantised here to 8-bit
+    rows (what the host writes to DRAM) and passed to `dlzs_key_quantized`.
+    """
+    x_int, row_exponent = quantize_token_rows(x)
+    return dlzs_key_quantized(x_int, row_exponent, codes, base)
+
+
+def dlzs_key_quantized(x_int: np.ndarray, row_exponent: np.ndarray, codes: np.ndarray, base: int) -> np.ndarray:
+    """DLZS phase 1 on 8-bit block-floating-point tokens ``x_int * 2^row_exponent``.
+
     ``codes`` is ``[H, N]``. Each product is ``|x| << e(w)`` with the XOR of
     the signs; sums are exact in int64 and then scaled back to fp16.
     """
-    x_int, row_exponent = quantize_token_rows(x)
     weight_shift = np.where(codes == LZ_ZERO_CODE, 0, codes.astype(np.int64) & 0b111)
     weight_sign = np.where(codes == LZ_ZERO_CODE, 0, np.where(codes & 0b1000, -1, 1))
     # Signed power-of-two weight: x * (+-2^e) is the shift-with-sign the array does.
     signed_power = weight_sign * (np.int64(1) << weight_shift)
     khat_int = x_int.astype(np.int64) @ signed_power
-    scale = row_exponent[..., None] + base
+    scale = np.asarray(row_exponent, np.int64)[..., None] + base
     return to_fp16_saturating(np.ldexp(khat_int.astype(np.float64), scale))
 
 
@@ -437,10 +445,14 @@ def sofa_attention(
     radius: float,
     predictor: str = "dlzs",
 ) -> np.ndarray:
-    """The full SOFA pipeline: predict, select per tile (SADS), SU-FA."""
+    """The full SOFA pipeline: predict, select per tile (SADS), SU-FA.
+
+    ``radius`` is in logit units; A-hat is in unscaled dot-product units, so
+    SADS clips at ``radius / scale``.
+    """
     heads = q.shape[1]
     scores = predict_scores(predictor, q, expand_kv_heads(np.asarray(k), heads))
     valid = np.isfinite(np.broadcast_to(bias, scores.shape))
-    indices = sads(scores, valid, tile, keep, radius)
+    indices = sads(scores, valid, tile, keep, radius / scale)
     out, _ = sufa(q, k, v, indices, bias, scale)
     return out
