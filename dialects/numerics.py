@@ -107,7 +107,7 @@ def quantize_token_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=np.float64)
     peak = np.max(np.abs(x), axis=-1, keepdims=True)
     safe_peak = np.where(peak > 0, peak, 1.0)
-    exponent = np.ceil(np.log2(safe_peak / X_INT_MAX)).astype(np.int64)
+    exponent = np.where(peak > 0, np.ceil(np.log2(safe_peak / X_INT_MAX)), 0).astype(np.int64)
     x_int = np.clip(np.rint(np.ldexp(x, -exponent)), -X_INT_MAX, X_INT_MAX)
     return x_int.astype(np.int8), exponent[..., 0]
 

@@ -171,6 +171,12 @@ class SparsityAttr(ParametrizedAttribute):
                 parser.raise_error(f"sparsity parameter '{required}' is required")
         if not isinstance(values["tile"], int):
             parser.raise_error(f"sparsity 'tile' must be an integer, got {values['tile']}")
+        keep, radius = values["keep"], values.get("radius", math.inf)
+        predictor = values.get("predictor", "dlzs")
+        if isinstance(keep, str) or isinstance(radius, str) or not isinstance(predictor, str):
+            parser.raise_error("sparsity keep and radius must be numbers and predictor a string")
+        if problem := _sparsity_problem(keep, values["tile"], radius, predictor):
+            parser.raise_error(problem)
         return (
             FloatAttr(float(values["keep"]), f64),
             IntegerAttr(values["tile"], i64),
@@ -190,14 +196,21 @@ class SparsityAttr(ParametrizedAttribute):
         )
 
     def verify(self) -> None:
-        if not 0.0 < self.keep_ratio <= 1.0:
-            raise VerifyException(f"sparsity keep ratio must satisfy 0 < k <= 1, got {self.keep_ratio}")
-        if self.tile_size < 1:
-            raise VerifyException(f"sparsity tile (Bc) must be at least 1, got {self.tile_size}")
-        if not self.radius_value > 0.0:
-            raise VerifyException(f"sparsity radius must be positive (or inf), got {self.radius_value}")
-        if self.predictor.data not in PREDICTORS:
-            raise VerifyException(f"unknown predictor '{self.predictor.data}'; expected one of {', '.join(PREDICTORS)}")
+        if problem := _sparsity_problem(self.keep_ratio, self.tile_size, self.radius_value, self.predictor.data):
+            raise VerifyException(problem)
+
+
+def _sparsity_problem(keep: float, tile: int, radius: float, predictor: str) -> str | None:
+    """What is wrong with a sparsity configuration, or None."""
+    if not 0.0 < keep <= 1.0:
+        return f"sparsity keep ratio must satisfy 0 < k <= 1, got {keep}"
+    if tile < 1:
+        return f"sparsity tile (Bc) must be at least 1, got {tile}"
+    if not radius > 0.0:
+        return f"sparsity radius must be positive (or inf), got {radius}"
+    if predictor not in PREDICTORS:
+        return f"unknown predictor '{predictor}'; expected one of {', '.join(PREDICTORS)}"
+    return None
 
 
 TARGET_DEFAULTS: dict[str, int | float] = {
@@ -257,9 +270,8 @@ class TargetAttr(ParametrizedAttribute):
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         values = _parse_key_values(parser)
-        unknown = sorted(set(values) - set(TARGET_DEFAULTS))
-        if unknown:
-            parser.raise_error(f"unknown target parameter(s) {unknown}; known: {', '.join(TARGET_DEFAULTS)}")
+        if problem := _target_problem(values):
+            parser.raise_error(problem)
         merged = {**TARGET_DEFAULTS, **values}
         return (DictionaryAttr({key: _to_attribute(value) for key, value in merged.items()}),)
 
@@ -268,17 +280,25 @@ class TargetAttr(ParametrizedAttribute):
         _print_key_values(printer, overrides)
 
     def verify(self) -> None:
-        unknown = sorted(set(self.fields.data) - set(TARGET_DEFAULTS))
-        if unknown:
-            raise VerifyException(f"unknown target parameter(s) {unknown}")
-        for key, default in TARGET_DEFAULTS.items():
-            if key not in self.fields.data:
-                raise VerifyException(f"target parameter '{key}' is missing")
-            value = _from_attribute(self.fields.data[key])
-            if isinstance(value, str) or value <= 0:
-                raise VerifyException(f"target parameter '{key}' must be a positive number, got {value}")
-            if isinstance(default, int) and not isinstance(value, int):
-                raise VerifyException(f"target parameter '{key}' must be an integer, got {value}")
+        values = {key: _from_attribute(value) for key, value in self.fields.data.items()}
+        missing = [key for key in TARGET_DEFAULTS if key not in values]
+        if missing:
+            raise VerifyException(f"target parameter(s) {missing} are missing")
+        if problem := _target_problem(values):
+            raise VerifyException(problem)
+
+
+def _target_problem(values: Mapping[str, KeyValue]) -> str | None:
+    """What is wrong with target parameters, or None."""
+    unknown = sorted(set(values) - set(TARGET_DEFAULTS))
+    if unknown:
+        return f"unknown target parameter(s) {unknown}; known: {', '.join(TARGET_DEFAULTS)}"
+    for key, value in values.items():
+        if isinstance(value, str) or value <= 0:
+            return f"target parameter '{key}' must be a positive number, got {_format_value(value)}"
+        if isinstance(TARGET_DEFAULTS[key], int) and not isinstance(value, int):
+            return f"target parameter '{key}' must be an integer, got {value}"
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -522,8 +542,9 @@ class DlzsScoreOp(IRDLOperation):
     Q ``[B, Hq, Sq, d]`` is taken as fp16; its 5-bit LZ code is its sign and
     leading-one exponent, so every product shifts a K-hat element. A-hat is
     fp16 ``[B, Hq, Sq, Skv]`` in unscaled dot-product units (the softmax scale
-    is applied later, in SADS's radius and in SU-FA). K-hat is fp16
-    ``[B, Hkv, Skv, d]``, from `sofa.dlzs_key` or K rounded to fp16.
+    is applied later, in SADS's radius and in SU-FA). K-hat ``[B, Hkv, Skv, d]``
+    comes from `sofa.dlzs_key` (fp16), or is K itself, which the DLZS engine
+    reads as fp16 (other float types are rounded to fp16, saturating).
     """
 
     name = "sofa.dlzs_score"
@@ -540,10 +561,7 @@ class DlzsScoreOp(IRDLOperation):
         _expect_float(self.q, "Q")
         batch, q_heads, q_len, depth = _shape(self.q, "Q", 4)
         k_batch, kv_heads, kv_len, k_depth = _shape(self.khat, "K-hat", 4)
-        _expect(
-            isinstance(_tensor(self.khat, "K-hat").element_type, Float16Type),
-            f"K-hat must have f16 elements, got {self.khat.type}",
-        )
+        _expect_float(self.khat, "K-hat")
         _expect(batch == k_batch, f"batch sizes differ: Q {batch}, K-hat {k_batch}")
         _expect(depth == k_depth, f"Q and K-hat head dims differ: {depth} vs {k_depth}")
         _verify_heads(q_heads, kv_heads)
