@@ -39,6 +39,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue
 from xdsl.irdl import (
+    AttrSizedOperandSegments,
     IRDLOperation,
     irdl_attr_definition,
     irdl_op_definition,
@@ -461,6 +462,64 @@ class AttentionOp(IRDLOperation):
 
 
 @irdl_op_definition
+class KvProjectionOp(IRDLOperation):
+    """K and V computed from tokens by constant projections: K = X.W_k (+ b_k), V = X.W_v (+ b_v).
+
+    The front end emits this when it recognises the projections, so the
+    attention op's K and V are traceable to X and constant weights. SOFA then
+    predicts from X and W_k before K exists and generates only the K/V rows
+    SADS selects (on-demand KV, paper §2.1).
+
+    Shapes: X ``[B, S, H]``, W_k ``[H, Hkv * d]``, W_v ``[H, Hkv * dv]``,
+    biases ``[Hkv * d]`` / ``[Hkv * dv]``; results K ``[B, Hkv, S, d]`` and V
+    ``[B, Hkv, S, dv]``. Columns are grouped by head (head ``h`` owns columns
+    ``h*d .. h*d + d - 1``), as the exporters' Reshape + Transpose split them.
+    """
+
+    name = "sofa.kv_projection"
+
+    x = operand_def(TensorType)
+    w_k = operand_def(TensorType)
+    w_v = operand_def(TensorType)
+    b_k = opt_operand_def(TensorType)
+    b_v = opt_operand_def(TensorType)
+    kv_heads = prop_def(IntegerAttr[I64])
+    k = result_def(TensorType)
+    v = result_def(TensorType)
+
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    traits = traits_def(Pure())
+
+    assembly_format = (
+        "$x `,` $w_k `,` $w_v (`bias_k` `(` $b_k^ `:` type($b_k) `)`)? (`bias_v` `(` $b_v^ `:` type($b_v) `)`)?"
+        " `heads` $kv_heads attr-dict `:` type($x) `,` type($w_k) `,` type($w_v) `->` type($k) `,` type($v)"
+    )
+
+    def verify_(self) -> None:
+        for name in ("x", "w_k", "w_v"):
+            _expect_float(getattr(self, name), name)
+        batch, length, hidden = _shape(self.x, "X", 3)
+        heads = self.kv_heads.value.data
+        for weight, bias, result, what in ((self.w_k, self.b_k, self.k, "K"), (self.w_v, self.b_v, self.v, "V")):
+            rows, columns = _shape(weight, f"W_{what.lower()}", 2)
+            _expect(rows == hidden, f"X hidden size {hidden} does not match W_{what.lower()} rows {rows}")
+            _expect(
+                heads >= 1 and columns % heads == 0,
+                f"W_{what.lower()} columns ({columns}) must split into {heads} heads",
+            )
+            if bias is not None:
+                _expect(
+                    _shape(bias, f"b_{what.lower()}", 1) == (columns,),
+                    f"b_{what.lower()} must have {columns} elements, got {bias.type}",
+                )
+            expected = (batch, heads, length, columns // heads)
+            _expect(
+                _shape(result, what, 4) == expected,
+                f"{what} must be tensor<{'x'.join(map(str, expected))}x...>, got {result.type}",
+            )
+
+
+@irdl_op_definition
 class WkToLzOp(IRDLOperation):
     """Offline conversion of W_k to 4-bit sign+exponent (LZ) codes.
 
@@ -683,7 +742,7 @@ class SufaOp(IRDLOperation):
 
 Sofa = Dialect(
     "sofa",
-    [AttentionOp, WkToLzOp, DlzsKeyOp, DlzsScoreOp, SadsOp, SufaOp],
+    [AttentionOp, KvProjectionOp, WkToLzOp, DlzsKeyOp, DlzsScoreOp, SadsOp, SufaOp],
     [SparsityAttr, TargetAttr],
 )
 
@@ -693,6 +752,7 @@ __all__ = [
     "AttentionOp",
     "DlzsKeyOp",
     "DlzsScoreOp",
+    "KvProjectionOp",
     "SadsOp",
     "Sofa",
     "SparsityAttr",

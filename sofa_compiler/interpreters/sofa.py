@@ -16,7 +16,7 @@ from xdsl.interpreters.shaped_array import ShapedArray
 from xdsl.ir import SSAValue
 
 from dialects import numerics
-from dialects.sofa import AttentionOp, DlzsKeyOp, DlzsScoreOp, SadsOp, SufaOp, WkToLzOp
+from dialects.sofa import AttentionOp, DlzsKeyOp, DlzsScoreOp, KvProjectionOp, SadsOp, SufaOp, WkToLzOp
 
 
 def as_array(value: Any) -> np.ndarray:
@@ -108,3 +108,19 @@ class SofaFunctions(InterpreterFunctions):
         bias = _bias(mask, op.causal is not None, (*q.shape[:3], k.shape[2]))
         out, _ = numerics.sufa(q, k, v, indices.astype(np.int32), bias, op.scale.value.data)
         return (out,)
+
+    @impl(KvProjectionOp)
+    def run_kv_projection(self, interpreter: Interpreter, op: KvProjectionOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        x, w_k, w_v = (as_array(a).astype(np.float64) for a in args[:3])
+        rest = list(args[3:])
+        b_k = as_array(rest.pop(0)) if op.b_k is not None else 0.0
+        b_v = as_array(rest.pop(0)) if op.b_v is not None else 0.0
+        heads = op.kv_heads.value.data
+        return _split_heads(x @ w_k + b_k, heads), _split_heads(x @ w_v + b_v, heads)
+
+
+def _split_heads(values: np.ndarray, heads: int) -> np.ndarray:
+    """``[B, S, Hkv * d]`` -> ``[B, Hkv, S, d]`` as fp32."""
+    batch, length, columns = values.shape
+    split = values.reshape(batch, length, heads, columns // heads).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(split, dtype=np.float32)

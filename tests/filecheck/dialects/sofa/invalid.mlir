@@ -158,3 +158,19 @@ func.func @sufa_index_type(%q: tensor<1x1x8x4xf32>, %i: tensor<1x1x8x2x4xi64>) {
 }
 // CHECK: indices must have i32 elements, got tensor<1x1x8x2x4xi64>
 
+
+// -----
+
+func.func @projection_heads(%x: tensor<1x8x16xf32>, %w: tensor<16x8xf32>) {
+  %k, %v = sofa.kv_projection %x, %w, %w heads 3 : tensor<1x8x16xf32>, tensor<16x8xf32>, tensor<16x8xf32> -> tensor<1x3x8x2xf32>, tensor<1x3x8x2xf32>
+  func.return
+}
+// CHECK: W_k columns (8) must split into 3 heads
+
+// -----
+
+func.func @projection_bias(%x: tensor<1x8x16xf32>, %w: tensor<16x8xf32>, %b: tensor<4xf32>) {
+  %k, %v = sofa.kv_projection %x, %w, %w bias_v(%b : tensor<4xf32>) heads 2 : tensor<1x8x16xf32>, tensor<16x8xf32>, tensor<16x8xf32> -> tensor<1x2x8x4xf32>, tensor<1x2x8x4xf32>
+  func.return
+}
+// CHECK: b_v must have 8 elements, got tensor<4xf32>

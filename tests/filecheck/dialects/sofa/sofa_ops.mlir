@@ -39,7 +39,7 @@ func.func @stages(%x: tensor<1x96x128xf32>, %wk: tensor<128x128xf32>, %q: tensor
 // CHECK: %out = sofa.sufa %q, %k, %v, %idx scale 1.250000e-01 causal : {{.*}} -> tensor<1x4x80x64xf32>
 
 // GENERIC: "sofa.wk_to_lz"(%wk) : (tensor<128x128xf32>) -> (tensor<128x128xi8>, i32)
-// GENERIC: "sofa.sads"(%scores) <{sparsity = #sofa.sparsity<keep = 0.5, tile = 32, radius = 6.0, predictor = "dlzs">, scale = 1.250000e-01 : f64, causal}>
+// GENERIC: "sofa.sads"(%scores) <{scale = 1.250000e-01 : f64, causal, sparsity = #sofa.sparsity<keep = 0.5, tile = 32, radius = 6.0, predictor = "dlzs">}>
 
 func.func @target() attributes {sofa.target = #sofa.target<>, sofa.small = #sofa.target<lanes = 64, temp_sram = 57344, clock_mhz = 800.0>} {
   func.return
@@ -48,3 +48,14 @@ func.func @target() attributes {sofa.target = #sofa.target<>, sofa.small = #sofa
 // CHECK-LABEL: func.func @target()
 // CHECK-SAME: sofa.target = #sofa.target<>
 // CHECK-SAME: sofa.small = #sofa.target<lanes = 64, temp_sram = 57344, clock_mhz = 800.0>
+
+func.func @projection(%x: tensor<2x16x32xf32>, %wk: tensor<32x16xf32>, %wv: tensor<32x8xf32>, %bk: tensor<16xf32>) -> tensor<2x2x16x8xf32> {
+  %k, %v = sofa.kv_projection %x, %wk, %wv bias_k(%bk : tensor<16xf32>) heads 2 : tensor<2x16x32xf32>, tensor<32x16xf32>, tensor<32x8xf32> -> tensor<2x2x16x8xf32>, tensor<2x2x16x4xf32>
+  %k2, %v2 = sofa.kv_projection %x, %wk, %wv heads 2 : tensor<2x16x32xf32>, tensor<32x16xf32>, tensor<32x8xf32> -> tensor<2x2x16x8xf32>, tensor<2x2x16x4xf32>
+  func.return %k : tensor<2x2x16x8xf32>
+}
+
+// CHECK-LABEL: func.func @projection
+// CHECK: %k, %v = sofa.kv_projection %x, %wk, %wv bias_k(%bk : tensor<16xf32>) heads 2 : tensor<2x16x32xf32>, tensor<32x16xf32>, tensor<32x8xf32> -> tensor<2x2x16x8xf32>, tensor<2x2x16x4xf32>
+// CHECK: %k2, %v2 = sofa.kv_projection %x, %wk, %wv heads 2 : tensor<2x16x32xf32>, tensor<32x16xf32>, tensor<32x8xf32> -> tensor<2x2x16x8xf32>, tensor<2x2x16x4xf32>
+// GENERIC: "sofa.kv_projection"(%x, %wk, %wv, %bk) <{kv_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 0>}>
