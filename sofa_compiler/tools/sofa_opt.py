@@ -5,6 +5,7 @@ is reported as a one-diagnostic message on stderr with exit status 1, never as
 a Python traceback. Genuine compiler bugs still raise.
 """
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -60,6 +61,11 @@ class SofaOptMain(xDSLOptMain):
 
 def report_user_error(tool: str, error: BaseException) -> None:
     """Print `error` as a diagnostic on stderr (no traceback) and exit 1."""
+    if isinstance(error, BrokenPipeError):
+        # The reader (`| head`) went away: not worth a message. Point stdout at
+        # devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     message = str(error)
     if isinstance(error, OSError | ValueError):
         # These carry no source location of their own; name the tool instead.
