@@ -1,0 +1,115 @@
+"""The report (figures, JSON, tables) and the Chrome/Perfetto trace."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sofa_compiler.sim.config import load_config
+from sofa_compiler.sim.events import Buffer, Event, SramPeak, Unit, Work
+from sofa_compiler.sim.report import build_report
+from sofa_compiler.sim.timing import UNITS, simulate
+from sofa_compiler.sim.trace import chrome_trace, write_trace
+
+CONFIG = load_config(None)
+
+
+def tile_pipeline(tiles: int) -> list[Event]:
+    events = []
+    for tile in range(tiles):
+        pc = 6 * tile
+        events += [
+            Event(
+                pc, Unit.DMA_LOAD, "load", 0, 0b1, Work(dram_read_bytes=32768, sram_write_bytes={Buffer.TOKEN: 32768})
+            ),
+            Event(pc + 1, Unit.KVGEN, "kvgen", 0b1, 0b10, Work(macs=1 << 18)),
+            Event(pc + 2, Unit.DLZS, "dlzs", 0b10, 0b100, Work(shift_adds=1 << 20)),
+            Event(pc + 3, Unit.SADS, "sads", 0b100, 0b1000, Work(sort_rounds=1408)),
+            Event(pc + 4, Unit.SUFA, "sufa", 0b1000, 0b10000, Work(macs=1 << 20, exps=4096, dense_ops=1 << 24)),
+            Event(pc + 5, Unit.DMA_STORE, "store", 0b10000, 0, Work(dram_write_bytes=4096)),
+        ]
+    return [*events, Event(6 * tiles, Unit.CTRL, "barrier", 0, 0, Work())]
+
+
+def test_report_figures():
+    result = simulate(tile_pipeline(4), CONFIG)
+    report = build_report(result, SramPeak({Buffer.TOKEN: 65536, Buffer.WEIGHT: 0, Buffer.TEMP: 28672}))
+    assert report.instructions == 25
+    assert report.total_cycles == 9690  # the example in docs/simulator.md
+    assert report.total_cycles == result.total_cycles
+    assert report.time_us == pytest.approx(result.total_cycles / 1000.0)
+    assert report.dram_read_bytes == 4 * 32768
+    assert report.dram_write_bytes == 4 * 4096
+    assert report.sram["token"].occupancy == pytest.approx(65536 / 196608)
+    assert report.sram["temp"].occupancy == 1.0
+    assert set(report.units) == {unit.value for unit in Unit}
+    sufa = report.units["sufa"]
+    assert sufa.instructions == 4
+    assert sufa.busy_cycles + sufa.memory_stall_cycles + sufa.dependency_stall_cycles + sufa.idle_cycles == (
+        report.total_cycles
+    )
+    # The first KV generation waits on the first load: a memory stall.
+    assert report.units["kvgen"].memory_stall_cycles > 0
+    assert report.units["sufa"].dependency_stall_cycles > 0
+    seconds = report.total_cycles * 1e-9
+    assert report.effective_gops == pytest.approx(4 * (1 << 24) / seconds / 1e9)
+    assert report.gops_per_watt == pytest.approx(report.effective_gops / (report.total_energy_pj * 1e-12 / seconds))
+    assert report.core_gops_per_watt > report.gops_per_watt
+    assert report.total_energy_pj == pytest.approx(sum(report.energy_pj.values()))
+    assert report.gops_per_mm2 == pytest.approx(report.effective_gops / 5.694)
+
+
+def test_json_is_stable_and_complete():
+    first = build_report(simulate(tile_pipeline(3), CONFIG)).to_json()
+    second = build_report(simulate(tile_pipeline(3), CONFIG)).to_json()
+    assert first == second
+    data = json.loads(first)
+    assert list(data)[:6] == ["config_name", "config_hash", "clock_mhz", "instructions", "total_cycles", "time_us"]
+    assert list(data["energy_pj"]) == ["dlzs", "sads", "kvgen", "sufa", "sram", "other", "dram", "io"]
+    assert set(data["units"]["dlzs"]) == {
+        "instructions",
+        "busy_cycles",
+        "memory_stall_cycles",
+        "dependency_stall_cycles",
+        "idle_cycles",
+        "utilization",
+    }
+
+
+def test_table_renders():
+    text = build_report(simulate(tile_pipeline(2), CONFIG)).render_text(width=120)
+    for needle in ("total cycles", "GOPS/W", "mem. stall", "dma_load", "token SRAM peak", "sufa", "total"):
+        assert needle in text
+
+
+def test_trace_has_one_track_per_unit(tmp_path: Path):
+    events = tile_pipeline(3)
+    result = simulate(events, CONFIG)
+    path = tmp_path / "trace.json"
+    write_trace(path, result)
+    trace = json.loads(path.read_text())
+    records = trace["traceEvents"]
+    names = {r["tid"]: r["args"]["name"] for r in records if r["ph"] == "M" and r["name"] == "thread_name"}
+    assert sorted(names.values()) == sorted(unit.value for unit in UNITS)
+    assert len(set(names)) == len(UNITS)
+    slices = [r for r in records if r["ph"] == "X"]
+    assert len(slices) == len(events)
+    for record, event, start, end in zip(slices, events, result.start, result.end, strict=True):
+        assert names[record["tid"]] == event.unit.value
+        assert record["ts"] == pytest.approx(start / 1000.0)  # µs at 1 GHz
+        assert record["dur"] == pytest.approx((end - start) / 1000.0)
+        assert record["args"]["pc"] == event.pc
+        assert record["name"] == event.opcode
+    load = slices[0]["args"]
+    assert load["work"] == {"dram_read_bytes": 32768, "sram_write_bytes": {"token": 32768}}
+    assert load["signal"] == [0]
+    assert trace["otherData"]["total_cycles"] == result.total_cycles
+
+
+def test_trace_time_follows_the_clock():
+    events = tile_pipeline(1)
+    fast = chrome_trace(simulate(events, CONFIG))
+    slow = chrome_trace(simulate(events, CONFIG.with_values({"target.clock_mhz": 500.0})))
+    kvgen = next(r for r in fast["traceEvents"] if r.get("name") == "kvgen")
+    kvgen_slow = next(r for r in slow["traceEvents"] if r.get("name") == "kvgen")
+    assert kvgen_slow["dur"] == pytest.approx(2 * kvgen["dur"])
