@@ -239,28 +239,43 @@ class SufaPartial:
 
 def sufa_tile_step(
     q: np.ndarray,
-    k_rows: np.ndarray,
-    v_rows: np.ndarray,
+    k_window: np.ndarray,
+    v_window: np.ndarray,
+    slots: np.ndarray,
     bias: np.ndarray,
     scale: float,
 ) -> SufaPartial:
-    """SU-FA on one KV tile: ``k_rows``/``v_rows`` are the selected rows, in order.
+    """SU-FA on one KV tile; ``slots`` lists each row's selected keys, in order.
 
-    ``q`` is ``[rows, d]``, ``k_rows`` ``[rows, m, d]``, ``v_rows`` ``[rows, m, dv]``
-    and ``bias`` ``[rows, m]`` (additive mask; ``-inf`` for empty slots). The
-    first slot is the predicted maximum. Where a later score beats it, the AP
-    unit raises the reference (max-ensure), so the tile's reference is the
-    true maximum of its selected scores and the result is exact.
+    ``q`` is ``[rows, d]``; ``k_window``/``v_window`` ``[W, d]``/``[W, dv]`` are
+    the tile's key and value rows; ``slots`` ``[rows, m]`` holds window-local
+    indices (``NO_INDEX`` for empty slots) and ``bias`` ``[rows, m]`` the
+    additive mask of each slot. The first slot is the predicted maximum. Where
+    a later score beats it, the AP unit raises the reference (max-ensure), so
+    the tile's reference is the true maximum of its selected scores and the
+    result is exact.
+
+    The arithmetic is laid out as two dense products over the window (the
+    SA-1 / SA-2 arrays), with unselected keys weighted zero, so the result
+    depends only on the window and the selection, never on how many rows
+    are processed together.
     """
     q64 = np.asarray(q, np.float64)
-    scores = np.einsum("rd,rmd->rm", q64, np.asarray(k_rows, np.float64)) * scale + bias
+    all_scores = q64 @ np.asarray(k_window, np.float64).T * scale
+    empty = slots == NO_INDEX
+    safe_slots = np.where(empty, 0, slots)
+    scores = np.take_along_axis(all_scores, safe_slots, axis=-1) + bias
+    scores = np.where(empty, -np.inf, scores)
     running_max = np.maximum.accumulate(scores, axis=-1)
     updates = int(np.count_nonzero(scores[:, 1:] > running_max[:, :-1]))
     row_max = running_max[:, -1] if scores.shape[-1] else np.full(len(q64), -np.inf)
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
     weights = np.exp(scores - safe_max[:, None])
+    window_weights = np.zeros(all_scores.shape)
+    rows = np.broadcast_to(np.arange(len(q64))[:, None], slots.shape)
+    np.add.at(window_weights, (rows, safe_slots), weights)
     denominator = weights.sum(axis=-1)
-    numerator = (weights[:, :, None] * np.asarray(v_rows, np.float64)).sum(axis=1)
+    numerator = window_weights @ np.asarray(v_window, np.float64)
     return SufaPartial(row_max, denominator, numerator, updates)
 
 
@@ -337,16 +352,6 @@ def sads(scores: np.ndarray, valid: np.ndarray, tile: int, keep: float, radius: 
     return result.reshape(*lead, rows, tiles, count)
 
 
-def gather_rows(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """``values[b, indices[b, r, m]]`` for ``values`` ``[B, S, d]`` and ``indices`` ``[B, R, m]``.
-
-    Empty slots (``NO_INDEX``) read row 0; their bias is ``-inf`` so they weigh nothing.
-    """
-    safe = np.where(indices == NO_INDEX, 0, indices)
-    batch = np.arange(values.shape[0])[:, None, None]
-    return values[batch, safe]
-
-
 def expand_kv_heads(kv: np.ndarray, q_heads: int) -> np.ndarray:
     """Repeat KV heads for GQA/MQA: ``[B, Hkv, S, d]`` -> ``[B, Hq, S, d]``."""
     return np.repeat(kv, q_heads // kv.shape[1], axis=1)
@@ -359,34 +364,46 @@ def sufa(
     indices: np.ndarray,
     bias: np.ndarray,
     scale: float,
+    tile: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """SU-FA over all tiles: per-tile steps in SADS order, merged tile by tile.
 
     ``q`` ``[B, Hq, Sq, d]``, ``k``/``v`` ``[B, Hkv, Skv, *]``, ``indices``
     ``[B, Hq, Sq, Tc, m]`` (global key indices) and ``bias`` broadcastable to
-    ``[B, Hq, Sq, Skv]`` (``-inf`` marks masked keys). Returns the fp32 output
-    and the number of max-ensure events.
+    ``[B, Hq, Sq, Skv]`` (``-inf`` marks masked keys). ``tile`` is Bc, by
+    default ``ceil(Skv / Tc)``; the last tile is zero-padded to Bc keys.
+    Returns the fp32 output and the number of max-ensure events.
     """
-    batch, heads, rows, depth = q.shape
-    k_all = expand_kv_heads(np.asarray(k), heads).reshape(batch * heads, -1, depth)
-    v_all = expand_kv_heads(np.asarray(v), heads)
-    v_all = v_all.reshape(batch * heads, -1, v_all.shape[-1])
-    bias_all = np.broadcast_to(bias, (batch, heads, rows, k.shape[2])).reshape(batch * heads, rows, -1)
-    q_rows = np.asarray(q).reshape(-1, depth)
-    flat_indices = indices.reshape(batch * heads, rows, indices.shape[-2], indices.shape[-1])
-    state = SufaState.empty(len(q_rows), v_all.shape[-1])
+    batch, heads, rows, _ = q.shape
+    key_length = k.shape[2]
+    tiles = indices.shape[-2]
+    tile = tile or tile_count(key_length, tiles)
+    padded = tiles * tile
+    k_all = np.zeros((batch, k.shape[1], padded, k.shape[3]))
+    v_all = np.zeros((batch, v.shape[1], padded, v.shape[3]))
+    k_all[:, :, :key_length] = k
+    v_all[:, :, :key_length] = v
+    group = heads // k.shape[1]
+    bias_all = np.broadcast_to(bias, (batch, heads, rows, key_length))
+    out = np.empty((batch, heads, rows, v.shape[3]), np.float32)
     max_updates = 0
-    for j in range(indices.shape[-2]):
-        tile_indices = flat_indices[:, :, j, :]
-        k_rows = gather_rows(k_all, tile_indices).reshape(len(q_rows), -1, depth)
-        v_rows = gather_rows(v_all, tile_indices).reshape(len(q_rows), tile_indices.shape[-1], -1)
-        safe = np.where(tile_indices == NO_INDEX, 0, tile_indices)
-        slot_bias = np.take_along_axis(bias_all, safe, axis=-1)
-        slot_bias = np.where(tile_indices == NO_INDEX, -np.inf, slot_bias).reshape(len(q_rows), -1)
-        partial = sufa_tile_step(q_rows, k_rows, v_rows, slot_bias, scale)
-        state = sufa_accumulate(state, partial)
-        max_updates += partial.max_updates
-    return sufa_finish(state).reshape(batch, heads, rows, -1), max_updates
+    for b in range(batch):
+        for h in range(heads):
+            state = SufaState.empty(rows, v.shape[3])
+            for j in range(tiles):
+                window = slice(j * tile, (j + 1) * tile)
+                global_slots = indices[b, h, :, j, :].astype(np.int64)
+                empty = global_slots == NO_INDEX
+                safe = np.where(empty, 0, global_slots)
+                slot_bias = np.where(empty, -np.inf, np.take_along_axis(bias_all[b, h], safe, axis=-1))
+                local = np.where(empty, NO_INDEX, global_slots - j * tile)
+                partial = sufa_tile_step(
+                    q[b, h], k_all[b, h // group, window], v_all[b, h // group, window], local, slot_bias, scale
+                )
+                state = sufa_accumulate(state, partial)
+                max_updates += partial.max_updates
+            out[b, h] = sufa_finish(state)
+    return out, max_updates
 
 
 def mask_to_bias(
@@ -454,5 +471,5 @@ def sofa_attention(
     scores = predict_scores(predictor, q, expand_kv_heads(np.asarray(k), heads))
     valid = np.isfinite(np.broadcast_to(bias, scores.shape))
     indices = sads(scores, valid, tile, keep, radius / scale)
-    out, _ = sufa(q, k, v, indices, bias, scale)
+    out, _ = sufa(q, k, v, indices, bias, scale, tile)
     return out

@@ -692,8 +692,8 @@ class SufaOp(IRDLOperation):
 
     Precision: the functional reference computes in fp64 and writes fp32.
     Operands: Q ``[B, Hq, Sq, d]``, K/V ``[B, Hkv, Skv, *]``, indices
-    ``[B, Hq, Sq, Tc, m]`` from `sofa.sads`; the optional mask adds to the
-    exact scores (its -inf entries weigh nothing).
+    ``[B, Hq, Sq, Tc, m]`` from `sofa.sads` with the same ``tile`` (Bc); the
+    optional mask adds to the exact scores (its -inf entries weigh nothing).
     """
 
     name = "sofa.sufa"
@@ -704,13 +704,14 @@ class SufaOp(IRDLOperation):
     indices = operand_def(TensorType)
     mask = opt_operand_def(TensorType)
     scale = prop_def(FloatAttr[Float64Type])
+    tile = prop_def(IntegerAttr[I64])
     causal = opt_prop_def(UnitAttr)
     output = result_def(TensorType)
 
     traits = traits_def(Pure())
 
     assembly_format = (
-        "$q `,` $k `,` $v `,` $indices (`mask` $mask^)? `scale` $scale (`causal` $causal^)? attr-dict"
+        "$q `,` $k `,` $v `,` $indices (`mask` $mask^)? `scale` $scale `tile` $tile (`causal` $causal^)? attr-dict"
         " `:` type($q) `,` type($k) `,` type($v) `,` type($indices) (`,` type($mask)^)? `->` type($output)"
     )
 
@@ -731,6 +732,12 @@ class SufaOp(IRDLOperation):
         _expect(
             _tensor(self.indices, "indices").element_type == i32,
             f"indices must have i32 elements, got {self.indices.type}",
+        )
+        tile = self.tile.value.data
+        _expect(tile >= 1, f"tile (Bc) must be at least 1, got {tile}")
+        _expect(
+            index_shape[3] == tile_count(kv_len, tile) and index_shape[4] <= tile,
+            f"indices [..., Tc = {index_shape[3]}, m = {index_shape[4]}] do not fit Skv = {kv_len} in tiles of {tile}",
         )
         _expect(self.scale.value.data > 0, f"scale must be positive, got {self.scale.value.data}")
         _verify_mask(self.mask, (batch, q_heads, q_len, kv_len))

@@ -25,7 +25,13 @@ def get_sofa_isa() -> Dialect:
     return SofaISA
 
 
+def get_host() -> Dialect:
+    from dialects.host import Host
+
+    return Host
+
+
 SOFA_UNIVERSE = Universe(
-    all_dialects={"sofa": get_sofa, "sofa_isa": get_sofa_isa},
+    all_dialects={"sofa": get_sofa, "sofa_isa": get_sofa_isa, "host": get_host},
     all_passes=get_all_passes(),
 )

@@ -47,7 +47,7 @@ def word(name: str) -> str:
 # longer `%mlir-check` is expanded directly rather than through `%python`.
 config.substitutions.append(("%mlir-check", f"{sys.executable} {repo_root}/tests/tools/mlir_generic_check.py"))
 config.substitutions.append(("%python", sys.executable))
-for name in ("sofa-opt", "sofa-run-ir", "filecheck"):
+for name in ("sofa-opt", "sofa-run-ir", "sofa-import", "sofa-as", "sofa-objdump", "sofa-sim", "filecheck"):
     config.substitutions.append((word(name), tool(name)))
 
 # A per-test timeout needs psutil (to kill process trees), which is not a

@@ -106,7 +106,7 @@ class SofaFunctions(InterpreterFunctions):
         q, k, v, indices = (as_array(a) for a in args[:4])
         mask = as_array(args[4]) if op.mask is not None else None
         bias = _bias(mask, op.causal is not None, (*q.shape[:3], k.shape[2]))
-        out, _ = numerics.sufa(q, k, v, indices.astype(np.int32), bias, op.scale.value.data)
+        out, _ = numerics.sufa(q, k, v, indices.astype(np.int32), bias, op.scale.value.data, op.tile.value.data)
         return (out,)
 
     @impl(KvProjectionOp)

@@ -169,29 +169,43 @@ def test_sparse_attention_matches_attention_over_the_selection():
 
 def test_wrong_prediction_counts_max_updates_but_stays_exact():
     q = np.array([[1.0, 0.0]])
-    keys = np.array([[[0.0, 0.0], [3.0, 0.0], [1.0, 0.0]]])  # predicted order puts the max second
-    values = np.array([[[1.0], [2.0], [3.0]]])
-    partial = numerics.sufa_tile_step(q, keys, values, np.zeros((1, 3)), 1.0)
+    keys = np.array([[0.0, 0.0], [3.0, 0.0], [1.0, 0.0]])
+    values = np.array([[1.0], [2.0], [3.0]])
+    # The predicted order puts the true maximum (key 1) second.
+    partial = numerics.sufa_tile_step(q, keys, values, np.array([[0, 1, 2]]), np.zeros((1, 3)), 1.0)
     assert partial.max_updates == 1
     out = numerics.sufa_finish(numerics.sufa_accumulate(numerics.SufaState.empty(1, 1), partial))
     weights = np.exp([0.0, 3.0, 1.0])
     assert out[0, 0] == pytest.approx(float(weights @ [1.0, 2.0, 3.0] / weights.sum()), rel=1e-7)
 
 
+def test_unselected_and_empty_slots_weigh_nothing():
+    q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    keys = np.array([[1.0, 0.0], [0.0, 5.0], [2.0, 2.0]])
+    values = np.array([[10.0], [20.0], [30.0]])
+    slots = np.array([[2, -1], [0, 2]])
+    partial = numerics.sufa_tile_step(q, keys, values, slots, np.zeros((2, 2)), 1.0)
+    out = numerics.sufa_finish(numerics.sufa_accumulate(numerics.SufaState.empty(2, 1), partial))
+    assert out[0, 0] == pytest.approx(30.0)  # only key 2 was selected for row 0
+    weights = np.exp([0.0, 2.0])  # row 1 sees keys 0 and 2 only (key 1 would dominate)
+    assert out[1, 0] == pytest.approx(float(weights @ [10.0, 30.0] / weights.sum()))
+
+
 def test_tile_by_tile_merge_equals_one_shot_softmax():
     rng = np.random.default_rng(7)
     q = rng.standard_normal((3, 4))
-    keys = rng.standard_normal((3, 12, 4)) * 3
-    values = rng.standard_normal((3, 12, 5))
+    keys = rng.standard_normal((12, 4)) * 3
+    values = rng.standard_normal((12, 5))
     state = numerics.SufaState.empty(3, 5)
     for j in range(3):
         window = slice(4 * j, 4 * j + 4)
+        slots = np.tile(np.arange(4), (3, 1))
         state = numerics.sufa_accumulate(
-            state, numerics.sufa_tile_step(q, keys[:, window], values[:, window], np.zeros((3, 4)), 1.0)
+            state, numerics.sufa_tile_step(q, keys[window], values[window], slots, np.zeros((3, 4)), 1.0)
         )
-    logits = np.einsum("rd,rmd->rm", q, keys)
+    logits = q @ keys.T
     weights = np.exp(logits - logits.max(-1, keepdims=True))
-    expected = np.einsum("rm,rmd->rd", weights / weights.sum(-1, keepdims=True), values)
+    expected = weights / weights.sum(-1, keepdims=True) @ values
     np.testing.assert_allclose(numerics.sufa_finish(state), expected, rtol=1e-6)
 
 

@@ -19,7 +19,7 @@ func.func @fused(%q: tensor<1x4x96x16xf32>, %k: tensor<1x2x130x16xf32>, %v: tens
 func.func @staged(%q: tensor<1x4x96x16xf32>, %k: tensor<1x2x130x16xf32>, %v: tensor<1x2x130x8xf32>) -> tensor<1x4x96x8xf32> {
   %s = sofa.dlzs_score %q, %k : tensor<1x4x96x16xf32>, tensor<1x2x130x16xf32> -> tensor<1x4x96x130xf16>
   %i = sofa.sads %s scale 0.25 causal sparsity <keep = KEEP, tile = 32, radius = RADIUS> : tensor<1x4x96x130xf16> -> tensor<1x4x96x5xTILEKEEPxi32>
-  %o = sofa.sufa %q, %k, %v, %i scale 0.25 causal : tensor<1x4x96x16xf32>, tensor<1x2x130x16xf32>, tensor<1x2x130x8xf32>, tensor<1x4x96x5xTILEKEEPxi32> -> tensor<1x4x96x8xf32>
+  %o = sofa.sufa %q, %k, %v, %i scale 0.25 tile 32 causal : tensor<1x4x96x16xf32>, tensor<1x2x130x16xf32>, tensor<1x2x130x8xf32>, tensor<1x4x96x5xTILEKEEPxi32> -> tensor<1x4x96x8xf32>
   func.return %o : tensor<1x4x96x8xf32>
 }
 """

@@ -12,7 +12,7 @@ func.func @fused(%q: tensor<1x1x4x4xf32>, %k: tensor<1x1x8x4xf32>, %v: tensor<1x
 func.func @staged(%q: tensor<1x1x4x4xf32>, %k: tensor<1x1x8x4xf32>, %v: tensor<1x1x8x2xf32>) -> tensor<1x1x4x2xf32> {
   %s = sofa.dlzs_score %q, %k : tensor<1x1x4x4xf32>, tensor<1x1x8x4xf32> -> tensor<1x1x4x8xf16>
   %i = sofa.sads %s scale 0.5 sparsity <keep = 0.5, tile = 4, radius = inf, predictor = "dlzs"> : tensor<1x1x4x8xf16> -> tensor<1x1x4x2x2xi32>
-  %o = sofa.sufa %q, %k, %v, %i scale 0.5 : tensor<1x1x4x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x2xf32>, tensor<1x1x4x2x2xi32> -> tensor<1x1x4x2xf32>
+  %o = sofa.sufa %q, %k, %v, %i scale 0.5 tile 4 : tensor<1x1x4x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x2xf32>, tensor<1x1x4x2x2xi32> -> tensor<1x1x4x2xf32>
   func.return %o : tensor<1x1x4x2xf32>
 }
 

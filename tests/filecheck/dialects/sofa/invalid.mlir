@@ -145,7 +145,7 @@ func.func @sads_keep(%s: tensor<1x1x8x64xf16>) {
 // -----
 
 func.func @sufa_indices(%q: tensor<1x1x8x4xf32>, %i: tensor<1x1x4x2x4xi32>) {
-  %o = sofa.sufa %q, %q, %q, %i scale 0.5 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x4x2x4xi32> -> tensor<1x1x8x4xf32>
+  %o = sofa.sufa %q, %q, %q, %i scale 0.5 tile 4 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x4x2x4xi32> -> tensor<1x1x8x4xf32>
   func.return
 }
 // CHECK: indices must start with [1, 1, 8], got [1, 1, 4, 2, 4]
@@ -153,7 +153,7 @@ func.func @sufa_indices(%q: tensor<1x1x8x4xf32>, %i: tensor<1x1x4x2x4xi32>) {
 // -----
 
 func.func @sufa_index_type(%q: tensor<1x1x8x4xf32>, %i: tensor<1x1x8x2x4xi64>) {
-  %o = sofa.sufa %q, %q, %q, %i scale 0.5 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x2x4xi64> -> tensor<1x1x8x4xf32>
+  %o = sofa.sufa %q, %q, %q, %i scale 0.5 tile 4 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x2x4xi64> -> tensor<1x1x8x4xf32>
   func.return
 }
 // CHECK: indices must have i32 elements, got tensor<1x1x8x2x4xi64>
@@ -174,3 +174,11 @@ func.func @projection_bias(%x: tensor<1x8x16xf32>, %w: tensor<16x8xf32>, %b: ten
   func.return
 }
 // CHECK: b_v must have 8 elements, got tensor<4xf32>
+
+// -----
+
+func.func @sufa_tile(%q: tensor<1x1x8x4xf32>, %i: tensor<1x1x8x2x4xi32>) {
+  %o = sofa.sufa %q, %q, %q, %i scale 0.5 tile 2 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x2x4xi32> -> tensor<1x1x8x4xf32>
+  func.return
+}
+// CHECK: indices [..., Tc = 2, m = 4] do not fit Skv = 8 in tiles of 2

@@ -27,7 +27,7 @@ func.func @stages(%x: tensor<1x96x128xf32>, %wk: tensor<128x128xf32>, %q: tensor
   %khat = sofa.dlzs_key %x, %codes, %base heads 2 : tensor<1x96x128xf32>, tensor<128x128xi8> -> tensor<1x2x96x64xf16>
   %scores = sofa.dlzs_score %q, %khat : tensor<1x4x80x64xf32>, tensor<1x2x96x64xf16> -> tensor<1x4x80x96xf16>
   %idx = sofa.sads %scores scale 0.125 causal sparsity <keep = 0.5, tile = 32, radius = 6.0, predictor = "dlzs"> : tensor<1x4x80x96xf16> -> tensor<1x4x80x3x16xi32>
-  %out = sofa.sufa %q, %k, %v, %idx scale 0.125 causal : tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>, tensor<1x2x96x64xf32>, tensor<1x4x80x3x16xi32> -> tensor<1x4x80x64xf32>
+  %out = sofa.sufa %q, %k, %v, %idx scale 0.125 tile 32 causal : tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>, tensor<1x2x96x64xf32>, tensor<1x4x80x3x16xi32> -> tensor<1x4x80x64xf32>
   func.return %out : tensor<1x4x80x64xf32>
 }
 
@@ -36,7 +36,7 @@ func.func @stages(%x: tensor<1x96x128xf32>, %wk: tensor<128x128xf32>, %q: tensor
 // CHECK: %khat = sofa.dlzs_key %x, %codes, %base heads 2 : tensor<1x96x128xf32>, tensor<128x128xi8> -> tensor<1x2x96x64xf16>
 // CHECK: %scores = sofa.dlzs_score %q, %khat : tensor<1x4x80x64xf32>, tensor<1x2x96x64xf16> -> tensor<1x4x80x96xf16>
 // CHECK: %idx = sofa.sads %scores scale 1.250000e-01 causal sparsity <keep = 0.5, tile = 32, radius = 6.0, predictor = "dlzs"> : tensor<1x4x80x96xf16> -> tensor<1x4x80x3x16xi32>
-// CHECK: %out = sofa.sufa %q, %k, %v, %idx scale 1.250000e-01 causal : {{.*}} -> tensor<1x4x80x64xf32>
+// CHECK: %out = sofa.sufa %q, %k, %v, %idx scale 1.250000e-01 tile 32 causal : {{.*}} -> tensor<1x4x80x64xf32>
 
 // GENERIC: "sofa.wk_to_lz"(%wk) : (tensor<128x128xf32>) -> (tensor<128x128xi8>, i32)
 // GENERIC: "sofa.sads"(%scores) <{scale = 1.250000e-01 : f64, causal, sparsity = #sofa.sparsity<keep = 0.5, tile = 32, radius = 6.0, predictor = "dlzs">}>

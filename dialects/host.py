@@ -1,0 +1,350 @@
+"""The `host` dialect: the non-attention parts of an imported model.
+
+Everything the front end does not map to the accelerator runs on the host.
+It stays in the IR as
+
+* `host.constant`  a dense tensor (weights, masks, folded shape arithmetic);
+* `host.onnx`      one ONNX operator, named by its `op_type`, with the
+                   operator's attributes in `onnx_attrs`.
+
+`host.onnx` is generic, like torch-mlir's `torch.operator "onnx.X"`, but it
+admits only the operator types listed in `HOST_OP_TYPES`, each of which has a
+numpy implementation (`sofa_compiler/interpreters/host.py`). The front end
+normalises operators before emitting them: inputs that only carry shapes
+(Reshape's `shape`, Unsqueeze's `axes`, Split's `split`, ...) are dropped, as
+the static result types say everything they did, and constant inputs that
+steer the computation (Slice's `starts`, Clip's `min`, ...) become
+attributes. So every operand is data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    BytesAttr,
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    Signedness,
+    StringAttr,
+    TensorType,
+    f16,
+    f32,
+    f64,
+    i1,
+    i8,
+    i16,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    irdl_op_definition,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import ConstantLike, Pure
+from xdsl.utils.exceptions import VerifyException
+
+# ---------------------------------------------------------------------------
+# Element types
+# ---------------------------------------------------------------------------
+
+_NUMPY_OF: tuple[tuple[Attribute, np.dtype[Any]], ...] = (
+    (f32, np.dtype(np.float32)),
+    (f64, np.dtype(np.float64)),
+    (f16, np.dtype(np.float16)),
+    (i64, np.dtype(np.int64)),
+    (i32, np.dtype(np.int32)),
+    (i16, np.dtype(np.int16)),
+    (i8, np.dtype(np.int8)),
+    (i1, np.dtype(np.bool_)),
+    (IntegerType(8, Signedness.UNSIGNED), np.dtype(np.uint8)),
+)
+
+
+def numpy_dtype(element_type: Attribute) -> np.dtype[Any]:
+    """The numpy dtype holding values of a host element type."""
+    for candidate, dtype in _NUMPY_OF:
+        if candidate == element_type:
+            return dtype
+    raise VerifyException(f"element type {element_type} has no host (numpy) representation")
+
+
+def element_type(dtype: np.dtype[Any]) -> Attribute:
+    """The element type of a numpy dtype the host can hold."""
+    for candidate, known in _NUMPY_OF:
+        if known == dtype:
+            return candidate
+    raise VerifyException(f"numpy dtype {dtype} has no host element type")
+
+
+def dense_from_array(array: np.ndarray) -> DenseIntOrFPElementsAttr:
+    """A dense elements attribute holding `array` bit-exactly."""
+    array = np.asarray(array, order="C")  # not ascontiguousarray: it turns 0-d into 1-d
+    tensor_type = TensorType(element_type(array.dtype), array.shape)
+    # xDSL stores i1 `true` as all ones (the signless value -1).
+    data = array.astype(np.int8) * -1 if array.dtype == np.bool_ else array
+    return DenseIntOrFPElementsAttr(tensor_type, BytesAttr(data.astype(data.dtype.newbyteorder("<")).tobytes()))
+
+
+def array_from_dense(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
+    """The numpy array a dense elements attribute holds (splats expanded)."""
+    dtype = numpy_dtype(attr.get_element_type())
+    shape = tuple(attr.get_shape())
+    storage = np.dtype(np.uint8) if dtype == np.bool_ else dtype.newbyteorder("<")
+    values = np.frombuffer(attr.data.data, dtype=storage).astype(dtype)
+    if values.size == 1:
+        return np.full(shape, values[0], dtype=dtype)
+    return values.reshape(shape)
+
+
+# ---------------------------------------------------------------------------
+# Attributes: python values <-> xDSL attributes
+# ---------------------------------------------------------------------------
+
+AttrValue = int | float | str | tuple[int, ...] | tuple[float, ...]
+
+
+def to_attribute(value: AttrValue) -> Attribute:
+    """The xDSL attribute for an (already normalised) ONNX attribute value."""
+    if isinstance(value, bool | int | np.integer):
+        return IntegerAttr(int(value), i64)
+    if isinstance(value, float | np.floating):
+        return FloatAttr(float(value), f32)
+    if isinstance(value, str):
+        return StringAttr(value)
+    if all(isinstance(item, int | np.integer) for item in value):
+        return DenseArrayBase.from_list(i64, [int(item) for item in value])
+    return DenseArrayBase.from_list(f32, [float(item) for item in value])
+
+
+def from_attribute(attr: Attribute) -> AttrValue:
+    """The python value of an attribute written by `to_attribute`."""
+    if isinstance(attr, IntegerAttr):
+        return attr.value.data
+    if isinstance(attr, FloatAttr):
+        return attr.value.data
+    if isinstance(attr, StringAttr):
+        return attr.data
+    if isinstance(attr, DenseArrayBase):
+        return tuple(attr.get_values())
+    raise VerifyException(f"unsupported host attribute {attr}")
+
+
+# ---------------------------------------------------------------------------
+# The operator types the host runs
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostOpSignature:
+    """What `host.onnx` admits for one ONNX operator type."""
+
+    inputs: tuple[int, int]
+    """The least and most operands."""
+    outputs: tuple[int, int] = (1, 1)
+    required: tuple[str, ...] = ()
+    """Attributes that must be present after normalisation."""
+
+
+_UNARY = HostOpSignature((1, 1))
+_BINARY = HostOpSignature((2, 2))
+
+HOST_OP_TYPES: Mapping[str, HostOpSignature] = {
+    # Arithmetic (numpy broadcasting, as ONNX's multidirectional broadcasting).
+    **{name: _BINARY for name in ("Add", "Sub", "Mul", "Div", "Mod", "Pow", "Equal", "Less", "Greater", "And", "Or")},
+    **{name: HostOpSignature((1, 8)) for name in ("Min", "Max", "Sum")},
+    **{
+        name: _UNARY
+        for name in (
+            "Sqrt",
+            "Neg",
+            "Abs",
+            "Exp",
+            "Log",
+            "Reciprocal",
+            "Erf",
+            "Relu",
+            "Tanh",
+            "Sigmoid",
+            "Not",
+            "Identity",
+            "Cast",
+            "Gelu",
+        )
+    },
+    "MatMul": _BINARY,
+    "Gemm": HostOpSignature((2, 3)),
+    "Clip": _UNARY,
+    "Where": HostOpSignature((3, 3)),
+    # Layout. The result type fixes the shape, so no shape operand remains.
+    **{name: _UNARY for name in ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand")},
+    "Transpose": HostOpSignature((1, 1), required=("perm",)),
+    "Concat": HostOpSignature((1, 64), required=("axis",)),
+    "Split": HostOpSignature((1, 1), outputs=(1, 64), required=("axis",)),
+    "Slice": HostOpSignature((1, 1), required=("starts", "ends", "axes", "steps")),
+    "Gather": HostOpSignature((2, 2), required=("axis",)),
+    "Tile": HostOpSignature((1, 1), required=("repeats",)),
+    "Pad": HostOpSignature((1, 1), required=("pads", "constant_value", "mode")),
+    "Trilu": HostOpSignature((1, 1), required=("upper", "k")),
+    # Normalisation and reductions.
+    "Softmax": HostOpSignature((1, 1), required=("axis",)),
+    "LayerNormalization": HostOpSignature((2, 3), outputs=(1, 3), required=("axis", "epsilon")),
+    **{
+        name: HostOpSignature((1, 1), required=("axes", "keepdims"))
+        for name in ("ReduceMean", "ReduceSum", "ReduceMax")
+    },
+}
+"""Every ONNX operator type `host.onnx` runs; each has a numpy implementation."""
+
+
+def _is_float(element: Attribute) -> bool:
+    return isinstance(element, Float16Type | Float32Type | Float64Type | BFloat16Type)
+
+
+# ---------------------------------------------------------------------------
+# Operations
+# ---------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class ConstantOp(IRDLOperation):
+    """A constant tensor: ``%w = host.constant dense<...> : tensor<4x4xf32>``."""
+
+    name = "host.constant"
+
+    value = prop_def(DenseIntOrFPElementsAttr)
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure(), ConstantLike())
+
+    def __init__(self, value: DenseIntOrFPElementsAttr):
+        super().__init__(properties={"value": value}, result_types=[value.type])
+
+    @staticmethod
+    def from_array(array: np.ndarray) -> ConstantOp:
+        return ConstantOp(dense_from_array(array))
+
+    def to_array(self) -> np.ndarray:
+        return array_from_dense(self.value)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> ConstantOp:
+        value = parser.parse_attribute()
+        if not isinstance(value, DenseIntOrFPElementsAttr):
+            parser.raise_error(f"host.constant expects a dense elements attribute, got {value}")
+        attributes = parser.parse_optional_attr_dict()
+        op = cls(value)
+        op.attributes.update(attributes)
+        return op
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_attribute(self.value)
+        printer.print_op_attributes(self.attributes)
+
+    def verify_(self) -> None:
+        if self.result.type != self.value.type:
+            raise VerifyException(f"result type {self.result.type} differs from the value's type {self.value.type}")
+        numpy_dtype(self.value.get_element_type())
+
+
+@irdl_op_definition
+class OnnxOp(IRDLOperation):
+    """One ONNX operator run on the host by its numpy implementation.
+
+    Syntax: ``%y = host.onnx "Transpose"(%x) {perm = array<i64: 0, 2, 1, 3>} : (...) -> ...``.
+    The braces hold the operator's (normalised) attributes.
+    """
+
+    name = "host.onnx"
+
+    op_type = prop_def(StringAttr)
+    onnx_attrs = opt_prop_def(DictionaryAttr)
+    inputs = var_operand_def(TensorType)
+    outputs = var_result_def(TensorType)
+
+    traits = traits_def(Pure())
+
+    assembly_format = "$op_type `(` $inputs `)` ($onnx_attrs^)? attr-dict `:` functional-type($inputs, $outputs)"
+
+    def __init__(
+        self,
+        op_type: str,
+        inputs: Sequence[SSAValue],
+        result_types: Sequence[Attribute],
+        attrs: Mapping[str, AttrValue] | None = None,
+    ):
+        properties: dict[str, Attribute] = {"op_type": StringAttr(op_type)}
+        if attrs:
+            properties["onnx_attrs"] = DictionaryAttr({key: to_attribute(value) for key, value in attrs.items()})
+        super().__init__(operands=[inputs], result_types=[result_types], properties=properties)
+
+    def attribute_values(self) -> dict[str, AttrValue]:
+        """The ONNX attributes as python values."""
+        if self.onnx_attrs is None:
+            return {}
+        return {key: from_attribute(value) for key, value in self.onnx_attrs.data.items()}
+
+    def verify_(self) -> None:
+        op_type = self.op_type.data
+        signature = HOST_OP_TYPES.get(op_type)
+        if signature is None:
+            raise VerifyException(f"the host cannot run ONNX operator '{op_type}' (no numpy implementation)")
+        for what, count, (least, most) in (
+            ("operands", len(self.inputs), signature.inputs),
+            ("results", len(self.outputs), signature.outputs),
+        ):
+            if not least <= count <= most:
+                expected = str(least) if least == most else f"{least} to {most}"
+                raise VerifyException(f"host.onnx '{op_type}' takes {expected} {what}, got {count}")
+        attrs = self.attribute_values()
+        missing = [name for name in signature.required if name not in attrs]
+        if missing:
+            raise VerifyException(f"host.onnx '{op_type}' needs attribute(s) {', '.join(missing)}")
+        for value in (*self.inputs, *self.outputs):
+            assert isinstance(value.type, TensorType)
+            if any(dim < 0 for dim in value.type.get_shape()):
+                raise VerifyException(f"host.onnx '{op_type}' needs static shapes, got {value.type}")
+            numpy_dtype(value.type.get_element_type())
+        if op_type in ("Softmax", "LayerNormalization", "Erf", "Gelu", "Sqrt", "Tanh", "Sigmoid", "Exp", "Log"):
+            element = self.inputs[0].type
+            assert isinstance(element, TensorType)
+            if not _is_float(element.get_element_type()):
+                raise VerifyException(f"host.onnx '{op_type}' needs a float operand, got {element}")
+
+
+Host = Dialect("host", [ConstantOp, OnnxOp], [])
+
+__all__ = [
+    "HOST_OP_TYPES",
+    "ConstantOp",
+    "Host",
+    "HostOpSignature",
+    "OnnxOp",
+    "array_from_dense",
+    "dense_from_array",
+    "element_type",
+    "from_attribute",
+    "numpy_dtype",
+    "to_attribute",
+]

@@ -1,0 +1,164 @@
+"""The standard ONNX `Attention` operator (opsets 23 and 24) as `sofa.attention`.
+
+Supported: 3-D and 4-D inputs, q_num_heads/kv_num_heads (MHA, GQA, MQA),
+scale, is_causal, boolean and additive attn_mask of rank 2 to 4 (also
+shorter than the KV length, padded as the spec says), past_key/past_value
+with present_key/present_value (a host Concat before the op; causal masking
+is then bottom-right aligned through an explicit mask), and any
+qk_matmul_output_mode while the qk_matmul_output output is unused.
+
+Rejected with a clear error: softcap (the accelerator has no score capping),
+the qk_matmul_output output, and nonpad_kv_seqlen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from xdsl.dialects.builtin import i1
+from xdsl.ir import SSAValue
+
+from dialects.host import numpy_dtype
+from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
+from sofa_compiler.frontend.errors import FrontendError
+from sofa_compiler.frontend.graph import Graph, attributes, describe
+from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
+
+
+def _input(node: onnx.NodeProto, index: int) -> str | None:
+    return node.input[index] if len(node.input) > index and node.input[index] else None
+
+
+def _output(node: onnx.NodeProto, index: int) -> str | None:
+    return node.output[index] if len(node.output) > index and node.output[index] else None
+
+
+def _check_supported(node: onnx.NodeProto, graph: Graph) -> None:
+    where = describe(node)
+    attrs = attributes(node)
+    if attrs.get("softcap", 0.0) != 0.0:
+        raise FrontendError(
+            f"{where}: softcap={attrs['softcap']} is not supported yet "
+            "(sofa.attention has no score capping; it would need tanh on the scores)"
+        )
+    if _output(node, 3) is not None:
+        raise FrontendError(
+            f"{where}: the qk_matmul_output output is not supported "
+            "(the accelerator never materialises the score matrix)"
+        )
+    if _input(node, 6) is not None:
+        raise FrontendError(f"{where}: nonpad_kv_seqlen (external KV cache) is not supported yet")
+    if (_input(node, 4) is None) != (_input(node, 5) is None):
+        raise FrontendError(f"{where}: past_key and past_value must be given together")
+    for index, what in ((0, "Q"), (1, "K"), (2, "V")):
+        dtype = graph.info(node.input[index]).dtype
+        if not np.issubdtype(dtype, np.floating):
+            raise FrontendError(f"{where}: {what} must be a float tensor for the accelerator, got {dtype}")
+    mask = _input(node, 3)
+    if mask is not None:
+        dtype = graph.info(mask).dtype
+        if dtype != np.bool_ and not np.issubdtype(dtype, np.floating):
+            raise FrontendError(f"{where}: attn_mask must be boolean or float, got {dtype}")
+
+
+def _heads(node: onnx.NodeProto, graph: Graph, rank: int) -> tuple[int, int]:
+    attrs = attributes(node)
+    if rank == 4:
+        q_heads, kv_heads = graph.info(node.input[0]).shape[1], graph.info(node.input[1]).shape[1]
+        for name, actual in (("q_num_heads", q_heads), ("kv_num_heads", kv_heads)):
+            if name in attrs and attrs[name] != actual:
+                raise FrontendError(f"{describe(node)}: {name}={attrs[name]} but the 4-D input has {actual} heads")
+    else:
+        if "q_num_heads" not in attrs or "kv_num_heads" not in attrs:
+            raise FrontendError(f"{describe(node)}: 3-D inputs need the q_num_heads and kv_num_heads attributes")
+        q_heads, kv_heads = attrs["q_num_heads"], attrs["kv_num_heads"]
+    if q_heads < 1 or kv_heads < 1 or q_heads % kv_heads:
+        raise FrontendError(
+            f"{describe(node)}: q_num_heads ({q_heads}) must be a multiple of kv_num_heads ({kv_heads})"
+        )
+    return q_heads, kv_heads
+
+
+def _key_values(
+    node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_heads: int, kv_projection: bool
+) -> tuple[SSAValue, SSAValue]:
+    """K and V as ``[B, Hkv, S, d]``: a recognised projection, or the inputs with their heads split."""
+    k_name, v_name = node.input[1], node.input[2]
+    if len(graph.info(k_name).shape) == 3:
+        sources = (k_name, kv_heads), (v_name, kv_heads)
+    else:
+        sources = head_split_source(graph, k_name, (0, 1, 2, 3)), head_split_source(graph, v_name, (0, 1, 2, 3))
+    if kv_projection and (projected := emit_kv_projection(graph, emitter, *sources)) is not None:
+        return projected
+    k, v = emitter.value(k_name), emitter.value(v_name)
+    if len(shape_of(k)) == 3:
+        return emitter.split_heads(k, kv_heads), emitter.split_heads(v, kv_heads)
+    return k, v
+
+
+def _pad_mask(emitter: Emitter, mask: SSAValue, kv_length: int) -> SSAValue:
+    """A mask shorter than the KV length is padded with 'masked' (False or -inf), as the spec says."""
+    shape = shape_of(mask)
+    missing = kv_length - shape[-1]
+    if missing <= 0:
+        return mask
+    dtype = numpy_dtype(element_of(mask))
+    fill = np.full((*shape[:-1], missing), False if dtype == np.bool_ else -np.inf, dtype=dtype)
+    return emitter.host("Concat", [mask, emitter.constant(fill)], [*shape[:-1], kv_length], {"axis": -1})
+
+
+def _causal_mask(emitter: Emitter, mask: SSAValue | None, q_length: int, kv_length: int, offset: int) -> SSAValue:
+    """Bottom-right causal masking (query i sees key j iff j <= i + offset) merged into the mask."""
+    allowed = np.arange(kv_length)[None, :] <= np.arange(q_length)[:, None] + offset
+    if mask is None:
+        return emitter.constant(allowed)
+    shape = np.broadcast_shapes(shape_of(mask), allowed.shape)
+    if element_of(mask) == i1:
+        return emitter.host("And", [mask, emitter.constant(allowed)], shape, element=i1)
+    dtype = numpy_dtype(element_of(mask))
+    bias = np.where(allowed, 0.0, -np.inf).astype(dtype)
+    return emitter.host("Add", [mask, emitter.constant(bias)], shape)
+
+
+def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True) -> None:
+    """Emit `sofa.attention` (and the host ops around it) for one `Attention` node."""
+    _check_supported(node, graph)
+    rank = len(graph.info(node.input[0]).shape)
+    if rank not in (3, 4) or any(len(graph.info(node.input[i]).shape) != rank for i in (1, 2)):
+        raise FrontendError(f"{describe(node)}: Q, K and V must all be 3-D or all 4-D")
+    q_heads, kv_heads = _heads(node, graph, rank)
+    q = emitter.value(node.input[0])
+    if rank == 3:
+        q = emitter.split_heads(q, q_heads)
+    k, v = _key_values(node, graph, emitter, kv_heads, kv_projection)
+
+    past_length = 0
+    if (past_key := _input(node, 4)) is not None:
+        past_value = _input(node, 5)
+        assert past_value is not None
+        past_length = graph.info(past_key).shape[2]
+        k_shape, v_shape = shape_of(k), shape_of(v)
+        k = emitter.host(
+            "Concat", [emitter.value(past_key), k], [*k_shape[:2], k_shape[2] + past_length, k_shape[3]], {"axis": 2}
+        )
+        v_past = emitter.value(past_value)
+        v = emitter.host("Concat", [v_past, v], [*v_shape[:2], v_shape[2] + past_length, v_shape[3]], {"axis": 2})
+    for index, value in ((1, k), (2, v)):
+        if (name := _output(node, index)) is not None:
+            emitter.values[name] = value
+
+    q_length, kv_length = shape_of(q)[2], shape_of(k)[2]
+    mask_name = _input(node, 3)
+    mask = None if mask_name is None else _pad_mask(emitter, emitter.value(mask_name), kv_length)
+    attrs = attributes(node)
+    causal = bool(attrs.get("is_causal", 0))
+    if causal and past_length:
+        # sofa.attention's causal flag is upper-left aligned; with a cache the spec's is bottom-right.
+        mask, causal = _causal_mask(emitter, mask, q_length, kv_length, past_length), False
+    scale = attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))
+    if not scale > 0:
+        raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
+    out = emitter.attention(q, k, v, scale=float(scale), causal=causal, mask=mask)
+    emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out

@@ -1,0 +1,204 @@
+"""`import_model`: an ONNX model as one `func.func @main` of sofa and host ops."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, i1
+from xdsl.dialects.func import FuncOp, ReturnOp
+from xdsl.ir import Block, Region, SSAValue
+from xdsl.transforms.dead_code_elimination import region_dce
+from xdsl.utils.exceptions import VerifyException
+
+from dialects.host import OnnxOp, numpy_dtype
+from sofa_compiler.frontend.attention_op import lower_attention
+from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
+from sofa_compiler.frontend.errors import FrontendError
+from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, describe, host_form, load_graph
+from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores
+from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
+
+NAME_ATTR = "sofa.name"
+"""Argument/result attribute holding the ONNX name, so a runtime can map `.npz` keys."""
+
+__all__ = ["MAX_OPSET", "MIN_OPSET", "NAME_ATTR", "import_model"]
+
+
+def import_model(
+    model: str | Path | onnx.ModelProto,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    *,
+    kv_projection: bool = True,
+) -> ModuleOp:
+    """Import an ONNX model (a path or a `ModelProto`).
+
+    `input_shapes` fixes dynamic input dimensions (name -> shape). With
+    `kv_projection`, K/V computed by constant projections of one activation
+    become `sofa.kv_projection`. Raises `FrontendError` for models that cannot
+    be imported.
+    """
+    graph = load_graph(model, input_shapes)
+    function = _build_function(graph, kv_projection)
+    module = ModuleOp([function])
+    region_dce(function.body)
+    try:
+        module.verify()
+    except VerifyException as error:
+        raise FrontendError(f"internal error: the imported IR does not verify: {error}") from error
+    return module
+
+
+def _ssa_name(name: str) -> str:
+    """An SSA name hint close to the ONNX name (`input.1` -> `input_1`)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "v"
+    return f"v{cleaned}" if cleaned[0].isdigit() else cleaned
+
+
+def _names_attr(names: Sequence[str]) -> ArrayAttr[DictionaryAttr]:
+    return ArrayAttr([DictionaryAttr({NAME_ATTR: StringAttr(name)}) for name in names])
+
+
+def _build_function(graph: Graph, kv_projection: bool) -> FuncOp:
+    arg_types = [tensor_type(graph.info(name)) for name in graph.inputs]
+    block = Block(arg_types=arg_types)
+    emitter = Emitter(graph, block)
+    for name, argument in zip(graph.inputs, block.args, strict=True):
+        argument.name_hint = _ssa_name(name)
+        emitter.values[name] = argument
+
+    cores = {id(core.anchor): core for core in find_cores(graph)}
+    absorbed = {id(node) for core in cores.values() for node in core.absorbed}
+    for node in graph.nodes:
+        if id(node) in cores:
+            _emit_core(cores[id(node)], graph, emitter, kv_projection)
+        elif id(node) in absorbed or all(name in graph.consts for name in node.output if name):
+            continue
+        elif node.op_type == "Attention":
+            lower_attention(node, graph, emitter, kv_projection)
+        else:
+            _emit_host(node, graph, emitter)
+    _warn_unmatched(graph, cores)
+
+    results = [emitter.value(name) for name in graph.outputs]
+    block.add_op(ReturnOp(*results))
+    return FuncOp(
+        "main",
+        (arg_types, [r.type for r in results]),
+        Region(block),
+        arg_attrs=_names_attr(graph.inputs),
+        res_attrs=_names_attr(graph.outputs),
+    )
+
+
+def _emit_host(node: onnx.NodeProto, graph: Graph, emitter: Emitter) -> None:
+    op_type, inputs, attrs = host_form(node, graph)
+    outputs = [name for name in node.output if name]
+    if node.op_type == "Dropout" and len(outputs) > 1:
+        raise FrontendError(f"{describe(node)}: the mask output of Dropout is not supported")
+    if any(not name for name in node.output[: len(outputs)]):
+        raise FrontendError(f"{describe(node)}: omitted outputs before used ones are not supported")
+    result_types = [tensor_type(graph.info(name)) for name in outputs]
+    op = emitter.add(OnnxOp(op_type, [emitter.value(name) for name in inputs], result_types, attrs))
+    for name, result in zip(outputs, op.results, strict=True):
+        emitter.values[name] = result
+
+
+def _warn_unmatched(graph: Graph, cores: Mapping[int, AttentionCore]) -> None:
+    matched = {id(node) for core in cores.values() for node in core.absorbed}
+    for node in graph.nodes:
+        if node.op_type == "Softmax" and id(node) not in matched and node.output[0] not in graph.consts:
+            warnings.warn(
+                f"{describe(node)} is not part of a recognised attention core; it runs on the host",
+                stacklevel=3,
+            )
+
+
+# ---------------------------------------------------------------------------
+# Decomposed attention cores
+# ---------------------------------------------------------------------------
+
+
+def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projection: bool) -> None:
+    rank = len(graph.info(core.q).shape)
+    projected = None
+    if kv_projection and rank == 4:
+        k_source = head_split_source(graph, core.k, core.k_perm)
+        v_source = head_split_source(graph, core.v, (0, 1, 2, 3))
+        projected = emit_kv_projection(graph, emitter, k_source, v_source)
+    if projected is not None:
+        k, v = projected
+    else:
+        k, v = emitter.transpose(emitter.value(core.k), core.k_perm), emitter.value(core.v)
+    q = emitter.value(core.q)
+    if rank == 3:
+        # [N, S, d] with N = batch * heads: one batch of N heads.
+        q, k, v = (emitter.reshape(x, [1, *shape_of(x)]) for x in (q, k, v))
+    k, v = _match_kv_heads(emitter, k, v, shape_of(q)[:2])
+    mask, causal = _core_mask(core.masks, graph, emitter, shape_of(q)[2], shape_of(k)[2])
+    if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
+        mask = emitter.reshape(mask, [1, *shape_of(mask)])
+    out = emitter.attention(q, k, v, scale=core.scale, causal=causal, mask=mask)
+    if rank == 3:
+        out = emitter.reshape(out, shape_of(out)[1:])
+    emitter.values[core.anchor.output[0]] = out
+
+
+def _match_kv_heads(emitter: Emitter, k: SSAValue, v: SSAValue, lead: tuple[int, ...]) -> tuple[SSAValue, SSAValue]:
+    """Broadcast K/V over the batch (and over heads where only one of K, V has one)."""
+    batch = lead[0]
+    heads = max(shape_of(k)[1], shape_of(v)[1])
+    expanded = []
+    for value in (k, v):
+        shape = shape_of(value)
+        target = [batch, heads, *shape[2:]]
+        expanded.append(value if list(shape) == target else emitter.host("Expand", [value], target))
+    return expanded[0], expanded[1]
+
+
+def _core_mask(
+    terms: list[MaskTerm], graph: Graph, emitter: Emitter, q_length: int, kv_length: int
+) -> tuple[SSAValue | None, bool]:
+    """One mask operand for the collected mask terms, and whether it is just upper-left causal."""
+    if len(terms) == 1 and (causal := _is_causal(terms[0], graph, q_length, kv_length)):
+        return None, causal
+    masks: list[SSAValue] = []
+    for term in terms:
+        value = emitter.value(term.name)
+        if term.keep and term.invert:
+            value = emitter.host("Not", [value], shape_of(value), element=i1)
+        if term.keep and element_of(value) != i1:
+            value = emitter.host("Cast", [value], shape_of(value), {"to": onnx.TensorProto.BOOL}, element=i1)
+        masks.append(value)
+    if len(masks) <= 1:
+        return (masks[0] if masks else None), False
+    # Several masks: add them as float biases.
+    float_type = next((element_of(m) for m in masks if element_of(m) != i1), None)
+    dtype = np.float32 if float_type is None else numpy_dtype(float_type)
+    biases = []
+    for mask in masks:
+        if element_of(mask) == i1:
+            zero, masked = emitter.constant(np.zeros((), dtype)), emitter.constant(np.array(-np.inf, dtype))
+            mask = emitter.host("Where", [mask, zero, masked], shape_of(mask), element=element_of(zero))
+        biases.append(mask)
+    total = biases[0]
+    for bias in biases[1:]:
+        total = emitter.host("Add", [total, bias], np.broadcast_shapes(shape_of(total), shape_of(bias)))
+    return total, False
+
+
+def _is_causal(term: MaskTerm, graph: Graph, q_length: int, kv_length: int) -> bool:
+    """Whether a constant mask is exactly upper-left causal masking (and nothing else)."""
+    value = graph.consts.get(term.name)
+    if value is None or value.ndim < 2 or value.shape[-2:] != (q_length, kv_length):
+        return False
+    lower = np.tril(np.ones((q_length, kv_length), dtype=bool))
+    if term.keep:
+        keep = np.logical_not(value) if term.invert else value.astype(bool)
+        return bool(np.all(keep == lower))
+    # Additive: 0 where visible; far below any score (exp underflows to exactly 0) elsewhere.
+    return bool(np.all(np.where(lower, value == 0, value <= -1e30)))

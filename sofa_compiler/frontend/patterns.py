@@ -1,0 +1,210 @@
+"""Decomposed attention as exporters write it, found from each Softmax.
+
+    scores = MatMul(Q', K')          Q' = Q scaled, K' = K^T (Transpose, scaled)
+    scores = scores * c | scores / c  (any number, any order)
+    scores = scores + mask            (additive, either operand order)
+           | Where(keep, scores, -big)
+    P      = Softmax(scores, axis=-1)
+    out    = MatMul(P, V)
+
+Every intermediate must have no other use, so absorbing the chain into one
+`sofa.attention` cannot change another value. Softmaxes that do not match
+stay on the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from sofa_compiler.frontend.graph import Graph, attributes
+
+# Fill values at or below this in a Where before Softmax act as "masked out".
+MASKED_FILL = -1e4
+
+
+@dataclass(frozen=True)
+class MaskTerm:
+    name: str
+    keep: bool
+    """True: a boolean 'keep where true' mask; False: an additive float mask."""
+    invert: bool = False
+    """For a keep mask written as Where(cond, -big, scores): keep where cond is false."""
+
+
+@dataclass
+class AttentionCore:
+    """One matched attention chain; `anchor` is the MatMul(P, V) it replaces."""
+
+    anchor: onnx.NodeProto
+    q: str
+    k: str
+    k_perm: tuple[int, ...]
+    """K = transpose(k, k_perm)."""
+    v: str
+    scale: float
+    masks: list[MaskTerm]
+    absorbed: list[onnx.NodeProto] = field(default_factory=list)
+
+
+def _scalar_factor(graph: Graph, node: onnx.NodeProto) -> tuple[str, float] | None:
+    """For Mul/Div by a one-element constant: the other operand and the factor."""
+    if node.op_type == "Mul":
+        for data, other in ((0, 1), (1, 0)):
+            factor = graph.scalar(node.input[other])
+            if factor is not None and node.input[data] not in graph.consts:
+                return node.input[data], factor
+    if node.op_type == "Div" and (divisor := graph.scalar(node.input[1])) not in (None, 0.0):
+        assert divisor is not None
+        return node.input[0], 1.0 / divisor
+    return None
+
+
+def _peel_scales(graph: Graph, name: str, core: AttentionCore, transposes: bool) -> tuple[str, tuple[int, ...] | None]:
+    """Walk up through single-use scalar scalings (and Transposes on the K side)."""
+    perm: tuple[int, ...] | None = None
+    while graph.single_use(name) and (node := graph.producer.get(name)) is not None:
+        if (scaled := _scalar_factor(graph, node)) is not None:
+            name, factor = scaled
+            core.scale *= factor
+        elif transposes and node.op_type == "Transpose":
+            inner = tuple(attributes(node)["perm"])
+            rank = len(inner)
+            current = perm or tuple(range(rank))
+            perm = tuple(inner[current[i]] for i in range(rank))
+            name = node.input[0]
+        else:
+            break
+        core.absorbed.append(node)
+    return name, perm
+
+
+def _peel_masks(graph: Graph, name: str, core: AttentionCore) -> str | None:
+    """From the Softmax input up to the scores MatMul, collecting masks and scales; the MatMul output."""
+    scores_shape = graph.info(name).shape
+    scaled_outside = False  # a scaling seen so far is applied after any mask found further up
+    while graph.single_use(name) and (node := graph.producer.get(name)) is not None:
+        if node.op_type == "MatMul":
+            return name
+        if (scaled := _scalar_factor(graph, node)) is not None:
+            name, factor = scaled
+            core.scale *= factor
+            scaled_outside = True
+        elif scaled_outside:
+            return None  # (QK + mask) * c scales the mask too
+        elif node.op_type == "Add":
+            data = next((i for i in (0, 1) if _leads_to_matmul(graph, node.input[i])), None)
+            if data is None or graph.info(node.input[data]).shape != scores_shape:
+                return None
+            core.masks.append(MaskTerm(node.input[1 - data], keep=False))
+            name = node.input[data]
+        elif node.op_type == "Where":
+            term = _where_mask(graph, node, scores_shape)
+            if term is None:
+                return None
+            core.masks.append(term)
+            name = node.input[2 if term.invert else 1]
+        else:
+            return None
+        core.absorbed.append(node)
+    return None
+
+
+def _leads_to_matmul(graph: Graph, name: str) -> bool:
+    """Whether `name` is the scores: a MatMul output, maybe behind scalings and masks."""
+    for _ in range(8):
+        node = graph.producer.get(name)
+        if node is None or name in graph.consts:
+            return False
+        if node.op_type == "MatMul":
+            return True
+        if (scaled := _scalar_factor(graph, node)) is not None:
+            name = scaled[0]
+        elif node.op_type in ("Add", "Where"):
+            return any(_leads_to_matmul(graph, operand) for operand in node.input)
+        else:
+            return False
+    return False
+
+
+def _where_mask(graph: Graph, node: onnx.NodeProto, scores_shape: tuple[int, ...]) -> MaskTerm | None:
+    """Where(keep, scores, fill) or Where(cond, fill, scores) with a very negative fill, as a boolean mask."""
+    condition = node.input[0]
+    for data, fill, invert in ((1, 2, False), (2, 1, True)):
+        value = graph.scalar(node.input[fill])
+        if value is None or value > MASKED_FILL or graph.info(node.input[data]).shape != scores_shape:
+            continue
+        if not np.isneginf(value) and not _no_empty_rows(graph, condition, invert, scores_shape):
+            # A finite fill gives a fully masked row a uniform softmax; sofa.attention gives zeros.
+            return None
+        return MaskTerm(condition, keep=True, invert=invert)
+    return None
+
+
+def _no_empty_rows(graph: Graph, condition: str, invert: bool, shape: tuple[int, ...]) -> bool:
+    keep = graph.consts.get(condition)
+    if keep is None:
+        return False
+    keep = np.broadcast_to(np.logical_not(keep) if invert else keep.astype(bool), shape)
+    return bool(keep.any(axis=-1).all())
+
+
+def match_core(graph: Graph, softmax: onnx.NodeProto) -> AttentionCore | None:
+    """The attention chain around one Softmax, or None."""
+    scores = softmax.input[0]
+    shape = graph.info(scores).shape
+    if len(shape) not in (3, 4) or attributes(softmax).get("axis", -1) % len(shape) != len(shape) - 1:
+        return None
+    consumers = graph.consumers.get(softmax.output[0], [])
+    if not graph.single_use(softmax.output[0]) or consumers[0].op_type != "MatMul":
+        return None
+    anchor = consumers[0]
+    if anchor.input[0] != softmax.output[0]:
+        return None
+    core = AttentionCore(anchor, q="", k="", k_perm=(), v=anchor.input[1], scale=1.0, masks=[])
+    core.absorbed.append(softmax)
+    matmul_output = _peel_masks(graph, scores, core)
+    if matmul_output is None:
+        return None
+    qk = graph.producer[matmul_output]
+    core.absorbed.append(qk)
+    core.q, _ = _peel_scales(graph, qk.input[0], core, transposes=False)
+    k_transposed, perm = _peel_scales(graph, qk.input[1], core, transposes=True)
+    rank = len(shape)
+    perm = perm or tuple(range(rank))
+    swap = (*range(rank - 2), rank - 1, rank - 2)
+    core.k, core.k_perm = k_transposed, tuple(perm[swap[i]] for i in range(rank))
+    if not _shapes_fit(graph, core, rank) or not core.scale > 0:
+        return None
+    return core
+
+
+def _shapes_fit(graph: Graph, core: AttentionCore, rank: int) -> bool:
+    """Q, K, V have the scores' rank, float elements, and batch/head dims SOFA can take."""
+    q, v = graph.info(core.q), graph.info(core.v)
+    k_shape = tuple(graph.info(core.k).shape[p] for p in core.k_perm)
+    if any(len(s) != rank for s in (q.shape, k_shape, v.shape)):
+        return False
+    if not all(np.issubdtype(t.dtype, np.floating) for t in (q, v, graph.info(core.k))):
+        return False
+    lead_q, lead_k, lead_v = q.shape[:-2], k_shape[:-2], v.shape[:-2]
+    if rank == 4 and not lead_q[0] == lead_k[0] == lead_v[0]:
+        return False
+    # Heads: K and V must each match Q's or be 1 (MQA by broadcasting).
+    return all(lead[-1] in (1, lead_q[-1]) for lead in (lead_k, lead_v)) and k_shape[-2] == v.shape[-2]
+
+
+def find_cores(graph: Graph) -> list[AttentionCore]:
+    cores = []
+    claimed: set[int] = set()
+    for node in graph.nodes:
+        if node.op_type != "Softmax" or node.output[0] in graph.consts:
+            continue
+        core = match_core(graph, node)
+        if core is None or any(id(n) in claimed for n in core.absorbed):
+            continue
+        claimed.update(id(n) for n in core.absorbed)
+        cores.append(core)
+    return cores

@@ -1,0 +1,119 @@
+"""Recognising constant K/V projections: K = X.W_k (+ b_k), V = X.W_v (+ b_v).
+
+SOFA predicts scores from X and W_k before K exists and generates only the
+K/V rows it keeps (on-demand KV), so the importer records the projections
+as `sofa.kv_projection` when it can trace both K and V to the same X through
+constant weights. The traced host ops become dead and are removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.ir import SSAValue
+
+from sofa_compiler.frontend.emitter import Emitter
+from sofa_compiler.frontend.graph import Graph, attributes
+
+HEAD_SPLIT = (0, 2, 1, 3)
+
+
+@dataclass(frozen=True)
+class Linear:
+    """``x . weight (+ bias)`` with constant ``weight`` ``[H, N]`` and ``bias`` ``[N]``."""
+
+    x: str
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+    def columns(self, selected: slice | np.ndarray) -> Linear:
+        bias = None if self.bias is None else self.bias[selected]
+        return Linear(self.x, self.weight[:, selected], bias)
+
+
+def trace_linear(graph: Graph, name: str) -> Linear | None:
+    """`name` as a linear function of a 3-D activation, looking through bias adds and column splits."""
+    node = graph.producer.get(name)
+    if node is None:
+        return None
+    if node.op_type == "MatMul":
+        weight = graph.consts.get(node.input[1])
+        x = node.input[0]
+        if weight is None or weight.ndim != 2 or x in graph.consts or len(graph.info(x).shape) != 3:
+            return None
+        return Linear(x, weight, None)
+    if node.op_type == "Add":
+        for data, other in ((0, 1), (1, 0)):
+            bias = graph.consts.get(node.input[other])
+            inner = None if bias is None else trace_linear(graph, node.input[data])
+            if inner is None or inner.bias is not None or bias is None:
+                continue
+            width = inner.weight.shape[1]
+            if bias.size == width and bias.shape[-1:] == (width,):
+                return Linear(inner.x, inner.weight, bias.reshape(width))
+        return None
+    if node.op_type in ("Split", "Slice"):
+        selected = _column_selection(graph, node, name)
+        inner = None if selected is None else trace_linear(graph, node.input[0])
+        return None if inner is None or selected is None else inner.columns(selected)
+    return None
+
+
+def _column_selection(graph: Graph, node, name: str) -> slice | None:
+    """The columns of the last axis that a Split output or Slice keeps, or None if it cuts another axis."""
+    source = graph.info(node.input[0]).shape
+    last = len(source) - 1
+    if node.op_type == "Split":
+        if attributes(node).get("axis", 0) % len(source) != last:
+            return None
+        offset = 0
+        for output in node.output:
+            width = graph.info(output).shape[last]
+            if output == name:
+                return slice(offset, offset + width)
+            offset += width
+        return None
+    starts, ends, *rest = (graph.consts.get(operand) for operand in node.input[1:])
+    axes = rest[0] if rest and rest[0] is not None else np.arange(len(starts or []))
+    steps = rest[1] if len(rest) > 1 and rest[1] is not None else np.ones_like(axes)
+    if starts is None or ends is None or len(axes) != 1 or int(axes[0]) % len(source) != last or int(steps[0]) != 1:
+        return None
+    start, stop, _ = slice(int(starts[0]), int(ends[0])).indices(source[last])
+    return slice(start, stop)
+
+
+def head_split_source(graph: Graph, name: str, perm: tuple[int, ...]) -> tuple[str, int] | None:
+    """For ``transpose(name, perm)`` written as Reshape [B,S,H*d] -> [B,S,H,d] + Transpose(0,2,1,3):
+    the 3-D ``[B, S, H*d]`` value and H."""
+    node = graph.producer.get(name)
+    if perm == (0, 1, 2, 3) and node is not None and node.op_type == "Transpose":
+        perm = tuple(attributes(node)["perm"])
+        node = graph.producer.get(node.input[0])
+    if perm != HEAD_SPLIT or node is None or node.op_type != "Reshape":
+        return None
+    source, split = graph.info(node.input[0]).shape, graph.info(node.output[0]).shape
+    if len(source) != 3 or len(split) != 4 or split[:2] != source[:2] or split[2] * split[3] != source[2]:
+        return None
+    return node.input[0], split[2]
+
+
+def emit_kv_projection(
+    graph: Graph,
+    emitter: Emitter,
+    k_source: tuple[str, int] | None,
+    v_source: tuple[str, int] | None,
+) -> tuple[SSAValue, SSAValue] | None:
+    """`sofa.kv_projection` for K and V given as 3-D values with their head counts, if both trace to one X."""
+    if k_source is None or v_source is None or k_source[1] != v_source[1]:
+        return None
+    k_linear, v_linear = trace_linear(graph, k_source[0]), trace_linear(graph, v_source[0])
+    if k_linear is None or v_linear is None or k_linear.x != v_linear.x:
+        return None
+    x = emitter.value(k_linear.x)
+    if not all(np.issubdtype(a.dtype, np.floating) for a in (k_linear.weight, v_linear.weight)):
+        return None
+    dtype = graph.info(k_linear.x).dtype
+    weights = (k_linear.weight.astype(dtype), v_linear.weight.astype(dtype))
+    biases = tuple(None if b is None else b.astype(dtype) for b in (k_linear.bias, v_linear.bias))
+    return emitter.kv_projection(x, weights, (biases[0], biases[1]), k_source[1])

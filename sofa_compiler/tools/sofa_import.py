@@ -1,0 +1,79 @@
+"""`sofa-import`: import an ONNX model and print the IR.
+
+    sofa-import MODEL.onnx [-o OUT.mlir] [--input-shape NAME=D0,D1,...]... [--no-kv-projection]
+
+Problems with the model are printed as one message, without a traceback,
+and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from xdsl.printer import Printer
+
+from sofa_compiler.frontend import FrontendError, import_model
+
+
+def parse_shape(text: str) -> tuple[str, list[int]]:
+    name, separator, dims = text.rpartition("=")
+    try:
+        if not separator or not name:
+            raise ValueError
+        return name, [int(dim) for dim in dims.split(",")] if dims else []
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,... with integer dimensions, got '{text}'") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sofa-import", description="Import an ONNX model into SOFA IR.")
+    parser.add_argument("model", type=Path, help="the .onnx file")
+    parser.add_argument("-o", "--output", type=Path, help="write the IR here instead of standard output")
+    parser.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
+        help="a static shape for a graph input with dynamic dimensions (repeatable)",
+    )
+    parser.add_argument(
+        "--no-kv-projection", action="store_true", help="keep K/V projections on the host (no sofa.kv_projection)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            module = import_model(args.model, dict(args.input_shape), kv_projection=not args.no_kv_projection)
+        except FrontendError as error:
+            print(f"sofa-import: error: {error.message}", file=sys.stderr)
+            return 1
+        except Exception as error:  # a bug here, not a problem with the model: still no traceback
+            print(f"sofa-import: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+            return 2
+    for warning in caught:
+        print(f"sofa-import: warning: {warning.message}", file=sys.stderr)
+    if args.output is None:
+        Printer(stream=sys.stdout).print_op(module)
+        print()
+        return 0
+    try:
+        with args.output.open("w") as stream:
+            Printer(stream=stream).print_op(module)
+            stream.write("\n")
+    except OSError as error:
+        print(f"sofa-import: error: cannot write '{args.output}': {error.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

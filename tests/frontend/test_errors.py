@@ -1,0 +1,96 @@
+"""Each kind of model the front end cannot import gets its own clear FrontendError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from frontend_harness import FIXTURES, compare, random_inputs, run_interpreter, run_onnxruntime
+
+from sofa_compiler.frontend import FrontendError, import_model
+
+
+def error_of(model: str | Path | onnx.ModelProto, **kwargs) -> str:
+    with pytest.raises(FrontendError) as caught:
+        import_model(model, **kwargs)
+    return caught.value.message
+
+
+def test_unsupported_ops_are_all_listed_at_once():
+    message = error_of(FIXTURES / "bad_unsupported_ops.onnx")
+    assert message.startswith("the model uses 3 unsupported operator types:")
+    assert "TopK x2 (nodes 'topk_0', 'topk_1')" in message
+    assert "NonZero x1 (nodes 'nonzero')" in message
+    assert "com.microsoft.FusedMatMul x1 (nodes 'fused')" in message
+    assert "Relu" not in message
+
+
+@pytest.mark.parametrize("keep", [0, 1, 10, 300, 0.5, 0.9])
+def test_truncated_file(tmp_path: Path, keep: float):
+    data = (FIXTURES / "torch_bert.onnx").read_bytes()
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(data[: int(keep * len(data)) if isinstance(keep, float) else keep])
+    message = error_of(path)
+    assert message.startswith(f"cannot read '{path}'")
+
+
+def test_garbage_and_missing_files(tmp_path: Path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\xff\xfe not protobuf at all \x00" * 8)
+    assert "not a valid ONNX file" in error_of(garbage)
+    assert "no such file" in error_of(tmp_path / "missing.onnx")
+
+
+def test_opset_out_of_range():
+    assert "opset 12; sofa-import supports opsets 13 to 24" in error_of(FIXTURES / "bad_opset12.onnx")
+    model = onnx.load(str(FIXTURES / "attn24_mqa_3d_scale.onnx"))
+    model.opset_import[0].version = 25
+    assert "opset 25" in error_of(model)
+
+
+def test_dynamic_input_shape_needs_a_static_shape():
+    message = error_of(FIXTURES / "bad_dynamic.onnx")
+    assert "'q' ['batch', 2, 4, 8]" in message
+    assert "--input-shape" in message
+
+
+def test_dynamic_input_shape_given_statically_runs():
+    model = onnx.load(str(FIXTURES / "bad_dynamic.onnx"))
+    module = import_model(model, {"q": [3, 2, 4, 8]})
+    fixed = onnx.load(str(FIXTURES / "bad_dynamic.onnx"))
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 3
+    inputs = random_inputs(fixed)
+    (expected,), (actual,) = run_onnxruntime(fixed, inputs), run_interpreter(module, inputs)
+    assert abs(expected - actual).max() < 1e-5
+
+
+def test_unknown_input_shape_name():
+    assert "unknown input(s) ['nope']" in error_of(FIXTURES / "bad_dynamic.onnx", input_shapes={"nope": [1]})
+
+
+def test_non_float_attention_inputs():
+    message = error_of(FIXTURES / "bad_int_attention.onnx")
+    assert message == (
+        "Attention node 'int_attention': Q ('q') is int32; attention inputs must be float (f16, f32 or f64)"
+    )
+
+
+def test_softcap_is_not_supported_yet():
+    assert "softcap=30.0 is not supported yet" in error_of(FIXTURES / "attn24_softcap.onnx")
+
+
+def test_qk_matmul_output_is_not_supported():
+    assert "qk_matmul_output output is not supported" in error_of(FIXTURES / "attn24_qk_output.onnx")
+
+
+def test_nonpad_kv_seqlen_is_not_supported_yet():
+    model = onnx.load(str(FIXTURES / "attn24_qk_mode_unused.onnx"))
+    model.graph.node[0].input.extend(["", "", "", "lengths"])
+    model.graph.input.append(onnx.helper.make_tensor_value_info("lengths", onnx.TensorProto.INT64, [1]))
+    assert "nonpad_kv_seqlen" in error_of(model)
+
+
+def test_parity_holds_for_a_good_fixture():
+    # The error tests above are not vacuous: the same machinery imports good models.
+    assert max(compare(FIXTURES / "attn24_mqa_3d_scale.onnx")) < 1e-4

@@ -1,0 +1,388 @@
+"""ISA encoding, container, assembler, IR and functional-machine tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dialects import numerics
+from dialects.sofa_isa import OPS, Dram, Sram
+from sofa_compiler.interpreters.sofa_isa import run_ir
+from sofa_compiler.isa.asm import AsmError, assemble, disassemble
+from sofa_compiler.isa.builder import AttentionShape, ProgramBuilder, attention_inputs, attention_program
+from sofa_compiler.isa.container import ContainerError, Program
+from sofa_compiler.isa.encoding import DecodeError, EncodeError, Instruction, decode, encode, make
+from sofa_compiler.isa.ir import ir_to_program, program_to_ir
+from sofa_compiler.sim.events import Buffer, Unit
+from sofa_compiler.sim.functional import InputError, Machine
+from sofa_compiler.sim.traps import Trap, TrapKind
+
+
+def sample_value(field):
+    """A legal, non-trivial value for every field kind (exercises high bits)."""
+    match field.kind:
+        case "sram":
+            return Sram("temp", 7, 4096 * 3)
+        case "dram":
+            return Dram(15, 0xFFFF_FF00)
+        case "reg":
+            return 9
+        case "int":
+            return field.lo + 3
+        case "f32":
+            return 0.125 if field.name == "scale" else 6.5
+        case "dtype":
+            return "f16"
+        case "flag":
+            return 1
+        case _:
+            return field.hi if field.name != "m" else 1
+
+
+@pytest.mark.parametrize("spec", OPS, ids=lambda s: s.mnemonic)
+def test_encoding_round_trip_every_opcode(spec):
+    args = {f.name: sample_value(f) for f in spec.fields}
+    if spec.mnemonic in ("sads",):
+        args["keys"] = args["m"] = 17
+    if spec.mnemonic == "sufa.step":
+        args["window"], args["m"] = 20, 20
+    signal = 0b1010_0101 if spec.unit != "ctrl" or spec.mnemonic == "post" else 0
+    wait = 0b0101_1010 if spec.unit != "ctrl" else 0
+    instr = make(spec.mnemonic, wait, signal, **args)
+    word = encode(instr)
+    assert len(word) == 32
+    assert word[0] == spec.opcode
+    assert decode(word) == instr
+    # Text round trip too.
+    program = Program([instr])
+    assert assemble(disassemble(program)).to_bytes() == program.to_bytes()
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "message"),
+    [
+        ("set", {"rd": 16, "imm": 0}, "field 'rd' = r16 out of range [0, 15]"),
+        ("set", {"rd": 1, "imm": 1 << 31}, "field 'imm' = 2147483648 out of range"),
+        ("loop", {"count": 0, "body": 1}, "field 'count' = 0 out of range [1, 16777215]"),
+        ("sufa.init", {"lanes": 4096, "vdepth": 8}, "field 'lanes' = 4096 out of range [1, 4095]"),
+        (
+            "dma.load",
+            {"dst": Sram("scratch", 0, 0), "src": Dram(0, 0), "rows": 1, "row_bytes": 1, "src_stride": 0},
+            "unknown SRAM buffer 'scratch'",
+        ),
+        (
+            "dma.load",
+            {"dst": Sram("temp", 0, 1 << 18), "src": Dram(0, 0), "rows": 1, "row_bytes": 1, "src_stride": 0},
+            "SRAM offset 262144 out of range",
+        ),
+        (
+            "sufa.norm",
+            {"out": Sram("temp", 0, 2), "lanes": 1, "vdepth": 1},
+            "offset 2 is not aligned to its 4-byte elements",
+        ),
+        ("rass", {"idx": Sram("temp", 0, 0), "out": Sram("temp", 0, 0), "lanes": 1}, "missing field(s) m"),
+    ],
+)
+def test_field_range_errors(op, args, message):
+    with pytest.raises(EncodeError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        make(op, **args)
+
+
+def test_mask_and_cross_field_errors():
+    with pytest.raises(EncodeError, match="wait mask 256 out of range"):
+        make("sufa.init", wait=256, lanes=1, vdepth=1)
+    with pytest.raises(EncodeError, match="control instructions cannot wait"):
+        make("barrier", wait=1)
+    with pytest.raises(EncodeError, match="m = 9 exceeds keys = 8"):
+        make(
+            "sads",
+            scores=Sram("temp", 0, 0),
+            out=Sram("temp", 0, 0),
+            lanes=1,
+            keys=8,
+            m=9,
+            radius=math.inf,
+            key_base=0,
+            query_base=0,
+            kv_len=8,
+            causal=0,
+        )
+    with pytest.raises(EncodeError, match=r"'radius' = -1\.0 must be positive"):
+        make(
+            "sads",
+            scores=Sram("temp", 0, 0),
+            out=Sram("temp", 0, 0),
+            lanes=1,
+            keys=8,
+            m=1,
+            radius=-1.0,
+            key_base=0,
+            query_base=0,
+            kv_len=8,
+            causal=0,
+        )
+
+
+def test_decoder_rejects_illegal_words():
+    with pytest.raises(DecodeError, match="illegal opcode 0x00"):
+        decode(bytes(32))
+    with pytest.raises(DecodeError, match="illegal opcode 0xff"):
+        decode(b"\xff" + bytes(31))
+    word = bytearray(encode(make("halt")))
+    word[31] = 1
+    with pytest.raises(DecodeError, match="reserved bits"):
+        decode(bytes(word))
+    word = bytearray(
+        encode(make("dma.load", dst=Sram("temp", 0, 0), src=Dram(0, 0), rows=1, row_bytes=1, src_stride=0))
+    )
+    word[3] |= 0b11  # buffer code 3
+    with pytest.raises(DecodeError, match="illegal SRAM buffer code 3"):
+        decode(bytes(word))
+    with pytest.raises(DecodeError, match="expected 32"):
+        decode(bytes(5))
+
+
+def test_container_round_trip_and_corruption():
+    program = attention_program(AttentionShape(128, 64, 16, 16, 32, 0.5), config_hash="ab" * 32)
+    b = ProgramBuilder()
+    b.const("w", np.arange(10, dtype=np.int8))
+    program.segments = b.segments
+    blob = program.to_bytes()
+    again = Program.from_bytes(blob)
+    assert again.to_bytes() == blob
+    assert again.config_hash == bytes.fromhex("ab" * 32)
+    assert again.symbols == program.symbols
+    with pytest.raises(ContainerError, match="truncated container"):
+        Program.from_bytes(blob[:50])
+    with pytest.raises(ContainerError, match="truncated container"):
+        Program.from_bytes(blob[:-3])
+    with pytest.raises(ContainerError, match="magic"):
+        Program.from_bytes(b"ELF!" + blob[4:])
+    corrupt = bytearray(blob)
+    corrupt[200] ^= 0xFF
+    with pytest.raises(ContainerError, match="checksum mismatch"):
+        Program.from_bytes(bytes(corrupt))
+    with pytest.raises(ContainerError, match="trailing bytes"):
+        Program.from_bytes(blob + b"\0")
+
+
+def test_asm_errors_name_line_and_column():
+    with pytest.raises(AsmError, match=r"t\.s:2:1: unknown instruction 'frob'"):
+        assemble("halt\nfrob x=1\n", "t.s")
+    with pytest.raises(AsmError, match=r"t\.s:1:12: set: field 'imm' = 4294967296 out of range"):
+        assemble("set rd=r1, imm=0x100000000\n", "t.s")
+    with pytest.raises(AsmError, match=r"t\.s:1:12: set has no field 'bogus'"):
+        assemble("set rd=r1, bogus=3\n", "t.s")
+    with pytest.raises(AsmError, match=r"t\.s:1:1: unknown directive '.frob'"):
+        assemble(".frob 1\n", "t.s")
+
+
+def _attention_case(keep, causal, radius, dtype="f32", sq=256, skv=200, d=64, dv=32, tile=64, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = AttentionShape(sq, skv, d, dv, tile, keep, radius=radius, causal=causal, dtype=dtype)
+    q = rng.standard_normal((sq, d))
+    k = rng.standard_normal((skv, d))
+    v = rng.standard_normal((skv, dv))
+    inputs = attention_inputs(shape, q, k, v)
+    return shape, inputs
+
+
+def _reference(shape, inputs, dense=False):
+    q, k, v = (inputs[n].astype(np.float64)[None, None] for n in ("q", "k", "v"))
+    scale = 1.0 / math.sqrt(shape.depth)
+    bias = numerics.mask_to_bias(None, shape.causal, shape.sq, shape.skv)
+    if dense:
+        return numerics.dense_attention(q, k, v, bias, scale)[0, 0]
+    # The ISA's radius is in A-hat units; sofa_attention takes logits and divides by scale.
+    q_in, k_in, v_in = (inputs[n][None, None] for n in ("q", "k", "v"))
+    out = numerics.sofa_attention(q_in, k_in, v_in, bias, scale, shape.keep, shape.tile, shape.radius * scale)
+    return out[0, 0]
+
+
+@pytest.mark.parametrize(
+    ("causal", "radius", "dtype"), [(False, math.inf, "f32"), (True, 8.0, "f32"), (False, math.inf, "f16")]
+)
+def test_attention_pipeline_matches_sofa_semantics_exactly(causal, radius, dtype):
+    shape, inputs = _attention_case(0.25, causal, radius, dtype)
+    program = attention_program(shape)
+    # Bounded program size: loops, not unrolled tiles.
+    assert len(program.code) < 40
+    result = Machine(None, program.dram_bytes).run(Program.from_bytes(program.to_bytes()), inputs)
+    assert np.array_equal(result.outputs["o"], _reference(shape, inputs))
+
+
+def test_attention_pipeline_keep_one_is_dense_attention():
+    shape, inputs = _attention_case(1.0, False, math.inf)
+    program = attention_program(shape)
+    result = Machine(None, program.dram_bytes).run(program, inputs)
+    dense = _reference(shape, inputs, dense=True)
+    np.testing.assert_allclose(result.outputs["o"], dense, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_pipeline_is_deterministic_and_counts_work():
+    shape, inputs = _attention_case(0.25, True, math.inf)
+    first = attention_program(shape)
+    second = attention_program(shape)
+    assert first.to_bytes() == second.to_bytes()
+    a = Machine(None, first.dram_bytes).run(first, inputs)
+    b = Machine(None, second.dram_bytes).run(second, inputs)
+    assert np.array_equal(a.outputs["o"], b.outputs["o"])
+    assert a.events == b.events
+    units = {e.unit for e in a.events}
+    assert {Unit.DMA_LOAD, Unit.DMA_STORE, Unit.DLZS, Unit.SADS, Unit.SUFA, Unit.CTRL} <= units
+    steps = [e for e in a.events if e.opcode == "sufa.step"]
+    assert len(steps) == 2 * 4
+    assert all(e.work.exps > 0 and e.work.dense_ops == 2 * 128 * 64 * (64 + 32) for e in steps)
+    # Causal: the first query tile sees nothing of KV tiles 2 and 3, so they do no MACs.
+    assert [e.work.macs > 0 for e in steps] == [True, True, False, False, True, True, True, True]
+    sads = [e for e in a.events if e.opcode == "sads"]
+    assert [e.work.sort_rounds > 0 for e in sads] == [True, True, False, False, True, True, True, True]
+    stores = [e for e in a.events if e.opcode == "dma.store"]
+    assert sum(e.work.dram_write_bytes for e in stores) == 256 * 32 * 4
+    gathers = [e for e in a.events if e.opcode == "dma.gather"]
+    # On-demand K/V: the gathers read less than the whole K and V per query tile.
+    assert sum(e.work.dram_read_bytes for e in gathers) < 2 * 200 * (64 + 32) * 4
+    assert a.sram_peak.bytes_used[Buffer.TEMP] > 0
+    # Token masks are recorded for the timing model.
+    assert (sads[0].wait_mask, sads[0].signal_mask) == (0b100_0010, 0b10_0100)
+    assert sads[0].text.startswith("sads scores=temp[")
+
+
+def test_ir_round_trip_and_interpreter_match_machine():
+    shape, inputs = _attention_case(0.25, False, math.inf, sq=128, skv=128)
+    program = attention_program(shape)
+    module = program_to_ir(program)
+    module.verify()
+    assert ir_to_program(module).to_bytes() == program.to_bytes()
+    text = disassemble(program)
+    assert disassemble(assemble(text)) == text
+    assert assemble(text).to_bytes() == program.to_bytes()
+    via_ir = run_ir(module, inputs)
+    direct = Machine(None, program.dram_bytes).run(program, inputs)
+    assert np.array_equal(via_ir.outputs["o"], direct.outputs["o"])
+    assert via_ir.events == direct.events
+
+
+def test_dlzs_key_and_kvgen_match_numerics():
+    rng = np.random.default_rng(3)
+    rows, hidden, cols = 16, 32, 8
+    x = rng.standard_normal((rows, hidden)) * 3
+    w = rng.standard_normal((hidden, cols))
+    x_int, x_exp = numerics.quantize_token_rows(x)
+    codes, base = numerics.wk_to_lz(w)
+    b = ProgramBuilder()
+    sx = b.symbol("x", (rows, hidden), np.int8, "input")
+    se = b.symbol("xexp", (rows,), np.int8, "input")
+    sw = b.const("wk", codes)
+    sxf = b.symbol("xf", (rows, hidden), np.float16, "input")
+    swv = b.symbol("wv", (hidden, cols), np.float16, "input")
+    sl = b.symbol("list", (4,), np.int32, "input")
+    out = b.symbol("khat", (rows, cols), np.float16, "output")
+    vout = b.symbol("vrows", (rows, cols), np.float32, "output")
+    b.emit("dma.load", dst=Sram("token", 0, 0), src=Dram(0, sx.address), rows=1, row_bytes=sx.size, src_stride=0)
+    b.emit("dma.load", dst=Sram("token", 0, 1024), src=Dram(0, se.address), rows=1, row_bytes=rows, src_stride=0)
+    b.emit("dma.load", dst=Sram("weight", 0, 0), src=Dram(0, sw.address), rows=1, row_bytes=sw.size, src_stride=0)
+    b.emit(
+        "dlzs.key",
+        x=Sram("token", 0, 0),
+        xexp=Sram("token", 0, 1024),
+        w=Sram("weight", 0, 0),
+        out=Sram("temp", 0, 0),
+        rows=rows,
+        hidden=hidden,
+        cols=cols,
+        base=base,
+    )
+    b.emit("dma.store", src=Sram("temp", 0, 0), dst=Dram(0, out.address), rows=1, row_bytes=out.size, dst_stride=0)
+    b.emit("set", rd=7, imm=100)
+    b.emit("dma.load", dst=Sram("token", 0, 2048), src=Dram(0, sxf.address), rows=1, row_bytes=sxf.size, src_stride=0)
+    b.emit("dma.load", dst=Sram("weight", 0, 4096), src=Dram(0, swv.address), rows=1, row_bytes=swv.size, src_stride=0)
+    b.emit("dma.load", dst=Sram("temp", 0, 4096), src=Dram(0, sl.address), rows=1, row_bytes=16, src_stride=0)
+    b.emit(
+        "kvgen",
+        x=Sram("token", 0, 2048),
+        w=Sram("weight", 0, 4096),
+        out=Sram("temp", 0, 8192),
+        list=Sram("temp", 0, 4096),
+        key_base=7,
+        window=rows,
+        hidden=hidden,
+        cols=cols,
+        dtype="f32",
+    )
+    b.emit("dma.store", src=Sram("temp", 0, 8192), dst=Dram(0, vout.address), rows=1, row_bytes=vout.size, dst_stride=0)
+    program = b.build()
+    xf = x.astype(np.float16)
+    wv = w.astype(np.float16)
+    inputs = {
+        "x": x_int,
+        "xexp": x_exp.astype(np.int8),
+        "xf": xf,
+        "wv": wv,
+        "list": np.array([3, 103, 100, 115], np.int32),
+    }
+    result = Machine(None, program.dram_bytes).run(program, inputs)
+    assert np.array_equal(result.outputs["khat"], numerics.dlzs_key_quantized(x_int, x_exp, codes, base))
+    expected = xf.astype(np.float64) @ wv.astype(np.float64)
+    for i in (3, 0, 15):
+        assert np.array_equal(result.outputs["vrows"][i], expected[i].astype(np.float32))
+    assert not result.outputs["vrows"][1].any()
+    key_event = next(e for e in result.events if e.opcode == "dlzs.key")
+    assert 0 < key_event.work.shift_adds <= rows * hidden * cols
+    kv_event = next(e for e in result.events if e.opcode == "kvgen")
+    assert kv_event.work.macs == 3 * hidden * cols
+
+
+def _run_text(text, inputs=None, **kwargs):
+    program = assemble(text, "t.s")
+    return Machine({"token": 1024, "weight": 1024, "temp": 1024}, 4096).run(program, inputs or {}, **kwargs)
+
+
+def test_traps():
+    with pytest.raises(Trap) as info:
+        _run_text("dma.load dst=temp[r0+0], src=dram[r0+4000], rows=2, row_bytes=64, src_stride=64\nhalt\n")
+    assert info.value.kind == TrapKind.ADDRESS
+    assert str(info.value).startswith("trap at pc=0 (dma.load dst=temp[r0+0]")
+    with pytest.raises(Trap, match="SRAM overflow") as info:
+        _run_text("dma.load dst=temp[r0+1000], src=dram[r0+0], rows=1, row_bytes=64, src_stride=64\nhalt\n")
+    assert info.value.kind == TrapKind.SRAM_OVERFLOW
+    with pytest.raises(Trap, match=r"trap at pc=1 \(\.word 0x0+ff\): illegal instruction: illegal opcode 0xff"):
+        _run_text("barrier\n.word 0xff\n")
+    with pytest.raises(Trap, match="token deadlock: waits on s3") as info:
+        _run_text("sufa.init lanes=1, vdepth=1 ; wait=0b1000\nhalt\n")
+    assert info.value.kind == TrapKind.DEADLOCK
+    with pytest.raises(Trap, match="config-hash mismatch"):
+        _run_text("halt\n", expected_config_hash="11" * 32)
+    with pytest.raises(Trap, match="not initialised"):
+        _run_text("sufa.norm out=temp[r0+0], lanes=1, vdepth=1\nhalt\n")
+    with pytest.raises(Trap, match="without 'halt'"):
+        _run_text("barrier\n")
+    with pytest.raises(Trap, match="past its enclosing loop"):
+        _run_text("loop count=2, body=3\nloop count=2, body=3\nbarrier\nbarrier\nbarrier\nhalt\n")
+    with pytest.raises(Trap, match="address -4 is negative"):
+        _run_text("set rd=r1, imm=-4\nsufa.init lanes=1, vdepth=1\nsufa.norm out=temp[r1+0], lanes=1, vdepth=1\nhalt\n")
+
+
+def test_input_errors_name_the_symbol():
+    text = ".symbol x input f32 [2,3] @0\nhalt\n"
+    with pytest.raises(InputError, match="missing input 'x'"):
+        _run_text(text)
+    with pytest.raises(InputError, match=r"input 'x' has shape \[3, 2\]"):
+        _run_text(text, {"x": np.zeros((3, 2), np.float32)})
+    with pytest.raises(InputError, match="input 'x' has dtype float64"):
+        _run_text(text, {"x": np.zeros((2, 3))})
+
+
+def test_hardware_loops_nest_and_registers():
+    text = "set rd=r1, imm=0\nloop count=3, body=3\n  loop count=4, body=1\n    addi rd=r1, rs=r1, imm=1\n  addi rd=r1, rs=r1, imm=100\nhalt\n"
+    result = _run_text(text)
+    assert result.registers[1] == 3 * (4 + 100)
+    with pytest.raises(Trap, match="loops nest 5 deep"):
+        _run_text("".join(f"loop count=1, body={5 - i}\n" for i in range(5)) + "barrier\nhalt\n")
+
+
+def test_instruction_equality_is_value_based():
+    a = make("set", rd=1, imm=5)
+    assert a == Instruction("set", {"rd": 1, "imm": 5})
