@@ -1,0 +1,168 @@
+"""`sofa-sim`: run a `.sofa` program on the simulated SOFA accelerator.
+
+The functional machine computes the outputs (numpy, one instruction per
+128-lane tile) and records what each instruction did; the timing and energy
+model turns that record into cycles, stalls, DRAM traffic and energy for the
+hardware described by a TOML config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sofa_compiler.isa.container import ContainerError, Program
+from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
+from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine, random_inputs
+from sofa_compiler.sim.report import Report, build_report
+from sofa_compiler.sim.timing import TimingResult, simulate
+from sofa_compiler.sim.trace import write_trace
+from sofa_compiler.sim.traps import Trap
+
+# Progress bars appear only on runs with at least this many events, so short
+# runs and test logs stay clean.
+PROGRESS_THRESHOLD = 20_000
+
+
+class SimError(Exception):
+    """A user-facing error: bad files, inputs or options."""
+
+
+@dataclass
+class Simulation:
+    """Everything one simulated run produced."""
+
+    functional: FunctionalResult
+    timing: TimingResult
+    report: Report
+
+
+def load_program(path: str | Path) -> Program:
+    try:
+        return Program.from_bytes(Path(path).read_bytes())
+    except OSError as error:
+        raise SimError(f"cannot read program '{path}': {error.strerror}") from error
+    except ContainerError as error:
+        raise SimError(f"{path}: not a valid .sofa program: {error}") from error
+
+
+def load_inputs(path: str | Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    except OSError as error:
+        raise SimError(f"cannot read inputs '{path}': {error}") from error
+    except ValueError as error:
+        raise SimError(f"{path}: not a valid .npz file: {error}") from error
+
+
+def run_program(
+    program: Program,
+    inputs: Mapping[str, np.ndarray],
+    config: HardwareConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> Simulation:
+    """Run `program` functionally, then through the timing and energy model.
+
+    Raises `Trap` for invalid programs (including a config-hash mismatch and
+    token deadlocks) and `InputError` for inputs that do not fit the symbols.
+    """
+    machine = Machine.from_target(config.as_target_dict(), dram_bytes=program.dram_bytes)
+    functional = machine.run(program, inputs, expected_config_hash=config.config_hash())
+    timing = simulate(functional.events, config, progress)
+    return Simulation(functional, timing, build_report(timing, functional.sram_peak))
+
+
+@contextmanager
+def timing_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar for the timing model, or None when disabled."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("timing model"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("timing", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def write_outputs(path: str | Path, outputs: Mapping[str, np.ndarray]) -> None:
+    """Save outputs as .npz through a temporary file, so no half-written file is left."""
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=target.parent or Path("."), suffix=".npz.tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **outputs)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def print_outputs(outputs: Mapping[str, np.ndarray], full: bool) -> None:
+    for name, value in outputs.items():
+        print(f"output {name}: {value.dtype} {list(value.shape)}")
+        if full:
+            print(np.array2string(value, precision=6, threshold=10**6))
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sofa-sim", description=__doc__.split("\n")[0])
+    parser.add_argument("program", help="a .sofa program (from sofa-as or sofa-compile)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--inputs", metavar="FILE.npz", help="one array per input symbol")
+    source.add_argument("--random-inputs", metavar="SEED", type=int, help="deterministic N(0,1) inputs")
+    parser.add_argument("--config", metavar="FILE.toml", help="hardware config (default: the paper's sofa-28nm)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    parser.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace, one track per unit")
+    parser.add_argument("--output", metavar="FILE.npz", help="save the outputs")
+    parser.add_argument("--print", action="store_true", help="print the output arrays in full")
+    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    try:
+        config = load_config(args.config)
+        program = load_program(args.program)
+        inputs = load_inputs(args.inputs) if args.inputs else random_inputs(program, args.random_inputs or 0)
+        show_progress = not args.no_progress and sys.stderr.isatty()
+        with timing_progress(show_progress) as progress:
+            simulation = run_program(program, inputs, config, progress)
+        if args.output:
+            write_outputs(args.output, simulation.functional.outputs)
+        if args.trace:
+            write_trace(args.trace, simulation.timing)
+    except Trap as trap:
+        print(f"sofa-sim: {trap}", file=sys.stderr)
+        return 2
+    except (SimError, ConfigError, InputError) as error:
+        print(f"sofa-sim: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"sofa-sim: error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(simulation.report.to_json())
+        return 0
+    print_outputs(simulation.functional.outputs, args.print)
+    Console(width=110).print(simulation.report.render_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
