@@ -205,15 +205,33 @@ def sads_tile(scores: np.ndarray, valid: np.ndarray, count: int, radius: float) 
     score order (ties: lower index first), padded with ``NO_INDEX``. Descending
     order gives SU-FA its top-1 and top-2 first, as the paper requires.
     """
+    fp16_scores = np.asarray(scores).dtype == np.float16
     scores = np.asarray(scores, dtype=np.float64)
     masked = np.where(valid, scores, -np.inf)
     row_max = np.max(masked, axis=-1, keepdims=True)
     in_sphere = valid & (masked >= row_max - radius)
-    # Stable sort on the negated score keeps the lower index first on ties.
-    order = np.argsort(-np.where(in_sphere, masked, -np.inf), axis=-1, kind="stable")
+    ranked = np.where(in_sphere, masked, -np.inf)
+    if fp16_scores:
+        order = _descending_order_fp16(ranked)
+    else:
+        # Stable sort on the negated score keeps the lower index first on ties.
+        order = np.argsort(-ranked, axis=-1, kind="stable")
     chosen = order[:, :count]
     chosen_ok = np.take_along_axis(in_sphere, chosen, axis=-1)
     return np.where(chosen_ok, chosen, NO_INDEX).astype(np.int32)
+
+
+def _descending_order_fp16(ranked: np.ndarray) -> np.ndarray:
+    """Row-wise order by descending score, ties by lower index, for fp16-valued scores.
+
+    Each fp16 value (or -inf) maps to a 16-bit integer with the same order;
+    packing it above the index gives unique int64 keys, so an unstable sort
+    yields the same order as a stable one, several times faster.
+    """
+    bits = ranked.astype(np.float16).view(np.int16).astype(np.int64)
+    ordered = np.where(bits < 0, -32768 - bits, bits)  # monotonic in the fp16 value
+    keys = (-ordered << 20) + np.arange(ranked.shape[-1])
+    return np.argsort(keys, axis=-1)
 
 
 # ---------------------------------------------------------------------------
@@ -271,9 +289,11 @@ def sufa_tile_step(
     row_max = running_max[:, -1] if scores.shape[-1] else np.full(len(q64), -np.inf)
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
     weights = np.exp(scores - safe_max[:, None])
-    window_weights = np.zeros(all_scores.shape)
-    rows = np.broadcast_to(np.arange(len(q64))[:, None], slots.shape)
-    np.add.at(window_weights, (rows, safe_slots), weights)
+    # Scatter-add each slot's weight to its key (bincount adds duplicates in order).
+    width = all_scores.shape[-1]
+    flat_slots = (np.arange(len(q64))[:, None] * width + safe_slots).ravel()
+    window_weights = np.bincount(flat_slots, weights=weights.ravel(), minlength=all_scores.size)
+    window_weights = window_weights.reshape(all_scores.shape)
     denominator = weights.sum(axis=-1)
     numerator = window_weights @ np.asarray(v_window, np.float64)
     return SufaPartial(row_max, denominator, numerator, updates)

@@ -96,6 +96,7 @@ class Machine:
         return cls(sizes, dram_bytes, int(target["lanes"]))
 
     def reset(self) -> None:
+        self.texts: dict[int, str] = {}
         for array in self.sram.values():
             array.fill(0)
         self.dram.fill(0)
@@ -300,7 +301,11 @@ class Machine:
         for bit in range(SEMAPHORES):
             if instr.signal >> bit & 1:
                 self.sems[bit] += 1
-        event = Event(pc, Unit(instr.unit), instr.op, instr.wait, instr.signal, work, format_instruction(instr))
+        # Loops execute the same pc many times; format its text once.
+        text = self.texts.get(pc)
+        if text is None:
+            text = self.texts[pc] = format_instruction(instr)
+        event = Event(pc, Unit(instr.unit), instr.op, instr.wait, instr.signal, work, text)
         self.events.append(event)
         self.executed += 1
         return event

@@ -354,7 +354,9 @@ def test_traps():
         _run_text("sufa.init lanes=1, vdepth=1 ; wait=0b1000\nhalt\n")
     assert info.value.kind == TrapKind.DEADLOCK
     with pytest.raises(Trap, match="config-hash mismatch"):
-        _run_text("halt\n", expected_config_hash="11" * 32)
+        _run_text(f".config {'22' * 32}\nhalt\n", expected_config_hash="11" * 32)
+    # An all-zero hash marks a hand-written program that is not bound to a target.
+    _run_text("halt\n", expected_config_hash="11" * 32)
     with pytest.raises(Trap, match="not initialised"):
         _run_text("sufa.norm out=temp[r0+0], lanes=1, vdepth=1\nhalt\n")
     with pytest.raises(Trap, match="without 'halt'"):
