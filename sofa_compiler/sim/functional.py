@@ -75,15 +75,25 @@ class Machine:
     """A SOFA machine with `sram_sizes` bytes per buffer and `dram_bytes` of DRAM.
 
     ``lanes`` (optional) is the target's query lanes; instructions asking for
-    more trap.
+    more trap. ``sads_inputs``/``sads_outputs`` describe one round of a SADS
+    sort core (12 new inputs in, top 4 out), which sets the rounds SADS needs.
     """
 
-    def __init__(self, sram_sizes: Mapping[Buffer | str, int] | None = None, dram_bytes: int = 1 << 26, lanes=None):
+    def __init__(
+        self,
+        sram_sizes: Mapping[Buffer | str, int] | None = None,
+        dram_bytes: int = 1 << 26,
+        lanes: int | None = None,
+        sads_inputs: int = 12,
+        sads_outputs: int = 4,
+    ):
         sizes = {Buffer(k): int(v) for k, v in (sram_sizes or DEFAULT_SRAM).items()}
         self.sram_sizes = sizes
         self.sram = {b: np.zeros(sizes.get(b, 0), np.uint8) for b in Buffer}
         self.dram = np.zeros(int(dram_bytes), np.uint8)
         self.lanes = lanes
+        self.sads_inputs = sads_inputs
+        self.sads_outputs = sads_outputs
         self.reset()
 
     @classmethod
@@ -93,7 +103,13 @@ class Machine:
             Buffer.WEIGHT: target["weight_sram"],
             Buffer.TEMP: target["temp_sram"],
         }
-        return cls(sizes, dram_bytes, int(target["lanes"]))
+        return cls(
+            sizes,
+            dram_bytes,
+            int(target["lanes"]),
+            int(target["sads_inputs_per_round"]),
+            int(target["sads_outputs_per_round"]),
+        )
 
     def reset(self) -> None:
         self.texts: dict[int, str] = {}
@@ -423,11 +439,13 @@ def _sads(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     local = numerics.sads_tile(scores, valid, m, radius)
     out = np.where(local == numerics.NO_INDEX, numerics.NO_INDEX, local + key_base).astype(np.int32)
     machine.sram_view(pc, instr, "out", lanes * m, True, work)[...] = out.reshape(-1)
-    # Cost model (digest §3.4, reading (a)): ceil(m/4) passes of ceil(|FR|/12) rounds per lane.
+    # Cost model (digest §3.4, reading (a)): ceil(m / outputs) passes of
+    # ceil(|FR| / inputs) rounds per lane; 4 and 12 on the paper's cores.
     masked = np.where(valid, scores.astype(np.float64), -np.inf)
     row_max = masked.max(axis=1, keepdims=True)
     surviving = np.count_nonzero(valid & (masked >= row_max - radius), axis=1)
-    work.sort_rounds = int(math.ceil(m / 4) * np.sum(-(-surviving // 12)))
+    passes = math.ceil(m / machine.sads_outputs)
+    work.sort_rounds = int(passes * np.sum(-(-surviving // machine.sads_inputs)))
     work.compares = lanes * keys
 
 
