@@ -1,0 +1,40 @@
+// RUN: sofa-opt %s --split-input-file --verify-diagnostics | filecheck %s
+
+func.func @unknown_op(%a: tensor<2xf32>) {
+  %b = host.onnx "TopK"(%a) : (tensor<2xf32>) -> tensor<2xf32>
+  func.return
+}
+// CHECK: the host cannot run ONNX operator 'TopK' (no numpy implementation)
+
+// -----
+
+func.func @operand_count(%a: tensor<2xf32>) {
+  %b = host.onnx "MatMul"(%a) : (tensor<2xf32>) -> tensor<2xf32>
+  func.return
+}
+// CHECK: host.onnx 'MatMul' takes
+
+// -----
+
+func.func @missing_attribute(%a: tensor<2x3xf32>) {
+  %b = host.onnx "Concat"(%a, %a) : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<4x3xf32>
+  func.return
+}
+// CHECK: host.onnx 'Concat' needs attribute(s) axis
+
+// -----
+
+func.func @dynamic_shape(%a: tensor<?x2xf32>) {
+  %b = host.onnx "Relu"(%a) : (tensor<?x2xf32>) -> tensor<?x2xf32>
+  func.return
+}
+// CHECK: host.onnx 'Relu' needs static shapes, got tensor<?x2xf32>
+
+// -----
+
+func.func @softmax_int(%a: tensor<2xi32>) {
+  %b = host.onnx "Softmax"(%a) {axis = -1 : i64} : (tensor<2xi32>) -> tensor<2xi32>
+  func.return
+}
+// CHECK: host.onnx 'Softmax' needs a float operand, got tensor<2xi32>
+
