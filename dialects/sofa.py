@@ -49,6 +49,8 @@ from xdsl.irdl import (
     prop_def,
     result_def,
     traits_def,
+    var_operand_def,
+    var_result_def,
 )
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
@@ -300,6 +302,61 @@ def _target_problem(values: Mapping[str, KeyValue]) -> str | None:
         if isinstance(TARGET_DEFAULTS[key], int) and not isinstance(value, int):
             return f"target parameter '{key}' must be an integer, got {value}"
     return None
+
+
+TILING_KEYS = ("lanes", "tile", "kv_tiles", "keep_count", "query_tiles", "padded_q", "padded_kv")
+
+
+@irdl_attr_definition
+class TilingAttr(ParametrizedAttribute):
+    """One cross-stage tiling shared by DLZS, SADS and SU-FA (paper §5).
+
+    * ``lanes``: queries per query tile (the target's 128 PE lines);
+    * ``tile``: the KV tile Bc, which is also SADS's sub-segment (n = Tc);
+    * ``kv_tiles``: Tc = ceil(Skv / Bc); ``keep_count``: m = ceil(k * Bc);
+    * ``query_tiles``, ``padded_q``, ``padded_kv``: the padded problem.
+
+    The same attribute object sits on all three stage ops of one attention,
+    so A-hat and the selected indices of a tile stay on chip between them.
+    Syntax: ``#sofa.tiling<lanes = 128, tile = 64, kv_tiles = 8, ...>``.
+    """
+
+    name = "sofa.tiling"
+
+    fields: DictionaryAttr
+
+    def __init__(self, values: Mapping[str, int]):
+        super().__init__(DictionaryAttr({key: IntegerAttr(int(values[key]), i64) for key in TILING_KEYS}))
+
+    def get(self, key: str) -> int:
+        value = _from_attribute(self.fields.data[key])
+        assert isinstance(value, int)
+        return value
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        values = _parse_key_values(parser)
+        if sorted(values) != sorted(TILING_KEYS):
+            parser.raise_error(f"tiling needs exactly the parameters {', '.join(TILING_KEYS)}")
+        if any(not isinstance(v, int) or v < 1 for v in values.values()):
+            parser.raise_error("tiling parameters must be positive integers")
+        return (DictionaryAttr({key: IntegerAttr(int(values[key]), i64) for key in TILING_KEYS}),)
+
+    def print_parameters(self, printer: Printer) -> None:
+        _print_key_values(printer, {key: self.get(key) for key in TILING_KEYS})
+
+    def verify(self) -> None:
+        if sorted(self.fields.data) != sorted(TILING_KEYS):
+            raise VerifyException(f"tiling needs exactly the parameters {', '.join(TILING_KEYS)}")
+        values = {key: self.get(key) for key in TILING_KEYS}
+        if any(v < 1 for v in values.values()):
+            raise VerifyException(f"tiling parameters must be positive, got {values}")
+        if values["padded_kv"] != values["kv_tiles"] * values["tile"]:
+            raise VerifyException("tiling: padded_kv must equal kv_tiles * tile")
+        if values["padded_q"] != values["query_tiles"] * values["lanes"]:
+            raise VerifyException("tiling: padded_q must equal query_tiles * lanes")
+        if values["keep_count"] > values["tile"]:
+            raise VerifyException("tiling: keep_count cannot exceed the tile")
 
 
 # ---------------------------------------------------------------------------
@@ -610,11 +667,12 @@ class DlzsScoreOp(IRDLOperation):
 
     q = operand_def(TensorType)
     khat = operand_def(TensorType)
+    tiling = opt_prop_def(TilingAttr)
     scores = result_def(TensorType)
 
     traits = traits_def(Pure())
 
-    assembly_format = "$q `,` $khat attr-dict `:` type($q) `,` type($khat) `->` type($scores)"
+    assembly_format = "$q `,` $khat (`tiling` $tiling^)? attr-dict `:` type($q) `,` type($khat) `->` type($scores)"
 
     def verify_(self) -> None:
         _expect_float(self.q, "Q")
@@ -653,12 +711,14 @@ class SadsOp(IRDLOperation):
     sparsity = prop_def(SparsityAttr)
     scale = prop_def(FloatAttr[Float64Type])
     causal = opt_prop_def(UnitAttr)
+    tiling = opt_prop_def(TilingAttr)
     indices = result_def(TensorType)
 
     traits = traits_def(Pure())
 
     assembly_format = (
-        "$scores (`mask` $mask^)? `scale` $scale (`causal` $causal^)? `sparsity` $sparsity attr-dict"
+        "$scores (`mask` $mask^)? `scale` $scale (`causal` $causal^)? `sparsity` $sparsity"
+        " (`tiling` $tiling^)? attr-dict"
         " `:` type($scores) (`,` type($mask)^)? `->` type($indices)"
     )
 
@@ -706,12 +766,14 @@ class SufaOp(IRDLOperation):
     scale = prop_def(FloatAttr[Float64Type])
     tile = prop_def(IntegerAttr[I64])
     causal = opt_prop_def(UnitAttr)
+    tiling = opt_prop_def(TilingAttr)
     output = result_def(TensorType)
 
     traits = traits_def(Pure())
 
     assembly_format = (
-        "$q `,` $k `,` $v `,` $indices (`mask` $mask^)? `scale` $scale `tile` $tile (`causal` $causal^)? attr-dict"
+        "$q `,` $k `,` $v `,` $indices (`mask` $mask^)? `scale` $scale `tile` $tile (`causal` $causal^)?"
+        " (`tiling` $tiling^)? attr-dict"
         " `:` type($q) `,` type($k) `,` type($v) `,` type($indices) (`,` type($mask)^)? `->` type($output)"
     )
 
@@ -747,10 +809,32 @@ class SufaOp(IRDLOperation):
         )
 
 
+@irdl_op_definition
+class KernelCallOp(IRDLOperation):
+    """Run a compiled accelerator kernel on tensors: the host/accelerator boundary.
+
+    ``kernel`` names a `sofa_isa.program` (or a kernel of a compiled bundle).
+    The operands fill the kernel's input symbols in order and the results
+    come from its output symbols. The interpreter needs a kernel runner
+    (``sofa_compiler.runtime``) to execute it.
+    """
+
+    name = "sofa.kernel_call"
+
+    kernel = prop_def(StringAttr)
+    inputs = var_operand_def(TensorType)
+    outputs = var_result_def(TensorType)
+
+    assembly_format = "$kernel `(` $inputs `)` attr-dict `:` functional-type($inputs, $outputs)"
+
+    def __init__(self, kernel: str, inputs: Sequence[SSAValue], result_types: Sequence[Attribute]):
+        super().__init__(operands=[inputs], result_types=[result_types], properties={"kernel": StringAttr(kernel)})
+
+
 Sofa = Dialect(
     "sofa",
-    [AttentionOp, KvProjectionOp, WkToLzOp, DlzsKeyOp, DlzsScoreOp, SadsOp, SufaOp],
-    [SparsityAttr, TargetAttr],
+    [AttentionOp, KvProjectionOp, WkToLzOp, DlzsKeyOp, DlzsScoreOp, SadsOp, SufaOp, KernelCallOp],
+    [SparsityAttr, TargetAttr, TilingAttr],
 )
 
 __all__ = [
@@ -759,11 +843,13 @@ __all__ = [
     "AttentionOp",
     "DlzsKeyOp",
     "DlzsScoreOp",
+    "KernelCallOp",
     "KvProjectionOp",
     "SadsOp",
     "Sofa",
     "SparsityAttr",
     "SufaOp",
     "TargetAttr",
+    "TilingAttr",
     "WkToLzOp",
 ]

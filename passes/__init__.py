@@ -22,4 +22,17 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         return {"sofa-tile": get_sofa_tile}
     """
 
-    return {}
+    def get_coordinated_tiling() -> type[ModulePass]:
+        from passes.coordinated_tiling import CoordinatedTilingPass
+
+        return CoordinatedTilingPass
+
+    def get_lower_to_isa() -> type[ModulePass]:
+        from passes.lower_to_isa import LowerToIsaPass
+
+        return LowerToIsaPass
+
+    return {
+        "sofa-coordinated-tiling": get_coordinated_tiling,
+        "sofa-lower-to-isa": get_lower_to_isa,
+    }

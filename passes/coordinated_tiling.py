@@ -1,0 +1,151 @@
+"""Cross-stage coordinated tiling: one KV tile shared by DLZS, SADS and SU-FA.
+
+Each `sofa.attention` becomes the three SOFA stages, `sofa.dlzs_score`,
+`sofa.sads` and `sofa.sufa`, carrying the same `#sofa.tiling` attribute:
+the query tile is the target's lane count, and the KV tile Bc (SADS's
+sub-segment, n = Tc) comes from the target's SRAM sizes and a cost model
+(`tile_plan.choose_tile`) unless the `tile` option fixes it.
+
+Attention ops with a general (boolean or additive) mask are left for the
+host: the accelerator handles causal and padding masks only, and the op is
+marked with a `sofa.host_reason` attribute saying so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import Attribute, IntegerAttr, ModuleOp, StringAttr, TensorType, UnitAttr, f16, i32, i64
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.utils.exceptions import DiagnosticException
+
+from dialects.numerics import keep_count, tile_count
+from dialects.sofa import AttentionOp, DlzsScoreOp, SadsOp, SparsityAttr, SufaOp, TargetAttr, TilingAttr
+from passes.tile_plan import AttentionShape, PlanError, choose_tile, plan_sram, query_lanes
+
+TARGET_ATTRIBUTE = "sofa.target"
+"""The module attribute holding the `#sofa.target` the module is compiled for."""
+
+HOST_REASON = "sofa.host_reason"
+
+
+def module_target(module: ModuleOp) -> TargetAttr:
+    """The module's `#sofa.target`, or the paper's design when it has none."""
+    target = module.attributes.get(TARGET_ATTRIBUTE)
+    return target if isinstance(target, TargetAttr) else TargetAttr()
+
+
+def attention_shape(op: AttentionOp, keep: float) -> AttentionShape:
+    batch, q_heads, q_len, depth = op.q.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
+    _, kv_heads, kv_len, _ = op.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
+    v_depth = op.v.type.get_shape()[3]  # pyright: ignore[reportAttributeAccessIssue]
+    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, op.causal is not None)
+
+
+def attention_shape_of_sufa(sufa: SufaOp, select: SadsOp) -> AttentionShape:
+    """The problem shape of a tiled attention, from its SU-FA and SADS ops."""
+    batch, q_heads, q_len, depth = sufa.q.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
+    _, kv_heads, kv_len, _ = sufa.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
+    v_depth = sufa.v.type.get_shape()[3]  # pyright: ignore[reportAttributeAccessIssue]
+    keep = select.sparsity.keep_ratio
+    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, sufa.causal is not None)
+
+
+def make_tiling(target: TargetAttr, shape: AttentionShape, tile: int) -> TilingAttr:
+    lanes = query_lanes(target, shape.q_len)
+    query_tiles = tile_count(shape.q_len, lanes)
+    kv_tiles = tile_count(shape.kv_len, tile)
+    return TilingAttr(
+        {
+            "lanes": lanes,
+            "tile": tile,
+            "kv_tiles": kv_tiles,
+            "keep_count": keep_count(shape.keep, tile),
+            "query_tiles": query_tiles,
+            "padded_q": query_tiles * lanes,
+            "padded_kv": kv_tiles * tile,
+        }
+    )
+
+
+@dataclass
+class TileAttention(RewritePattern):
+    target: TargetAttr
+    keep: float
+    radius: float
+    tile: int
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
+        if HOST_REASON in op.attributes:
+            return
+        if op.mask is not None:
+            reason = "general attention masks run on the host (the accelerator supports causal and padding masks)"
+            op.attributes[HOST_REASON] = StringAttr(reason)
+            return
+        sparsity = op.sparsity
+        keep = sparsity.keep_ratio if sparsity is not None else self.keep
+        radius = sparsity.radius_value if sparsity is not None else self.radius
+        shape = attention_shape(op, keep)
+        try:
+            tile = self.tile or choose_tile(self.target, shape)[0]
+            plan_sram(self.target, shape, tile)
+        except PlanError as error:
+            raise DiagnosticException(f"cannot tile {op.name} for this target: {error}") from error
+        tiling = make_tiling(self.target, shape, tile)
+        sparsity = SparsityAttr(keep, tile, radius, "dlzs")
+        rows = [shape.batch, shape.q_heads, shape.q_len]
+        scores_type = TensorType(f16, [*rows, shape.kv_len])
+        index_type = TensorType(i32, [*rows, tiling.get("kv_tiles"), tiling.get("keep_count")])
+        causal = op.causal is not None
+        score = DlzsScoreOp.create(operands=[op.q, op.k], result_types=[scores_type], properties={"tiling": tiling})
+        select = SadsOp.create(
+            operands=[score.scores],
+            result_types=[index_type],
+            properties=_props(sparsity=sparsity, scale=op.scale, tiling=tiling, causal=causal),
+        )
+        attend = SufaOp.create(
+            operands=[op.q, op.k, op.v, select.indices],
+            result_types=[op.output.type],
+            properties=_props(scale=op.scale, tile=IntegerAttr(tile, i64), tiling=tiling, causal=causal),
+        )
+        rewriter.replace_op(op, [score, select, attend], [attend.output])
+
+
+def _props(causal: bool, **props: Attribute) -> dict[str, Attribute]:
+    """Op properties, with the unit `causal` flag only when set."""
+    return {**props, "causal": UnitAttr()} if causal else props
+
+
+@dataclass(frozen=True)
+class CoordinatedTilingPass(ModulePass):
+    """Tile every accelerator attention with one shared KV tile and expand it into the SOFA stages.
+
+    Options: ``keep`` (top-k ratio, 1.0 is exact), ``radius`` (SADS sphere
+    radius in logits; 0 disables the clip), ``tile`` (Bc; 0 lets the cost
+    model choose from the target's SRAM). An attention that already carries
+    a `#sofa.sparsity` keeps its keep ratio and radius.
+    """
+
+    name = "sofa-coordinated-tiling"
+
+    keep: float = 1.0
+    radius: float = 0.0
+    tile: int = 0
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if not 0.0 < self.keep <= 1.0:
+            raise DiagnosticException(f"keep ratio must satisfy 0 < keep <= 1, got {self.keep}")
+        if self.tile < 0:
+            raise DiagnosticException(f"tile must be positive (or 0 to let the cost model choose), got {self.tile}")
+        radius = self.radius if self.radius > 0 else math.inf
+        pattern = TileAttention(module_target(op), self.keep, radius, self.tile)
+        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)

@@ -1,0 +1,165 @@
+"""Tile planning shared by the tiling and lowering passes: SRAM layout and cost model.
+
+Everything here reads the hardware from a `#sofa.target` attribute, never
+from Python constants, so a module compiled for another target gets another
+plan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dialects.numerics import keep_count, tile_count
+from dialects.sofa import TargetAttr
+
+TILE_CANDIDATES = (16, 32, 64, 128, 256, 512)
+"""KV tile sizes Bc the cost model considers (powers of two, as the paper's Tc grid)."""
+
+KV_BUFFER_SETS = 2
+"""Per-KV-tile buffers are double-buffered: tile j+1 loads while tile j computes."""
+
+
+class PlanError(ValueError):
+    """No tiling fits the target; the message names the shortfall."""
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    """The attention problem a plan is for (one op, all heads)."""
+
+    batch: int
+    q_heads: int
+    kv_heads: int
+    q_len: int
+    kv_len: int
+    depth: int
+    v_depth: int
+    keep: float
+    causal: bool
+
+
+@dataclass(frozen=True)
+class Region:
+    buffer: str
+    offset: int
+    size: int
+
+
+@dataclass
+class SramPlan:
+    """Where every on-chip buffer of one attention kernel lives."""
+
+    regions: dict[str, Region] = field(default_factory=dict)
+    used: dict[str, int] = field(default_factory=dict)
+
+
+class SramAllocator:
+    """First-fit bump allocation of named regions in the three SRAM buffers."""
+
+    def __init__(self, sizes: Mapping[str, int], align: int = 64):
+        self.sizes = dict(sizes)
+        self.used = {name: 0 for name in self.sizes}
+        self.align = align
+        self.regions: dict[str, Region] = {}
+
+    def alloc(self, name: str, nbytes: int, prefer: tuple[str, ...] = ("token", "weight", "temp")) -> Region:
+        """A new region in the first preferred buffer it fits, or `PlanError`."""
+        for buffer in prefer:
+            start = -(-self.used[buffer] // self.align) * self.align
+            if start + nbytes <= self.sizes[buffer]:
+                self.used[buffer] = start + nbytes
+                self.regions[name] = Region(buffer, start, nbytes)
+                return self.regions[name]
+        free = ", ".join(f"{b} {self.sizes[b] - self.used[b]} B free" for b in prefer)
+        raise PlanError(f"SRAM region '{name}' ({nbytes} bytes) does not fit ({free})")
+
+
+def sram_sizes(target: TargetAttr) -> dict[str, int]:
+    return {
+        "token": int(target.get("token_sram")),
+        "weight": int(target.get("weight_sram")),
+        "temp": int(target.get("temp_sram")),
+    }
+
+
+def query_lanes(target: TargetAttr, q_len: int) -> int:
+    """Queries per tile: the target's lanes, or fewer for a short sequence."""
+    return min(int(target.get("lanes")), q_len)
+
+
+def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
+    """Lay out one kernel's buffers for KV tile `tile`; `PlanError` if they do not fit.
+
+    Query-tile buffers (Q in fp32 and fp16, O) are single; per-KV-tile
+    buffers (K-hat, A-hat, SADS indices, the RASS list, K and V rows) come in
+    `KV_BUFFER_SETS` sets so consecutive tiles overlap.
+    """
+    lanes = query_lanes(target, shape.q_len)
+    m = keep_count(shape.keep, tile)
+    d, dv = shape.depth, shape.v_depth
+    alloc = SramAllocator(sram_sizes(target))
+    alloc.alloc("q", lanes * d * 4)
+    alloc.alloc("q16", lanes * d * 2)
+    alloc.alloc("o", lanes * dv * 4)
+    on_chip_first = ("temp", "weight", "token")
+    for index in range(KV_BUFFER_SETS):
+        alloc.alloc(f"khat{index}", tile * d * 2, on_chip_first)
+        alloc.alloc(f"ahat{index}", lanes * tile * 2, on_chip_first)
+        alloc.alloc(f"idx{index}", lanes * m * 4, on_chip_first)
+        alloc.alloc(f"list{index}", (1 + tile) * 4, on_chip_first)
+        alloc.alloc(f"k{index}", tile * d * 4)
+        alloc.alloc(f"v{index}", tile * dv * 4)
+    return SramPlan(dict(alloc.regions), dict(alloc.used))
+
+
+def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
+    """Estimated cycles of the whole kernel with KV tile `tile` (a coarse model).
+
+    Per (query tile, KV tile) step the stages run as a pipeline, so a step
+    costs its slowest stage; each step also pays a fixed synchronisation
+    cost (DMA latency, token hand-offs), which is what makes small tiles
+    expensive, while SADS's sort grows with ``m * Bc`` and makes large tiles
+    expensive (paper §5: larger Bc sorts more).
+    """
+    lanes = query_lanes(target, shape.q_len)
+    m = keep_count(shape.keep, tile)
+    d, dv = shape.depth, shape.v_depth
+    bytes_per_cycle = target.get("dram_bandwidth_gbps") * 1e3 / target.get("clock_mhz")
+    latency = target.get("dram_latency_ns") * target.get("clock_mhz") / 1e3
+    dlzs = lanes * tile * d / (target.get("dlzs_rows") * target.get("dlzs_cols"))
+    passes = math.ceil(m / target.get("sads_outputs_per_round"))
+    sads = passes * math.ceil(tile / target.get("sads_inputs_per_round")) * lanes / target.get("sads_cores")
+    sufa = lanes * m * (d + dv) / (target.get("sufa_rows") * target.get("sufa_cols"))
+    selected_rows = min(tile, lanes * m)
+    dma = (tile * d * 2 + selected_rows * (d + dv) * 4) / bytes_per_cycle
+    step = max(dlzs, sads, sufa, dma) + latency / KV_BUFFER_SETS
+    query_tiles = tile_count(shape.q_len, lanes)
+    kv_tiles = tile_count(shape.kv_len, tile)
+    if shape.causal:
+        kv_tiles = (kv_tiles + 1) / 2  # about half the tiles hold visible keys
+    return shape.batch * shape.q_heads * query_tiles * kv_tiles * step
+
+
+def choose_tile(target: TargetAttr, shape: AttentionShape) -> tuple[int, dict[int, float]]:
+    """The KV tile Bc with the lowest estimated cycles among those that fit SRAM.
+
+    Returns ``(Bc, {candidate: cycles})``; raises `PlanError` naming the
+    smallest tile's shortfall when nothing fits.
+    """
+    longest = max(TILE_CANDIDATES[0], 1 << max(0, math.ceil(math.log2(max(1, shape.kv_len)))))
+    costs: dict[int, float] = {}
+    first_error: PlanError | None = None
+    for tile in TILE_CANDIDATES:
+        if tile > longest:
+            break
+        try:
+            plan_sram(target, shape, tile)
+        except PlanError as error:
+            first_error = first_error or error
+            continue
+        costs[tile] = tile_cycles(target, shape, tile)
+    if not costs:
+        raise PlanError(f"no KV tile fits the target's SRAM (smallest tried: Bc = {TILE_CANDIDATES[0]}): {first_error}")
+    return min(costs, key=lambda tile: (costs[tile], tile)), costs

@@ -1,0 +1,107 @@
+"""Run compiled attention kernels on the simulated accelerator from host code.
+
+A `sofa.kernel_call` hands tensors to a kernel. The host stages them the way
+the kernel's DRAM layout expects (`passes/lower_to_isa.py`): heads flattened,
+sequences padded with zeros to whole tiles, and the fp16 copies of Q and K
+that DLZS reads. The kernel then runs on the functional machine and the
+timing model, and its output is cut back to the logical shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
+
+from dialects import numerics
+from dialects.sofa import KernelCallOp
+from sofa_compiler.interpreters.sofa import as_array
+from sofa_compiler.isa.container import Program
+from sofa_compiler.sim.config import HardwareConfig
+from sofa_compiler.sim.functional import Machine
+from sofa_compiler.sim.report import Report, build_report
+from sofa_compiler.sim.timing import TimingResult, simulate
+
+
+class KernelError(Exception):
+    """A kernel cannot run on the given tensors."""
+
+
+def _pad_rows(values: np.ndarray, padded: int) -> np.ndarray:
+    """``[B, H, S, d]`` -> ``[B*H*padded, d]`` with zero rows after each head's S rows."""
+    batch, heads, length, depth = values.shape
+    out = np.zeros((batch, heads, padded, depth), np.float32)
+    out[:, :, :length] = values
+    return out.reshape(-1, depth)
+
+
+def stage_attention_inputs(program: Program, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+    """The kernel's input symbols for logical Q ``[B,Hq,Sq,d]``, K/V ``[B,Hkv,Skv,*]``."""
+    padded_q = program.symbol("q").shape[0] // (q.shape[0] * q.shape[1])
+    padded_kv = program.symbol("k").shape[0] // (k.shape[0] * k.shape[1])
+    if padded_q < q.shape[2] or padded_kv < k.shape[2]:
+        raise KernelError(
+            f"tensors of shape Q {list(q.shape)}, K {list(k.shape)} do not fit the kernel's layout"
+            f" ({padded_q} query and {padded_kv} key rows per head)"
+        )
+    q_rows = _pad_rows(np.asarray(q, np.float32), padded_q)
+    k_rows = _pad_rows(np.asarray(k, np.float32), padded_kv)
+    return {
+        "q": q_rows,
+        "q16": numerics.to_fp16_saturating(q_rows),
+        "k": k_rows,
+        "khat": numerics.to_fp16_saturating(k_rows),
+        "v": _pad_rows(np.asarray(v, np.float32), padded_kv),
+    }
+
+
+def unstage_attention_output(program: Program, o: np.ndarray, q_shape: tuple[int, ...]) -> np.ndarray:
+    batch, heads, length, _ = q_shape
+    padded_q = program.symbol("q").shape[0] // (batch * heads)
+    return o.reshape(batch, heads, padded_q, -1)[:, :, :length].copy()
+
+
+@dataclass
+class KernelRun:
+    """One kernel execution: which kernel, its timing and its report."""
+
+    kernel: str
+    timing: TimingResult
+    report: Report
+
+
+@dataclass
+class KernelRunner:
+    """Runs a model's kernels on one hardware configuration and keeps every run."""
+
+    programs: Mapping[str, Program]
+    config: HardwareConfig
+    progress: Callable[[int, int], None] | None = None
+    runs: list[KernelRun] = field(default_factory=list)
+
+    def call(self, name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        if name not in self.programs:
+            raise KernelError(f"no kernel named '{name}' (kernels: {', '.join(self.programs) or 'none'})")
+        program = self.programs[name]
+        machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
+        result = machine.run(program, stage_attention_inputs(program, q, k, v), self.config.config_hash())
+        timing = simulate(result.events, self.config, self.progress)
+        self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak)))
+        return unstage_attention_output(program, result.outputs["o"], q.shape)
+
+
+@register_impls
+class KernelFunctions(InterpreterFunctions):
+    """`sofa.kernel_call` for xDSL's interpreter, backed by a `KernelRunner`."""
+
+    def __init__(self, runner: KernelRunner):
+        super().__init__()
+        self.runner = runner
+
+    @impl(KernelCallOp)
+    def run_kernel_call(self, interpreter: Interpreter, op: KernelCallOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        q, k, v = (as_array(a) for a in args)
+        return (self.runner.call(op.kernel.data, q, k, v),)
