@@ -193,3 +193,62 @@ def _energy_table(report: Report) -> Table:
         table.add_row(name, f"{pj * 1e-6:,.3f}", f"{_ratio(pj, report.total_energy_pj):.1%}")
     table.add_row("total", f"{report.total_energy_pj * 1e-6:,.3f}", "100.0%")
     return table
+
+
+def combine_reports(reports: list[Report]) -> Report:
+    """One report for kernels that ran one after another on the same hardware.
+
+    Cycles, instructions, traffic and energy add up; SRAM peaks take the
+    maximum; rates (utilisation, GOPS, GOPS/W, power) are recomputed from
+    the totals.
+    """
+    if not reports:
+        raise ValueError("no kernel ran, so there is nothing to report")
+    if len(reports) == 1:
+        return reports[0]
+    first = reports[0]
+    total = sum(r.total_cycles for r in reports)
+    units = {}
+    for name in first.units:
+        parts = [r.units[name] for r in reports]
+        busy = sum(p.busy_cycles for p in parts)
+        units[name] = UnitReport(
+            sum(p.instructions for p in parts),
+            busy,
+            sum(p.memory_stall_cycles for p in parts),
+            sum(p.dependency_stall_cycles for p in parts),
+            sum(p.idle_cycles for p in parts),
+            _ratio(busy, total),
+        )
+    sram = {}
+    for name, part in first.sram.items():
+        peak = max(r.sram[name].peak_bytes for r in reports)
+        sram[name] = SramReport(peak, part.capacity_bytes, _ratio(peak, part.capacity_bytes))
+    energy = {key: sum(r.energy_pj[key] for r in reports) for key in first.energy_pj}
+    total_energy = sum(energy.values())
+    core_energy = sum(r.core_energy_pj for r in reports)
+    seconds = total / (first.clock_mhz * 1e6)
+    dense_ops = sum(r.dense_ops for r in reports)
+    gops = _ratio(dense_ops, seconds) / 1e9
+    return Report(
+        config_name=first.config_name,
+        config_hash=first.config_hash,
+        clock_mhz=first.clock_mhz,
+        instructions=sum(r.instructions for r in reports),
+        total_cycles=total,
+        time_us=sum(r.time_us for r in reports),
+        units=units,
+        dram_read_bytes=sum(r.dram_read_bytes for r in reports),
+        dram_write_bytes=sum(r.dram_write_bytes for r in reports),
+        sram=sram,
+        energy_pj=energy,
+        total_energy_pj=total_energy,
+        core_energy_pj=core_energy,
+        average_power_w=_ratio(total_energy * 1e-12, seconds),
+        dense_ops=dense_ops,
+        effective_gops=gops,
+        gops_per_watt=_ratio(dense_ops, total_energy * 1e-12) / 1e9,
+        core_gops_per_watt=_ratio(dense_ops, core_energy * 1e-12) / 1e9,
+        area_mm2=first.area_mm2,
+        gops_per_mm2=_ratio(gops, first.area_mm2),
+    )

@@ -1,0 +1,219 @@
+"""The compiler driver: ONNX in, tiled IR at every stage, accelerator kernels out.
+
+Stages (each one an IR the user can dump):
+
+=========  ==========================================================
+onnx-ir    the imported graph: `sofa.attention` + host ops
+sofa       the same, bound to a target (`sofa.target` module attribute)
+tiled      after `sofa-coordinated-tiling`: the SOFA stages with one tiling
+isa        after `sofa-lower-to-isa`: host code + `sofa_isa.program` kernels
+=========  ==========================================================
+
+`compile()` returns a `CompiledModel`; `CompiledModel.run()` executes host
+ops with numpy and kernels on the simulator. `save()` writes a `.sofa`
+bundle (`sofa_compiler/bundle.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
+from xdsl.dialects.func import FuncOp
+from xdsl.interpreter import Interpreter
+from xdsl.passes import ModulePass
+from xdsl.printer import Printer
+
+from dialects.host import numpy_dtype
+from dialects.sofa import TargetAttr
+from dialects.sofa_isa import ProgramOp
+from passes.coordinated_tiling import TARGET_ATTRIBUTE, CoordinatedTilingPass
+from passes.lower_to_isa import LowerToIsaPass
+from sofa_compiler.frontend import import_model
+from sofa_compiler.interpreters import register_all
+from sofa_compiler.isa.container import Program
+from sofa_compiler.isa.ir import ir_to_program
+from sofa_compiler.runtime import KernelFunctions, KernelRunner
+from sofa_compiler.sim.config import HardwareConfig, load_config
+from sofa_compiler.sim.report import Report, combine_reports
+from sofa_compiler.tools.sofa_run_ir import sofa_context
+
+EMIT_KINDS = ("onnx-ir", "sofa", "tiled", "isa", "asm", "bin")
+PIPELINES = ("coordinated", "separate")
+
+
+class CompileError(Exception):
+    """Bad options or a model/target the compiler cannot handle; the message says which."""
+
+
+@dataclass
+class Stage:
+    """The IR after one step of the pipeline."""
+
+    name: str  # onnx-ir, sofa, tiled, isa
+    step: str  # what produced it: the importer, a pass name
+    text: str
+
+
+def make_context() -> Context:
+    """A context with every dialect the compiler's IR uses."""
+    return sofa_context()
+
+
+def print_ir(module: ModuleOp, generic: bool = False) -> str:
+    import io
+
+    stream = io.StringIO()
+    Printer(stream=stream, print_generic_format=generic).print_op(module)
+    return stream.getvalue() + "\n"
+
+
+@dataclass
+class ModelReport:
+    """Simulator figures of one model run: per kernel call and in total."""
+
+    kernels: list[tuple[str, Report]]
+    total: Report | None
+
+
+@dataclass
+class CompiledModel:
+    """A model compiled for one target: host IR, kernels and every stage's IR."""
+
+    config: HardwareConfig
+    host: ModuleOp
+    programs: dict[str, Program]
+    stages: list[Stage] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def main(self) -> FuncOp:
+        for op in self.host.body.block.ops:
+            if isinstance(op, FuncOp) and op.sym_name.data == "main":
+                return op
+        raise CompileError("the compiled model has no @main function")
+
+    def input_specs(self) -> list[tuple[str, tuple[int, ...], str]]:
+        """(name, shape, numpy dtype) of each model input, in order."""
+        return _specs(self.main.args, self.main.arg_attrs, "arg")
+
+    def output_names(self) -> list[str]:
+        return [name for name, _, _ in _specs([], self.main.res_attrs, "result", self.main.function_type.outputs)]
+
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[dict[str, np.ndarray], ModelReport]:
+        """Run the model: host ops on numpy, every kernel call on the simulator."""
+        args = []
+        for name, shape, dtype in self.input_specs():
+            if name not in inputs:
+                raise CompileError(f"missing input '{name}' (the model needs {', '.join(self.input_names())})")
+            value = np.asarray(inputs[name])
+            if tuple(value.shape) != shape:
+                raise CompileError(f"input '{name}' has shape {list(value.shape)}, the model needs {list(shape)}")
+            args.append(value.astype(dtype, copy=False))
+        runner = KernelRunner(self.programs, self.config, progress)
+        interpreter = Interpreter(self.host)
+        register_all(interpreter)
+        interpreter.register_implementations(KernelFunctions(runner))
+        results = interpreter.call_op("main", tuple(args))
+        outputs = {name: np.asarray(value) for name, value in zip(self.output_names(), results, strict=True)}
+        reports = [(run.kernel, run.report) for run in runner.runs]
+        return outputs, ModelReport(reports, combine_reports([r for _, r in reports]) if reports else None)
+
+    def input_names(self) -> list[str]:
+        return [name for name, _, _ in self.input_specs()]
+
+    def ir(self, stage: str) -> str:
+        for entry in self.stages:
+            if entry.name == stage:
+                return entry.text
+        raise CompileError(f"no IR for stage '{stage}' (stages: {', '.join(s.name for s in self.stages)})")
+
+
+def _specs(args: Any, attrs: Any, prefix: str, types: Any = None) -> list[tuple[str, tuple[int, ...], str]]:
+    specs = []
+    types = list(types) if types is not None else [a.type for a in args]
+    for index, value_type in enumerate(types):
+        name = f"{prefix}{index}"
+        if attrs is not None and index < len(attrs.data):
+            entry = attrs.data[index].data.get("sofa.name")
+            if isinstance(entry, StringAttr):
+                name = entry.data
+        shape = tuple(value_type.get_shape()) if isinstance(value_type, TensorType) else ()
+        element = value_type.get_element_type() if isinstance(value_type, TensorType) else value_type
+        specs.append((name, shape, str(numpy_dtype(element))))
+    return specs
+
+
+def _pipeline(keep: float, tile: int, radius: float, config_hash: str) -> list[tuple[str, ModulePass]]:
+    return [
+        ("tiled", CoordinatedTilingPass(keep=keep, radius=radius, tile=tile)),
+        ("isa", LowerToIsaPass(config_hash=config_hash)),
+    ]
+
+
+def check_options(keep: float, tile: int | None, radius: float | None, pipeline: str) -> None:
+    if not 0.0 < keep <= 1.0:
+        raise CompileError(f"--keep must satisfy 0 < keep <= 1, got {keep}")
+    if tile is not None and tile < 1:
+        raise CompileError(f"--tile must be a positive KV tile size, got {tile}")
+    if radius is not None and not radius > 0:
+        raise CompileError(f"--radius must be positive, got {radius}")
+    if pipeline not in PIPELINES:
+        raise CompileError(f"unknown pipeline '{pipeline}' (choose from {', '.join(PIPELINES)})")
+    if pipeline == "separate":
+        raise CompileError("the separate-stage baseline pipeline is not implemented yet; use --pipeline coordinated")
+
+
+def compile_model(
+    model: str | Path | onnx.ModelProto,
+    target: HardwareConfig | str | Path | None = None,
+    keep: float = 1.0,
+    tile: int | None = None,
+    radius: float | None = None,
+    pipeline: str = "coordinated",
+    on_stage: Callable[[Stage], None] | None = None,
+) -> CompiledModel:
+    """Compile an ONNX model for a SOFA target (default: the paper's 28 nm design)."""
+    check_options(keep, tile, radius, pipeline)
+    config = target if isinstance(target, HardwareConfig) else load_config(target)
+    ctx = make_context()
+    module = import_model(model)
+    stages: list[Stage] = []
+
+    def record(name: str, step: str) -> None:
+        stage = Stage(name, step, print_ir(module))
+        stages.append(stage)
+        if on_stage is not None:
+            on_stage(stage)
+
+    record("onnx-ir", "import")
+    module.attributes[TARGET_ATTRIBUTE] = TargetAttr(config.as_target_dict())
+    module.verify()
+    record("sofa", "bind-target")
+    for name, compiler_pass in _pipeline(keep, tile or 0, radius or 0.0, config.config_hash()):
+        compiler_pass.apply(ctx, module)
+        module.verify()
+        record(name, compiler_pass.name)
+    programs = {
+        op.attributes["sym_name"].data: ir_to_program(op)  # pyright: ignore[reportAttributeAccessIssue]
+        for op in module.body.block.ops
+        if isinstance(op, ProgramOp)
+    }
+    host = module.clone()
+    for op in list(host.body.block.ops):
+        if isinstance(op, ProgramOp):
+            op.detach()
+            op.erase()
+    options = {"keep": keep, "tile": tile, "radius": radius if radius else math.inf, "pipeline": pipeline}
+    return CompiledModel(config, host, programs, stages, options)
