@@ -48,6 +48,7 @@ from xdsl.irdl import (
     IRDLOperation,
     irdl_attr_definition,
     irdl_op_definition,
+    opt_prop_def,
     prop_def,
     region_def,
     traits_def,
@@ -964,7 +965,10 @@ class LoopOp(IRDLOperation):
 
 @irdl_op_definition
 class ProgramOp(IRDLOperation):
-    """A whole program: target config hash, DRAM size, symbol table, DRAM image and body.
+    """A whole program: optional name, target config hash, DRAM size, symbol table, DRAM image and body.
+
+    Syntax: ``sofa_isa.program @attn0 {config_hash = ..., ...} { ... }``; the
+    name is how a `sofa.kernel_call` refers to a compiled kernel.
 
     ``config_hash`` is the 64-hex-digit sha256 of the target config;
     ``symbols`` is an array of `#sofa_isa.symbol`, ``segments`` an array of
@@ -973,6 +977,7 @@ class ProgramOp(IRDLOperation):
 
     name = "sofa_isa.program"
 
+    sym_name = opt_prop_def(StringAttr)
     config_hash = prop_def(StringAttr)
     dram_bytes = prop_def(IntegerAttr[I64])
     symbols = prop_def(ArrayAttr[SymbolAttr])
@@ -1002,8 +1007,11 @@ class ProgramOp(IRDLOperation):
 
     @classmethod
     def parse(cls, parser: Parser) -> ProgramOp:
+        name = parser.parse_optional_symbol_name()
         pos = parser.pos
         props = parser.parse_optional_attr_dict()
+        if name is not None:
+            props["sym_name"] = name
         for key in ("config_hash", "dram_bytes", "symbols", "segments"):
             if key not in props:
                 parser.raise_error(f"sofa_isa.program needs '{key}'", pos, parser.pos)
@@ -1011,6 +1019,9 @@ class ProgramOp(IRDLOperation):
         return cls.create(properties=props, regions=[region])
 
     def print(self, printer: Printer) -> None:
+        if self.sym_name is not None:
+            printer.print_string(" ")
+            printer.print_symbol_name(self.sym_name.data)
         printer.print_string(" ")
         printer.print_attr_dict(
             {key: self.properties[key] for key in ("config_hash", "dram_bytes", "symbols", "segments")}

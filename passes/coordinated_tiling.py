@@ -94,9 +94,10 @@ class TileAttention(RewritePattern):
         sparsity = op.sparsity
         keep = sparsity.keep_ratio if sparsity is not None else self.keep
         radius = sparsity.radius_value if sparsity is not None else self.radius
+        requested_tile = self.tile or (sparsity.tile_size if sparsity is not None else 0)
         shape = attention_shape(op, keep)
         try:
-            tile = self.tile or choose_tile(self.target, shape)[0]
+            tile = requested_tile or choose_tile(self.target, shape)[0]
             plan_sram(self.target, shape, tile)
         except PlanError as error:
             raise DiagnosticException(f"cannot tile {op.name} for this target: {error}") from error
@@ -132,7 +133,8 @@ class CoordinatedTilingPass(ModulePass):
     Options: ``keep`` (top-k ratio, 1.0 is exact), ``radius`` (SADS sphere
     radius in logits; 0 disables the clip), ``tile`` (Bc; 0 lets the cost
     model choose from the target's SRAM). An attention that already carries
-    a `#sofa.sparsity` keeps its keep ratio and radius.
+    a `#sofa.sparsity` keeps its keep ratio, radius and tile (the ``tile``
+    option still overrides the tile).
     """
 
     name = "sofa-coordinated-tiling"

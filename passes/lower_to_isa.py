@@ -314,8 +314,8 @@ class LowerToIsaPass(ModulePass):
                     "dram_bytes": IntegerAttr(max(4096, -(-layout.top // 4096) * 4096), i64),
                     "symbols": layout.attrs(),
                     "segments": ArrayAttr([]),
+                    "sym_name": StringAttr(name),
                 },
-                attributes={"sym_name": StringAttr(name)},
                 regions=[Region(Block(body))],
             )
             kernels.append(program)

@@ -205,11 +205,7 @@ def compile_model(
         compiler_pass.apply(ctx, module)
         module.verify()
         record(name, compiler_pass.name)
-    programs = {
-        op.attributes["sym_name"].data: ir_to_program(op)  # pyright: ignore[reportAttributeAccessIssue]
-        for op in module.body.block.ops
-        if isinstance(op, ProgramOp)
-    }
+    programs = {op.sym_name.data: ir_to_program(op) for op in module.body.block.ops if isinstance(op, ProgramOp)}
     host = module.clone()
     for op in list(host.body.block.ops):
         if isinstance(op, ProgramOp):

@@ -27,6 +27,7 @@ import re
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,7 +137,7 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             # Keys in file order; `files` preserves the archive's order.
             return {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, ValueError) as e:
+    except (zipfile.BadZipFile, ValueError, EOFError, zlib.error) as e:
         raise RunError(f"{path}: not a readable .npz file ({e})") from e
 
 
@@ -233,10 +234,27 @@ def parse_module(ctx: Context, path: str) -> ModuleOp:
     return module
 
 
+def register_kernels(interpreter: Interpreter, module: Operation) -> None:
+    """Let `sofa.kernel_call` run the module's `sofa_isa.program` kernels on the simulator."""
+    from dialects.sofa_isa import ProgramOp
+    from sofa_compiler.isa.ir import ir_to_program
+    from sofa_compiler.runtime import KernelFunctions, KernelRunner
+    from sofa_compiler.sim.config import load_config
+
+    programs = {
+        op.sym_name.data: ir_to_program(op)
+        for op in module.walk()
+        if isinstance(op, ProgramOp) and op.sym_name is not None
+    }
+    if programs:
+        interpreter.register_implementations(KernelFunctions(KernelRunner(programs, load_config(None))))
+
+
 def run(args: argparse.Namespace) -> None:
     module = parse_module(sofa_context(), args.file)
     interpreter = Interpreter(module)
     register_all(interpreter)
+    register_kernels(interpreter, module)
 
     func = interpreter.get_op_for_symbol(args.symbol)
     sig = Signature.of(func)

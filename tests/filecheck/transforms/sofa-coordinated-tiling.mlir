@@ -1,0 +1,46 @@
+// RUN: sofa-opt %s -p 'sofa-coordinated-tiling{keep=0.25}' | filecheck %s
+// RUN: sofa-opt %s -p 'sofa-coordinated-tiling{keep=0.25 tile=64}' | filecheck %s --check-prefix=TILE64
+// RUN: sofa-opt %s -p 'sofa-coordinated-tiling{keep=0.25}' --print-op-generic | %mlir-check | filecheck %s --check-prefix=MLIR
+// Same numbers before and after tiling (the op below already carries the sparsity the pass would set):
+// RUN: sofa-run-ir %s --symbol sparse --random-inputs 1 --print > %t.before
+// RUN: sofa-opt %s -p 'sofa-coordinated-tiling' -o %t.tiled.mlir
+// RUN: sofa-run-ir %t.tiled.mlir --symbol sparse --random-inputs 1 --print > %t.after
+// RUN: diff %t.before %t.after
+// Errors: a target whose SRAM cannot hold the smallest tile, a keep ratio outside (0, 1].
+// RUN: sed 's/#sofa.target<>/#sofa.target<token_sram = 4096, weight_sram = 4096, temp_sram = 4096>/' %s | not sofa-opt -p 'sofa-coordinated-tiling' 2>&1 | filecheck %s --check-prefix=NOFIT
+// RUN: not sofa-opt %s -p 'sofa-coordinated-tiling{keep=1.5}' 2>&1 | filecheck %s --check-prefix=KEEP
+
+// MLIR: MLIR-OK
+
+builtin.module attributes {sofa.target = #sofa.target<>} {
+  // GQA (4 query heads on 2 KV heads), causal, 200 keys: not a multiple of any tile.
+  func.func @dense(%q: tensor<1x4x200x64xf32>, %k: tensor<1x2x200x64xf32>, %v: tensor<1x2x200x32xf32>) -> tensor<1x4x200x32xf32> {
+    %o = sofa.attention %q, %k, %v scale 0.125 heads 4 / 2 causal : tensor<1x4x200x64xf32>, tensor<1x2x200x64xf32>, tensor<1x2x200x32xf32> -> tensor<1x4x200x32xf32>
+    func.return %o : tensor<1x4x200x32xf32>
+  }
+  func.func @sparse(%q: tensor<1x2x130x16xf32>, %k: tensor<1x2x130x16xf32>, %v: tensor<1x2x130x8xf32>) -> tensor<1x2x130x8xf32> {
+    %o = sofa.attention %q, %k, %v scale 0.25 heads 2 / 2 sparsity <keep = 0.5, tile = 32, radius = inf, predictor = "dlzs"> : tensor<1x2x130x16xf32>, tensor<1x2x130x16xf32>, tensor<1x2x130x8xf32> -> tensor<1x2x130x8xf32>
+    func.return %o : tensor<1x2x130x8xf32>
+  }
+  func.func @masked(%q: tensor<1x1x8x4xf32>, %m: tensor<8x8xi1>) -> tensor<1x1x8x4xf32> {
+    %o = sofa.attention %q, %q, %q mask %m scale 0.5 heads 1 / 1 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<8x8xi1> -> tensor<1x1x8x4xf32>
+    func.return %o : tensor<1x1x8x4xf32>
+  }
+}
+
+// The cost model picks Bc = 32 here (costs: Bc 16: 8176, 32: 7744, 64: 8680, 128: 9816 cycles); one tiling is shared by all three stages.
+// CHECK-LABEL: func.func @dense
+// CHECK:      %[[S:.*]] = sofa.dlzs_score %q, %k tiling <lanes = 128, tile = 32, kv_tiles = 7, keep_count = 8, query_tiles = 2, padded_q = 256, padded_kv = 224> : {{.*}} -> tensor<1x4x200x200xf16>
+// CHECK-NEXT: %[[I:.*]] = sofa.sads %[[S]] scale 1.250000e-01 causal sparsity <keep = 0.25, tile = 32, radius = inf, predictor = "dlzs"> tiling <lanes = 128, tile = 32, kv_tiles = 7, keep_count = 8, query_tiles = 2, padded_q = 256, padded_kv = 224> : tensor<1x4x200x200xf16> -> tensor<1x4x200x7x8xi32>
+// CHECK-NEXT: %{{.*}} = sofa.sufa %q, %k, %v, %[[I]] scale 1.250000e-01 tile 32 causal tiling <lanes = 128, tile = 32, kv_tiles = 7, keep_count = 8, query_tiles = 2, padded_q = 256, padded_kv = 224>
+// An attention that already has a sparsity keeps its keep ratio, radius and tile.
+// CHECK-LABEL: func.func @sparse
+// CHECK: sofa.sads %{{.*}} sparsity <keep = 0.5, tile = 32, radius = inf
+// General masks stay on the host, with the reason recorded.
+// CHECK-LABEL: func.func @masked
+// CHECK: sofa.attention {{.*}}sofa.host_reason = "general attention masks run on the host
+
+// TILE64: sofa.dlzs_score %q, %k tiling <lanes = 128, tile = 64, kv_tiles = 4, keep_count = 16, query_tiles = 2, padded_q = 256, padded_kv = 256>
+
+// NOFIT: cannot tile sofa.attention for this target: no KV tile fits the target's SRAM (smallest tried: Bc = 16)
+// KEEP: keep ratio must satisfy 0 < keep <= 1, got 1.5
