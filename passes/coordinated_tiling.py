@@ -118,7 +118,7 @@ class TileAttention(RewritePattern):
             result_types=[op.output.type],
             properties=_props(scale=op.scale, tile=IntegerAttr(tile, i64), tiling=tiling, causal=causal),
         )
-        rewriter.replace_op(op, [score, select, attend], [attend.output])
+        rewriter.replace(op, [score, select, attend], [attend.output])
 
 
 def _props(causal: bool, **props: Attribute) -> dict[str, Attribute]:
