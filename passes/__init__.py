@@ -32,7 +32,13 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return LowerToIsaPass
 
+    def get_preprocess_weights() -> type[ModulePass]:
+        from passes.preprocess_weights import PreprocessWeightsPass
+
+        return PreprocessWeightsPass
+
     return {
+        "sofa-preprocess-weights": get_preprocess_weights,
         "sofa-coordinated-tiling": get_coordinated_tiling,
         "sofa-lower-to-isa": get_lower_to_isa,
     }
