@@ -14,10 +14,11 @@ marked with a `sofa.host_reason` attribute saying so.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import Attribute, IntegerAttr, ModuleOp, StringAttr, TensorType, UnitAttr, f16, i32, i64
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -28,7 +29,18 @@ from xdsl.pattern_rewriter import (
 from xdsl.utils.exceptions import DiagnosticException
 
 from dialects.numerics import keep_count, tile_count
-from dialects.sofa import AttentionOp, DlzsScoreOp, SadsOp, SparsityAttr, SufaOp, TargetAttr, TilingAttr
+from dialects.sofa import (
+    AttentionOp,
+    DlzsKeyOp,
+    DlzsScoreOp,
+    KvProjectionOp,
+    SadsOp,
+    SparsityAttr,
+    SufaOp,
+    TargetAttr,
+    TilingAttr,
+    WkToLzOp,
+)
 from passes.tile_plan import AttentionShape, PlanError, choose_tile, plan_sram, query_lanes
 
 TARGET_ATTRIBUTE = "sofa.target"
@@ -82,6 +94,7 @@ class TileAttention(RewritePattern):
     keep: float
     radius: float
     tile: int
+    on_demand: bool
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
@@ -95,7 +108,13 @@ class TileAttention(RewritePattern):
         keep = sparsity.keep_ratio if sparsity is not None else self.keep
         radius = sparsity.radius_value if sparsity is not None else self.radius
         requested_tile = self.tile or (sparsity.tile_size if sparsity is not None else 0)
+        projection = _projection_of(op)
         shape = attention_shape(op, keep)
+        if projection is not None and self.on_demand:
+            hidden = projection.x.type.get_shape()[2]  # pyright: ignore[reportAttributeAccessIssue]
+            on_demand = replace(shape, hidden=hidden)
+            if _fits(self.target, on_demand, requested_tile):
+                shape = on_demand
         try:
             tile = requested_tile or choose_tile(self.target, shape)[0]
             plan_sram(self.target, shape, tile)
@@ -107,7 +126,14 @@ class TileAttention(RewritePattern):
         scores_type = TensorType(f16, [*rows, shape.kv_len])
         index_type = TensorType(i32, [*rows, tiling.get("kv_tiles"), tiling.get("keep_count")])
         causal = op.causal is not None
-        score = DlzsScoreOp.create(operands=[op.q, op.k], result_types=[scores_type], properties={"tiling": tiling})
+        prediction: list[Operation] = []
+        predictor_input = op.k
+        if shape.hidden and projection is not None:
+            prediction = _on_demand_prediction(projection, shape)
+            predictor_input = prediction[-1].results[0]
+        score = DlzsScoreOp.create(
+            operands=[op.q, predictor_input], result_types=[scores_type], properties={"tiling": tiling}
+        )
         select = SadsOp.create(
             operands=[score.scores],
             result_types=[index_type],
@@ -118,7 +144,41 @@ class TileAttention(RewritePattern):
             result_types=[op.output.type],
             properties=_props(scale=op.scale, tile=IntegerAttr(tile, i64), tiling=tiling, causal=causal),
         )
-        rewriter.replace(op, [score, select, attend], [attend.output])
+        score.scores.name_hint = "scores"
+        select.indices.name_hint = "selected"
+        rewriter.replace(op, [*prediction, score, select, attend], [attend.output])
+
+
+def _projection_of(op: AttentionOp) -> KvProjectionOp | None:
+    """The `sofa.kv_projection` that made this attention's K and V, if any."""
+    owner = op.k.owner
+    if isinstance(owner, KvProjectionOp) and op.k is owner.k and op.v is owner.v:
+        return owner
+    return None
+
+
+def _fits(target: TargetAttr, shape: AttentionShape, tile: int) -> bool:
+    try:
+        if tile:
+            plan_sram(target, shape, tile)
+        else:
+            choose_tile(target, shape)
+    except PlanError:
+        return False
+    return True
+
+
+def _on_demand_prediction(projection: KvProjectionOp, shape: AttentionShape) -> list[Operation]:
+    """DLZS from tokens: ``wk_to_lz(W_k)`` then ``dlzs_key(X, codes, base)`` (paper §2.1)."""
+    lz = WkToLzOp(projection.w_k)
+    khat_type = TensorType(f16, [shape.batch, shape.kv_heads, shape.kv_len, shape.depth])
+    key = DlzsKeyOp.create(
+        operands=[projection.x, lz.codes, lz.base],
+        result_types=[khat_type],
+        properties={"kv_heads": IntegerAttr(shape.kv_heads, i64)},
+    )
+    key.khat.name_hint = "khat"
+    return [lz, key]
 
 
 def _props(causal: bool, **props: Attribute) -> dict[str, Attribute]:
@@ -132,7 +192,9 @@ class CoordinatedTilingPass(ModulePass):
 
     Options: ``keep`` (top-k ratio, 1.0 is exact), ``radius`` (SADS sphere
     radius in logits; 0 disables the clip), ``tile`` (Bc; 0 lets the cost
-    model choose from the target's SRAM). An attention that already carries
+    model choose from the target's SRAM), ``on_demand`` (where K and V come
+    from a `sofa.kv_projection`, predict K-hat on chip from X and LZ(W_k)
+    when the target's SRAM holds the LZ codes and token tiles). An attention that already carries
     a `#sofa.sparsity` keeps its keep ratio, radius and tile (the ``tile``
     option still overrides the tile).
     """
@@ -142,6 +204,7 @@ class CoordinatedTilingPass(ModulePass):
     keep: float = 1.0
     radius: float = 0.0
     tile: int = 0
+    on_demand: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if not 0.0 < self.keep <= 1.0:
@@ -149,5 +212,5 @@ class CoordinatedTilingPass(ModulePass):
         if self.tile < 0:
             raise DiagnosticException(f"tile must be positive (or 0 to let the cost model choose), got {self.tile}")
         radius = self.radius if self.radius > 0 else math.inf
-        pattern = TileAttention(module_target(op), self.keep, radius, self.tile)
+        pattern = TileAttention(module_target(op), self.keep, radius, self.tile, self.on_demand)
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)

@@ -27,24 +27,27 @@ DRAM layout per kernel (inputs padded by the host runtime):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from xdsl.context import Context
+from xdsl.dialects import arith
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr, i64
 from xdsl.ir import Block, Operation, Region
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
-from dialects.sofa import DlzsScoreOp, KernelCallOp, SadsOp, SufaOp, TilingAttr
-from dialects.sofa_isa import INSTRUCTION_OPS, Dram, LoopOp, ProgramOp, Sram, SymbolAttr
+from dialects.host import ConstantOp
+from dialects.sofa import DlzsKeyOp, DlzsScoreOp, KernelCallOp, SadsOp, SufaOp, TilingAttr
+from dialects.sofa_isa import INSTRUCTION_OPS, Dram, LoopOp, ProgramOp, SegmentAttr, Sram, SymbolAttr
 from passes.coordinated_tiling import attention_shape_of_sufa, module_target
 from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, plan_sram
 from passes.tile_plan import Region as SramRegion
 
 DRAM_ALIGN = 64
 KERNEL_PREFIX = "attn"
+ELEMENT_BYTES = {"i8": 1, "f16": 2, "f32": 4}
 
 
 def _bits(*semaphores: int) -> int:
@@ -60,14 +63,14 @@ class KernelLayout:
 
     def add(self, name: str, rows: int, cols: int, dtype: str, kind: str) -> int:
         address = -(-self.top // DRAM_ALIGN) * DRAM_ALIGN
-        self.top = address + rows * cols * (2 if dtype == "f16" else 4)
+        self.top = address + rows * cols * ELEMENT_BYTES[dtype]
         self.symbols[name] = (address, (rows, cols), dtype, kind)
         return address
 
     def attrs(self) -> ArrayAttr[SymbolAttr]:
         entries = []
         for name, (address, shape, dtype, kind) in self.symbols.items():
-            size = shape[0] * shape[1] * (2 if dtype == "f16" else 4)
+            size = shape[0] * shape[1] * ELEMENT_BYTES[dtype]
             entries.append(SymbolAttr(name, kind, dtype, shape, address, size))
         return ArrayAttr(entries)
 
@@ -101,184 +104,294 @@ def _at(region: SramRegion, reg: int = 0) -> Sram:
 
 
 # Registers: r1 q16 row offset, r2 q offset, r3 query base, r4 o offset, r5 key base,
-# r6 K-hat tile address, r7/r8/r9 K/V/K-hat base of the current KV head.
-R_Q16, R_Q, R_QBASE, R_O, R_KBASE, R_KHAT, R_K, R_V, R_KHAT_HEAD = range(1, 10)
+# r6 prediction-tile address (K-hat rows, or token rows on demand), r7/r8 K/V base of
+# the KV head, r9 prediction base of the KV head (or of the batch on demand),
+# r10/r12 token-exponent tile and batch base, r11 LZ-code column offset.
+R_Q16, R_Q, R_QBASE, R_O, R_KBASE, R_PRED, R_K, R_V, R_PRED_HEAD, R_XEXP, R_CODES, R_XEXP_BATCH = range(1, 13)
 
 
-def emit_kv_step(
-    e: Emitter,
-    regions: dict[str, SramRegion],
-    buffer_set: int,
-    layout: KernelLayout,
-    shape: AttentionShape,
-    tiling: TilingAttr,
-    scale: float,
-    radius: float,
-) -> None:
-    """One KV tile through DLZS, SADS, RASS, the K/V gather and SU-FA."""
-    lanes, tile, m = tiling.get("lanes"), tiling.get("tile"), tiling.get("keep_count")
-    d, dv = shape.depth, shape.v_depth
-    r = {name: regions[f"{name}{buffer_set}"] for name in ("khat", "ahat", "idx", "list", "k", "v")}
-    khat_address = layout.symbols["khat"][0]
-    e.emit(
-        "dma.load",
-        wait=_bits(5),
-        signal=_bits(0),
-        dst=_at(r["khat"]),
-        src=Dram(R_KHAT, khat_address),
-        rows=tile,
-        row_bytes=d * 2,
-        src_stride=d * 2,
-    )
-    e.emit(
-        "dlzs.score",
-        wait=_bits(0),
-        signal=_bits(1),
-        q=_at(regions["q16"]),
-        khat=_at(r["khat"]),
-        out=_at(r["ahat"]),
-        lanes=lanes,
-        keys=tile,
-        depth=d,
-    )
-    e.emit(
-        "sads",
-        wait=_bits(1, 6),
-        signal=_bits(2, 5),
-        scores=_at(r["ahat"]),
-        out=_at(r["idx"]),
-        lanes=lanes,
-        keys=tile,
-        m=m,
-        radius=radius / scale,
-        key_base=R_KBASE,
-        query_base=R_QBASE,
-        kv_len=shape.kv_len,
-        causal=int(shape.causal),
-    )
-    e.emit("rass", wait=_bits(2), signal=_bits(3), idx=_at(r["idx"]), out=_at(r["list"]), lanes=lanes, m=m)
-    for name, width, base in (("k", d, R_K), ("v", dv, R_V)):
+@dataclass
+class LzWeights:
+    """W_k in LZ form for on-demand prediction: codes ``[H, Hkv*d]`` and their exponent."""
+
+    codes: Any
+    base: int
+
+
+@dataclass
+class KernelBuilder:
+    """Emits one attention kernel: its DRAM layout and its instruction ops."""
+
+    shape: AttentionShape
+    tiling: TilingAttr
+    regions: dict[str, SramRegion]
+    scale: float
+    radius: float
+    lz: LzWeights | None = None
+    e: Emitter = field(default_factory=Emitter)
+    layout: KernelLayout = field(default_factory=KernelLayout)
+
+    def lay_out(self) -> None:
+        shape, tiling = self.shape, self.tiling
+        q_rows = shape.batch * shape.q_heads * tiling.get("padded_q")
+        kv_rows = shape.batch * shape.kv_heads * tiling.get("padded_kv")
+        d, dv = shape.depth, shape.v_depth
+        add = self.layout.add
+        add("q", q_rows, d, "f32", "input")
+        add("q16", q_rows, d, "f16", "input")
+        add("k", kv_rows, d, "f32", "input")
+        add("v", kv_rows, dv, "f32", "input")
+        if self.lz is None:
+            add("khat", kv_rows, d, "f16", "input")
+        else:
+            token_rows = shape.batch * tiling.get("padded_kv")
+            add("x8", token_rows, shape.hidden, "i8", "input")
+            add("xexp", token_rows, 1, "i8", "input")
+            add("codes", shape.hidden, shape.kv_heads * d, "i8", "const")
+        add("o", q_rows, dv, "f32", "output")
+
+    def address(self, name: str) -> int:
+        return self.layout.symbols[name][0]
+
+    def region(self, name: str, reg: int = 0) -> Sram:
+        return _at(self.regions[name], reg)
+
+    def emit_prediction(self, r: dict[str, SramRegion]) -> None:
+        """Bring the tile's K-hat on chip: load it, or predict it from tokens (on demand)."""
+        tile, d, e = self.tiling.get("tile"), self.shape.depth, self.e
+        if self.lz is None:
+            e.emit(
+                "dma.load",
+                wait=_bits(5),
+                signal=_bits(0),
+                dst=_at(r["khat"]),
+                src=Dram(R_PRED, self.address("khat")),
+                rows=tile,
+                row_bytes=d * 2,
+                src_stride=d * 2,
+            )
+            e.emit("addi", rd=R_PRED, rs=R_PRED, imm=tile * d * 2)
+            return
+        hidden = self.shape.hidden
         e.emit(
-            "dma.gather",
-            wait=_bits(3) if name == "k" else 0,
-            signal=_bits(4) if name == "v" else 0,
-            dst=_at(r[name]),
-            src=Dram(base, layout.symbols[name][0]),
-            list=_at(r["list"]),
-            key_base=R_KBASE,
-            window=tile,
-            row_bytes=width * 4,
-            src_stride=width * 4,
+            "dma.load",
+            wait=_bits(5),
+            dst=_at(r["x"]),
+            src=Dram(R_PRED, self.address("x8")),
+            rows=tile,
+            row_bytes=hidden,
+            src_stride=hidden,
         )
-    e.emit(
-        "sufa.step",
-        wait=_bits(4),
-        signal=_bits(6),
-        q=_at(regions["q"]),
-        k=_at(r["k"]),
-        v=_at(r["v"]),
-        idx=_at(r["idx"]),
-        key_base=R_KBASE,
-        lanes=lanes,
-        m=m,
-        window=tile,
-        depth=d,
-        vdepth=dv,
-        scale=scale,
-        dtype="f32",
-    )
-    e.emit("addi", rd=R_KBASE, rs=R_KBASE, imm=tile)
-    e.emit("addi", rd=R_KHAT, rs=R_KHAT, imm=tile * d * 2)
+        e.emit(
+            "dma.load",
+            signal=_bits(0),
+            dst=_at(r["xexp"]),
+            src=Dram(R_XEXP, self.address("xexp")),
+            rows=tile,
+            row_bytes=1,
+            src_stride=1,
+        )
+        e.emit(
+            "dlzs.key",
+            wait=_bits(0),
+            x=_at(r["x"]),
+            xexp=_at(r["xexp"]),
+            w=self.region("codes"),
+            out=_at(r["khat"]),
+            rows=tile,
+            hidden=hidden,
+            cols=d,
+            base=self.lz.base,
+        )
+        e.emit("addi", rd=R_PRED, rs=R_PRED, imm=tile * hidden)
+        e.emit("addi", rd=R_XEXP, rs=R_XEXP, imm=tile)
 
+    def emit_kv_step(self, buffer_set: int) -> None:
+        """One KV tile through DLZS, SADS, RASS, the K/V gather and SU-FA."""
+        tiling, shape, e = self.tiling, self.shape, self.e
+        lanes, tile, m = tiling.get("lanes"), tiling.get("tile"), tiling.get("keep_count")
+        d, dv = shape.depth, shape.v_depth
+        names = ("khat", "ahat", "idx", "list", "k", "v") + (("x", "xexp") if self.lz else ())
+        r = {name: self.regions[f"{name}{buffer_set}"] for name in names}
+        self.emit_prediction(r)
+        e.emit(
+            "dlzs.score",
+            wait=0 if self.lz else _bits(0),
+            signal=_bits(1),
+            q=self.region("q16"),
+            khat=_at(r["khat"]),
+            out=_at(r["ahat"]),
+            lanes=lanes,
+            keys=tile,
+            depth=d,
+        )
+        e.emit(
+            "sads",
+            wait=_bits(1, 6),
+            signal=_bits(2, 5),
+            scores=_at(r["ahat"]),
+            out=_at(r["idx"]),
+            lanes=lanes,
+            keys=tile,
+            m=m,
+            radius=self.radius / self.scale,
+            key_base=R_KBASE,
+            query_base=R_QBASE,
+            kv_len=shape.kv_len,
+            causal=int(shape.causal),
+        )
+        e.emit("rass", wait=_bits(2), signal=_bits(3), idx=_at(r["idx"]), out=_at(r["list"]), lanes=lanes, m=m)
+        for name, width, base in (("k", d, R_K), ("v", dv, R_V)):
+            e.emit(
+                "dma.gather",
+                wait=_bits(3) if name == "k" else 0,
+                signal=_bits(4) if name == "v" else 0,
+                dst=_at(r[name]),
+                src=Dram(base, self.address(name)),
+                list=_at(r["list"]),
+                key_base=R_KBASE,
+                window=tile,
+                row_bytes=width * 4,
+                src_stride=width * 4,
+            )
+        e.emit(
+            "sufa.step",
+            wait=_bits(4),
+            signal=_bits(6),
+            q=self.region("q"),
+            k=_at(r["k"]),
+            v=_at(r["v"]),
+            idx=_at(r["idx"]),
+            key_base=R_KBASE,
+            lanes=lanes,
+            m=m,
+            window=tile,
+            depth=d,
+            vdepth=dv,
+            scale=self.scale,
+            dtype="f32",
+        )
+        e.emit("addi", rd=R_KBASE, rs=R_KBASE, imm=tile)
 
-def build_kernel(
-    shape: AttentionShape, tiling: TilingAttr, regions: dict[str, SramRegion], scale: float, radius: float
-) -> tuple[list[Operation], KernelLayout]:
-    """The instruction ops and DRAM layout of one attention kernel."""
-    lanes, tiles = tiling.get("lanes"), tiling.get("kv_tiles")
-    padded_q, padded_kv = tiling.get("padded_q"), tiling.get("padded_kv")
-    d, dv = shape.depth, shape.v_depth
-    q_rows = shape.batch * shape.q_heads * padded_q
-    kv_rows = shape.batch * shape.kv_heads * padded_kv
-    layout = KernelLayout()
-    for name, rows, cols, dtype, kind in (
-        ("q", q_rows, d, "f32", "input"),
-        ("q16", q_rows, d, "f16", "input"),
-        ("k", kv_rows, d, "f32", "input"),
-        ("khat", kv_rows, d, "f16", "input"),
-        ("v", kv_rows, dv, "f32", "input"),
-        ("o", q_rows, dv, "f32", "output"),
-    ):
-        layout.add(name, rows, cols, dtype, kind)
+    def emit_query_tile(self) -> None:
+        """Load a query tile, run every KV tile (two buffer sets), normalise and store O."""
+        tiling, shape, e = self.tiling, self.shape, self.e
+        lanes, d, dv = tiling.get("lanes"), shape.depth, shape.v_depth
+        e.emit("barrier")
+        for name, reg, width in (("q16", R_Q16, 2), ("q", R_Q, 4)):
+            e.emit(
+                "dma.load",
+                dst=self.region(name),
+                src=Dram(reg, self.address(name)),
+                rows=lanes,
+                row_bytes=d * width,
+                src_stride=d * width,
+            )
+        e.emit("barrier")
+        e.emit("sufa.init", lanes=lanes, vdepth=dv)
+        e.emit("set", rd=R_KBASE, imm=0)
+        e.emit("addi", rd=R_PRED, rs=R_PRED_HEAD, imm=0)
+        if self.lz is not None:
+            e.emit("addi", rd=R_XEXP, rs=R_XEXP_BATCH, imm=0)
+        pairs, odd = divmod(tiling.get("kv_tiles"), KV_BUFFER_SETS)
+        if pairs:
+            e.open_loop()
+            for buffer_set in range(KV_BUFFER_SETS):
+                self.emit_kv_step(buffer_set)
+            e.close_loop(pairs)
+        if odd:
+            self.emit_kv_step(0)
+        e.emit("sufa.norm", signal=_bits(7), out=self.region("o"), lanes=lanes, vdepth=dv)
+        e.emit(
+            "dma.store",
+            wait=_bits(7),
+            src=self.region("o"),
+            dst=Dram(R_O, self.address("o")),
+            rows=lanes,
+            row_bytes=dv * 4,
+            dst_stride=dv * 4,
+        )
+        for reg, step in ((R_Q16, lanes * d * 2), (R_Q, lanes * d * 4), (R_QBASE, lanes), (R_O, lanes * dv * 4)):
+            e.emit("addi", rd=reg, rs=reg, imm=step)
 
-    e = Emitter()
-    e.emit("post", signal=_bits(5, 6))
-    e.emit("post", signal=_bits(5, 6))  # two credits: double-buffered tile sets
-    for reg in (R_Q16, R_Q, R_O, R_K, R_V, R_KHAT_HEAD):
-        e.emit("set", rd=reg, imm=0)
-    e.open_loop()  # KV heads
-    e.open_loop()  # query heads sharing this KV head
-    e.emit("set", rd=R_QBASE, imm=0)
-    e.open_loop()  # query tiles
-    e.emit("barrier")
-    e.emit(
-        "dma.load",
-        dst=_at(regions["q16"]),
-        src=Dram(R_Q16, layout.symbols["q16"][0]),
-        rows=lanes,
-        row_bytes=d * 2,
-        src_stride=d * 2,
-    )
-    e.emit(
-        "dma.load",
-        dst=_at(regions["q"]),
-        src=Dram(R_Q, layout.symbols["q"][0]),
-        rows=lanes,
-        row_bytes=d * 4,
-        src_stride=d * 4,
-    )
-    e.emit("barrier")
-    e.emit("sufa.init", lanes=lanes, vdepth=dv)
-    e.emit("set", rd=R_KBASE, imm=0)
-    e.emit("addi", rd=R_KHAT, rs=R_KHAT_HEAD, imm=0)
-    pairs, odd = divmod(tiles, KV_BUFFER_SETS)
-    if pairs:
+    def emit_kv_head(self) -> None:
+        """All query heads that share one KV head (GQA), each over all query tiles."""
+        shape, tiling, e = self.shape, self.tiling, self.e
+        d, dv, padded_kv = shape.depth, shape.v_depth, tiling.get("padded_kv")
+        if self.lz is not None:
+            # This head's LZ-code columns; the barrier keeps the previous head's DLZS off them.
+            e.emit("barrier")
+            e.emit(
+                "dma.load",
+                dst=self.region("codes"),
+                src=Dram(R_CODES, self.address("codes")),
+                rows=shape.hidden,
+                row_bytes=d,
+                src_stride=shape.kv_heads * d,
+            )
+            e.emit("barrier")
         e.open_loop()
-        for buffer_set in range(KV_BUFFER_SETS):
-            emit_kv_step(e, regions, buffer_set, layout, shape, tiling, scale, radius)
-        e.close_loop(pairs)
-    if odd:
-        emit_kv_step(e, regions, 0, layout, shape, tiling, scale, radius)
-    e.emit("sufa.norm", signal=_bits(7), out=_at(regions["o"]), lanes=lanes, vdepth=dv)
-    e.emit(
-        "dma.store",
-        wait=_bits(7),
-        src=_at(regions["o"]),
-        dst=Dram(R_O, layout.symbols["o"][0]),
-        rows=lanes,
-        row_bytes=dv * 4,
-        dst_stride=dv * 4,
-    )
-    for reg, step in ((R_Q16, lanes * d * 2), (R_Q, lanes * d * 4), (R_QBASE, lanes), (R_O, lanes * dv * 4)):
-        e.emit("addi", rd=reg, rs=reg, imm=step)
-    e.close_loop(tiling.get("query_tiles"))
-    e.close_loop(shape.q_heads // shape.kv_heads)
-    for reg, step in ((R_K, padded_kv * d * 4), (R_V, padded_kv * dv * 4), (R_KHAT_HEAD, padded_kv * d * 2)):
-        e.emit("addi", rd=reg, rs=reg, imm=step)
-    e.close_loop(shape.batch * shape.kv_heads)
-    e.emit("barrier")
-    e.emit("halt")
-    return e.ops(), layout
+        e.emit("set", rd=R_QBASE, imm=0)
+        e.open_loop()
+        self.emit_query_tile()
+        e.close_loop(tiling.get("query_tiles"))
+        e.close_loop(shape.q_heads // shape.kv_heads)
+        steps = [(R_K, padded_kv * d * 4), (R_V, padded_kv * dv * 4)]
+        steps.append((R_CODES, d) if self.lz is not None else (R_PRED_HEAD, padded_kv * d * 2))
+        for reg, step in steps:
+            e.emit("addi", rd=reg, rs=reg, imm=step)
+
+    def build(self) -> list[Operation]:
+        shape, padded_kv, e = self.shape, self.tiling.get("padded_kv"), self.e
+        self.lay_out()
+        e.emit("post", signal=_bits(5, 6))
+        e.emit("post", signal=_bits(5, 6))  # two credits: double-buffered tile sets
+        for reg in (R_Q16, R_Q, R_O, R_K, R_V, R_PRED_HEAD):
+            e.emit("set", rd=reg, imm=0)
+        if self.lz is None:
+            e.open_loop()
+            self.emit_kv_head()
+            e.close_loop(shape.batch * shape.kv_heads)
+        else:
+            # Tokens are shared by a batch element's KV heads, so batches are
+            # unrolled (program size grows with the batch, never with length).
+            for batch in range(shape.batch):
+                e.emit("set", rd=R_PRED_HEAD, imm=batch * padded_kv * shape.hidden)
+                e.emit("set", rd=R_XEXP_BATCH, imm=batch * padded_kv)
+                e.emit("set", rd=R_CODES, imm=0)
+                e.open_loop()
+                self.emit_kv_head()
+                e.close_loop(shape.kv_heads)
+        e.emit("barrier")
+        e.emit("halt")
+        return e.ops()
+
+    def segments(self) -> ArrayAttr[SegmentAttr]:
+        if self.lz is None:
+            return ArrayAttr([])
+        return ArrayAttr([SegmentAttr(self.address("codes"), self.lz.codes.astype("int8").tobytes())])
 
 
-def _tiled_group(sufa: SufaOp) -> tuple[SadsOp, DlzsScoreOp] | None:
+def _tiled_group(sufa: SufaOp) -> tuple[SadsOp, DlzsScoreOp, DlzsKeyOp | None] | None:
     select = sufa.indices.owner
     if not isinstance(select, SadsOp):
         return None
     score = select.scores.owner
     if not isinstance(score, DlzsScoreOp):
         return None
-    return select, score
+    key = score.khat.owner
+    return select, score, key if isinstance(key, DlzsKeyOp) else None
+
+
+def _lz_weights(key: DlzsKeyOp) -> LzWeights:
+    codes, base = key.codes.owner, key.base.owner
+    if not isinstance(codes, ConstantOp) or not isinstance(base, arith.ConstantOp):
+        raise DiagnosticException(
+            "on-demand prediction needs compile-time LZ codes: run sofa-preprocess-weights before sofa-lower-to-isa"
+        )
+    value = base.value
+    assert isinstance(value, IntegerAttr)
+    return LzWeights(codes.to_array(), value.value.data)
 
 
 @dataclass(frozen=True)
@@ -300,29 +413,35 @@ class LowerToIsaPass(ModulePass):
             group = _tiled_group(sufa)
             if group is None:
                 raise DiagnosticException("sofa.sufa with a tiling must consume sofa.sads of sofa.dlzs_score")
-            select, score = group
+            select, score, key = group
             tiling = sufa.tiling
             assert tiling is not None
             shape = attention_shape_of_sufa(sufa, select)
+            lz = None
+            operands = [sufa.q, sufa.k, sufa.v]
+            if key is not None:
+                lz = _lz_weights(key)
+                shape = replace(shape, hidden=key.x.type.get_shape()[2])  # pyright: ignore[reportAttributeAccessIssue]
+                operands.append(key.x)
             regions = plan_sram(target, shape, tiling.get("tile")).regions
-            radius = select.sparsity.radius_value
-            body, layout = build_kernel(shape, tiling, regions, sufa.scale.value.data, radius)
+            builder = KernelBuilder(shape, tiling, regions, sufa.scale.value.data, select.sparsity.radius_value, lz)
+            body = builder.build()
             name = f"{KERNEL_PREFIX}{len(kernels)}"
             program = ProgramOp.create(
                 properties={
                     "config_hash": StringAttr(self.config_hash),
-                    "dram_bytes": IntegerAttr(max(4096, -(-layout.top // 4096) * 4096), i64),
-                    "symbols": layout.attrs(),
-                    "segments": ArrayAttr([]),
+                    "dram_bytes": IntegerAttr(max(4096, -(-builder.layout.top // 4096) * 4096), i64),
+                    "symbols": builder.layout.attrs(),
+                    "segments": builder.segments(),
                     "sym_name": StringAttr(name),
                 },
                 regions=[Region(Block(body))],
             )
             kernels.append(program)
-            call = KernelCallOp(name, [sufa.q, sufa.k, sufa.v], [sufa.output.type])
+            call = KernelCallOp(name, operands, [sufa.output.type])
             Rewriter.replace_op(sufa, call)
-            for dead in (select, score):
-                if not any(True for _ in dead.results[0].uses):
+            for dead in (select, score, key):
+                if dead is not None and not any(True for _ in dead.results[0].uses):
                     Rewriter.erase_op(dead)
         for program in kernels:
             op.body.block.add_op(program)

@@ -38,6 +38,8 @@ class AttentionShape:
     v_depth: int
     keep: float
     causal: bool
+    hidden: int = 0
+    """Token width H when DLZS predicts K-hat from X and LZ(W_k) on chip (on-demand); 0 to predict from K."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
     alloc.alloc("q", lanes * d * 4)
     alloc.alloc("q16", lanes * d * 2)
     alloc.alloc("o", lanes * dv * 4)
+    if shape.hidden:
+        alloc.alloc("codes", shape.hidden * d, ("weight", "token", "temp"))
     on_chip_first = ("temp", "weight", "token")
     for index in range(KV_BUFFER_SETS):
         alloc.alloc(f"khat{index}", tile * d * 2, on_chip_first)
@@ -111,6 +115,9 @@ def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
         alloc.alloc(f"list{index}", (1 + tile) * 4, on_chip_first)
         alloc.alloc(f"k{index}", tile * d * 4)
         alloc.alloc(f"v{index}", tile * dv * 4)
+        if shape.hidden:
+            alloc.alloc(f"x{index}", tile * shape.hidden)
+            alloc.alloc(f"xexp{index}", tile, on_chip_first)
     return SramPlan(dict(alloc.regions), dict(alloc.used))
 
 
@@ -128,12 +135,13 @@ def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
     d, dv = shape.depth, shape.v_depth
     bytes_per_cycle = target.get("dram_bandwidth_gbps") * 1e3 / target.get("clock_mhz")
     latency = target.get("dram_latency_ns") * target.get("clock_mhz") / 1e3
-    dlzs = lanes * tile * d / (target.get("dlzs_rows") * target.get("dlzs_cols"))
+    dlzs = (lanes + shape.hidden) * tile * d / (target.get("dlzs_rows") * target.get("dlzs_cols"))
     passes = math.ceil(m / target.get("sads_outputs_per_round"))
     sads = passes * math.ceil(tile / target.get("sads_inputs_per_round")) * lanes / target.get("sads_cores")
     sufa = lanes * m * (d + dv) / (target.get("sufa_rows") * target.get("sufa_cols"))
     selected_rows = min(tile, lanes * m)
-    dma = (tile * d * 2 + selected_rows * (d + dv) * 4) / bytes_per_cycle
+    prediction_bytes = tile * (shape.hidden + 1) if shape.hidden else tile * d * 2
+    dma = (prediction_bytes + selected_rows * (d + dv) * 4) / bytes_per_cycle
     step = max(dlzs, sads, sufa, dma) + latency / KV_BUFFER_SETS
     query_tiles = tile_count(shape.q_len, lanes)
     kv_tiles = tile_count(shape.kv_len, tile)

@@ -5,7 +5,8 @@ Stages (each one an IR the user can dump):
 =========  ==========================================================
 onnx-ir    the imported graph: `sofa.attention` + host ops
 sofa       the same, bound to a target (`sofa.target` module attribute)
-tiled      after `sofa-coordinated-tiling`: the SOFA stages with one tiling
+tiled      after `sofa-coordinated-tiling` and `sofa-preprocess-weights`: the
+           SOFA stages with one shared tiling, W_k in LZ form
 isa        after `sofa-lower-to-isa`: host code + `sofa_isa.program` kernels
 =========  ==========================================================
 
@@ -36,6 +37,7 @@ from dialects.sofa import TargetAttr
 from dialects.sofa_isa import ProgramOp
 from passes.coordinated_tiling import TARGET_ATTRIBUTE, CoordinatedTilingPass
 from passes.lower_to_isa import LowerToIsaPass
+from passes.preprocess_weights import PreprocessWeightsPass
 from sofa_compiler.frontend import import_model
 from sofa_compiler.interpreters import register_all
 from sofa_compiler.isa.container import Program
@@ -134,7 +136,8 @@ class CompiledModel:
         return [name for name, _, _ in self.input_specs()]
 
     def ir(self, stage: str) -> str:
-        for entry in self.stages:
+        """The IR of a stage (after the last pass that belongs to it)."""
+        for entry in reversed(self.stages):
             if entry.name == stage:
                 return entry.text
         raise CompileError(f"no IR for stage '{stage}' (stages: {', '.join(s.name for s in self.stages)})")
@@ -156,8 +159,10 @@ def _specs(args: Any, attrs: Any, prefix: str, types: Any = None) -> list[tuple[
 
 
 def _pipeline(keep: float, tile: int, radius: float, config_hash: str) -> list[tuple[str, ModulePass]]:
+    """(stage, pass) in order; a stage's IR is the one after its last pass."""
     return [
         ("tiled", CoordinatedTilingPass(keep=keep, radius=radius, tile=tile)),
+        ("tiled", PreprocessWeightsPass()),
         ("isa", LowerToIsaPass(config_hash=config_hash)),
     ]
 

@@ -33,13 +33,19 @@ class KernelError(Exception):
 def _pad_rows(values: np.ndarray, padded: int) -> np.ndarray:
     """``[B, H, S, d]`` -> ``[B*H*padded, d]`` with zero rows after each head's S rows."""
     batch, heads, length, depth = values.shape
-    out = np.zeros((batch, heads, padded, depth), np.float32)
+    out = np.zeros((batch, heads, padded, depth), values.dtype if values.dtype.kind == "i" else np.float32)
     out[:, :, :length] = values
     return out.reshape(-1, depth)
 
 
-def stage_attention_inputs(program: Program, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
-    """The kernel's input symbols for logical Q ``[B,Hq,Sq,d]``, K/V ``[B,Hkv,Skv,*]``."""
+def stage_attention_inputs(
+    program: Program, q: np.ndarray, k: np.ndarray, v: np.ndarray, x: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The kernel's input symbols for logical Q ``[B,Hq,Sq,d]``, K/V ``[B,Hkv,Skv,*]``.
+
+    On-demand kernels also take the tokens X ``[B, Skv, H]``, which the host
+    writes as 8-bit rows with one exponent each (`numerics.quantize_token_rows`).
+    """
     padded_q = program.symbol("q").shape[0] // (q.shape[0] * q.shape[1])
     padded_kv = program.symbol("k").shape[0] // (k.shape[0] * k.shape[1])
     if padded_q < q.shape[2] or padded_kv < k.shape[2]:
@@ -49,13 +55,22 @@ def stage_attention_inputs(program: Program, q: np.ndarray, k: np.ndarray, v: np
         )
     q_rows = _pad_rows(np.asarray(q, np.float32), padded_q)
     k_rows = _pad_rows(np.asarray(k, np.float32), padded_kv)
-    return {
+    staged = {
         "q": q_rows,
         "q16": numerics.to_fp16_saturating(q_rows),
         "k": k_rows,
-        "khat": numerics.to_fp16_saturating(k_rows),
         "v": _pad_rows(np.asarray(v, np.float32), padded_kv),
     }
+    names = {symbol.name for symbol in program.symbols}
+    if "khat" in names:
+        staged["khat"] = numerics.to_fp16_saturating(k_rows)
+    if "x8" in names:
+        if x is None:
+            raise KernelError("this kernel predicts from tokens: pass X as its fourth operand")
+        x_int, exponent = numerics.quantize_token_rows(np.asarray(x, np.float64))
+        staged["x8"] = _pad_rows(x_int[:, None], padded_kv).astype(np.int8)
+        staged["xexp"] = _pad_rows(exponent[:, None, :, None], padded_kv).astype(np.int8)
+    return staged
 
 
 def unstage_attention_output(program: Program, o: np.ndarray, q_shape: tuple[int, ...]) -> np.ndarray:
@@ -82,12 +97,12 @@ class KernelRunner:
     progress: Callable[[int, int], None] | None = None
     runs: list[KernelRun] = field(default_factory=list)
 
-    def call(self, name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def call(self, name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
         if name not in self.programs:
             raise KernelError(f"no kernel named '{name}' (kernels: {', '.join(self.programs) or 'none'})")
         program = self.programs[name]
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
-        result = machine.run(program, stage_attention_inputs(program, q, k, v), self.config.config_hash())
+        result = machine.run(program, stage_attention_inputs(program, q, k, v, x), self.config.config_hash())
         timing = simulate(result.events, self.config, self.progress)
         self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak)))
         return unstage_attention_output(program, result.outputs["o"], q.shape)
@@ -103,5 +118,4 @@ class KernelFunctions(InterpreterFunctions):
 
     @impl(KernelCallOp)
     def run_kernel_call(self, interpreter: Interpreter, op: KernelCallOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        q, k, v = (as_array(a) for a in args)
-        return (self.runner.call(op.kernel.data, q, k, v),)
+        return (self.runner.call(op.kernel.data, *(as_array(a) for a in args)),)

@@ -42,7 +42,9 @@ def emitted_text(model: CompiledModel, kind: str) -> str:
 
 
 def dump_stage(directory: Path, index: int, stage: Stage) -> None:
-    atomic_write_text(directory / f"{index:02d}-{stage.name}.mlir", f"// after {stage.step}\n{stage.text}")
+    atomic_write_text(
+        directory / f"{index:02d}-{stage.step}.mlir", f"// stage {stage.name}, after {stage.step}\n{stage.text}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
