@@ -114,6 +114,10 @@ def quantize_token_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def to_fp16_saturating(values: np.ndarray) -> np.ndarray:
     """Round to fp16, clamping to the finite range instead of overflowing."""
+    values = np.asarray(values)
+    # Two fast reductions usually show that nothing needs clamping (NaN fails both tests and clamps).
+    if values.size and values.dtype.kind == "f" and values.min() >= -FP16_MAX and values.max() <= FP16_MAX:
+        return values.astype(np.float16)
     return np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16)
 
 
@@ -150,6 +154,22 @@ def q_lz_exponent(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sign, exponent
 
 
+def q_lz_power(q: np.ndarray) -> np.ndarray:
+    """``sign(q) * 2^floor(log2|q|)`` of fp16 Q, as fp64 (``+0.0`` for zero).
+
+    Equal to the value of `q_lz_exponent`. For finite Q it is the fp16 value
+    with its mantissa cleared, taken in fp32 (where fp16 subnormals are
+    normal): a few integer passes instead of `frexp`.
+    """
+    q32 = np.asarray(q).astype(np.float16, copy=False).astype(np.float32)
+    bits = q32.view(np.int32) & np.int32(-(1 << 23))  # sign and exponent fields
+    if (bits & np.int32(0x7F800000) == np.int32(0x7F800000)).any():  # inf or NaN: the general path
+        sign, exponent = q_lz_exponent(q)
+        return sign * np.ldexp(1.0, exponent)
+    bits[bits == np.int32(-(1 << 31))] = 0  # -0.0 -> +0.0, as sign(0) * 1 gives
+    return bits.view(np.float32).astype(np.float64)
+
+
 def dlzs_score(q: np.ndarray, khat: np.ndarray) -> np.ndarray:
     """DLZS phase 2: A-hat = LZ(Q) . K-hat^T, as fp16 (unscaled dot-product units).
 
@@ -157,8 +177,11 @@ def dlzs_score(q: np.ndarray, khat: np.ndarray) -> np.ndarray:
     power of two (its 5-bit LZ code), so every product is an exact shift of
     K-hat, and fp64 sums of them are exact.
     """
-    sign, exponent = q_lz_exponent(q)
-    q_power = sign * np.ldexp(1.0, exponent)
+    return dlzs_score_power(q_lz_power(q), khat)
+
+
+def dlzs_score_power(q_power: np.ndarray, khat: np.ndarray) -> np.ndarray:
+    """`dlzs_score` from Q's LZ values ``q_lz_power(q)`` (so a caller can reuse them across K-hat tiles)."""
     scores = q_power @ np.swapaxes(khat.astype(np.float64), -1, -2)
     return to_fp16_saturating(scores)
 
@@ -205,33 +228,74 @@ def sads_tile(scores: np.ndarray, valid: np.ndarray, count: int, radius: float) 
     score order (ties: lower index first), padded with ``NO_INDEX``. Descending
     order gives SU-FA its top-1 and top-2 first, as the paper requires.
     """
-    fp16_scores = np.asarray(scores).dtype == np.float16
-    scores = np.asarray(scores, dtype=np.float64)
-    masked = np.where(valid, scores, -np.inf)
+    return sads_tile_sphere(scores, valid, count, radius)[0]
+
+
+def sads_tile_sphere(scores: np.ndarray, valid: np.ndarray, count: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """`sads_tile` plus, per row, how many entries lie inside the sphere (what the sorters see)."""
+    # The clipping unit holds the radius as an fp32 register.
+    radius = float(np.float32(radius))
+    scores = np.asarray(scores)
+    fp16_scores = scores.dtype == np.float16
+    if fp16_scores and radius == np.inf and np.all(valid) and _all_finite_fp16(scores):
+        # Nothing is masked and nothing is clipped: every entry is in the sphere.
+        rows, width = scores.shape
+        order = _descending_order_fp16(scores, None, count)
+        return order.astype(np.int32), np.full(rows, width, np.int64)
+    masked = np.where(valid, scores.astype(np.float64, copy=False), -np.inf)
     row_max = np.max(masked, axis=-1, keepdims=True)
     in_sphere = valid & (masked >= row_max - radius)
-    ranked = np.where(in_sphere, masked, -np.inf)
     if fp16_scores:
-        order = _descending_order_fp16(ranked)
+        order = _descending_order_fp16(scores, in_sphere, count)
     else:
         # Stable sort on the negated score keeps the lower index first on ties.
-        order = np.argsort(-ranked, axis=-1, kind="stable")
-    chosen = order[:, :count]
-    chosen_ok = np.take_along_axis(in_sphere, chosen, axis=-1)
-    return np.where(chosen_ok, chosen, NO_INDEX).astype(np.int32)
+        ranked = np.where(in_sphere, masked, -np.inf)
+        order = np.argsort(-ranked, axis=-1, kind="stable")[:, :count]
+    chosen_ok = _take_rows(in_sphere, order)
+    return np.where(chosen_ok, order, NO_INDEX).astype(np.int32), np.count_nonzero(in_sphere, axis=-1)
 
 
-def _descending_order_fp16(ranked: np.ndarray) -> np.ndarray:
-    """Row-wise order by descending score, ties by lower index, for fp16-valued scores.
+def _all_finite_fp16(values: np.ndarray) -> bool:
+    """No inf or NaN among fp16 ``values`` (exponent field not all ones)."""
+    bits = np.ascontiguousarray(values).view(np.int16)
+    return not np.any((bits & np.int16(0x7C00)) == np.int16(0x7C00))
 
-    Each fp16 value (or -inf) maps to a 16-bit integer with the same order;
-    packing it above the index gives unique int64 keys, so an unstable sort
-    yields the same order as a stable one, several times faster.
+
+def _take_rows(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``take_along_axis(values, columns, axis=-1)`` for 2-D arrays, with less overhead."""
+    values = np.ascontiguousarray(values)
+    width = values.shape[-1]
+    return values.reshape(-1)[columns + (np.arange(len(values)) * width)[:, None]]
+
+
+_FP16_NEG_INF_ORDER = -32768 - int(np.array(-np.inf, np.float16).view(np.int16))
+"""The order key `_descending_order_fp16` gives fp16 -inf (entries outside the sphere)."""
+
+
+def _descending_order_fp16(scores: np.ndarray, in_sphere: np.ndarray | None, count: int) -> np.ndarray:
+    """The first ``count`` columns of each row by descending score, ties by lower index.
+
+    ``scores`` holds fp16 values; entries outside ``in_sphere`` (None: all are
+    inside) rank as -inf.
+    Each fp16 value maps to a 16-bit integer with the same order; packing it
+    above the index gives unique integer keys, so sorting the keys (a fast
+    SIMD sort of plain integers, no argsort) and keeping their low bits yields
+    the same order as a stable argsort, several times faster.
     """
-    bits = ranked.astype(np.float16).view(np.int16).astype(np.int64)
-    ordered = np.where(bits < 0, -32768 - bits, bits)  # monotonic in the fp16 value
-    keys = (-ordered << 20) + np.arange(ranked.shape[-1])
-    return np.argsort(keys, axis=-1)
+    width = scores.shape[-1]
+    bits = np.ascontiguousarray(scores).view(np.int16).astype(np.int32)
+    # Monotonic in the fp16 value: the magnitude, negated for a set sign bit (so -0 and +0 tie).
+    sign = bits >> 15  # 0 or -1
+    ordered = ((bits & 0x7FFF) ^ sign) - sign
+    if in_sphere is not None:
+        ordered = np.where(in_sphere, ordered, _FP16_NEG_INF_ORDER)
+    if width <= 1 << 16:  # -ordered fits 16 signed bits: int32 keys
+        keys, low = (-ordered << 16) + np.arange(width, dtype=np.int32), 0xFFFF
+    else:
+        keys, low = (-ordered.astype(np.int64) << 20) + np.arange(width), 0xFFFFF
+    if count < width // 2:
+        keys = np.partition(keys, count - 1, axis=-1)[:, :count]
+    return np.sort(keys, axis=-1)[:, :count] & low
 
 
 # ---------------------------------------------------------------------------
@@ -260,7 +324,7 @@ def sufa_tile_step(
     k_window: np.ndarray,
     v_window: np.ndarray,
     slots: np.ndarray,
-    bias: np.ndarray,
+    bias: np.ndarray | None,
     scale: float,
 ) -> SufaPartial:
     """SU-FA on one KV tile; ``slots`` lists each row's selected keys, in order.
@@ -268,7 +332,7 @@ def sufa_tile_step(
     ``q`` is ``[rows, d]``; ``k_window``/``v_window`` ``[W, d]``/``[W, dv]`` are
     the tile's key and value rows; ``slots`` ``[rows, m]`` holds window-local
     indices (``NO_INDEX`` for empty slots) and ``bias`` ``[rows, m]`` the
-    additive mask of each slot. The first slot is the predicted maximum. Where
+    additive mask of each slot (None: no mask). The first slot is the predicted maximum. Where
     a later score beats it, the AP unit raises the reference (max-ensure), so
     the tile's reference is the true maximum of its selected scores and the
     result is exact.
@@ -279,24 +343,51 @@ def sufa_tile_step(
     are processed together.
     """
     q64 = np.asarray(q, np.float64)
-    all_scores = q64 @ np.asarray(k_window, np.float64).T * scale
+    # The scale is an fp32 register of the SU-FA unit (an instruction field).
+    all_scores = q64 @ np.asarray(k_window, np.float64).T * float(np.float32(scale))
+    rows, width = all_scores.shape
     empty = slots == NO_INDEX
-    safe_slots = np.where(empty, 0, slots)
-    scores = np.take_along_axis(all_scores, safe_slots, axis=-1) + bias
-    scores = np.where(empty, -np.inf, scores)
-    running_max = np.maximum.accumulate(scores, axis=-1)
-    updates = int(np.count_nonzero(scores[:, 1:] > running_max[:, :-1]))
-    row_max = running_max[:, -1] if scores.shape[-1] else np.full(len(q64), -np.inf)
+    any_empty = bool(empty.any())
+    safe_slots = np.where(empty, 0, slots) if any_empty else slots
+    flat_slots = safe_slots + (np.arange(rows) * width)[:, None]
+    scores = all_scores.reshape(-1)[flat_slots]
+    if bias is not None:
+        scores = scores + bias
+    if any_empty:
+        scores = np.where(empty, -np.inf, scores)
+    # The running maximum runs across slots; slot-major layout makes each step one contiguous pass.
+    if bias is None and not any_empty:
+        slot_major = all_scores.reshape(-1)[flat_slots.T]
+    else:
+        slot_major = np.ascontiguousarray(scores.T)
+    running_max = _running_max_slot_major(slot_major)
+    updates = int(np.count_nonzero(slot_major[1:] > running_max[:-1]))
+    row_max = running_max[-1] if scores.shape[-1] else np.full(rows, -np.inf)
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
     weights = np.exp(scores - safe_max[:, None])
     # Scatter-add each slot's weight to its key (bincount adds duplicates in order).
-    width = all_scores.shape[-1]
-    flat_slots = (np.arange(len(q64))[:, None] * width + safe_slots).ravel()
-    window_weights = np.bincount(flat_slots, weights=weights.ravel(), minlength=all_scores.size)
+    window_weights = np.bincount(flat_slots.ravel(), weights=weights.ravel(), minlength=all_scores.size)
     window_weights = window_weights.reshape(all_scores.shape)
     denominator = weights.sum(axis=-1)
     numerator = window_weights @ np.asarray(v_window, np.float64)
     return SufaPartial(row_max, denominator, numerator, updates)
+
+
+def _running_max_slot_major(scores: np.ndarray) -> np.ndarray:
+    """``np.maximum.accumulate(scores, axis=0)`` by doubling steps (log2 slots whole-row passes).
+
+    Maxima are exact, so the values are the sequential scan's (only the sign
+    of a zero maximum may differ, which no later step can see).
+    """
+    current = np.array(scores, dtype=np.float64)
+    spare = np.empty_like(current)
+    step = 1
+    while step < len(current):
+        spare[:step] = current[:step]
+        np.maximum(current[step:], current[:-step], out=spare[step:])
+        current, spare = spare, current
+        step *= 2
+    return current
 
 
 @dataclass

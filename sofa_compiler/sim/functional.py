@@ -30,6 +30,7 @@ from dialects.sofa_isa import BY_MNEMONIC, ELEM_BYTES, MAX_LOOP_DEPTH, SEMAPHORE
 from sofa_compiler.isa.container import Program, RawWord
 from sofa_compiler.isa.encoding import Instruction, format_instruction
 from sofa_compiler.sim.events import Buffer, Event, SramPeak, Unit, Work
+from sofa_compiler.sim.timing import gc_paused
 from sofa_compiler.sim.traps import Trap, TrapKind
 
 NP_ELEM = {"u8": np.uint8, "i8": np.int8, "f16": np.float16, "f32": np.float32, "i32": np.int32}
@@ -112,7 +113,11 @@ class Machine:
         )
 
     def reset(self) -> None:
-        self.texts: dict[int, str] = {}
+        # Per-instruction decode caches, keyed by id(instr); each entry holds the
+        # instruction itself, so the id stays unique while the entry lives.
+        self._decoded: dict[int, tuple[Any, ...]] = {}
+        self._operands: dict[tuple[int, str], tuple[Any, ...]] = {}
+        self._memo: dict[str, tuple[bytes, Any]] = {}
         for array in self.sram.values():
             array.fill(0)
         self.dram.fill(0)
@@ -127,17 +132,40 @@ class Machine:
 
     # -- memory access ---------------------------------------------------------
 
+    def memo(self, kind: str, data: np.ndarray, compute: Any) -> Any:
+        """``compute(data)``, reused while the same bytes come back (e.g. one Q tile over all KV tiles).
+
+        Keyed on the full contents, so it is a pure cache: no write can make it stale.
+        """
+        key = f"{kind}:{data.dtype}:{data.shape}".encode() + data.tobytes()
+        hit = self._memo.get(kind)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = compute(data)
+        self._memo[kind] = (key, value)
+        return value
+
     def _addr(self, operand: Any) -> int:
         return self.regs[operand.reg] + operand.offset
 
     def sram_view(self, pc: int, instr: Instruction, name: str, count: int, write: bool, work: Work) -> np.ndarray:
         """A typed view of `count` elements of SRAM operand `name`, with bounds and alignment checks."""
-        spec_field = instr.spec.field(name)
-        operand = instr.args[name]
-        elem = elem_type(spec_field, instr.args)
-        size = ELEM_BYTES[elem]
-        buffer = Buffer(operand.buffer)
-        start = self._addr(operand)
+        decoded = self._operands.get((id(instr), name))
+        if decoded is None:
+            operand = instr.args[name]
+            elem = elem_type(instr.spec.field(name), instr.args)
+            decoded = (
+                instr,
+                operand.reg,
+                operand.offset,
+                Buffer(operand.buffer),
+                elem,
+                ELEM_BYTES[elem],
+                NP_ELEM[elem],
+            )
+            self._operands[(id(instr), name)] = decoded
+        _, reg, offset, buffer, elem, size, np_elem = decoded
+        start = self.regs[reg] + offset
         nbytes = count * size
         if start < 0:
             raise Trap(pc, str(instr), f"{name}: SRAM address {start} is negative", TrapKind.ADDRESS)
@@ -151,10 +179,12 @@ class Machine:
                 f"SRAM overflow: {name} needs {buffer}[{start}:{start + nbytes}] but {buffer} holds {capacity} bytes",
                 TrapKind.SRAM_OVERFLOW,
             )
-        self.peak.touch(buffer, start + nbytes)
+        peak = self.peak.bytes_used
+        if start + nbytes > peak[buffer]:
+            peak[buffer] = start + nbytes
         counter = work.sram_write_bytes if write else work.sram_read_bytes
         counter[buffer] = counter.get(buffer, 0) + nbytes
-        return self.sram[buffer][start : start + nbytes].view(NP_ELEM[elem])
+        return self.sram[buffer][start : start + nbytes].view(np_elem)
 
     def _dram_rows(self, pc: int, instr: Instruction, name: str, rows: int, row_bytes: int, stride: int) -> np.ndarray:
         """A [rows, row_bytes] strided view of DRAM operand `name`."""
@@ -276,6 +306,11 @@ class Machine:
         code = program.code
         check_loops(code)
         self.prepare_tokens(code)
+        with gc_paused():
+            self._run_code(code, max_instructions)
+        return FunctionalResult(self.read_outputs(program), self.events, self.peak, self.executed, list(self.regs))
+
+    def _run_code(self, code: list[Any], max_instructions: int) -> None:
         stack: list[list[int]] = []  # [start, end, remaining]
         pc = 0
         while True:
@@ -302,26 +337,29 @@ class Machine:
                     pc = stack[-1][0]
                     break
                 stack.pop()
-        return FunctionalResult(self.read_outputs(program), self.events, self.peak, self.executed, list(self.regs))
 
     def execute(self, instr: Instruction, pc: int) -> Event:
         """Execute one instruction (a `loop` only records its event) and append its Event."""
-        handler = _HANDLERS.get(instr.op)
-        if handler is None or instr.op not in BY_MNEMONIC:
-            raise Trap(pc, str(instr), f"illegal instruction '{instr.op}'")
+        # Loops execute the same instruction many times; decode and format it once.
+        decoded = self._decoded.get(id(instr))
+        if decoded is None:
+            handler = _HANDLERS.get(instr.op)
+            if handler is None or instr.op not in BY_MNEMONIC:
+                raise Trap(pc, str(instr), f"illegal instruction '{instr.op}'")
+            signals = tuple(bit for bit in range(SEMAPHORES) if instr.signal >> bit & 1)
+            decoded = (instr, handler, Unit(instr.unit), signals, format_instruction(instr))
+            self._decoded[id(instr)] = decoded
+        _, handler, unit, signals, text = decoded
         if self.lanes is not None and instr.args.get("lanes", 0) > self.lanes:
             raise Trap(pc, str(instr), f"lanes = {instr.args['lanes']} exceeds the target's {self.lanes} lanes")
-        self._take_tokens(instr, pc)
+        if instr.wait:
+            self._take_tokens(instr, pc)
         work = Work()
         handler(self, instr, pc, work)
-        for bit in range(SEMAPHORES):
-            if instr.signal >> bit & 1:
-                self.sems[bit] += 1
-        # Loops execute the same pc many times; format its text once.
-        text = self.texts.get(pc)
-        if text is None:
-            text = self.texts[pc] = format_instruction(instr)
-        event = Event(pc, Unit(instr.unit), instr.op, instr.wait, instr.signal, work, text)
+        sems = self.sems
+        for bit in signals:
+            sems[bit] += 1
+        event = Event(pc, unit, instr.op, instr.wait, instr.signal, work, text)
         self.events.append(event)
         self.executed += 1
         return event
@@ -417,12 +455,19 @@ def _dlzs_score(machine: Machine, instr: Instruction, pc: int, work: Work) -> No
     lanes, keys, depth = a["lanes"], a["keys"], a["depth"]
     q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
     khat = machine.sram_view(pc, instr, "khat", keys * depth, False, work).reshape(keys, depth)
-    out = numerics.dlzs_score(q, khat)
+    q_power, nonzero_q = machine.memo("dlzs.q", q, lambda q: (numerics.q_lz_power(q), _nonzero_columns(q)))
+    out = numerics.dlzs_score_power(q_power, khat)
     machine.sram_view(pc, instr, "out", lanes * keys, True, work)[...] = out.reshape(-1)
     work.lz_encodes = lanes * depth
-    nonzero_q = np.count_nonzero(q, axis=0).astype(np.int64)
-    nonzero_k = np.count_nonzero(khat, axis=0).astype(np.int64)
+    nonzero_k = _nonzero_columns(khat)
     work.shift_adds = int(nonzero_q @ nonzero_k)
+
+
+def _nonzero_columns(values: np.ndarray) -> np.ndarray:
+    """``np.count_nonzero(values, axis=0)`` as int64; fp16 is tested on its bits (faster, same answer)."""
+    if values.dtype == np.float16:
+        return ((values.view(np.int16) & np.int16(0x7FFF)) != 0).sum(axis=0, dtype=np.int64)
+    return np.count_nonzero(values, axis=0).astype(np.int64)
 
 
 def _sads(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
@@ -436,14 +481,11 @@ def _sads(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     if a["causal"]:
         valid = valid & (global_keys[None, :] <= (query_base + np.arange(lanes))[:, None])
     radius = float(a["radius"])
-    local = numerics.sads_tile(scores, valid, m, radius)
+    local, surviving = numerics.sads_tile_sphere(scores, valid, m, radius)
     out = np.where(local == numerics.NO_INDEX, numerics.NO_INDEX, local + key_base).astype(np.int32)
     machine.sram_view(pc, instr, "out", lanes * m, True, work)[...] = out.reshape(-1)
     # Cost model (digest §3.4, reading (a)): ceil(m / outputs) passes of
     # ceil(|FR| / inputs) rounds per lane; 4 and 12 on the paper's cores.
-    masked = np.where(valid, scores.astype(np.float64), -np.inf)
-    row_max = masked.max(axis=1, keepdims=True)
-    surviving = np.count_nonzero(valid & (masked >= row_max - radius), axis=1)
     passes = math.ceil(m / machine.sads_outputs)
     work.sort_rounds = int(passes * np.sum(-(-surviving // machine.sads_inputs)))
     work.compares = lanes * keys
@@ -454,8 +496,17 @@ def _rass(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     lanes, m = a["lanes"], a["m"]
     idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work)
     chosen = idx[idx >= 0]
-    keys, shared = np.unique(chosen, return_counts=True)
-    order = np.lexsort((keys, -shared))
+    low = int(chosen.min()) if chosen.size else 0
+    span = int(chosen.max()) - low + 1 if chosen.size else 0
+    if span <= 4 * chosen.size + 1024:
+        # Counting sort over the (small) key range: keys come out ascending, as np.unique gives them.
+        counts = np.bincount(chosen - low, minlength=span)
+        present = np.flatnonzero(counts)
+        keys, shared = present + low, counts[present]
+    else:
+        keys, shared = np.unique(chosen, return_counts=True)
+    # Most-shared first, ties by key (keys are ascending, so a stable sort on the count alone).
+    order = np.argsort(-shared, kind="stable")
     listed = np.concatenate([[len(keys)], keys[order]]).astype(np.int32)
     machine.sram_view(pc, instr, "out", len(listed), True, work)[...] = listed
     work.compares = int(chosen.size)
@@ -505,15 +556,19 @@ def _sufa_step(machine: Machine, instr: Instruction, pc: int, work: Work) -> Non
     q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
     idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work).reshape(lanes, m).astype(np.int64)
     empty = idx == numerics.NO_INDEX
-    rel = machine._window_rows(pc, instr, idx[~empty])
-    slots = np.full((lanes, m), numerics.NO_INDEX, np.int64)
-    slots[~empty] = rel
+    if empty.any():
+        rel = machine._window_rows(pc, instr, idx[~empty])
+        slots = np.full((lanes, m), numerics.NO_INDEX, np.int64)
+        slots[~empty] = rel
+    else:
+        slots = machine._window_rows(pc, instr, idx.reshape(-1)).reshape(lanes, m)
     k = machine.sram_view(pc, instr, "k", window * depth, False, work).reshape(window, depth)
     v = machine.sram_view(pc, instr, "v", window * vdepth, False, work).reshape(window, vdepth)
     # SADS never selects masked keys, so selected slots carry no extra bias.
-    partial = numerics.sufa_tile_step(q, k, v, slots, np.zeros((lanes, m)), float(a["scale"]))
+    q64 = machine.memo("sufa.q", q, lambda q: q.astype(np.float64))
+    partial = numerics.sufa_tile_step(q64, k, v, slots, None, float(a["scale"]))
     machine.sufa_state = numerics.sufa_accumulate(state, partial)
-    selected = int(np.count_nonzero(~empty))
+    selected = lanes * m - int(np.count_nonzero(empty))
     work.macs = selected * (depth + vdepth)
     work.exps = selected + 2 * lanes
     work.compares = lanes * min(2, m) + lanes

@@ -331,15 +331,24 @@ class _Scheduler:
         cycle and signals no earlier than that, so a start never enables
         another start at the same cycle.
         """
+        head, unit_free, queues = self.head, self.unit_free, self.queues
         heads = [
-            (queue[self.head[unit]], unit)
-            for unit, queue in enumerate(self.queues)
-            if self.head[unit] < len(queue) and self.unit_free[unit] <= now
+            (queue[head[unit]], unit)
+            for unit, queue in enumerate(queues)
+            if unit_free[unit] <= now and head[unit] < len(queue)
         ]
         if len(heads) > 1:
             heads.sort()
+        tokens, waits = self.tokens, self.waits
         for index, unit in heads:
-            if self.can_start(index):
+            # `can_start`, inlined: this is the hot loop.
+            gate = self.gate
+            if index > gate or (index == gate and (self.started != index or self.in_flight)):
+                continue
+            for bit in waits[index]:
+                if not tokens.get(bit):
+                    break
+            else:
                 self.begin(unit, index, now)
 
     def deadlock(self) -> TokenDeadlock:
