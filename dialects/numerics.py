@@ -244,7 +244,8 @@ def sads_tile_sphere(scores: np.ndarray, valid: np.ndarray, count: int, radius: 
         return order.astype(np.int32), np.full(rows, width, np.int64)
     masked = np.where(valid, scores.astype(np.float64, copy=False), -np.inf)
     row_max = np.max(masked, axis=-1, keepdims=True)
-    in_sphere = valid & (masked >= row_max - radius)
+    # A score of -inf is masked out (the baseline's whole-row top-k writes them); never select it.
+    in_sphere = valid & (masked > -np.inf) & (masked >= row_max - radius)
     if fp16_scores:
         order = _descending_order_fp16(scores, in_sphere, count)
     else:
@@ -296,6 +297,23 @@ def _descending_order_fp16(scores: np.ndarray, in_sphere: np.ndarray | None, cou
     if count < width // 2:
         keys = np.partition(keys, count - 1, axis=-1)[:, :count]
     return np.sort(keys, axis=-1)[:, :count] & low
+
+
+def topk_mask_rows(scores: np.ndarray, valid: np.ndarray, count: int) -> np.ndarray:
+    """Whole-row top-k as prior accelerators do it: keep each row's ``count`` best valid scores.
+
+    ``scores`` and ``valid`` are ``[rows, keys]``; the result has the same
+    shape and dtype, with every entry that is not kept set to ``-inf`` (ties:
+    lower index first, as in `sads_tile`). This is the separate-stage
+    baseline's selection: it needs the whole row of A-hat at once.
+    """
+    scores = np.asarray(scores)
+    kept = sads_tile(scores, valid, count, np.inf)
+    rows = np.broadcast_to(np.arange(len(scores))[:, None], kept.shape)
+    keep = np.zeros(scores.shape, dtype=bool)
+    chosen = kept != NO_INDEX
+    keep[rows[chosen], kept[chosen]] = True
+    return np.where(keep, scores, np.array(-np.inf, scores.dtype))
 
 
 # ---------------------------------------------------------------------------

@@ -333,6 +333,22 @@ OPS: tuple[OpSpec, ...] = (
         ),
         "Reuse-aware schedule: union of selected keys, most-shared first (ties: lower index).",
     ),
+    OpSpec(
+        "topk.mask",
+        0x32,
+        "sads",
+        (
+            _sram("scores", "f16", "whole rows of A-hat f16 [lanes, keys], masked in place"),
+            _LANES,
+            _uint("keys", 16, "keys per row (the whole padded row)"),
+            _uint("m", 16, "keys kept per row (<= keys)"),
+            _reg("query_base", "register: global index of lane 0's query"),
+            _uint("kv_len", 32, "valid keys: j < kv_len", lo=0),
+            FieldSpec("causal", "flag", 1, 0, 1, "", "1: key must be <= query"),
+        ),
+        "Baseline whole-row top-k: keep each row's m best valid scores, set the rest to -inf "
+        "(numerics.topk_mask_rows). Used by the separate-stage pipeline only.",
+    ),
     # --- KV generation ----------------------------------------------------------
     OpSpec(
         "kvgen",
@@ -378,6 +394,28 @@ OPS: tuple[OpSpec, ...] = (
             _DTYPE,
         ),
         "One KV tile of SU-FA (numerics.sufa_tile_step + sufa_accumulate).",
+    ),
+    OpSpec(
+        "fa2.step",
+        0x53,
+        "sufa",
+        (
+            _sram("q", "dtype", "Q [lanes, depth]"),
+            _sram("k", "dtype", "K tile [window, depth]; key i at row i - key_base"),
+            _sram("v", "dtype", "V tile [window, vdepth]"),
+            _sram("idx", "i32", "selected indices i32 [lanes, m], any order"),
+            _reg("key_base", "register: global index of the tile's first key"),
+            _LANES,
+            _uint("m", 16, "slots per lane"),
+            _uint("window", 16, "rows in the K/V tile (Bc)"),
+            _uint("depth", 12, "head dim d"),
+            _uint("vdepth", 12, "value head dim dv"),
+            _f32("scale", "softmax scale (finite, > 0)"),
+            _DTYPE,
+        ),
+        "Baseline FlashAttention-2 tile step: the same exact result as sufa.step, but the running "
+        "max is tracked over every score and l and o are rescaled each tile (more compares, EXPs "
+        "and multiplies). Used by the separate-stage pipeline only.",
     ),
     OpSpec(
         "sufa.norm",

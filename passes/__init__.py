@@ -37,7 +37,13 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return PreprocessWeightsPass
 
+    def get_separate_stage_tiling() -> type[ModulePass]:
+        from passes.coordinated_tiling import SeparateStageTilingPass
+
+        return SeparateStageTilingPass
+
     return {
+        "sofa-separate-stage-tiling": get_separate_stage_tiling,
         "sofa-preprocess-weights": get_preprocess_weights,
         "sofa-coordinated-tiling": get_coordinated_tiling,
         "sofa-lower-to-isa": get_lower_to_isa,

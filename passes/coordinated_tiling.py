@@ -30,6 +30,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dialects.numerics import keep_count, tile_count
 from dialects.sofa import (
+    TILING_KEYS,
     AttentionOp,
     DlzsKeyOp,
     DlzsScoreOp,
@@ -41,7 +42,7 @@ from dialects.sofa import (
     TilingAttr,
     WkToLzOp,
 )
-from passes.tile_plan import AttentionShape, PlanError, choose_tile, plan_sram, query_lanes
+from passes.tile_plan import AttentionShape, PlanError, choose_tile, plan_separate_sram, plan_sram, query_lanes
 
 TARGET_ATTRIBUTE = "sofa.target"
 """The module attribute holding the `#sofa.target` the module is compiled for."""
@@ -95,6 +96,7 @@ class TileAttention(RewritePattern):
     radius: float
     tile: int
     on_demand: bool
+    separate: bool = False
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
@@ -110,6 +112,9 @@ class TileAttention(RewritePattern):
         requested_tile = self.tile or (sparsity.tile_size if sparsity is not None else 0)
         projection = _projection_of(op)
         shape = attention_shape(op, keep)
+        if self.separate:
+            self.rewrite_separate(op, rewriter, shape, requested_tile, radius)
+            return
         if projection is not None and self.on_demand:
             hidden = projection.x.type.get_shape()[2]  # pyright: ignore[reportAttributeAccessIssue]
             on_demand = replace(shape, hidden=hidden)
@@ -147,6 +152,40 @@ class TileAttention(RewritePattern):
         score.scores.name_hint = "scores"
         select.indices.name_hint = "selected"
         rewriter.replace(op, [*prediction, score, select, attend], [attend.output])
+
+    def rewrite_separate(
+        self, op: AttentionOp, rewriter: PatternRewriter, shape: AttentionShape, requested_tile: int, radius: float
+    ) -> None:
+        """The separate-stage baseline: whole-row top-k (one SADS segment per row), FA-2 tiles."""
+        try:
+            tile = requested_tile or choose_tile(self.target, shape)[0]
+            plan_separate_sram(self.target, shape, tile)
+        except PlanError as error:
+            raise DiagnosticException(f"cannot tile {op.name} for this target: {error}") from error
+        tiling_values = make_tiling(self.target, shape, tile)
+        tiling = TilingAttr(
+            {key: tiling_values.get(key) for key in TILING_KEYS if key != "keep_count"} | {"keep_count": tile}
+        )
+        row = shape.kv_len
+        sparsity = SparsityAttr(shape.keep, row, radius, "dlzs")
+        rows = [shape.batch, shape.q_heads, shape.q_len]
+        causal = op.causal is not None
+        score = DlzsScoreOp.create(
+            operands=[op.q, op.k], result_types=[TensorType(f16, [*rows, row])], properties={"tiling": tiling}
+        )
+        select = SadsOp.create(
+            operands=[score.scores],
+            result_types=[TensorType(i32, [*rows, 1, keep_count(shape.keep, row)])],
+            properties=_props(sparsity=sparsity, scale=op.scale, tiling=tiling, causal=causal),
+        )
+        attend = SufaOp.create(
+            operands=[op.q, op.k, op.v, select.indices],
+            result_types=[op.output.type],
+            properties=_props(scale=op.scale, tile=IntegerAttr(row, i64), tiling=tiling, causal=causal),
+        )
+        score.scores.name_hint = "scores"
+        select.indices.name_hint = "selected"
+        rewriter.replace(op, [score, select, attend], [attend.output])
 
 
 def _projection_of(op: AttentionOp) -> KvProjectionOp | None:
@@ -213,4 +252,28 @@ class CoordinatedTilingPass(ModulePass):
             raise DiagnosticException(f"tile must be positive (or 0 to let the cost model choose), got {self.tile}")
         radius = self.radius if self.radius > 0 else math.inf
         pattern = TileAttention(module_target(op), self.keep, radius, self.tile, self.on_demand)
+        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
+
+
+@dataclass(frozen=True)
+class SeparateStageTilingPass(ModulePass):
+    """The baseline prior accelerators use: predict all of A-hat, then select, then attend.
+
+    Each `sofa.attention` becomes the same three stages, but SADS sees whole
+    rows (one segment per row, a global top-k) and SU-FA's tiles only batch
+    the FlashAttention-2 work, so A-hat must go to DRAM between the stages.
+    Options as `sofa-coordinated-tiling`; ``tile`` is the FA-2 KV tile.
+    """
+
+    name = "sofa-separate-stage-tiling"
+
+    keep: float = 1.0
+    radius: float = 0.0
+    tile: int = 0
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if not 0.0 < self.keep <= 1.0:
+            raise DiagnosticException(f"keep ratio must satisfy 0 < keep <= 1, got {self.keep}")
+        radius = self.radius if self.radius > 0 else math.inf
+        pattern = TileAttention(module_target(op), self.keep, radius, self.tile, on_demand=False, separate=True)
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)

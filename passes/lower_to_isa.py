@@ -27,6 +27,7 @@ DRAM layout per kernel (inputs padded by the host runtime):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,10 +40,11 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from dialects.host import ConstantOp
+from dialects.numerics import keep_count
 from dialects.sofa import DlzsKeyOp, DlzsScoreOp, KernelCallOp, SadsOp, SufaOp, TilingAttr
 from dialects.sofa_isa import INSTRUCTION_OPS, Dram, LoopOp, ProgramOp, SegmentAttr, Sram, SymbolAttr
 from passes.coordinated_tiling import attention_shape_of_sufa, module_target
-from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, plan_sram
+from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, plan_separate_sram, plan_sram
 from passes.tile_plan import Region as SramRegion
 
 DRAM_ALIGN = 64
@@ -97,6 +99,19 @@ class Emitter:
     def ops(self) -> list[Operation]:
         assert len(self.blocks) == 1
         return self.blocks[0]
+
+
+def emit_tile_loop(e: Emitter, tiles: int, step: Callable[[int], None]) -> None:
+    """Emit `tiles` KV-tile steps alternating between the two buffer sets: a loop over
+    pairs, then one more step in set 0 when the count is odd."""
+    pairs, odd = divmod(tiles, KV_BUFFER_SETS)
+    if pairs:
+        e.open_loop()
+        for buffer_set in range(KV_BUFFER_SETS):
+            step(buffer_set)
+        e.close_loop(pairs)
+    if odd:
+        step(0)
 
 
 def _at(region: SramRegion, reg: int = 0) -> Sram:
@@ -293,14 +308,7 @@ class KernelBuilder:
         e.emit("addi", rd=R_PRED, rs=R_PRED_HEAD, imm=0)
         if self.lz is not None:
             e.emit("addi", rd=R_XEXP, rs=R_XEXP_BATCH, imm=0)
-        pairs, odd = divmod(tiling.get("kv_tiles"), KV_BUFFER_SETS)
-        if pairs:
-            e.open_loop()
-            for buffer_set in range(KV_BUFFER_SETS):
-                self.emit_kv_step(buffer_set)
-            e.close_loop(pairs)
-        if odd:
-            self.emit_kv_step(0)
+        emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_kv_step)
         e.emit("sufa.norm", signal=_bits(7), out=self.region("o"), lanes=lanes, vdepth=dv)
         e.emit(
             "dma.store",
@@ -372,6 +380,186 @@ class KernelBuilder:
         return ArrayAttr([SegmentAttr(self.address("codes"), self.lz.codes.astype("int8").tobytes())])
 
 
+# Extra registers of the separate-stage baseline: r13 A-hat row base, r14 A-hat tile
+# address, r15 K tile address, r10 V tile address.
+R_AHAT_ROW, R_AHAT_TILE, R_K_TILE, R_V_TILE = 13, 14, 15, 10
+
+
+@dataclass
+class SeparateKernelBuilder:
+    """The separate-stage baseline kernel, phase by phase, as prior accelerators run it.
+
+    Per query head: (1) DLZS predicts every A-hat tile and spills it to DRAM;
+    (2) whole rows come back for a global top-k (`topk.mask`) and go back to
+    DRAM; (3) FlashAttention-2 streams every K/V tile densely and, per tile,
+    re-reads the masked A-hat to find its selected keys (`fa2.step`).
+    """
+
+    shape: AttentionShape
+    tiling: TilingAttr
+    regions: dict[str, SramRegion]
+    group_rows: int
+    keep_row: int
+    scale: float
+    e: Emitter = field(default_factory=Emitter)
+    layout: KernelLayout = field(default_factory=KernelLayout)
+
+    def lay_out(self) -> None:
+        shape, tiling = self.shape, self.tiling
+        q_rows = shape.batch * shape.q_heads * tiling.get("padded_q")
+        kv_rows = shape.batch * shape.kv_heads * tiling.get("padded_kv")
+        d, dv = shape.depth, shape.v_depth
+        add = self.layout.add
+        add("q", q_rows, d, "f32", "input")
+        add("q16", q_rows, d, "f16", "input")
+        add("k", kv_rows, d, "f32", "input")
+        add("khat", kv_rows, d, "f16", "input")
+        add("v", kv_rows, dv, "f32", "input")
+        add("o", q_rows, dv, "f32", "output")
+        # One head's A-hat, reused head after head: the traffic coordinated tiling avoids.
+        add("ahat", tiling.get("padded_q"), tiling.get("padded_kv"), "f16", "const")
+
+    def address(self, name: str) -> int:
+        return self.layout.symbols[name][0]
+
+    def region(self, name: str) -> Sram:
+        return _at(self.regions[name])
+
+    def emit_predict_phase(self) -> None:
+        tiling, shape, e = self.tiling, self.shape, self.e
+        lanes, tile, d = tiling.get("lanes"), tiling.get("tile"), shape.depth
+        row_bytes = tiling.get("padded_kv") * 2
+        e.emit("set", rd=R_AHAT_ROW, imm=0)
+        e.open_loop()
+        e.emit("barrier")
+        q16 = Dram(R_Q16, self.address("q16"))
+        e.emit("dma.load", dst=self.region("q16"), src=q16, rows=lanes, row_bytes=d * 2, src_stride=d * 2)
+        e.emit("barrier")
+        e.emit("addi", rd=R_PRED, rs=R_PRED_HEAD, imm=0)
+        e.emit("addi", rd=R_AHAT_TILE, rs=R_AHAT_ROW, imm=0)
+
+        def predict_step(buffer_set: int) -> None:
+            khat, ahat = self.region(f"khat{buffer_set}"), self.region(f"ahat{buffer_set}")
+            source = Dram(R_PRED, self.address("khat"))
+            e.emit(
+                "dma.load", wait=_bits(5), signal=_bits(0), dst=khat, src=source,
+                rows=tile, row_bytes=d * 2, src_stride=d * 2,
+            )  # fmt: skip
+            e.emit(
+                "dlzs.score", wait=_bits(0), signal=_bits(1), q=self.region("q16"), khat=khat, out=ahat,
+                lanes=lanes, keys=tile, depth=d,
+            )  # fmt: skip
+            spill = Dram(R_AHAT_TILE, self.address("ahat"))
+            e.emit(
+                "dma.store", wait=_bits(1), signal=_bits(5), src=ahat, dst=spill,
+                rows=lanes, row_bytes=tile * 2, dst_stride=row_bytes,
+            )  # fmt: skip
+            e.emit("addi", rd=R_PRED, rs=R_PRED, imm=tile * d * 2)
+            e.emit("addi", rd=R_AHAT_TILE, rs=R_AHAT_TILE, imm=tile * 2)
+
+        emit_tile_loop(e, tiling.get("kv_tiles"), predict_step)
+        e.emit("addi", rd=R_Q16, rs=R_Q16, imm=lanes * d * 2)
+        e.emit("addi", rd=R_AHAT_ROW, rs=R_AHAT_ROW, imm=lanes * row_bytes)
+        e.close_loop(tiling.get("query_tiles"))
+
+    def emit_select_phase(self) -> None:
+        tiling, shape, e = self.tiling, self.shape, self.e
+        rows, row_bytes = self.group_rows, tiling.get("padded_kv") * 2
+        e.emit("barrier")
+        e.emit("set", rd=R_AHAT_ROW, imm=0)
+        e.emit("set", rd=R_QBASE, imm=0)
+        e.open_loop()
+        ahat, buffer = Dram(R_AHAT_ROW, self.address("ahat")), self.region("rows")
+        e.emit("dma.load", dst=buffer, src=ahat, rows=rows, row_bytes=row_bytes, src_stride=row_bytes)
+        e.emit("barrier")
+        e.emit(
+            "topk.mask", scores=buffer, lanes=rows, keys=tiling.get("padded_kv"), m=self.keep_row,
+            query_base=R_QBASE, kv_len=shape.kv_len, causal=int(shape.causal),
+        )  # fmt: skip
+        e.emit("barrier")
+        e.emit("dma.store", src=buffer, dst=ahat, rows=rows, row_bytes=row_bytes, dst_stride=row_bytes)
+        e.emit("barrier")
+        e.emit("addi", rd=R_AHAT_ROW, rs=R_AHAT_ROW, imm=rows * row_bytes)
+        e.emit("addi", rd=R_QBASE, rs=R_QBASE, imm=rows)
+        e.close_loop(tiling.get("padded_q") // rows)
+
+    def emit_attend_step(self, buffer_set: int) -> None:
+        tiling, shape, e = self.tiling, self.shape, self.e
+        lanes, tile, d, dv = tiling.get("lanes"), tiling.get("tile"), shape.depth, shape.v_depth
+        ahat, idx = self.region(f"fa2_ahat{buffer_set}"), self.region(f"fa2_idx{buffer_set}")
+        k, v = self.region(f"fa2_k{buffer_set}"), self.region(f"fa2_v{buffer_set}")
+        masked = Dram(R_AHAT_TILE, self.address("ahat"))
+        e.emit(
+            "dma.load", wait=_bits(5), signal=_bits(0), dst=ahat, src=masked,
+            rows=lanes, row_bytes=tile * 2, src_stride=tiling.get("padded_kv") * 2,
+        )  # fmt: skip
+        e.emit(
+            "sads", wait=_bits(0, 6), signal=_bits(2, 5), scores=ahat, out=idx, lanes=lanes, keys=tile, m=tile,
+            radius=float("inf"), key_base=R_KBASE, query_base=R_QBASE, kv_len=shape.kv_len,
+            causal=int(shape.causal),
+        )  # fmt: skip
+        k_tile, v_tile = Dram(R_K_TILE, self.address("k")), Dram(R_V_TILE, self.address("v"))
+        e.emit("dma.load", wait=_bits(2), dst=k, src=k_tile, rows=tile, row_bytes=d * 4, src_stride=d * 4)
+        e.emit("dma.load", signal=_bits(4), dst=v, src=v_tile, rows=tile, row_bytes=dv * 4, src_stride=dv * 4)
+        e.emit(
+            "fa2.step", wait=_bits(4), signal=_bits(6), q=self.region("fa2_q"), k=k, v=v, idx=idx,
+            key_base=R_KBASE, lanes=lanes, m=tile, window=tile, depth=d, vdepth=dv, scale=self.scale, dtype="f32",
+        )  # fmt: skip
+        steps = ((R_KBASE, tile), (R_AHAT_TILE, tile * 2), (R_K_TILE, tile * d * 4), (R_V_TILE, tile * dv * 4))
+        for reg, step in steps:
+            e.emit("addi", rd=reg, rs=reg, imm=step)
+
+    def emit_attend_phase(self) -> None:
+        tiling, shape, e = self.tiling, self.shape, self.e
+        lanes, d, dv = tiling.get("lanes"), shape.depth, shape.v_depth
+        e.emit("barrier")
+        e.emit("set", rd=R_AHAT_ROW, imm=0)
+        e.emit("set", rd=R_QBASE, imm=0)
+        e.open_loop()
+        e.emit("barrier")
+        q = Dram(R_Q, self.address("q"))
+        e.emit("dma.load", dst=self.region("fa2_q"), src=q, rows=lanes, row_bytes=d * 4, src_stride=d * 4)
+        e.emit("barrier")
+        e.emit("sufa.init", lanes=lanes, vdepth=dv)
+        e.emit("set", rd=R_KBASE, imm=0)
+        for reg, base in ((R_AHAT_TILE, R_AHAT_ROW), (R_K_TILE, R_K), (R_V_TILE, R_V)):
+            e.emit("addi", rd=reg, rs=base, imm=0)
+        emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_attend_step)
+        o = self.region("fa2_o")
+        e.emit("sufa.norm", signal=_bits(7), out=o, lanes=lanes, vdepth=dv)
+        store = Dram(R_O, self.address("o"))
+        e.emit("dma.store", wait=_bits(7), src=o, dst=store, rows=lanes, row_bytes=dv * 4, dst_stride=dv * 4)
+        row_bytes = tiling.get("padded_kv") * 2
+        steps = ((R_Q, lanes * d * 4), (R_QBASE, lanes), (R_O, lanes * dv * 4), (R_AHAT_ROW, lanes * row_bytes))
+        for reg, step in steps:
+            e.emit("addi", rd=reg, rs=reg, imm=step)
+        e.close_loop(tiling.get("query_tiles"))
+
+    def build(self) -> list[Operation]:
+        shape, tiling, e = self.shape, self.tiling, self.e
+        d, dv, padded_kv = shape.depth, shape.v_depth, tiling.get("padded_kv")
+        self.lay_out()
+        e.emit("post", signal=_bits(5, 6))
+        e.emit("post", signal=_bits(5, 6))
+        for reg in (R_Q16, R_Q, R_O, R_K, R_V, R_PRED_HEAD):
+            e.emit("set", rd=reg, imm=0)
+        e.open_loop()  # KV heads
+        e.open_loop()  # query heads of this KV head
+        self.emit_predict_phase()
+        self.emit_select_phase()
+        self.emit_attend_phase()
+        e.close_loop(shape.q_heads // shape.kv_heads)
+        for reg, step in ((R_K, padded_kv * d * 4), (R_V, padded_kv * dv * 4), (R_PRED_HEAD, padded_kv * d * 2)):
+            e.emit("addi", rd=reg, rs=reg, imm=step)
+        e.close_loop(shape.batch * shape.kv_heads)
+        e.emit("barrier")
+        e.emit("halt")
+        return e.ops()
+
+    def segments(self) -> ArrayAttr[SegmentAttr]:
+        return ArrayAttr([])
+
+
 def _tiled_group(sufa: SufaOp) -> tuple[SadsOp, DlzsScoreOp, DlzsKeyOp | None] | None:
     select = sufa.indices.owner
     if not isinstance(select, SadsOp):
@@ -399,12 +587,14 @@ class LowerToIsaPass(ModulePass):
     """Replace each tiled attention by a `sofa.kernel_call` to a new `sofa_isa.program`.
 
     ``config_hash`` (64 hex digits) binds the programs to a target config; the
-    default, all zeros, leaves them unbound.
+    default, all zeros, leaves them unbound. ``pipeline=separate`` lowers the
+    output of `sofa-separate-stage-tiling` to the baseline kernel.
     """
 
     name = "sofa-lower-to-isa"
 
     config_hash: str = "0" * 64
+    pipeline: str = "coordinated"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = module_target(op)
@@ -423,8 +613,15 @@ class LowerToIsaPass(ModulePass):
                 lz = _lz_weights(key)
                 shape = replace(shape, hidden=key.x.type.get_shape()[2])  # pyright: ignore[reportAttributeAccessIssue]
                 operands.append(key.x)
-            regions = plan_sram(target, shape, tiling.get("tile")).regions
-            builder = KernelBuilder(shape, tiling, regions, sufa.scale.value.data, select.sparsity.radius_value, lz)
+            builder: KernelBuilder | SeparateKernelBuilder
+            if self.pipeline == "separate":
+                plan, rows = plan_separate_sram(target, shape, tiling.get("tile"))
+                keep_row = keep_count(select.sparsity.keep_ratio, shape.kv_len)
+                builder = SeparateKernelBuilder(shape, tiling, plan.regions, rows, keep_row, sufa.scale.value.data)
+            else:
+                regions = plan_sram(target, shape, tiling.get("tile")).regions
+                radius = select.sparsity.radius_value
+                builder = KernelBuilder(shape, tiling, regions, sufa.scale.value.data, radius, lz)
             body = builder.build()
             name = f"{KERNEL_PREFIX}{len(kernels)}"
             program = ProgramOp.create(

@@ -171,3 +171,39 @@ def choose_tile(target: TargetAttr, shape: AttentionShape) -> tuple[int, dict[in
     if not costs:
         raise PlanError(f"no KV tile fits the target's SRAM (smallest tried: Bc = {TILE_CANDIDATES[0]}): {first_error}")
     return min(costs, key=lambda tile: (costs[tile], tile)), costs
+
+
+def plan_separate_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> tuple[SramPlan, int]:
+    """SRAM for the separate-stage baseline, and the rows per whole-row top-k group.
+
+    Its three phases (predict and spill A-hat, whole-row top-k, FA-2) are
+    separated by barriers, so each phase gets the whole SRAM; the plan is the
+    union of the phases' regions, which may alias across phases.
+    """
+    lanes = query_lanes(target, shape.q_len)
+    d, dv = shape.depth, shape.v_depth
+    padded_kv = tile_count(shape.kv_len, tile) * tile
+    sizes = sram_sizes(target)
+    on_chip_first = ("temp", "weight", "token")
+    predict = SramAllocator(sizes)
+    predict.alloc("q16", lanes * d * 2)
+    attend = SramAllocator(sizes)
+    attend.alloc("q", lanes * d * 4)
+    attend.alloc("o", lanes * dv * 4)
+    for index in range(KV_BUFFER_SETS):
+        predict.alloc(f"khat{index}", tile * d * 2, on_chip_first)
+        predict.alloc(f"ahat{index}", lanes * tile * 2, on_chip_first)
+        attend.alloc(f"ahat{index}", lanes * tile * 2, on_chip_first)
+        attend.alloc(f"idx{index}", lanes * tile * 4, on_chip_first)
+        attend.alloc(f"k{index}", tile * d * 4)
+        attend.alloc(f"v{index}", tile * dv * 4)
+    largest = max(sizes.values())
+    rows = lanes
+    while rows > 1 and rows * padded_kv * 2 > largest:
+        rows //= 2
+    if rows * padded_kv * 2 > largest:
+        raise PlanError(f"one row of A-hat ({padded_kv * 2} bytes) does not fit any SRAM buffer")
+    select = SramAllocator(sizes)
+    select.alloc("rows", rows * padded_kv * 2, ("token", "weight", "temp"))
+    regions = {**predict.regions, **select.regions, **{f"fa2_{k}": r for k, r in attend.regions.items()}}
+    return SramPlan(regions, {}), rows

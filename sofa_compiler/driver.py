@@ -35,7 +35,7 @@ from xdsl.printer import Printer
 from dialects.host import numpy_dtype
 from dialects.sofa import TargetAttr
 from dialects.sofa_isa import ProgramOp
-from passes.coordinated_tiling import TARGET_ATTRIBUTE, CoordinatedTilingPass
+from passes.coordinated_tiling import TARGET_ATTRIBUTE, CoordinatedTilingPass, SeparateStageTilingPass
 from passes.lower_to_isa import LowerToIsaPass
 from passes.preprocess_weights import PreprocessWeightsPass
 from sofa_compiler.frontend import import_model
@@ -158,12 +158,17 @@ def _specs(args: Any, attrs: Any, prefix: str, types: Any = None) -> list[tuple[
     return specs
 
 
-def _pipeline(keep: float, tile: int, radius: float, config_hash: str) -> list[tuple[str, ModulePass]]:
+def _pipeline(keep: float, tile: int, radius: float, config_hash: str, pipeline: str) -> list[tuple[str, ModulePass]]:
     """(stage, pass) in order; a stage's IR is the one after its last pass."""
+    tiling: ModulePass
+    if pipeline == "separate":
+        tiling = SeparateStageTilingPass(keep=keep, radius=radius, tile=tile)
+    else:
+        tiling = CoordinatedTilingPass(keep=keep, radius=radius, tile=tile)
     return [
-        ("tiled", CoordinatedTilingPass(keep=keep, radius=radius, tile=tile)),
+        ("tiled", tiling),
         ("tiled", PreprocessWeightsPass()),
-        ("isa", LowerToIsaPass(config_hash=config_hash)),
+        ("isa", LowerToIsaPass(config_hash=config_hash, pipeline=pipeline)),
     ]
 
 
@@ -176,8 +181,6 @@ def check_options(keep: float, tile: int | None, radius: float | None, pipeline:
         raise CompileError(f"--radius must be positive, got {radius}")
     if pipeline not in PIPELINES:
         raise CompileError(f"unknown pipeline '{pipeline}' (choose from {', '.join(PIPELINES)})")
-    if pipeline == "separate":
-        raise CompileError("the separate-stage baseline pipeline is not implemented yet; use --pipeline coordinated")
 
 
 def compile_model(
@@ -206,7 +209,7 @@ def compile_model(
     module.attributes[TARGET_ATTRIBUTE] = TargetAttr(config.as_target_dict())
     module.verify()
     record("sofa", "bind-target")
-    for name, compiler_pass in _pipeline(keep, tile or 0, radius or 0.0, config.config_hash()):
+    for name, compiler_pass in _pipeline(keep, tile or 0, radius or 0.0, config.config_hash(), pipeline):
         compiler_pass.apply(ctx, module)
         module.verify()
         record(name, compiler_pass.name)

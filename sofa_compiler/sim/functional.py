@@ -576,6 +576,41 @@ def _sufa_step(machine: Machine, instr: Instruction, pc: int, work: Work) -> Non
     work.dense_ops = 2 * lanes * window * (depth + vdepth)
 
 
+def _fa2_step(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+    """The baseline's FlashAttention-2 step: the same numbers as sufa.step, FA-2's costs.
+
+    FA-2 does not know where the maximum is, so it compares every score
+    against the running max and rescales l and o by exp(m_old - m_new) on
+    every tile (paper §4.1, lines 5-8), instead of SU-FA's two compares per
+    lane and one merge.
+    """
+    _sufa_step(machine, instr, pc, work)
+    a = instr.args
+    lanes, vdepth = a["lanes"], a["vdepth"]
+    selected = work.macs // (a["depth"] + vdepth)
+    work.compares = selected + lanes
+    work.exps = selected + lanes
+    work.macs += lanes * (vdepth + 1)
+    work.max_updates = 0
+
+
+def _topk_mask(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    lanes, keys, m = a["lanes"], a["keys"], a["m"]
+    scores = machine.sram_view(pc, instr, "scores", lanes * keys, True, work).reshape(lanes, keys)
+    query_base = machine.regs[a["query_base"]]
+    keys_index = np.arange(keys)
+    valid = np.broadcast_to(keys_index < a["kv_len"], (lanes, keys))
+    if a["causal"]:
+        valid = valid & (keys_index[None, :] <= (query_base + np.arange(lanes))[:, None])
+    scores[...] = numerics.topk_mask_rows(scores, valid, m)
+    # A streaming sort over the whole row: ceil(m / outputs) passes of ceil(valid / inputs) rounds.
+    passes = math.ceil(m / machine.sads_outputs)
+    valid_counts = np.count_nonzero(valid, axis=1)
+    work.sort_rounds = int(passes * np.sum(-(-valid_counts // machine.sads_inputs)))
+    work.compares = lanes * keys
+
+
 def _sufa_norm(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     state = _check_sufa(machine, instr, pc)
     out = numerics.sufa_finish(state)
@@ -600,6 +635,8 @@ _HANDLERS = {
     "kvgen": _kvgen,
     "sufa.init": _sufa_init,
     "sufa.step": _sufa_step,
+    "fa2.step": _fa2_step,
+    "topk.mask": _topk_mask,
     "sufa.norm": _sufa_norm,
 }
 
