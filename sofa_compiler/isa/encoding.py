@@ -225,3 +225,24 @@ def layout_table(spec: OpSpec) -> list[Mapping[str, Any]]:
             }
         )
     return rows
+
+
+def opcode_section(spec: OpSpec) -> str:
+    """The Markdown section `docs/isa.md` holds for one instruction (kept in sync by a test)."""
+    lines = [
+        f"### `{spec.mnemonic}` — opcode `{spec.opcode:#04x}`, unit `{spec.unit}`",
+        "",
+        spec.doc,
+        "",
+        "| field | bits | width | legal values | element | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in layout_table(spec):
+        lines.append(
+            f"| `{row['field']}` | {row['bits']} | {row['width']} | {row['range']} | {row.get('elem', '')} "
+            f"| {row.get('doc', '')} |"
+        )
+    used = 24 + sum(field.bits for field in spec.fields)
+    last = max((bit + field.bits for field, bit in spec.layout()), default=24)
+    lines += ["", f"Bits {max(used, last)}..255 are reserved (zero)."]
+    return "\n".join(lines) + "\n"
