@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from dialects import numerics
 from dialects.sofa_isa import BY_MNEMONIC, ELEM_BYTES, MAX_LOOP_DEPTH, SEMAPHORES, elem_type
@@ -306,7 +307,9 @@ class Machine:
         code = program.code
         check_loops(code)
         self.prepare_tokens(code)
-        with gc_paused():
+        # One instruction is one small tile: BLAS threads only add synchronisation
+        # (10x slower on a loaded 2-core machine), so the simulator runs them single-threaded.
+        with gc_paused(), threadpool_limits(limits=1, user_api="blas"):
             self._run_code(code, max_instructions)
         return FunctionalResult(self.read_outputs(program), self.events, self.peak, self.executed, list(self.regs))
 

@@ -119,3 +119,20 @@ def test_missing_and_misshaped_inputs():
         model.run({})
     with pytest.raises(CompileError, match="input 'x' has shape"):
         model.run({"x": np.zeros((2, 2), np.float32)})
+
+
+def test_separate_pipeline_matches_onnxruntime_at_keep_one_and_costs_more():
+    path = Path(__file__).parent.parent.parent / "examples" / "llama_attention.onnx"
+    coordinated = compile_model(path, keep=0.25)
+    separate = compile_model(path, keep=0.25, pipeline="separate")
+    inputs = random_model_inputs(coordinated, seed=0)
+    _, ours = coordinated.run(inputs)
+    _, theirs = separate.run(inputs)
+    ours_bytes = ours.total.dram_read_bytes + ours.total.dram_write_bytes
+    theirs_bytes = theirs.total.dram_read_bytes + theirs.total.dram_write_bytes
+    assert ours_bytes < 0.5 * theirs_bytes
+    assert ours.total.total_cycles < theirs.total.total_cycles
+    exact = compile_model(path, keep=1.0, pipeline="separate")
+    outputs, _ = exact.run(inputs)
+    (expected,) = reference(path, inputs)
+    assert relative_error(outputs["y"], expected) < 1e-4
