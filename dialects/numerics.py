@@ -186,17 +186,24 @@ def dlzs_score_power(q_power: np.ndarray, khat: np.ndarray) -> np.ndarray:
     return to_fp16_saturating(scores)
 
 
+def quantize4_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric 4-bit quantisation per row: ``values ~= ints * step`` with ints in [-7, 7]."""
+    values = np.asarray(values, dtype=np.float64)
+    peak = np.max(np.abs(values), axis=-1, keepdims=True)
+    step = np.where(peak > 0, peak / 7.0, 1.0)
+    return np.clip(np.rint(values / step), -7, 7).astype(np.int64), step
+
+
 def mul4_score(q: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Baseline predictor: 4-bit symmetric multiply of Q and K (per-row scales), fp16."""
+    """Baseline predictor of prior accelerators: 4-bit multiply of Q and K, as fp16.
 
-    def quantize4(values: np.ndarray) -> np.ndarray:
-        values = np.asarray(values, dtype=np.float64)
-        peak = np.max(np.abs(values), axis=-1, keepdims=True)
-        step = np.where(peak > 0, peak / 7.0, 1.0)
-        return np.clip(np.rint(values / step), -7, 7) * step
-
-    scores = quantize4(q) @ np.swapaxes(quantize4(k), -1, -2)
-    return to_fp16_saturating(scores)
+    Q and K are read as fp16 (the accelerator's 16-bit inputs), quantised to
+    4 bits per row, multiplied as integers (exact) and scaled back.
+    """
+    q_int, q_step = quantize4_rows(to_fp16_saturating(np.asarray(q, np.float64)))
+    k_int, k_step = quantize4_rows(to_fp16_saturating(np.asarray(k, np.float64)))
+    products = q_int @ np.swapaxes(k_int, -1, -2)
+    return to_fp16_saturating(products * q_step * np.swapaxes(k_step, -1, -2))
 
 
 def exact_score(q: np.ndarray, k: np.ndarray) -> np.ndarray:

@@ -419,6 +419,23 @@ def _verify_mask(mask: SSAValue | None, target_shape: tuple[int, ...]) -> None:
         _expect(dim in (1, full), f"mask shape {list(shape)} does not broadcast to scores shape {list(target_shape)}")
 
 
+def _verify_score_shapes(q: SSAValue, k: SSAValue, scores: SSAValue) -> None:
+    """Shapes of a score predictor: Q [B, Hq, Sq, d], K [B, Hkv, Skv, d] -> fp16 [B, Hq, Sq, Skv]."""
+    _expect_float(q, "Q")
+    _expect_float(k, "K-hat")
+    batch, q_heads, q_len, depth = _shape(q, "Q", 4)
+    k_batch, kv_heads, kv_len, k_depth = _shape(k, "K-hat", 4)
+    _expect(batch == k_batch, f"batch sizes differ: Q {batch}, K-hat {k_batch}")
+    _expect(depth == k_depth, f"Q and K-hat head dims differ: {depth} vs {k_depth}")
+    _verify_heads(q_heads, kv_heads)
+    expected = (batch, q_heads, q_len, kv_len)
+    scores_type = _tensor(scores, "scores")
+    _expect(
+        tuple(scores_type.get_shape()) == expected and isinstance(scores_type.element_type, Float16Type),
+        f"scores must be tensor<{'x'.join(map(str, expected))}xf16>, got {scores.type}",
+    )
+
+
 # ---------------------------------------------------------------------------
 # Operations
 # ---------------------------------------------------------------------------
@@ -675,19 +692,32 @@ class DlzsScoreOp(IRDLOperation):
     assembly_format = "$q `,` $khat (`tiling` $tiling^)? attr-dict `:` type($q) `,` type($khat) `->` type($scores)"
 
     def verify_(self) -> None:
-        _expect_float(self.q, "Q")
-        batch, q_heads, q_len, depth = _shape(self.q, "Q", 4)
-        k_batch, kv_heads, kv_len, k_depth = _shape(self.khat, "K-hat", 4)
-        _expect_float(self.khat, "K-hat")
-        _expect(batch == k_batch, f"batch sizes differ: Q {batch}, K-hat {k_batch}")
-        _expect(depth == k_depth, f"Q and K-hat head dims differ: {depth} vs {k_depth}")
-        _verify_heads(q_heads, kv_heads)
-        expected = (batch, q_heads, q_len, kv_len)
-        scores = _tensor(self.scores, "scores")
-        _expect(
-            tuple(scores.get_shape()) == expected and isinstance(scores.element_type, Float16Type),
-            f"scores must be tensor<{'x'.join(map(str, expected))}xf16>, got {self.scores.type}",
-        )
+        _verify_score_shapes(self.q, self.khat, self.scores)
+
+
+@irdl_op_definition
+class Mul4ScoreOp(IRDLOperation):
+    """The baseline predictor of prior accelerators: A-hat = Q4 . K4^T with 4-bit operands.
+
+    Q ``[B, Hq, Sq, d]`` and K ``[B, Hkv, Skv, d]`` are read as fp16 and
+    quantised to 4 bits per row (one scale per row); the products are exact
+    integers, scaled back to fp16 A-hat ``[B, Hq, Sq, Skv]`` in dot-product
+    units. It stands in for DLZS in the ablation (paper §7.3).
+    """
+
+    name = "sofa.mul4_score"
+
+    q = operand_def(TensorType)
+    k = operand_def(TensorType)
+    tiling = opt_prop_def(TilingAttr)
+    scores = result_def(TensorType)
+
+    traits = traits_def(Pure())
+
+    assembly_format = "$q `,` $k (`tiling` $tiling^)? attr-dict `:` type($q) `,` type($k) `->` type($scores)"
+
+    def verify_(self) -> None:
+        _verify_score_shapes(self.q, self.k, self.scores)
 
 
 @irdl_op_definition
@@ -833,7 +863,7 @@ class KernelCallOp(IRDLOperation):
 
 Sofa = Dialect(
     "sofa",
-    [AttentionOp, KvProjectionOp, WkToLzOp, DlzsKeyOp, DlzsScoreOp, SadsOp, SufaOp, KernelCallOp],
+    [AttentionOp, KvProjectionOp, WkToLzOp, DlzsKeyOp, DlzsScoreOp, Mul4ScoreOp, SadsOp, SufaOp, KernelCallOp],
     [SparsityAttr, TargetAttr, TilingAttr],
 )
 
@@ -845,6 +875,7 @@ __all__ = [
     "DlzsScoreOp",
     "KernelCallOp",
     "KvProjectionOp",
+    "Mul4ScoreOp",
     "SadsOp",
     "Sofa",
     "SparsityAttr",

@@ -302,6 +302,21 @@ OPS: tuple[OpSpec, ...] = (
         ),
         "DLZS phase 2: A-hat = LZ(Q) . K-hat^T (numerics.dlzs_score).",
     ),
+    OpSpec(
+        "mul4.score",
+        0x22,
+        "dlzs",
+        (
+            _sram("q", "f16", "Q f16 [lanes, depth]"),
+            _sram("k", "f16", "K f16 [keys, depth]"),
+            _sram("out", "f16", "A-hat f16 [lanes, keys]"),
+            _LANES,
+            _uint("keys", 16, "keys in the tile"),
+            _uint("depth", 12, "head dim d"),
+        ),
+        "Baseline predictor (ablation only): A-hat = Q4 . K4^T with 4-bit rows (numerics.mul4_score), "
+        "on the prediction array as 4-bit multipliers.",
+    ),
     # --- SADS -----------------------------------------------------------------
     OpSpec(
         "sads",

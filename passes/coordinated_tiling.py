@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import Attribute, IntegerAttr, ModuleOp, StringAttr, TensorType, UnitAttr, f16, i32, i64
-from xdsl.ir import Operation
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -35,6 +35,7 @@ from dialects.sofa import (
     DlzsKeyOp,
     DlzsScoreOp,
     KvProjectionOp,
+    Mul4ScoreOp,
     SadsOp,
     SparsityAttr,
     SufaOp,
@@ -97,6 +98,7 @@ class TileAttention(RewritePattern):
     tile: int
     on_demand: bool
     separate: bool = False
+    predictor: str = "dlzs"
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
@@ -115,7 +117,7 @@ class TileAttention(RewritePattern):
         if self.separate:
             self.rewrite_separate(op, rewriter, shape, requested_tile, radius)
             return
-        if projection is not None and self.on_demand:
+        if projection is not None and self.on_demand and self.predictor == "dlzs":
             hidden = projection.x.type.get_shape()[2]  # pyright: ignore[reportAttributeAccessIssue]
             on_demand = replace(shape, hidden=hidden)
             if _fits(self.target, on_demand, requested_tile):
@@ -126,7 +128,7 @@ class TileAttention(RewritePattern):
         except PlanError as error:
             raise DiagnosticException(f"cannot tile {op.name} for this target: {error}") from error
         tiling = make_tiling(self.target, shape, tile)
-        sparsity = SparsityAttr(keep, tile, radius, "dlzs")
+        sparsity = SparsityAttr(keep, tile, radius, self.predictor)
         rows = [shape.batch, shape.q_heads, shape.q_len]
         scores_type = TensorType(f16, [*rows, shape.kv_len])
         index_type = TensorType(i32, [*rows, tiling.get("kv_tiles"), tiling.get("keep_count")])
@@ -136,9 +138,7 @@ class TileAttention(RewritePattern):
         if shape.hidden and projection is not None:
             prediction = _on_demand_prediction(projection, shape)
             predictor_input = prediction[-1].results[0]
-        score = DlzsScoreOp.create(
-            operands=[op.q, predictor_input], result_types=[scores_type], properties={"tiling": tiling}
-        )
+        score = _score_op(self.predictor, op.q, predictor_input, scores_type, tiling)
         select = SadsOp.create(
             operands=[score.scores],
             result_types=[index_type],
@@ -167,12 +167,10 @@ class TileAttention(RewritePattern):
             {key: tiling_values.get(key) for key in TILING_KEYS if key != "keep_count"} | {"keep_count": tile}
         )
         row = shape.kv_len
-        sparsity = SparsityAttr(shape.keep, row, radius, "dlzs")
+        sparsity = SparsityAttr(shape.keep, row, radius, self.predictor)
         rows = [shape.batch, shape.q_heads, shape.q_len]
         causal = op.causal is not None
-        score = DlzsScoreOp.create(
-            operands=[op.q, op.k], result_types=[TensorType(f16, [*rows, row])], properties={"tiling": tiling}
-        )
+        score = _score_op(self.predictor, op.q, op.k, TensorType(f16, [*rows, row]), tiling)
         select = SadsOp.create(
             operands=[score.scores],
             result_types=[TensorType(i32, [*rows, 1, keep_count(shape.keep, row)])],
@@ -186,6 +184,12 @@ class TileAttention(RewritePattern):
         score.scores.name_hint = "scores"
         select.indices.name_hint = "selected"
         rewriter.replace(op, [score, select, attend], [attend.output])
+
+
+def _score_op(predictor: str, q: SSAValue, k: SSAValue, scores_type: TensorType, tiling: TilingAttr) -> Operation:
+    """The score predictor: SOFA's DLZS, or the 4-bit multiply baseline (ablation)."""
+    op_class = Mul4ScoreOp if predictor == "mul4" else DlzsScoreOp
+    return op_class.create(operands=[q, k], result_types=[scores_type], properties={"tiling": tiling})
 
 
 def _projection_of(op: AttentionOp) -> KvProjectionOp | None:
@@ -220,6 +224,11 @@ def _on_demand_prediction(projection: KvProjectionOp, shape: AttentionShape) -> 
     return [lz, key]
 
 
+def _check_predictor(predictor: str) -> None:
+    if predictor not in ("dlzs", "mul4"):
+        raise DiagnosticException(f"predictor must be 'dlzs' or 'mul4' on the accelerator, got '{predictor}'")
+
+
 def _props(causal: bool, **props: Attribute) -> dict[str, Attribute]:
     """Op properties, with the unit `causal` flag only when set."""
     return {**props, "causal": UnitAttr()} if causal else props
@@ -231,7 +240,8 @@ class CoordinatedTilingPass(ModulePass):
 
     Options: ``keep`` (top-k ratio, 1.0 is exact), ``radius`` (SADS sphere
     radius in logits; 0 disables the clip), ``tile`` (Bc; 0 lets the cost
-    model choose from the target's SRAM), ``on_demand`` (where K and V come
+    model choose from the target's SRAM), ``predictor`` (``dlzs``, or the
+    ``mul4`` 4-bit multiply baseline for ablations), ``on_demand`` (where K and V come
     from a `sofa.kv_projection`, predict K-hat on chip from X and LZ(W_k)
     when the target's SRAM holds the LZ codes and token tiles). An attention that already carries
     a `#sofa.sparsity` keeps its keep ratio, radius and tile (the ``tile``
@@ -244,6 +254,7 @@ class CoordinatedTilingPass(ModulePass):
     radius: float = 0.0
     tile: int = 0
     on_demand: bool = True
+    predictor: str = "dlzs"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if not 0.0 < self.keep <= 1.0:
@@ -251,7 +262,8 @@ class CoordinatedTilingPass(ModulePass):
         if self.tile < 0:
             raise DiagnosticException(f"tile must be positive (or 0 to let the cost model choose), got {self.tile}")
         radius = self.radius if self.radius > 0 else math.inf
-        pattern = TileAttention(module_target(op), self.keep, radius, self.tile, self.on_demand)
+        _check_predictor(self.predictor)
+        pattern = TileAttention(module_target(op), self.keep, radius, self.tile, self.on_demand, False, self.predictor)
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
 
 
@@ -262,7 +274,9 @@ class SeparateStageTilingPass(ModulePass):
     Each `sofa.attention` becomes the same three stages, but SADS sees whole
     rows (one segment per row, a global top-k) and SU-FA's tiles only batch
     the FlashAttention-2 work, so A-hat must go to DRAM between the stages.
-    Options as `sofa-coordinated-tiling`; ``tile`` is the FA-2 KV tile.
+    Options as `sofa-coordinated-tiling`; ``tile`` is the FA-2 KV tile;
+    ``selection=sads`` keeps SADS's per-tile selection (an ablation step: the
+    tensor-level IR is then the coordinated one, only the lowering differs).
     """
 
     name = "sofa-separate-stage-tiling"
@@ -270,10 +284,16 @@ class SeparateStageTilingPass(ModulePass):
     keep: float = 1.0
     radius: float = 0.0
     tile: int = 0
+    predictor: str = "dlzs"
+    selection: str = "row"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if not 0.0 < self.keep <= 1.0:
             raise DiagnosticException(f"keep ratio must satisfy 0 < keep <= 1, got {self.keep}")
+        if self.selection not in ("row", "sads"):
+            raise DiagnosticException(f"selection must be 'row' or 'sads', got '{self.selection}'")
+        _check_predictor(self.predictor)
         radius = self.radius if self.radius > 0 else math.inf
-        pattern = TileAttention(module_target(op), self.keep, radius, self.tile, on_demand=False, separate=True)
+        separate = self.selection == "row"
+        pattern = TileAttention(module_target(op), self.keep, radius, self.tile, False, separate, self.predictor)
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)

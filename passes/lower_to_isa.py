@@ -41,7 +41,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dialects.host import ConstantOp
 from dialects.numerics import keep_count
-from dialects.sofa import DlzsKeyOp, DlzsScoreOp, KernelCallOp, SadsOp, SufaOp, TilingAttr
+from dialects.sofa import DlzsKeyOp, DlzsScoreOp, KernelCallOp, Mul4ScoreOp, SadsOp, SufaOp, TilingAttr
 from dialects.sofa_isa import INSTRUCTION_OPS, Dram, LoopOp, ProgramOp, SegmentAttr, Sram, SymbolAttr
 from passes.coordinated_tiling import attention_shape_of_sufa, module_target
 from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, plan_separate_sram, plan_sram
@@ -123,6 +123,56 @@ def _at(region: SramRegion, reg: int = 0) -> Sram:
 # the KV head, r9 prediction base of the KV head (or of the batch on demand),
 # r10/r12 token-exponent tile and batch base, r11 LZ-code column offset.
 R_Q16, R_Q, R_QBASE, R_O, R_KBASE, R_PRED, R_K, R_V, R_PRED_HEAD, R_XEXP, R_CODES, R_XEXP_BATCH = range(1, 13)
+# Without RASS, r13/r14 walk the K/V tiles of the coordinated kernel.
+R_K_TILE_C, R_V_TILE_C = 13, 14
+
+
+def emit_kv_fetch(
+    e: Emitter,
+    rass: bool,
+    r: dict[str, SramRegion],
+    sources: tuple[Dram, Dram],
+    tile_registers: tuple[int, int],
+    widths: tuple[int, int],
+    lanes: int,
+    m: int,
+) -> None:
+    """Bring the tile's K and V rows on chip once SADS has chosen (token s2); signal s4.
+
+    With RASS, only the union of the lanes' selections is gathered, most-shared
+    first (paper §4.5); without it, the whole K and V tiles are loaded, as a
+    dense FlashAttention dataflow does.
+    """
+    tile = r["k"].size // (widths[0] * 4)
+    if rass:
+        e.emit("rass", wait=_bits(2), signal=_bits(3), idx=_at(r["idx"]), out=_at(r["list"]), lanes=lanes, m=m)
+        for index, name in enumerate(("k", "v")):
+            e.emit(
+                "dma.gather",
+                wait=_bits(3) if name == "k" else 0,
+                signal=_bits(4) if name == "v" else 0,
+                dst=_at(r[name]),
+                src=sources[index],
+                list=_at(r["list"]),
+                key_base=R_KBASE,
+                window=tile,
+                row_bytes=widths[index] * 4,
+                src_stride=widths[index] * 4,
+            )
+        return
+    for index, name in enumerate(("k", "v")):
+        source = Dram(tile_registers[index], sources[index].offset)
+        e.emit(
+            "dma.load",
+            wait=_bits(2) if name == "k" else 0,
+            signal=_bits(4) if name == "v" else 0,
+            dst=_at(r[name]),
+            src=source,
+            rows=tile,
+            row_bytes=widths[index] * 4,
+            src_stride=widths[index] * 4,
+        )
+        e.emit("addi", rd=tile_registers[index], rs=tile_registers[index], imm=tile * widths[index] * 4)
 
 
 @dataclass
@@ -143,6 +193,9 @@ class KernelBuilder:
     scale: float
     radius: float
     lz: LzWeights | None = None
+    predictor: str = "dlzs.score"
+    attention: str = "sufa.step"
+    rass: bool = True
     e: Emitter = field(default_factory=Emitter)
     layout: KernelLayout = field(default_factory=KernelLayout)
 
@@ -229,16 +282,17 @@ class KernelBuilder:
         names = ("khat", "ahat", "idx", "list", "k", "v") + (("x", "xexp") if self.lz else ())
         r = {name: self.regions[f"{name}{buffer_set}"] for name in names}
         self.emit_prediction(r)
+        score_inputs = {"khat": _at(r["khat"])} if self.predictor == "dlzs.score" else {"k": _at(r["khat"])}
         e.emit(
-            "dlzs.score",
+            self.predictor,
             wait=0 if self.lz else _bits(0),
             signal=_bits(1),
             q=self.region("q16"),
-            khat=_at(r["khat"]),
             out=_at(r["ahat"]),
             lanes=lanes,
             keys=tile,
             depth=d,
+            **score_inputs,
         )
         e.emit(
             "sads",
@@ -255,22 +309,10 @@ class KernelBuilder:
             kv_len=shape.kv_len,
             causal=int(shape.causal),
         )
-        e.emit("rass", wait=_bits(2), signal=_bits(3), idx=_at(r["idx"]), out=_at(r["list"]), lanes=lanes, m=m)
-        for name, width, base in (("k", d, R_K), ("v", dv, R_V)):
-            e.emit(
-                "dma.gather",
-                wait=_bits(3) if name == "k" else 0,
-                signal=_bits(4) if name == "v" else 0,
-                dst=_at(r[name]),
-                src=Dram(base, self.address(name)),
-                list=_at(r["list"]),
-                key_base=R_KBASE,
-                window=tile,
-                row_bytes=width * 4,
-                src_stride=width * 4,
-            )
+        sources = (Dram(R_K, self.address("k")), Dram(R_V, self.address("v")))
+        emit_kv_fetch(e, self.rass, r, sources, (R_K_TILE_C, R_V_TILE_C), (d, dv), lanes, m)
         e.emit(
-            "sufa.step",
+            self.attention,
             wait=_bits(4),
             signal=_bits(6),
             q=self.region("q"),
@@ -306,6 +348,9 @@ class KernelBuilder:
         e.emit("sufa.init", lanes=lanes, vdepth=dv)
         e.emit("set", rd=R_KBASE, imm=0)
         e.emit("addi", rd=R_PRED, rs=R_PRED_HEAD, imm=0)
+        if not self.rass:
+            e.emit("addi", rd=R_K_TILE_C, rs=R_K, imm=0)
+            e.emit("addi", rd=R_V_TILE_C, rs=R_V, imm=0)
         if self.lz is not None:
             e.emit("addi", rd=R_XEXP, rs=R_XEXP_BATCH, imm=0)
         emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_kv_step)
@@ -401,6 +446,10 @@ class SeparateKernelBuilder:
     group_rows: int
     keep_row: int
     scale: float
+    predictor: str = "dlzs.score"
+    attention: str = "fa2.step"
+    rass: bool = False
+    row_selection: bool = True
     e: Emitter = field(default_factory=Emitter)
     layout: KernelLayout = field(default_factory=KernelLayout)
 
@@ -445,9 +494,10 @@ class SeparateKernelBuilder:
                 "dma.load", wait=_bits(5), signal=_bits(0), dst=khat, src=source,
                 rows=tile, row_bytes=d * 2, src_stride=d * 2,
             )  # fmt: skip
+            score_input = {"khat": khat} if self.predictor == "dlzs.score" else {"k": khat}
             e.emit(
-                "dlzs.score", wait=_bits(0), signal=_bits(1), q=self.region("q16"), khat=khat, out=ahat,
-                lanes=lanes, keys=tile, depth=d,
+                self.predictor, wait=_bits(0), signal=_bits(1), q=self.region("q16"), out=ahat,
+                lanes=lanes, keys=tile, depth=d, **score_input,
             )  # fmt: skip
             spill = Dram(R_AHAT_TILE, self.address("ahat"))
             e.emit(
@@ -486,27 +536,26 @@ class SeparateKernelBuilder:
     def emit_attend_step(self, buffer_set: int) -> None:
         tiling, shape, e = self.tiling, self.shape, self.e
         lanes, tile, d, dv = tiling.get("lanes"), tiling.get("tile"), shape.depth, shape.v_depth
-        ahat, idx = self.region(f"fa2_ahat{buffer_set}"), self.region(f"fa2_idx{buffer_set}")
-        k, v = self.region(f"fa2_k{buffer_set}"), self.region(f"fa2_v{buffer_set}")
+        m = tiling.get("keep_count")
+        r = {name: self.regions[f"fa2_{name}{buffer_set}"] for name in ("ahat", "idx", "list", "k", "v")}
         masked = Dram(R_AHAT_TILE, self.address("ahat"))
         e.emit(
-            "dma.load", wait=_bits(5), signal=_bits(0), dst=ahat, src=masked,
+            "dma.load", wait=_bits(5), signal=_bits(0), dst=_at(r["ahat"]), src=masked,
             rows=lanes, row_bytes=tile * 2, src_stride=tiling.get("padded_kv") * 2,
         )  # fmt: skip
         e.emit(
-            "sads", wait=_bits(0, 6), signal=_bits(2, 5), scores=ahat, out=idx, lanes=lanes, keys=tile, m=tile,
-            radius=float("inf"), key_base=R_KBASE, query_base=R_QBASE, kv_len=shape.kv_len,
+            "sads", wait=_bits(0, 6), signal=_bits(2, 5), scores=_at(r["ahat"]), out=_at(r["idx"]), lanes=lanes,
+            keys=tile, m=m, radius=float("inf"), key_base=R_KBASE, query_base=R_QBASE, kv_len=shape.kv_len,
             causal=int(shape.causal),
         )  # fmt: skip
-        k_tile, v_tile = Dram(R_K_TILE, self.address("k")), Dram(R_V_TILE, self.address("v"))
-        e.emit("dma.load", wait=_bits(2), dst=k, src=k_tile, rows=tile, row_bytes=d * 4, src_stride=d * 4)
-        e.emit("dma.load", signal=_bits(4), dst=v, src=v_tile, rows=tile, row_bytes=dv * 4, src_stride=dv * 4)
+        sources = (Dram(R_K, self.address("k")), Dram(R_V, self.address("v")))
+        emit_kv_fetch(e, self.rass, r, sources, (R_K_TILE, R_V_TILE), (d, dv), lanes, m)
         e.emit(
-            "fa2.step", wait=_bits(4), signal=_bits(6), q=self.region("fa2_q"), k=k, v=v, idx=idx,
-            key_base=R_KBASE, lanes=lanes, m=tile, window=tile, depth=d, vdepth=dv, scale=self.scale, dtype="f32",
+            self.attention, wait=_bits(4), signal=_bits(6), q=self.region("fa2_q"), k=_at(r["k"]),
+            v=_at(r["v"]), idx=_at(r["idx"]), key_base=R_KBASE, lanes=lanes, m=m, window=tile, depth=d,
+            vdepth=dv, scale=self.scale, dtype="f32",
         )  # fmt: skip
-        steps = ((R_KBASE, tile), (R_AHAT_TILE, tile * 2), (R_K_TILE, tile * d * 4), (R_V_TILE, tile * dv * 4))
-        for reg, step in steps:
+        for reg, step in ((R_KBASE, tile), (R_AHAT_TILE, tile * 2)):
             e.emit("addi", rd=reg, rs=reg, imm=step)
 
     def emit_attend_phase(self) -> None:
@@ -546,7 +595,8 @@ class SeparateKernelBuilder:
         e.open_loop()  # KV heads
         e.open_loop()  # query heads of this KV head
         self.emit_predict_phase()
-        self.emit_select_phase()
+        if self.row_selection:
+            self.emit_select_phase()
         self.emit_attend_phase()
         e.close_loop(shape.q_heads // shape.kv_heads)
         for reg, step in ((R_K, padded_kv * d * 4), (R_V, padded_kv * dv * 4), (R_PRED_HEAD, padded_kv * d * 2)):
@@ -560,11 +610,13 @@ class SeparateKernelBuilder:
         return ArrayAttr([])
 
 
-def _tiled_group(sufa: SufaOp) -> tuple[SadsOp, DlzsScoreOp, DlzsKeyOp | None] | None:
+def _tiled_group(sufa: SufaOp) -> tuple[SadsOp, DlzsScoreOp | Mul4ScoreOp, DlzsKeyOp | None] | None:
     select = sufa.indices.owner
     if not isinstance(select, SadsOp):
         return None
     score = select.scores.owner
+    if isinstance(score, Mul4ScoreOp):
+        return select, score, None
     if not isinstance(score, DlzsScoreOp):
         return None
     key = score.khat.owner
@@ -588,13 +640,18 @@ class LowerToIsaPass(ModulePass):
 
     ``config_hash`` (64 hex digits) binds the programs to a target config; the
     default, all zeros, leaves them unbound. ``pipeline=separate`` lowers the
-    output of `sofa-separate-stage-tiling` to the baseline kernel.
+    output of `sofa-separate-stage-tiling` to the baseline kernel (A-hat via
+    DRAM). Ablation switches: ``attention=fa2`` runs FlashAttention-2 steps
+    instead of SU-FA, ``rass=false`` loads whole K/V tiles instead of the
+    RASS-ordered union of the selected rows.
     """
 
     name = "sofa-lower-to-isa"
 
     config_hash: str = "0" * 64
     pipeline: str = "coordinated"
+    attention: str = "sufa"
+    rass: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = module_target(op)
@@ -614,14 +671,22 @@ class LowerToIsaPass(ModulePass):
                 shape = replace(shape, hidden=key.x.type.get_shape()[2])  # pyright: ignore[reportAttributeAccessIssue]
                 operands.append(key.x)
             builder: KernelBuilder | SeparateKernelBuilder
+            predictor = "mul4.score" if isinstance(score, Mul4ScoreOp) else "dlzs.score"
+            attention = "fa2.step" if self.attention == "fa2" else "sufa.step"
             if self.pipeline == "separate":
                 plan, rows = plan_separate_sram(target, shape, tiling.get("tile"))
+                row_selection = select.sparsity.tile_size != tiling.get("tile")
                 keep_row = keep_count(select.sparsity.keep_ratio, shape.kv_len)
-                builder = SeparateKernelBuilder(shape, tiling, plan.regions, rows, keep_row, sufa.scale.value.data)
+                builder = SeparateKernelBuilder(
+                    shape, tiling, plan.regions, rows, keep_row, sufa.scale.value.data, predictor, attention,
+                    self.rass, row_selection,
+                )  # fmt: skip
             else:
                 regions = plan_sram(target, shape, tiling.get("tile")).regions
                 radius = select.sparsity.radius_value
-                builder = KernelBuilder(shape, tiling, regions, sufa.scale.value.data, radius, lz)
+                builder = KernelBuilder(
+                    shape, tiling, regions, sufa.scale.value.data, radius, lz, predictor, attention, self.rass
+                )
             body = builder.build()
             name = f"{KERNEL_PREFIX}{len(kernels)}"
             program = ProgramOp.create(

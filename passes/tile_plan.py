@@ -195,6 +195,7 @@ def plan_separate_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> 
         predict.alloc(f"ahat{index}", lanes * tile * 2, on_chip_first)
         attend.alloc(f"ahat{index}", lanes * tile * 2, on_chip_first)
         attend.alloc(f"idx{index}", lanes * tile * 4, on_chip_first)
+        attend.alloc(f"list{index}", (1 + tile) * 4, on_chip_first)
         attend.alloc(f"k{index}", tile * d * 4)
         attend.alloc(f"v{index}", tile * dv * 4)
     largest = max(sizes.values())

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ from sofa_compiler.sim.report import Report, combine_reports
 from sofa_compiler.tools.sofa_run_ir import sofa_context
 
 EMIT_KINDS = ("onnx-ir", "sofa", "tiled", "isa", "asm", "bin")
-PIPELINES = ("coordinated", "separate")
 
 
 class CompileError(Exception):
@@ -158,29 +157,74 @@ def _specs(args: Any, attrs: Any, prefix: str, types: Any = None) -> list[tuple[
     return specs
 
 
-def _pipeline(keep: float, tile: int, radius: float, config_hash: str, pipeline: str) -> list[tuple[str, ModulePass]]:
+@dataclass(frozen=True)
+class Features:
+    """Which SOFA techniques a compile uses; the pipelines are presets, ablations mix them.
+
+    * ``predictor``: ``dlzs`` (SOFA) or ``mul4`` (4-bit multiply, prior work);
+    * ``selection``: ``sads`` (per-tile top-k) or ``row`` (whole-row top-k);
+    * ``attention``: ``sufa`` (sorted-updating) or ``fa2`` (FlashAttention-2);
+    * ``rass``: gather the RASS-ordered union of selected K/V rows, or load whole tiles;
+    * ``dataflow``: ``coordinated`` (A-hat stays on chip) or ``separate`` (A-hat via DRAM).
+    """
+
+    predictor: str = "dlzs"
+    selection: str = "sads"
+    attention: str = "sufa"
+    rass: bool = True
+    dataflow: str = "coordinated"
+
+
+PRESETS = {
+    "coordinated": Features(),
+    "separate": Features(selection="row", attention="fa2", rass=False, dataflow="separate"),
+}
+CHOICES = {
+    "predictor": ("dlzs", "mul4"),
+    "selection": ("sads", "row"),
+    "attention": ("sufa", "fa2"),
+    "dataflow": ("coordinated", "separate"),
+}
+
+
+def resolve_features(pipeline: str, overrides: Mapping[str, Any]) -> Features:
+    """The pipeline's preset with explicit knobs on top; clear errors for impossible mixes."""
+    if pipeline not in PRESETS:
+        raise CompileError(f"unknown pipeline '{pipeline}' (choose from {', '.join(PRESETS)})")
+    knobs = {key: value for key, value in overrides.items() if value is not None}
+    for key, value in knobs.items():
+        if key in CHOICES and value not in CHOICES[key]:
+            raise CompileError(f"{key} must be one of {', '.join(CHOICES[key])}, got '{value}'")
+    features = replace(PRESETS[pipeline], **knobs)
+    if features.selection == "row" and features.dataflow == "coordinated":
+        raise CompileError("whole-row selection needs every A-hat tile at once: use dataflow 'separate'")
+    return features
+
+
+def _pipeline(
+    keep: float, tile: int, radius: float, config_hash: str, features: Features
+) -> list[tuple[str, ModulePass]]:
     """(stage, pass) in order; a stage's IR is the one after its last pass."""
     tiling: ModulePass
-    if pipeline == "separate":
-        tiling = SeparateStageTilingPass(keep=keep, radius=radius, tile=tile)
+    if features.dataflow == "separate":
+        tiling = SeparateStageTilingPass(
+            keep=keep, radius=radius, tile=tile, predictor=features.predictor, selection=features.selection
+        )
     else:
-        tiling = CoordinatedTilingPass(keep=keep, radius=radius, tile=tile)
-    return [
-        ("tiled", tiling),
-        ("tiled", PreprocessWeightsPass()),
-        ("isa", LowerToIsaPass(config_hash=config_hash, pipeline=pipeline)),
-    ]
+        tiling = CoordinatedTilingPass(keep=keep, radius=radius, tile=tile, predictor=features.predictor)
+    lower = LowerToIsaPass(
+        config_hash=config_hash, pipeline=features.dataflow, attention=features.attention, rass=features.rass
+    )
+    return [("tiled", tiling), ("tiled", PreprocessWeightsPass()), ("isa", lower)]
 
 
-def check_options(keep: float, tile: int | None, radius: float | None, pipeline: str) -> None:
+def check_options(keep: float, tile: int | None, radius: float | None) -> None:
     if not 0.0 < keep <= 1.0:
         raise CompileError(f"--keep must satisfy 0 < keep <= 1, got {keep}")
     if tile is not None and tile < 1:
         raise CompileError(f"--tile must be a positive KV tile size, got {tile}")
     if radius is not None and not radius > 0:
         raise CompileError(f"--radius must be positive, got {radius}")
-    if pipeline not in PIPELINES:
-        raise CompileError(f"unknown pipeline '{pipeline}' (choose from {', '.join(PIPELINES)})")
 
 
 def compile_model(
@@ -191,9 +235,27 @@ def compile_model(
     radius: float | None = None,
     pipeline: str = "coordinated",
     on_stage: Callable[[Stage], None] | None = None,
+    *,
+    predictor: str | None = None,
+    selection: str | None = None,
+    attention: str | None = None,
+    rass: bool | None = None,
+    dataflow: str | None = None,
 ) -> CompiledModel:
-    """Compile an ONNX model for a SOFA target (default: the paper's 28 nm design)."""
-    check_options(keep, tile, radius, pipeline)
+    """Compile an ONNX model for a SOFA target (default: the paper's 28 nm design).
+
+    ``pipeline`` picks a preset (`PRESETS`); the keyword knobs override single
+    features of it for ablations (`Features`).
+    """
+    check_options(keep, tile, radius)
+    overrides = {
+        "predictor": predictor,
+        "selection": selection,
+        "attention": attention,
+        "rass": rass,
+        "dataflow": dataflow,
+    }
+    features = resolve_features(pipeline, overrides)
     config = target if isinstance(target, HardwareConfig) else load_config(target)
     ctx = make_context()
     module = import_model(model)
@@ -209,7 +271,7 @@ def compile_model(
     module.attributes[TARGET_ATTRIBUTE] = TargetAttr(config.as_target_dict())
     module.verify()
     record("sofa", "bind-target")
-    for name, compiler_pass in _pipeline(keep, tile or 0, radius or 0.0, config.config_hash(), pipeline):
+    for name, compiler_pass in _pipeline(keep, tile or 0, radius or 0.0, config.config_hash(), features):
         compiler_pass.apply(ctx, module)
         module.verify()
         record(name, compiler_pass.name)
@@ -219,5 +281,5 @@ def compile_model(
         if isinstance(op, ProgramOp):
             op.detach()
             op.erase()
-    options = {"keep": keep, "tile": tile, "radius": radius if radius else math.inf, "pipeline": pipeline}
+    options = {"keep": keep, "tile": tile, "radius": radius if radius else math.inf, **asdict(features)}
     return CompiledModel(config, host, programs, stages, options)

@@ -16,7 +16,7 @@ from xdsl.interpreters.shaped_array import ShapedArray
 from xdsl.ir import SSAValue
 
 from dialects import numerics
-from dialects.sofa import AttentionOp, DlzsKeyOp, DlzsScoreOp, KvProjectionOp, SadsOp, SufaOp, WkToLzOp
+from dialects.sofa import AttentionOp, DlzsKeyOp, DlzsScoreOp, KvProjectionOp, Mul4ScoreOp, SadsOp, SufaOp, WkToLzOp
 
 
 def as_array(value: Any) -> np.ndarray:
@@ -89,6 +89,11 @@ class SofaFunctions(InterpreterFunctions):
     def run_dlzs_score(self, interpreter: Interpreter, op: DlzsScoreOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
         q, khat = as_array(args[0]), numerics.to_fp16_saturating(as_array(args[1]))
         return (numerics.dlzs_score(q, numerics.expand_kv_heads(khat, q.shape[1])),)
+
+    @impl(Mul4ScoreOp)
+    def run_mul4_score(self, interpreter: Interpreter, op: Mul4ScoreOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        q, k = as_array(args[0]), as_array(args[1])
+        return (numerics.mul4_score(q, numerics.expand_kv_heads(k, q.shape[1])),)
 
     @impl(SadsOp)
     def run_sads(self, interpreter: Interpreter, op: SadsOp, args: tuple[Any, ...]) -> tuple[Any, ...]:

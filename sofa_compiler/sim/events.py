@@ -47,6 +47,7 @@ class Work:
     sram_write_bytes: dict[Buffer, int] = field(default_factory=dict)
     shift_adds: int = 0  # DLZS shift-and-add operations (after zero elimination)
     lz_encodes: int = 0  # LZE conversions (Q -> 5-bit LZ)
+    mul4_macs: int = 0  # 4-bit multiply-accumulates of the baseline predictor (ablation only)
     sort_rounds: int = 0  # 16->4 sort-core rounds, summed over lanes
     compares: int = 0  # comparisons (SADS clip, AP max-ensure)
     macs: int = 0  # 16-bit multiply-accumulates (KV generation, SU-FA SA-1/SA-2)

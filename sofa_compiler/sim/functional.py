@@ -466,6 +466,16 @@ def _dlzs_score(machine: Machine, instr: Instruction, pc: int, work: Work) -> No
     work.shift_adds = int(nonzero_q @ nonzero_k)
 
 
+def _mul4_score(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    lanes, keys, depth = a["lanes"], a["keys"], a["depth"]
+    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
+    k = machine.sram_view(pc, instr, "k", keys * depth, False, work).reshape(keys, depth)
+    out = numerics.mul4_score(q, k)
+    machine.sram_view(pc, instr, "out", lanes * keys, True, work)[...] = out.reshape(-1)
+    work.mul4_macs = lanes * keys * depth
+
+
 def _nonzero_columns(values: np.ndarray) -> np.ndarray:
     """``np.count_nonzero(values, axis=0)`` as int64; fp16 is tested on its bits (faster, same answer)."""
     if values.dtype == np.float16:
@@ -639,6 +649,7 @@ _HANDLERS = {
     "sufa.init": _sufa_init,
     "sufa.step": _sufa_step,
     "fa2.step": _fa2_step,
+    "mul4.score": _mul4_score,
     "topk.mask": _topk_mask,
     "sufa.norm": _sufa_norm,
 }

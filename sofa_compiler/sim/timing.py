@@ -128,7 +128,8 @@ class CostModel:
 
     def dlzs(self, work: Work) -> Cost:
         # LZ encoding (Q -> 5-bit LZ) feeds the shift array, so it comes first.
-        shift = ceil_div(work.shift_adds, self.dlzs_pes)
+        # The baseline's 4-bit multipliers take the shift-adders' place in the array.
+        shift = ceil_div(work.shift_adds + work.mul4_macs, self.dlzs_pes)
         encode = ceil_div(work.lz_encodes, self.lze_units)
         return Cost(shift + encode, self.dlzs_pipeline)
 

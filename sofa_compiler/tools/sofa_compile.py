@@ -15,7 +15,7 @@ from pathlib import Path
 from xdsl.utils.exceptions import DiagnosticException
 
 from sofa_compiler.bundle import bundle_bytes
-from sofa_compiler.driver import EMIT_KINDS, PIPELINES, CompiledModel, CompileError, Stage, compile_model
+from sofa_compiler.driver import EMIT_KINDS, PRESETS, CompiledModel, CompileError, Stage, compile_model
 from sofa_compiler.files import atomic_write_bytes, atomic_write_text
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.isa.asm import disassemble
@@ -29,7 +29,11 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", type=float, default=1.0, help="top-k keep ratio, 0 < k <= 1 (1.0 = exact)")
     parser.add_argument("--tile", type=int, help="KV tile size Bc (default: chosen from the target's SRAM)")
     parser.add_argument("--radius", type=float, help="SADS sphere radius in logits (default: no clip)")
-    parser.add_argument("--pipeline", default="coordinated", help=f"one of {', '.join(PIPELINES)}")
+    parser.add_argument(
+        "--pipeline",
+        default="coordinated",
+        help=f"{' or '.join(PRESETS)}: SOFA's coordinated tiling, or the separate-stage baseline",
+    )
 
 
 def emitted_text(model: CompiledModel, kind: str) -> str:

@@ -136,3 +136,42 @@ def test_separate_pipeline_matches_onnxruntime_at_keep_one_and_costs_more():
     outputs, _ = exact.run(inputs)
     (expected,) = reference(path, inputs)
     assert relative_error(outputs["y"], expected) < 1e-4
+
+
+ABLATION = [
+    {"pipeline": "separate", "predictor": "mul4"},
+    {"pipeline": "separate"},
+    {"pipeline": "separate", "selection": "sads"},
+    {"pipeline": "separate", "selection": "sads", "attention": "sufa"},
+    {"pipeline": "separate", "selection": "sads", "attention": "sufa", "rass": True},
+    {"rass": False},
+    {"attention": "fa2"},
+    {"predictor": "mul4"},
+]
+
+
+@pytest.mark.parametrize("knobs", ABLATION, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()) or "sofa")
+def test_every_ablation_step_computes_its_tiled_ir(knobs):
+    """Each feature mix runs on the simulator and gives its own tiled IR's numbers (to fp32 rounding)."""
+    from xdsl.interpreter import Interpreter
+    from xdsl.parser import Parser
+
+    from sofa_compiler.interpreters import register_all
+
+    model = compile_model(FIXTURES / "torch_sdpa_causal.onnx", keep=0.5, tile=16, **knobs)
+    inputs = random_model_inputs(model, seed=5)
+    outputs, report = model.run(inputs)
+    tiled = Parser(sofa_context(), model.ir("tiled")).parse_module()
+    interpreter = Interpreter(tiled)
+    register_all(interpreter)
+    (expected,) = interpreter.call_op("main", tuple(inputs[name] for name in model.input_names()))
+    (actual,) = outputs.values()
+    np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
+    assert len(report.kernels) == 1
+
+
+def test_impossible_feature_mix_is_refused():
+    with pytest.raises(CompileError, match="whole-row selection needs every A-hat tile"):
+        compile_model(FIXTURES / "torch_gpt2.onnx", selection="row")
+    with pytest.raises(CompileError, match="predictor must be one of dlzs, mul4"):
+        compile_model(FIXTURES / "torch_gpt2.onnx", predictor="magic")
