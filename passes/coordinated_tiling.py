@@ -6,9 +6,10 @@ the query tile is the target's lane count, and the KV tile Bc (SADS's
 sub-segment, n = Tc) comes from the target's SRAM sizes and a cost model
 (`tile_plan.choose_tile`) unless the `tile` option fixes it.
 
-Attention ops with a general (boolean or additive) mask are left for the
-host: the accelerator handles causal and padding masks only, and the op is
-marked with a `sofa.host_reason` attribute saying so.
+A key-padding mask (one that depends only on batch and key, as BERT's) is
+folded into one extra head-dim column of Q and K (`_fold_key_padding_mask`),
+so the accelerator runs it. Attention ops with other (boolean or additive)
+masks are left for the host, marked with a `sofa.host_reason` attribute.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import Attribute, IntegerAttr, ModuleOp, StringAttr, TensorType, UnitAttr, f16, i32, i64
+from xdsl.dialects.builtin import Attribute, IntegerAttr, ModuleOp, StringAttr, TensorType, UnitAttr, f16, i1, i32, i64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -26,8 +28,10 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import DiagnosticException
 
+from dialects.host import ConstantOp, OnnxOp
 from dialects.numerics import keep_count, tile_count
 from dialects.sofa import (
     TILING_KEYS,
@@ -105,8 +109,14 @@ class TileAttention(RewritePattern):
         if HOST_REASON in op.attributes:
             return
         if op.mask is not None:
-            reason = "general attention masks run on the host (the accelerator supports causal and padding masks)"
-            op.attributes[HOST_REASON] = StringAttr(reason)
+            if not _is_key_padding_mask(op):
+                reason = "general attention masks run on the host (the accelerator supports causal and padding masks)"
+                op.attributes[HOST_REASON] = StringAttr(reason)
+                return
+            folded, prelude = _fold_key_padding_mask(op)
+            rewriter.insert_op(prelude, InsertPoint.before(op))
+            rewriter.replace(op, [folded], [folded.output])
+            self.match_and_rewrite(folded, rewriter)
             return
         sparsity = op.sparsity
         keep = sparsity.keep_ratio if sparsity is not None else self.keep
@@ -184,6 +194,66 @@ class TileAttention(RewritePattern):
         score.scores.name_hint = "scores"
         select.indices.name_hint = "selected"
         rewriter.replace(op, [score, select, attend], [attend.output])
+
+
+def _is_key_padding_mask(op: AttentionOp) -> bool:
+    """A mask that depends only on (batch, key): BERT-style padding, shape [B|1, 1, 1, Skv] or [Skv]."""
+    assert op.mask is not None
+    shape = list(op.mask.type.get_shape())  # pyright: ignore[reportAttributeAccessIssue]
+    batch = op.q.type.get_shape()[0]  # pyright: ignore[reportAttributeAccessIssue]
+    padded = [1] * (4 - len(shape)) + shape
+    return padded[1] == 1 and padded[2] == 1 and padded[0] in (1, batch)
+
+
+def _fold_key_padding_mask(op: AttentionOp) -> tuple[AttentionOp, list[Operation]]:
+    """Fold a key-padding mask into the operands: exact, and no mask left for the accelerator.
+
+    With ``q' = [q, 1]`` and ``k'_j = [k_j, b_j / scale]``, ``scale * q'.k'_j =
+    scale * q.k_j + b_j``: the additive bias (0 or -inf for a boolean mask)
+    rides in one more head-dim column. DLZS then also sees the bias, so
+    masked keys rank last in SADS.
+    """
+    assert op.mask is not None
+    batch, q_heads, q_len, depth = op.q.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
+    _, kv_heads, kv_len, _ = op.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
+    mask_batch = ([1] * 4 + list(op.mask.type.get_shape()))[-4]  # pyright: ignore[reportAttributeAccessIssue]
+    element = op.q.type.get_element_type()  # pyright: ignore[reportAttributeAccessIssue]
+    ops: list[Operation] = []
+
+    def add(new: Operation) -> SSAValue:
+        ops.append(new)
+        return new.results[0]
+
+    def tensor(shape: list[int]) -> TensorType:
+        return TensorType(element, shape)
+
+    scale = op.scale.value.data
+    if op.mask.type.get_element_type() == i1:  # pyright: ignore[reportAttributeAccessIssue]
+        zero = add(ConstantOp.from_array(np.array(0.0, np.float32)))
+        minus_inf = add(ConstantOp.from_array(np.array(-np.inf, np.float32)))
+        mask_shape = list(op.mask.type.get_shape())  # pyright: ignore[reportAttributeAccessIssue]
+        bias = add(OnnxOp("Where", [op.mask, zero, minus_inf], [tensor(mask_shape)]))
+    else:
+        bias = op.mask
+    column = add(OnnxOp("Reshape", [bias], [tensor([mask_batch, 1, kv_len, 1])]))
+    inverse_scale = add(ConstantOp.from_array(np.array(1.0 / scale, np.float32)))
+    column = add(OnnxOp("Mul", [column, inverse_scale], [tensor([mask_batch, 1, kv_len, 1])]))
+    column = add(OnnxOp("Expand", [column], [tensor([batch, kv_heads, kv_len, 1])]))
+    k_aug = add(OnnxOp("Concat", [op.k, column], [tensor([batch, kv_heads, kv_len, depth + 1])], {"axis": 3}))
+    ones = add(ConstantOp.from_array(np.ones((batch, q_heads, q_len, 1), np.float32)))
+    q_aug = add(OnnxOp("Concat", [op.q, ones], [tensor([batch, q_heads, q_len, depth + 1])], {"axis": 3}))
+    folded = AttentionOp(
+        q_aug,
+        k_aug,
+        op.v,
+        op.output.type,
+        scale=scale,
+        q_heads=q_heads,
+        kv_heads=kv_heads,
+        causal=op.causal is not None,
+        sparsity=op.sparsity,
+    )
+    return folded, ops
 
 
 def _score_op(predictor: str, q: SSAValue, k: SSAValue, scores_type: TensorType, tiling: TilingAttr) -> Operation:

@@ -6,6 +6,11 @@
 // RUN: sofa-opt %s -p 'sofa-coordinated-tiling' -o %t.tiled.mlir
 // RUN: sofa-run-ir %t.tiled.mlir --symbol sparse --random-inputs 1 --print > %t.after
 // RUN: diff %t.before %t.after
+// Folding the padding mask changes no number at keep = 1 (up to fp32 rounding):
+// RUN: sofa-run-ir %s --symbol padding --random-inputs 3 --output %t.mask-before.npz
+// RUN: sofa-opt %s -p 'sofa-coordinated-tiling' -o %t.mask.mlir
+// RUN: sofa-run-ir %t.mask.mlir --symbol padding --random-inputs 3 --output %t.mask-after.npz
+// RUN: %python %S/../../tools/compare_npz.py %t.mask-after.npz result0 %t.mask-before.npz result0 --rtol 1e-6
 // Errors: a target whose SRAM cannot hold the smallest tile, a keep ratio outside (0, 1].
 // RUN: sed 's/#sofa.target<>/#sofa.target<token_sram = 4096, weight_sram = 4096, temp_sram = 4096>/' %s | not sofa-opt -p 'sofa-coordinated-tiling' 2>&1 | filecheck %s --check-prefix=NOFIT
 // RUN: not sofa-opt %s -p 'sofa-coordinated-tiling{keep=1.5}' 2>&1 | filecheck %s --check-prefix=KEEP
@@ -22,6 +27,11 @@ builtin.module attributes {sofa.target = #sofa.target<>} {
     %o = sofa.attention %q, %k, %v scale 0.25 heads 2 / 2 sparsity <keep = 0.5, tile = 32, radius = inf, predictor = "dlzs"> : tensor<1x2x130x16xf32>, tensor<1x2x130x16xf32>, tensor<1x2x130x8xf32> -> tensor<1x2x130x8xf32>
     func.return %o : tensor<1x2x130x8xf32>
   }
+  // A BERT-style key-padding mask is folded into one more head-dim column and runs on the accelerator.
+  func.func @padding(%q: tensor<2x1x8x4xf32>, %m: tensor<2x1x1x8xf32>) -> tensor<2x1x8x4xf32> {
+    %o = sofa.attention %q, %q, %q mask %m scale 0.5 heads 1 / 1 : tensor<2x1x8x4xf32>, tensor<2x1x8x4xf32>, tensor<2x1x8x4xf32>, tensor<2x1x1x8xf32> -> tensor<2x1x8x4xf32>
+    func.return %o : tensor<2x1x8x4xf32>
+  }
   func.func @masked(%q: tensor<1x1x8x4xf32>, %m: tensor<8x8xi1>) -> tensor<1x1x8x4xf32> {
     %o = sofa.attention %q, %q, %q mask %m scale 0.5 heads 1 / 1 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<8x8xi1> -> tensor<1x1x8x4xf32>
     func.return %o : tensor<1x1x8x4xf32>
@@ -36,6 +46,12 @@ builtin.module attributes {sofa.target = #sofa.target<>} {
 // An attention that already has a sparsity keeps its keep ratio, radius and tile.
 // CHECK-LABEL: func.func @sparse
 // CHECK: sofa.sads %{{.*}} sparsity <keep = 0.5, tile = 32, radius = inf
+// CHECK-LABEL: func.func @padding
+// CHECK:      host.onnx "Reshape"(%m) : (tensor<2x1x1x8xf32>) -> tensor<2x1x8x1xf32>
+// CHECK:      %[[KAUG:.*]] = host.onnx "Concat"(%q, %{{.*}}) {axis = 3 : i64} : (tensor<2x1x8x4xf32>, tensor<2x1x8x1xf32>) -> tensor<2x1x8x5xf32>
+// CHECK:      %[[QAUG:.*]] = host.onnx "Concat"(%q, %{{.*}}) {axis = 3 : i64} : (tensor<2x1x8x4xf32>, tensor<2x1x8x1xf32>) -> tensor<2x1x8x5xf32>
+// CHECK:      sofa.dlzs_score %[[QAUG]], %[[KAUG]]
+// CHECK-NOT:  sofa.attention
 // General masks stay on the host, with the reason recorded.
 // CHECK-LABEL: func.func @masked
 // CHECK: sofa.attention {{.*}}sofa.host_reason = "general attention masks run on the host

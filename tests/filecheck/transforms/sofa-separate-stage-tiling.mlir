@@ -1,10 +1,10 @@
 // RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32}' | filecheck %s
-// RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32},sofa-lower-to-isa{pipeline=separate}' | filecheck %s --check-prefix=ISA
-// RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32},sofa-lower-to-isa{pipeline=separate}' --print-op-generic | %mlir-check | filecheck %s --check-prefix=MLIR
+// RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32},sofa-lower-to-isa{pipeline=separate attention=fa2 rass=false}' | filecheck %s --check-prefix=ISA
+// RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32},sofa-lower-to-isa{pipeline=separate attention=fa2 rass=false}' --print-op-generic | %mlir-check | filecheck %s --check-prefix=MLIR
 // The baseline's kernel computes what its tiled IR says (whole-row top-k, then exact attention):
 // RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32}' -o %t.tiled.mlir
 // RUN: sofa-run-ir %t.tiled.mlir --random-inputs 4 --output %t.tiled.npz
-// RUN: sofa-opt %t.tiled.mlir -p 'sofa-lower-to-isa{pipeline=separate}' -o %t.isa.mlir
+// RUN: sofa-opt %t.tiled.mlir -p 'sofa-lower-to-isa{pipeline=separate attention=fa2 rass=false}' -o %t.isa.mlir
 // RUN: sofa-run-ir %t.isa.mlir --random-inputs 4 --output %t.isa.npz
 // RUN: %python %S/../../tools/compare_npz.py %t.isa.npz result0 %t.tiled.npz result0 --rtol 1e-6 | filecheck %s --check-prefix=SAME
 
