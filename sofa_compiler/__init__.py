@@ -1,0 +1,20 @@
+"""The SOFA compiler: ONNX attention graphs to SOFA accelerator programs, and their simulator.
+
+Python API (imported lazily, so that xDSL's plug-in discovery stays cheap)::
+
+    import sofa_compiler
+    model = sofa_compiler.compile("model.onnx", target="configs/sofa-28nm.toml", keep=0.25)
+    outputs, report = model.run({"x": x})
+"""
+
+from typing import Any
+
+__all__ = ["compile"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "compile":
+        from sofa_compiler.driver import compile_model
+
+        return compile_model
+    raise AttributeError(f"module 'sofa_compiler' has no attribute '{name}'")
