@@ -167,6 +167,21 @@ def _f32(name: str, doc: str) -> FieldSpec:
 
 _LANES = _uint("lanes", 12, "query lanes (rows) in the tile; at most the target's lanes")
 _DTYPE = FieldSpec("dtype", "dtype", 2, 0, len(DTYPES) - 1, "", "storage type of q/k/v (or out): f16 or f32")
+_ATTENTION_STEP_FIELDS = (
+    _sram("q", "dtype", "Q [lanes, depth]"),
+    _sram("k", "dtype", "K window [window, depth]; key i at row i - key_base"),
+    _sram("v", "dtype", "V window [window, vdepth]"),
+    _sram("idx", "i32", "SADS indices i32 [lanes, m] (descending predicted score)"),
+    _reg("key_base", "register: global index of the window's first key"),
+    _LANES,
+    _uint("m", 16, "slots per lane"),
+    _uint("window", 16, "rows in the K/V window (Bc)"),
+    _uint("depth", 12, "head dim d"),
+    _uint("vdepth", 12, "value head dim dv"),
+    _f32("scale", "softmax scale (finite, > 0)"),
+    _DTYPE,
+)
+"""Fields of `sufa.step` and of the baseline's `fa2.step`, which differ only in their costs."""
 
 
 @dataclass(frozen=True)
@@ -394,40 +409,14 @@ OPS: tuple[OpSpec, ...] = (
         "sufa.step",
         0x51,
         "sufa",
-        (
-            _sram("q", "dtype", "Q [lanes, depth]"),
-            _sram("k", "dtype", "K window [window, depth]; key i at row i - key_base"),
-            _sram("v", "dtype", "V window [window, vdepth]"),
-            _sram("idx", "i32", "SADS indices i32 [lanes, m] (descending predicted score)"),
-            _reg("key_base", "register: global index of the window's first key"),
-            _LANES,
-            _uint("m", 16, "slots per lane"),
-            _uint("window", 16, "rows in the K/V window (Bc)"),
-            _uint("depth", 12, "head dim d"),
-            _uint("vdepth", 12, "value head dim dv"),
-            _f32("scale", "softmax scale (finite, > 0)"),
-            _DTYPE,
-        ),
+        _ATTENTION_STEP_FIELDS,
         "One KV tile of SU-FA (numerics.sufa_tile_step + sufa_accumulate).",
     ),
     OpSpec(
         "fa2.step",
         0x53,
         "sufa",
-        (
-            _sram("q", "dtype", "Q [lanes, depth]"),
-            _sram("k", "dtype", "K tile [window, depth]; key i at row i - key_base"),
-            _sram("v", "dtype", "V tile [window, vdepth]"),
-            _sram("idx", "i32", "selected indices i32 [lanes, m], any order"),
-            _reg("key_base", "register: global index of the tile's first key"),
-            _LANES,
-            _uint("m", 16, "slots per lane"),
-            _uint("window", 16, "rows in the K/V tile (Bc)"),
-            _uint("depth", 12, "head dim d"),
-            _uint("vdepth", 12, "value head dim dv"),
-            _f32("scale", "softmax scale (finite, > 0)"),
-            _DTYPE,
-        ),
+        _ATTENTION_STEP_FIELDS,
         "Baseline FlashAttention-2 tile step: the same exact result as sufa.step, but the running "
         "max is tracked over every score and l and o are rescaled each tile (more compares, EXPs "
         "and multiplies). Used by the separate-stage pipeline only.",

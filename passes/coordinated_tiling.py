@@ -142,26 +142,13 @@ class TileAttention(RewritePattern):
         rows = [shape.batch, shape.q_heads, shape.q_len]
         scores_type = TensorType(f16, [*rows, shape.kv_len])
         index_type = TensorType(i32, [*rows, tiling.get("kv_tiles"), tiling.get("keep_count")])
-        causal = op.causal is not None
         prediction: list[Operation] = []
         predictor_input = op.k
         if shape.hidden and projection is not None:
             prediction = _on_demand_prediction(projection, shape)
             predictor_input = prediction[-1].results[0]
         score = _score_op(self.predictor, op.q, predictor_input, scores_type, tiling)
-        select = SadsOp.create(
-            operands=[score.scores],
-            result_types=[index_type],
-            properties=_props(sparsity=sparsity, scale=op.scale, tiling=tiling, causal=causal),
-        )
-        attend = SufaOp.create(
-            operands=[op.q, op.k, op.v, select.indices],
-            result_types=[op.output.type],
-            properties=_props(scale=op.scale, tile=IntegerAttr(tile, i64), tiling=tiling, causal=causal),
-        )
-        score.scores.name_hint = "scores"
-        select.indices.name_hint = "selected"
-        rewriter.replace(op, [*prediction, score, select, attend], [attend.output])
+        rewriter.replace(op, [*prediction, *_select_and_attend(op, score, sparsity, index_type, tiling)])
 
     def rewrite_separate(
         self, op: AttentionOp, rewriter: PatternRewriter, shape: AttentionShape, requested_tile: int, radius: float
@@ -179,21 +166,30 @@ class TileAttention(RewritePattern):
         row = shape.kv_len
         sparsity = SparsityAttr(shape.keep, row, radius, self.predictor)
         rows = [shape.batch, shape.q_heads, shape.q_len]
-        causal = op.causal is not None
         score = _score_op(self.predictor, op.q, op.k, TensorType(f16, [*rows, row]), tiling)
-        select = SadsOp.create(
-            operands=[score.scores],
-            result_types=[TensorType(i32, [*rows, 1, keep_count(shape.keep, row)])],
-            properties=_props(sparsity=sparsity, scale=op.scale, tiling=tiling, causal=causal),
-        )
-        attend = SufaOp.create(
-            operands=[op.q, op.k, op.v, select.indices],
-            result_types=[op.output.type],
-            properties=_props(scale=op.scale, tile=IntegerAttr(row, i64), tiling=tiling, causal=causal),
-        )
-        score.scores.name_hint = "scores"
-        select.indices.name_hint = "selected"
-        rewriter.replace(op, [score, select, attend], [attend.output])
+        index_type = TensorType(i32, [*rows, 1, keep_count(shape.keep, row)])
+        rewriter.replace(op, _select_and_attend(op, score, sparsity, index_type, tiling))
+
+
+def _select_and_attend(
+    op: AttentionOp, score: Operation, sparsity: SparsityAttr, index_type: TensorType, tiling: TilingAttr
+) -> list[Operation]:
+    """SADS on the predicted scores, then SU-FA on the selection; SU-FA's tile is SADS's segment."""
+    causal = op.causal is not None
+    select = SadsOp.create(
+        operands=[score.results[0]],
+        result_types=[index_type],
+        properties=_props(sparsity=sparsity, scale=op.scale, tiling=tiling, causal=causal),
+    )
+    segment = IntegerAttr(sparsity.tile_size, i64)
+    attend = SufaOp.create(
+        operands=[op.q, op.k, op.v, select.indices],
+        result_types=[op.output.type],
+        properties=_props(scale=op.scale, tile=segment, tiling=tiling, causal=causal),
+    )
+    score.results[0].name_hint = "scores"
+    select.indices.name_hint = "selected"
+    return [score, select, attend]
 
 
 def _is_key_padding_mask(op: AttentionOp) -> bool:

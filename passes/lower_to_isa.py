@@ -77,6 +77,25 @@ class KernelLayout:
         return ArrayAttr(entries)
 
 
+def lay_out_attention(layout: KernelLayout, shape: AttentionShape, tiling: TilingAttr, on_demand: bool) -> None:
+    """The DRAM symbols every attention kernel has (see the module docstring)."""
+    q_rows = shape.batch * shape.q_heads * tiling.get("padded_q")
+    kv_rows = shape.batch * shape.kv_heads * tiling.get("padded_kv")
+    d, dv = shape.depth, shape.v_depth
+    layout.add("q", q_rows, d, "f32", "input")
+    layout.add("q16", q_rows, d, "f16", "input")
+    layout.add("k", kv_rows, d, "f32", "input")
+    layout.add("v", kv_rows, dv, "f32", "input")
+    if on_demand:
+        token_rows = shape.batch * tiling.get("padded_kv")
+        layout.add("x8", token_rows, shape.hidden, "i8", "input")
+        layout.add("xexp", token_rows, 1, "i8", "input")
+        layout.add("codes", shape.hidden, shape.kv_heads * d, "i8", "const")
+    else:
+        layout.add("khat", kv_rows, d, "f16", "input")
+    layout.add("o", q_rows, dv, "f32", "output")
+
+
 class Emitter:
     """Collects instruction ops, with nested hardware loops."""
 
@@ -200,23 +219,7 @@ class KernelBuilder:
     layout: KernelLayout = field(default_factory=KernelLayout)
 
     def lay_out(self) -> None:
-        shape, tiling = self.shape, self.tiling
-        q_rows = shape.batch * shape.q_heads * tiling.get("padded_q")
-        kv_rows = shape.batch * shape.kv_heads * tiling.get("padded_kv")
-        d, dv = shape.depth, shape.v_depth
-        add = self.layout.add
-        add("q", q_rows, d, "f32", "input")
-        add("q16", q_rows, d, "f16", "input")
-        add("k", kv_rows, d, "f32", "input")
-        add("v", kv_rows, dv, "f32", "input")
-        if self.lz is None:
-            add("khat", kv_rows, d, "f16", "input")
-        else:
-            token_rows = shape.batch * tiling.get("padded_kv")
-            add("x8", token_rows, shape.hidden, "i8", "input")
-            add("xexp", token_rows, 1, "i8", "input")
-            add("codes", shape.hidden, shape.kv_heads * d, "i8", "const")
-        add("o", q_rows, dv, "f32", "output")
+        lay_out_attention(self.layout, self.shape, self.tiling, on_demand=self.lz is not None)
 
     def address(self, name: str) -> int:
         return self.layout.symbols[name][0]
@@ -454,19 +457,10 @@ class SeparateKernelBuilder:
     layout: KernelLayout = field(default_factory=KernelLayout)
 
     def lay_out(self) -> None:
-        shape, tiling = self.shape, self.tiling
-        q_rows = shape.batch * shape.q_heads * tiling.get("padded_q")
-        kv_rows = shape.batch * shape.kv_heads * tiling.get("padded_kv")
-        d, dv = shape.depth, shape.v_depth
-        add = self.layout.add
-        add("q", q_rows, d, "f32", "input")
-        add("q16", q_rows, d, "f16", "input")
-        add("k", kv_rows, d, "f32", "input")
-        add("khat", kv_rows, d, "f16", "input")
-        add("v", kv_rows, dv, "f32", "input")
-        add("o", q_rows, dv, "f32", "output")
+        tiling = self.tiling
+        lay_out_attention(self.layout, self.shape, tiling, on_demand=False)
         # One head's A-hat, reused head after head: the traffic coordinated tiling avoids.
-        add("ahat", tiling.get("padded_q"), tiling.get("padded_kv"), "f16", "const")
+        self.layout.add("ahat", tiling.get("padded_q"), tiling.get("padded_kv"), "f16", "const")
 
     def address(self, name: str) -> int:
         return self.layout.symbols[name][0]
