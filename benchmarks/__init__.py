@@ -1,0 +1,1 @@
+"""SOFA benchmarks: `python -m benchmarks` writes the evaluation report (see benchmarks/README.md)."""
