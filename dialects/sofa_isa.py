@@ -242,6 +242,17 @@ OPS: tuple[OpSpec, ...] = (
         (_uint("count", 24, "iterations (>= 1)"), _uint("body", 16, "instructions in the body (>= 1)")),
         "Hardware loop: run the next `body` instructions `count` times (nest depth <= 4).",
     ),
+    OpSpec(
+        "loopr",
+        0x07,
+        "ctrl",
+        (
+            _reg("count", "register holding the iteration count (<= 0: skip the body)"),
+            _uint("body", 16, "instructions in the body (>= 1)"),
+        ),
+        "Hardware loop with a run-time count: run the next `body` instructions r[count] times "
+        "(nest depth <= 4, shared with `loop`); used to skip fully masked causal KV tiles.",
+    ),
     OpSpec("barrier", 0x05, "ctrl", (), "Wait until every unit is idle."),
     OpSpec("post", 0x06, "ctrl", (), "Increment the semaphores in the signal mask (initial credits)."),
     # --- DMA ----------------------------------------------------------------
@@ -936,8 +947,11 @@ def _make_op(spec: OpSpec) -> type[IsaInstructionOp]:
     return op_class
 
 
+LOOP_MNEMONICS = ("loop", "loopr")
+"""Instructions whose IR form is a region op (`LoopOp`, `LoopRegOp`), not an `IsaInstructionOp`."""
+
 INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
-    spec.mnemonic: _make_op(spec) for spec in OPS if spec.mnemonic != "loop"
+    spec.mnemonic: _make_op(spec) for spec in OPS if spec.mnemonic not in LOOP_MNEMONICS
 }
 """mnemonic -> op class (e.g. ``INSTRUCTION_OPS["sads"]`` is `SadsOp`); `loop` is `LoopOp`, with a region."""
 
@@ -979,7 +993,7 @@ class LoopOp(IRDLOperation):
         depth = 1
         parent = self.parent_op()
         while parent is not None:
-            if isinstance(parent, LoopOp):
+            if isinstance(parent, LoopOp | LoopRegOp):
                 depth += 1
             parent = parent.parent_op()
         if depth > MAX_LOOP_DEPTH:
@@ -999,6 +1013,59 @@ class LoopOp(IRDLOperation):
 
     def print(self, printer: Printer) -> None:
         printer.print_string(f" count = {self.count.value.data}")
+        if self.attributes:
+            printer.print_op_attributes(self.attributes, print_keyword=True)
+        printer.print_string(" ")
+        printer.print_region(self.body, print_entry_block_args=False, print_empty_block=False)
+
+
+@irdl_op_definition
+class LoopRegOp(IRDLOperation):
+    """A hardware loop whose count is a register: ``sofa_isa.loopr count = r12 { ... }``.
+
+    It encodes as ``loopr count, body`` followed by the body's instructions; a
+    count <= 0 skips the body. It shares `loop`'s nesting limit.
+    """
+
+    name = "sofa_isa.loopr"
+
+    count = prop_def(IntegerAttr[I64])
+    body = region_def("single_block")
+
+    traits = traits_def(NoTerminator())
+
+    def __init__(self, count_register: int, ops: Sequence[IRDLOperation] = ()):
+        super().__init__(properties={"count": IntegerAttr(count_register, i64)}, regions=[Region(Block(ops))])
+
+    def verify_(self) -> None:
+        register = self.count.value.data
+        if not 0 <= register < REGISTERS:
+            raise VerifyException(f"loopr count register r{register} out of range r0..r{REGISTERS - 1}")
+        if not any(True for _ in self.body.block.ops):
+            raise VerifyException("loop body is empty")
+        depth = 1
+        parent = self.parent_op()
+        while parent is not None:
+            if isinstance(parent, LoopOp | LoopRegOp):
+                depth += 1
+            parent = parent.parent_op()
+        if depth > MAX_LOOP_DEPTH:
+            raise VerifyException(f"loops nest {depth} deep; the hardware supports {MAX_LOOP_DEPTH}")
+
+    @classmethod
+    def parse(cls, parser: Parser) -> LoopRegOp:
+        parser.parse_characters("count")
+        parser.parse_punctuation("=")
+        register = _parse_reg(parser)
+        attrs = parser.parse_optional_attr_dict_with_keyword()
+        region = parser.parse_region()
+        op = cls.create(properties={"count": IntegerAttr(register, i64)}, regions=[region])
+        if attrs is not None:
+            op.attributes.update(attrs.data)
+        return op
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(f" count = r{self.count.value.data}")
         if self.attributes:
             printer.print_op_attributes(self.attributes, print_keyword=True)
         printer.print_string(" ")
@@ -1074,7 +1141,7 @@ class ProgramOp(IRDLOperation):
 
 SofaISA = Dialect(
     "sofa_isa",
-    [ProgramOp, LoopOp, *INSTRUCTION_OPS.values()],
+    [ProgramOp, LoopOp, LoopRegOp, *INSTRUCTION_OPS.values()],
     [SramAttr, DramAttr, SymbolAttr, SegmentAttr],
 )
 
@@ -1085,12 +1152,14 @@ __all__ = [
     "BY_OPCODE",
     "DTYPES",
     "INSTRUCTION_OPS",
+    "LOOP_MNEMONICS",
     "OPS",
     "Dram",
     "DramAttr",
     "FieldSpec",
     "IsaInstructionOp",
     "LoopOp",
+    "LoopRegOp",
     "OpSpec",
     "ProgramOp",
     "SegmentAttr",

@@ -42,7 +42,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from dialects.host import ConstantOp
 from dialects.numerics import keep_count
 from dialects.sofa import DlzsKeyOp, DlzsScoreOp, KernelCallOp, Mul4ScoreOp, SadsOp, SufaOp, TilingAttr
-from dialects.sofa_isa import INSTRUCTION_OPS, Dram, LoopOp, ProgramOp, SegmentAttr, Sram, SymbolAttr
+from dialects.sofa_isa import INSTRUCTION_OPS, Dram, LoopOp, LoopRegOp, ProgramOp, SegmentAttr, Sram, SymbolAttr
 from passes.coordinated_tiling import attention_shape_of_sufa, module_target
 from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, plan_separate_sram, plan_sram
 from passes.tile_plan import Region as SramRegion
@@ -77,17 +77,24 @@ class KernelLayout:
         return ArrayAttr(entries)
 
 
-def lay_out_attention(layout: KernelLayout, shape: AttentionShape, tiling: TilingAttr, on_demand: bool) -> None:
-    """The DRAM symbols every attention kernel has (see the module docstring)."""
+def lay_out_attention(
+    layout: KernelLayout, shape: AttentionShape, tiling: TilingAttr, on_demand: bool, kv_rows_per_head: int = 0
+) -> None:
+    """The DRAM symbols every attention kernel has (see the module docstring).
+
+    ``kv_rows_per_head`` (default: the padded key count) may add zero rows so
+    that run-time tile counts never read past a head's keys.
+    """
     q_rows = shape.batch * shape.q_heads * tiling.get("padded_q")
-    kv_rows = shape.batch * shape.kv_heads * tiling.get("padded_kv")
+    kv_rows_per_head = kv_rows_per_head or tiling.get("padded_kv")
+    kv_rows = shape.batch * shape.kv_heads * kv_rows_per_head
     d, dv = shape.depth, shape.v_depth
     layout.add("q", q_rows, d, "f32", "input")
     layout.add("q16", q_rows, d, "f16", "input")
     layout.add("k", kv_rows, d, "f32", "input")
     layout.add("v", kv_rows, dv, "f32", "input")
     if on_demand:
-        token_rows = shape.batch * tiling.get("padded_kv")
+        token_rows = shape.batch * kv_rows_per_head
         layout.add("x8", token_rows, shape.hidden, "i8", "input")
         layout.add("xexp", token_rows, 1, "i8", "input")
         layout.add("codes", shape.hidden, shape.kv_heads * d, "i8", "const")
@@ -114,6 +121,11 @@ class Emitter:
             self.blocks[-1].extend(body)
             return
         self.blocks[-1].append(LoopOp(count, body))
+
+    def close_loop_register(self, register: int) -> None:
+        """Close the innermost loop as a `loopr`: its count is read from `register` at run time."""
+        body = self.blocks.pop()
+        self.blocks[-1].append(LoopRegOp(register, body))
 
     def ops(self) -> list[Operation]:
         assert len(self.blocks) == 1
@@ -142,8 +154,9 @@ def _at(region: SramRegion, reg: int = 0) -> Sram:
 # the KV head, r9 prediction base of the KV head (or of the batch on demand),
 # r10/r12 token-exponent tile and batch base, r11 LZ-code column offset.
 R_Q16, R_Q, R_QBASE, R_O, R_KBASE, R_PRED, R_K, R_V, R_PRED_HEAD, R_XEXP, R_CODES, R_XEXP_BATCH = range(1, 13)
-# Without RASS, r13/r14 walk the K/V tiles of the coordinated kernel.
-R_K_TILE_C, R_V_TILE_C = 13, 14
+# Without RASS, r13/r14 walk the K/V tiles of the coordinated kernel; r15 counts the
+# KV-tile pairs a causal query tile needs.
+R_K_TILE_C, R_V_TILE_C, R_PAIRS = 13, 14, 15
 
 
 def emit_kv_fetch(
@@ -218,8 +231,22 @@ class KernelBuilder:
     e: Emitter = field(default_factory=Emitter)
     layout: KernelLayout = field(default_factory=KernelLayout)
 
+    @property
+    def skips_masked_tiles(self) -> bool:
+        """Causal kernels skip KV tiles above the diagonal: a query tile of L lanes needs
+        (qt + 1) * L / Bc tiles, an even count growing by a constant, when 2 * Bc divides L."""
+        lanes, tile = self.tiling.get("lanes"), self.tiling.get("tile")
+        return self.shape.causal and lanes % (2 * tile) == 0
+
+    @property
+    def kv_rows_per_head(self) -> int:
+        # The last query tile's tile count reaches padded_q / Bc; pad keys with zeros up to it.
+        padded_kv, padded_q = self.tiling.get("padded_kv"), self.tiling.get("padded_q")
+        return max(padded_kv, padded_q) if self.skips_masked_tiles else padded_kv
+
     def lay_out(self) -> None:
-        lay_out_attention(self.layout, self.shape, self.tiling, on_demand=self.lz is not None)
+        on_demand = self.lz is not None
+        lay_out_attention(self.layout, self.shape, self.tiling, on_demand, self.kv_rows_per_head)
 
     def address(self, name: str) -> int:
         return self.layout.symbols[name][0]
@@ -356,7 +383,13 @@ class KernelBuilder:
             e.emit("addi", rd=R_V_TILE_C, rs=R_V, imm=0)
         if self.lz is not None:
             e.emit("addi", rd=R_XEXP, rs=R_XEXP_BATCH, imm=0)
-        emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_kv_step)
+        if self.skips_masked_tiles:
+            e.open_loop()
+            for buffer_set in range(KV_BUFFER_SETS):
+                self.emit_kv_step(buffer_set)
+            e.close_loop_register(R_PAIRS)
+        else:
+            emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_kv_step)
         e.emit("sufa.norm", signal=_bits(7), out=self.region("o"), lanes=lanes, vdepth=dv)
         e.emit(
             "dma.store",
@@ -369,11 +402,17 @@ class KernelBuilder:
         )
         for reg, step in ((R_Q16, lanes * d * 2), (R_Q, lanes * d * 4), (R_QBASE, lanes), (R_O, lanes * dv * 4)):
             e.emit("addi", rd=reg, rs=reg, imm=step)
+        if self.skips_masked_tiles:
+            e.emit("addi", rd=R_PAIRS, rs=R_PAIRS, imm=self.pairs_per_query_tile)
+
+    @property
+    def pairs_per_query_tile(self) -> int:
+        return self.tiling.get("lanes") // (KV_BUFFER_SETS * self.tiling.get("tile"))
 
     def emit_kv_head(self) -> None:
         """All query heads that share one KV head (GQA), each over all query tiles."""
         shape, tiling, e = self.shape, self.tiling, self.e
-        d, dv, padded_kv = shape.depth, shape.v_depth, tiling.get("padded_kv")
+        d, dv, padded_kv = shape.depth, shape.v_depth, self.kv_rows_per_head
         if self.lz is not None:
             # This head's LZ-code columns; the barrier keeps the previous head's DLZS off them.
             e.emit("barrier")
@@ -388,6 +427,8 @@ class KernelBuilder:
             e.emit("barrier")
         e.open_loop()
         e.emit("set", rd=R_QBASE, imm=0)
+        if self.skips_masked_tiles:
+            e.emit("set", rd=R_PAIRS, imm=self.pairs_per_query_tile)
         e.open_loop()
         self.emit_query_tile()
         e.close_loop(tiling.get("query_tiles"))
@@ -398,7 +439,7 @@ class KernelBuilder:
             e.emit("addi", rd=reg, rs=reg, imm=step)
 
     def build(self) -> list[Operation]:
-        shape, padded_kv, e = self.shape, self.tiling.get("padded_kv"), self.e
+        shape, padded_kv, e = self.shape, self.kv_rows_per_head, self.e
         self.lay_out()
         e.emit("post", signal=_bits(5, 6))
         e.emit("post", signal=_bits(5, 6))  # two credits: double-buffered tile sets

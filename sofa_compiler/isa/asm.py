@@ -25,7 +25,7 @@ import math
 import re
 from typing import Any
 
-from dialects.sofa_isa import BY_MNEMONIC, REGISTERS, Dram, FieldSpec, Sram
+from dialects.sofa_isa import BY_MNEMONIC, LOOP_MNEMONICS, REGISTERS, Dram, FieldSpec, Sram
 from sofa_compiler.isa.container import Program, RawWord, Segment, Symbol, numpy_dtype
 from sofa_compiler.isa.encoding import WORD_BYTES, DecodeError, Instruction, decode, format_instruction
 
@@ -42,6 +42,13 @@ _DRAM_RE = re.compile(r"^dram\[\s*r(\d+)\s*(?:\+\s*([0-9a-fA-FxXbB_]+)\s*)?\]$")
 
 def _int(text: str) -> int:
     return int(text.replace("_", ""), 0)
+
+
+def _u32(value: int, what: str) -> int:
+    """`value` if it fits the container's 32-bit field, else a ValueError naming `what`."""
+    if not 0 <= value < 1 << 32:
+        raise ValueError(f"{what} {value} is outside [0, 2^32)")
+    return value
 
 
 def _parse_value(spec_field: FieldSpec, text: str) -> Any:
@@ -123,18 +130,21 @@ class _Assembler:
                     if not match:
                         raise ValueError("expected .symbol <name> <kind> <dtype> [d0,d1,...] @<address>")
                     shape = tuple(int(d) for d in match[4].replace(" ", "").split(",") if d)
+                    address = _u32(_int(match[5]), "symbol address")
+                    for dim in shape:
+                        _u32(dim, "symbol dimension")
                     dtype = match[3]
                     try:
                         itemsize = numpy_dtype(dtype).itemsize
                     except (KeyError, TypeError):
                         raise ValueError(f"unknown dtype '{dtype}'") from None
-                    size = itemsize * math.prod(shape)
+                    size = _u32(itemsize * math.prod(shape), "symbol size in bytes")
                     if any(s.name == match[1] for s in self.symbols):
                         raise ValueError(f"symbol '{match[1]}' is defined twice")
-                    self.symbols.append(Symbol(match[1], match[2], dtype, shape, _int(match[5]), size))
+                    self.symbols.append(Symbol(match[1], match[2], dtype, shape, address, size))
                 case ".data":
                     address_text, _, hex_text = rest.partition(" ")
-                    address = _int(address_text)
+                    address = _u32(_int(address_text), "data address")
                     data = bytes.fromhex(hex_text.strip())
                     last = self.segments[-1] if self.segments else None
                     if last is not None and last.address + len(last.data) == address:
@@ -235,6 +245,6 @@ def code_lines(code: list[Instruction | RawWord], pcs: bool = False) -> list[str
             text += f"  # {instr.reason}"
         prefix = f"{pc:6d}:  " if pcs else ""
         out.append(prefix + "  " * len(ends) + text)
-        if isinstance(instr, Instruction) and instr.op == "loop":
+        if isinstance(instr, Instruction) and instr.op in LOOP_MNEMONICS:
             ends.append(pc + 1 + instr.args["body"])
     return out

@@ -13,8 +13,10 @@ from xdsl.ir import Block, Operation, Region
 
 from dialects.sofa_isa import (
     INSTRUCTION_OPS,
+    LOOP_MNEMONICS,
     IsaInstructionOp,
     LoopOp,
+    LoopRegOp,
     ProgramOp,
     SegmentAttr,
     SymbolAttr,
@@ -42,11 +44,12 @@ def _build_ops(code: list[Instruction | RawWord], start: int, end: int) -> list[
         instr = code[pc]
         if isinstance(instr, RawWord):
             raise IRConversionError(f"pc={pc}: illegal instruction word ({instr.reason}) has no IR form")
-        if instr.op == "loop":
+        if instr.op in LOOP_MNEMONICS:
             body_end = pc + 1 + instr.args["body"]
             if body_end > end:
                 raise IRConversionError(f"pc={pc}: loop body runs past its enclosing block")
-            ops.append(LoopOp(instr.args["count"], _build_ops(code, pc + 1, body_end)))
+            loop_class = LoopOp if instr.op == "loop" else LoopRegOp
+            ops.append(loop_class(instr.args["count"], _build_ops(code, pc + 1, body_end)))
             pc = body_end
         else:
             ops.append(instruction_to_op(instr))
@@ -74,11 +77,12 @@ def program_to_ir(program: Program) -> ModuleOp:
 
 def _flatten(block: Block, out: list[Instruction]) -> None:
     for op in block.ops:
-        if isinstance(op, LoopOp):
+        if isinstance(op, LoopOp | LoopRegOp):
+            mnemonic = "loop" if isinstance(op, LoopOp) else "loopr"
             at = len(out)
-            out.append(Instruction("loop", {}))
+            out.append(Instruction(mnemonic, {}))
             _flatten(op.body.block, out)
-            out[at] = make("loop", count=op.count.value.data, body=len(out) - at - 1)
+            out[at] = make(mnemonic, count=op.count.value.data, body=len(out) - at - 1)
         elif isinstance(op, IsaInstructionOp):
             out.append(op_to_instruction(op))
         else:

@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from dialects import numerics
-from dialects.sofa_isa import BY_MNEMONIC, ELEM_BYTES, MAX_LOOP_DEPTH, SEMAPHORES, elem_type
+from dialects.sofa_isa import BY_MNEMONIC, ELEM_BYTES, LOOP_MNEMONICS, MAX_LOOP_DEPTH, SEMAPHORES, elem_type
 from sofa_compiler.isa.container import Program, RawWord
 from sofa_compiler.isa.encoding import Instruction, format_instruction
 from sofa_compiler.sim.events import Buffer, Event, SramPeak, Unit, Work
@@ -62,7 +62,7 @@ def check_loops(code: list[Any]) -> None:
     for pc, instr in enumerate(code):
         while stack and pc >= stack[-1]:
             stack.pop()
-        if isinstance(instr, Instruction) and instr.op == "loop":
+        if isinstance(instr, Instruction) and instr.op in LOOP_MNEMONICS:
             end = pc + 1 + instr.args["body"]
             if end > len(code):
                 raise Trap(pc, str(instr), f"loop body ends at pc={end}, past the end of the program ({len(code)})")
@@ -325,15 +325,21 @@ class Machine:
             if instr.op == "halt":
                 self.execute(instr, pc)
                 break
-            if instr.op == "loop":
+            if instr.op in LOOP_MNEMONICS:
                 self.execute(instr, pc)
-                stack.append([pc + 1, pc + 1 + instr.args["body"], instr.args["count"]])
+                count = instr.args["count"] if instr.op == "loop" else self.regs[instr.args["count"]]
+                body_end = pc + 1 + instr.args["body"]
+                if count > 0:
+                    stack.append([pc + 1, body_end, count])
+                    pc += 1
+                    continue
+                # A run-time count of zero or less skips the body (e.g. fully masked KV tiles).
+                pc = body_end
+            else:
+                self.execute(instr, pc)
+                if self.executed > max_instructions:
+                    raise Trap(pc, str(instr), f"instruction budget of {max_instructions} exhausted")
                 pc += 1
-                continue
-            self.execute(instr, pc)
-            if self.executed > max_instructions:
-                raise Trap(pc, str(instr), f"instruction budget of {max_instructions} exhausted")
-            pc += 1
             while stack and pc == stack[-1][1]:
                 stack[-1][2] -= 1
                 if stack[-1][2] > 0:
@@ -636,6 +642,7 @@ _HANDLERS = {
     "set": _ctrl,
     "addi": _ctrl,
     "loop": _ctrl,
+    "loopr": _ctrl,
     "barrier": _ctrl,
     "post": _ctrl,
     "dma.load": _dma_load,
