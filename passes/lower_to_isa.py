@@ -7,7 +7,8 @@ program loops in hardware, so its size does not depend on sequence length:
     loop B*Hkv                      KV head (GQA: its query heads share K/V)
       loop Hq/Hkv                   query head of this KV head
         loop Sq/lanes               query tile: load Q, reset SU-FA
-          loop Tc/2 { tile A; tile B }   KV tiles, two buffer sets
+          loop Tc/2 { tile A; tile B }   KV tiles, two buffer sets (causal: `loopr` over the
+                                         pairs below the diagonal, a run-time count)
           [tile A]                  odd Tc
           normalise, store O
 
