@@ -20,6 +20,7 @@ from benchmarks.compile_time import LENGTHS
 from benchmarks.report.ablation import run_ablation
 from benchmarks.report.accuracy import accuracy_sweep
 from benchmarks.report.gpu import compare, default_baseline_path, load_baseline, multipliers, table_ii_row
+from benchmarks.report.real_model import RealModelResult, real_model_sweep
 from benchmarks.report.render import Results, write_report
 from benchmarks.report.roofline import place, roof
 from benchmarks.report.speed import compile_times, simulator_speed
@@ -40,6 +41,7 @@ class Mode:
     speed: tuple[tuple[str, int, int], ...]  # (workload, heads, seq)
     compile_lengths: tuple[int, ...]
     repeat: int
+    real_model: tuple[int, tuple[float, ...]] | None  # (sentences, keeps); None: skipped
 
     def heads(self, target: Workload) -> int:
         return self.long_heads if target.seq > 4096 else self.short_heads
@@ -61,6 +63,7 @@ MODES = {
         (("bert-base-512", 12, 512), ("llama-7b-4096", 1, 4096)),
         LENGTHS,
         3,
+        (16, (1.0, 0.5, 0.25, 0.1)),
     ),
     "quick": Mode(
         "quick",
@@ -72,6 +75,7 @@ MODES = {
         (("bert-base-512", 2, 512), ("llama-7b-4096", 1, 1024)),
         LENGTHS,
         1,
+        (8, (1.0, 0.25)),
     ),
     "smoke": Mode(
         "smoke",
@@ -83,6 +87,7 @@ MODES = {
         (("bert-base-512", 1, 256),),
         LENGTHS[:2],
         1,
+        None,
     ),
 }
 
@@ -134,6 +139,17 @@ def run(mode: Mode, keep: float, baseline: Path, out: Path, command: str) -> Pat
         results.accuracy = accuracy_sweep(seq, depth, tile, keeps)
         results.accuracy_setup = f"one head, S={seq}, d={depth}, Bc={tile}, no sphere clip"
 
+    def real_model() -> None:
+        if mode.real_model is None:
+            results.real_model = RealModelResult(
+                note=f"skipped in the {mode.name} run (`--quick` and the full run measure it)"
+            )
+            return
+        sentences, keeps = mode.real_model
+        results.real_model = real_model_sweep(sentences, keeps, log)
+        if results.real_model.note:
+            log(f"  real model {results.real_model.note}")
+
     def gpu() -> None:
         results.gpu_device, entries = load_baseline(baseline)
         results.gpu = compare([sofa for sofa, _ in results.workloads], entries, config)
@@ -152,6 +168,7 @@ def run(mode: Mode, keep: float, baseline: Path, out: Path, command: str) -> Pat
     timed(results, "workloads", log, workloads)
     timed(results, "ablation", log, ablation)
     timed(results, "accuracy", log, accuracy)
+    timed(results, "real model", log, real_model)
     timed(results, "gpu", log, gpu)
     timed(results, "speed", log, speed)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from xdsl.dialects.builtin import i1
 from xdsl.ir import SSAValue
+from xdsl.utils.exceptions import VerifyException
 
 from dialects.host import numpy_dtype
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
@@ -78,6 +79,11 @@ def _heads(node: onnx.NodeProto, graph: Graph, rank: int) -> tuple[int, int]:
         raise FrontendError(
             f"{describe(node)}: q_num_heads ({q_heads}) must be a multiple of kv_num_heads ({kv_heads})"
         )
+    if rank == 3:
+        for index, what, heads in ((0, "Q", q_heads), (1, "K", kv_heads), (2, "V", kv_heads)):
+            hidden = graph.info(node.input[index]).shape[2]
+            if hidden == 0 or hidden % heads:
+                raise FrontendError(f"{describe(node)}: {what} hidden size {hidden} does not split into {heads} heads")
     return q_heads, kv_heads
 
 
@@ -128,6 +134,11 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
     rank = len(graph.info(node.input[0]).shape)
     if rank not in (3, 4) or any(len(graph.info(node.input[i]).shape) != rank for i in (1, 2)):
         raise FrontendError(f"{describe(node)}: Q, K and V must all be 3-D or all 4-D")
+    for index, what in ((0, "Q"), (1, "K"), (2, "V")):
+        if 0 in graph.info(node.input[index]).shape:
+            raise FrontendError(
+                f"{describe(node)}: {what} is empty (shape {list(graph.info(node.input[index]).shape)})"
+            )
     q_heads, kv_heads = _heads(node, graph, rank)
     q = emitter.value(node.input[0])
     if rank == 3:
@@ -156,9 +167,19 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
     causal = bool(attrs.get("is_causal", 0))
     if causal and past_length:
         # sofa.attention's causal flag is upper-left aligned; with a cache the spec's is bottom-right.
+        if mask is not None and shape_of(mask)[-2:] not in ((q_length, kv_length), (1, kv_length)):
+            raise FrontendError(
+                f"{describe(node)}: attn_mask shape {list(shape_of(mask))} does not broadcast to "
+                f"[..., {q_length}, {kv_length}] (queries, past + new keys)"
+            )
         mask, causal = _causal_mask(emitter, mask, q_length, kv_length, past_length), False
     scale = attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))
     if not scale > 0:
         raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
     out = emitter.attention(q, k, v, scale=float(scale), causal=causal, mask=mask)
+    try:
+        # Shapes the ONNX checker does not relate (K vs V length, head dims, mask) are the model's problem.
+        out.owner.verify()
+    except VerifyException as error:
+        raise FrontendError(f"{describe(node)}: Q, K, V and mask shapes do not fit together: {error}") from None
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out

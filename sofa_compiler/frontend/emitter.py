@@ -8,14 +8,19 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import IntegerAttr, TensorType, i64
 from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.utils.exceptions import VerifyException
 
 from dialects.host import ConstantOp, OnnxOp, element_type
 from dialects.sofa import AttentionOp, KvProjectionOp
+from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.frontend.graph import Graph, TensorInfo
 
 
 def tensor_type(info: TensorInfo) -> TensorType[Attribute]:
-    return TensorType(element_type(info.dtype), info.shape)
+    try:
+        return TensorType(element_type(info.dtype), info.shape)
+    except VerifyException:
+        raise FrontendError(f"element type {info.dtype} is not supported (use f16, f32, f64, ints or bool)") from None
 
 
 def shape_of(value: SSAValue) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ unsupported operators (all at once), unresolvable dynamic shapes.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from onnx import helper, numpy_helper, shape_inference
 from dialects.host import HOST_OP_TYPES
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.interpreters.host import run_kernel
+
+MAX_ELEMENTS = 1 << 32
+"""Largest tensor the front end accepts; larger static shapes are corrupt (numpy would try to allocate them)."""
 
 MIN_OPSET = 13
 """Opset 13 moved Squeeze/Unsqueeze/Split axes to inputs and fixed Softmax's axis semantics."""
@@ -45,6 +49,8 @@ STEERING_INPUTS: Mapping[str, tuple[str, ...]] = {
     "ReduceMax": ("axes",),
 }
 """Inputs (after the first) that must be constant; they become attributes."""
+VECTOR_STEERING = frozenset({"starts", "ends", "axes", "steps", "pads", "repeats"})
+"""Steering inputs the ONNX spec makes 1-D (the rest are scalars)."""
 
 
 @dataclass(frozen=True)
@@ -92,16 +98,21 @@ class Graph:
 
 
 def describe(node: onnx.NodeProto) -> str:
-    return f"{node.op_type} node '{node.name or node.output[0]}'"
+    return f"{node.op_type} node '{node.name or (node.output[0] if node.output else '?')}'"
 
 
 def attributes(node: onnx.NodeProto) -> dict[str, Any]:
     """A node's attributes as python values (strings decoded, lists as tuples)."""
     values: dict[str, Any] = {}
     for attribute in node.attribute:
+        if not isinstance(attribute.name, str):  # protobuf hands back bytes for names that are not UTF-8
+            raise FrontendError(f"{describe(node)}: attribute name {attribute.name!r} is not valid UTF-8")
         value = helper.get_attribute_value(attribute)
         if isinstance(value, bytes):
-            value = value.decode()
+            try:
+                value = value.decode()
+            except UnicodeDecodeError:
+                raise FrontendError(f"{describe(node)}: attribute '{attribute.name}' is not valid UTF-8") from None
         elif isinstance(value, list):
             value = tuple(item.decode() if isinstance(item, bytes) else item for item in value)
         values[attribute.name] = value
@@ -149,7 +160,9 @@ def check_operators(model: onnx.ModelProto) -> None:
         domain = node.domain if node.domain not in ("", "ai.onnx") else ""
         if not domain and node.op_type in SUPPORTED:
             continue
-        kind = f"{domain}.{node.op_type}" if domain else node.op_type
+        # Names that are not UTF-8 come back from protobuf as bytes.
+        op_type, domain = (text if isinstance(text, str) else repr(text) for text in (node.op_type, domain))
+        kind = f"{domain}.{op_type}" if domain else op_type
         counts[kind] += 1
         examples.setdefault(kind, []).append(node.name or f"#{index}")
     if not counts:
@@ -163,6 +176,35 @@ def check_operators(model: onnx.ModelProto) -> None:
     raise FrontendError(
         f"the model uses {total} unsupported operator type{'s' if total > 1 else ''}:\n" + "\n".join(lines)
     )
+
+
+def check_structure(model: onnx.ModelProto) -> None:
+    """Reject models the ONNX checker rejects (undefined inputs, bad types, unsorted nodes, ...).
+
+    Without this, a dangling edge or an unknown data type surfaces later as a
+    KeyError deep in the importer instead of a message about the model.
+    """
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError, RuntimeError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FrontendError(f"the model is not valid ONNX: {detail}") from None
+
+
+def element_dtype(elem_type: int, name: str) -> np.dtype[Any]:
+    """The numpy dtype of an ONNX element type; an unknown code is a `FrontendError`."""
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        raise FrontendError(f"'{name}' has an unknown ONNX element type {elem_type}") from None
+
+
+def initializer_array(tensor: onnx.TensorProto) -> np.ndarray:
+    """An initializer as numpy; corrupt data (size not matching dims, bad type) is a `FrontendError`."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError) as error:
+        raise FrontendError(f"initializer '{tensor.name}' is corrupt: {error}") from None
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
@@ -204,7 +246,10 @@ def fix_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence
 
 def check_attention_types(model: onnx.ModelProto) -> None:
     """Non-float Q/K/V of an `Attention` node get their own message (strict inference would only say 'type error')."""
-    loose = shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+    try:
+        loose = shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError, RuntimeError) as error:
+        raise FrontendError(f"ONNX shape inference failed (is the model valid?): {error}") from None
     types = {value.name: value.type.tensor_type.elem_type for value in (*loose.graph.input, *loose.graph.value_info)}
     types.update({init.name: init.data_type for init in loose.graph.initializer})
     for node in loose.graph.node:
@@ -212,7 +257,7 @@ def check_attention_types(model: onnx.ModelProto) -> None:
             continue
         for name, what in zip(node.input[:3], ("Q", "K", "V"), strict=False):
             elem = types.get(name, 0)
-            if elem and not np.issubdtype(helper.tensor_dtype_to_np_dtype(elem), np.floating):
+            if elem and not np.issubdtype(element_dtype(elem, name), np.floating):
                 kind = helper.tensor_dtype_to_string(elem).removeprefix("TensorProto.").lower()
                 raise FrontendError(
                     f"{describe(node)}: {what} ('{name}') is {kind}; attention inputs must be float (f16, f32 or f64)"
@@ -222,7 +267,7 @@ def check_attention_types(model: onnx.ModelProto) -> None:
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError, RuntimeError) as error:
         raise FrontendError(f"ONNX shape inference failed (is the model valid?): {error}") from None
 
 
@@ -235,7 +280,9 @@ def static_infos(model: onnx.ModelProto) -> dict[str, TensorInfo]:
             continue
         dims = _dims(value)
         if all(isinstance(dim, int) for dim in dims) and dims != ["?"]:
-            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+            if math.prod(dims) > MAX_ELEMENTS:
+                raise FrontendError(f"'{value.name}' has shape {dims}: more than {MAX_ELEMENTS} elements")
+            dtype = element_dtype(tensor_type.elem_type, value.name)
             infos[value.name] = TensorInfo(tuple(int(dim) for dim in dims), dtype)
     return infos
 
@@ -245,10 +292,11 @@ def load_graph(model: str | Path | onnx.ModelProto, input_shapes: Mapping[str, S
     proto.CopyFrom(read_model(model))
     opset = check_opset(proto)
     check_operators(proto)
+    check_structure(proto)
     fix_input_shapes(proto, input_shapes or {})
     check_attention_types(proto)
     proto = infer_shapes(proto)
-    initializers = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    initializers = {init.name: initializer_array(init) for init in proto.graph.initializer}
     graph = Graph(
         model=proto,
         opset=opset,
@@ -277,7 +325,7 @@ def constant_attribute(node: onnx.NodeProto) -> np.ndarray:
     (attribute,) = node.attribute
     value = helper.get_attribute_value(attribute)
     if isinstance(value, onnx.TensorProto):
-        return numpy_helper.to_array(value)
+        return initializer_array(value)
     dtypes = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64, "value_ints": np.int64}
     if attribute.name not in dtypes:
         raise FrontendError(f"{describe(node)}: attribute '{attribute.name}' is not supported")
@@ -323,6 +371,8 @@ def host_form(node: onnx.NodeProto, graph: Graph) -> tuple[str, list[str], dict[
         value = graph.consts.get(inputs[position])
         if value is None:
             raise FrontendError(f"{describe(node)}: input '{name}' must be a constant (it is computed at run time)")
+        if name in VECTOR_STEERING and value.ndim != 1:
+            raise FrontendError(f"{describe(node)}: input '{name}' must be 1-D, got shape {list(value.shape)}")
         attrs[name] = value.tolist() if value.ndim else value.item()
         if isinstance(attrs[name], list):
             attrs[name] = tuple(attrs[name])

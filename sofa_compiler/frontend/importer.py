@@ -125,6 +125,12 @@ def _warn_unmatched(graph: Graph, cores: Mapping[int, AttentionCore]) -> None:
 
 def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projection: bool) -> None:
     rank = len(graph.info(core.q).shape)
+    ranks = [len(graph.info(name).shape) for name in (core.q, core.k, core.v)]
+    if rank not in (3, 4) or ranks != [rank] * 3 or len(core.k_perm) != rank:
+        raise FrontendError(
+            f"the attention pattern ending at {describe(core.anchor)} has Q, K, V of ranks {ranks}; "
+            "they must all be 3-D or all 4-D"
+        )
     projected = None
     if kv_projection and rank == 4:
         k_source = head_split_source(graph, core.k, core.k_perm)
@@ -143,6 +149,13 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
     if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
         mask = emitter.reshape(mask, [1, *shape_of(mask)])
     out = emitter.attention(q, k, v, scale=core.scale, causal=causal, mask=mask)
+    try:
+        out.owner.verify()
+    except VerifyException as error:
+        raise FrontendError(
+            f"the attention pattern ending at {describe(core.anchor)}: Q, K, V and mask shapes do not fit together: "
+            f"{error}"
+        ) from None
     if rank == 3:
         out = emitter.reshape(out, shape_of(out)[1:])
     emitter.values[core.anchor.output[0]] = out

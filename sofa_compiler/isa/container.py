@@ -44,6 +44,8 @@ from sofa_compiler.isa.encoding import WORD_BYTES, DecodeError, Instruction, dec
 MAGIC = b"SOFA"
 VERSION = 1
 HEADER_SIZE = 96
+MAX_DRAM_BYTES = 1 << 32
+"""DRAM addresses are 32-bit, so no program needs more (the assembler's `.dram` range is the same)."""
 _HEADER = struct.Struct("<4sHH32sQIIIIIIIII12x")
 assert _HEADER.size == HEADER_SIZE
 
@@ -138,6 +140,13 @@ class Program:
         return self.config_hash.hex()
 
     def to_bytes(self) -> bytes:
+        try:
+            return self._to_bytes()
+        except struct.error as error:
+            # A field past its width (address, size or dimension over 2^32, > 65535-byte name, ...).
+            raise ContainerError(f"a value does not fit its container field: {error}") from None
+
+    def _to_bytes(self) -> bytes:
         code = b"".join(instr.word if isinstance(instr, RawWord) else encode(instr) for instr in self.code)
         data = bytearray()
         for seg in self.segments:
@@ -203,6 +212,8 @@ class Program:
             raise ContainerError(f"unsupported container version {version} (this tool reads version {VERSION})")
         if word_bytes != WORD_BYTES:
             raise ContainerError(f"instruction words are {word_bytes} bytes; this ISA uses {WORD_BYTES}")
+        if not 0 < dram_bytes <= MAX_DRAM_BYTES:
+            raise ContainerError(f"corrupt container: DRAM size {dram_bytes} is outside [1, 2^32] bytes")
         end = sym_off + sym_size
         if code_off != HEADER_SIZE or data_off != code_off + code_count * WORD_BYTES or sym_off != data_off + data_size:
             raise ContainerError("corrupt container: section offsets are inconsistent")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,8 +84,17 @@ def _target_params() -> dict[str, Param]:
         kind = float if isinstance(default, float) else int
         # Latency may be zero (an ideal memory); everything else is a size, rate or count.
         exclusive = key != "dram_latency_ns"
-        params[key] = Param(kind, default, unit, doc, exclusive=exclusive)
+        params[key] = Param(kind, default, unit, doc, exclusive=exclusive, maximum=_TARGET_MAXIMA.get(key, MAX_COUNT))
     return params
+
+
+MAX_COUNT = 1 << 20
+"""Upper bound of counts (lanes, PEs, units, cycles): far above any design, far below what breaks the simulator."""
+MAX_FLOAT = 1e9
+"""Upper bound of rates, latencies, energies and areas."""
+
+# SRAM capacities are allocated by the simulator: 1 GiB each at most.
+_TARGET_MAXIMA: dict[str, float] = {"token_sram": 1 << 30, "weight_sram": 1 << 30, "temp_sram": 1 << 30}
 
 
 def _nonnegative(default: float, unit: str, doc: str) -> Param:
@@ -147,8 +157,8 @@ TOP_LEVEL_STRINGS = ("name", "description")
 def _param_schema(param: Param) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "integer" if param.type is int else "number"}
     schema["exclusiveMinimum" if param.exclusive else "minimum"] = param.minimum
-    if param.maximum is not None:
-        schema["maximum"] = param.maximum
+    # Without a maximum, 2^63 bytes of SRAM or a 1e308 ns latency reach numpy and crash the simulator.
+    schema["maximum"] = param.maximum if param.maximum is not None else (MAX_COUNT if param.type is int else MAX_FLOAT)
     return schema
 
 
@@ -169,6 +179,11 @@ def json_schema() -> dict[str, Any]:
     }
 
 
+def _is_finite_number(_checker: Any, instance: object) -> bool:
+    # TOML has inf and nan; no config value may be either (nan passes every bound check).
+    return isinstance(instance, int | float) and not isinstance(instance, bool) and math.isfinite(instance)
+
+
 def _is_strict_integer(_checker: Any, instance: object) -> bool:
     # JSON Schema counts 128.0 as an integer; a TOML float where an integer
     # (a size or a count) belongs is a mistake, so reject it.
@@ -177,7 +192,9 @@ def _is_strict_integer(_checker: Any, instance: object) -> bool:
 
 _Validator = jsonschema.validators.extend(
     Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer).redefine(
+        "number", _is_finite_number
+    ),
 )
 _VALIDATOR = _Validator(json_schema())
 
@@ -204,9 +221,10 @@ def _describe(error: ValidationError) -> list[str]:
                 lines.append(f"{where}: unknown key{hint}")
             return lines
         case "type":
+            finite = not (isinstance(value, float) and not math.isfinite(value))
             expected = {
                 "integer": "must be an integer",
-                "number": "must be a number",
+                "number": "must be a number" if finite else "must be a finite number",
                 "object": "must be a table",
                 "string": "must be a string",
             }[str(error.validator_value)]

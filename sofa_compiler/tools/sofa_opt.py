@@ -6,11 +6,17 @@ a Python traceback. Genuine compiler bugs still raise.
 """
 
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO
 
 from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.parser.attribute_parser import AttrParser
 from xdsl.utils.exceptions import DiagnosticException, ParseError
+from xdsl.utils.mlir_lexer import MLIRLexer
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from sofa_compiler.universe import SOFA_UNIVERSE
@@ -25,6 +31,45 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 """Exceptions that mean "the input is wrong", as opposed to a compiler bug."""
+
+
+def harden_xdsl_parser() -> None:
+    """Work around two xDSL 0.74 parser bugs that let a small bad input hang or exhaust memory.
+
+    Integer types: ``i644294967296`` makes xDSL compute ``1 << 644294967296``
+    (MemoryError, or minutes for smaller absurd widths); widths are limited
+    to eight digits (MLIR's own limit is 2^24 - 1 bits), so such a type is
+    an "unknown type" parse error.
+
+    String literals: xDSL 0.74 matches a string literal with ``"(?:[^"\\...]+|escape)*"``: the
+    nested ``+`` inside ``*`` backtracks exponentially when the closing quote
+    is missing, so ``{a = "0123...`` (40 characters, no closing quote) hangs
+    the parser for hours. The same language without the nested quantifier,
+    matched possessively, fails at once.
+    """
+    MLIRLexer._unescaped_characters_regex = re.compile(r'"(?:[^"\\\n\v\f]|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"')
+    AttrParser._builtin_integer_type_regex = re.compile(r"^[su]?i(\d{1,8})$")
+
+
+harden_xdsl_parser()
+
+
+class MalformedInputError(ValueError):
+    """Input the xDSL parser rejected with an internal assertion instead of a `ParseError`."""
+
+
+@contextmanager
+def parser_assertions_as_errors(source: str) -> Iterator[None]:
+    """Report xDSL parser assertions as a user error about `source`.
+
+    xDSL 0.74 asserts on some malformed literals instead of raising
+    `ParseError` (e.g. the complex literal ``(3.0, 4.0]`` in a dense tensor:
+    "Unexpected token ... expected R_PAREN"). The input is at fault, not SOFA.
+    """
+    try:
+        yield
+    except AssertionError as error:
+        raise MalformedInputError(f"{source}: malformed input: {error}") from None
 
 
 def register_sofa_dialects(ctx: Context) -> None:
@@ -47,6 +92,10 @@ class SofaOptMain(xDSLOptMain):
         args: Sequence[str] | None = None,
     ):
         super().__init__(description, args)
+
+    def parse_chunk(self, chunk: IO[bytes], file_extension: str, start_offset: int = 0) -> ModuleOp | None:
+        with parser_assertions_as_errors(self.args.input_file or "<stdin>"):
+            return super().parse_chunk(chunk, file_extension, start_offset)
 
     def register_all_dialects(self) -> None:
         super().register_all_dialects()

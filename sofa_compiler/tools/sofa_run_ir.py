@@ -53,7 +53,12 @@ from xdsl.traits import CallableOpInterface
 from xdsl.universe import Universe
 
 from sofa_compiler.interpreters import register_all
-from sofa_compiler.tools.sofa_opt import USER_ERRORS, register_sofa_dialects, report_user_error
+from sofa_compiler.tools.sofa_opt import (
+    USER_ERRORS,
+    parser_assertions_as_errors,
+    register_sofa_dialects,
+    report_user_error,
+)
 
 
 class RunError(Exception):
@@ -229,7 +234,8 @@ def save_npz(path: str, results: Sequence[np.ndarray]) -> None:
 def parse_module(ctx: Context, path: str) -> ModuleOp:
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    module = Parser(ctx, text, path).parse_module()
+    with parser_assertions_as_errors(path):
+        module = Parser(ctx, text, path).parse_module()
     module.verify()
     return module
 

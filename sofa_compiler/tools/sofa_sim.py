@@ -12,6 +12,8 @@ import argparse
 import os
 import sys
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +34,12 @@ from sofa_compiler.sim.traps import Trap
 # Progress bars appear only on runs with at least this many events, so short
 # runs and test logs stay clean.
 PROGRESS_THRESHOLD = 20_000
+
+# Default budget of executed instructions. Hardware loops nest four deep with
+# counts up to 2^24, so a hand-edited or corrupt loop count could otherwise
+# run for days; past the budget the machine traps. Raise it with
+# --max-instructions for very large programs.
+DEFAULT_MAX_INSTRUCTIONS = 10_000_000
 
 
 class SimError(Exception):
@@ -58,11 +66,17 @@ def load_program(path: str | Path) -> Program:
 
 def load_inputs(path: str | Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path) as data:
-            return {name: data[name] for name in data.files}
+        with open(path, "rb") as stream:
+            # np.load also reads .npy and pickles, which are not one array per symbol.
+            if not zipfile.is_zipfile(stream):
+                raise SimError(f"{path}: not an .npz archive")
+            stream.seek(0)
+            with np.load(stream) as data:
+                return {name: data[name] for name in data.files}
     except OSError as error:
-        raise SimError(f"cannot read inputs '{path}': {error}") from error
-    except ValueError as error:
+        raise SimError(f"cannot read inputs '{path}': {error.strerror or error}") from error
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        # A corrupt archive member: bad CRC, truncated header or data, bad .npy header.
         raise SimError(f"{path}: not a valid .npz file: {error}") from error
 
 
@@ -71,14 +85,20 @@ def run_program(
     inputs: Mapping[str, np.ndarray],
     config: HardwareConfig,
     progress: Callable[[int, int], None] | None = None,
+    max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
+    dram_bytes: int | None = None,
 ) -> Simulation:
     """Run `program` functionally, then through the timing and energy model.
 
-    Raises `Trap` for invalid programs (including a config-hash mismatch and
-    token deadlocks) and `InputError` for inputs that do not fit the symbols.
+    Raises `Trap` for invalid programs (including a config-hash mismatch,
+    token deadlocks and running past `max_instructions`) and `InputError` for
+    inputs that do not fit the symbols. `dram_bytes` is the machine's DRAM
+    (default: what the program's header asks for); a program that needs more traps.
     """
-    machine = Machine.from_target(config.as_target_dict(), dram_bytes=program.dram_bytes)
-    functional = machine.run(program, inputs, expected_config_hash=config.config_hash())
+    machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram_bytes or program.dram_bytes)
+    functional = machine.run(
+        program, inputs, expected_config_hash=config.config_hash(), max_instructions=max_instructions
+    )
     timing = simulate(functional.events, config, progress)
     return Simulation(functional, timing, build_report(timing, functional.sram_peak))
 
@@ -131,7 +151,30 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", metavar="FILE.npz", help="save the outputs")
     parser.add_argument("--print", action="store_true", help="print the output arrays in full")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    parser.add_argument(
+        "--max-instructions",
+        metavar="N",
+        type=positive_int,
+        default=DEFAULT_MAX_INSTRUCTIONS,
+        help=f"trap after executing N instructions (default {DEFAULT_MAX_INSTRUCTIONS:,})",
+    )
+    parser.add_argument(
+        "--dram-bytes",
+        metavar="N",
+        type=positive_int,
+        help="the machine's DRAM size (default: the program's); a program that needs more traps",
+    )
     return parser.parse_args(argv)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = load_inputs(args.inputs) if args.inputs else random_inputs(program, args.random_inputs or 0)
         show_progress = not args.no_progress and sys.stderr.isatty()
         with timing_progress(show_progress) as progress:
-            simulation = run_program(program, inputs, config, progress)
+            simulation = run_program(program, inputs, config, progress, args.max_instructions, args.dram_bytes)
         if args.output:
             write_outputs(args.output, simulation.functional.outputs)
         if args.trace:

