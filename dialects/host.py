@@ -171,7 +171,24 @@ _BINARY = HostOpSignature((2, 2))
 
 HOST_OP_TYPES: Mapping[str, HostOpSignature] = {
     # Arithmetic (numpy broadcasting, as ONNX's multidirectional broadcasting).
-    **{name: _BINARY for name in ("Add", "Sub", "Mul", "Div", "Mod", "Pow", "Equal", "Less", "Greater", "And", "Or")},
+    **{
+        name: _BINARY
+        for name in (
+            "Add",
+            "Sub",
+            "Mul",
+            "Div",
+            "Mod",
+            "Pow",
+            "Equal",
+            "Less",
+            "Greater",
+            "LessOrEqual",
+            "GreaterOrEqual",
+            "And",
+            "Or",
+        )
+    },
     **{name: HostOpSignature((1, 8)) for name in ("Min", "Max", "Sum")},
     **{
         name: _UNARY

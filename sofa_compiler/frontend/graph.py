@@ -513,7 +513,7 @@ def _dtype(node: onnx.NodeProto, graph: Graph, index: int, inputs: list[np.ndarr
         return graph.infos[name].dtype
     if node.op_type == "Cast":
         return np.dtype(helper.tensor_dtype_to_np_dtype(attributes(node)["to"]))
-    if node.op_type in ("Equal", "Less", "Greater", "And", "Or", "Not"):
+    if node.op_type in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Not"):
         return np.dtype(np.bool_)
     if node.op_type == "Where":
         return inputs[1].dtype

@@ -136,6 +136,8 @@ HOST_KERNELS: Mapping[str, Kernel] = {
     "Equal": _elementwise(np.equal),
     "Less": _elementwise(np.less),
     "Greater": _elementwise(np.greater),
+    "GreaterOrEqual": _elementwise(np.greater_equal),
+    "LessOrEqual": _elementwise(np.less_equal),
     "And": _elementwise(np.logical_and),
     "Or": _elementwise(np.logical_or),
     "Min": _variadic(np.minimum),
