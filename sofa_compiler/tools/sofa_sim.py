@@ -9,6 +9,7 @@ hardware described by a TOML config.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -141,7 +142,7 @@ def print_outputs(outputs: Mapping[str, np.ndarray], full: bool) -> None:
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sofa-sim", description=__doc__.split("\n")[0])
-    parser.add_argument("program", help="a .sofa program (from sofa-as or sofa-compile)")
+    parser.add_argument("program", help="a .sofa program (sofa-as) or model bundle (sofa-compile)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--inputs", metavar="FILE.npz", help="one array per input symbol")
     source.add_argument("--random-inputs", metavar="SEED", type=int, help="deterministic N(0,1) inputs")
@@ -177,8 +178,54 @@ def positive_int(text: str) -> int:
     return value
 
 
+def run_bundle(args: argparse.Namespace) -> int:
+    """A whole compiled model from `sofa-compile -o model.sofa`: host ops on numpy, kernels simulated."""
+    from sofa_compiler.bundle import BundleError, load_bundle
+    from sofa_compiler.driver import CompileError
+    from sofa_compiler.tools.sofa_run import random_model_inputs
+
+    try:
+        if args.trace:
+            raise SimError("--trace needs a single program; disassemble a kernel with sofa-compile --emit asm")
+        model = load_bundle(Path(args.program).read_bytes(), args.program)
+        if args.config is not None and load_config(args.config).config_hash() != model.config.config_hash():
+            raise SimError(f"{args.program} was compiled for another target than {args.config}: recompile it")
+        inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.random_inputs or 0)
+        show_progress = not args.no_progress and sys.stderr.isatty()
+        with timing_progress(show_progress) as progress:
+            outputs, report = model.run(inputs, progress)
+        if args.output:
+            write_outputs(args.output, outputs)
+    except Trap as trap:
+        print(f"sofa-sim: {trap}", file=sys.stderr)
+        return 2
+    except (SimError, ConfigError, BundleError, CompileError, OSError) as error:
+        print(f"sofa-sim: error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        kernels = [{"kernel": name, **kernel.to_dict()} for name, kernel in report.kernels]
+        total = report.total.to_dict() if report.total else None
+        print(json.dumps({"kernels": kernels, "total": total}, indent=2))
+        return 0
+    print_outputs(outputs, args.print)
+    print(f"attention kernels run: {len(report.kernels)}")
+    if report.total is not None:
+        Console(width=110).print(report.total.render_table())
+    return 0
+
+
+def is_bundle_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(4) == b"SOFB"
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    if is_bundle_file(args.program):
+        return run_bundle(args)
     try:
         config = load_config(args.config)
         program = load_program(args.program)
