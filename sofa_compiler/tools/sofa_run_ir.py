@@ -142,7 +142,7 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             # Keys in file order; `files` preserves the archive's order.
             return {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, ValueError, EOFError, zlib.error) as e:
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, zlib.error) as e:
         raise RunError(f"{path}: not a readable .npz file ({e})") from e
 
 

@@ -76,8 +76,9 @@ def load_inputs(path: str | Path) -> dict[str, np.ndarray]:
                 return {name: data[name] for name in data.files}
     except OSError as error:
         raise SimError(f"cannot read inputs '{path}': {error.strerror or error}") from error
-    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        # A corrupt archive member: bad CRC, truncated header or data, bad .npy header.
+    except (ValueError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error) as error:
+        # A corrupt archive member: bad CRC, truncated header or data, bad .npy header,
+        # or a zip version/compression method zipfile cannot read (NotImplementedError).
         raise SimError(f"{path}: not a valid .npz file: {error}") from error
 
 
