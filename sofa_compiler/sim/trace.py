@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sofa_compiler.files import atomic_write_text
 from sofa_compiler.sim.events import Work
 from sofa_compiler.sim.timing import UNITS, TimingResult, gc_paused
 
@@ -87,4 +88,4 @@ def _chrome_trace(result: TimingResult) -> dict[str, Any]:
 
 def write_trace(path: str | Path, result: TimingResult) -> None:
     """Write `chrome_trace(result)` to `path`."""
-    Path(path).write_text(json.dumps(chrome_trace(result), separators=(",", ":")))
+    atomic_write_text(path, json.dumps(chrome_trace(result), separators=(",", ":")))

@@ -11,11 +11,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sofa_compiler.files import atomic_write_bytes
 from sofa_compiler.isa.asm import AsmError, assemble
 from sofa_compiler.isa.container import ContainerError, hash_bytes
 from sofa_compiler.isa.encoding import EncodeError
+from sofa_compiler.tools import interruptible
 
 
+@interruptible("sofa-as")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-as", description="Assemble SOFA assembly into a .sofa container.")
     parser.add_argument("input", help="assembly source ('-' for stdin)")
@@ -30,8 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 source, name = handle.read(), args.input
         config = hash_bytes(args.target_hash) if args.target_hash else None
         blob = assemble(source, name, config).to_bytes()
-        with open(args.output, "wb") as handle:
-            handle.write(blob)
+        atomic_write_bytes(args.output, blob)
     except AsmError as error:
         print(f"{error}", file=sys.stderr)
         return 1

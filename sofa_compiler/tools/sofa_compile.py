@@ -3,7 +3,7 @@
 sofa-compile model.onnx -o model.sofa [--target FILE.toml] [--keep RATIO]
              [--tile BC] [--radius R] [--pipeline coordinated|separate]
              [--emit onnx-ir|sofa|tiled|isa|asm|bin] [--dump-ir-dir DIR]
-             [--print-ir-after-all]
+             [--print-ir-after-all] [--tuning FILE]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sofa_compiler.files import atomic_write_bytes, atomic_write_text
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.isa.asm import disassemble
 from sofa_compiler.sim.config import ConfigError
+from sofa_compiler.tools import interruptible
 
 
 def add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,7 @@ def dump_stage(directory: Path, index: int, stage: Stage) -> None:
     )
 
 
+@interruptible("sofa-compile")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-compile", description=__doc__.split("\n")[0])
     add_compile_options(parser)
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--emit", default="bin", help=f"what to write: {', '.join(EMIT_KINDS)} (default: bin)")
     parser.add_argument("--dump-ir-dir", metavar="DIR", help="write the IR after every stage, numbered")
     parser.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every stage to stderr")
+    parser.add_argument(
+        "--tuning", metavar="FILE", help="per-layer tile/keep (JSON or TOML, e.g. from sofa-dse; see docs/dse.md)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.emit not in EMIT_KINDS:
@@ -77,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"// -----// IR Dump After {stage.step} ({stage.name}) //----- //", file=sys.stderr)
                 print(stage.text, file=sys.stderr)
 
-        model = compile_model(args.model, args.target, args.keep, args.tile, args.radius, args.pipeline, on_stage)
+        model = compile_model(
+            args.model, args.target, args.keep, args.tile, args.radius, args.pipeline, on_stage, tuning=args.tuning
+        )
         if args.emit == "bin":
             atomic_write_bytes(args.output, bundle_bytes(model))
             return 0

@@ -9,14 +9,18 @@ and the exit status is 1.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.printer import Printer
 
+from sofa_compiler.files import atomic_write_text
 from sofa_compiler.frontend import FrontendError, import_model
+from sofa_compiler.tools import interruptible
 
 
 def parse_shape(text: str) -> tuple[str, list[int]]:
@@ -47,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def print_module(module: ModuleOp) -> str:
+    text = io.StringIO()
+    Printer(stream=text).print_op(module)
+    return text.getvalue() + "\n"
+
+
+@interruptible("sofa-import")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
@@ -66,9 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         return 0
     try:
-        with args.output.open("w") as stream:
-            Printer(stream=stream).print_op(module)
-            stream.write("\n")
+        atomic_write_text(args.output, print_module(module))
     except OSError as error:
         print(f"sofa-import: error: cannot write '{args.output}': {error.strerror}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from sofa_compiler.isa.asm import code_lines, disassemble
 from sofa_compiler.isa.container import VERSION, ContainerError, Program, RawWord
 from sofa_compiler.isa.encoding import WORD_BYTES, format_instruction
+from sofa_compiler.tools import interruptible
 
 
 def listing(program: Program, blob: bytes) -> str:
@@ -68,6 +69,7 @@ def as_json(program: Program, blob: bytes) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+@interruptible("sofa-objdump")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-objdump", description="Dump a SOFA .sofa program.")
     parser.add_argument("program", help=".sofa container")

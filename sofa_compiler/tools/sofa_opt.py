@@ -10,15 +10,16 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, Any
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import AnyFloat, ModuleOp
 from xdsl.parser.attribute_parser import AttrParser
 from xdsl.utils.exceptions import DiagnosticException, ParseError
 from xdsl.utils.mlir_lexer import MLIRLexer
 from xdsl.xdsl_opt_main import xDSLOptMain
 
+from sofa_compiler.tools import interruptible
 from sofa_compiler.universe import SOFA_UNIVERSE
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -34,7 +35,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def harden_xdsl_parser() -> None:
-    """Work around two xDSL 0.74 parser bugs that let a small bad input hang or exhaust memory.
+    """Work around three xDSL 0.74 parser bugs: two let a small bad input hang or exhaust memory.
 
     Integer types: ``i644294967296`` makes xDSL compute ``1 << 644294967296``
     (MemoryError, or minutes for smaller absurd widths); widths are limited
@@ -49,6 +50,25 @@ def harden_xdsl_parser() -> None:
     """
     MLIRLexer._unescaped_characters_regex = re.compile(r'"(?:[^"\\\n\v\f]|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"')
     AttrParser._builtin_integer_type_regex = re.compile(r"^[su]?i(\d{1,8})$")
+    AttrParser._TensorLiteralElement.to_type = _tensor_element_to_type
+
+
+_xdsl_tensor_element_to_type = AttrParser._TensorLiteralElement.to_type
+
+
+def _tensor_element_to_type(element: Any, parser: AttrParser, type: Any) -> Any:
+    """Read a hexadecimal float in a dense literal as its bit pattern, as MLIR does.
+
+    xDSL 0.74 prints non-finite floats in dense literals that way
+    (``dense<0xFF800000> : tensor<f32>`` is -inf) but parses them back as the
+    integer 4286578688 converted to float, so a printed module holding -inf
+    or NaN constants (masks, for one) re-parses with different numbers.
+    """
+    text = element.span.text
+    if isinstance(type, AnyFloat) and isinstance(element.value, int) and text[:2] in ("0x", "0X"):
+        raw = element.value.to_bytes(type.compile_time_size, "little")
+        return next(type.iter_unpack(raw))
+    return _xdsl_tensor_element_to_type(element, parser, type)
 
 
 harden_xdsl_parser()
@@ -126,6 +146,7 @@ def report_user_error(tool: str, error: BaseException) -> None:
     sys.exit(1)
 
 
+@interruptible("sofa-opt")
 def main(args: Sequence[str] | None = None) -> None:
     try:
         # The constructor already parses the pass pipeline, so it is guarded too.

@@ -21,6 +21,7 @@ from sofa_compiler.files import atomic_write
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.sim.config import ConfigError
 from sofa_compiler.sim.traps import Trap
+from sofa_compiler.tools import interruptible
 from sofa_compiler.tools.sofa_compile import add_compile_options
 from sofa_compiler.tools.sofa_sim import SimError, load_inputs, timing_progress
 
@@ -53,6 +54,7 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return difference / scale if scale else difference
 
 
+@interruptible("sofa-run")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-run", description=__doc__.split("\n")[0])
     add_compile_options(parser)

@@ -25,7 +25,6 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -52,7 +51,9 @@ from xdsl.parser import Parser
 from xdsl.traits import CallableOpInterface
 from xdsl.universe import Universe
 
+from sofa_compiler.files import atomic_write
 from sofa_compiler.interpreters import register_all
+from sofa_compiler.tools import interruptible
 from sofa_compiler.tools.sofa_opt import (
     USER_ERRORS,
     parser_assertions_as_errors,
@@ -217,18 +218,11 @@ def to_array(index: int, typ: Attribute, value: Any) -> np.ndarray:
 
 def save_npz(path: str, results: Sequence[np.ndarray]) -> None:
     """Save atomically: a reader never sees a half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
+    arrays = {f"result{i}": r for i, r in enumerate(results)}
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".sofa-run-ir-", suffix=".npz", dir=directory)
+        atomic_write(path, lambda stream: np.savez(stream, **arrays))
     except OSError as e:
         raise RunError(f"cannot write {path}: {e.strerror}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{f"result{i}": r for i, r in enumerate(results)})
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def parse_module(ctx: Context, path: str) -> ModuleOp:
@@ -305,6 +299,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@interruptible("sofa-run-ir")
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:

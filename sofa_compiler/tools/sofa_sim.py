@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +22,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sofa_compiler.files import atomic_write
 from sofa_compiler.isa.container import ContainerError, Program
 from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
 from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine, random_inputs
@@ -31,6 +30,7 @@ from sofa_compiler.sim.report import Report, build_report
 from sofa_compiler.sim.timing import TimingResult, simulate
 from sofa_compiler.sim.trace import write_trace
 from sofa_compiler.sim.traps import Trap
+from sofa_compiler.tools import interruptible
 
 # Progress bars appear only on runs with at least this many events, so short
 # runs and test logs stay clean.
@@ -123,15 +123,7 @@ def timing_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None
 
 def write_outputs(path: str | Path, outputs: Mapping[str, np.ndarray]) -> None:
     """Save outputs as .npz through a temporary file, so no half-written file is left."""
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent or Path("."), suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **outputs)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda stream: np.savez(stream, **outputs))
 
 
 def print_outputs(outputs: Mapping[str, np.ndarray], full: bool) -> None:
@@ -223,6 +215,7 @@ def is_bundle_file(path: str) -> bool:
         return False
 
 
+@interruptible("sofa-sim")
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     if is_bundle_file(args.program):
