@@ -42,7 +42,13 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return SeparateStageTilingPass
 
+    def get_apply_tuning() -> type[ModulePass]:
+        from passes.apply_tuning import ApplyTuningPass
+
+        return ApplyTuningPass
+
     return {
+        "sofa-apply-tuning": get_apply_tuning,
         "sofa-separate-stage-tiling": get_separate_stage_tiling,
         "sofa-preprocess-weights": get_preprocess_weights,
         "sofa-coordinated-tiling": get_coordinated_tiling,

@@ -19,7 +19,20 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import Attribute, IntegerAttr, ModuleOp, StringAttr, TensorType, UnitAttr, f16, i1, i32, i64
+from xdsl.dialects.builtin import (
+    Attribute,
+    DictionaryAttr,
+    FloatAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    f16,
+    i1,
+    i32,
+    i64,
+)
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -53,6 +66,22 @@ TARGET_ATTRIBUTE = "sofa.target"
 """The module attribute holding the `#sofa.target` the module is compiled for."""
 
 HOST_REASON = "sofa.host_reason"
+
+TUNING_ATTRIBUTE = "sofa.tuning"
+"""Per-op ``{tile, keep}`` from `sofa-apply-tuning`; it overrides the tiling pass's global options."""
+
+
+def op_tuning(op: AttentionOp) -> tuple[int, float | None]:
+    """The tile (0 when not tuned) and keep ratio (None) that `sofa-apply-tuning` set on this op."""
+    tuning = op.attributes.get(TUNING_ATTRIBUTE)
+    if not isinstance(tuning, DictionaryAttr):
+        return 0, None
+    tile = tuning.data.get("tile")
+    keep = tuning.data.get("keep")
+    return (
+        tile.value.data if isinstance(tile, IntegerAttr) else 0,
+        keep.value.data if isinstance(keep, FloatAttr) else None,
+    )
 
 
 def module_target(module: ModuleOp) -> TargetAttr:
@@ -119,9 +148,11 @@ class TileAttention(RewritePattern):
             self.match_and_rewrite(folded, rewriter)
             return
         sparsity = op.sparsity
+        tuned_tile, tuned_keep = op_tuning(op)
         keep = sparsity.keep_ratio if sparsity is not None else self.keep
+        keep = tuned_keep if tuned_keep is not None else keep
         radius = sparsity.radius_value if sparsity is not None else self.radius
-        requested_tile = self.tile or (sparsity.tile_size if sparsity is not None else 0)
+        requested_tile = tuned_tile or self.tile or (sparsity.tile_size if sparsity is not None else 0)
         projection = _projection_of(op)
         shape = attention_shape(op, keep)
         if self.separate:
@@ -249,6 +280,8 @@ def _fold_key_padding_mask(op: AttentionOp) -> tuple[AttentionOp, list[Operation
         causal=op.causal is not None,
         sparsity=op.sparsity,
     )
+    if TUNING_ATTRIBUTE in op.attributes:
+        folded.attributes[TUNING_ATTRIBUTE] = op.attributes[TUNING_ATTRIBUTE]
     return folded, ops
 
 
@@ -311,7 +344,8 @@ class CoordinatedTilingPass(ModulePass):
     from a `sofa.kv_projection`, predict K-hat on chip from X and LZ(W_k)
     when the target's SRAM holds the LZ codes and token tiles). An attention that already carries
     a `#sofa.sparsity` keeps its keep ratio, radius and tile (the ``tile``
-    option still overrides the tile).
+    option still overrides the tile). A `sofa.tuning` attribute (from
+    `sofa-apply-tuning`) overrides both, per op.
     """
 
     name = "sofa-coordinated-tiling"

@@ -35,6 +35,7 @@ from xdsl.printer import Printer
 from dialects.host import numpy_dtype
 from dialects.sofa import TargetAttr
 from dialects.sofa_isa import ProgramOp
+from passes.apply_tuning import ApplyTuningPass
 from passes.coordinated_tiling import TARGET_ATTRIBUTE, CoordinatedTilingPass, SeparateStageTilingPass
 from passes.lower_to_isa import LowerToIsaPass
 from passes.preprocess_weights import PreprocessWeightsPass
@@ -46,6 +47,7 @@ from sofa_compiler.runtime import KernelFunctions, KernelRunner
 from sofa_compiler.sim.config import HardwareConfig, load_config
 from sofa_compiler.sim.report import Report, combine_reports
 from sofa_compiler.tools.sofa_run_ir import sofa_context
+from sofa_compiler.tuning import Tuning, TuningError, as_tuning
 
 EMIT_KINDS = ("onnx-ir", "sofa", "tiled", "isa", "asm", "bin")
 
@@ -202,9 +204,13 @@ def resolve_features(pipeline: str, overrides: Mapping[str, Any]) -> Features:
 
 
 def _pipeline(
-    keep: float, tile: int, radius: float, config_hash: str, features: Features
+    keep: float, tile: int, radius: float, config_hash: str, features: Features, tuning: Tuning | None = None
 ) -> list[tuple[str, ModulePass]]:
     """(stage, pass) in order; a stage's IR is the one after its last pass."""
+    tuned: list[tuple[str, ModulePass]] = []
+    if tuning is not None and tuning.layers:
+        tiles, keeps = tuning.pass_options(keep)
+        tuned = [("tiled", ApplyTuningPass(tiles=tiles, keeps=keeps))]
     tiling: ModulePass
     if features.dataflow == "separate":
         tiling = SeparateStageTilingPass(
@@ -215,7 +221,7 @@ def _pipeline(
     lower = LowerToIsaPass(
         config_hash=config_hash, pipeline=features.dataflow, attention=features.attention, rass=features.rass
     )
-    return [("tiled", tiling), ("tiled", PreprocessWeightsPass()), ("isa", lower)]
+    return [*tuned, ("tiled", tiling), ("tiled", PreprocessWeightsPass()), ("isa", lower)]
 
 
 def check_options(keep: float, tile: int | None, radius: float | None) -> None:
@@ -241,12 +247,23 @@ def compile_model(
     attention: str | None = None,
     rass: bool | None = None,
     dataflow: str | None = None,
+    tuning: Tuning | Mapping[str, Any] | str | Path | None = None,
 ) -> CompiledModel:
     """Compile an ONNX model for a SOFA target (default: the paper's 28 nm design).
 
     ``pipeline`` picks a preset (`PRESETS`); the keyword knobs override single
-    features of it for ablations (`Features`).
+    features of it for ablations (`Features`). ``tuning`` (a `Tuning`, its
+    dict form or a JSON/TOML file, `sofa_compiler.tuning`) sets the tile and
+    keep ratio per attention layer; its ``defaults`` replace ``tile``/``keep``.
     """
+    resolved: Tuning | None = None
+    if tuning is not None:
+        try:
+            resolved = as_tuning(tuning)
+        except TuningError as error:
+            raise CompileError(str(error)) from None
+        keep = resolved.defaults.keep if resolved.defaults.keep is not None else keep
+        tile = resolved.defaults.tile if resolved.defaults.tile is not None else tile
     check_options(keep, tile, radius)
     overrides = {
         "predictor": predictor,
@@ -271,7 +288,7 @@ def compile_model(
     module.attributes[TARGET_ATTRIBUTE] = TargetAttr(config.as_target_dict())
     module.verify()
     record("sofa", "bind-target")
-    for name, compiler_pass in _pipeline(keep, tile or 0, radius or 0.0, config.config_hash(), features):
+    for name, compiler_pass in _pipeline(keep, tile or 0, radius or 0.0, config.config_hash(), features, resolved):
         compiler_pass.apply(ctx, module)
         module.verify()
         record(name, compiler_pass.name)
@@ -282,4 +299,6 @@ def compile_model(
             op.detach()
             op.erase()
     options = {"keep": keep, "tile": tile, "radius": radius if radius else math.inf, **asdict(features)}
+    if resolved is not None:
+        options["tuning"] = resolved.to_dict()
     return CompiledModel(config, host, programs, stages, options)
