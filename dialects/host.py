@@ -266,9 +266,11 @@ class ConstantOp(IRDLOperation):
 
     @classmethod
     def parse(cls, parser: Parser) -> ConstantOp:
+        start = parser.pos
         value = parser.parse_attribute()
         if not isinstance(value, DenseIntOrFPElementsAttr):
-            parser.raise_error(f"host.constant expects a dense elements attribute, got {value}")
+            message = f"host.constant expects a dense elements attribute, got {value}"
+            parser.raise_error(message, at_position=start, end_position=parser.pos)
         attributes = parser.parse_optional_attr_dict()
         op = cls(value)
         op.attributes.update(attributes)

@@ -947,6 +947,14 @@ def _make_op(spec: OpSpec) -> type[IsaInstructionOp]:
     return op_class
 
 
+def _parse_loop_body(parser: Parser) -> Region:
+    """A loop's region; ``{ }`` gets an empty block, so the verifier can say the body is empty."""
+    region = parser.parse_region()
+    if not region.blocks:
+        region.add_block(Block())
+    return region
+
+
 LOOP_MNEMONICS = ("loop", "loopr")
 """Instructions whose IR form is a region op (`LoopOp`, `LoopRegOp`), not an `IsaInstructionOp`."""
 
@@ -1005,7 +1013,7 @@ class LoopOp(IRDLOperation):
         parser.parse_punctuation("=")
         count = parser.parse_integer(allow_boolean=False, allow_negative=False)
         attrs = parser.parse_optional_attr_dict_with_keyword()
-        region = parser.parse_region()
+        region = _parse_loop_body(parser)
         op = cls.create(properties={"count": IntegerAttr(count, i64)}, regions=[region])
         if attrs is not None:
             op.attributes.update(attrs.data)
@@ -1058,7 +1066,7 @@ class LoopRegOp(IRDLOperation):
         parser.parse_punctuation("=")
         register = _parse_reg(parser)
         attrs = parser.parse_optional_attr_dict_with_keyword()
-        region = parser.parse_region()
+        region = _parse_loop_body(parser)
         op = cls.create(properties={"count": IntegerAttr(register, i64)}, regions=[region])
         if attrs is not None:
             op.attributes.update(attrs.data)

@@ -38,3 +38,11 @@ func.func @softmax_int(%a: tensor<2xi32>) {
 }
 // CHECK: host.onnx 'Softmax' needs a float operand, got tensor<2xi32>
 
+// -----
+
+func.func @constant_type() {
+  %c = "host.constant"() <{value = dense<1.0> : tensor<2xf32>}> : () -> tensor<3xf32>
+  func.return
+}
+// CHECK: result type tensor<3xf32> differs from the value's type tensor<2xf32>
+

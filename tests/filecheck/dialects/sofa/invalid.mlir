@@ -182,3 +182,28 @@ func.func @sufa_tile(%q: tensor<1x1x8x4xf32>, %i: tensor<1x1x8x2x4xi32>) {
   func.return
 }
 // CHECK: indices [..., Tc = 2, m = 4] do not fit Skv = 8 in tiles of 2
+
+// -----
+
+func.func @mul4_result(%q: tensor<1x2x8x4xf32>, %k: tensor<1x2x6x4xf32>) {
+  %s = sofa.mul4_score %q, %k : tensor<1x2x8x4xf32>, tensor<1x2x6x4xf32> -> tensor<1x2x8x6xf32>
+  func.return
+}
+// CHECK: scores must be tensor<1x2x8x6xf16>, got tensor<1x2x8x6xf32>
+
+// -----
+
+func.func @mul4_heads(%q: tensor<1x3x8x4xf32>, %k: tensor<1x2x6x4xf32>) {
+  %s = sofa.mul4_score %q, %k : tensor<1x3x8x4xf32>, tensor<1x2x6x4xf32> -> tensor<1x3x8x6xf16>
+  func.return
+}
+// CHECK: query heads (3) must be a multiple of KV heads (2) for GQA/MQA
+
+// -----
+
+func.func @kernel_call_scalar(%x: f32) {
+  %o = sofa.kernel_call "attn0"(%x) : (f32) -> tensor<4xf32>
+  func.return
+}
+// CHECK: f32 should be of base attribute tensor
+

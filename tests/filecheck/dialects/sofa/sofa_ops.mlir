@@ -59,3 +59,18 @@ func.func @projection(%x: tensor<2x16x32xf32>, %wk: tensor<32x16xf32>, %wv: tens
 // CHECK: %k, %v = sofa.kv_projection %x, %wk, %wv bias_k(%bk : tensor<16xf32>) heads 2 : tensor<2x16x32xf32>, tensor<32x16xf32>, tensor<32x8xf32> -> tensor<2x2x16x8xf32>, tensor<2x2x16x4xf32>
 // CHECK: %k2, %v2 = sofa.kv_projection %x, %wk, %wv heads 2 : tensor<2x16x32xf32>, tensor<32x16xf32>, tensor<32x8xf32> -> tensor<2x2x16x8xf32>, tensor<2x2x16x4xf32>
 // GENERIC: "sofa.kv_projection"(%x, %wk, %wv, %bk) <{kv_heads = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 0>}>
+
+func.func @baseline_and_kernels(%q: tensor<1x4x80x64xf32>, %k: tensor<1x2x96x64xf32>) -> tensor<1x4x80x96xf16> {
+  %scores = sofa.mul4_score %q, %k : tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32> -> tensor<1x4x80x96xf16>
+  %o = sofa.kernel_call "attn0"(%q, %k) : (tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>) -> tensor<1x4x80x96xf16>
+  sofa.kernel_call "side_effects_only"() : () -> ()
+  func.return %scores : tensor<1x4x80x96xf16>
+}
+
+// CHECK-LABEL: func.func @baseline_and_kernels
+// CHECK: %scores = sofa.mul4_score %q, %k : tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32> -> tensor<1x4x80x96xf16>
+// CHECK: %o = sofa.kernel_call "attn0"(%q, %k) : (tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>) -> tensor<1x4x80x96xf16>
+// CHECK: sofa.kernel_call "side_effects_only"() : () -> ()
+
+// GENERIC: "sofa.mul4_score"(%q, %k) : (tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>) -> tensor<1x4x80x96xf16>
+// GENERIC: "sofa.kernel_call"(%q, %k) <{kernel = "attn0"}> : (tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>) -> tensor<1x4x80x96xf16>

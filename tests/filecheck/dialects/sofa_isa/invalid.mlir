@@ -110,3 +110,31 @@ sofa_isa.program {config_hash = "00000000000000000000000000000000000000000000000
   sofa_isa.halt
 }
 // CHECK: symbol 'q' is defined twice
+
+// -----
+
+sofa_isa.loopr count = r2 {
+}
+// CHECK: loop body is empty
+
+// -----
+
+"sofa_isa.loopr"() <{count = 16 : i64}> ({
+  sofa_isa.barrier
+}) : () -> ()
+// CHECK: loopr count register r16 out of range r0..r15
+
+// -----
+
+sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", dram_bytes = 4096 : i64, symbols = [], segments = [#sofa_isa.segment<8192, "00">]} {
+  sofa_isa.halt
+}
+// CHECK: segment at 8192 lies outside DRAM
+
+// -----
+
+sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", dram_bytes = 4096 : i64, symbols = [], segments = [#sofa_isa.segment<0, "zz">]} {
+  sofa_isa.halt
+}
+// CHECK: segment data is not a hex byte string
+

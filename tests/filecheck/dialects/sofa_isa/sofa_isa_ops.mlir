@@ -22,6 +22,9 @@ sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff001122334455667
     sofa_isa.sufa_step q = token[r0 + 0], k = token[r0 + 49152], v = token[r0 + 65536], idx = token[r0 + 73728], key_base = r5, lanes = 128, m = 16, window = 64, depth = 64, vdepth = 32, scale = 0.125, dtype = f32, wait = 16, signal = 64
     sofa_isa.sufa_norm out = token[r0 + 81920], lanes = 128, vdepth = 32
   }
+  sofa_isa.loopr count = r2 {
+    sofa_isa.addi rd = r3, rs = r3, imm = 1
+  }
   sofa_isa.barrier
   sofa_isa.halt
 }
@@ -42,6 +45,9 @@ sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff001122334455667
 // CHECK-NEXT:     sofa_isa.sufa_init lanes = 128, vdepth = 32
 // CHECK-NEXT:     sofa_isa.sufa_step q = token[r0 + 0], k = token[r0 + 49152], v = token[r0 + 65536], idx = token[r0 + 73728], key_base = r5, lanes = 128, m = 16, window = 64, depth = 64, vdepth = 32, scale = 0.125, dtype = f32, wait = 16, signal = 64
 // CHECK-NEXT:     sofa_isa.sufa_norm out = token[r0 + 81920], lanes = 128, vdepth = 32
+// CHECK-NEXT:   }
+// CHECK-NEXT:   sofa_isa.loopr count = r2 {
+// CHECK-NEXT:     sofa_isa.addi rd = r3, rs = r3, imm = 1
 // CHECK-NEXT:   }
 // CHECK-NEXT:   sofa_isa.barrier
 // CHECK-NEXT:   sofa_isa.halt
