@@ -20,7 +20,13 @@ from benchmarks.compile_time import LENGTHS
 from benchmarks.report.ablation import run_ablation
 from benchmarks.report.accuracy import accuracy_sweep
 from benchmarks.report.gpu import compare, default_baseline_path, load_baseline, multipliers, table_ii_row
-from benchmarks.report.real_model import RealModelResult, real_model_sweep
+from benchmarks.report.real_model import (
+    MODEL_NAME,
+    RealModelResult,
+    missing_dependencies,
+    real_activations,
+    real_model_sweep,
+)
 from benchmarks.report.render import Results, write_report
 from benchmarks.report.roofline import place, roof
 from benchmarks.report.speed import compile_times, simulator_speed
@@ -42,6 +48,7 @@ class Mode:
     compile_lengths: tuple[int, ...]
     repeat: int
     real_model: tuple[int, tuple[float, ...]] | None  # (sentences, keeps); None: skipped
+    real_seq: int | None = None  # tokens of the real-activation accuracy inputs; None: random only
 
     def heads(self, target: Workload) -> int:
         return self.long_heads if target.seq > 4096 else self.short_heads
@@ -64,6 +71,7 @@ MODES = {
         LENGTHS,
         3,
         (16, (1.0, 0.5, 0.25, 0.1)),
+        256,
     ),
     "quick": Mode(
         "quick",
@@ -76,6 +84,7 @@ MODES = {
         LENGTHS,
         1,
         (8, (1.0, 0.25)),
+        128,
     ),
     "smoke": Mode(
         "smoke",
@@ -136,8 +145,23 @@ def run(mode: Mode, keep: float, baseline: Path, out: Path, command: str) -> Pat
 
     def accuracy() -> None:
         seq, depth, tile, keeps = mode.accuracy
-        results.accuracy = accuracy_sweep(seq, depth, tile, keeps)
-        results.accuracy_setup = f"one head, S={seq}, d={depth}, Bc={tile}, no sphere clip"
+        real = {}
+        setup = f"random inputs: one head, S={seq}, d={depth}; Bc={tile}, no sphere clip"
+        missing = missing_dependencies()
+        if mode.real_seq is None:
+            setup += f"; no real activations in the {mode.name} run"
+        elif missing:
+            setup += f"; real activations not measured ({', '.join(missing)} not installed)"
+        else:
+            q, k, v = real_activations(mode.real_seq)
+            real["minilm"] = (q, k, v)
+            setup += (
+                f"; `minilm`: real Q/K/V of {MODEL_NAME} (all 6 layers x 12 heads = {q.shape[1]} heads, "
+                f"S={q.shape[2]}, d={q.shape[3]}) on the report's sentences as one passage"
+            )
+            log(f"  captured {MODEL_NAME} Q/K/V {list(q.shape)}")
+        results.accuracy = accuracy_sweep(seq, depth, tile, keeps, real)
+        results.accuracy_setup = setup
 
     def real_model() -> None:
         if mode.real_model is None:

@@ -4,6 +4,10 @@ For each keep ratio: output relative error and cosine similarity of SOFA
 (predict -> SADS per tile -> SU-FA) against exact dense attention, and the
 top-k recall of the predictor's per-tile selection against the exact per-tile
 top-k, for DLZS, the 4-bit multiply predictor and the exact oracle.
+
+Inputs: random (i.i.d. Gaussian, clustered) and, when given, real activations
+(Q/K/V of every head of every layer of all-MiniLM-L6-v2 on a fixed passage,
+from `benchmarks.report.real_model.real_activations`).
 """
 
 from __future__ import annotations
@@ -43,15 +47,32 @@ def measure(
     return error, cosine, selection_recall(predicted, exact)
 
 
-def accuracy_sweep(seq: int, depth: int, tile: int, keeps: tuple[float, ...]) -> list[AccuracyPoint]:
+def sweep_inputs(
+    name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray, tile: int, keeps: tuple[float, ...]
+) -> list[AccuracyPoint]:
+    """Every predictor at every keep ratio on one set of [B, H, S, d] inputs."""
+    scale = 1.0 / np.sqrt(q.shape[-1])
+    bias = numerics.mask_to_bias(None, False, q.shape[2], k.shape[2])
+    dense = numerics.dense_attention(q, k, v, bias, scale).astype(np.float64)
+    points = []
+    for predictor in PREDICTORS:
+        for keep in keeps:
+            error, cosine, recall = measure(q, k, v, keep, tile, predictor, dense)
+            points.append(AccuracyPoint(name, predictor, keep, error, cosine, recall))
+    return points
+
+
+def accuracy_sweep(
+    seq: int,
+    depth: int,
+    tile: int,
+    keeps: tuple[float, ...],
+    real: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+) -> list[AccuracyPoint]:
+    """Random inputs (one head, S=seq, d=depth), then each of ``real`` (name -> Q, K, V)."""
     points = []
     for name, make in INPUTS.items():
-        q, k, v = make(np.random.default_rng(0), seq, depth)
-        scale = 1.0 / np.sqrt(depth)
-        bias = numerics.mask_to_bias(None, False, seq, seq)
-        dense = numerics.dense_attention(q, k, v, bias, scale).astype(np.float64)
-        for predictor in PREDICTORS:
-            for keep in keeps:
-                error, cosine, recall = measure(q, k, v, keep, tile, predictor, dense)
-                points.append(AccuracyPoint(name, predictor, keep, error, cosine, recall))
+        points += sweep_inputs(name, *make(np.random.default_rng(0), seq, depth), tile, keeps)
+    for name, (q, k, v) in (real or {}).items():
+        points += sweep_inputs(name, q, k, v, tile, keeps)
     return points

@@ -89,6 +89,17 @@ class RealModelSetup:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the compiled encoder runs: accelerator kernels vs. host ops, from the host IR."""
+
+    kernel_calls: int  # `sofa.kernel_call`s (one per attention layer when nothing falls back)
+    host_attention: int  # host Softmax ops (an attention the compiler left on the host)
+    host_ops: dict[str, int]  # host ONNX ops by type
+    kernel_macs: int  # QK^T + PV multiply-accumulates of the attention kernels (dense-equivalent)
+    host_macs: int  # MatMul/Gemm + K/V projection multiply-accumulates on the host
+
+
+@dataclass(frozen=True)
 class RealModelPoint:
     """One keep ratio: embedding agreement, ranking agreement and the simulated figures."""
 
@@ -122,6 +133,7 @@ class RealModelResult:
     points: list[RealModelPoint] = field(default_factory=list)
     note: str = ""
     missing: list[str] = field(default_factory=list)  # benchmark-only packages not installed
+    placement: Placement | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -300,7 +312,35 @@ def _tiling(model: Any) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
-def measure_keep(path: Path, feeds: dict[str, np.ndarray], dense: np.ndarray, keep: float) -> RealModelPoint:
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(value.type.get_shape())
+
+
+def placement(model: Any) -> Placement:
+    """Count what the compiled host function runs where (walks `model.main`)."""
+    calls = host_attention = kernel_macs = host_macs = 0
+    host_ops: dict[str, int] = {}
+    for op in model.main.walk():
+        if op.name == "sofa.kernel_call":
+            calls += 1
+            q, _, v = (_shape(operand) for operand in op.operands[:3])
+            batch, heads, queries, _ = q
+            kernel_macs += 2 * batch * heads * queries * v[2] * v[3]  # QK^T (d, mask column excluded) + PV
+        elif op.name == "sofa.kv_projection":
+            x, w_k, w_v = (_shape(operand) for operand in op.operands[:3])
+            host_macs += int(np.prod(x)) * (w_k[1] + w_v[1])
+        elif op.name == "host.onnx":
+            kind = op.properties["op_type"].data
+            host_ops[kind] = host_ops.get(kind, 0) + 1
+            host_attention += kind == "Softmax"
+            if kind in ("MatMul", "Gemm"):
+                host_macs += int(np.prod(_shape(op.results[0]))) * _shape(op.operands[1])[0]
+    return Placement(calls, host_attention, dict(sorted(host_ops.items())), kernel_macs, host_macs)
+
+
+def measure_keep(
+    path: Path, feeds: dict[str, np.ndarray], dense: np.ndarray, keep: float
+) -> tuple[RealModelPoint, Placement]:
     import sofa_compiler
 
     start = time.perf_counter()
@@ -320,7 +360,7 @@ def measure_keep(path: Path, feeds: dict[str, np.ndarray], dense: np.ndarray, ke
     cosines = np.sum(reference * sofa, axis=1)
     pairs_ref, pairs_sofa = pair_similarities(reference), pair_similarities(sofa)
     total = report.total
-    return RealModelPoint(
+    point = RealModelPoint(
         keep=keep,
         tile=tile,
         keep_count=count,
@@ -342,6 +382,7 @@ def measure_keep(path: Path, feeds: dict[str, np.ndarray], dense: np.ndarray, ke
         compile_s=compile_s,
         run_s=run_s,
     )
+    return point, placement(model)
 
 
 def real_model_sweep(
@@ -373,7 +414,10 @@ def real_model_sweep(
     )
     result = RealModelResult(setup)
     for keep in keeps:
-        point = measure_keep(path, feeds, dense, keep)
+        point, where = measure_keep(path, feeds, dense, keep)
+        if where.kernel_calls != LAYERS or where.host_attention:
+            raise RuntimeError(f"attention fell back to the host at keep {keep:g}: {where}")
+        result.placement = where
         log(
             f"  keep {keep:g}: cosine mean {point.mean_cosine:.6f} min {point.min_cosine:.6f}, "
             f"Spearman {point.spearman:.4f}, {point.cycles} cycles "
@@ -381,3 +425,48 @@ def real_model_sweep(
         )
         result.points.append(point)
     return result
+
+
+# ---------------------------------------------------------------------------
+# Real activations for the accuracy section (item 3)
+# ---------------------------------------------------------------------------
+
+
+def passage_ids(tokenizer: Any, seq: int) -> np.ndarray:
+    """[1, seq] input_ids: the fixed sentences as one passage, repeated and cut to ``seq`` tokens."""
+    ids = tokenizer(" ".join(SENTENCES), add_special_tokens=False)["input_ids"]
+    body = (ids * (1 + seq // max(len(ids), 1)))[: seq - 2]
+    return np.asarray([[tokenizer.cls_token_id, *body, tokenizer.sep_token_id]], dtype=np.int64)
+
+
+def real_activations(seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q, K, V of every attention layer of the real model on one ``seq``-token passage.
+
+    Captured with forward hooks on each layer's query/key/value projections
+    (torch, the real weights); returned as [1, layers x heads, seq, d] float32
+    so that every head of every layer is one head of the accuracy sweep.
+    """
+    import torch
+    from transformers import AutoModel
+
+    tokenizer = load_tokenizer()
+    bert = AutoModel.from_pretrained(model_dir(), attn_implementation="eager").eval()
+    heads = bert.config.num_attention_heads
+    captured: dict[str, list[np.ndarray]] = {"query": [], "key": [], "value": []}
+    hooks = []
+    for layer in bert.encoder.layer:
+        for name in captured:
+
+            def hook(_module: Any, _inputs: Any, output: torch.Tensor, name: str = name) -> None:
+                batch, tokens, width = output.shape
+                split = output.reshape(batch, tokens, heads, width // heads).transpose(1, 2)
+                captured[name].append(split.detach().numpy().astype(np.float32))
+
+            hooks.append(getattr(layer.attention.self, name).register_forward_hook(hook))
+    ids = torch.from_numpy(passage_ids(tokenizer, seq))
+    with torch.no_grad():
+        bert(input_ids=ids, attention_mask=torch.ones_like(ids))
+    for handle in hooks:
+        handle.remove()
+    q, k, v = (np.concatenate(captured[name], axis=1) for name in ("query", "key", "value"))
+    return q, k, v

