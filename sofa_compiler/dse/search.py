@@ -1,0 +1,291 @@
+"""The Bayesian search: an Optuna study over per-layer KV tiles and keep ratios.
+
+Trials are asked in fixed-size batches, evaluated in parallel, and told in
+ask order; the sampler is re-seeded from (seed, trials so far) before each
+batch. So the same seed gives the same trials on 1 or N workers, and a
+search resumed from its storage continues exactly as an uninterrupted one
+would. Configurations that do not fit the target's SRAM are told as
+*pruned* (reason in the ``pruned`` user attribute); ``max_error`` is an
+Optuna constraint (``constraint`` user attribute, feasible when <= 0).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sofa_compiler.dse.cluster import Executor
+from sofa_compiler.dse.objective import Score, Weights, score
+from sofa_compiler.dse.problem import DseError, LayerResult, Problem, evaluate_layer
+from sofa_compiler.tuning import LayerTuning, Tuning
+
+Key = tuple[int, int | None, float]
+"""(layer, tile, keep) of one layer evaluation; tile None = the cost model's choice."""
+
+
+def default_tiles(seq: int) -> tuple[int, ...]:
+    """The paper's grid Tc in {2, 4, ..., 32} as Bc = S / Tc (integral tiles of at least 16)."""
+    tiles = {seq // tc for tc in range(2, 33, 2) if seq % tc == 0 and seq // tc >= 16}
+    return tuple(sorted(tiles)) or (16,)
+
+
+def default_keeps() -> tuple[float, ...]:
+    """The paper's top-k grid: 5% to 50% in steps of 5%."""
+    return tuple(round(0.05 * step, 2) for step in range(1, 11))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    tiles: tuple[int, ...]
+    keeps: tuple[float, ...]
+    per_layer_keep: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tiles": list(self.tiles), "keeps": list(self.keeps), "per_layer_keep": self.per_layer_keep}
+
+    def suggest(self, trial: optuna.Trial, layers: int) -> tuple[list[int], list[float]]:
+        tiles = [int(trial.suggest_categorical(f"tile{i}", self.tiles)) for i in range(layers)]
+        if self.per_layer_keep:
+            keeps = [float(trial.suggest_categorical(f"keep{i}", self.keeps)) for i in range(layers)]
+        else:
+            keeps = [float(trial.suggest_categorical("keep", self.keeps))] * layers
+        return tiles, keeps
+
+
+@dataclass
+class Evaluator:
+    """Evaluates configurations of a problem on an executor, caching each (layer, tile, keep)."""
+
+    problem: Problem
+    weights: Weights
+    executor: Executor
+    cache: dict[Key, LayerResult] = field(default_factory=dict)
+    evaluations: int = 0
+    _shared: Any = None
+
+    def ensure(self, keys: list[Key]) -> None:
+        """Evaluate every key not cached yet, in parallel, in a fixed order."""
+        missing = sorted({key for key in keys if key not in self.cache}, key=repr)
+        if not missing:
+            return
+        if self._shared is None:
+            self._shared = self.executor.share(self.problem)
+        results = self.executor.map(evaluate_layer, [(self._shared, *key) for key in missing])
+        self.cache.update(zip(missing, results, strict=True))
+        self.evaluations += len(missing)
+
+    def dense(self) -> list[LayerResult]:
+        keys: list[Key] = [(i, None, 1.0) for i in range(len(self.problem.layers))]
+        self.ensure(keys)
+        return [self.cache[key] for key in keys]
+
+    def misfit(self, tiles: list[int], keeps: list[float]) -> str | None:
+        for index, (tile, keep) in enumerate(zip(tiles, keeps)):
+            if problem := self.problem.fit_problem(index, tile, keep):
+                return problem
+        return None
+
+    def score_many(self, configs: list[tuple[list[int], list[float]]]) -> list[Score | str]:
+        """A `Score` per configuration, or the reason it does not fit (evaluations batched)."""
+        dense = self.dense()
+        reasons = [self.misfit(tiles, keeps) for tiles, keeps in configs]
+        keys = [
+            (i, tile, keep)
+            for (tiles, keeps), reason in zip(configs, reasons)
+            if reason is None
+            for i, (tile, keep) in enumerate(zip(tiles, keeps))
+        ]
+        self.ensure(keys)
+        out: list[Score | str] = []
+        seqs = [layer.seq for layer in self.problem.layers]
+        for (tiles, keeps), reason in zip(configs, reasons):
+            if reason is not None:
+                out.append(reason)
+                continue
+            results = [self.cache[(i, t, k)] for i, (t, k) in enumerate(zip(tiles, keeps))]
+            failed = next((r.failure for r in results if r.failure), None)
+            out.append(failed if failed else score(seqs, tiles, keeps, results, dense, self.weights))
+        return out
+
+
+def make_sampler(kind: str, seed: int, constrained: bool) -> optuna.samplers.BaseSampler:
+    constraints = _constraints if constrained else None
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints)
+    if kind == "gp":
+        try:
+            import torch  # noqa: F401  (GPSampler's dependency)
+        except ModuleNotFoundError:
+            raise DseError("--sampler gp needs torch (pip install -e '.[eval]'); use --sampler tpe") from None
+        return optuna.samplers.GPSampler(seed=seed, constraints_func=constraints)
+    raise DseError(f"unknown sampler '{kind}' (choose from tpe, gp)")
+
+
+def _constraints(trial: FrozenTrial) -> list[float]:
+    return [float(trial.user_attrs.get("constraint", 0.0))]
+
+
+@dataclass
+class SearchResult:
+    study: optuna.Study
+    best_trial: FrozenTrial | None
+    tuning: Tuning | None
+    new_trials: int
+    evaluations: int
+    wall_s: float
+
+
+def _finished(study: optuna.Study) -> int:
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+def _check_study(study: optuna.Study, identity: dict[str, Any]) -> None:
+    """A resumed study must be the same problem and space; new studies get the identity stored."""
+    stored = {key: study.user_attrs.get(key) for key in identity}
+    if all(value is None for value in stored.values()):
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+        return
+    for key, value in identity.items():
+        if stored[key] != value:
+            raise DseError(
+                f"study '{study.study_name}' was made with a different {key} ({stored[key]} vs {value});"
+                " use another --study-name or --storage"
+            )
+
+
+def _recover(study: optuna.Study, evaluator: Evaluator, space: SearchSpace) -> None:
+    """Resume: fail trials an interrupted run left running, and refill the cache from finished ones."""
+    layers = len(evaluator.problem.layers)
+    for trial in study.trials:
+        if trial.state == TrialState.RUNNING:
+            study.tell(trial.number, state=TrialState.FAIL)
+        elif trial.state == TrialState.COMPLETE and "layers" in trial.user_attrs:
+            tiles = [trial.params[f"tile{i}"] for i in range(layers)]
+            keeps = [trial.params[f"keep{i}" if space.per_layer_keep else "keep"] for i in range(layers)]
+            for i, (values, tile, keep) in enumerate(zip(trial.user_attrs["layers"], tiles, keeps)):
+                evaluator.cache.setdefault((i, tile, keep), LayerResult(*values))
+
+
+def best_feasible(study: optuna.Study) -> FrozenTrial | None:
+    complete = [
+        t
+        for t in study.trials
+        if t.state == TrialState.COMPLETE and t.value is not None and t.user_attrs.get("constraint", 0.0) <= 0
+    ]
+    return min(complete, key=lambda t: (t.value, t.number)) if complete else None
+
+
+def trial_tuning(trial: FrozenTrial, layers: int, space: SearchSpace, meta: dict[str, Any]) -> Tuning:
+    keep_name = (lambda i: f"keep{i}") if space.per_layer_keep else (lambda i: "keep")
+    entries = {i: LayerTuning(int(trial.params[f"tile{i}"]), float(trial.params[keep_name(i)])) for i in range(layers)}
+    return Tuning(LayerTuning(), entries, meta)
+
+
+def run_search(
+    problem: Problem,
+    space: SearchSpace,
+    weights: Weights,
+    evaluator: Evaluator,
+    trials: int,
+    storage: str | None,
+    study_name: str,
+    seed: int = 0,
+    batch: int = 8,
+    sampler: str = "tpe",
+    progress: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) the study until it has `trials` finished trials."""
+    if trials < 1 or batch < 1:
+        raise DseError(f"--trials and --batch must be at least 1, got {trials} and {batch}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    constrained = weights.max_error is not None
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            direction="minimize",
+            load_if_exists=True,
+            sampler=make_sampler(sampler, seed, constrained),
+        )
+    except (ValueError, ImportError, optuna.exceptions.OptunaError) as error:
+        raise DseError(f"cannot open the study storage {storage}: {error}") from None
+    identity = {
+        "problem": problem.fingerprint(),
+        "space": space.to_dict(),
+        "weights": weights.to_dict(),
+        "seed": seed,
+        "batch": batch,
+        "sampler": sampler,
+    }
+    _check_study(study, identity)
+    _recover(study, evaluator, space)
+    layers = len(problem.layers)
+    start = time.perf_counter()
+    new = 0
+    while (done := _finished(study)) < trials:
+        # Re-seeding per batch from the trial count makes a resumed run replay an uninterrupted one.
+        study.sampler = make_sampler(sampler, seed * 1_000_003 + done, constrained)
+        asked = [study.ask() for _ in range(min(batch, trials - done))]
+        configs = [space.suggest(trial, layers) for trial in asked]
+        scores = evaluator.score_many(configs)
+        for trial, (tiles, keeps), result in zip(asked, configs, scores):
+            if isinstance(result, str):
+                trial.set_user_attr("pruned", result)
+                study.tell(trial, state=TrialState.PRUNED)
+                continue
+            for key, value in result.to_dict().items():
+                trial.set_user_attr(key, value)
+            results = [evaluator.cache[(i, t, k)] for i, (t, k) in enumerate(zip(tiles, keeps))]
+            trial.set_user_attr("layers", [[r.error, r.cycles, r.energy_pj] for r in results])
+            if constrained:
+                trial.set_user_attr("constraint", result.error - float(weights.max_error or 0.0))
+            study.tell(trial, result.value)
+        new += len(asked)
+        if progress is not None:
+            best = best_feasible(study)
+            best_text = f"best {best.value:.5f} (trial {best.number})" if best is not None else "no feasible trial yet"
+            elapsed = time.perf_counter() - start
+            progress(
+                f"trials {_finished(study)}/{trials}: {best_text}, {evaluator.evaluations} layer runs, {elapsed:.1f} s"
+            )
+    best = best_feasible(study)
+    meta = {"study": study_name, "problem": problem.name, "target": problem.config.name, "weights": weights.to_dict()}
+    tuning = None
+    if best is not None:
+        meta |= {
+            "trial": best.number,
+            "objective": best.value,
+            "score": {k: best.user_attrs[k] for k in Score.__dataclass_fields__},
+        }
+        tuning = trial_tuning(best, layers, space, meta)
+    return SearchResult(study, best, tuning, new, evaluator.evaluations, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class GlobalRow:
+    tile: int
+    keep: float
+    score: Score | None
+    reason: str = ""
+
+
+def global_baseline(evaluator: Evaluator, space: SearchSpace) -> tuple[list[GlobalRow], GlobalRow | None]:
+    """Every single global (Bc, keep) of the space, exhaustively; the best feasible one."""
+    layers = len(evaluator.problem.layers)
+    grid = [(tile, keep) for tile in space.tiles for keep in space.keeps]
+    scores = evaluator.score_many([([tile] * layers, [keep] * layers) for tile, keep in grid])
+    rows = [
+        GlobalRow(tile, keep, None, result) if isinstance(result, str) else GlobalRow(tile, keep, result)
+        for (tile, keep), result in zip(grid, scores)
+    ]
+    limit = evaluator.weights.max_error
+    feasible = [r for r in rows if r.score is not None and (limit is None or r.score.error <= limit)]
+    best = min(feasible, key=lambda r: r.score.value if r.score else math.inf) if feasible else None
+    return rows, best
