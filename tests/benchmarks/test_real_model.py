@@ -79,7 +79,8 @@ def test_real_activations_feed_the_accuracy_sweep() -> None:
     q, k, v = real_model.real_activations(64)
     assert q.shape == k.shape == v.shape == (1, real_model.LAYERS * 12, 64, 32)
     assert q.dtype == np.float32
-    assert np.isfinite(q).all() and np.isfinite(k).all() and np.isfinite(v).all()
+    for array in (q, k, v):
+        assert np.isfinite(array).all()
     assert not np.allclose(q, k)  # distinct projections were captured
     points = {(p.predictor, p.keep): p for p in sweep_inputs("minilm", q, k, v, 32, (1.0, 0.25))}
     assert points["exact", 1.0].rel_error < 1e-5

@@ -88,3 +88,18 @@ def test_numbers_are_finite(report: Path) -> None:
         assert math.isfinite(float(cell.rstrip("%"))), cell
     bad = [cell for cell in cells if cell.lower() in ("nan", "inf", "-inf", "n/a", "+nan%", "+inf%")]
     assert not bad
+
+
+def test_real_model_parts(report: Path) -> None:
+    """With the eval extra the quick run measures the real model; without it the report says what is missing."""
+    from benchmarks.report.real_model import missing_dependencies
+
+    text = (report / "report.md").read_text()
+    if missing_dependencies():
+        assert "**Not measured in this run:**" in text
+        assert "real activations not measured" in text
+    else:
+        assert "| minilm | dlzs |" in text
+        assert "| keep | keys kept | mean cosine |" in text
+        assert "* Placement: 6/6 attention layers run as accelerator kernels and 0 softmax ops" in text
+        assert "within the tolerance of cosine > 0.9999" in text
