@@ -30,7 +30,7 @@ import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from xdsl.dialects.builtin import (
     I64,
@@ -947,12 +947,41 @@ def _make_op(spec: OpSpec) -> type[IsaInstructionOp]:
     return op_class
 
 
-def _parse_loop_body(parser: Parser) -> Region:
-    """A loop's region; ``{ }`` gets an empty block, so the verifier can say the body is empty."""
+LoopT = TypeVar("LoopT", bound=IRDLOperation)
+
+
+def _verify_loop_body(loop: IRDLOperation) -> None:
+    """What `loop` and `loopr` share: a non-empty body, and at most `MAX_LOOP_DEPTH` loops nested."""
+    if not any(True for _ in loop.regions[0].block.ops):
+        raise VerifyException("loop body is empty")
+    depth = 1
+    parent = loop.parent_op()
+    while parent is not None:
+        if isinstance(parent, LoopOp | LoopRegOp):
+            depth += 1
+        parent = parent.parent_op()
+    if depth > MAX_LOOP_DEPTH:
+        raise VerifyException(f"loops nest {depth} deep; the hardware supports {MAX_LOOP_DEPTH}")
+
+
+def _parse_loop_rest(cls: type[LoopT], parser: Parser, count: int) -> LoopT:
+    """A loop after its count: optional ``attributes {...}``, then the body."""
+    attrs = parser.parse_optional_attr_dict_with_keyword()
     region = parser.parse_region()
-    if not region.blocks:
+    if not region.blocks:  # ``{ }``: an empty block, so the verifier can say the body is empty
         region.add_block(Block())
-    return region
+    op = cls.create(properties={"count": IntegerAttr(count, i64)}, regions=[region])
+    if attrs is not None:
+        op.attributes.update(attrs.data)
+    return op
+
+
+def _print_loop(loop: IRDLOperation, printer: Printer, count_text: str) -> None:
+    printer.print_string(count_text)
+    if loop.attributes:
+        printer.print_op_attributes(loop.attributes, print_keyword=True)
+    printer.print_string(" ")
+    printer.print_region(loop.regions[0], print_entry_block_args=False, print_empty_block=False)
 
 
 LOOP_MNEMONICS = ("loop", "loopr")
@@ -996,35 +1025,17 @@ class LoopOp(IRDLOperation):
         count = self.count.value.data
         if not 1 <= count < (1 << 24):
             raise VerifyException(f"loop count {count} out of range [1, {(1 << 24) - 1}]")
-        if not any(True for _ in self.body.block.ops):
-            raise VerifyException("loop body is empty")
-        depth = 1
-        parent = self.parent_op()
-        while parent is not None:
-            if isinstance(parent, LoopOp | LoopRegOp):
-                depth += 1
-            parent = parent.parent_op()
-        if depth > MAX_LOOP_DEPTH:
-            raise VerifyException(f"loops nest {depth} deep; the hardware supports {MAX_LOOP_DEPTH}")
+        _verify_loop_body(self)
 
     @classmethod
     def parse(cls, parser: Parser) -> LoopOp:
         parser.parse_characters("count")
         parser.parse_punctuation("=")
         count = parser.parse_integer(allow_boolean=False, allow_negative=False)
-        attrs = parser.parse_optional_attr_dict_with_keyword()
-        region = _parse_loop_body(parser)
-        op = cls.create(properties={"count": IntegerAttr(count, i64)}, regions=[region])
-        if attrs is not None:
-            op.attributes.update(attrs.data)
-        return op
+        return _parse_loop_rest(cls, parser, count)
 
     def print(self, printer: Printer) -> None:
-        printer.print_string(f" count = {self.count.value.data}")
-        if self.attributes:
-            printer.print_op_attributes(self.attributes, print_keyword=True)
-        printer.print_string(" ")
-        printer.print_region(self.body, print_entry_block_args=False, print_empty_block=False)
+        _print_loop(self, printer, f" count = {self.count.value.data}")
 
 
 @irdl_op_definition
@@ -1049,35 +1060,16 @@ class LoopRegOp(IRDLOperation):
         register = self.count.value.data
         if not 0 <= register < REGISTERS:
             raise VerifyException(f"loopr count register r{register} out of range r0..r{REGISTERS - 1}")
-        if not any(True for _ in self.body.block.ops):
-            raise VerifyException("loop body is empty")
-        depth = 1
-        parent = self.parent_op()
-        while parent is not None:
-            if isinstance(parent, LoopOp | LoopRegOp):
-                depth += 1
-            parent = parent.parent_op()
-        if depth > MAX_LOOP_DEPTH:
-            raise VerifyException(f"loops nest {depth} deep; the hardware supports {MAX_LOOP_DEPTH}")
+        _verify_loop_body(self)
 
     @classmethod
     def parse(cls, parser: Parser) -> LoopRegOp:
         parser.parse_characters("count")
         parser.parse_punctuation("=")
-        register = _parse_reg(parser)
-        attrs = parser.parse_optional_attr_dict_with_keyword()
-        region = _parse_loop_body(parser)
-        op = cls.create(properties={"count": IntegerAttr(register, i64)}, regions=[region])
-        if attrs is not None:
-            op.attributes.update(attrs.data)
-        return op
+        return _parse_loop_rest(cls, parser, _parse_reg(parser))
 
     def print(self, printer: Printer) -> None:
-        printer.print_string(f" count = r{self.count.value.data}")
-        if self.attributes:
-            printer.print_op_attributes(self.attributes, print_keyword=True)
-        printer.print_string(" ")
-        printer.print_region(self.body, print_entry_block_args=False, print_empty_block=False)
+        _print_loop(self, printer, f" count = r{self.count.value.data}")
 
 
 @irdl_op_definition
