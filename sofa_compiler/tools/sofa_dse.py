@@ -1,0 +1,197 @@
+"""`sofa-dse`: design-space exploration of per-layer KV tiles and keep ratios, and hardware sweeps.
+
+sofa-dse --workload bert-base-512 --layers 12 [--target FILE.toml] [--trials N] [--per-layer-keep]
+         [--storage sqlite:///study.db --study-name NAME] [--workers N | --scheduler tcp://host:port]
+         [-o DIR] [--baseline]
+sofa-dse --sweep configs/*.toml [--workloads a,b,...] [--keep K] [-o DIR]
+
+See docs/dse.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from sofa_compiler.dse.cluster import executor
+from sofa_compiler.dse.objective import Weights
+from sofa_compiler.dse.problem import DseError, workload_problem
+from sofa_compiler.dse.search import (
+    Evaluator,
+    SearchSpace,
+    default_tiles,
+    global_baseline,
+    run_search,
+)
+from sofa_compiler.dse.sweep import DEFAULT_WORKLOADS, csv_table, markdown_table, output_names, run_sweep
+from sofa_compiler.files import atomic_write_text
+from sofa_compiler.sim.config import ConfigError, load_config
+from sofa_compiler.tools import interruptible
+
+
+def _numbers(text: str, kind: type, option: str) -> tuple:
+    """``"16,32,64"`` or, for floats, ``"0.05:0.5:0.05"`` (start:stop:step, inclusive)."""
+    try:
+        if ":" in text and kind is float:
+            start, stop, step = (float(part) for part in text.split(":"))
+            count = round((stop - start) / step) + 1
+            return tuple(round(start + i * step, 6) for i in range(count))
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise DseError(f"{option}: cannot read '{text}' as a list of numbers") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sofa-dse", description=__doc__.split("\n")[0])
+    what = parser.add_argument_group("what to explore")
+    what.add_argument("--workload", help="benchmark attention layer to stack (e.g. bert-base-512)")
+    what.add_argument("--layers", type=int, default=None, help="layers in the model (default 1; BERT-base: 12)")
+    what.add_argument("--sweep", nargs="+", metavar="CONFIG.toml", help="compare these targets over --workloads")
+    what.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS), help="sweep workloads, comma-separated")
+    what.add_argument("--target", metavar="FILE.toml", help="hardware config for the search (default: sofa-28nm)")
+    what.add_argument("--heads", type=int, default=1, help="heads simulated per layer; figures scale to all heads")
+    what.add_argument("--calibration", metavar="X.npz", help="calibration inputs (layer<i>.q/k/v or q/k/v)")
+    what.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs and the sampler")
+    what.add_argument("--radius", type=float, default=0.0, help="SADS radius in logits (default: no clip)")
+    what.add_argument("--keep", type=float, default=0.25, help="keep ratio of the sweep (default 0.25)")
+    space = parser.add_argument_group("search space and objective")
+    space.add_argument("--tiles", help="KV tiles Bc to choose from (default: S/Tc for Tc = 2, 4, ..., 32)")
+    space.add_argument("--keeps", default="0.05:0.5:0.05", help="keep ratios (list or start:stop:step)")
+    space.add_argument("--per-layer-keep", action="store_true", help="a keep ratio per layer (default: one)")
+    space.add_argument("--alpha", type=float, default=0.24, help="weight of L_cmp (paper, BERT: 0.24)")
+    space.add_argument("--beta", type=float, default=0.31, help="weight of L_exp (paper, BERT: 0.31)")
+    space.add_argument("--cycles-weight", type=float, default=0.0, help="weight of cycles / dense cycles")
+    space.add_argument("--energy-weight", type=float, default=0.0, help="weight of energy / dense energy")
+    space.add_argument("--max-error", type=float, help="constraint: mean relative error at most this")
+    search = parser.add_argument_group("search")
+    search.add_argument("--trials", type=int, default=100, help="finished trials the study should reach")
+    search.add_argument("--batch", type=int, default=8, help="trials asked and evaluated together (fixed)")
+    search.add_argument("--sampler", default="tpe", help="tpe (default) or gp (needs torch)")
+    search.add_argument("--storage", help="Optuna storage URL (default: sqlite:///DIR/study.db)")
+    search.add_argument("--study-name", help="study name (default: from workload, layers and target)")
+    search.add_argument(
+        "--initial", default="global", help="first trials: global (every single global Bc x keep) or random"
+    )
+    search.add_argument("--baseline", action="store_true", help="also evaluate every single global (Bc, keep)")
+    run = parser.add_argument_group("where it runs and what it writes")
+    run.add_argument("--workers", type=int, default=2, help="workers of the embedded Dask LocalCluster")
+    run.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use an existing Dask cluster instead")
+    run.add_argument("--threads", action="store_true", help="LocalCluster workers as threads, not processes")
+    run.add_argument("-o", "--output-dir", default="sofa-dse-out", help="results directory (default sofa-dse-out)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def _log(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(f"sofa-dse: {text}", file=sys.stderr, flush=True)
+
+
+def _plot(args: argparse.Namespace, draw, *values) -> None:
+    try:
+        draw(*values)
+    except ModuleNotFoundError:
+        _log(args, "matplotlib is not installed: no plot (pip install -e '.[dev]')")
+
+
+def do_sweep(args: argparse.Namespace, out: Path) -> int:
+    from sofa_compiler.dse.plots import sweep_plot
+
+    workloads = [name.strip() for name in args.workloads.split(",") if name.strip()]
+    start = time.perf_counter()
+    with executor(args.scheduler, args.workers, not args.threads) as ex:
+        _log(args, f"sweep: {len(args.sweep)} target(s) x {len(workloads)} workload(s) on {ex.workers} worker(s)")
+        points = run_sweep(ex, args.sweep, workloads, args.keep, args.heads)
+    names = output_names(out)
+    table = markdown_table(points, args.keep)
+    atomic_write_text(names["md"], table)
+    atomic_write_text(names["csv"], csv_table(points))
+    _plot(args, sweep_plot, points, names["png"])
+    sys.stdout.write(table)
+    _log(
+        args, f"sweep done in {time.perf_counter() - start:.1f} s; wrote {names['md']}, {names['csv']}, {names['png']}"
+    )
+    return 0
+
+
+def do_search(args: argparse.Namespace, out: Path) -> int:
+    from sofa_compiler.dse.plots import pareto_plot
+
+    config = load_config(args.target)
+    problem = workload_problem(args.workload, config, args.layers, args.heads, args.seed, args.calibration, args.radius)
+    seq = problem.layers[0].seq
+    tiles = _numbers(args.tiles, int, "--tiles") if args.tiles else default_tiles(seq)
+    keeps = _numbers(args.keeps, float, "--keeps")
+    if not tiles or any(t < 1 for t in tiles):
+        raise DseError(f"--tiles must be positive KV tile sizes, got {args.tiles}")
+    if not keeps or any(not 0.0 < k <= 1.0 for k in keeps):
+        raise DseError(f"--keeps must lie in (0, 1], got {args.keeps}")
+    space, dropped = SearchSpace(tiles, keeps, args.per_layer_keep).fitting(problem)
+    if dropped:
+        _log(args, f"tiles {', '.join(map(str, dropped))} do not fit {config.name}'s SRAM for any layer: not searched")
+    weights = Weights(args.alpha, args.beta, args.cycles_weight, args.energy_weight, args.max_error)
+    storage = args.storage or f"sqlite:///{out / 'study.db'}"
+    study_name = args.study_name or f"{problem.name}-{config.name}"
+    with executor(args.scheduler, args.workers, not args.threads) as ex:
+        _log(args, f"study '{study_name}' in {storage}: {args.trials} trials on {ex.workers} worker(s)")
+        evaluator = Evaluator(problem, weights, ex)
+        result = run_search(
+            problem,
+            space,
+            weights,
+            evaluator,
+            args.trials,
+            storage,
+            study_name,
+            args.seed,
+            args.batch,
+            args.sampler,
+            None if args.quiet else lambda line: _log(args, line),
+            args.initial,
+        )
+        baseline = global_baseline(evaluator, space)[1] if args.baseline else None
+    summary: dict = {"study": study_name, "storage": storage, "trials": len(result.study.trials)}
+    if result.tuning is None or result.best_trial is None:
+        _log(args, "no feasible configuration (all trials pruned or over --max-error)")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return 3
+    atomic_write_text(out / "best.json", result.tuning.to_json())
+    summary |= {"best": result.tuning.meta, "layers": result.tuning.to_dict()["layers"]}
+    base = None
+    if baseline is not None and baseline.score is not None:
+        base = baseline.score.to_dict()
+        summary["best_global"] = {"tile": baseline.tile, "keep": baseline.keep, "score": base}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _plot(args, pareto_plot, result.study, out / "pareto.png", base)
+    best = result.best_trial
+    print(f"best objective {best.value:.5f} (trial {best.number}; error {best.user_attrs['error']:.4f})")
+    for index, entry in sorted(result.tuning.layers.items()):
+        print(f"  layer {index}: tile {entry.tile}, keep {entry.keep}")
+    if baseline is not None and baseline.score is not None:
+        print(f"best single global Bc: tile {baseline.tile}, keep {baseline.keep}: {baseline.score.value:.5f}")
+    print(f"wrote {out / 'best.json'} (sofa-compile --tuning), {out / 'pareto.png'}, {out / 'summary.json'}")
+    return 0
+
+
+@interruptible("sofa-dse")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if bool(args.sweep) == bool(args.workload):
+            raise DseError("give either --workload (a search) or --sweep CONFIG.toml ... (a hardware sweep)")
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return do_sweep(args, out) if args.sweep else do_search(args, out)
+    except (DseError, ConfigError) as error:
+        print(f"sofa-dse: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"sofa-dse: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
