@@ -33,7 +33,10 @@ class Executor:
         if not tasks:
             return []
         futures = [self.client.submit(function, *task, pure=False) for task in tasks]
-        return self.client.gather(futures)
+        try:
+            return self.client.gather(futures)
+        except Exception as error:  # a worker-side bug or a lost worker: one line, not a remote traceback
+            raise DseError(f"an evaluation failed on a Dask worker: {type(error).__name__}: {error}") from None
 
 
 @contextlib.contextmanager

@@ -59,26 +59,33 @@ def check_workloads(names: list[str]) -> None:
 
 def sweep_point(path: str, config: HardwareConfig, workload: str, keep: float, heads: int) -> SweepPoint:
     """Simulate one (target, workload); runs on a Dask worker, BLAS pinned to one thread."""
-    from sofa_compiler.driver import CompileError
+    from sofa_compiler.driver import CompileError, compile_model
+    from sofa_compiler.sim.report import combine_reports
 
     module = workloads_module()
     spec = module.workload(workload)
     area = config.total_area_mm2()
+    heads = min(heads, spec.heads)
     try:
         with threadpool_limits(1):
-            measured = module.simulate(spec, keep, heads, target=config)
+            # As `workloads.simulate`, with the sweep's target (simulate() binds `target` to the workload).
+            model = module.attention_model(heads, spec.seq, spec.depth, spec.causal)
+            compiled = compile_model(model, config, keep=keep)
+            _, runs = module.run_kernels(compiled, module.random_inputs(heads, spec.seq, spec.depth))
     except (CompileError, DiagnosticException) as error:
         nan = math.nan
         return SweepPoint(config.name, path, workload, area, nan, nan, nan, nan, str(error).splitlines()[0])
+    report = combine_reports([run.report for run in runs])
+    scale = spec.heads / heads
     return SweepPoint(
         config.name,
         path,
         workload,
         area,
-        measured.cycles,
-        measured.latency_ms,
-        measured.energy_uj,
-        measured.report.gops_per_watt,
+        report.total_cycles * scale,
+        report.time_us * scale / 1e3,
+        report.total_energy_pj * scale / 1e6,
+        report.gops_per_watt,
     )
 
 
