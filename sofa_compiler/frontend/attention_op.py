@@ -4,16 +4,21 @@ Supported: 3-D and 4-D inputs, q_num_heads/kv_num_heads (MHA, GQA, MQA),
 scale, is_causal, boolean and additive attn_mask of rank 2 to 4 (also
 shorter than the KV length, padded as the spec says), past_key/past_value
 with present_key/present_value (a host Concat before the op; causal masking
-is then bottom-right aligned through an explicit mask), and any
-qk_matmul_output_mode while the qk_matmul_output output is unused.
+is then bottom-right aligned through an explicit mask), softcap and the
+qk_matmul_output output in every qk_matmul_output_mode.
 
-Rejected with a clear error: softcap (the accelerator has no score capping),
-the qk_matmul_output output, and nonpad_kv_seqlen.
+The accelerator has no score capping and never materialises the score
+matrix, so an `Attention` with softcap or with the qk_matmul_output output
+runs on the host, decomposed into MatMul/Tanh/Softmax host ops that follow
+the ONNX reference implementation (`_lower_on_host`); the importer warns.
+
+Rejected with a clear error: nonpad_kv_seqlen.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import onnx
@@ -23,9 +28,14 @@ from xdsl.utils.exceptions import VerifyException
 
 from dialects.host import numpy_dtype
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
-from sofa_compiler.frontend.errors import FrontendError
+from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
+
+QK_OUTPUT_MODES = (0, 1, 2, 3)
+"""qk_matmul_output_mode values, as the opset-24 spec and onnxruntime read them: 0 the scaled
+scores, 1 after softcap, 2 after softcap and the mask bias, 3 the softmax (fully masked rows 0).
+(onnx's reference evaluator returns the softcapped scores for mode 0, against its own spec.)"""
 
 
 def _input(node: onnx.NodeProto, index: int) -> str | None:
@@ -39,15 +49,12 @@ def _output(node: onnx.NodeProto, index: int) -> str | None:
 def _check_supported(node: onnx.NodeProto, graph: Graph) -> None:
     where = describe(node)
     attrs = attributes(node)
-    if attrs.get("softcap", 0.0) != 0.0:
+    if attrs.get("softcap", 0.0) < 0:
+        raise FrontendError(f"{where}: softcap must be >= 0, got {attrs['softcap']}")
+    if attrs.get("qk_matmul_output_mode", 0) not in QK_OUTPUT_MODES:
         raise FrontendError(
-            f"{where}: softcap={attrs['softcap']} is not supported yet "
-            "(sofa.attention has no score capping; it would need tanh on the scores)"
-        )
-    if _output(node, 3) is not None:
-        raise FrontendError(
-            f"{where}: the qk_matmul_output output is not supported "
-            "(the accelerator never materialises the score matrix)"
+            f"{where}: qk_matmul_output_mode must be one of {', '.join(map(str, QK_OUTPUT_MODES))}, "
+            f"got {attrs['qk_matmul_output_mode']}"
         )
     if _input(node, 6) is not None:
         raise FrontendError(f"{where}: nonpad_kv_seqlen (external KV cache) is not supported yet")
@@ -174,6 +181,14 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
             )
         mask, causal = _causal_mask(emitter, mask, q_length, kv_length, past_length), False
     scale = attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))
+    softcap = float(attrs.get("softcap", 0.0))
+    if softcap > 0 or _output(node, 3) is not None:
+        _warn_host(node, softcap)
+        out, scores = _lower_on_host(emitter, q, k, v, mask, causal, float(scale), softcap, attrs)
+        emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
+        if (name := _output(node, 3)) is not None:
+            emitter.values[name] = scores
+        return
     if not scale > 0:
         raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
     out = emitter.attention(q, k, v, scale=float(scale), causal=causal, mask=mask)
@@ -183,3 +198,83 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
     except VerifyException as error:
         raise FrontendError(f"{describe(node)}: Q, K, V and mask shapes do not fit together: {error}") from None
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
+
+
+def _warn_host(node: onnx.NodeProto, softcap: float) -> None:
+    reason = f"softcap={softcap:g}" if softcap > 0 else "its qk_matmul_output output"
+    message = f"{describe(node)}: runs on the host because of {reason} (the accelerator cannot)"
+    warnings.warn(message, FrontendWarning, stacklevel=2)
+
+
+def _repeat_heads(emitter: Emitter, value: SSAValue, q_heads: int) -> SSAValue:
+    """``[B, Hkv, S, d]`` -> ``[B, Hq, S, d]``: query head h reads KV head h // (Hq / Hkv)."""
+    batch, kv_heads, length, depth = shape_of(value)
+    if kv_heads == q_heads:
+        return value
+    group = q_heads // kv_heads
+    spread = emitter.reshape(value, [batch, kv_heads, 1, length, depth])
+    spread = emitter.host("Expand", [spread], [batch, kv_heads, group, length, depth])
+    return emitter.reshape(spread, [batch, q_heads, length, depth])
+
+
+def _mask_bias(
+    emitter: Emitter, mask: SSAValue | None, causal: bool, q_length: int, kv_length: int, dtype: np.dtype
+) -> SSAValue:
+    """The additive bias (0 where visible, -inf where masked) of the mask and the causal flag."""
+    bias = None
+    if mask is not None:
+        if element_of(mask) == i1:
+            zero, minus_inf = (emitter.constant(np.array(value, dtype)) for value in (0.0, -np.inf))
+            bias = emitter.host("Where", [mask, zero, minus_inf], shape_of(mask), element=element_of(zero))
+        else:
+            bias = mask
+    if causal:
+        allowed = np.arange(kv_length)[None, :] <= np.arange(q_length)[:, None]
+        causal_bias = emitter.constant(np.where(allowed, 0.0, -np.inf).astype(dtype))
+        if bias is None:
+            return causal_bias
+        shape = np.broadcast_shapes(shape_of(bias), (q_length, kv_length))
+        return emitter.host("Add", [bias, causal_bias], shape)
+    return bias if bias is not None else emitter.constant(np.zeros((q_length, kv_length), dtype))
+
+
+def _lower_on_host(
+    emitter: Emitter,
+    q: SSAValue,
+    k: SSAValue,
+    v: SSAValue,
+    mask: SSAValue | None,
+    causal: bool,
+    scale: float,
+    softcap: float,
+    attrs: dict,
+) -> tuple[SSAValue, SSAValue]:
+    """Attention as host ops, in the ONNX spec's order; returns (output, qk_matmul_output).
+
+    scores = Q K^T * scale, softcap · tanh(scores / softcap) when softcap > 0,
+    + mask bias, softmax (rows whose bias is all -inf give zeros), times V.
+    """
+    batch, q_heads, q_length, _ = shape_of(q)
+    dtype = numpy_dtype(element_of(q))
+    k_all, v_all = _repeat_heads(emitter, k, q_heads), _repeat_heads(emitter, v, q_heads)
+    kv_length, v_depth = shape_of(v_all)[2], shape_of(v_all)[3]
+    score_shape = [batch, q_heads, q_length, kv_length]
+
+    def scalar(value: float) -> SSAValue:
+        return emitter.constant(np.array(value, dtype))
+
+    scores = emitter.host("MatMul", [q, emitter.transpose(k_all, [0, 1, 3, 2])], score_shape)
+    scores = raw_scores = emitter.host("Mul", [scores, scalar(scale)], score_shape)
+    if softcap > 0:
+        capped = emitter.host("Tanh", [emitter.host("Div", [scores, scalar(softcap)], score_shape)], score_shape)
+        scores = emitter.host("Mul", [capped, scalar(softcap)], score_shape)
+    bias = _mask_bias(emitter, mask, causal, q_length, kv_length, dtype)
+    with_bias = emitter.host("Add", [scores, bias], score_shape)
+    weights = emitter.host("Softmax", [with_bias], score_shape, {"axis": -1})
+    bias_max_shape = [*shape_of(bias)[:-1], 1]
+    bias_max = emitter.host("ReduceMax", [bias], bias_max_shape, {"axes": (-1,), "keepdims": 1})
+    all_masked = emitter.host("Equal", [bias_max, scalar(-np.inf)], bias_max_shape, element=i1)
+    weights = emitter.host("Where", [all_masked, scalar(0.0), weights], score_shape, element=element_of(weights))
+    out = emitter.host("MatMul", [weights, v_all], [batch, q_heads, q_length, v_depth])
+    mode = attrs.get("qk_matmul_output_mode", 0)
+    return out, {0: raw_scores, 1: scores, 2: with_bias, 3: weights}[mode]

@@ -1,4 +1,4 @@
-"""The one exception the front end raises for problems with a model."""
+"""The exception the front end raises for problems with a model, and its warning category."""
 
 
 class FrontendError(Exception):
@@ -10,3 +10,10 @@ class FrontendError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+class FrontendWarning(UserWarning):
+    """Something the user should know about an imported model, e.g. a part that runs on the host.
+
+    The tools print these as one ``tool: warning: ...`` line each.
+    """

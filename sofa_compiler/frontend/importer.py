@@ -18,7 +18,7 @@ from xdsl.utils.exceptions import VerifyException
 from dialects.host import OnnxOp, numpy_dtype
 from sofa_compiler.frontend.attention_op import lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
-from sofa_compiler.frontend.errors import FrontendError
+from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, describe, host_form, load_graph
 from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
@@ -114,6 +114,7 @@ def _warn_unmatched(graph: Graph, cores: Mapping[int, AttentionCore]) -> None:
         if node.op_type == "Softmax" and id(node) not in matched and node.output[0] not in graph.consts:
             warnings.warn(
                 f"{describe(node)} is not part of a recognised attention core; it runs on the host",
+                FrontendWarning,
                 stacklevel=3,
             )
 

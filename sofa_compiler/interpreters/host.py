@@ -29,8 +29,10 @@ def _erf(values: np.ndarray) -> np.ndarray:
 
 
 def _softmax(values: np.ndarray, axis: int) -> np.ndarray:
-    shifted = np.exp(values - np.max(values, axis=axis, keepdims=True))
-    return shifted / np.sum(shifted, axis=axis, keepdims=True)
+    # A row of -inf gives NaN, as ONNX Softmax does; that is the model's business, not a warning's.
+    with np.errstate(invalid="ignore"):
+        shifted = np.exp(values - np.max(values, axis=axis, keepdims=True))
+        return shifted / np.sum(shifted, axis=axis, keepdims=True)
 
 
 def _gelu(values: np.ndarray, approximate: str) -> np.ndarray:

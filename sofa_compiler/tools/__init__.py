@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -33,3 +35,23 @@ def interruptible(tool: str) -> Callable[[Callable[P, R]], Callable[P, R | int]]
         return run
 
     return decorate
+
+
+@contextmanager
+def user_warnings(tool: str) -> Iterator[None]:
+    """Print each `UserWarning` raised inside (the front end's, for one) as ``tool: warning: ...``.
+
+    Python's own format would show a source line of ours, which means nothing to
+    the user; other warning categories keep Python's filters.
+    """
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            yield
+    finally:
+        for warning in caught:
+            if issubclass(warning.category, UserWarning):
+                print(f"{tool}: warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)

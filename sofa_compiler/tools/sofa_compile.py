@@ -20,7 +20,7 @@ from sofa_compiler.files import atomic_write_bytes, atomic_write_text
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.isa.asm import disassemble
 from sofa_compiler.sim.config import ConfigError
-from sofa_compiler.tools import interruptible
+from sofa_compiler.tools import interruptible, user_warnings
 
 
 def add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"// -----// IR Dump After {stage.step} ({stage.name}) //----- //", file=sys.stderr)
                 print(stage.text, file=sys.stderr)
 
-        model = compile_model(
-            args.model, args.target, args.keep, args.tile, args.radius, args.pipeline, on_stage, tuning=args.tuning
-        )
+        with user_warnings("sofa-compile"):
+            model = compile_model(
+                args.model, args.target, args.keep, args.tile, args.radius, args.pipeline, on_stage, tuning=args.tuning
+            )
         if args.emit == "bin":
             atomic_write_bytes(args.output, bundle_bytes(model))
             return 0

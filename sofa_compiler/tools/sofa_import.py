@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from xdsl.printer import Printer
 
 from sofa_compiler.files import atomic_write_text
 from sofa_compiler.frontend import FrontendError, import_model
-from sofa_compiler.tools import interruptible
+from sofa_compiler.tools import interruptible, user_warnings
 
 
 def parse_shape(text: str) -> tuple[str, list[int]]:
@@ -60,18 +59,15 @@ def print_module(module: ModuleOp) -> str:
 @interruptible("sofa-import")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
+    try:
+        with user_warnings("sofa-import"):
             module = import_model(args.model, dict(args.input_shape), kv_projection=not args.no_kv_projection)
-        except FrontendError as error:
-            print(f"sofa-import: error: {error.message}", file=sys.stderr)
-            return 1
-        except Exception as error:  # a bug here, not a problem with the model: still no traceback
-            print(f"sofa-import: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-            return 2
-    for warning in caught:
-        print(f"sofa-import: warning: {warning.message}", file=sys.stderr)
+    except FrontendError as error:
+        print(f"sofa-import: error: {error.message}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a bug here, not a problem with the model: still no traceback
+        print(f"sofa-import: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
     if args.output is None:
         Printer(stream=sys.stdout).print_op(module)
         print()

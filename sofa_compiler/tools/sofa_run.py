@@ -21,7 +21,7 @@ from sofa_compiler.files import atomic_write
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.sim.config import ConfigError
 from sofa_compiler.sim.traps import Trap
-from sofa_compiler.tools import interruptible
+from sofa_compiler.tools import interruptible, user_warnings
 from sofa_compiler.tools.sofa_compile import add_compile_options
 from sofa_compiler.tools.sofa_sim import SimError, load_inputs, timing_progress
 
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
     args = parser.parse_args(argv)
     try:
-        model = compile_model(args.model, args.target, args.keep, args.tile, args.radius, args.pipeline)
+        with user_warnings("sofa-run"):
+            model = compile_model(args.model, args.target, args.keep, args.tile, args.radius, args.pipeline)
         inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.seed)
         with timing_progress(sys.stderr.isatty()) as progress:
             outputs, report = model.run(inputs, progress)

@@ -12,14 +12,12 @@ from sofa_compiler.tools.sofa_run import random_model_inputs, relative_error
 from sofa_compiler.tools.sofa_run_ir import sofa_context
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-# Fixtures the importer rejects on purpose, and one onnxruntime itself cannot run.
+# Fixtures the importer rejects on purpose.
 SKIPPED = {
     "bad_dynamic",
     "bad_int_attention",
     "bad_opset12",
     "bad_unsupported_ops",
-    "attn24_qk_output",
-    "attn24_softcap",
 }
 RUNNABLE = sorted(p for p in FIXTURES.glob("*.onnx") if p.stem not in SKIPPED and p.stem != "attn24_short_mask")
 

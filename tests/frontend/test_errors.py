@@ -76,12 +76,16 @@ def test_non_float_attention_inputs():
     )
 
 
-def test_softcap_is_not_supported_yet():
-    assert "softcap=30.0 is not supported yet" in error_of(FIXTURES / "attn24_softcap.onnx")
+def test_negative_softcap_is_refused():
+    model = onnx.load(str(FIXTURES / "attn24_softcap.onnx"))
+    model.graph.node[0].attribute[0].f = -1.0
+    assert "softcap must be >= 0, got -1.0" in error_of(model)
 
 
-def test_qk_matmul_output_is_not_supported():
-    assert "qk_matmul_output output is not supported" in error_of(FIXTURES / "attn24_qk_output.onnx")
+def test_unknown_qk_matmul_output_mode_is_refused():
+    model = onnx.load(str(FIXTURES / "attn24_qk_output.onnx"))
+    model.graph.node[0].attribute.append(onnx.helper.make_attribute("qk_matmul_output_mode", 7))
+    assert "qk_matmul_output_mode must be one of 0, 1, 2, 3, got 7" in error_of(model)
 
 
 def test_nonpad_kv_seqlen_is_not_supported_yet():
