@@ -59,7 +59,7 @@ def executor(scheduler: str | None = None, workers: int = 2, processes: bool = T
     if workers < 1:
         raise DseError(f"--workers must be at least 1, got {workers}")
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=":0", silence_logs=logging.ERROR
     )
     client = Client(cluster)
     try:
