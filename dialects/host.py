@@ -287,6 +287,43 @@ class ConstantOp(IRDLOperation):
         numpy_dtype(self.value.get_element_type())
 
 
+_SAME_ELEMENT = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Mod", "MatMul", "Gemm", "Min", "Max", "Sum", "Clip", "Identity", "Softmax",
+     "LayerNormalization", "Sqrt", "Neg", "Abs", "Exp", "Log", "Reciprocal", "Erf", "Relu", "Tanh", "Sigmoid",
+     "Gelu", "Concat"}
+)  # fmt: skip
+"""Operators whose operands and results all have one element type (ONNX's ``T``)."""
+_COMPARISONS = frozenset({"Equal", "Less", "Greater", "GreaterOrEqual", "LessOrEqual"})
+_LOGIC = frozenset({"And", "Or", "Not"})
+_FIRST_OPERAND = frozenset(
+    {"Pow", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Transpose", "Split", "Slice", "Gather",
+     "Tile", "Pad", "Trilu", "ReduceMean", "ReduceSum", "ReduceMax"}
+)  # fmt: skip
+"""Operators whose results have the element type of their first operand (data, not indices)."""
+
+
+def _verify_element_types(op_type: str, op: OnnxOp) -> None:
+    """ONNX's type constraints, so that a wrong element type is a diagnostic, not a numpy cast."""
+    operands = [value.type.get_element_type() for value in op.inputs]  # pyright: ignore[reportAttributeAccessIssue]
+    results = [value.type.get_element_type() for value in op.outputs]  # pyright: ignore[reportAttributeAccessIssue]
+
+    def expect(condition: bool, what: str) -> None:
+        if not condition:
+            types = ", ".join(map(str, operands)) + " -> " + ", ".join(map(str, results))
+            raise VerifyException(f"host.onnx '{op_type}' needs {what}, got {types}")
+
+    if op_type in _SAME_ELEMENT:
+        expect(len(set(operands + results)) == 1, "one element type for every operand and result")
+    elif op_type in _COMPARISONS:
+        expect(len(set(operands)) == 1 and results == [i1], "operands of one element type and an i1 result")
+    elif op_type in _LOGIC:
+        expect(set(operands + results) == {i1}, "i1 operands and results")
+    elif op_type == "Where":
+        expect(operands[0] == i1 and operands[1] == operands[2] == results[0], "an i1 condition and one data type")
+    elif op_type in _FIRST_OPERAND:
+        expect(all(result == operands[0] for result in results), "results of the first operand's element type")
+
+
 @irdl_op_definition
 class OnnxOp(IRDLOperation):
     """One ONNX operator run on the host by its numpy implementation.
@@ -345,6 +382,7 @@ class OnnxOp(IRDLOperation):
             if any(dim < 0 for dim in value.type.get_shape()):
                 raise VerifyException(f"host.onnx '{op_type}' needs static shapes, got {value.type}")
             numpy_dtype(value.type.get_element_type())
+        _verify_element_types(op_type, self)
         if op_type in ("Softmax", "LayerNormalization", "Erf", "Gelu", "Sqrt", "Tanh", "Sigmoid", "Exp", "Log"):
             element = self.inputs[0].type
             assert isinstance(element, TensorType)

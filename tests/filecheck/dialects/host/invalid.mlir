@@ -46,3 +46,19 @@ func.func @constant_type() {
 }
 // CHECK: result type tensor<3xf32> differs from the value's type tensor<2xf32>
 
+
+// -----
+
+func.func @element_types(%a: tensor<2x3xi1>, %b: tensor<3x2xf32>) {
+  %c = host.onnx "MatMul"(%a, %b) : (tensor<2x3xi1>, tensor<3x2xf32>) -> tensor<2x2xf32>
+  func.return
+}
+// CHECK: host.onnx 'MatMul' needs one element type for every operand and result, got i1, f32 -> f32
+
+// -----
+
+func.func @where_condition(%a: tensor<2xf32>) {
+  %c = host.onnx "Where"(%a, %a, %a) : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
+  func.return
+}
+// CHECK: host.onnx 'Where' needs an i1 condition and one data type, got f32, f32, f32 -> f32
