@@ -59,7 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     paths = sorted(glob("configs/*.toml"))
     workloads = list(DEFAULT_WORKLOADS[:2] if args.quick else DEFAULT_WORKLOADS)
-    print(f"{os.cpu_count()} CPU(s) on this machine (shared load affects the ratio)")
+    load = os.getloadavg()[0]
+    print(f"{os.cpu_count()} CPU(s) on this machine, 1-min load average {load:.1f} before the run")
     print(f"sweep: {len(paths)} configs x {len(workloads)} workloads")
     one, t1 = timed_sweep(1, paths, workloads)
     two, t2 = timed_sweep(args.workers, paths, workloads)
