@@ -6,7 +6,7 @@ batch. So the same seed gives the same trials on 1 or N workers, and a
 search resumed from its storage continues exactly as an uninterrupted one
 would. Configurations that do not fit the target's SRAM are told as
 *pruned* (reason in the ``pruned`` user attribute); ``max_error`` is an
-Optuna constraint (``constraint`` user attribute, feasible when <= 0).
+Optuna constraint (``set_constraint``; also the ``constraint`` user attribute, feasible when <= 0).
 """
 
 from __future__ import annotations
@@ -143,21 +143,17 @@ class Evaluator:
         return out
 
 
-def make_sampler(kind: str, seed: int, constrained: bool) -> optuna.samplers.BaseSampler:
-    constraints = _constraints if constrained else None
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE or GP; both read `--max-error` from the trials' `set_constraint` values."""
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if kind == "gp":
         try:
             import torch  # noqa: F401  (GPSampler's dependency)
         except ModuleNotFoundError:
             raise DseError("--sampler gp needs torch (pip install -e '.[eval]'); use --sampler tpe") from None
-        return optuna.samplers.GPSampler(seed=seed, constraints_func=constraints)
+        return optuna.samplers.GPSampler(seed=seed)
     raise DseError(f"unknown sampler '{kind}' (choose from tpe, gp)")
-
-
-def _constraints(trial: FrozenTrial) -> list[float]:
-    return [float(trial.user_attrs.get("constraint", 0.0))]
 
 
 @dataclass
@@ -190,8 +186,10 @@ def _check_study(study: optuna.Study, identity: dict[str, Any]) -> None:
 
 
 def _recover(study: optuna.Study, evaluator: Evaluator, space: SearchSpace) -> None:
-    """Resume: fail trials an interrupted run left running, and refill the cache from finished ones."""
+    """Resume: fail trials an interrupted run left running or queued, and refill the cache from finished ones."""
     layers = len(evaluator.problem.layers)
+    for _ in range(sum(t.state == TrialState.WAITING for t in study.trials)):
+        study.tell(study.ask(), state=TrialState.FAIL)
     for trial in study.trials:
         if trial.state == TrialState.RUNNING:
             study.tell(trial.number, state=TrialState.FAIL)
@@ -219,16 +217,15 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | str | None:
     return storage
 
 
-def enqueue_global(study: optuna.Study, space: SearchSpace, layers: int) -> int:
-    """Alg. 1's initial samples D: every single global (Bc, keep) of the space, queued first."""
-    count = 0
+def global_params(space: SearchSpace, layers: int) -> list[dict[str, int]]:
+    """Alg. 1's initial samples D: every single global (Bc, keep) of the space, as trial parameters."""
+    grid = []
     for tile in range(len(space.tiles)):
         for keep in range(len(space.keeps)):
             params = {f"tile{i}": tile for i in range(layers)}
             params |= {f"keep{i}": keep for i in range(layers)} if space.per_layer_keep else {"keep": keep}
-            study.enqueue_trial(params)
-            count += 1
-    return count
+            grid.append(params)
+    return grid
 
 
 def best_feasible(study: optuna.Study) -> FrozenTrial | None:
@@ -244,6 +241,30 @@ def trial_tuning(trial: FrozenTrial, layers: int, space: SearchSpace, meta: dict
     tiles, keeps = space.values(trial.params, layers)
     entries = {i: LayerTuning(tile, keep) for i, (tile, keep) in enumerate(zip(tiles, keeps))}
     return Tuning(LayerTuning(), entries, meta)
+
+
+def _tell_batch(
+    study: optuna.Study,
+    evaluator: Evaluator,
+    weights: Weights,
+    asked: list[optuna.Trial],
+    configs: list[tuple[list[int], list[float]]],
+    scores: list[Score | str],
+) -> None:
+    """Tell a batch in ask order: misfits as pruned (with the reason), the rest with their value and terms."""
+    for trial, (tiles, keeps), result in zip(asked, configs, scores):
+        if isinstance(result, str):
+            trial.set_user_attr("pruned", result)
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        for key, value in result.to_dict().items():
+            trial.set_user_attr(key, value)
+        results = [evaluator.cache[(i, t, k)] for i, (t, k) in enumerate(zip(tiles, keeps))]
+        trial.set_user_attr("layers", [[r.error, r.cycles, r.energy_pj] for r in results])
+        if weights.max_error is not None:
+            trial.set_user_attr("constraint", result.error - weights.max_error)
+            trial.set_constraint("max_error", result.error - weights.max_error)
+        study.tell(trial, result.value)
 
 
 def run_search(
@@ -270,14 +291,13 @@ def run_search(
     if trials < 1 or batch < 1:
         raise DseError(f"--trials and --batch must be at least 1, got {trials} and {batch}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    constrained = weights.max_error is not None
     try:
         study = optuna.create_study(
             storage=open_storage(storage),
             study_name=study_name,
             direction="minimize",
             load_if_exists=True,
-            sampler=make_sampler(sampler, seed, constrained),
+            sampler=make_sampler(sampler, seed),
         )
     except (ValueError, ImportError, optuna.exceptions.OptunaError) as error:
         raise DseError(f"cannot open the study storage {storage}: {error}") from None
@@ -290,32 +310,28 @@ def run_search(
         "sampler": sampler,
         "initial": initial,
     }
-    fresh = not study.trials
     _check_study(study, identity)
     _recover(study, evaluator, space)
     layers = len(problem.layers)
-    if fresh and initial == "global":
-        enqueue_global(study, space, layers)
+    grid = global_params(space, layers) if initial == "global" else []
     start = time.perf_counter()
     new = 0
     while (done := _finished(study)) < trials:
         # Re-seeding per batch from the trial count makes a resumed run replay an uninterrupted one.
-        study.sampler = make_sampler(sampler, seed * 1_000_003 + done, constrained)
-        asked = [study.ask() for _ in range(min(batch, trials - done))]
+        study.sampler = make_sampler(sampler, seed * 1_000_003 + done)
+        count = min(batch, trials - done)
+        # Initial samples are queued per finished-trial slot, so a resumed run queues the same ones.
+        for params in grid[done : done + count]:
+            study.enqueue_trial(params)
+        asked = [study.ask() for _ in range(count)]
         configs = [space.suggest(trial, layers) for trial in asked]
         scores = evaluator.score_many(configs)
-        for trial, (tiles, keeps), result in zip(asked, configs, scores):
-            if isinstance(result, str):
-                trial.set_user_attr("pruned", result)
-                study.tell(trial, state=TrialState.PRUNED)
-                continue
-            for key, value in result.to_dict().items():
-                trial.set_user_attr(key, value)
-            results = [evaluator.cache[(i, t, k)] for i, (t, k) in enumerate(zip(tiles, keeps))]
-            trial.set_user_attr("layers", [[r.error, r.cycles, r.energy_pj] for r in results])
-            if constrained:
-                trial.set_user_attr("constraint", result.error - float(weights.max_error or 0.0))
-            study.tell(trial, result.value)
+        try:
+            _tell_batch(study, evaluator, weights, asked, configs, scores)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise DseError(
+                f"another run finished this run's trials: is a second sofa-dse using study '{study_name}'?"
+            ) from None
         new += len(asked)
         if progress is not None:
             best = best_feasible(study)

@@ -44,10 +44,18 @@ def one_worker():
         yield ex
 
 
-def search(ex, trials: int, storage: str | None = None, name: str = "s", problem: Problem | None = None):
+def search(
+    ex,
+    trials: int,
+    storage: str | None = None,
+    name: str = "s",
+    problem: Problem | None = None,
+    initial: str = "random",
+    weights: Weights = WEIGHTS,
+):
     problem = problem or make_problem()
-    evaluator = Evaluator(problem, WEIGHTS, ex)
-    return run_search(problem, SPACE, WEIGHTS, evaluator, trials, storage, name, seed=3, batch=4, initial="random")
+    evaluator = Evaluator(problem, weights, ex)
+    return run_search(problem, SPACE, weights, evaluator, trials, storage, name, seed=3, batch=4, initial=initial)
 
 
 def trial_summary(study: optuna.Study) -> list[tuple]:
@@ -67,25 +75,38 @@ def test_same_results_on_one_and_two_workers(one_worker, two_workers):
     assert a.tuning.to_dict() == b.tuning.to_dict()
 
 
-def test_interrupted_search_resumes_from_storage(two_workers, tmp_path):
+@pytest.mark.parametrize("initial", ["random", "global"])
+def test_interrupted_search_resumes_from_storage(two_workers, tmp_path, initial):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    first = search(two_workers, 4, storage, "resume")
+    first = search(two_workers, 4, storage, "resume", initial=initial)
     assert len(first.study.trials) == 4
     # An interrupted run leaves a trial asked but never told: resume marks it failed and goes on.
-    optuna.load_study(study_name="resume", storage=storage).ask()
-    resumed = search(two_workers, 8, storage, "resume")
+    study = optuna.load_study(study_name="resume", storage=storage)
+    study.ask()
+    if initial == "global":
+        study.enqueue_trial(first.study.trials[0].params)  # as if cut off while queueing initial samples
+    resumed = search(two_workers, 8, storage, "resume", initial=initial)
     assert resumed.new_trials == 4
     states = [t.state for t in resumed.study.trials]
-    assert states.count(TrialState.FAIL) == 1
+    assert states.count(TrialState.FAIL) == (2 if initial == "global" else 1)
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 8
     # Re-seeding per batch makes the resumed study replay an uninterrupted one.
-    whole = search(two_workers, 8, f"sqlite:///{tmp_path / 'whole.db'}", "resume")
+    whole = search(two_workers, 8, f"sqlite:///{tmp_path / 'whole.db'}", "resume", initial=initial)
     finished = [row for row in trial_summary(resumed.study) if row[1] != TrialState.FAIL]
     expected = trial_summary(whole.study)
     assert [row[2:] for row in finished] == [row[2:] for row in expected]
     # A different problem under the same name is refused.
     with pytest.raises(Exception, match="different problem"):
         search(two_workers, 9, storage, "resume", make_problem(layers=2))
+
+
+def test_max_error_is_a_constraint(two_workers):
+    limit = 0.3
+    result = search(two_workers, 12, weights=Weights(cycles=0.5, max_error=limit), initial="global")
+    constraints = [t.user_attrs["constraint"] for t in result.study.trials if t.state == TrialState.COMPLETE]
+    assert any(c > 0 for c in constraints)  # some trials violate it, and they are recorded as such
+    assert result.best_trial is not None
+    assert result.best_trial.user_attrs["error"] <= limit
 
 
 def test_misfits_are_pruned_with_a_reason(two_workers):
