@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,15 @@ class CompileError(Exception):
 
 @dataclass
 class Stage:
-    """The IR after one step of the pipeline."""
+    """The IR after one step of the pipeline, printed when first asked for."""
 
     name: str  # onnx-ir, sofa, tiled, isa
     step: str  # what produced it: the importer, a pass name
-    text: str
+    snapshot: ModuleOp  # a clone: cheap, as clones share the (immutable) attributes, weights included
+
+    @cached_property
+    def text(self) -> str:
+        return print_ir(self.snapshot)
 
 
 def make_context() -> Context:
@@ -279,7 +284,7 @@ def compile_model(
     stages: list[Stage] = []
 
     def record(name: str, step: str) -> None:
-        stage = Stage(name, step, print_ir(module))
+        stage = Stage(name, step, module.clone())
         stages.append(stage)
         if on_stage is not None:
             on_stage(stage)
