@@ -23,6 +23,9 @@ from sofa_compiler.dse.search import Evaluator, SearchSpace, run_search
 from sofa_compiler.dse.sweep import DEFAULT_WORKLOADS, run_sweep, sweep_key
 from sofa_compiler.sim.config import load_config
 
+LONG_WORKLOADS = ("bloom-1.7b-2048", "pvt-3192", "llama-7b-4096")
+"""Longer layers, so the full sweep has enough work to time (about 20 s on one worker)."""
+
 
 def warm() -> None:
     """Import everything a task needs, on a worker, before timing."""
@@ -54,11 +57,11 @@ def timed_search(workers: int, layers: int, trials: int) -> tuple[list, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two workloads, a 4-layer search")
+    parser.add_argument("--quick", action="store_true", help="two short workloads, a 4-layer search")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     paths = sorted(glob("configs/*.toml"))
-    workloads = list(DEFAULT_WORKLOADS[:2] if args.quick else DEFAULT_WORKLOADS)
+    workloads = list(DEFAULT_WORKLOADS[:2] if args.quick else (*DEFAULT_WORKLOADS, *LONG_WORKLOADS))
     load = os.getloadavg()[0]
     print(f"{os.cpu_count()} CPU(s) on this machine, 1-min load average {load:.1f} before the run")
     print(f"sweep: {len(paths)} configs x {len(workloads)} workloads")

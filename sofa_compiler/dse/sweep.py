@@ -98,7 +98,15 @@ def run_sweep(
     check_workloads(workloads)
     targets = load_targets(paths)
     tasks = [(path, config, workload, keep, heads) for path, config in targets for workload in workloads]
-    return executor.map(sweep_point, tasks)
+    # Longest first (cost ~ S^2 d per head), so the last task to finish is a short one.
+    module = workloads_module()
+    cost = {name: module.workload(name).seq ** 2 * module.workload(name).depth for name in workloads}
+    order = sorted(range(len(tasks)), key=lambda index: (-cost[tasks[index][2]], index))
+    results = executor.map(sweep_point, [tasks[index] for index in order])
+    points: list[SweepPoint] = [results[0]] * len(tasks)
+    for position, index in enumerate(order):
+        points[index] = results[position]
+    return points
 
 
 def _number(value: float, digits: int = 1) -> str:
