@@ -7,10 +7,17 @@ program loops in hardware, so its size does not depend on sequence length:
     loop B*Hkv                      KV head (GQA: its query heads share K/V)
       loop Hq/Hkv                   query head of this KV head
         loop Sq/lanes               query tile: load Q, reset SU-FA
-          loop Tc/2 { tile A; tile B }   KV tiles, two buffer sets (causal: `loopr` over the
-                                         pairs below the diagonal, a run-time count)
+          loop Tc/2 { tile A; tile B }   KV tiles, two buffer sets
           [tile A]                  odd Tc
           normalise, store O
+
+Causal kernels skip the KV tiles above the diagonal: query tile qt needs
+n(qt) = ceil((qt + 1) lanes / Bc) tiles, so its pairs loop is a `loopr` on a
+run-time count. The query-tile loop runs over periods of P query tiles after
+which n has grown by an even number (`KernelBuilder.skip_period`; P = 1 when
+2 Bc divides the lanes, 2 Bc / lanes when Bc >= lanes), with the static odd
+tile of each slot unrolled; the last query tiles, which see every key, run the
+plain loop.
 
 One KV tile step is: load K-hat rows -> DLZS score -> SADS (causal and
 padding masks applied here) -> RASS union -> gather the selected K and V
@@ -28,6 +35,7 @@ DRAM layout per kernel (inputs padded by the host runtime):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -49,6 +57,8 @@ from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, plan_separate_sram,
 from passes.tile_plan import Region as SramRegion
 
 DRAM_ALIGN = 64
+MAX_SKIP_UNROLL = 8
+"""Most query tiles one causal skip period may unroll (`KernelBuilder.skip_period`)."""
 KERNEL_PREFIX = "attn"
 ELEMENT_BYTES = {"i8": 1, "f16": 2, "f32": 4}
 
@@ -78,16 +88,10 @@ class KernelLayout:
         return ArrayAttr(entries)
 
 
-def lay_out_attention(
-    layout: KernelLayout, shape: AttentionShape, tiling: TilingAttr, on_demand: bool, kv_rows_per_head: int = 0
-) -> None:
-    """The DRAM symbols every attention kernel has (see the module docstring).
-
-    ``kv_rows_per_head`` (default: the padded key count) may add zero rows so
-    that run-time tile counts never read past a head's keys.
-    """
+def lay_out_attention(layout: KernelLayout, shape: AttentionShape, tiling: TilingAttr, on_demand: bool) -> None:
+    """The DRAM symbols every attention kernel has (see the module docstring)."""
     q_rows = shape.batch * shape.q_heads * tiling.get("padded_q")
-    kv_rows_per_head = kv_rows_per_head or tiling.get("padded_kv")
+    kv_rows_per_head = tiling.get("padded_kv")
     kv_rows = shape.batch * shape.kv_heads * kv_rows_per_head
     d, dv = shape.depth, shape.v_depth
     layout.add("q", q_rows, d, "f32", "input")
@@ -233,21 +237,40 @@ class KernelBuilder:
     layout: KernelLayout = field(default_factory=KernelLayout)
 
     @property
-    def skips_masked_tiles(self) -> bool:
-        """Causal kernels skip KV tiles above the diagonal: a query tile of L lanes needs
-        (qt + 1) * L / Bc tiles, an even count growing by a constant, when 2 * Bc divides L."""
+    def skip_period(self) -> int:
+        """Query tiles after which the causal tile pattern repeats.
+
+        Query tile qt (L lanes) needs n(qt) = ceil((qt + 1) L / Bc) KV tiles; after
+        P = 2 Bc / gcd(L, 2 Bc) query tiles that count has grown by an even number
+        2m = P L / Bc, so slot r of every period runs m more tile pairs than the
+        period before, plus a fixed n(r) // 2 pairs and n(r) % 2 single tiles.
+        """
         lanes, tile = self.tiling.get("lanes"), self.tiling.get("tile")
-        return self.shape.causal and lanes % (2 * tile) == 0
+        return 2 * tile // math.gcd(lanes, 2 * tile)
 
     @property
-    def kv_rows_per_head(self) -> int:
-        # The last query tile's tile count reaches padded_q / Bc; pad keys with zeros up to it.
-        padded_kv, padded_q = self.tiling.get("padded_kv"), self.tiling.get("padded_q")
-        return max(padded_kv, padded_q) if self.skips_masked_tiles else padded_kv
+    def skipping_query_tiles(self) -> int:
+        """Query tiles that skip KV tiles above the diagonal; the later ones need every KV tile.
+
+        n(qt) grows with qt and is capped by the KV tile count, which only the last
+        query tiles reach (those that see every key). Zero when nothing is skipped:
+        a causal kernel unrolls at most `MAX_SKIP_UNROLL` query tiles of a period, so
+        that program size does not grow with the length.
+        """
+        lanes, tile, query_tiles = (self.tiling.get(key) for key in ("lanes", "tile", "query_tiles"))
+        uncapped = min(query_tiles, self.tiling.get("kv_tiles") * tile // lanes)
+        if not self.shape.causal or min(self.skip_period, uncapped) > MAX_SKIP_UNROLL:
+            return 0
+        return uncapped
+
+    def tiles_needed(self, query_tile: int) -> int:
+        """KV tiles that hold a key visible to some query of `query_tile` (upper-left causal)."""
+        lanes, tile = self.tiling.get("lanes"), self.tiling.get("tile")
+        return -(-(query_tile + 1) * lanes // tile)
 
     def lay_out(self) -> None:
         on_demand = self.lz is not None
-        lay_out_attention(self.layout, self.shape, self.tiling, on_demand, self.kv_rows_per_head)
+        lay_out_attention(self.layout, self.shape, self.tiling, on_demand)
 
     def address(self, name: str) -> int:
         return self.layout.symbols[name][0]
@@ -361,8 +384,12 @@ class KernelBuilder:
         )
         e.emit("addi", rd=R_KBASE, rs=R_KBASE, imm=tile)
 
-    def emit_query_tile(self) -> None:
-        """Load a query tile, run every KV tile (two buffer sets), normalise and store O."""
+    def emit_query_tile(self, slot: int | None = None) -> None:
+        """Load a query tile, run its KV tiles (two buffer sets), normalise and store O.
+
+        ``slot`` is the query tile's place in the causal skip period (`skip_period`);
+        None runs every KV tile.
+        """
         tiling, shape, e = self.tiling, self.shape, self.e
         lanes, d, dv = tiling.get("lanes"), shape.depth, shape.v_depth
         e.emit("barrier")
@@ -384,13 +411,16 @@ class KernelBuilder:
             e.emit("addi", rd=R_V_TILE_C, rs=R_V, imm=0)
         if self.lz is not None:
             e.emit("addi", rd=R_XEXP, rs=R_XEXP_BATCH, imm=0)
-        if self.skips_masked_tiles:
+        if slot is None:
+            emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_kv_step)
+        else:
+            # R_PAIRS holds this query tile's count of tile pairs below the diagonal.
             e.open_loop()
             for buffer_set in range(KV_BUFFER_SETS):
                 self.emit_kv_step(buffer_set)
             e.close_loop_register(R_PAIRS)
-        else:
-            emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_kv_step)
+            if self.tiles_needed(slot) % KV_BUFFER_SETS:
+                self.emit_kv_step(0)
         e.emit("sufa.norm", signal=_bits(7), out=self.region("o"), lanes=lanes, vdepth=dv)
         e.emit(
             "dma.store",
@@ -403,17 +433,37 @@ class KernelBuilder:
         )
         for reg, step in ((R_Q16, lanes * d * 2), (R_Q, lanes * d * 4), (R_QBASE, lanes), (R_O, lanes * dv * 4)):
             e.emit("addi", rd=reg, rs=reg, imm=step)
-        if self.skips_masked_tiles:
-            e.emit("addi", rd=R_PAIRS, rs=R_PAIRS, imm=self.pairs_per_query_tile)
+        if slot is not None and (step := self.pairs(slot + 1) - self.pairs(slot)):
+            e.emit("addi", rd=R_PAIRS, rs=R_PAIRS, imm=step)
 
-    @property
-    def pairs_per_query_tile(self) -> int:
-        return self.tiling.get("lanes") // (KV_BUFFER_SETS * self.tiling.get("tile"))
+    def pairs(self, query_tile: int) -> int:
+        """Tile pairs that `query_tile` runs in its `loopr`; a last single tile is emitted statically."""
+        return self.tiles_needed(query_tile) // KV_BUFFER_SETS
+
+    def emit_query_tiles(self) -> None:
+        """Every query tile of one head: periods of the causal skip pattern, then a hardware
+        loop over the query tiles that run every KV tile (all of them when nothing is skipped)."""
+        query_tiles, skipping, e = self.tiling.get("query_tiles"), self.skipping_query_tiles, self.e
+        if skipping:
+            period = self.skip_period
+            e.emit("set", rd=R_PAIRS, imm=self.pairs(0))
+            periods, remainder = divmod(skipping, period)
+            if periods:
+                e.open_loop()
+                for slot in range(period):
+                    self.emit_query_tile(slot)
+                e.close_loop(periods)
+            for slot in range(remainder):
+                self.emit_query_tile(slot)
+        if query_tiles > skipping:
+            e.open_loop()
+            self.emit_query_tile()
+            e.close_loop(query_tiles - skipping)
 
     def emit_kv_head(self) -> None:
         """All query heads that share one KV head (GQA), each over all query tiles."""
-        shape, tiling, e = self.shape, self.tiling, self.e
-        d, dv, padded_kv = shape.depth, shape.v_depth, self.kv_rows_per_head
+        shape, e = self.shape, self.e
+        d, dv, padded_kv = shape.depth, shape.v_depth, self.tiling.get("padded_kv")
         if self.lz is not None:
             # This head's LZ-code columns; the barrier keeps the previous head's DLZS off them.
             e.emit("barrier")
@@ -428,11 +478,7 @@ class KernelBuilder:
             e.emit("barrier")
         e.open_loop()
         e.emit("set", rd=R_QBASE, imm=0)
-        if self.skips_masked_tiles:
-            e.emit("set", rd=R_PAIRS, imm=self.pairs_per_query_tile)
-        e.open_loop()
-        self.emit_query_tile()
-        e.close_loop(tiling.get("query_tiles"))
+        self.emit_query_tiles()
         e.close_loop(shape.q_heads // shape.kv_heads)
         steps = [(R_K, padded_kv * d * 4), (R_V, padded_kv * dv * 4)]
         steps.append((R_CODES, d) if self.lz is not None else (R_PRED_HEAD, padded_kv * d * 2))
@@ -440,7 +486,7 @@ class KernelBuilder:
             e.emit("addi", rd=reg, rs=reg, imm=step)
 
     def build(self) -> list[Operation]:
-        shape, padded_kv, e = self.shape, self.kv_rows_per_head, self.e
+        shape, padded_kv, e = self.shape, self.tiling.get("padded_kv"), self.e
         self.lay_out()
         e.emit("post", signal=_bits(5, 6))
         e.emit("post", signal=_bits(5, 6))  # two credits: double-buffered tile sets

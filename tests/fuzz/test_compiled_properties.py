@@ -13,7 +13,8 @@ the simulator and its host ops on numpy, and:
    dialect's interpreter (the golden semantics) bit for bit;
 3. no NaN or Inf appears (the inputs have none).
 
-CI budget: `COMPILED_EXAMPLES` (default 200) configurations.
+CI budget: `COMPILED_EXAMPLES` (default 200) configurations. The causal tile-skipping
+schedule for KV tiles as large as the lanes is also checked on fixed shapes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from functools import cache
 
 import numpy as np
 import onnx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
@@ -143,3 +145,26 @@ def test_compiled_layer_matches_numpy_and_its_tiled_ir(c: dict) -> None:
     bias = numerics.mask_to_bias(mask, c["mask"] == "causal", c["sq"], c["skv"])
     expected = reference_attention(inputs["q"], inputs["k"], inputs["v"], bias, 1.0 / math.sqrt(c["depth"]))
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "target"),
+    [(1100, 128, "sofa-28nm"), (700, 64, "sofa-small"), (900, 128, "sofa-small")],
+    ids=["Bc=lanes", "Bc=lanes-small", "Bc=2*lanes"],
+)
+def test_causal_skipping_for_tiles_as_large_as_the_lanes(length: int, tile: int, target: str):
+    """Bc >= lanes: the skip pattern repeats every 2 Bc / lanes query tiles; every query tile runs
+    exactly the KV tiles that hold a visible key, and the result is still the tiled IR's."""
+    layer = dict(batch=1, kv_heads=1, heads=2, sq=length, skv=length, depth=16, vdepth=8, mask="causal", seed=4)
+    config = targets()[target]
+    compiled = compile_model(attention_layer(layer), target=config, keep=0.5, tile=tile)
+    inputs = layer_inputs(layer)
+    outputs, report = compiled.run(inputs)
+    expected = tiled_ir_outputs(compiled.ir("tiled"), tuple(inputs[name] for name in compiled.input_names()))
+    np.testing.assert_array_equal(outputs["y"], expected)
+    lanes = int(config.target["lanes"])
+    query_tiles, kv_tiles = math.ceil(length / lanes), math.ceil(length / tile)
+    steps = sum(min(math.ceil((qt + 1) * lanes / tile), kv_tiles) for qt in range(query_tiles))
+    assert steps < query_tiles * kv_tiles
+    # Per head: the tile steps plus sufa.init and sufa.norm per query tile.
+    assert report.total.units["sufa"].instructions == layer["heads"] * (steps + 2 * query_tiles)

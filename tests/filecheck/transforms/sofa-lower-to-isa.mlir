@@ -25,12 +25,16 @@ func.func @main(%q: tensor<1x2x100x16xf32>, %k: tensor<1x1x130x16xf32>, %v: tens
 // CHECK-NEXT:   %o = sofa.kernel_call "attn0"(%q, %k, %v) : (tensor<1x2x100x16xf32>, tensor<1x1x130x16xf32>, tensor<1x1x130x8xf32>) -> tensor<1x2x100x8xf32>
 // CHECK-NEXT:   func.return %o
 // CHECK:      sofa_isa.program {{.*}}symbols = [#sofa_isa.symbol<"q", input, f32, [200, 16], {{.*}}#sofa_isa.symbol<"k", input, f32, [160, 16]{{.*}}#sofa_isa.symbol<"o", output, f32, [200, 8]
-// Two credits for each double-buffered tile set, then KV-head, query-head, query-tile and KV-tile loops.
+// Two credits for each double-buffered tile set, then the KV-head loop (2 query heads), one query tile.
 // CHECK:      sofa_isa.post signal = 96
 // CHECK-NEXT: sofa_isa.post signal = 96
 // CHECK:      sofa_isa.loop count = 2 {
+// Causal: queries 0..99 see keys 0..99, so only KV tiles 0..3 (two pairs) run; the fifth
+// (keys 128..129) is skipped. The pair count is a register, as it grows with the query tile.
+// CHECK-NEXT:   sofa_isa.set rd = r3, imm = 0
+// CHECK-NEXT:   sofa_isa.set rd = r15, imm = 2
 // CHECK:        sofa_isa.sufa_init lanes = 100, vdepth = 8
-// CHECK:        sofa_isa.loop count = 2 {
+// CHECK:        sofa_isa.loopr count = r15 {
 // CHECK:          sofa_isa.dlzs_score q = {{.*}}, lanes = 100, keys = 32, depth = 16, wait = 1, signal = 2
 // SADS clips in A-hat units: radius 12 logits / scale 0.25 = 48.
 // CHECK:          sofa_isa.sads {{.*}}m = 8, radius = 48.0, key_base = r5, query_base = r3, kv_len = 130, causal = 1
@@ -38,8 +42,10 @@ func.func @main(%q: tensor<1x2x100x16xf32>, %k: tensor<1x1x130x16xf32>, %v: tens
 // CHECK:          sofa_isa.dma_gather
 // CHECK:          sofa_isa.dma_gather
 // CHECK:          sofa_isa.sufa_step
-// The fifth (odd) KV tile runs after the paired loop, in buffer set 0.
-// CHECK:        sofa_isa.sufa_step
-// CHECK:        sofa_isa.sufa_norm out = {{.*}}, lanes = 100, vdepth = 8, signal = 128
-// CHECK:        sofa_isa.dma_store
+// CHECK:          sofa_isa.sufa_step
+// CHECK:        }
+// CHECK-NEXT:   sofa_isa.sufa_norm out = {{.*}}, lanes = 100, vdepth = 8, signal = 128
+// CHECK-NEXT:   sofa_isa.dma_store
+// CHECK-NOT:    sofa_isa.sufa_step
+// CHECK:        sofa_isa.addi rd = r15, rs = r15, imm = 1
 // CHECK:      sofa_isa.halt
