@@ -497,9 +497,10 @@ def fold_constants(graph: Graph, final: bool = True) -> None:
             continue
         op_type, inputs, attrs = host_form(node, graph)
         arrays = [graph.consts[name] for name in inputs]
-        shapes = _folded_result_shapes(node, graph, [graph.consts[name] for name in node.input if name])
-        types = [(shape, _dtype(node, graph, i, arrays)) for i, shape in enumerate(shapes)]
         try:
+            # Shapes too: a bad shape operand (a negative Expand dim, say) is the model's error.
+            shapes = _folded_result_shapes(node, graph, [graph.consts[name] for name in node.input if name])
+            types = [(shape, _dtype(node, graph, i, arrays)) for i, shape in enumerate(shapes)]
             results = run_kernel(op_type, arrays, attrs, types)
         except (ValueError, IndexError, KeyError, TypeError) as error:
             raise FrontendError(f"{describe(node)}: cannot fold its constant inputs: {error}") from None
