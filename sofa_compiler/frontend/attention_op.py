@@ -206,6 +206,12 @@ def _warn_host(node: onnx.NodeProto, softcap: float) -> None:
     warnings.warn(message, FrontendWarning, stacklevel=2)
 
 
+def _cast_like(emitter: Emitter, value: SSAValue, like: SSAValue) -> SSAValue:
+    if element_of(value) == element_of(like):
+        return value
+    return emitter.host("Cast", [value], shape_of(value), element=element_of(like))
+
+
 def _repeat_heads(emitter: Emitter, value: SSAValue, q_heads: int) -> SSAValue:
     """``[B, Hkv, S, d]`` -> ``[B, Hq, S, d]``: query head h reads KV head h // (Hq / Hkv)."""
     batch, kv_heads, length, depth = shape_of(value)
@@ -256,6 +262,10 @@ def _lower_on_host(
     """
     batch, q_heads, q_length, _ = shape_of(q)
     dtype = numpy_dtype(element_of(q))
+    # ONNX lets K and V (T2) differ from Q (T1); compute in Q's type, as Y has it.
+    k, v = (_cast_like(emitter, value, q) for value in (k, v))
+    if mask is not None and element_of(mask) != i1:
+        mask = _cast_like(emitter, mask, q)
     k_all, v_all = _repeat_heads(emitter, k, q_heads), _repeat_heads(emitter, v, q_heads)
     kv_length, v_depth = shape_of(v_all)[2], shape_of(v_all)[3]
     score_shape = [batch, q_heads, q_length, kv_length]

@@ -104,6 +104,11 @@ def _emit_host(node: onnx.NodeProto, graph: Graph, emitter: Emitter) -> None:
         raise FrontendError(f"{describe(node)}: omitted outputs before used ones are not supported")
     result_types = [tensor_type(graph.info(name)) for name in outputs]
     op = emitter.add(OnnxOp(op_type, [emitter.value(name) for name in inputs], result_types, attrs))
+    try:
+        # Types the ONNX checker lets through (an f64 weight on an f32 MatMul) are the model's error.
+        op.verify()
+    except VerifyException as error:
+        raise FrontendError(f"{describe(node)}: {error}") from None
     for name, result in zip(outputs, op.results, strict=True):
         emitter.values[name] = result
 

@@ -130,3 +130,27 @@ def test_comparison_sees_a_wrong_mode() -> None:
         got = run_interpreter(import_model(capped), feeds)
     assert close(got[0], want[0])
     assert not close(got[1], want[1])
+
+
+def test_value_of_another_float_type_than_the_query() -> None:
+    """ONNX types Q and K as T1 and V as T2; the host path computes in Q's type, as Y has it.
+
+    onnxruntime cannot run such a model (its MatMul binds T to both), so onnx's reference
+    evaluator is the oracle here (mode 3, where it agrees with the spec).
+    """
+    from onnx.reference import ReferenceEvaluator
+
+    model = attention_model(3, 0.0, "bool", False, 4, 4, False)
+    for value in model.graph.input:
+        if value.name == "V":
+            value.type.tensor_type.elem_type = TensorProto.DOUBLE
+    del model.graph.value_info[:]
+    feeds = model_inputs(model)
+    feeds["V"] = feeds["V"].astype(np.float64)
+    expected = ReferenceEvaluator(model).run(None, feeds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        actual = run_interpreter(import_model(model), feeds)
+    for got, want in zip(actual, expected, strict=True):
+        assert got.dtype == np.float32
+        assert close(got, want.astype(np.float32))
