@@ -22,11 +22,8 @@ result types, summarised as `result[i]: SHAPE DTYPE`, printed in full with
 """
 
 import argparse
-import os
 import re
 import sys
-import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +48,7 @@ from xdsl.parser import Parser
 from xdsl.traits import CallableOpInterface
 from xdsl.universe import Universe
 
-from sofa_compiler.files import atomic_write
+from sofa_compiler.files import NpzError, atomic_write, read_npz
 from sofa_compiler.interpreters import register_all
 from sofa_compiler.tools import interruptible
 from sofa_compiler.tools.sofa_opt import (
@@ -135,16 +132,10 @@ class Signature:
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:
-    if not os.path.isfile(path):
-        raise RunError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise RunError(f"{path}: not an .npz archive")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            # Keys in file order; `files` preserves the archive's order.
-            return {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, zlib.error) as e:
-        raise RunError(f"{path}: not a readable .npz file ({e})") from e
+        return read_npz(path)
+    except NpzError as error:
+        raise RunError(str(error)) from error
 
 
 def match_inputs(sig: Signature, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sofa_compiler.files import atomic_write
+from sofa_compiler.files import NpzError, atomic_write, read_npz
 from sofa_compiler.isa.container import ContainerError, Program
 from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
 from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine, random_inputs
@@ -67,19 +65,9 @@ def load_program(path: str | Path) -> Program:
 
 def load_inputs(path: str | Path) -> dict[str, np.ndarray]:
     try:
-        with open(path, "rb") as stream:
-            # np.load also reads .npy and pickles, which are not one array per symbol.
-            if not zipfile.is_zipfile(stream):
-                raise SimError(f"{path}: not an .npz archive")
-            stream.seek(0)
-            with np.load(stream) as data:
-                return {name: data[name] for name in data.files}
-    except OSError as error:
-        raise SimError(f"cannot read inputs '{path}': {error.strerror or error}") from error
-    except (ValueError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error) as error:
-        # A corrupt archive member: bad CRC, truncated header or data, bad .npy header,
-        # or a zip version/compression method zipfile cannot read (NotImplementedError).
-        raise SimError(f"{path}: not a valid .npz file: {error}") from error
+        return read_npz(path)
+    except NpzError as error:
+        raise SimError(str(error)) from error
 
 
 def run_program(

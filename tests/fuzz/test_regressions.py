@@ -125,7 +125,7 @@ def test_run_ir_corrupt_npz_is_a_clean_error(tmp_path) -> None:
     source.write_text(RUN_IR_SOURCE)
     bad = tmp_path / "bad.npz"
     bad.write_bytes(corrupt_member(run_ir_inputs()))
-    clean_error(call_main(sofa_run_ir.main, [str(source), "--inputs", str(bad)]), "not a readable .npz file")
+    clean_error(call_main(sofa_run_ir.main, [str(source), "--inputs", str(bad)]), "not a valid .npz file")
 
 
 # --- ONNX (sofa-import) ---------------------------------------------------------------------------
