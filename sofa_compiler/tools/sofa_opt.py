@@ -65,9 +65,11 @@ def _tensor_element_to_type(element: Any, parser: AttrParser, type: Any) -> Any:
     or NaN constants (masks, for one) re-parses with different numbers.
     """
     text = element.span.text
-    if isinstance(type, AnyFloat) and isinstance(element.value, int) and text[:2] in ("0x", "0X"):
-        raw = element.value.to_bytes(type.compile_time_size, "little")
-        return next(type.iter_unpack(raw))
+    if isinstance(type, AnyFloat) and isinstance(element.value, int) and text.lstrip("-")[:2] in ("0x", "0X"):
+        size = type.compile_time_size
+        if not 0 <= element.value < 1 << (8 * size):
+            parser.raise_error(f"hexadecimal literal {text} does not fit {type}", element.span.start, element.span.end)
+        return next(type.iter_unpack(element.value.to_bytes(size, "little")))
     return _xdsl_tensor_element_to_type(element, parser, type)
 
 

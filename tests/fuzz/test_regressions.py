@@ -310,3 +310,10 @@ def test_hexadecimal_float_constants_reparse_as_their_bit_pattern() -> None:
     half = 'builtin.module { "test.op"() {v = dense<0xFC00> : tensor<2xf16>} : () -> () }'
     module = Parser(sofa_context(), half).parse_module()
     assert list(next(iter(module.body.block.ops)).attributes["v"].get_values()) == [-np.inf, -np.inf]
+
+
+@pytest.mark.parametrize("literal", ["0xFFFFFFFFFF", "-0x1"])
+def test_hexadecimal_float_that_does_not_fit_is_a_parse_error(literal: str, tmp_path) -> None:
+    source = tmp_path / "hex.mlir"
+    source.write_text(f'"test.op"() {{v = dense<[{literal}, 1.0]> : tensor<2xf32>}} : () -> ()\n')
+    clean_error(call_main(sofa_opt.main, [str(source)]), f"hexadecimal literal {literal} does not fit f32")
