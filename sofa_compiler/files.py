@@ -20,7 +20,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     new one; on any error the temporary file is removed and `path` is untouched.
     """
     target = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
+    directory = target.parent if str(target.parent) else "."
+    try:
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.")
+    except OSError as error:
+        # Name the file the user asked for, not the temporary one beside it.
+        raise OSError(error.errno, error.strerror, str(target)) from None
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
