@@ -285,6 +285,21 @@ OPS: tuple[OpSpec, ...] = (
         "Indexed row gather DRAM -> SRAM (on-demand K/V/X rows).",
     ),
     OpSpec(
+        "dma.scatter",
+        0x19,
+        "dma_store",
+        (
+            _sram("src", "u8", "source window; row i is read at src + (i - key_base) * row_bytes"),
+            _dram("dst", "address of DRAM row 0"),
+            _sram("list", "i32", "index list: count, then `count` global row indices"),
+            _reg("key_base", "register holding the window's first row index"),
+            _uint("window", 16, "rows in the source window; i - key_base must be in [0, window)"),
+            _uint("row_bytes", 20, "bytes per row"),
+            _uint("dst_stride", 32, "DRAM bytes between row starts", lo=0),
+        ),
+        "Indexed row scatter SRAM -> DRAM (generated K/V rows to their DRAM rows).",
+    ),
+    OpSpec(
         "dma.store",
         0x18,
         "dma_store",
@@ -375,6 +390,32 @@ OPS: tuple[OpSpec, ...] = (
         "Reuse-aware schedule: union of selected keys, most-shared first (ties: lower index).",
     ),
     OpSpec(
+        "kvmark",
+        0x33,
+        "sads",
+        (
+            _sram("idx", "i32", "SADS output i32 [lanes, m]"),
+            _sram("bitmap", "u8", "needed-row bitmap: bit g (byte g // 8, bit g % 8) for key g"),
+            _LANES,
+            _uint("m", 16, "slots per lane"),
+            _uint("keys", 24, "keys the bitmap covers; an index >= keys traps"),
+        ),
+        "Mark the selected keys as needed: set bitmap bit g for every index g >= 0 in idx.",
+    ),
+    OpSpec(
+        "kvlist",
+        0x34,
+        "sads",
+        (
+            _sram("bitmap", "u8", "needed-row bitmap (see kvmark)"),
+            _sram("out", "i32", "list: count, then the needed keys of the window, ascending"),
+            _reg("key_base", "register: global index of the window's first key"),
+            _uint("window", 16, "keys in the window"),
+            FieldSpec("clear", "flag", 1, 0, 1, "", "1: clear the window's bits after reading them"),
+        ),
+        "List the window's needed keys (bitmap bits key_base .. key_base + window - 1).",
+    ),
+    OpSpec(
         "topk.mask",
         0x32,
         "sads",
@@ -396,17 +437,21 @@ OPS: tuple[OpSpec, ...] = (
         0x40,
         "kvgen",
         (
-            _sram("x", "f16", "tokens f16; row i at x + (i - key_base) * hidden * 2"),
-            _sram("w", "f16", "W_k or W_v f16 [hidden, cols]"),
+            _sram("x", "dtype", "token rows [window, hidden]; row i at x + (i - key_base) * hidden"),
+            _sram("w", "dtype", "W_k or W_v rows [hidden, cols] (one hidden chunk)"),
             _sram("out", "dtype", "K or V rows [window, cols]; row i at (i - key_base)"),
             _sram("list", "i32", "index list: count, then indices"),
             _reg("key_base", "register: global index of the window's first row"),
             _uint("window", 16, "rows in the window"),
-            _uint("hidden", 16, "hidden size H"),
+            _uint("hidden", 16, "hidden columns in this chunk"),
             _uint("cols", 12, "output columns (head dim)"),
             _DTYPE,
+            _sram("bias", "f32", "bias f32 [cols] (read by mode 2 only)"),
+            FieldSpec(
+                "mode", "uint", 2, 0, 2, "", "0: out = x.W; 1: out += x.W (f32 only); 2: out = bias + x.W (f32 only)"
+            ),
         ),
-        "On-demand K/V: out[i] = x[i] . W for the listed rows only (fp64 accumulate, rounded to dtype).",
+        "On-demand K/V: out[i] (op)= x[i] . W for the listed rows only (numerics.kv_rows, fp32 accumulator).",
     ),
     # --- SU-FA ------------------------------------------------------------------
     OpSpec(
@@ -640,7 +685,8 @@ class DramAttr(ParametrizedAttribute):
             raise VerifyException(f"register r{self.reg.data} out of range (r0..r15)")
 
 
-SYMBOL_KINDS = ("input", "output", "const")
+SYMBOL_KINDS = ("input", "output", "const", "scratch")
+"""``scratch``: DRAM the program writes and reads itself (e.g. generated K/V rows); never staged or returned."""
 SYMBOL_DTYPES = ("i8", "u8", "i16", "f16", "i32", "f32", "f64", "i64")
 
 

@@ -116,12 +116,19 @@ class SofaFunctions(InterpreterFunctions):
 
     @impl(KvProjectionOp)
     def run_kv_projection(self, interpreter: Interpreter, op: KvProjectionOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        x, w_k, w_v = (as_array(a).astype(np.float64) for a in args[:3])
+        x, w_k, w_v = (as_array(a) for a in args[:3])
         rest = list(args[3:])
-        b_k = as_array(rest.pop(0)) if op.b_k is not None else 0.0
-        b_v = as_array(rest.pop(0)) if op.b_v is not None else 0.0
+        b_k = as_array(rest.pop(0)) if op.b_k is not None else None
+        b_v = as_array(rest.pop(0)) if op.b_v is not None else None
         heads = op.kv_heads.value.data
-        return _split_heads(x @ w_k + b_k, heads), _split_heads(x @ w_v + b_v, heads)
+        return _split_heads(_project(x, w_k, b_k), heads), _split_heads(_project(x, w_v, b_v), heads)
+
+
+def _project(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """``x . w + b`` for ``x`` ``[B, S, H]`` as the K/V-generation array computes it (`numerics.kv_rows`)."""
+    batch, length, hidden = x.shape
+    rows = numerics.kv_rows(x.reshape(-1, hidden), w, b)
+    return rows.reshape(batch, length, -1)
 
 
 def _split_heads(values: np.ndarray, heads: int) -> np.ndarray:

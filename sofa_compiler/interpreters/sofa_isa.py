@@ -25,10 +25,13 @@ from dialects.sofa_isa import (
     DlzsScoreOp,
     DmaGatherOp,
     DmaLoadOp,
+    DmaScatterOp,
     DmaStoreOp,
     HaltOp,
     IsaInstructionOp,
     KvgenOp,
+    KvlistOp,
+    KvmarkOp,
     LoopOp,
     PostOp,
     ProgramOp,
@@ -151,6 +154,18 @@ class SofaISAFunctions(InterpreterFunctions):
 
     @impl(KvgenOp)
     def run_kvgen(self, interpreter: Interpreter, op: KvgenOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return self.run_instruction(interpreter, op, args)
+
+    @impl(KvmarkOp)
+    def run_kvmark(self, interpreter: Interpreter, op: KvmarkOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return self.run_instruction(interpreter, op, args)
+
+    @impl(KvlistOp)
+    def run_kvlist(self, interpreter: Interpreter, op: KvlistOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return self.run_instruction(interpreter, op, args)
+
+    @impl(DmaScatterOp)
+    def run_dma_scatter(self, interpreter: Interpreter, op: DmaScatterOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return self.run_instruction(interpreter, op, args)
 
     @impl(SufaInitOp)

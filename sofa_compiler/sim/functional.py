@@ -30,6 +30,7 @@ from dialects import numerics
 from dialects.sofa_isa import BY_MNEMONIC, ELEM_BYTES, LOOP_MNEMONICS, MAX_LOOP_DEPTH, SEMAPHORES, elem_type
 from sofa_compiler.isa.container import Program, RawWord
 from sofa_compiler.isa.encoding import Instruction, format_instruction
+from sofa_compiler.sim import on_demand
 from sofa_compiler.sim.events import Buffer, Event, SramPeak, Unit, Work
 from sofa_compiler.sim.timing import gc_paused
 from sofa_compiler.sim.traps import Trap, TrapKind
@@ -531,25 +532,6 @@ def _rass(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     work.compares = int(chosen.size)
 
 
-def _kvgen(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    window, hidden, cols = a["window"], a["hidden"], a["cols"]
-    indices = machine._index_list(pc, instr, work)
-    rel = machine._window_rows(pc, instr, indices)
-    w = machine.sram_view(pc, instr, "w", hidden * cols, False, work).reshape(hidden, cols)
-    if len(indices):
-        top = int(rel.max()) + 1
-        x = machine.sram_view(pc, instr, "x", top * hidden, False, work).reshape(top, hidden)
-        work.sram_read_bytes[Buffer(a["x"].buffer)] -= (top - len(indices)) * hidden * 2
-        rows = x[rel].astype(np.float64) @ w.astype(np.float64)
-        out = machine.sram_view(pc, instr, "out", top * cols, True, work).reshape(top, cols)
-        size = out.dtype.itemsize
-        work.sram_write_bytes[Buffer(a["out"].buffer)] -= (top - len(indices)) * cols * size
-        out[rel] = numerics.to_fp16_saturating(rows) if out.dtype == np.float16 else rows.astype(out.dtype)
-    work.macs = len(indices) * hidden * cols
-    work.dense_ops = 2 * window * hidden * cols
-
-
 def _sufa_init(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     machine.sufa_state = numerics.SufaState.empty(instr.args["lanes"], instr.args["vdepth"])
     machine.sufa_shape = (instr.args["lanes"], instr.args["vdepth"])
@@ -652,13 +634,13 @@ _HANDLERS = {
     "dlzs.score": _dlzs_score,
     "sads": _sads,
     "rass": _rass,
-    "kvgen": _kvgen,
     "sufa.init": _sufa_init,
     "sufa.step": _sufa_step,
     "fa2.step": _fa2_step,
     "mul4.score": _mul4_score,
     "topk.mask": _topk_mask,
     "sufa.norm": _sufa_norm,
+    **on_demand.HANDLERS,
 }
 
 

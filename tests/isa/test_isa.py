@@ -276,8 +276,8 @@ def test_dlzs_key_and_kvgen_match_numerics():
     sx = b.symbol("x", (rows, hidden), np.int8, "input")
     se = b.symbol("xexp", (rows,), np.int8, "input")
     sw = b.const("wk", codes)
-    sxf = b.symbol("xf", (rows, hidden), np.float16, "input")
-    swv = b.symbol("wv", (hidden, cols), np.float16, "input")
+    sxf = b.symbol("xf", (rows, hidden), np.float32, "input")
+    swv = b.symbol("wv", (hidden, cols), np.float32, "input")
     sl = b.symbol("list", (4,), np.int32, "input")
     out = b.symbol("khat", (rows, cols), np.float16, "output")
     vout = b.symbol("vrows", (rows, cols), np.float32, "output")
@@ -311,11 +311,13 @@ def test_dlzs_key_and_kvgen_match_numerics():
         hidden=hidden,
         cols=cols,
         dtype="f32",
+        bias=Sram("weight", 0, 0),
+        mode=0,
     )
     b.emit("dma.store", src=Sram("temp", 0, 8192), dst=Dram(0, vout.address), rows=1, row_bytes=vout.size, dst_stride=0)
     program = b.build()
-    xf = x.astype(np.float16)
-    wv = w.astype(np.float16)
+    xf = x.astype(np.float32)
+    wv = w.astype(np.float32)
     inputs = {
         "x": x_int,
         "xexp": x_exp.astype(np.int8),
@@ -325,9 +327,9 @@ def test_dlzs_key_and_kvgen_match_numerics():
     }
     result = Machine(None, program.dram_bytes).run(program, inputs)
     assert np.array_equal(result.outputs["khat"], numerics.dlzs_key_quantized(x_int, x_exp, codes, base))
-    expected = xf.astype(np.float64) @ wv.astype(np.float64)
+    expected = numerics.kv_rows(xf, wv)
     for i in (3, 0, 15):
-        assert np.array_equal(result.outputs["vrows"][i], expected[i].astype(np.float32))
+        assert np.array_equal(result.outputs["vrows"][i], expected[i])
     assert not result.outputs["vrows"][1].any()
     key_event = next(e for e in result.events if e.opcode == "dlzs.key")
     assert 0 < key_event.work.shift_adds <= rows * hidden * cols

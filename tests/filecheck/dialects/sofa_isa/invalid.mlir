@@ -65,7 +65,7 @@ sofa_isa.sufa_step q = token[r0 + 0], k = token[r0 + 0], v = token[r0 + 0], idx 
 
 // -----
 
-"sofa_isa.kvgen"() <{x = #sofa_isa.sram<token, r0 + 0>, w = #sofa_isa.sram<weight, r0 + 0>, out = #sofa_isa.sram<temp, r0 + 0>, list = #sofa_isa.sram<temp, r0 + 0>, key_base = 5 : i64, window = 64 : i64, hidden = 128 : i64, cols = 64 : i64, dtype = "bf16", wait = 0 : i64, signal = 0 : i64}> : () -> ()
+"sofa_isa.kvgen"() <{x = #sofa_isa.sram<token, r0 + 0>, w = #sofa_isa.sram<weight, r0 + 0>, out = #sofa_isa.sram<temp, r0 + 0>, list = #sofa_isa.sram<temp, r0 + 0>, key_base = 5 : i64, window = 64 : i64, hidden = 128 : i64, cols = 64 : i64, dtype = "bf16", bias = #sofa_isa.sram<weight, r0 + 0>, mode = 0 : i64, wait = 0 : i64, signal = 0 : i64}> : () -> ()
 // CHECK: kvgen: field 'dtype' = 'bf16' must be one of f16, f32
 
 // -----

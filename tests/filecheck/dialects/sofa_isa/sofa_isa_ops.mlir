@@ -17,7 +17,11 @@ sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff001122334455667
     sofa_isa.dlzs_score q = token[r1 + 4], khat = temp[r0 + 0], out = temp[r0 + 8192], lanes = 128, keys = 64, depth = 64, wait = 1, signal = 2
     sofa_isa.sads scores = temp[r0 + 8192], out = token[r0 + 73728], lanes = 128, keys = 64, m = 16, radius = 2.5, key_base = r5, query_base = r3, kv_len = 200, causal = 1
     sofa_isa.rass idx = token[r0 + 73728], out = temp[r0 + 24576], lanes = 128, m = 16
-    sofa_isa.kvgen x = token[r0 + 0], w = weight[r0 + 0], out = temp[r0 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, hidden = 128, cols = 64, dtype = f16
+    sofa_isa.kvgen x = token[r0 + 0], w = weight[r0 + 0], out = temp[r0 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, hidden = 128, cols = 64, dtype = f16, bias = weight[r0 + 0], mode = 0
+    sofa_isa.kvmark idx = token[r0 + 73728], bitmap = weight[r0 + 8192], lanes = 128, m = 16, keys = 4096
+    sofa_isa.kvlist bitmap = weight[r0 + 8192], out = temp[r0 + 24576], key_base = r5, window = 64, clear = 1
+    sofa_isa.dma_scatter src = temp[r0 + 0], dst = dram[r7 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, row_bytes = 256, dst_stride = 256
+    sofa_isa.kvgen x = token[r0 + 0], w = weight[r0 + 0], out = temp[r0 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, hidden = 64, cols = 64, dtype = f32, bias = weight[r0 + 4096], mode = 2
     sofa_isa.sufa_init lanes = 128, vdepth = 32
     sofa_isa.sufa_step q = token[r0 + 0], k = token[r0 + 49152], v = token[r0 + 65536], idx = token[r0 + 73728], key_base = r5, lanes = 128, m = 16, window = 64, depth = 64, vdepth = 32, scale = 0.125, dtype = f32, wait = 16, signal = 64
     sofa_isa.sufa_norm out = token[r0 + 81920], lanes = 128, vdepth = 32
@@ -41,7 +45,11 @@ sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff001122334455667
 // CHECK-NEXT:     sofa_isa.dlzs_score q = token[r1 + 4], khat = temp[r0 + 0], out = temp[r0 + 8192], lanes = 128, keys = 64, depth = 64, wait = 1, signal = 2
 // CHECK-NEXT:     sofa_isa.sads scores = temp[r0 + 8192], out = token[r0 + 73728], lanes = 128, keys = 64, m = 16, radius = 2.5, key_base = r5, query_base = r3, kv_len = 200, causal = 1
 // CHECK-NEXT:     sofa_isa.rass idx = token[r0 + 73728], out = temp[r0 + 24576], lanes = 128, m = 16
-// CHECK-NEXT:     sofa_isa.kvgen x = token[r0 + 0], w = weight[r0 + 0], out = temp[r0 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, hidden = 128, cols = 64, dtype = f16
+// CHECK-NEXT:     sofa_isa.kvgen x = token[r0 + 0], w = weight[r0 + 0], out = temp[r0 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, hidden = 128, cols = 64, dtype = f16, bias = weight[r0 + 0], mode = 0
+// CHECK-NEXT:     sofa_isa.kvmark idx = token[r0 + 73728], bitmap = weight[r0 + 8192], lanes = 128, m = 16, keys = 4096
+// CHECK-NEXT:     sofa_isa.kvlist bitmap = weight[r0 + 8192], out = temp[r0 + 24576], key_base = r5, window = 64, clear = 1
+// CHECK-NEXT:     sofa_isa.dma_scatter src = temp[r0 + 0], dst = dram[r7 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, row_bytes = 256, dst_stride = 256
+// CHECK-NEXT:     sofa_isa.kvgen x = token[r0 + 0], w = weight[r0 + 0], out = temp[r0 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, hidden = 64, cols = 64, dtype = f32, bias = weight[r0 + 4096], mode = 2
 // CHECK-NEXT:     sofa_isa.sufa_init lanes = 128, vdepth = 32
 // CHECK-NEXT:     sofa_isa.sufa_step q = token[r0 + 0], k = token[r0 + 49152], v = token[r0 + 65536], idx = token[r0 + 73728], key_base = r5, lanes = 128, m = 16, window = 64, depth = 64, vdepth = 32, scale = 0.125, dtype = f32, wait = 16, signal = 64
 // CHECK-NEXT:     sofa_isa.sufa_norm out = token[r0 + 81920], lanes = 128, vdepth = 32

@@ -1,0 +1,116 @@
+"""Semantics of the on-demand K/V instructions: kvmark, kvlist, kvgen and dma.scatter.
+
+Together they let a kernel generate only the K/V rows that some query
+selected (paper §2.1): a first pass marks every key SADS selects in a
+bitmap (`kvmark`), a generation pass lists each tile's marked keys
+(`kvlist`), computes just those rows on the K/V-generation array (`kvgen`,
+one hidden chunk at a time) and writes them to their DRAM rows
+(`dma.scatter`), and the attention pass gathers them as usual.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dialects import numerics
+from sofa_compiler.isa.encoding import Instruction
+from sofa_compiler.sim.events import Buffer, Work
+from sofa_compiler.sim.traps import Trap, TrapKind
+
+if TYPE_CHECKING:
+    from sofa_compiler.sim.functional import Machine
+
+KVGEN_SET, KVGEN_ACCUMULATE, KVGEN_BIAS = 0, 1, 2
+"""`kvgen` modes: out = x.W, out += x.W, out = bias + x.W."""
+
+
+def _kvgen(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    window, hidden, cols, mode = a["window"], a["hidden"], a["cols"], a["mode"]
+    indices = machine._index_list(pc, instr, work)
+    rel = machine._window_rows(pc, instr, indices)
+    w = machine.sram_view(pc, instr, "w", hidden * cols, False, work).reshape(hidden, cols)
+    if mode != KVGEN_SET and w.dtype != np.float32:
+        raise Trap(pc, str(instr), f"kvgen mode {mode} accumulates in f32: dtype must be f32")
+    if len(indices):
+        top = int(rel.max()) + 1
+        x = machine.sram_view(pc, instr, "x", top * hidden, False, work).reshape(top, hidden)
+        unread = top - len(indices)
+        work.sram_read_bytes[Buffer(a["x"].buffer)] -= unread * hidden * x.dtype.itemsize
+        out = machine.sram_view(pc, instr, "out", top * cols, mode == KVGEN_SET, work).reshape(top, cols)
+        init = None
+        if mode == KVGEN_ACCUMULATE:
+            init = out[rel]
+            work.sram_write_bytes[Buffer(a["out"].buffer)] = len(indices) * cols * 4
+        elif mode == KVGEN_BIAS:
+            init = machine.sram_view(pc, instr, "bias", cols, False, work)[None, :]
+            work.sram_write_bytes[Buffer(a["out"].buffer)] = len(indices) * cols * 4
+        else:
+            work.sram_write_bytes[Buffer(a["out"].buffer)] -= unread * cols * out.dtype.itemsize
+        rows = numerics.kv_rows(x[rel], w, init)
+        out[rel] = numerics.to_fp16_saturating(rows) if out.dtype == np.float16 else rows
+    work.macs = len(indices) * hidden * cols
+    work.dense_ops = 2 * window * hidden * cols
+
+
+def _bitmap(machine: Machine, instr: Instruction, pc: int, keys: int, write: bool, work: Work) -> np.ndarray:
+    return machine.sram_view(pc, instr, "bitmap", -(-keys // 8), write, work)
+
+
+def _kvmark(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    lanes, m, keys = a["lanes"], a["m"], a["keys"]
+    idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work)
+    chosen = idx[idx >= 0].astype(np.int64)
+    if chosen.size and int(chosen.max()) >= keys:
+        raise Trap(pc, str(instr), f"index {int(chosen.max())} is outside the bitmap's {keys} keys", TrapKind.ADDRESS)
+    bitmap = _bitmap(machine, instr, pc, keys, True, work)
+    bits = np.unpackbits(bitmap, bitorder="little")[:keys]
+    bits[chosen] = 1
+    bitmap[...] = np.packbits(bits, bitorder="little")
+    work.compares = lanes * m
+
+
+def _kvlist(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    window = a["window"]
+    base = machine.regs[a["key_base"]]
+    if base < 0:
+        raise Trap(pc, str(instr), f"key_base r{a['key_base']} = {base} is negative", TrapKind.ADDRESS)
+    keys = base + window
+    bitmap = _bitmap(machine, instr, pc, keys, bool(a["clear"]), work)
+    # Only the bytes that hold the window's bits are read (and, with clear, written).
+    for counter in (work.sram_read_bytes, work.sram_write_bytes):
+        if counter:
+            counter[Buffer(a["bitmap"].buffer)] -= base // 8
+    bits = np.unpackbits(bitmap, bitorder="little")[:keys]
+    listed = np.flatnonzero(bits[base:]) + base
+    out = np.concatenate([[len(listed)], listed]).astype(np.int32)
+    machine.sram_view(pc, instr, "out", len(out), True, work)[...] = out
+    if a["clear"]:
+        bits[base:] = 0
+        bitmap[...] = np.packbits(bits, bitorder="little")[: len(bitmap)]
+    work.compares = window
+
+
+def _dma_scatter(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    indices = machine._index_list(pc, instr, work)
+    rel = machine._window_rows(pc, instr, indices)
+    row_bytes, stride = a["row_bytes"], a["dst_stride"]
+    if len(indices):
+        if stride < row_bytes and len(indices) > 1:
+            raise Trap(pc, str(instr), f"dst_stride {stride} < row_bytes {row_bytes}: rows would overlap")
+        dst = machine._dram_rows(pc, instr, "dst", int(indices.max()) + 1, row_bytes, stride)
+        src = machine.sram_view(pc, instr, "src", (int(rel.max()) + 1) * row_bytes, False, work)
+        work.sram_read_bytes[Buffer(a["src"].buffer)] = len(indices) * row_bytes
+        dst[indices] = src.reshape(-1, row_bytes)[rel]
+        ordered = np.sort(indices)
+        contiguous = stride == row_bytes
+        work.dram_requests = int(1 + np.count_nonzero(np.diff(ordered) != 1)) if contiguous else len(indices)
+    work.dram_write_bytes = len(indices) * row_bytes
+
+
+HANDLERS = {"kvgen": _kvgen, "kvmark": _kvmark, "kvlist": _kvlist, "dma.scatter": _dma_scatter}
