@@ -407,14 +407,11 @@ def sufa_tile_step(
         scores = scores + bias
     if any_empty:
         scores = np.where(empty, -np.inf, scores)
-    # The running maximum runs across slots; slot-major layout makes each step one contiguous pass.
-    if bias is None and not any_empty:
-        slot_major = all_scores.reshape(-1)[flat_slots.T]
+    if scores.shape[-1]:
+        row_max = scores.max(axis=-1)
+        updates = _max_updates(scores, row_max)
     else:
-        slot_major = np.ascontiguousarray(scores.T)
-    running_max = _running_max_slot_major(slot_major)
-    updates = int(np.count_nonzero(slot_major[1:] > running_max[:-1]))
-    row_max = running_max[-1] if scores.shape[-1] else np.full(rows, -np.inf)
+        row_max, updates = np.full(rows, -np.inf), 0
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
     weights = np.exp(scores - safe_max[:, None])
     # Scatter-add each slot's weight to its key (bincount adds duplicates in order).
@@ -425,21 +422,33 @@ def sufa_tile_step(
     return SufaPartial(row_max, denominator, numerator, updates)
 
 
-def _running_max_slot_major(scores: np.ndarray) -> np.ndarray:
-    """``np.maximum.accumulate(scores, axis=0)`` by doubling steps (log2 slots whole-row passes).
+def _max_updates(scores: np.ndarray, row_max: np.ndarray) -> int:
+    """Max-ensure events of ``[rows, m]`` fp64 ``scores`` (``m >= 1``) whose row maxima are ``row_max``.
 
-    Maxima are exact, so the values are the sequential scan's (only the sign
-    of a zero maximum may differ, which no later step can see).
+    The count of slots ``j >= 1`` with ``scores[:, j] > max(scores[:, :j])``,
+    that is ``count(scores[:, 1:] > np.maximum.accumulate(scores, axis=-1)[:, :-1])``.
+
+    Without NaN only the slots that beat the first one (the "candidates") can
+    raise the running maximum, and the slots between them cannot (they are at
+    most the first), so the count is that of the candidates alone. Those are
+    few when the first slot is (near) the predicted maximum, as SADS orders
+    them: their ranks packed above the row number make one plain running
+    maximum over all candidates count every row's raises at once.
     """
-    current = np.array(scores, dtype=np.float64)
-    spare = np.empty_like(current)
-    step = 1
-    while step < len(current):
-        spare[:step] = current[:step]
-        np.maximum(current[step:], current[:-step], out=spare[step:])
-        current, spare = spare, current
-        step *= 2
-    return current
+    if not np.isnan(row_max).any():
+        width = scores.shape[-1]
+        # s[j] > s[0]; never true in column 0, so no column needs dropping.
+        candidates = np.flatnonzero(scores > scores[:, :1])
+        if not candidates.size:
+            return 0
+        if candidates.size * 16 <= scores.size + 1024:  # sorting them is cheaper than a full scan
+            values = scores.reshape(-1)[candidates] + 0.0  # -0.0 -> +0.0: equal values, equal ranks
+            rank = np.searchsorted(np.sort(values), values)  # ties share a rank
+            keys = (candidates // width) * candidates.size + rank
+            # A row's first candidate beats everything before it in its row, and every earlier row's key.
+            return 1 + int(np.count_nonzero(keys[1:] > np.maximum.accumulate(keys)[:-1]))
+    running = np.maximum.accumulate(scores, axis=-1)
+    return int(np.count_nonzero(scores[:, 1:] > running[:, :-1]))
 
 
 @dataclass
