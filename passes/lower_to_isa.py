@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr, i64
@@ -50,10 +51,27 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dialects.host import ConstantOp
 from dialects.numerics import keep_count
-from dialects.sofa import DlzsKeyOp, DlzsScoreOp, KernelCallOp, Mul4ScoreOp, SadsOp, SufaOp, TilingAttr
+from dialects.sofa import (
+    DlzsKeyOp,
+    DlzsScoreOp,
+    KernelCallOp,
+    KvProjectionOp,
+    Mul4ScoreOp,
+    SadsOp,
+    SufaOp,
+    TilingAttr,
+)
 from dialects.sofa_isa import INSTRUCTION_OPS, Dram, LoopOp, LoopRegOp, ProgramOp, SegmentAttr, Sram, SymbolAttr
 from passes.coordinated_tiling import attention_shape_of_sufa, module_target
-from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, plan_separate_sram, plan_sram
+from passes.tile_plan import (
+    KV_BUFFER_SETS,
+    AttentionShape,
+    GenerationPlan,
+    PlanError,
+    plan_generation,
+    plan_separate_sram,
+    plan_sram,
+)
 from passes.tile_plan import Region as SramRegion
 
 DRAM_ALIGN = 64
@@ -88,21 +106,33 @@ class KernelLayout:
         return ArrayAttr(entries)
 
 
-def lay_out_attention(layout: KernelLayout, shape: AttentionShape, tiling: TilingAttr, on_demand: bool) -> None:
-    """The DRAM symbols every attention kernel has (see the module docstring)."""
+def lay_out_attention(
+    layout: KernelLayout, shape: AttentionShape, tiling: TilingAttr, on_demand: bool, generate: bool = False
+) -> None:
+    """The DRAM symbols every attention kernel has (see the module docstring).
+
+    A kernel that generates K/V on chip (`generate`) keeps K and V as scratch
+    rows it writes itself, and takes the fp32 tokens and the per-head W_k, W_v
+    blocks (each followed by its bias row) instead.
+    """
     q_rows = shape.batch * shape.q_heads * tiling.get("padded_q")
     kv_rows_per_head = tiling.get("padded_kv")
     kv_rows = shape.batch * shape.kv_heads * kv_rows_per_head
     d, dv = shape.depth, shape.v_depth
+    kv_kind = "scratch" if generate else "input"
     layout.add("q", q_rows, d, "f32", "input")
     layout.add("q16", q_rows, d, "f16", "input")
-    layout.add("k", kv_rows, d, "f32", "input")
-    layout.add("v", kv_rows, dv, "f32", "input")
+    layout.add("k", kv_rows, d, "f32", kv_kind)
+    layout.add("v", kv_rows, dv, "f32", kv_kind)
     if on_demand:
         token_rows = shape.batch * kv_rows_per_head
         layout.add("x8", token_rows, shape.hidden, "i8", "input")
         layout.add("xexp", token_rows, 1, "i8", "input")
         layout.add("codes", shape.hidden, shape.kv_heads * d, "i8", "const")
+        if generate:
+            layout.add("x32", token_rows, shape.hidden, "f32", "input")
+            layout.add("wk", shape.kv_heads * (shape.hidden + 1), d, "f32", "const")
+            layout.add("wv", shape.kv_heads * (shape.hidden + 1), dv, "f32", "const")
     else:
         layout.add("khat", kv_rows, d, "f16", "input")
     layout.add("o", q_rows, dv, "f32", "output")
@@ -162,6 +192,10 @@ R_Q16, R_Q, R_QBASE, R_O, R_KBASE, R_PRED, R_K, R_V, R_PRED_HEAD, R_XEXP, R_CODE
 # Without RASS, r13/r14 walk the K/V tiles of the coordinated kernel; r15 counts the
 # KV-tile pairs a causal query tile needs.
 R_K_TILE_C, R_V_TILE_C, R_PAIRS = 13, 14, 15
+# K/V generation (RASS kernels only, so r13/r14 are free): the KV head's W_k/W_v block,
+# advanced chunk by chunk and rewound after each tile. The phase reuses r5 (key base)
+# and r6 (token chunk address), which the attention pass re-initialises per query tile.
+R_GEN_WK, R_GEN_WV, R_GEN_X = 13, 14, R_PRED
 
 
 def emit_kv_fetch(
@@ -221,6 +255,15 @@ class LzWeights:
 
 
 @dataclass
+class KvGeneration:
+    """On-chip K/V generation: per-head weight blocks ``[Hkv*(H+1), d]`` (W rows, then the bias row)."""
+
+    wk: Any
+    wv: Any
+    plan: GenerationPlan
+
+
+@dataclass
 class KernelBuilder:
     """Emits one attention kernel: its DRAM layout and its instruction ops."""
 
@@ -233,8 +276,12 @@ class KernelBuilder:
     predictor: str = "dlzs.score"
     attention: str = "sufa.step"
     rass: bool = True
+    gen: KvGeneration | None = None
     e: Emitter = field(default_factory=Emitter)
     layout: KernelLayout = field(default_factory=KernelLayout)
+    marking: bool = False
+    """True while emitting the marking pass (prediction and SADS only, `kvmark` instead of attention)."""
+    batch_index: int = 0
 
     @property
     def skip_period(self) -> int:
@@ -270,7 +317,7 @@ class KernelBuilder:
 
     def lay_out(self) -> None:
         on_demand = self.lz is not None
-        lay_out_attention(self.layout, self.shape, self.tiling, on_demand)
+        lay_out_attention(self.layout, self.shape, self.tiling, on_demand, self.gen is not None)
 
     def address(self, name: str) -> int:
         return self.layout.symbols[name][0]
@@ -363,6 +410,19 @@ class KernelBuilder:
             kv_len=shape.kv_len,
             causal=int(shape.causal),
         )
+        if self.marking:
+            e.emit(
+                "kvmark",
+                wait=_bits(2),
+                signal=_bits(6),
+                idx=_at(r["idx"]),
+                bitmap=_at(self.gen.plan.regions["bitmap"]),  # type: ignore[union-attr]
+                lanes=lanes,
+                m=m,
+                keys=tiling.get("padded_kv"),
+            )
+            e.emit("addi", rd=R_KBASE, rs=R_KBASE, imm=tile)
+            return
         sources = (Dram(R_K, self.address("k")), Dram(R_V, self.address("v")))
         emit_kv_fetch(e, self.rass, r, sources, (R_K_TILE_C, R_V_TILE_C), (d, dv), lanes, m)
         e.emit(
@@ -393,7 +453,7 @@ class KernelBuilder:
         tiling, shape, e = self.tiling, self.shape, self.e
         lanes, d, dv = tiling.get("lanes"), shape.depth, shape.v_depth
         e.emit("barrier")
-        for name, reg, width in (("q16", R_Q16, 2), ("q", R_Q, 4)):
+        for name, reg, width in (("q16", R_Q16, 2), ("q", R_Q, 4))[: 1 if self.marking else 2]:
             e.emit(
                 "dma.load",
                 dst=self.region(name),
@@ -403,7 +463,8 @@ class KernelBuilder:
                 src_stride=d * width,
             )
         e.emit("barrier")
-        e.emit("sufa.init", lanes=lanes, vdepth=dv)
+        if not self.marking:
+            e.emit("sufa.init", lanes=lanes, vdepth=dv)
         e.emit("set", rd=R_KBASE, imm=0)
         e.emit("addi", rd=R_PRED, rs=R_PRED_HEAD, imm=0)
         if not self.rass:
@@ -421,17 +482,20 @@ class KernelBuilder:
             e.close_loop_register(R_PAIRS)
             if self.tiles_needed(slot) % KV_BUFFER_SETS:
                 self.emit_kv_step(0)
-        e.emit("sufa.norm", signal=_bits(7), out=self.region("o"), lanes=lanes, vdepth=dv)
-        e.emit(
-            "dma.store",
-            wait=_bits(7),
-            src=self.region("o"),
-            dst=Dram(R_O, self.address("o")),
-            rows=lanes,
-            row_bytes=dv * 4,
-            dst_stride=dv * 4,
-        )
-        for reg, step in ((R_Q16, lanes * d * 2), (R_Q, lanes * d * 4), (R_QBASE, lanes), (R_O, lanes * dv * 4)):
+        steps = [(R_Q16, lanes * d * 2), (R_QBASE, lanes)]
+        if not self.marking:
+            e.emit("sufa.norm", signal=_bits(7), out=self.region("o"), lanes=lanes, vdepth=dv)
+            e.emit(
+                "dma.store",
+                wait=_bits(7),
+                src=self.region("o"),
+                dst=Dram(R_O, self.address("o")),
+                rows=lanes,
+                row_bytes=dv * 4,
+                dst_stride=dv * 4,
+            )
+            steps += [(R_Q, lanes * d * 4), (R_O, lanes * dv * 4)]
+        for reg, step in steps:
             e.emit("addi", rd=reg, rs=reg, imm=step)
         if slot is not None and (step := self.pairs(slot + 1) - self.pairs(slot)):
             e.emit("addi", rd=R_PAIRS, rs=R_PAIRS, imm=step)
@@ -476,14 +540,137 @@ class KernelBuilder:
                 src_stride=shape.kv_heads * d,
             )
             e.emit("barrier")
+        if self.gen is not None:
+            self.emit_marking()
+            self.emit_generation()
+        self.emit_query_heads()
+        steps = [(R_K, padded_kv * d * 4), (R_V, padded_kv * dv * 4)]
+        steps.append((R_CODES, d) if self.lz is not None else (R_PRED_HEAD, padded_kv * d * 2))
+        if self.gen is not None:
+            steps += [(R_GEN_WK, (shape.hidden + 1) * d * 4), (R_GEN_WV, (shape.hidden + 1) * dv * 4)]
+        for reg, step in steps:
+            e.emit("addi", rd=reg, rs=reg, imm=step)
+
+    def emit_query_heads(self) -> None:
+        """Every query head of the current KV head, each over all its query tiles."""
+        shape, e = self.shape, self.e
         e.open_loop()
         e.emit("set", rd=R_QBASE, imm=0)
         self.emit_query_tiles()
         e.close_loop(shape.q_heads // shape.kv_heads)
-        steps = [(R_K, padded_kv * d * 4), (R_V, padded_kv * dv * 4)]
-        steps.append((R_CODES, d) if self.lz is not None else (R_PRED_HEAD, padded_kv * d * 2))
-        for reg, step in steps:
-            e.emit("addi", rd=reg, rs=reg, imm=step)
+
+    def emit_marking(self) -> None:
+        """Pass 1 of on-chip generation: predict and select every tile, marking the chosen keys.
+
+        The pass repeats the attention pass's prediction and SADS exactly, so the
+        bitmap holds every key that any query of this KV head will attend to.
+        Its Q16 walk is rewound afterwards for the attention pass.
+        """
+        shape, e = self.shape, self.e
+        self.marking = True
+        self.emit_query_heads()
+        self.marking = False
+        group_rows = (shape.q_heads // shape.kv_heads) * self.tiling.get("padded_q")
+        e.emit("addi", rd=R_Q16, rs=R_Q16, imm=-group_rows * shape.depth * 2)
+
+    def emit_generation(self) -> None:
+        """Pass 2: for each KV tile, generate its marked K/V rows on the K/V-generation array.
+
+        Per tile: list the marked keys (clearing their bits for the next head),
+        then, one hidden chunk at a time, gather the listed tokens' columns and
+        load the W_k/W_v rows of the chunk, and accumulate into the K/V rows
+        (the first chunk starts from the bias); finally scatter the rows to
+        their DRAM rows, where the attention pass gathers them. The phase is
+        synchronised with barriers (one buffer set).
+        """
+        assert self.gen is not None
+        shape, tiling, e, gen = self.shape, self.tiling, self.e, self.gen
+        r = gen.plan.regions
+        tile, hidden, chunk = tiling.get("tile"), shape.hidden, gen.plan.chunk
+        d, dv = shape.depth, shape.v_depth
+        e.emit("barrier")
+        e.emit("set", rd=R_KBASE, imm=0)
+        e.open_loop()
+        e.emit("kvlist", bitmap=_at(r["bitmap"]), out=_at(r["gen_list"]), key_base=R_KBASE, window=tile, clear=1)
+        for name, reg, width in (("wk", R_GEN_WK, d), ("wv", R_GEN_WV, dv)):
+            e.emit(
+                "dma.load",
+                dst=_at(r[f"gen_b{name[1]}"]),
+                src=Dram(reg, self.address(name) + hidden * width * 4),
+                rows=1,
+                row_bytes=width * 4,
+                src_stride=width * 4,
+            )
+        e.emit("set", rd=R_GEN_X, imm=self.batch_index * tiling.get("padded_kv") * hidden * 4)
+        full, rest = divmod(hidden, chunk)
+        self.emit_generation_chunk(chunk if full else rest, mode=2)
+        if full > 1:
+            e.open_loop()
+            self.emit_generation_chunk(chunk, mode=1)
+            e.close_loop(full - 1)
+        if full and rest:
+            self.emit_generation_chunk(rest, mode=1)
+        for name, width in (("k", d), ("v", dv)):
+            e.emit(
+                "dma.scatter",
+                src=_at(r[f"gen_{name}"]),
+                dst=Dram(R_K if name == "k" else R_V, self.address(name)),
+                list=_at(r["gen_list"]),
+                key_base=R_KBASE,
+                window=tile,
+                row_bytes=width * 4,
+                dst_stride=width * 4,
+            )
+        e.emit("addi", rd=R_GEN_WK, rs=R_GEN_WK, imm=-hidden * d * 4)
+        e.emit("addi", rd=R_GEN_WV, rs=R_GEN_WV, imm=-hidden * dv * 4)
+        e.emit("addi", rd=R_KBASE, rs=R_KBASE, imm=tile)
+        e.emit("barrier")
+        e.close_loop(tiling.get("kv_tiles"))
+
+    def emit_generation_chunk(self, width: int, mode: int) -> None:
+        """One hidden chunk of `width` columns: fetch tokens and weights, then accumulate K and V."""
+        assert self.gen is not None
+        shape, e, r = self.shape, self.e, self.gen.plan.regions
+        tile, hidden, d, dv = self.tiling.get("tile"), shape.hidden, shape.depth, shape.v_depth
+        e.emit(
+            "dma.gather",
+            dst=_at(r["gen_x"]),
+            src=Dram(R_GEN_X, self.address("x32")),
+            list=_at(r["gen_list"]),
+            key_base=R_KBASE,
+            window=tile,
+            row_bytes=width * 4,
+            src_stride=hidden * 4,
+        )
+        for name, reg, cols in (("wk", R_GEN_WK, d), ("wv", R_GEN_WV, dv)):
+            e.emit(
+                "dma.load",
+                dst=_at(r[f"gen_{name}"]),
+                src=Dram(reg, self.address(name)),
+                rows=width,
+                row_bytes=cols * 4,
+                src_stride=cols * 4,
+            )
+        e.emit("barrier")
+        for name, cols in (("k", d), ("v", dv)):
+            e.emit(
+                "kvgen",
+                x=_at(r["gen_x"]),
+                w=_at(r[f"gen_w{name}"]),
+                out=_at(r[f"gen_{name}"]),
+                list=_at(r["gen_list"]),
+                key_base=R_KBASE,
+                window=tile,
+                hidden=width,
+                cols=cols,
+                dtype="f32",
+                bias=_at(r[f"gen_b{name}"]),
+                mode=mode,
+            )
+        e.emit("barrier")
+        e.emit("addi", rd=R_GEN_X, rs=R_GEN_X, imm=width * 4)
+        e.emit("addi", rd=R_GEN_WK, rs=R_GEN_WK, imm=width * d * 4)
+        e.emit("addi", rd=R_GEN_WV, rs=R_GEN_WV, imm=width * dv * 4)
 
     def build(self) -> list[Operation]:
         shape, padded_kv, e = self.shape, self.tiling.get("padded_kv"), self.e
@@ -500,9 +687,13 @@ class KernelBuilder:
             # Tokens are shared by a batch element's KV heads, so batches are
             # unrolled (program size grows with the batch, never with length).
             for batch in range(shape.batch):
+                self.batch_index = batch
                 e.emit("set", rd=R_PRED_HEAD, imm=batch * padded_kv * shape.hidden)
                 e.emit("set", rd=R_XEXP_BATCH, imm=batch * padded_kv)
                 e.emit("set", rd=R_CODES, imm=0)
+                if self.gen is not None:
+                    e.emit("set", rd=R_GEN_WK, imm=0)
+                    e.emit("set", rd=R_GEN_WV, imm=0)
                 e.open_loop()
                 self.emit_kv_head()
                 e.close_loop(shape.kv_heads)
@@ -513,7 +704,11 @@ class KernelBuilder:
     def segments(self) -> ArrayAttr[SegmentAttr]:
         if self.lz is None:
             return ArrayAttr([])
-        return ArrayAttr([SegmentAttr(self.address("codes"), self.lz.codes.astype("int8").tobytes())])
+        segments = [SegmentAttr(self.address("codes"), self.lz.codes.astype("int8").tobytes())]
+        if self.gen is not None:
+            for name, block in (("wk", self.gen.wk), ("wv", self.gen.wv)):
+                segments.append(SegmentAttr(self.address(name), block.astype("<f4").tobytes()))
+        return ArrayAttr(segments)
 
 
 # Extra registers of the separate-stage baseline: r13 A-hat row base, r14 A-hat tile
@@ -716,6 +911,49 @@ def _lz_weights(key: DlzsKeyOp) -> LzWeights:
     return LzWeights(codes.to_array(), value.value.data)
 
 
+def builder_generates(builder: KernelBuilder | SeparateKernelBuilder) -> bool:
+    return isinstance(builder, KernelBuilder) and builder.gen is not None
+
+
+def _constant_projection(sufa: SufaOp) -> KvProjectionOp | None:
+    """The `sofa.kv_projection` that made the attention's K and V, if its weights and biases are constants."""
+    projection = sufa.k.owner
+    if not isinstance(projection, KvProjectionOp) or sufa.v is not projection.v or sufa.k is not projection.k:
+        return None
+    weights = [projection.w_k, projection.w_v] + [b for b in (projection.b_k, projection.b_v) if b is not None]
+    if not all(isinstance(value.owner, ConstantOp) for value in weights):
+        return None
+    return projection
+
+
+def _head_blocks(weights: Any, bias: Any, heads: int) -> Any:
+    """``W [H, heads*d]`` and ``b [heads*d]`` as ``[heads*(H+1), d]``: each head's W rows, then its bias row."""
+    hidden, columns = weights.shape
+    depth = columns // heads
+    bias = np.zeros(columns, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(columns)
+    blocks = np.concatenate([np.asarray(weights, np.float32), bias[None, :]], axis=0)
+    return np.ascontiguousarray(blocks.reshape(hidden + 1, heads, depth).transpose(1, 0, 2).reshape(-1, depth))
+
+
+def _kv_generation(sufa: SufaOp, target: Any, shape: AttentionShape, tile: int, plan: Any) -> KvGeneration | None:
+    """On-chip generation of the selected K/V rows, where the projection is constant and its buffers fit."""
+    projection = _constant_projection(sufa)
+    if projection is None:
+        return None
+    try:
+        generation = plan_generation(target, shape, tile, plan)
+    except PlanError:
+        return None
+
+    def constant(value: Any) -> Any:
+        return None if value is None else value.owner.to_array()
+
+    heads = shape.kv_heads
+    wk = _head_blocks(constant(projection.w_k), constant(projection.b_k), heads)
+    wv = _head_blocks(constant(projection.w_v), constant(projection.b_v), heads)
+    return KvGeneration(wk, wv, generation)
+
+
 @dataclass(frozen=True)
 class LowerToIsaPass(ModulePass):
     """Replace each tiled attention by a `sofa.kernel_call` to a new `sofa_isa.program`.
@@ -725,7 +963,9 @@ class LowerToIsaPass(ModulePass):
     output of `sofa-separate-stage-tiling` to the baseline kernel (A-hat via
     DRAM). Ablation switches: ``attention=fa2`` runs FlashAttention-2 steps
     instead of SU-FA, ``rass=false`` loads whole K/V tiles instead of the
-    RASS-ordered union of the selected rows.
+    RASS-ordered union of the selected rows. ``kv_generation=false`` keeps
+    on-demand kernels reading host-computed K/V rows instead of generating the
+    selected rows on chip.
     """
 
     name = "sofa-lower-to-isa"
@@ -734,6 +974,7 @@ class LowerToIsaPass(ModulePass):
     pipeline: str = "coordinated"
     attention: str = "sufa"
     rass: bool = True
+    kv_generation: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = module_target(op)
@@ -764,10 +1005,15 @@ class LowerToIsaPass(ModulePass):
                     self.rass, row_selection,
                 )  # fmt: skip
             else:
-                regions = plan_sram(target, shape, tiling.get("tile")).regions
+                plan = plan_sram(target, shape, tiling.get("tile"))
+                gen = None
+                if lz is not None and self.kv_generation and self.rass:
+                    gen = _kv_generation(sufa, target, shape, tiling.get("tile"), plan)
+                if gen is not None:
+                    operands = [sufa.q, operands[-1]]
                 radius = select.sparsity.radius_value
                 builder = KernelBuilder(
-                    shape, tiling, regions, sufa.scale.value.data, radius, lz, predictor, attention, self.rass
+                    shape, tiling, plan.regions, sufa.scale.value.data, radius, lz, predictor, attention, self.rass, gen
                 )
             body = builder.build()
             name = f"{KERNEL_PREFIX}{len(kernels)}"
@@ -784,8 +1030,11 @@ class LowerToIsaPass(ModulePass):
             kernels.append(program)
             call = KernelCallOp(name, operands, [sufa.output.type])
             Rewriter.replace_op(sufa, call)
+            projection = _constant_projection(sufa) if builder_generates(builder) else None
             for dead in (select, score, key):
                 if dead is not None and not any(True for _ in dead.results[0].uses):
                     Rewriter.erase_op(dead)
+            if projection is not None and not any(True for result in projection.results for _ in result.uses):
+                Rewriter.erase_op(projection)
         for program in kernels:
             op.body.block.add_op(program)

@@ -208,3 +208,59 @@ def plan_separate_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> 
     select.alloc("rows", rows * padded_kv * 2, ("token", "weight", "temp"))
     regions = {**predict.regions, **select.regions, **{f"fa2_{k}": r for k, r in attend.regions.items()}}
     return SramPlan(regions, {}), rows
+
+
+GENERATION_CHUNK_STEP = 64
+"""Hidden chunks of the generation phase are multiples of this (`numerics.KVGEN_CHUNK`), so
+that every chunk starts where the K/V-generation array's accumulation steps do."""
+
+MAX_GENERATION_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """SRAM of the on-demand K/V generation phase and its hidden chunk width."""
+
+    chunk: int
+    regions: dict[str, Region]
+
+
+def plan_generation(target: TargetAttr, shape: AttentionShape, tile: int, plan: SramPlan) -> GenerationPlan:
+    """Buffers for generating the selected K/V rows of one KV tile, chunk by chunk over H.
+
+    The needed-row bitmap lives beside the attention buffers (the marking pass
+    fills it while they are in use). The generation phase runs between
+    barriers, so its own buffers may reuse everything else except the bitmap
+    and the LZ codes. The chunk is the widest multiple of
+    `GENERATION_CHUNK_STEP` that fits; `PlanError` if not even one step does.
+    """
+    sizes = sram_sizes(target)
+    d, dv, hidden = shape.depth, shape.v_depth, shape.hidden
+    padded_kv = tile_count(shape.kv_len, tile) * tile
+    persistent = SramAllocator(sizes)
+    persistent.used = dict(plan.used)
+    bitmap = persistent.alloc("bitmap", -(-padded_kv // 32) * 4, ("temp", "weight", "token"))
+    kept = [bitmap] + ([plan.regions["codes"]] if "codes" in plan.regions else [])
+    widest = min(MAX_GENERATION_CHUNK, -(-hidden // GENERATION_CHUNK_STEP) * GENERATION_CHUNK_STEP)
+    first_error: PlanError | None = None
+    for chunk in range(widest, 0, -GENERATION_CHUNK_STEP):
+        alloc = SramAllocator(sizes)
+        for region in kept:
+            alloc.used[region.buffer] = max(alloc.used[region.buffer], region.offset + region.size)
+        width = min(chunk, hidden)
+        try:
+            alloc.alloc("gen_k", tile * d * 4)
+            alloc.alloc("gen_v", tile * dv * 4)
+            alloc.alloc("gen_list", (1 + tile) * 4, ("temp", "weight", "token"))
+            alloc.alloc("gen_bk", d * 4, ("temp", "weight", "token"))
+            alloc.alloc("gen_bv", dv * 4, ("temp", "weight", "token"))
+            alloc.alloc("gen_x", tile * width * 4)
+            alloc.alloc("gen_wk", width * d * 4, ("weight", "token", "temp"))
+            alloc.alloc("gen_wv", width * dv * 4, ("weight", "token", "temp"))
+        except PlanError as error:
+            first_error = first_error or error
+            continue
+        return GenerationPlan(width, {"bitmap": bitmap, **alloc.regions})
+    raise PlanError(
+        f"the K/V generation buffers do not fit even for a {GENERATION_CHUNK_STEP}-wide chunk: {first_error}"
+    )

@@ -172,7 +172,9 @@ class Features:
     * ``selection``: ``sads`` (per-tile top-k) or ``row`` (whole-row top-k);
     * ``attention``: ``sufa`` (sorted-updating) or ``fa2`` (FlashAttention-2);
     * ``rass``: gather the RASS-ordered union of selected K/V rows, or load whole tiles;
-    * ``dataflow``: ``coordinated`` (A-hat stays on chip) or ``separate`` (A-hat via DRAM).
+    * ``dataflow``: ``coordinated`` (A-hat stays on chip) or ``separate`` (A-hat via DRAM);
+    * ``kv_generation``: where K/V come from a constant projection of the tokens, generate
+      only the selected rows on chip (paper §2.1) instead of reading host-computed K/V.
     """
 
     predictor: str = "dlzs"
@@ -180,6 +182,7 @@ class Features:
     attention: str = "sufa"
     rass: bool = True
     dataflow: str = "coordinated"
+    kv_generation: bool = True
 
 
 PRESETS = {
@@ -224,7 +227,11 @@ def _pipeline(
     else:
         tiling = CoordinatedTilingPass(keep=keep, radius=radius, tile=tile, predictor=features.predictor)
     lower = LowerToIsaPass(
-        config_hash=config_hash, pipeline=features.dataflow, attention=features.attention, rass=features.rass
+        config_hash=config_hash,
+        pipeline=features.dataflow,
+        attention=features.attention,
+        rass=features.rass,
+        kv_generation=features.kv_generation,
     )
     return [*tuned, ("tiled", tiling), ("tiled", PreprocessWeightsPass()), ("isa", lower)]
 
@@ -252,6 +259,7 @@ def compile_model(
     attention: str | None = None,
     rass: bool | None = None,
     dataflow: str | None = None,
+    kv_generation: bool | None = None,
     tuning: Tuning | Mapping[str, Any] | str | Path | None = None,
 ) -> CompiledModel:
     """Compile an ONNX model for a SOFA target (default: the paper's 28 nm design).
@@ -276,6 +284,7 @@ def compile_model(
         "attention": attention,
         "rass": rass,
         "dataflow": dataflow,
+        "kv_generation": kv_generation,
     }
     features = resolve_features(pipeline, overrides)
     config = target if isinstance(target, HardwareConfig) else load_config(target)

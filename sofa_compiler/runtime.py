@@ -38,38 +38,53 @@ def _pad_rows(values: np.ndarray, padded: int) -> np.ndarray:
     return out.reshape(-1, depth)
 
 
+def generates_kv(program: Program) -> bool:
+    """Whether the kernel generates K/V on chip from tokens (it then takes Q and X only)."""
+    return program.symbol("k").kind == "scratch"
+
+
 def stage_attention_inputs(
-    program: Program, q: np.ndarray, k: np.ndarray, v: np.ndarray, x: np.ndarray | None = None
+    program: Program, q: np.ndarray, k: np.ndarray | None, v: np.ndarray | None, x: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """The kernel's input symbols for logical Q ``[B,Hq,Sq,d]``, K/V ``[B,Hkv,Skv,*]``.
 
     On-demand kernels also take the tokens X ``[B, Skv, H]``, which the host
-    writes as 8-bit rows with one exponent each (`numerics.quantize_token_rows`).
+    writes as 8-bit rows with one exponent each (`numerics.quantize_token_rows`);
+    kernels that generate K/V on chip take X (also as fp32 rows) instead of K and V.
     """
     padded_q = program.symbol("q").shape[0] // (q.shape[0] * q.shape[1])
-    padded_kv = program.symbol("k").shape[0] // (k.shape[0] * k.shape[1])
-    if padded_q < q.shape[2] or padded_kv < k.shape[2]:
+    if generates_kv(program):
+        if x is None:
+            raise KernelError("this kernel generates K/V from tokens: pass Q and X")
+        padded_kv = program.symbol("x32").shape[0] // x.shape[0]
+        kv_length = x.shape[1]
+    else:
+        if k is None or v is None:
+            raise KernelError("this kernel reads K and V: pass Q, K and V")
+        padded_kv = program.symbol("k").shape[0] // (k.shape[0] * k.shape[1])
+        kv_length = k.shape[2]
+    if padded_q < q.shape[2] or padded_kv < kv_length:
         raise KernelError(
-            f"tensors of shape Q {list(q.shape)}, K {list(k.shape)} do not fit the kernel's layout"
+            f"tensors of shape Q {list(q.shape)} with {kv_length} keys do not fit the kernel's layout"
             f" ({padded_q} query and {padded_kv} key rows per head)"
         )
     q_rows = _pad_rows(np.asarray(q, np.float32), padded_q)
-    k_rows = _pad_rows(np.asarray(k, np.float32), padded_kv)
-    staged = {
-        "q": q_rows,
-        "q16": numerics.to_fp16_saturating(q_rows),
-        "k": k_rows,
-        "v": _pad_rows(np.asarray(v, np.float32), padded_kv),
-    }
+    staged = {"q": q_rows, "q16": numerics.to_fp16_saturating(q_rows)}
     names = {symbol.name for symbol in program.symbols}
-    if "khat" in names:
-        staged["khat"] = numerics.to_fp16_saturating(k_rows)
+    if k is not None and v is not None and not generates_kv(program):
+        k_rows = _pad_rows(np.asarray(k, np.float32), padded_kv)
+        staged["k"] = k_rows
+        staged["v"] = _pad_rows(np.asarray(v, np.float32), padded_kv)
+        if "khat" in names:
+            staged["khat"] = numerics.to_fp16_saturating(k_rows)
     if "x8" in names:
         if x is None:
             raise KernelError("this kernel predicts from tokens: pass X as its fourth operand")
         x_int, exponent = numerics.quantize_token_rows(np.asarray(x, np.float64))
         staged["x8"] = _pad_rows(x_int[:, None], padded_kv).astype(np.int8)
         staged["xexp"] = _pad_rows(exponent[:, None, :, None], padded_kv).astype(np.int8)
+    if "x32" in names:
+        staged["x32"] = _pad_rows(np.asarray(x, np.float32)[:, None], padded_kv)
     return staged
 
 
@@ -97,10 +112,15 @@ class KernelRunner:
     progress: Callable[[int, int], None] | None = None
     runs: list[KernelRun] = field(default_factory=list)
 
-    def call(self, name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    def call(self, name: str, q: np.ndarray, *tensors: np.ndarray) -> np.ndarray:
+        """Run kernel `name` on Q and its other operands: K, V (and X on demand), or X alone when it generates K/V."""
         if name not in self.programs:
             raise KernelError(f"no kernel named '{name}' (kernels: {', '.join(self.programs) or 'none'})")
         program = self.programs[name]
+        expected = 1 if generates_kv(program) else (3 if "x8" in {s.name for s in program.symbols} else 2)
+        if len(tensors) != expected:
+            raise KernelError(f"kernel '{name}' takes {expected + 1} operands, got {len(tensors) + 1}")
+        k, v, x = (None, None, tensors[0]) if expected == 1 else (*tensors[:2], tensors[2] if expected == 3 else None)
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
         result = machine.run(program, stage_attention_inputs(program, q, k, v, x), self.config.config_hash())
         timing = simulate(result.events, self.config, self.progress)
