@@ -27,6 +27,17 @@ rows -> SU-FA step. Counting semaphores hand data from unit to unit:
     s4 K/V gathered      s5 K-hat/A-hat set free (2 credits)
     s6 index/list/K/V set free (2 credits)   s7 O ready
 
+On-demand K/V generation (paper §2.1; RASS kernels whose K and V are a constant
+`sofa.kv_projection` of the tokens X, where the buffers fit): each KV head runs
+three passes. (1) Marking: every query tile's prediction and SADS run as above
+and `kvmark` sets the selected keys in a bitmap. (2) Generation: per KV tile,
+`kvlist` lists the marked keys, and for each hidden chunk (a multiple of 64
+columns) the listed tokens and the chunk's W_k/W_v rows are fetched and `kvgen`
+accumulates the K and V rows (starting from the bias); `dma.scatter` writes
+them to K/V scratch rows in DRAM. (3) Attention, as above, gathering those
+rows. The kernel takes Q and X only; the projection leaves the host code.
+The generation pass is barrier-synchronised (one buffer set).
+
 DRAM layout per kernel (inputs padded by the host runtime):
 ``q``/``q16`` ``[B*Hq*Pq, d]`` (fp32 and its fp16 copy for DLZS),
 ``k``/``khat`` ``[B*Hkv*Pk, d]`` (fp32 and fp16), ``v`` ``[B*Hkv*Pk, dv]``,
