@@ -35,6 +35,12 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
         default="coordinated",
         help=f"{' or '.join(PRESETS)}: SOFA's coordinated tiling, or the separate-stage baseline",
     )
+    parser.add_argument(
+        "--no-kv-generation",
+        dest="kv_generation",
+        action="store_false",
+        help="read host-computed K/V rows instead of generating only the selected rows on chip",
+    )
 
 
 def emitted_text(model: CompiledModel, kind: str) -> str:
@@ -84,7 +90,15 @@ def main(argv: list[str] | None = None) -> int:
 
         with user_warnings("sofa-compile"):
             model = compile_model(
-                args.model, args.target, args.keep, args.tile, args.radius, args.pipeline, on_stage, tuning=args.tuning
+                args.model,
+                args.target,
+                args.keep,
+                args.tile,
+                args.radius,
+                args.pipeline,
+                on_stage,
+                tuning=args.tuning,
+                kv_generation=args.kv_generation,
             )
         if args.emit == "bin":
             atomic_write_bytes(args.output, bundle_bytes(model))

@@ -74,7 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with user_warnings("sofa-run"):
-            model = compile_model(args.model, args.target, args.keep, args.tile, args.radius, args.pipeline)
+            model = compile_model(
+                args.model,
+                args.target,
+                args.keep,
+                args.tile,
+                args.radius,
+                args.pipeline,
+                kv_generation=args.kv_generation,
+            )
         inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.seed)
         with timing_progress(sys.stderr.isatty()) as progress:
             outputs, report = model.run(inputs, progress)
