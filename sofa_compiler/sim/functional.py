@@ -119,7 +119,7 @@ class Machine:
         # instruction itself, so the id stays unique while the entry lives.
         self._decoded: dict[int, tuple[Any, ...]] = {}
         self._operands: dict[tuple[int, str], tuple[Any, ...]] = {}
-        self._memo: dict[str, tuple[bytes, Any]] = {}
+        self._memo: dict[str, tuple[tuple[str, tuple[int, ...], bytes], Any]] = {}
         for array in self.sram.values():
             array.fill(0)
         self.dram.fill(0)
@@ -139,7 +139,7 @@ class Machine:
 
         Keyed on the full contents, so it is a pure cache: no write can make it stale.
         """
-        key = f"{kind}:{data.dtype}:{data.shape}".encode() + data.tobytes()
+        key = (data.dtype.str, data.shape, data.tobytes())
         hit = self._memo.get(kind)
         if hit is not None and hit[0] == key:
             return hit[1]
@@ -190,6 +190,11 @@ class Machine:
 
     def _dram_rows(self, pc: int, instr: Instruction, name: str, rows: int, row_bytes: int, stride: int) -> np.ndarray:
         """A [rows, row_bytes] strided view of DRAM operand `name`."""
+        start = self._dram_start(pc, instr, name, rows, row_bytes, stride)
+        return np.lib.stride_tricks.as_strided(self.dram[start:], shape=(rows, row_bytes), strides=(stride, 1))
+
+    def _dram_start(self, pc: int, instr: Instruction, name: str, rows: int, row_bytes: int, stride: int) -> int:
+        """The address of DRAM operand `name`, checked to hold `rows` rows of `row_bytes` every `stride` bytes."""
         start = self._addr(instr.args[name])
         last = start + (rows - 1) * stride + row_bytes
         if start < 0 or last > len(self.dram):
@@ -199,7 +204,7 @@ class Machine:
                 f"{name}: DRAM range [{start}, {last}) is outside DRAM [0, {len(self.dram)})",
                 TrapKind.ADDRESS,
             )
-        return np.lib.stride_tricks.as_strided(self.dram[start:], shape=(rows, row_bytes), strides=(stride, 1))
+        return start
 
     def _index_list(self, pc: int, instr: Instruction, work: Work) -> np.ndarray:
         listed = self.sram_view(pc, instr, "list", 1, False, work)
@@ -213,6 +218,9 @@ class Machine:
         base = self.regs[instr.args["key_base"]]
         rel = indices - base
         window = instr.args["window"]
+        # Two reductions show the usual case (all inside); the mask is built only to name the first outsider.
+        if not rel.size or (int(rel.min()) >= 0 and int(rel.max()) < window):
+            return rel
         bad = (rel < 0) | (rel >= window)
         if bad.any():
             first = int(indices[np.argmax(bad)])
@@ -419,7 +427,22 @@ def _dma_gather(machine: Machine, instr: Instruction, pc: int, work: Work) -> No
     indices = machine._index_list(pc, instr, work)
     rel = machine._window_rows(pc, instr, indices)
     row_bytes, stride = a["row_bytes"], a["src_stride"]
-    if len(indices):
+    count = len(indices)
+    first = int(indices[0]) if count else -1
+    if 0 <= first and int(indices[-1]) - first == count - 1 and (count == 1 or (indices[1:] > indices[:-1]).all()):
+        # Consecutive rows (e.g. a whole window): one block copy, the same checks and counts as the gather below.
+        start = machine._dram_start(pc, instr, "src", first + count, row_bytes, stride) + first * stride
+        low = int(rel[0])
+        dst = machine.sram_view(pc, instr, "dst", (low + count) * row_bytes, True, work)
+        work.sram_write_bytes[Buffer(a["dst"].buffer)] = count * row_bytes
+        if stride == row_bytes:
+            dst[low * row_bytes :] = machine.dram[start : start + count * row_bytes]
+            work.dram_requests = 1
+        else:
+            src = np.lib.stride_tricks.as_strided(machine.dram[start:], shape=(count, row_bytes), strides=(stride, 1))
+            dst.reshape(-1, row_bytes)[low:] = src
+            work.dram_requests = count
+    elif count:
         src = machine._dram_rows(pc, instr, "src", int(indices.max()) + 1, row_bytes, stride)
         if indices.min() < 0:
             raise Trap(pc, str(instr), f"negative row index {int(indices.min())}", TrapKind.ADDRESS)
@@ -515,7 +538,8 @@ def _rass(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     lanes, m = a["lanes"], a["m"]
     idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work)
-    chosen = idx[idx >= 0]
+    # Usually every slot is filled: then no compaction is needed.
+    chosen = idx if idx.size and idx.min() >= 0 else idx[idx >= 0]
     low = int(chosen.min()) if chosen.size else 0
     span = int(chosen.max()) - low + 1 if chosen.size else 0
     if span <= 4 * chosen.size + 1024:
@@ -555,21 +579,30 @@ def _sufa_step(machine: Machine, instr: Instruction, pc: int, work: Work) -> Non
     state = _check_sufa(machine, instr, pc)
     lanes, m, window, depth, vdepth = a["lanes"], a["m"], a["window"], a["depth"], a["vdepth"]
     q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
-    idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work).reshape(lanes, m).astype(np.int64)
-    empty = idx == numerics.NO_INDEX
-    if empty.any():
-        rel = machine._window_rows(pc, instr, idx[~empty])
-        slots = np.full((lanes, m), numerics.NO_INDEX, np.int64)
-        slots[~empty] = rel
+    idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work).reshape(lanes, m)
+    base = machine.regs[a["key_base"]]
+    lowest, highest = (int(idx.min()), int(idx.max())) if idx.size else (-1, -1)
+    if 0 <= lowest and base <= lowest and highest - base < window:
+        # Every slot filled (no NO_INDEX) and inside the window: the differences are exact in int32.
+        slots = idx - base
+        empty_slots = 0
     else:
-        slots = machine._window_rows(pc, instr, idx.reshape(-1)).reshape(lanes, m)
+        idx = idx.astype(np.int64)
+        empty = idx == numerics.NO_INDEX
+        if empty.any():
+            rel = machine._window_rows(pc, instr, idx[~empty])
+            slots = np.full((lanes, m), numerics.NO_INDEX, np.int64)
+            slots[~empty] = rel
+        else:
+            slots = machine._window_rows(pc, instr, idx.reshape(-1)).reshape(lanes, m)
+        empty_slots = int(np.count_nonzero(empty))
     k = machine.sram_view(pc, instr, "k", window * depth, False, work).reshape(window, depth)
     v = machine.sram_view(pc, instr, "v", window * vdepth, False, work).reshape(window, vdepth)
     # SADS never selects masked keys, so selected slots carry no extra bias.
     q64 = machine.memo("sufa.q", q, lambda q: q.astype(np.float64))
     partial = numerics.sufa_tile_step(q64, k, v, slots, None, float(a["scale"]))
     machine.sufa_state = numerics.sufa_accumulate(state, partial)
-    selected = lanes * m - int(np.count_nonzero(empty))
+    selected = lanes * m - empty_slots
     work.macs = selected * (depth + vdepth)
     work.exps = selected + 2 * lanes
     work.compares = lanes * min(2, m) + lanes

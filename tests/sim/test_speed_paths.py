@@ -9,10 +9,17 @@ scores, ties, ascending and descending slot orders, f16 and f32 operands.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 from dialects import numerics
+from dialects.sofa_isa import Dram, Sram
+from sofa_compiler.isa.encoding import Instruction
+from sofa_compiler.sim import functional
+from sofa_compiler.sim.events import Buffer, Work
+from sofa_compiler.sim.traps import Trap, TrapKind
 
 NO_INDEX = numerics.NO_INDEX
 
@@ -221,3 +228,245 @@ def test_tile_step_in_sads_order(keep, dtype, seed):
     ref = reference_tile_step(q, k, v, slots, None, 1 / np.sqrt(128))
     _check_partial(new, ref)
     assert new.max_updates > 0
+
+
+# ---------------------------------------------------------------------------
+# Machine handlers: fast paths against the handlers as they were
+# ---------------------------------------------------------------------------
+
+
+def _reference_window_rows(machine, pc, instr, indices):
+    base = machine.regs[instr.args["key_base"]]
+    rel = indices - base
+    window = instr.args["window"]
+    bad = (rel < 0) | (rel >= window)
+    if bad.any():
+        first = int(indices[np.argmax(bad)])
+        raise Trap(
+            pc,
+            str(instr),
+            f"index {first} is outside the window [{base}, {base + window}) (key_base r{instr.args['key_base']})",
+            TrapKind.ADDRESS,
+        )
+    return rel
+
+
+def reference_dma_gather(machine, instr, pc, work):
+    a = instr.args
+    indices = machine._index_list(pc, instr, work)
+    rel = _reference_window_rows(machine, pc, instr, indices)
+    row_bytes, stride = a["row_bytes"], a["src_stride"]
+    if len(indices):
+        src = machine._dram_rows(pc, instr, "src", int(indices.max()) + 1, row_bytes, stride)
+        if indices.min() < 0:
+            raise Trap(pc, str(instr), f"negative row index {int(indices.min())}", TrapKind.ADDRESS)
+        dst = machine.sram_view(pc, instr, "dst", (int(rel.max()) + 1) * row_bytes, True, work)
+        work.sram_write_bytes[Buffer(a["dst"].buffer)] = len(indices) * row_bytes
+        dst.reshape(-1, row_bytes)[rel] = src[indices]
+        ordered = np.sort(indices)
+        contiguous = stride == row_bytes
+        work.dram_requests = int(1 + np.count_nonzero(np.diff(ordered) != 1)) if contiguous else len(indices)
+    work.dram_read_bytes = len(indices) * row_bytes
+
+
+def reference_rass(machine, instr, pc, work):
+    a = instr.args
+    lanes, m = a["lanes"], a["m"]
+    idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work)
+    chosen = idx[idx >= 0]
+    keys, shared = np.unique(chosen, return_counts=True)
+    order = np.argsort(-shared, kind="stable")
+    listed = np.concatenate([[len(keys)], keys[order]]).astype(np.int32)
+    machine.sram_view(pc, instr, "out", len(listed), True, work)[...] = listed
+    work.compares = int(chosen.size)
+
+
+def reference_sufa_step(machine, instr, pc, work):
+    a = instr.args
+    state = functional._check_sufa(machine, instr, pc)
+    lanes, m, window, depth, vdepth = a["lanes"], a["m"], a["window"], a["depth"], a["vdepth"]
+    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
+    idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work).reshape(lanes, m).astype(np.int64)
+    empty = idx == NO_INDEX
+    if empty.any():
+        rel = _reference_window_rows(machine, pc, instr, idx[~empty])
+        slots = np.full((lanes, m), NO_INDEX, np.int64)
+        slots[~empty] = rel
+    else:
+        slots = _reference_window_rows(machine, pc, instr, idx.reshape(-1)).reshape(lanes, m)
+    k = machine.sram_view(pc, instr, "k", window * depth, False, work).reshape(window, depth)
+    v = machine.sram_view(pc, instr, "v", window * vdepth, False, work).reshape(window, vdepth)
+    partial = reference_tile_step(q.astype(np.float64), k, v, slots, None, float(a["scale"]))
+    machine.sufa_state = numerics.sufa_accumulate(state, partial)
+    selected = lanes * m - int(np.count_nonzero(empty))
+    work.macs = selected * (depth + vdepth)
+    work.exps = selected + 2 * lanes
+    work.compares = lanes * min(2, m) + lanes
+    work.max_updates = partial.max_updates
+    work.dense_ops = 2 * lanes * window * (depth + vdepth)
+
+
+def _run_both(machine, instr, reference):
+    """Run the machine's handler and `reference` on copies of `machine`; both must agree on everything."""
+    outcomes = []
+    for handler in (functional._HANDLERS[instr.op], reference):
+        copy_ = copy.deepcopy(machine)
+        work = Work()
+        try:
+            with np.errstate(all="ignore"):
+                handler(copy_, instr, 7, work)
+            outcomes.append(("ok", copy_, work, None))
+        except Trap as trap:
+            outcomes.append(("trap", copy_, work, (str(trap), trap.kind)))
+    (kind, new, new_work, new_trap), (ref_kind, ref, ref_work, ref_trap) = outcomes
+    assert kind == ref_kind
+    assert new_trap == ref_trap
+    if kind == "ok":
+        assert new_work == ref_work
+        for buffer in Buffer:
+            assert same_bits(new.sram[buffer], ref.sram[buffer])
+        assert same_bits(new.dram, ref.dram)
+        assert new.peak == ref.peak
+        if new.sufa_state is not None:
+            assert same_bits(new.sufa_state.numerator, ref.sufa_state.numerator)
+            assert same_bits(new.sufa_state.denominator, ref.sufa_state.denominator)
+            assert same_max(new.sufa_state.row_max, ref.sufa_state.row_max)
+    return kind
+
+
+def _machine(seed: int) -> functional.Machine:
+    machine = functional.Machine(dram_bytes=1 << 16)
+    rng = np.random.default_rng(seed)
+    machine.dram[:] = rng.integers(0, 256, machine.dram.size, dtype=np.uint8)
+    return machine
+
+
+def _write_i32(machine, buffer, offset, values):
+    raw = np.asarray(values, np.int32).view(np.uint8)
+    machine.sram[buffer][offset : offset + raw.size] = raw
+
+
+GATHER_LISTS = [
+    [],
+    [5],
+    list(range(8, 24)),  # a whole window, consecutive
+    list(range(10, 20)),  # consecutive, not starting at the window's first row
+    list(range(23, 7, -1)),  # reversed
+    [8, 9, 9, 10],  # duplicate
+    [8, 9, 11, 12],  # gap
+    [12, 8, 9],
+    list(range(20, 26)),  # runs past the window: trap
+    list(range(-2, 3)),  # negative rows (window based below 0)
+    list(range(0, 16)),
+]
+
+
+@pytest.mark.parametrize("rows", GATHER_LISTS)
+@pytest.mark.parametrize(("row_bytes", "stride"), [(16, 16), (16, 24), (16, 8), (8, 0), (4, 4)])
+@pytest.mark.parametrize("base", [8, 0, -2, 4000])
+def test_dma_gather_matches_reference(rows, row_bytes, stride, base):
+    machine = _machine(len(rows) + row_bytes + stride)
+    machine.regs[3] = base
+    machine.regs[4] = 64
+    _write_i32(machine, Buffer.TEMP, 256, [len(rows), *rows])
+    instr = Instruction(
+        "dma.gather",
+        {
+            "dst": Sram("token", 0, 512),
+            "src": Dram(4, 100),
+            "list": Sram("temp", 0, 256),
+            "key_base": 3,
+            "window": 16,
+            "row_bytes": row_bytes,
+            "src_stride": stride,
+        },
+    )
+    _run_both(machine, instr, reference_dma_gather)
+
+
+def test_dma_gather_consecutive_traps_like_the_gather():
+    # Past the end of DRAM, and past the end of SRAM: the same traps either way.
+    machine = _machine(0)
+    _write_i32(machine, Buffer.TEMP, 0, [4, 0, 1, 2, 3])
+    for dst, src in ((Sram("token", 0, 0), Dram(0, (1 << 16) - 40)), (Sram("temp", 0, 28 * 1024 - 40), Dram(0, 0))):
+        instr = Instruction(
+            "dma.gather",
+            {
+                "dst": dst,
+                "src": src,
+                "list": Sram("temp", 0, 0),
+                "key_base": 0,
+                "window": 8,
+                "row_bytes": 16,
+                "src_stride": 16,
+            },
+        )
+        assert _run_both(machine, instr, reference_dma_gather) == "trap"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_rass_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    lanes, m = int(rng.integers(1, 9)), int(rng.integers(1, 17))
+    low = int(rng.choice([0, 100, 10**6]))
+    idx = rng.integers(low, low + int(rng.choice([4, 64, 5000])), (lanes, m))
+    if rng.random() < 0.5:
+        idx[rng.random(idx.shape) < 0.4] = NO_INDEX
+    if rng.random() < 0.1:
+        idx[:] = NO_INDEX
+    if rng.random() < 0.1:
+        idx[0, 0] = -7  # a negative index that is not NO_INDEX: skipped like an empty slot
+    machine = _machine(seed)
+    _write_i32(machine, Buffer.TEMP, 0, idx.reshape(-1))
+    instr = Instruction("rass", {"idx": Sram("temp", 0, 0), "out": Sram("temp", 0, 8192), "lanes": lanes, "m": m})
+    _run_both(machine, instr, reference_rass)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_sufa_step_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    lanes, m, window = int(rng.integers(1, 9)), int(rng.integers(1, 17)), int(rng.integers(1, 17))
+    depth, vdepth = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    dtype = str(rng.choice(["f16", "f32"]))
+    np_dtype = np.float16 if dtype == "f16" else np.float32
+    base = int(rng.choice([0, 32, -3, 2**31 - 10, -(2**31)]))
+    idx = base + rng.integers(0, window, (lanes, m))
+    case = rng.integers(0, 6)
+    if case == 1:
+        idx[rng.random(idx.shape) < 0.3] = NO_INDEX
+    elif case == 2:
+        idx[0, -1] = base + window  # outside the window: trap
+    elif case == 3:
+        idx[0, 0] = -5  # a negative index that is not NO_INDEX
+    elif case == 4:
+        idx[:] = NO_INDEX
+    idx = ((idx + 2**31) % 2**32 - 2**31).astype(np.int32)  # as the i32 SRAM words hold them
+    machine = _machine(seed)
+    machine.regs[5] = base
+    q, k, v = (
+        rng.standard_normal(shape).astype(np_dtype) for shape in ((lanes, depth), (window, depth), (window, vdepth))
+    )
+    for offset, values in ((0, q), (4096, k), (8192, v)):
+        raw = values.reshape(-1).view(np.uint8)
+        machine.sram[Buffer.TOKEN][offset : offset + raw.size] = raw
+    _write_i32(machine, Buffer.TEMP, 0, idx.reshape(-1))
+    machine.sufa_state = numerics.SufaState.empty(lanes, vdepth)
+    machine.sufa_shape = (lanes, vdepth)
+    instr = Instruction(
+        "sufa.step",
+        {
+            "q": Sram("token", 0, 0),
+            "k": Sram("token", 0, 4096),
+            "v": Sram("token", 0, 8192),
+            "idx": Sram("temp", 0, 0),
+            "key_base": 5,
+            "lanes": lanes,
+            "m": m,
+            "window": window,
+            "depth": depth,
+            "vdepth": vdepth,
+            "scale": 0.125,
+            "dtype": dtype,
+        },
+    )
+    _run_both(machine, instr, reference_sufa_step)
