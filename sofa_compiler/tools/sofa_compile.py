@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from xdsl.utils.exceptions import DiagnosticException
 
@@ -40,6 +41,21 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
         dest="kv_generation",
         action="store_false",
         help="read host-computed K/V rows instead of generating only the selected rows on chip",
+    )
+
+
+def compile_from_options(args: argparse.Namespace, on_stage: Any = None, **extra: Any) -> CompiledModel:
+    """`compile_model` with the options `add_compile_options` declared."""
+    return compile_model(
+        args.model,
+        args.target,
+        args.keep,
+        args.tile,
+        args.radius,
+        args.pipeline,
+        on_stage,
+        kv_generation=args.kv_generation,
+        **extra,
     )
 
 
@@ -89,17 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(stage.text, file=sys.stderr)
 
         with user_warnings("sofa-compile"):
-            model = compile_model(
-                args.model,
-                args.target,
-                args.keep,
-                args.tile,
-                args.radius,
-                args.pipeline,
-                on_stage,
-                tuning=args.tuning,
-                kv_generation=args.kv_generation,
-            )
+            model = compile_from_options(args, on_stage, tuning=args.tuning)
         if args.emit == "bin":
             atomic_write_bytes(args.output, bundle_bytes(model))
             return 0

@@ -16,13 +16,13 @@ import numpy as np
 from rich.console import Console
 from xdsl.utils.exceptions import DiagnosticException
 
-from sofa_compiler.driver import CompiledModel, CompileError, compile_model
+from sofa_compiler.driver import CompiledModel, CompileError
 from sofa_compiler.files import atomic_write
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.sim.config import ConfigError
 from sofa_compiler.sim.traps import Trap
 from sofa_compiler.tools import interruptible, user_warnings
-from sofa_compiler.tools.sofa_compile import add_compile_options
+from sofa_compiler.tools.sofa_compile import add_compile_options, compile_from_options
 from sofa_compiler.tools.sofa_sim import SimError, load_inputs, timing_progress
 
 
@@ -74,15 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with user_warnings("sofa-run"):
-            model = compile_model(
-                args.model,
-                args.target,
-                args.keep,
-                args.tile,
-                args.radius,
-                args.pipeline,
-                kv_generation=args.kv_generation,
-            )
+            model = compile_from_options(args)
         inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.seed)
         with timing_progress(sys.stderr.isatty()) as progress:
             outputs, report = model.run(inputs, progress)
