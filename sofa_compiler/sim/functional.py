@@ -120,6 +120,7 @@ class Machine:
         self._decoded: dict[int, tuple[Any, ...]] = {}
         self._operands: dict[tuple[int, str], tuple[Any, ...]] = {}
         self._memo: dict[str, tuple[tuple[str, tuple[int, ...], bytes], Any]] = {}
+        self._all_true: dict[tuple[int, ...], np.ndarray] = {}
         for array in self.sram.values():
             array.fill(0)
         self.dram.fill(0)
@@ -146,6 +147,15 @@ class Machine:
         value = compute(data)
         self._memo[kind] = (key, value)
         return value
+
+    def all_true(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A read-only all-True mask of `shape`, made once per shape."""
+        mask = self._all_true.get(shape)
+        if mask is None:
+            mask = np.ones(shape, bool)
+            mask.flags.writeable = False
+            self._all_true[shape] = mask
+        return mask
 
     def _addr(self, operand: Any) -> int:
         return self.regs[operand.reg] + operand.offset
@@ -415,9 +425,15 @@ def _ctrl(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
 def _dma_load(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     rows, row_bytes, stride = a["rows"], a["row_bytes"], a["src_stride"]
-    src = machine._dram_rows(pc, instr, "src", rows, row_bytes, stride)
-    dst = machine.sram_view(pc, instr, "dst", rows * row_bytes, True, work)
-    dst.reshape(rows, row_bytes)[...] = src
+    if rows >= 1 and (stride == row_bytes or rows == 1):
+        # One contiguous block: a plain slice copy (the same checks as the strided view).
+        start = machine._dram_start(pc, instr, "src", rows, row_bytes, stride)
+        dst = machine.sram_view(pc, instr, "dst", rows * row_bytes, True, work)
+        dst[...] = machine.dram[start : start + rows * row_bytes]
+    else:
+        src = machine._dram_rows(pc, instr, "src", rows, row_bytes, stride)
+        dst = machine.sram_view(pc, instr, "dst", rows * row_bytes, True, work)
+        dst.reshape(rows, row_bytes)[...] = src
     work.dram_read_bytes = rows * row_bytes
     work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
 
@@ -519,14 +535,22 @@ def _sads(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     scores = machine.sram_view(pc, instr, "scores", lanes * keys, False, work).reshape(lanes, keys)
     key_base = machine.regs[a["key_base"]]
     query_base = machine.regs[a["query_base"]]
-    global_keys = key_base + np.arange(keys)
-    valid = np.broadcast_to(global_keys < a["kv_len"], (lanes, keys))
-    if a["causal"]:
-        valid = valid & (global_keys[None, :] <= (query_base + np.arange(lanes))[:, None])
+    last_key = key_base + keys - 1
+    if last_key < a["kv_len"] and (not a["causal"] or last_key <= query_base):
+        # Every key of the tile is valid for every lane (the causal bound holds for the first lane).
+        valid = machine.all_true((lanes, keys))
+    else:
+        global_keys = key_base + np.arange(keys)
+        valid = np.broadcast_to(global_keys < a["kv_len"], (lanes, keys))
+        if a["causal"]:
+            valid = valid & (global_keys[None, :] <= (query_base + np.arange(lanes))[:, None])
     radius = float(a["radius"])
     local, surviving = numerics.sads_tile_sphere(scores, valid, m, radius)
-    out = np.where(local == numerics.NO_INDEX, numerics.NO_INDEX, local + key_base).astype(np.int32)
-    machine.sram_view(pc, instr, "out", lanes * m, True, work)[...] = out.reshape(-1)
+    out = machine.sram_view(pc, instr, "out", lanes * m, True, work).reshape(local.shape)
+    if local.size and local.min() >= 0:  # no empty slot: every entry is shifted by key_base
+        np.add(local, key_base, out=out)
+    else:
+        out[...] = np.where(local == numerics.NO_INDEX, numerics.NO_INDEX, local + key_base).astype(np.int32)
     # Cost model (digest §3.4, reading (a)): ceil(m / outputs) passes of
     # ceil(|FR| / inputs) rounds per lane; 4 and 12 on the paper's cores.
     passes = math.ceil(m / machine.sads_outputs)
@@ -538,21 +562,25 @@ def _rass(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     lanes, m = a["lanes"], a["m"]
     idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work)
-    # Usually every slot is filled: then no compaction is needed.
-    chosen = idx if idx.size and idx.min() >= 0 else idx[idx >= 0]
-    low = int(chosen.min()) if chosen.size else 0
+    lowest = int(idx.min()) if idx.size else -1
+    if lowest >= 0:  # every slot filled (the usual case): no compaction
+        chosen, low = idx, lowest
+    else:
+        chosen = idx[idx >= 0]
+        low = int(chosen.min()) if chosen.size else 0
     span = int(chosen.max()) - low + 1 if chosen.size else 0
     if span <= 4 * chosen.size + 1024:
         # Counting sort over the (small) key range: keys come out ascending, as np.unique gives them.
-        counts = np.bincount(chosen - low, minlength=span)
+        counts = np.bincount(np.subtract(chosen, low, dtype=np.intp), minlength=span)
         present = np.flatnonzero(counts)
         keys, shared = present + low, counts[present]
     else:
         keys, shared = np.unique(chosen, return_counts=True)
     # Most-shared first, ties by key (keys are ascending, so a stable sort on the count alone).
     order = np.argsort(-shared, kind="stable")
-    listed = np.concatenate([[len(keys)], keys[order]]).astype(np.int32)
-    machine.sram_view(pc, instr, "out", len(listed), True, work)[...] = listed
+    listed = machine.sram_view(pc, instr, "out", 1 + len(keys), True, work)
+    listed[0] = len(keys)
+    listed[1:] = keys[order]
     work.compares = int(chosen.size)
 
 

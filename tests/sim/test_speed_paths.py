@@ -470,3 +470,79 @@ def test_sufa_step_matches_reference(seed):
         },
     )
     _run_both(machine, instr, reference_sufa_step)
+
+
+def reference_sads(machine, instr, pc, work):
+    a = instr.args
+    lanes, keys, m = a["lanes"], a["keys"], a["m"]
+    scores = machine.sram_view(pc, instr, "scores", lanes * keys, False, work).reshape(lanes, keys)
+    key_base = machine.regs[a["key_base"]]
+    query_base = machine.regs[a["query_base"]]
+    global_keys = key_base + np.arange(keys)
+    valid = np.broadcast_to(global_keys < a["kv_len"], (lanes, keys))
+    if a["causal"]:
+        valid = valid & (global_keys[None, :] <= (query_base + np.arange(lanes))[:, None])
+    local, surviving = numerics.sads_tile_sphere(scores, valid, m, float(a["radius"]))
+    out = np.where(local == NO_INDEX, NO_INDEX, local + key_base).astype(np.int32)
+    machine.sram_view(pc, instr, "out", lanes * m, True, work)[...] = out.reshape(-1)
+    passes = -(-m // machine.sads_outputs)
+    work.sort_rounds = int(passes * np.sum(-(-surviving // machine.sads_inputs)))
+    work.compares = lanes * keys
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_sads_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    lanes, keys = int(rng.integers(1, 17)), int(rng.integers(1, 65))
+    m = int(rng.integers(1, keys + 1))
+    scores = (rng.standard_normal((lanes, keys)) * rng.choice([1, 100])).astype(np.float16)
+    if rng.random() < 0.3:
+        scores.flat[rng.integers(0, scores.size, 3)] = rng.choice([np.inf, -np.inf, np.nan], 3)
+    if rng.random() < 0.3:
+        scores = np.round(scores)  # ties
+    key_base = int(rng.choice([0, 64, 1000]))
+    kv_len = key_base + int(rng.choice([keys, keys + 5, max(0, keys - 7), 0]))
+    query_base = key_base + int(rng.choice([-lanes, 0, keys // 2, keys, 5 * keys]))
+    machine = _machine(seed)
+    machine.regs[1], machine.regs[2] = key_base, query_base
+    raw = scores.reshape(-1).view(np.uint8)
+    machine.sram[Buffer.TEMP][: raw.size] = raw
+    instr = Instruction(
+        "sads",
+        {
+            "scores": Sram("temp", 0, 0),
+            "out": Sram("temp", 0, 8192),
+            "lanes": lanes,
+            "keys": keys,
+            "m": m,
+            "radius": float(rng.choice([np.inf, 50.0, 0.0])),
+            "key_base": 1,
+            "query_base": 2,
+            "kv_len": kv_len,
+            "causal": bool(rng.random() < 0.5),
+        },
+    )
+    _run_both(machine, instr, reference_sads)
+
+
+def reference_dma_load(machine, instr, pc, work):
+    a = instr.args
+    rows, row_bytes, stride = a["rows"], a["row_bytes"], a["src_stride"]
+    src = machine._dram_rows(pc, instr, "src", rows, row_bytes, stride)
+    dst = machine.sram_view(pc, instr, "dst", rows * row_bytes, True, work)
+    dst.reshape(rows, row_bytes)[...] = src
+    work.dram_read_bytes = rows * row_bytes
+    work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3])
+@pytest.mark.parametrize(("row_bytes", "stride"), [(16, 16), (16, 32), (16, 4), (0, 0), (8, 0)])
+@pytest.mark.parametrize(("dst", "src"), [(0, 100), (28 * 1024 - 40, 0), (0, (1 << 16) - 40), (0, -8)])
+def test_dma_load_matches_reference(rows, row_bytes, stride, dst, src):
+    machine = _machine(rows + row_bytes)
+    machine.regs[2] = 64
+    instr = Instruction(
+        "dma.load",
+        {"dst": Sram("temp", 0, dst), "src": Dram(2, src), "rows": rows, "row_bytes": row_bytes, "src_stride": stride},
+    )
+    _run_both(machine, instr, reference_dma_load)
