@@ -585,9 +585,9 @@ class KernelBuilder:
         e.emit("addi", rd=R_Q16, rs=R_Q16, imm=-group_rows * shape.depth * 2)
 
     def emit_generation(self) -> None:
-        """Pass 2: for each KV tile, generate its marked K/V rows on the K/V-generation array.
+        """Pass 2: window by window (whole KV tiles), generate the marked K/V rows on the K/V-generation array.
 
-        Per tile: list the marked keys (clearing their bits for the next head),
+        Per window: list the marked keys (clearing their bits for the next head),
         then, one hidden chunk at a time, gather the listed tokens' columns and
         load the W_k/W_v rows of the chunk, and accumulate into the K/V rows
         (the first chunk starts from the bias); finally scatter the rows to
@@ -597,12 +597,12 @@ class KernelBuilder:
         assert self.gen is not None
         shape, tiling, e, gen = self.shape, self.tiling, self.e, self.gen
         r = gen.plan.regions
-        tile, hidden, chunk = tiling.get("tile"), shape.hidden, gen.plan.chunk
+        rows, hidden, chunk = gen.plan.rows, shape.hidden, gen.plan.chunk
         d, dv = shape.depth, shape.v_depth
         e.emit("barrier")
         e.emit("set", rd=R_KBASE, imm=0)
         e.open_loop()
-        e.emit("kvlist", bitmap=_at(r["bitmap"]), out=_at(r["gen_list"]), key_base=R_KBASE, window=tile, clear=1)
+        e.emit("kvlist", bitmap=_at(r["bitmap"]), out=_at(r["gen_list"]), key_base=R_KBASE, window=rows, clear=1)
         for name, reg, width in (("wk", R_GEN_WK, d), ("wv", R_GEN_WV, dv)):
             e.emit(
                 "dma.load",
@@ -628,28 +628,28 @@ class KernelBuilder:
                 dst=Dram(R_K if name == "k" else R_V, self.address(name)),
                 list=_at(r["gen_list"]),
                 key_base=R_KBASE,
-                window=tile,
+                window=rows,
                 row_bytes=width * 4,
                 dst_stride=width * 4,
             )
         e.emit("addi", rd=R_GEN_WK, rs=R_GEN_WK, imm=-hidden * d * 4)
         e.emit("addi", rd=R_GEN_WV, rs=R_GEN_WV, imm=-hidden * dv * 4)
-        e.emit("addi", rd=R_KBASE, rs=R_KBASE, imm=tile)
+        e.emit("addi", rd=R_KBASE, rs=R_KBASE, imm=rows)
         e.emit("barrier")
-        e.close_loop(tiling.get("kv_tiles"))
+        e.close_loop(tiling.get("padded_kv") // rows)
 
     def emit_generation_chunk(self, width: int, mode: int) -> None:
         """One hidden chunk of `width` columns: fetch tokens and weights, then accumulate K and V."""
         assert self.gen is not None
         shape, e, r = self.shape, self.e, self.gen.plan.regions
-        tile, hidden, d, dv = self.tiling.get("tile"), shape.hidden, shape.depth, shape.v_depth
+        rows, hidden, d, dv = self.gen.plan.rows, shape.hidden, shape.depth, shape.v_depth
         e.emit(
             "dma.gather",
             dst=_at(r["gen_x"]),
             src=Dram(R_GEN_X, self.address("x32")),
             list=_at(r["gen_list"]),
             key_base=R_KBASE,
-            window=tile,
+            window=rows,
             row_bytes=width * 4,
             src_stride=hidden * 4,
         )
@@ -671,7 +671,7 @@ class KernelBuilder:
                 out=_at(r[f"gen_{name}"]),
                 list=_at(r["gen_list"]),
                 key_base=R_KBASE,
-                window=tile,
+                window=rows,
                 hidden=width,
                 cols=cols,
                 dtype="f32",

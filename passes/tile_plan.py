@@ -219,48 +219,64 @@ MAX_GENERATION_CHUNK = 1024
 
 @dataclass(frozen=True)
 class GenerationPlan:
-    """SRAM of the on-demand K/V generation phase and its hidden chunk width."""
+    """SRAM of the on-demand K/V generation phase, its row window and its hidden chunk width."""
 
+    rows: int
+    """Keys generated per step: whole KV tiles, so W is streamed once per `rows` keys."""
     chunk: int
     regions: dict[str, Region]
 
 
+MAX_GENERATION_ROWS = 4096
+
+
 def plan_generation(target: TargetAttr, shape: AttentionShape, tile: int, plan: SramPlan) -> GenerationPlan:
-    """Buffers for generating the selected K/V rows of one KV tile, chunk by chunk over H.
+    """Buffers for generating the selected K/V rows of a window of KV tiles, chunk by chunk over H.
 
     The needed-row bitmap lives beside the attention buffers (the marking pass
     fills it while they are in use). The generation phase runs between
     barriers, so its own buffers may reuse everything else except the bitmap
-    and the LZ codes. The chunk is the widest multiple of
-    `GENERATION_CHUNK_STEP` that fits; `PlanError` if not even one step does.
+    and the LZ codes. Each step streams one head's W_k and W_v once, so the
+    window is as many whole KV tiles (dividing the KV tile count) as fit with
+    a chunk of at least `GENERATION_CHUNK_STEP` columns; the chunk is then the
+    widest multiple of the step that fits. `PlanError` if not even one tile
+    with one step fits.
     """
     sizes = sram_sizes(target)
     d, dv, hidden = shape.depth, shape.v_depth, shape.hidden
-    padded_kv = tile_count(shape.kv_len, tile) * tile
+    kv_tiles = tile_count(shape.kv_len, tile)
     persistent = SramAllocator(sizes)
     persistent.used = dict(plan.used)
-    bitmap = persistent.alloc("bitmap", -(-padded_kv // 32) * 4, ("temp", "weight", "token"))
+    bitmap = persistent.alloc("bitmap", -(-kv_tiles * tile // 32) * 4, ("temp", "weight", "token"))
     kept = [bitmap] + ([plan.regions["codes"]] if "codes" in plan.regions else [])
     widest = min(MAX_GENERATION_CHUNK, -(-hidden // GENERATION_CHUNK_STEP) * GENERATION_CHUNK_STEP)
+    windows = [n * tile for n in range(kv_tiles, 0, -1) if kv_tiles % n == 0 and n * tile <= MAX_GENERATION_ROWS]
     first_error: PlanError | None = None
-    for chunk in range(widest, 0, -GENERATION_CHUNK_STEP):
-        alloc = SramAllocator(sizes)
-        for region in kept:
-            alloc.used[region.buffer] = max(alloc.used[region.buffer], region.offset + region.size)
-        width = min(chunk, hidden)
-        try:
-            alloc.alloc("gen_k", tile * d * 4)
-            alloc.alloc("gen_v", tile * dv * 4)
-            alloc.alloc("gen_list", (1 + tile) * 4, ("temp", "weight", "token"))
-            alloc.alloc("gen_bk", d * 4, ("temp", "weight", "token"))
-            alloc.alloc("gen_bv", dv * 4, ("temp", "weight", "token"))
-            alloc.alloc("gen_x", tile * width * 4)
-            alloc.alloc("gen_wk", width * d * 4, ("weight", "token", "temp"))
-            alloc.alloc("gen_wv", width * dv * 4, ("weight", "token", "temp"))
-        except PlanError as error:
-            first_error = first_error or error
-            continue
-        return GenerationPlan(width, {"bitmap": bitmap, **alloc.regions})
+    for rows in windows or [tile]:
+        for chunk in range(widest, 0, -GENERATION_CHUNK_STEP):
+            try:
+                regions = _generation_regions(sizes, kept, rows, min(chunk, hidden), d, dv)
+            except PlanError as error:
+                first_error = first_error or error
+                continue
+            return GenerationPlan(rows, min(chunk, hidden), {"bitmap": bitmap, **regions})
     raise PlanError(
         f"the K/V generation buffers do not fit even for a {GENERATION_CHUNK_STEP}-wide chunk: {first_error}"
     )
+
+
+def _generation_regions(
+    sizes: Mapping[str, int], kept: list[Region], rows: int, width: int, d: int, dv: int
+) -> dict[str, Region]:
+    alloc = SramAllocator(sizes)
+    for region in kept:
+        alloc.used[region.buffer] = max(alloc.used[region.buffer], region.offset + region.size)
+    alloc.alloc("gen_k", rows * d * 4)
+    alloc.alloc("gen_v", rows * dv * 4)
+    alloc.alloc("gen_list", (1 + rows) * 4, ("temp", "weight", "token"))
+    alloc.alloc("gen_bk", d * 4, ("temp", "weight", "token"))
+    alloc.alloc("gen_bv", dv * 4, ("temp", "weight", "token"))
+    alloc.alloc("gen_x", rows * width * 4)
+    alloc.alloc("gen_wk", width * d * 4, ("weight", "token", "temp"))
+    alloc.alloc("gen_wv", width * dv * 4, ("weight", "token", "temp"))
+    return alloc.regions

@@ -153,10 +153,15 @@ def test_keep_one_generates_every_key_once_and_sparsity_generates_fewer():
     assert generated_rows[0.1] < generated_rows[1.0] // 4
 
 
+@pytest.mark.parametrize("length", [20, 200], ids=["one-window", "many-windows"])
 @pytest.mark.parametrize("hidden", [200, 330])
-def test_generation_chunks_over_hidden(hidden: int):
-    """A hidden size beyond one chunk is accumulated over several `kvgen` steps (first one with the bias)."""
-    c = dict(batch=1, kv_heads=1, heads=1, length=20, hidden=hidden, depth=8, causal=True, bias=True, seed=3)
+def test_generation_chunks_over_hidden(hidden: int, length: int):
+    """A hidden size beyond one chunk is accumulated over several `kvgen` steps (first one with the bias).
+
+    On the small-SRAM target, 20 keys fit one generation window (narrow chunks),
+    200 keys take one window per KV tile (wider chunks).
+    """
+    c = dict(batch=1, kv_heads=1, heads=1, length=length, hidden=hidden, depth=8, causal=True, bias=True, seed=3)
     compiled = compile_model(projected_model(c), target=targets()["narrow-16-lanes"], tile=16)
     text = compiled.ir("isa")
     for mnemonic in ("sofa_isa.kvmark", "sofa_isa.kvlist", "sofa_isa.dma_scatter"):
@@ -169,6 +174,8 @@ def test_generation_chunks_over_hidden(hidden: int):
     # Every chunk but the last is a whole number of 64-wide accumulation steps.
     assert all(width % 64 == 0 for width, _ in steps[:-2])
     # Chunked generation gives the bits of one pass over H (the tiled IR's kv_projection).
-    x = np.random.default_rng(4).standard_normal((1, 20, hidden)).astype(np.float32)
+    windows = [int(w) for w in re.findall(r"kvlist .*window = (\d+)", text)]
+    assert windows == [32 if length == 20 else 16]
+    x = np.random.default_rng(4).standard_normal((1, length, hidden)).astype(np.float32)
     outputs, _ = compiled.run({"X": x})
     np.testing.assert_array_equal(outputs["Y"], tiled_ir_outputs(compiled.ir("tiled"), (x,)))
