@@ -179,3 +179,18 @@ def test_generation_chunks_over_hidden(hidden: int, length: int):
     x = np.random.default_rng(4).standard_normal((1, length, hidden)).astype(np.float32)
     outputs, _ = compiled.run({"X": x})
     np.testing.assert_array_equal(outputs["Y"], tiled_ir_outputs(compiled.ir("tiled"), (x,)))
+
+
+def test_generating_kernel_size_does_not_grow_with_length():
+    """The marking and generation passes are hardware loops: 4x the keys, the same instruction count.
+
+    (Both lengths are long enough that SRAM, not the length, bounds the generation window.)
+    """
+    sizes = []
+    for length in (2048, 8192):
+        c = dict(batch=1, kv_heads=2, heads=2, length=length, hidden=130, depth=16, causal=False, bias=True, seed=1)
+        compiled = compile_model(projected_model(c), keep=0.25, tile=64)
+        (program,) = compiled.programs.values()
+        assert generates_kv(program)
+        sizes.append(len(program.code))
+    assert sizes[0] == sizes[1]
