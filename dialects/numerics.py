@@ -396,10 +396,14 @@ def sufa_tile_step(
     """
     q64 = np.asarray(q, np.float64)
     # The scale is an fp32 register of the SU-FA unit (an instruction field).
-    all_scores = q64 @ np.asarray(k_window, np.float64).T * float(np.float32(scale))
+    all_scores = q64 @ np.asarray(k_window, np.float64).T
+    all_scores *= float(np.float32(scale))
     rows, width = all_scores.shape
-    empty = slots == NO_INDEX
-    any_empty = bool(empty.any())
+    # One reduction shows the usual case, no empty slot (NO_INDEX is the only negative a valid slot list holds).
+    any_empty = False
+    if slots.size and slots.min() < 0:
+        empty = slots == NO_INDEX
+        any_empty = bool(empty.any())
     safe_slots = np.where(empty, 0, slots) if any_empty else slots
     flat_slots = safe_slots + (np.arange(rows) * width)[:, None]
     scores = all_scores.reshape(-1)[flat_slots]
@@ -413,7 +417,8 @@ def sufa_tile_step(
     else:
         row_max, updates = np.full(rows, -np.inf), 0
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
-    weights = np.exp(scores - safe_max[:, None])
+    # exp(s - max), in place: `scores` is this function's own array.
+    weights = np.exp(np.subtract(scores, safe_max[:, None], out=scores), out=scores)
     # Scatter-add each slot's weight to its key (bincount adds duplicates in order).
     window_weights = np.bincount(flat_slots.ravel(), weights=weights.ravel(), minlength=all_scores.size)
     window_weights = window_weights.reshape(all_scores.shape)
@@ -479,11 +484,10 @@ def sufa_accumulate(state: SufaState, partial: SufaPartial) -> SufaState:
     safe_max = np.where(np.isfinite(new_max), new_max, 0.0)
     old_factor = np.where(np.isfinite(state.row_max), np.exp(state.row_max - safe_max), 0.0)
     tile_factor = np.where(np.isfinite(partial.row_max), np.exp(partial.row_max - safe_max), 0.0)
-    return SufaState(
-        new_max,
-        old_factor * state.denominator + tile_factor * partial.denominator,
-        old_factor[:, None] * state.numerator + tile_factor[:, None] * partial.numerator,
-    )
+    # o_old * f_old + o_j * f_j, with the sum taken in place (one temporary fewer, the same roundings).
+    numerator = old_factor[:, None] * state.numerator
+    numerator += tile_factor[:, None] * partial.numerator
+    return SufaState(new_max, old_factor * state.denominator + tile_factor * partial.denominator, numerator)
 
 
 def sufa_finish(state: SufaState) -> np.ndarray:
