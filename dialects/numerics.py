@@ -275,7 +275,7 @@ def sads_tile_sphere(scores: np.ndarray, valid: np.ndarray, count: int, radius: 
         # Nothing is masked and nothing is clipped: every entry is in the sphere.
         rows, width = scores.shape
         order = _descending_order_fp16(scores, None, count)
-        return order.astype(np.int32), np.full(rows, width, np.int64)
+        return order.astype(np.int32, copy=False), np.full(rows, width, np.int64)
     masked = np.where(valid, scores.astype(np.float64, copy=False), -np.inf)
     row_max = np.max(masked, axis=-1, keepdims=True)
     # A score of -inf is masked out (the baseline's whole-row top-k writes them); never select it.
@@ -287,7 +287,7 @@ def sads_tile_sphere(scores: np.ndarray, valid: np.ndarray, count: int, radius: 
         ranked = np.where(in_sphere, masked, -np.inf)
         order = np.argsort(-ranked, axis=-1, kind="stable")[:, :count]
     chosen_ok = _take_rows(in_sphere, order)
-    return np.where(chosen_ok, order, NO_INDEX).astype(np.int32), np.count_nonzero(in_sphere, axis=-1)
+    return np.where(chosen_ok, order, NO_INDEX).astype(np.int32, copy=False), np.count_nonzero(in_sphere, axis=-1)
 
 
 def _all_finite_fp16(values: np.ndarray) -> bool:

@@ -546,3 +546,37 @@ def test_dma_load_matches_reference(rows, row_bytes, stride, dst, src):
         {"dst": Sram("temp", 0, dst), "src": Dram(2, src), "rows": rows, "row_bytes": row_bytes, "src_stride": stride},
     )
     _run_both(machine, instr, reference_dma_load)
+
+
+def reference_sads_tile_sphere(scores, valid, count, radius):
+    """Top-`count` by a stable argsort over fp64 scores, the sphere clip spelled out."""
+    radius = float(np.float32(radius))
+    masked = np.where(valid, np.asarray(scores, np.float64), -np.inf)
+    with np.errstate(invalid="ignore"):
+        row_max = np.max(masked, axis=-1, keepdims=True)
+        in_sphere = valid & (masked > -np.inf) & (masked >= row_max - radius)
+    ranked = np.where(in_sphere, masked, -np.inf)
+    order = np.argsort(-ranked, axis=-1, kind="stable")[:, :count]
+    chosen = np.take_along_axis(in_sphere, order, axis=-1)
+    return np.where(chosen, order, NO_INDEX).astype(np.int32), np.count_nonzero(in_sphere, axis=-1)
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_sads_tile_sphere_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    rows, width = int(rng.integers(1, 20)), int(rng.integers(1, 130))
+    count = int(rng.integers(1, width + 1))
+    dtype = rng.choice([np.float16, np.float32])
+    scores = (rng.standard_normal((rows, width)) * rng.choice([1, 1000])).astype(dtype)
+    if rng.random() < 0.5:
+        scores = np.round(scores)  # ties, and signed zeros below
+        scores[rng.random(scores.shape) < 0.2] = rng.choice([0.0, -0.0])
+    if rng.random() < 0.3:
+        scores.flat[rng.integers(0, scores.size, 3)] = rng.choice([np.inf, -np.inf, np.nan], 3)
+    valid = np.ones((rows, width), bool) if rng.random() < 0.5 else rng.random((rows, width)) < 0.7
+    radius = float(rng.choice([np.inf, 3.0, 0.0]))
+    with np.errstate(invalid="ignore"):  # inf - inf in the clip of a row whose maximum is inf
+        local, surviving = numerics.sads_tile_sphere(scores, valid, count, radius)
+    ref_local, ref_surviving = reference_sads_tile_sphere(scores, valid, count, radius)
+    assert same_bits(local, ref_local)
+    assert np.array_equal(surviving, ref_surviving)
