@@ -27,6 +27,10 @@ rows -> SU-FA step. Counting semaphores hand data from unit to unit:
     s4 K/V gathered      s5 K-hat/A-hat set free (2 credits)
     s6 index/list/K/V set free (2 credits)   s7 O ready
 
+On demand (DLZS from the tokens X and LZ(W_k), paper §2.1), each KV head first
+predicts its K-hat once, tile by tile (`dlzs.key`), into DRAM scratch; the
+tile steps then load K-hat as above.
+
 On-demand K/V generation (paper §2.1; RASS kernels whose K and V are a constant
 `sofa.kv_projection` of the tokens X, where the buffers fit): each KV head runs
 three passes. (1) Marking: every query tile's prediction and SADS run as above
@@ -144,8 +148,8 @@ def lay_out_attention(
             layout.add("x32", token_rows, shape.hidden, "f32", "input")
             layout.add("wk", shape.kv_heads * (shape.hidden + 1), d, "f32", "const")
             layout.add("wv", shape.kv_heads * (shape.hidden + 1), dv, "f32", "const")
-    else:
-        layout.add("khat", kv_rows, d, "f16", "input")
+    # On demand, the kernel predicts K-hat itself, once per KV head.
+    layout.add("khat", kv_rows, d, "f16", "scratch" if on_demand else "input")
     layout.add("o", q_rows, dv, "f32", "output")
 
 
@@ -196,10 +200,10 @@ def _at(region: SramRegion, reg: int = 0) -> Sram:
 
 
 # Registers: r1 q16 row offset, r2 q offset, r3 query base, r4 o offset, r5 key base,
-# r6 prediction-tile address (K-hat rows, or token rows on demand), r7/r8 K/V base of
-# the KV head, r9 prediction base of the KV head (or of the batch on demand),
-# r10/r12 token-exponent tile and batch base, r11 LZ-code column offset.
-R_Q16, R_Q, R_QBASE, R_O, R_KBASE, R_PRED, R_K, R_V, R_PRED_HEAD, R_XEXP, R_CODES, R_XEXP_BATCH = range(1, 13)
+# r6 K-hat tile address, r7/r8 K/V base of the KV head, r9 K-hat base of the KV head,
+# on demand r10/r12 the token-exponent and 8-bit token tile addresses of the K-hat
+# pass, r11 the LZ-code column offset.
+R_Q16, R_Q, R_QBASE, R_O, R_KBASE, R_PRED, R_K, R_V, R_PRED_HEAD, R_XEXP, R_CODES, R_X8 = range(1, 13)
 # Without RASS, r13/r14 walk the K/V tiles of the coordinated kernel; r15 counts the
 # KV-tile pairs a causal query tile needs.
 R_K_TILE_C, R_V_TILE_C, R_PAIRS = 13, 14, 15
@@ -337,54 +341,83 @@ class KernelBuilder:
         return _at(self.regions[name], reg)
 
     def emit_prediction(self, r: dict[str, SramRegion]) -> None:
-        """Bring the tile's K-hat on chip: load it, or predict it from tokens (on demand)."""
+        """Bring the tile's K-hat on chip (given by the host, or predicted once per head on demand)."""
         tile, d, e = self.tiling.get("tile"), self.shape.depth, self.e
-        if self.lz is None:
-            e.emit(
-                "dma.load",
-                wait=_bits(5),
-                signal=_bits(0),
-                dst=_at(r["khat"]),
-                src=Dram(R_PRED, self.address("khat")),
-                rows=tile,
-                row_bytes=d * 2,
-                src_stride=d * 2,
-            )
-            e.emit("addi", rd=R_PRED, rs=R_PRED, imm=tile * d * 2)
-            return
-        hidden = self.shape.hidden
         e.emit(
             "dma.load",
             wait=_bits(5),
-            dst=_at(r["x"]),
-            src=Dram(R_PRED, self.address("x8")),
-            rows=tile,
-            row_bytes=hidden,
-            src_stride=hidden,
-        )
-        e.emit(
-            "dma.load",
             signal=_bits(0),
-            dst=_at(r["xexp"]),
-            src=Dram(R_XEXP, self.address("xexp")),
+            dst=_at(r["khat"]),
+            src=Dram(R_PRED, self.address("khat")),
             rows=tile,
-            row_bytes=1,
-            src_stride=1,
+            row_bytes=d * 2,
+            src_stride=d * 2,
         )
-        e.emit(
-            "dlzs.key",
-            wait=_bits(0),
-            x=_at(r["x"]),
-            xexp=_at(r["xexp"]),
-            w=self.region("codes"),
-            out=_at(r["khat"]),
-            rows=tile,
-            hidden=hidden,
-            cols=d,
-            base=self.lz.base,
-        )
-        e.emit("addi", rd=R_PRED, rs=R_PRED, imm=tile * hidden)
-        e.emit("addi", rd=R_XEXP, rs=R_XEXP, imm=tile)
+        e.emit("addi", rd=R_PRED, rs=R_PRED, imm=tile * d * 2)
+
+    def emit_key_prediction(self) -> None:
+        """On demand: predict this KV head's K-hat = X . LZ(W_k) once, tile by tile, into DRAM scratch.
+
+        Every query tile then loads the fp16 K-hat rows (2d bytes a key) instead of
+        re-reading the 8-bit tokens (H bytes a key) and redoing the shift-adds.
+        Two buffer sets overlap the token loads, DLZS and the store; the K-hat/A-hat
+        credits (s5) are returned by each store.
+        """
+        assert self.lz is not None
+        tile, d, hidden, e = self.tiling.get("tile"), self.shape.depth, self.shape.hidden, self.e
+        padded_kv = self.tiling.get("padded_kv")
+
+        def predict(buffer_set: int) -> None:
+            r = {name: self.regions[f"{name}{buffer_set}"] for name in ("x", "xexp", "khat")}
+            e.emit(
+                "dma.load",
+                wait=_bits(5),
+                dst=_at(r["x"]),
+                src=Dram(R_X8, self.address("x8")),
+                rows=tile,
+                row_bytes=hidden,
+                src_stride=hidden,
+            )
+            e.emit(
+                "dma.load",
+                signal=_bits(0),
+                dst=_at(r["xexp"]),
+                src=Dram(R_XEXP, self.address("xexp")),
+                rows=tile,
+                row_bytes=1,
+                src_stride=1,
+            )
+            e.emit(
+                "dlzs.key",
+                wait=_bits(0),
+                signal=_bits(1),
+                x=_at(r["x"]),
+                xexp=_at(r["xexp"]),
+                w=self.region("codes"),
+                out=_at(r["khat"]),
+                rows=tile,
+                hidden=hidden,
+                cols=d,
+                base=self.lz.base,
+            )
+            e.emit(
+                "dma.store",
+                wait=_bits(1),
+                signal=_bits(5),
+                src=_at(r["khat"]),
+                dst=Dram(R_PRED, self.address("khat")),
+                rows=tile,
+                row_bytes=d * 2,
+                dst_stride=d * 2,
+            )
+            for reg, step in ((R_X8, tile * hidden), (R_XEXP, tile), (R_PRED, tile * d * 2)):
+                e.emit("addi", rd=reg, rs=reg, imm=step)
+
+        e.emit("set", rd=R_X8, imm=self.batch_index * padded_kv * hidden)
+        e.emit("set", rd=R_XEXP, imm=self.batch_index * padded_kv)
+        e.emit("addi", rd=R_PRED, rs=R_PRED_HEAD, imm=0)
+        emit_tile_loop(e, self.tiling.get("kv_tiles"), predict)
+        e.emit("barrier")
 
     def emit_kv_step(self, buffer_set: int) -> None:
         """One KV tile through DLZS, SADS, RASS, the K/V gather and SU-FA."""
@@ -397,7 +430,7 @@ class KernelBuilder:
         score_inputs = {"khat": _at(r["khat"])} if self.predictor == "dlzs.score" else {"k": _at(r["khat"])}
         e.emit(
             self.predictor,
-            wait=0 if self.lz else _bits(0),
+            wait=_bits(0),
             signal=_bits(1),
             q=self.region("q16"),
             out=_at(r["ahat"]),
@@ -481,8 +514,6 @@ class KernelBuilder:
         if not self.rass:
             e.emit("addi", rd=R_K_TILE_C, rs=R_K, imm=0)
             e.emit("addi", rd=R_V_TILE_C, rs=R_V, imm=0)
-        if self.lz is not None:
-            e.emit("addi", rd=R_XEXP, rs=R_XEXP_BATCH, imm=0)
         if slot is None:
             emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_kv_step)
         else:
@@ -551,12 +582,15 @@ class KernelBuilder:
                 src_stride=shape.kv_heads * d,
             )
             e.emit("barrier")
+            self.emit_key_prediction()
         if self.gen is not None:
             self.emit_marking()
             self.emit_generation()
         self.emit_query_heads()
         steps = [(R_K, padded_kv * d * 4), (R_V, padded_kv * dv * 4)]
-        steps.append((R_CODES, d) if self.lz is not None else (R_PRED_HEAD, padded_kv * d * 2))
+        steps.append((R_PRED_HEAD, padded_kv * d * 2))
+        if self.lz is not None:
+            steps.append((R_CODES, d))
         if self.gen is not None:
             steps += [(R_GEN_WK, (shape.hidden + 1) * d * 4), (R_GEN_WV, (shape.hidden + 1) * dv * 4)]
         for reg, step in steps:
@@ -684,7 +718,7 @@ class KernelBuilder:
         e.emit("addi", rd=R_GEN_WV, rs=R_GEN_WV, imm=width * dv * 4)
 
     def build(self) -> list[Operation]:
-        shape, padded_kv, e = self.shape, self.tiling.get("padded_kv"), self.e
+        shape, e = self.shape, self.e
         self.lay_out()
         e.emit("post", signal=_bits(5, 6))
         e.emit("post", signal=_bits(5, 6))  # two credits: double-buffered tile sets
@@ -699,8 +733,6 @@ class KernelBuilder:
             # unrolled (program size grows with the batch, never with length).
             for batch in range(shape.batch):
                 self.batch_index = batch
-                e.emit("set", rd=R_PRED_HEAD, imm=batch * padded_kv * shape.hidden)
-                e.emit("set", rd=R_XEXP_BATCH, imm=batch * padded_kv)
                 e.emit("set", rd=R_CODES, imm=0)
                 if self.gen is not None:
                     e.emit("set", rd=R_GEN_WK, imm=0)

@@ -135,19 +135,24 @@ def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
     d, dv = shape.depth, shape.v_depth
     bytes_per_cycle = target.get("dram_bandwidth_gbps") * 1e3 / target.get("clock_mhz")
     latency = target.get("dram_latency_ns") * target.get("clock_mhz") / 1e3
-    dlzs = (lanes + shape.hidden) * tile * d / (target.get("dlzs_rows") * target.get("dlzs_cols"))
+    dlzs_pes = target.get("dlzs_rows") * target.get("dlzs_cols")
+    dlzs = lanes * tile * d / dlzs_pes
     passes = math.ceil(m / target.get("sads_outputs_per_round"))
     sads = passes * math.ceil(tile / target.get("sads_inputs_per_round")) * lanes / target.get("sads_cores")
     sufa = lanes * m * (d + dv) / (target.get("sufa_rows") * target.get("sufa_cols"))
     selected_rows = min(tile, lanes * m)
-    prediction_bytes = tile * (shape.hidden + 1) if shape.hidden else tile * d * 2
-    dma = (prediction_bytes + selected_rows * (d + dv) * 4) / bytes_per_cycle
+    dma = (tile * d * 2 + selected_rows * (d + dv) * 4) / bytes_per_cycle
     step = max(dlzs, sads, sufa, dma) + latency / KV_BUFFER_SETS
     query_tiles = tile_count(shape.q_len, lanes)
     kv_tiles = tile_count(shape.kv_len, tile)
     if shape.causal:
         kv_tiles = (kv_tiles + 1) / 2  # about half the tiles hold visible keys
-    return shape.batch * shape.q_heads * query_tiles * kv_tiles * step
+    attention = shape.batch * shape.q_heads * query_tiles * kv_tiles * step
+    if not shape.hidden:
+        return attention
+    # On demand, each KV head first predicts K-hat from the tokens, once per KV tile.
+    key_step = max(shape.hidden * tile * d / dlzs_pes, tile * (shape.hidden + 1) / bytes_per_cycle)
+    return attention + shape.batch * shape.kv_heads * tile_count(shape.kv_len, tile) * (key_step + latency)
 
 
 def choose_tile(target: TargetAttr, shape: AttentionShape) -> tuple[int, dict[int, float]]:

@@ -85,7 +85,9 @@ def stage_attention_inputs(
         staged["xexp"] = _pad_rows(exponent[:, None, :, None], padded_kv).astype(np.int8)
     if "x32" in names:
         staged["x32"] = _pad_rows(np.asarray(x, np.float32)[:, None], padded_kv)
-    return staged
+    # Scratch symbols (K-hat predicted on chip, generated K/V) are the kernel's own.
+    inputs = {symbol.name for symbol in program.symbols if symbol.kind == "input"}
+    return {name: value for name, value in staged.items() if name in inputs}
 
 
 def unstage_attention_output(program: Program, o: np.ndarray, q_shape: tuple[int, ...]) -> np.ndarray:
