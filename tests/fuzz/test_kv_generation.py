@@ -30,7 +30,7 @@ from test_compiled_properties import targets, tiled_ir_outputs
 
 from sofa_compiler.driver import compile_model
 from sofa_compiler.isa.container import Program
-from sofa_compiler.runtime import generates_kv
+from sofa_compiler.runtime import generates_kv, stage_attention_inputs
 from sofa_compiler.sim.functional import Machine
 from sofa_compiler.tools.sofa_run import relative_error
 
@@ -96,10 +96,8 @@ def projected_model(c: dict) -> onnx.ModelProto:
     return model
 
 
-def kvgen_rows(program: Program, x: np.ndarray, q: np.ndarray) -> int:
-    """K rows the kernel generates (the `kvgen` MACs of the K chunks over H * d)."""
-    from sofa_compiler.runtime import stage_attention_inputs
-
+def kvgen_macs(program: Program, x: np.ndarray, q: np.ndarray) -> int:
+    """The `kvgen` MACs of one run of the kernel (K and V: 2 * rows * H * d)."""
     result = Machine(None, program.dram_bytes).run(program, stage_attention_inputs(program, q, None, None, x))
     macs = sum(e.work.macs for e in result.events if e.opcode == "kvgen")
     return macs
@@ -147,7 +145,7 @@ def test_keep_one_generates_every_key_once_and_sparsity_generates_fewer():
         (program,) = compiled.programs.values()
         q = np.zeros((1, 4, 256, 16), np.float32)
         # K and V chunks each count rows * hidden * depth MACs.
-        generated_rows[keep] = kvgen_rows(program, x, q) // (2 * 130 * 16)
+        generated_rows[keep] = kvgen_macs(program, x, q) // (2 * 130 * 16)
     assert generated_rows[1.0] == 2 * 256  # every key of both KV heads, once
     # With Q = 0 every score ties, so the same first keys win in every lane: few rows are needed.
     assert generated_rows[0.1] < generated_rows[1.0] // 4
@@ -194,3 +192,18 @@ def test_generating_kernel_size_does_not_grow_with_length():
         assert generates_kv(program)
         sizes.append(len(program.code))
     assert sizes[0] == sizes[1]
+
+
+def test_k_hat_is_predicted_once_per_kv_tile():
+    """On demand, `dlzs.key` runs once per KV tile of each KV head, not once per query tile."""
+    c = dict(batch=2, kv_heads=2, heads=4, length=300, hidden=70, depth=8, causal=False, bias=False, seed=2)
+    for generate in (True, False):
+        compiled = compile_model(projected_model(c), keep=0.5, tile=32, kv_generation=generate)
+        (program,) = compiled.programs.values()
+        x = np.random.default_rng(0).standard_normal((2, 300, 70)).astype(np.float32)
+        q = np.random.default_rng(1).standard_normal((2, 4, 300, 8)).astype(np.float32)
+        k = v = np.zeros((2, 2, 300, 8), np.float32)
+        staged = stage_attention_inputs(program, q, *((None, None) if generate else (k, v)), x)
+        result = Machine(None, program.dram_bytes).run(program, staged)
+        key_steps = sum(1 for e in result.events if e.opcode == "dlzs.key")
+        assert key_steps == 2 * 2 * 10  # batch x KV heads x ceil(300 / 32) tiles
