@@ -333,6 +333,30 @@ class KernelBuilder:
     def lay_out(self) -> None:
         on_demand = self.lz is not None
         lay_out_attention(self.layout, self.shape, self.tiling, on_demand, self.gen is not None)
+        if self.selects_every_key:
+            self.layout.add("needed", 1, self.gen.plan.regions["bitmap"].size, "i8", "const")  # type: ignore[union-attr]
+
+    @property
+    def selects_every_key(self) -> bool:
+        """Keep 1.0 without a sphere clip: SADS selects every valid key, so marking is known in advance.
+
+        The generating kernel then loads that bitmap instead of running the
+        marking pass: keys below ``kv_len`` (causal: below the padded query
+        count too, the last key any query lane can see).
+        """
+        keep_all = self.tiling.get("keep_count") == self.tiling.get("tile")
+        return self.gen is not None and keep_all and math.isinf(self.radius)
+
+    def needed_keys(self) -> Any:
+        """The bitmap `selects_every_key` loads: one bit per key, little-endian within a byte."""
+        assert self.gen is not None
+        size = self.gen.plan.regions["bitmap"].size
+        last = self.shape.kv_len
+        if self.shape.causal:
+            last = min(last, self.tiling.get("padded_q"))
+        bits = np.zeros(size * 8, np.uint8)
+        bits[:last] = 1
+        return np.packbits(bits, bitorder="little")
 
     def address(self, name: str) -> int:
         return self.layout.symbols[name][0]
@@ -583,7 +607,18 @@ class KernelBuilder:
             )
             e.emit("barrier")
             self.emit_key_prediction()
-        if self.gen is not None:
+        if self.selects_every_key:
+            bitmap = self.gen.plan.regions["bitmap"]  # type: ignore[union-attr]
+            e.emit(
+                "dma.load",
+                dst=_at(bitmap),
+                src=Dram(0, self.address("needed")),
+                rows=1,
+                row_bytes=bitmap.size,
+                src_stride=bitmap.size,
+            )
+            self.emit_generation()
+        elif self.gen is not None:
             self.emit_marking()
             self.emit_generation()
         self.emit_query_heads()
@@ -751,6 +786,8 @@ class KernelBuilder:
         if self.gen is not None:
             for name, block in (("wk", self.gen.wk), ("wv", self.gen.wv)):
                 segments.append(SegmentAttr(self.address(name), block.astype("<f4").tobytes()))
+        if self.selects_every_key:
+            segments.append(SegmentAttr(self.address("needed"), self.needed_keys().tobytes()))
         return ArrayAttr(segments)
 
 

@@ -160,7 +160,7 @@ def test_generation_chunks_over_hidden(hidden: int, length: int):
     200 keys take one window per KV tile (wider chunks).
     """
     c = dict(batch=1, kv_heads=1, heads=1, length=length, hidden=hidden, depth=8, causal=True, bias=True, seed=3)
-    compiled = compile_model(projected_model(c), target=targets()["narrow-16-lanes"], tile=16)
+    compiled = compile_model(projected_model(c), target=targets()["narrow-16-lanes"], tile=16, keep=0.5)
     text = compiled.ir("isa")
     for mnemonic in ("sofa_isa.kvmark", "sofa_isa.kvlist", "sofa_isa.dma_scatter"):
         assert mnemonic in text
@@ -207,3 +207,20 @@ def test_k_hat_is_predicted_once_per_kv_tile():
         result = Machine(None, program.dram_bytes).run(program, staged)
         key_steps = sum(1 for e in result.events if e.opcode == "dlzs.key")
         assert key_steps == 2 * 2 * 10  # batch x KV heads x ceil(300 / 32) tiles
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_keep_one_loads_the_known_bitmap_instead_of_marking(causal: bool):
+    """At keep 1.0 without a sphere clip every valid key is selected: no marking pass, same numbers."""
+    c = dict(batch=2, kv_heads=1, heads=2, length=40, hidden=70, depth=8, causal=causal, bias=True, seed=8)
+    compiled = compile_model(projected_model(c), keep=1.0, tile=16)
+    (program,) = compiled.programs.values()
+    text = compiled.ir("isa")
+    assert "sofa_isa.kvmark" not in text
+    assert program.symbol("needed").kind == "const"
+    x = np.random.default_rng(9).standard_normal((2, 40, 70)).astype(np.float32)
+    outputs, _ = compiled.run({"X": x})
+    np.testing.assert_array_equal(outputs["Y"], tiled_ir_outputs(compiled.ir("tiled"), (x,)))
+    marked = compile_model(projected_model(c), keep=1.0, tile=16, radius=1e30)
+    assert "sofa_isa.kvmark" in marked.ir("isa")
+    np.testing.assert_array_equal(outputs["Y"], marked.run({"X": x})[0]["Y"])
