@@ -448,7 +448,7 @@ class KernelBuilder:
         tiling, shape, e = self.tiling, self.shape, self.e
         lanes, tile, m = tiling.get("lanes"), tiling.get("tile"), tiling.get("keep_count")
         d, dv = shape.depth, shape.v_depth
-        names = ("khat", "ahat", "idx", "list", "k", "v") + (("x", "xexp") if self.lz else ())
+        names = ("khat", "ahat", "idx", "list", "k", "v")
         r = {name: self.regions[f"{name}{buffer_set}"] for name in names}
         self.emit_prediction(r)
         score_inputs = {"khat": _at(r["khat"])} if self.predictor == "dlzs.score" else {"k": _at(r["khat"])}
