@@ -203,6 +203,22 @@ class Machine:
         start = self._dram_start(pc, instr, name, rows, row_bytes, stride)
         return np.lib.stride_tricks.as_strided(self.dram[start:], shape=(rows, row_bytes), strides=(stride, 1))
 
+    def _dram_indexed_rows(
+        self, pc: int, instr: Instruction, name: str, indices: np.ndarray, row_bytes: int, stride: int, work: Work
+    ) -> np.ndarray:
+        """The DRAM rows of operand `name` that a gather or scatter of non-empty `indices` touches.
+
+        Returns a [max index + 1, row_bytes] strided view (index it with `indices`)
+        and sets the instruction's DRAM request count: one per run of consecutive
+        rows when rows are packed, else one per row.
+        """
+        rows = self._dram_rows(pc, instr, name, int(indices.max()) + 1, row_bytes, stride)
+        if indices.min() < 0:
+            raise Trap(pc, str(instr), f"negative row index {int(indices.min())}", TrapKind.ADDRESS)
+        contiguous = stride == row_bytes
+        work.dram_requests = int(1 + np.count_nonzero(np.diff(np.sort(indices)) != 1)) if contiguous else len(indices)
+        return rows
+
     def _dram_start(self, pc: int, instr: Instruction, name: str, rows: int, row_bytes: int, stride: int) -> int:
         """The address of DRAM operand `name`, checked to hold `rows` rows of `row_bytes` every `stride` bytes."""
         start = self._addr(instr.args[name])
@@ -459,15 +475,10 @@ def _dma_gather(machine: Machine, instr: Instruction, pc: int, work: Work) -> No
             dst.reshape(-1, row_bytes)[low:] = src
             work.dram_requests = count
     elif count:
-        src = machine._dram_rows(pc, instr, "src", int(indices.max()) + 1, row_bytes, stride)
-        if indices.min() < 0:
-            raise Trap(pc, str(instr), f"negative row index {int(indices.min())}", TrapKind.ADDRESS)
+        src = machine._dram_indexed_rows(pc, instr, "src", indices, row_bytes, stride, work)
         dst = machine.sram_view(pc, instr, "dst", (int(rel.max()) + 1) * row_bytes, True, work)
         work.sram_write_bytes[Buffer(a["dst"].buffer)] = len(indices) * row_bytes
         dst.reshape(-1, row_bytes)[rel] = src[indices]
-        ordered = np.sort(indices)
-        contiguous = stride == row_bytes
-        work.dram_requests = int(1 + np.count_nonzero(np.diff(ordered) != 1)) if contiguous else len(indices)
     work.dram_read_bytes = len(indices) * row_bytes
 
 

@@ -103,13 +103,10 @@ def _dma_scatter(machine: Machine, instr: Instruction, pc: int, work: Work) -> N
     if len(indices):
         if stride < row_bytes and len(indices) > 1:
             raise Trap(pc, str(instr), f"dst_stride {stride} < row_bytes {row_bytes}: rows would overlap")
-        dst = machine._dram_rows(pc, instr, "dst", int(indices.max()) + 1, row_bytes, stride)
+        dst = machine._dram_indexed_rows(pc, instr, "dst", indices, row_bytes, stride, work)
         src = machine.sram_view(pc, instr, "src", (int(rel.max()) + 1) * row_bytes, False, work)
         work.sram_read_bytes[Buffer(a["src"].buffer)] = len(indices) * row_bytes
         dst[indices] = src.reshape(-1, row_bytes)[rel]
-        ordered = np.sort(indices)
-        contiguous = stride == row_bytes
-        work.dram_requests = int(1 + np.count_nonzero(np.diff(ordered) != 1)) if contiguous else len(indices)
     work.dram_write_bytes = len(indices) * row_bytes
 
 

@@ -390,3 +390,21 @@ def test_hardware_loops_nest_and_registers():
 def test_instruction_equality_is_value_based():
     a = make("set", rd=1, imm=5)
     assert a == Instruction("set", {"rd": 1, "imm": 5})
+
+
+def test_scatter_traps_on_a_negative_row_index():
+    """dma.scatter, like dma.gather, never writes below DRAM row 0 (numpy would wrap around)."""
+    text = (
+        ".symbol list const i32 [2] @0\n"
+        ".data 0 01000000ffffffff\n"
+        "dma.load dst=temp[r0+0], src=dram[r0+0], rows=1, row_bytes=8, src_stride=8\n"
+        "barrier\n"
+        "set rd=r5, imm=-1\n"
+        "dma.scatter src=token[r0+0], dst=dram[r0+1024], list=temp[r0+0], key_base=r5, window=4, row_bytes=8,"
+        " dst_stride=8\n"
+        "halt\n"
+    )
+    with pytest.raises(Trap) as info:
+        _run_text(text)
+    assert "negative row index -1" in str(info.value)
+    assert info.value.kind == TrapKind.ADDRESS
