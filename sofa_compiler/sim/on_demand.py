@@ -39,16 +39,15 @@ def _kvgen(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
         x = machine.sram_view(pc, instr, "x", top * hidden, False, work).reshape(top, hidden)
         unread = top - len(indices)
         work.sram_read_bytes[Buffer(a["x"].buffer)] -= unread * hidden * x.dtype.itemsize
-        out = machine.sram_view(pc, instr, "out", top * cols, mode == KVGEN_SET, work).reshape(top, cols)
+        out = machine.sram_view(pc, instr, "out", top * cols, True, work).reshape(top, cols)
+        out_buffer = Buffer(a["out"].buffer)
+        work.sram_write_bytes[out_buffer] -= unread * cols * out.dtype.itemsize
         init = None
         if mode == KVGEN_ACCUMULATE:
             init = out[rel]
-            work.sram_write_bytes[Buffer(a["out"].buffer)] = len(indices) * cols * 4
+            work.sram_read_bytes[out_buffer] = work.sram_read_bytes.get(out_buffer, 0) + init.nbytes
         elif mode == KVGEN_BIAS:
             init = machine.sram_view(pc, instr, "bias", cols, False, work)[None, :]
-            work.sram_write_bytes[Buffer(a["out"].buffer)] = len(indices) * cols * 4
-        else:
-            work.sram_write_bytes[Buffer(a["out"].buffer)] -= unread * cols * out.dtype.itemsize
         rows = numerics.kv_rows(x[rel], w, init)
         out[rel] = numerics.to_fp16_saturating(rows) if out.dtype == np.float16 else rows
     work.macs = len(indices) * hidden * cols

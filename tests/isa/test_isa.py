@@ -408,3 +408,33 @@ def test_scatter_traps_on_a_negative_row_index():
         _run_text(text)
     assert "negative row index -1" in str(info.value)
     assert info.value.kind == TrapKind.ADDRESS
+
+
+@pytest.mark.parametrize(("mode", "out_read", "weight_read"), [(0, 0, 32), (1, 16, 32), (2, 0, 40)])
+def test_kvgen_sram_traffic_per_mode(mode: int, out_read: int, weight_read: int):
+    """Two listed rows of a 4-wide chunk into 2 columns: only accumulate reads `out`, only bias mode reads the bias."""
+    b = ProgramBuilder()
+    b.emit(
+        "kvgen",
+        x=Sram("token", 0, 0),
+        w=Sram("weight", 0, 0),
+        out=Sram("temp", 0, 1024),
+        list=Sram("temp", 0, 0),
+        key_base=0,
+        window=8,
+        hidden=4,
+        cols=2,
+        dtype="f32",
+        bias=Sram("weight", 0, 512),
+        mode=mode,
+    )
+    b.emit("halt")
+    program = b.build()
+    machine = Machine(None, program.dram_bytes)
+    machine.sram[Buffer.TEMP][:12] = np.array([2, 1, 5], np.int32).view(np.uint8)  # list: rows 1 and 5
+    work = machine.execute(program.code[0], 0).work
+    assert work.sram_read_bytes[Buffer.TOKEN] == 2 * 4 * 4  # the two x rows
+    assert work.sram_read_bytes[Buffer.WEIGHT] == weight_read  # W (and the bias row)
+    assert work.sram_read_bytes[Buffer.TEMP] == 16 + out_read  # the list (and the old out rows)
+    assert work.sram_write_bytes == {Buffer.TEMP: 2 * 2 * 4}
+    assert work.macs == 2 * 4 * 2
