@@ -43,6 +43,14 @@ def generates_kv(program: Program) -> bool:
     return program.symbol("k").kind == "scratch"
 
 
+def kernel_operands(program: Program) -> tuple[str, ...]:
+    """The tensors a `sofa.kernel_call` passes, in order: Q, then K and V unless generated, then X on demand."""
+    names = {symbol.name for symbol in program.symbols}
+    if generates_kv(program):
+        return ("q", "x")
+    return ("q", "k", "v", "x") if "x8" in names else ("q", "k", "v")
+
+
 def stage_attention_inputs(
     program: Program, q: np.ndarray, k: np.ndarray | None, v: np.ndarray | None, x: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -71,7 +79,7 @@ def stage_attention_inputs(
     q_rows = _pad_rows(np.asarray(q, np.float32), padded_q)
     staged = {"q": q_rows, "q16": numerics.to_fp16_saturating(q_rows)}
     names = {symbol.name for symbol in program.symbols}
-    if k is not None and v is not None and not generates_kv(program):
+    if not generates_kv(program):
         k_rows = _pad_rows(np.asarray(k, np.float32), padded_kv)
         staged["k"] = k_rows
         staged["v"] = _pad_rows(np.asarray(v, np.float32), padded_kv)
@@ -119,10 +127,11 @@ class KernelRunner:
         if name not in self.programs:
             raise KernelError(f"no kernel named '{name}' (kernels: {', '.join(self.programs) or 'none'})")
         program = self.programs[name]
-        expected = 1 if generates_kv(program) else (3 if "x8" in {s.name for s in program.symbols} else 2)
-        if len(tensors) != expected:
-            raise KernelError(f"kernel '{name}' takes {expected + 1} operands, got {len(tensors) + 1}")
-        k, v, x = (None, None, tensors[0]) if expected == 1 else (*tensors[:2], tensors[2] if expected == 3 else None)
+        operands = kernel_operands(program)
+        if len(tensors) + 1 != len(operands):
+            raise KernelError(f"kernel '{name}' takes {', '.join(operands)}, got {len(tensors) + 1} operands")
+        given = dict(zip(operands[1:], tensors, strict=True))
+        k, v, x = given.get("k"), given.get("v"), given.get("x")
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
         result = machine.run(program, stage_attention_inputs(program, q, k, v, x), self.config.config_hash())
         timing = simulate(result.events, self.config, self.progress)
