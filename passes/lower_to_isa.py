@@ -34,8 +34,9 @@ tile steps then load K-hat as above.
 On-demand K/V generation (paper §2.1; RASS kernels whose K and V are a constant
 `sofa.kv_projection` of the tokens X, where the buffers fit): each KV head runs
 three passes. (1) Marking: every query tile's prediction and SADS run as above
-and `kvmark` sets the selected keys in a bitmap. (2) Generation: per KV tile,
-`kvlist` lists the marked keys, and for each hidden chunk (a multiple of 64
+and `kvmark` sets the selected keys in a bitmap (at keep 1.0 without a sphere
+clip the bitmap is known and loaded instead). (2) Generation: per window of
+whole KV tiles, `kvlist` lists the marked keys, and for each hidden chunk (a multiple of 64
 columns) the listed tokens and the chunk's W_k/W_v rows are fetched and `kvgen`
 accumulates the K and V rows (starting from the bias); `dma.scatter` writes
 them to K/V scratch rows in DRAM. (3) Attention, as above, gathering those
@@ -74,6 +75,7 @@ from dialects.sofa import (
     Mul4ScoreOp,
     SadsOp,
     SufaOp,
+    TargetAttr,
     TilingAttr,
 )
 from dialects.sofa_isa import INSTRUCTION_OPS, Dram, LoopOp, LoopRegOp, ProgramOp, SegmentAttr, Sram, SymbolAttr
@@ -83,6 +85,7 @@ from passes.tile_plan import (
     AttentionShape,
     GenerationPlan,
     PlanError,
+    SramPlan,
     plan_generation,
     plan_separate_sram,
     plan_sram,
@@ -1015,7 +1018,9 @@ def _head_blocks(weights: Any, bias: Any, heads: int) -> Any:
     return np.ascontiguousarray(blocks.reshape(hidden + 1, heads, depth).transpose(1, 0, 2).reshape(-1, depth))
 
 
-def _kv_generation(sufa: SufaOp, target: Any, shape: AttentionShape, tile: int, plan: Any) -> KvGeneration | None:
+def _kv_generation(
+    sufa: SufaOp, target: TargetAttr, shape: AttentionShape, tile: int, plan: SramPlan
+) -> KvGeneration | None:
     """On-chip generation of the selected K/V rows, where the projection is constant and its buffers fit."""
     projection = _constant_projection(sufa)
     if projection is None:
