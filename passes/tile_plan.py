@@ -257,14 +257,15 @@ def plan_generation(target: TargetAttr, shape: AttentionShape, tile: int, plan: 
     widest = min(MAX_GENERATION_CHUNK, -(-hidden // GENERATION_CHUNK_STEP) * GENERATION_CHUNK_STEP)
     windows = [n * tile for n in range(kv_tiles, 0, -1) if kv_tiles % n == 0 and n * tile <= MAX_GENERATION_ROWS]
     first_error: PlanError | None = None
-    for rows in windows or [tile]:
+    for rows in windows:
         for chunk in range(widest, 0, -GENERATION_CHUNK_STEP):
+            width = min(chunk, hidden)
             try:
-                regions = _generation_regions(sizes, kept, rows, min(chunk, hidden), d, dv)
+                regions = _generation_regions(sizes, kept, rows, width, d, dv)
             except PlanError as error:
                 first_error = first_error or error
                 continue
-            return GenerationPlan(rows, min(chunk, hidden), {"bitmap": bitmap, **regions})
+            return GenerationPlan(rows, width, {"bitmap": bitmap, **regions})
     raise PlanError(
         f"the K/V generation buffers do not fit even for a {GENERATION_CHUNK_STEP}-wide chunk: {first_error}"
     )
