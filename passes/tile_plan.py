@@ -255,7 +255,10 @@ def plan_generation(target: TargetAttr, shape: AttentionShape, tile: int, plan: 
     bitmap = persistent.alloc("bitmap", -(-kv_tiles * tile // 32) * 4, ("temp", "weight", "token"))
     kept = [bitmap] + ([plan.regions["codes"]] if "codes" in plan.regions else [])
     widest = min(MAX_GENERATION_CHUNK, -(-hidden // GENERATION_CHUNK_STEP) * GENERATION_CHUNK_STEP)
-    windows = [n * tile for n in range(kv_tiles, 0, -1) if kv_tiles % n == 0 and n * tile <= MAX_GENERATION_ROWS]
+    # One tile is always a window, however large an explicit tile is.
+    windows = [
+        n * tile for n in range(kv_tiles, 0, -1) if kv_tiles % n == 0 and (n == 1 or n * tile <= MAX_GENERATION_ROWS)
+    ]
     first_error: PlanError | None = None
     for rows in windows:
         for chunk in range(widest, 0, -GENERATION_CHUNK_STEP):
