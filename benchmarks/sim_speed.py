@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dialects import numerics
 from sofa_compiler.isa.builder import AttentionShape, BuildError, attention_inputs, attention_program
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.sim.functional import Machine
@@ -36,6 +37,46 @@ def dense_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) -
     weights = np.exp(scores)
     weights /= weights.sum(axis=1, keepdims=True)
     return weights @ v
+
+
+def kernel_floor(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, khat: np.ndarray, scale: float, tile: int, lanes: int
+) -> np.ndarray:
+    """The simulator's keep-1.0 arithmetic for one head, batched over KV tiles (see the module docstring).
+
+    Each step is the one `sofa_compiler.sim.functional` runs per tile, on
+    ``[lanes, all keys]`` at once. The DLZS and Q.K dot products are exact fp64
+    sums at these sizes, so one GEMM over all keys gives the same bits; the
+    weighted sum of V keeps the simulator's per-tile GEMM shapes (a batched
+    matmul), since its sums round. At keep 1.0 SADS selects every key of its
+    tile once, so the SU-FA scatter of weights back to key order is the
+    exponential of the scores in key order.
+    """
+    seq = len(q)
+    tiles = seq // tile
+    q_all = np.asarray(q)
+    k64 = np.asarray(k, np.float64)
+    v_tiles = np.asarray(v, np.float64).reshape(tiles, tile, -1)
+    khat64 = np.asarray(khat, np.float64)
+    every_key = np.ones((lanes * tiles, tile), bool)
+    out = np.empty((seq, v.shape[1]), np.float32)
+    for start in range(0, seq, lanes):
+        rows = q_all[start : start + lanes]
+        ahat = numerics.to_fp16_saturating(numerics.q_lz_power(rows) @ khat64.T)
+        order = numerics.sads_tile(ahat.reshape(-1, tile), every_key, tile, np.inf).reshape(lanes, tiles, tile)
+        scores = (np.asarray(rows, np.float64) @ k64.T).reshape(lanes, tiles, tile)
+        scores *= float(np.float32(scale))
+        in_order = np.take_along_axis(scores, order.astype(np.intp), axis=-1)
+        tile_max = in_order.max(axis=-1)
+        denominators = np.exp(in_order - tile_max[..., None]).sum(axis=-1)
+        weights = np.exp(scores - tile_max[..., None])
+        numerators = np.matmul(weights.transpose(1, 0, 2), v_tiles)
+        state = numerics.SufaState.empty(lanes, v.shape[1])
+        for j in range(tiles):
+            partial = numerics.SufaPartial(tile_max[:, j], denominators[:, j], numerators[j], 0)
+            state = numerics.sufa_accumulate(state, partial)
+        out[start : start + lanes] = numerics.sufa_finish(state)
+    return out
 
 
 def best_time(run: Callable[[], object], repeat: int) -> tuple[float, object]:
@@ -55,6 +96,7 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("f16", "f32"), default="f16", help="SU-FA storage of q, k, v")
     parser.add_argument("--keep", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-floor", action="store_true", help="skip the kernel floor (timed at keep 1.0 only)")
     args = parser.parse_args()
 
     config = load_config(None)
@@ -91,6 +133,17 @@ def main() -> None:
     print(f"sofa-sim (functional + timing): {sim_time:.3f} s  ({cycles} simulated cycles)")
     print(f"max relative difference vs numpy: {error:.2e}")
     print(f"ratio sim/numpy: {sim_time / numpy_time:.2f}x")
+    if args.no_floor or args.keep < 1.0 or args.seq % shape.tile:
+        return
+    lanes = min(shape.lanes, args.seq)
+    floor_time, floor_out = best_time(
+        lambda: kernel_floor(inputs["q"], inputs["k"], inputs["v"], inputs["khat"], scale, shape.tile, lanes),
+        args.repeat,
+    )
+    same = np.array_equal(floor_out, out)
+    print(f"kernel floor (the same arithmetic in bulk numpy, no simulator): {floor_time:.3f} s")
+    print(f"floor output {'equals the simulator bit for bit' if same else 'DIFFERS from the simulator'}")
+    print(f"ratio floor/numpy: {floor_time / numpy_time:.2f}x   ratio sim/floor: {sim_time / floor_time:.2f}x")
 
 
 if __name__ == "__main__":
