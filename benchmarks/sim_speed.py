@@ -12,7 +12,16 @@ SRAM: 128 for f16 (f32 fits only Bc = 64 in the 192 KB Token SRAM). numpy
 runs on the same values (the f16-rounded inputs, in fp32), so the printed
 difference measures the simulator, not the storage rounding.
 
-    python benchmarks/sim_speed.py [--seq 4096] [--depth 128] [--tile N] [--dtype f16|f32] [--keep 1.0]
+At keep 1.0 it also times the *kernel floor*: the simulator's own arithmetic
+(`dialects.numerics`: the fp64 DLZS score rounded to fp16, the SADS order, the
+fp64 SU-FA step and merge) batched in bulk numpy over all KV tiles of a query
+tile, with no instruction decoding, no SRAM and no timing model, on numpy's
+default BLAS threads like the numpy baseline (the simulator uses one). It
+checks that the floor's output equals the simulator's bit for bit, so the
+floor is the same computation, and prints floor/numpy: a simulator of this
+pipeline with these exact semantics cannot expect to beat that ratio here.
+
+    python benchmarks/sim_speed.py [--seq 4096] [--depth 128] [--tile N] [--dtype f16|f32] [--keep 1.0] [--no-floor]
 """
 
 from __future__ import annotations
