@@ -75,10 +75,10 @@ def kernel_floor(
         order = numerics.sads_tile(ahat.reshape(-1, tile), every_key, tile, np.inf).reshape(lanes, tiles, tile)
         scores = (np.asarray(rows, np.float64) @ k64.T).reshape(lanes, tiles, tile)
         scores *= float(np.float32(scale))
-        in_order = np.take_along_axis(scores, order.astype(np.intp), axis=-1)
-        tile_max = in_order.max(axis=-1)
-        denominators = np.exp(in_order - tile_max[..., None]).sum(axis=-1)
+        # The maximum does not depend on the order; the denominator is summed in SADS order, as SU-FA does.
+        tile_max = scores.max(axis=-1)
         weights = np.exp(scores - tile_max[..., None])
+        denominators = np.take_along_axis(weights, order.astype(np.intp), axis=-1).sum(axis=-1)
         numerators = np.matmul(weights.transpose(1, 0, 2), v_tiles)
         state = numerics.SufaState.empty(lanes, v.shape[1])
         for j in range(tiles):
