@@ -19,7 +19,7 @@ from benchmarks.report.gpu import GPU_BOARD_POWER_W, PAPER_TABLE_II, GpuComparis
 from benchmarks.report.real_model import MODEL_NAME, PACKAGE, RealModelResult
 from benchmarks.report.roofline import Roof, RooflinePoint
 from benchmarks.report.speed import CompileRow, SpeedRow
-from benchmarks.report.workloads import (
+from sofa_compiler.workloads import (
     ATTENTION_OPS,
     PREDICTION_OPS,
     SELECTION_OPS,
@@ -494,7 +494,7 @@ def gpu_section(results: Results) -> str:
     return (
         "## 4. Against the GPU\n\n"
         f"GPU: {results.gpu_device}, dense FlashAttention (torch SDPA, batch 1, one layer), from "
-        "`../shared/data/gpu_baseline_h200.jsonl` (measured once, not in this run). **GPU power is "
+        "`benchmarks/data/gpu_baseline_h200.jsonl` (measured once, not in this run). **GPU power is "
         f"assumed to be the H200's {GPU_BOARD_POWER_W:.0f} W board power (TDP) — an estimate**, not a "
         "measurement; GPU energy = 700 W × time. SOFA: simulated at keep "
         f"{results.keep}, energy from the simulator (core + DRAM + interface). GOPS/W for both uses "
