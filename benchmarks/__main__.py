@@ -27,7 +27,8 @@ from benchmarks.report.real_model import (
     real_activations,
     real_model_sweep,
 )
-from benchmarks.report.render import Results, write_report
+from benchmarks.report.render import write_report
+from benchmarks.report.results import Results
 from benchmarks.report.roofline import place, roof
 from benchmarks.report.speed import compile_times, simulator_speed
 from sofa_compiler.sim.config import load_config
