@@ -47,7 +47,6 @@ from xdsl.utils.exceptions import DiagnosticException
 from dialects.host import ConstantOp, OnnxOp
 from dialects.numerics import keep_count, tile_count
 from dialects.sofa import (
-    TILING_KEYS,
     AttentionOp,
     DlzsKeyOp,
     DlzsScoreOp,
@@ -172,7 +171,7 @@ class TileAttention(RewritePattern):
         sparsity = SparsityAttr(keep, tile, radius, self.predictor)
         rows = [shape.batch, shape.q_heads, shape.q_len]
         scores_type = TensorType(f16, [*rows, shape.kv_len])
-        index_type = TensorType(i32, [*rows, tiling.get("kv_tiles"), tiling.get("keep_count")])
+        index_type = TensorType(i32, [*rows, tiling.kv_tiles.data, tiling.keep_count.data])
         prediction: list[Operation] = []
         predictor_input = op.k
         if shape.hidden and projection is not None:
@@ -190,10 +189,8 @@ class TileAttention(RewritePattern):
             plan_separate_sram(self.target, shape, tile)
         except PlanError as error:
             raise DiagnosticException(f"cannot tile {op.name} for this target: {error}") from error
-        tiling_values = make_tiling(self.target, shape, tile)
-        tiling = TilingAttr(
-            {key: tiling_values.get(key) for key in TILING_KEYS if key != "keep_count"} | {"keep_count": tile}
-        )
+        # Each SADS segment is a whole row, so the tile keeps all of its keys.
+        tiling = TilingAttr({**make_tiling(self.target, shape, tile).as_dict(), "keep_count": tile})
         row = shape.kv_len
         sparsity = SparsityAttr(shape.keep, row, radius, self.predictor)
         rows = [shape.batch, shape.q_heads, shape.q_len]
