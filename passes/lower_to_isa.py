@@ -68,6 +68,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from dialects.host import ConstantOp
 from dialects.numerics import keep_count
 from dialects.sofa import (
+    NO_RADIUS,
     DlzsKeyOp,
     DlzsScoreOp,
     KernelCallOp,
@@ -348,7 +349,7 @@ class KernelBuilder:
         count too, the last key any query lane can see).
         """
         keep_all = self.tiling.keep_count.data == self.tiling.tile.data
-        return self.gen is not None and keep_all and math.isinf(self.radius)
+        return self.gen is not None and keep_all and self.radius == NO_RADIUS
 
     def needed_keys(self) -> Any:
         """The bitmap `selects_every_key` loads: one bit per key, little-endian within a byte."""
@@ -905,7 +906,7 @@ class SeparateKernelBuilder:
         )  # fmt: skip
         e.emit(
             "sads", wait=_bits(0, 6), signal=_bits(2, 5), scores=_at(r["ahat"]), out=_at(r["idx"]), lanes=lanes,
-            keys=tile, m=m, radius=float("inf"), key_base=R_KBASE, query_base=R_QBASE, kv_len=shape.kv_len,
+            keys=tile, m=m, radius=NO_RADIUS, key_base=R_KBASE, query_base=R_QBASE, kv_len=shape.kv_len,
             causal=int(shape.causal),
         )  # fmt: skip
         sources = (Dram(R_K, self.address("k")), Dram(R_V, self.address("v")))
