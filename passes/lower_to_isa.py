@@ -68,6 +68,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from dialects.host import ConstantOp
 from dialects.numerics import keep_count
 from dialects.sofa import (
+    NO_RADIUS,
     DlzsKeyOp,
     DlzsScoreOp,
     KernelCallOp,
@@ -133,8 +134,8 @@ def lay_out_attention(
     rows it writes itself, and takes the fp32 tokens and the per-head W_k, W_v
     blocks (each followed by its bias row) instead.
     """
-    q_rows = shape.batch * shape.q_heads * tiling.get("padded_q")
-    kv_rows_per_head = tiling.get("padded_kv")
+    q_rows = shape.batch * shape.q_heads * tiling.padded_q.data
+    kv_rows_per_head = tiling.padded_kv.data
     kv_rows = shape.batch * shape.kv_heads * kv_rows_per_head
     d, dv = shape.depth, shape.v_depth
     kv_kind = "scratch" if generate else "input"
@@ -310,7 +311,7 @@ class KernelBuilder:
         2m = P L / Bc, so slot r of every period runs m more tile pairs than the
         period before, plus a fixed n(r) // 2 pairs and n(r) % 2 single tiles.
         """
-        lanes, tile = self.tiling.get("lanes"), self.tiling.get("tile")
+        lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
         return 2 * tile // math.gcd(lanes, 2 * tile)
 
     @property
@@ -322,15 +323,15 @@ class KernelBuilder:
         a causal kernel unrolls at most `MAX_SKIP_UNROLL` query tiles of a period, so
         that program size does not grow with the length.
         """
-        lanes, tile, query_tiles = (self.tiling.get(key) for key in ("lanes", "tile", "query_tiles"))
-        uncapped = min(query_tiles, self.tiling.get("kv_tiles") * tile // lanes)
+        lanes, tile, query_tiles = self.tiling.lanes.data, self.tiling.tile.data, self.tiling.query_tiles.data
+        uncapped = min(query_tiles, self.tiling.kv_tiles.data * tile // lanes)
         if not self.shape.causal or min(self.skip_period, uncapped) > MAX_SKIP_UNROLL:
             return 0
         return uncapped
 
     def tiles_needed(self, query_tile: int) -> int:
         """KV tiles that hold a key visible to some query of `query_tile` (upper-left causal)."""
-        lanes, tile = self.tiling.get("lanes"), self.tiling.get("tile")
+        lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
         return -(-(query_tile + 1) * lanes // tile)
 
     def lay_out(self) -> None:
@@ -347,8 +348,8 @@ class KernelBuilder:
         marking pass: keys below ``kv_len`` (causal: below the padded query
         count too, the last key any query lane can see).
         """
-        keep_all = self.tiling.get("keep_count") == self.tiling.get("tile")
-        return self.gen is not None and keep_all and math.isinf(self.radius)
+        keep_all = self.tiling.keep_count.data == self.tiling.tile.data
+        return self.gen is not None and keep_all and self.radius == NO_RADIUS
 
     def needed_keys(self) -> Any:
         """The bitmap `selects_every_key` loads: one bit per key, little-endian within a byte."""
@@ -356,7 +357,7 @@ class KernelBuilder:
         size = self.gen.plan.regions["bitmap"].size
         last = self.shape.kv_len
         if self.shape.causal:
-            last = min(last, self.tiling.get("padded_q"))
+            last = min(last, self.tiling.padded_q.data)
         bits = np.zeros(size * 8, np.uint8)
         bits[:last] = 1
         return np.packbits(bits, bitorder="little")
@@ -369,7 +370,7 @@ class KernelBuilder:
 
     def emit_prediction(self, r: dict[str, SramRegion]) -> None:
         """Bring the tile's K-hat on chip (given by the host, or predicted once per head on demand)."""
-        tile, d, e = self.tiling.get("tile"), self.shape.depth, self.e
+        tile, d, e = self.tiling.tile.data, self.shape.depth, self.e
         e.emit(
             "dma.load",
             wait=_bits(5),
@@ -391,8 +392,8 @@ class KernelBuilder:
         credits (s5) are returned by each store.
         """
         assert self.lz is not None
-        tile, d, hidden, e = self.tiling.get("tile"), self.shape.depth, self.shape.hidden, self.e
-        padded_kv = self.tiling.get("padded_kv")
+        tile, d, hidden, e = self.tiling.tile.data, self.shape.depth, self.shape.hidden, self.e
+        padded_kv = self.tiling.padded_kv.data
 
         def predict(buffer_set: int) -> None:
             r = {name: self.regions[f"{name}{buffer_set}"] for name in ("x", "xexp", "khat")}
@@ -443,13 +444,13 @@ class KernelBuilder:
         e.emit("set", rd=R_X8, imm=self.batch_index * padded_kv * hidden)
         e.emit("set", rd=R_XEXP, imm=self.batch_index * padded_kv)
         e.emit("addi", rd=R_PRED, rs=R_PRED_HEAD, imm=0)
-        emit_tile_loop(e, self.tiling.get("kv_tiles"), predict)
+        emit_tile_loop(e, self.tiling.kv_tiles.data, predict)
         e.emit("barrier")
 
     def emit_kv_step(self, buffer_set: int) -> None:
         """One KV tile through DLZS, SADS, RASS, the K/V gather and SU-FA."""
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, tile, m = tiling.get("lanes"), tiling.get("tile"), tiling.get("keep_count")
+        lanes, tile, m = tiling.lanes.data, tiling.tile.data, tiling.keep_count.data
         d, dv = shape.depth, shape.v_depth
         names = ("khat", "ahat", "idx", "list", "k", "v")
         r = {name: self.regions[f"{name}{buffer_set}"] for name in names}
@@ -490,7 +491,7 @@ class KernelBuilder:
                 bitmap=_at(self.gen.plan.regions["bitmap"]),  # type: ignore[union-attr]
                 lanes=lanes,
                 m=m,
-                keys=tiling.get("padded_kv"),
+                keys=tiling.padded_kv.data,
             )
             e.emit("addi", rd=R_KBASE, rs=R_KBASE, imm=tile)
             return
@@ -522,7 +523,7 @@ class KernelBuilder:
         None runs every KV tile.
         """
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, d, dv = tiling.get("lanes"), shape.depth, shape.v_depth
+        lanes, d, dv = tiling.lanes.data, shape.depth, shape.v_depth
         e.emit("barrier")
         for name, reg, width in (("q16", R_Q16, 2), ("q", R_Q, 4))[: 1 if self.marking else 2]:
             e.emit(
@@ -542,7 +543,7 @@ class KernelBuilder:
             e.emit("addi", rd=R_K_TILE_C, rs=R_K, imm=0)
             e.emit("addi", rd=R_V_TILE_C, rs=R_V, imm=0)
         if slot is None:
-            emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_kv_step)
+            emit_tile_loop(e, tiling.kv_tiles.data, self.emit_kv_step)
         else:
             # R_PAIRS holds this query tile's count of tile pairs below the diagonal.
             e.open_loop()
@@ -576,7 +577,7 @@ class KernelBuilder:
     def emit_query_tiles(self) -> None:
         """Every query tile of one head: periods of the causal skip pattern, then a hardware
         loop over the query tiles that run every KV tile (all of them when nothing is skipped)."""
-        query_tiles, skipping, e = self.tiling.get("query_tiles"), self.skipping_query_tiles, self.e
+        query_tiles, skipping, e = self.tiling.query_tiles.data, self.skipping_query_tiles, self.e
         if skipping:
             period = self.skip_period
             e.emit("set", rd=R_PAIRS, imm=self.pairs(0))
@@ -596,7 +597,7 @@ class KernelBuilder:
     def emit_kv_head(self) -> None:
         """All query heads that share one KV head (GQA), each over all query tiles."""
         shape, e = self.shape, self.e
-        d, dv, padded_kv = shape.depth, shape.v_depth, self.tiling.get("padded_kv")
+        d, dv, padded_kv = shape.depth, shape.v_depth, self.tiling.padded_kv.data
         if self.lz is not None:
             # This head's LZ-code columns; the barrier keeps the previous head's DLZS off them.
             e.emit("barrier")
@@ -653,7 +654,7 @@ class KernelBuilder:
         self.marking = True
         self.emit_query_heads()
         self.marking = False
-        group_rows = (shape.q_heads // shape.kv_heads) * self.tiling.get("padded_q")
+        group_rows = (shape.q_heads // shape.kv_heads) * self.tiling.padded_q.data
         e.emit("addi", rd=R_Q16, rs=R_Q16, imm=-group_rows * shape.depth * 2)
 
     def emit_generation(self) -> None:
@@ -684,7 +685,7 @@ class KernelBuilder:
                 row_bytes=width * 4,
                 src_stride=width * 4,
             )
-        e.emit("set", rd=R_GEN_X, imm=self.batch_index * tiling.get("padded_kv") * hidden * 4)
+        e.emit("set", rd=R_GEN_X, imm=self.batch_index * tiling.padded_kv.data * hidden * 4)
         full, rest = divmod(hidden, chunk)
         self.emit_generation_chunk(chunk if full else rest, mode=2)
         if full > 1:
@@ -708,7 +709,7 @@ class KernelBuilder:
         e.emit("addi", rd=R_GEN_WV, rs=R_GEN_WV, imm=-hidden * dv * 4)
         e.emit("addi", rd=R_KBASE, rs=R_KBASE, imm=rows)
         e.emit("barrier")
-        e.close_loop(tiling.get("padded_kv") // rows)
+        e.close_loop(tiling.padded_kv.data // rows)
 
     def emit_generation_chunk(self, width: int, mode: int) -> None:
         """One hidden chunk of `width` columns: fetch tokens and weights, then accumulate K and V."""
@@ -826,7 +827,7 @@ class SeparateKernelBuilder:
         tiling = self.tiling
         lay_out_attention(self.layout, self.shape, tiling, on_demand=False)
         # One head's A-hat, reused head after head: the traffic coordinated tiling avoids.
-        self.layout.add("ahat", tiling.get("padded_q"), tiling.get("padded_kv"), "f16", "const")
+        self.layout.add("ahat", tiling.padded_q.data, tiling.padded_kv.data, "f16", "const")
 
     def address(self, name: str) -> int:
         return self.layout.symbols[name][0]
@@ -836,8 +837,8 @@ class SeparateKernelBuilder:
 
     def emit_predict_phase(self) -> None:
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, tile, d = tiling.get("lanes"), tiling.get("tile"), shape.depth
-        row_bytes = tiling.get("padded_kv") * 2
+        lanes, tile, d = tiling.lanes.data, tiling.tile.data, shape.depth
+        row_bytes = tiling.padded_kv.data * 2
         e.emit("set", rd=R_AHAT_ROW, imm=0)
         e.open_loop()
         e.emit("barrier")
@@ -867,14 +868,14 @@ class SeparateKernelBuilder:
             e.emit("addi", rd=R_PRED, rs=R_PRED, imm=tile * d * 2)
             e.emit("addi", rd=R_AHAT_TILE, rs=R_AHAT_TILE, imm=tile * 2)
 
-        emit_tile_loop(e, tiling.get("kv_tiles"), predict_step)
+        emit_tile_loop(e, tiling.kv_tiles.data, predict_step)
         e.emit("addi", rd=R_Q16, rs=R_Q16, imm=lanes * d * 2)
         e.emit("addi", rd=R_AHAT_ROW, rs=R_AHAT_ROW, imm=lanes * row_bytes)
-        e.close_loop(tiling.get("query_tiles"))
+        e.close_loop(tiling.query_tiles.data)
 
     def emit_select_phase(self) -> None:
         tiling, shape, e = self.tiling, self.shape, self.e
-        rows, row_bytes = self.group_rows, tiling.get("padded_kv") * 2
+        rows, row_bytes = self.group_rows, tiling.padded_kv.data * 2
         e.emit("barrier")
         e.emit("set", rd=R_AHAT_ROW, imm=0)
         e.emit("set", rd=R_QBASE, imm=0)
@@ -883,7 +884,7 @@ class SeparateKernelBuilder:
         e.emit("dma.load", dst=buffer, src=ahat, rows=rows, row_bytes=row_bytes, src_stride=row_bytes)
         e.emit("barrier")
         e.emit(
-            "topk.mask", scores=buffer, lanes=rows, keys=tiling.get("padded_kv"), m=self.keep_row,
+            "topk.mask", scores=buffer, lanes=rows, keys=tiling.padded_kv.data, m=self.keep_row,
             query_base=R_QBASE, kv_len=shape.kv_len, causal=int(shape.causal),
         )  # fmt: skip
         e.emit("barrier")
@@ -891,21 +892,21 @@ class SeparateKernelBuilder:
         e.emit("barrier")
         e.emit("addi", rd=R_AHAT_ROW, rs=R_AHAT_ROW, imm=rows * row_bytes)
         e.emit("addi", rd=R_QBASE, rs=R_QBASE, imm=rows)
-        e.close_loop(tiling.get("padded_q") // rows)
+        e.close_loop(tiling.padded_q.data // rows)
 
     def emit_attend_step(self, buffer_set: int) -> None:
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, tile, d, dv = tiling.get("lanes"), tiling.get("tile"), shape.depth, shape.v_depth
-        m = tiling.get("keep_count")
+        lanes, tile, d, dv = tiling.lanes.data, tiling.tile.data, shape.depth, shape.v_depth
+        m = tiling.keep_count.data
         r = {name: self.regions[f"fa2_{name}{buffer_set}"] for name in ("ahat", "idx", "list", "k", "v")}
         masked = Dram(R_AHAT_TILE, self.address("ahat"))
         e.emit(
             "dma.load", wait=_bits(5), signal=_bits(0), dst=_at(r["ahat"]), src=masked,
-            rows=lanes, row_bytes=tile * 2, src_stride=tiling.get("padded_kv") * 2,
+            rows=lanes, row_bytes=tile * 2, src_stride=tiling.padded_kv.data * 2,
         )  # fmt: skip
         e.emit(
             "sads", wait=_bits(0, 6), signal=_bits(2, 5), scores=_at(r["ahat"]), out=_at(r["idx"]), lanes=lanes,
-            keys=tile, m=m, radius=float("inf"), key_base=R_KBASE, query_base=R_QBASE, kv_len=shape.kv_len,
+            keys=tile, m=m, radius=NO_RADIUS, key_base=R_KBASE, query_base=R_QBASE, kv_len=shape.kv_len,
             causal=int(shape.causal),
         )  # fmt: skip
         sources = (Dram(R_K, self.address("k")), Dram(R_V, self.address("v")))
@@ -920,7 +921,7 @@ class SeparateKernelBuilder:
 
     def emit_attend_phase(self) -> None:
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, d, dv = tiling.get("lanes"), shape.depth, shape.v_depth
+        lanes, d, dv = tiling.lanes.data, shape.depth, shape.v_depth
         e.emit("barrier")
         e.emit("set", rd=R_AHAT_ROW, imm=0)
         e.emit("set", rd=R_QBASE, imm=0)
@@ -933,20 +934,20 @@ class SeparateKernelBuilder:
         e.emit("set", rd=R_KBASE, imm=0)
         for reg, base in ((R_AHAT_TILE, R_AHAT_ROW), (R_K_TILE, R_K), (R_V_TILE, R_V)):
             e.emit("addi", rd=reg, rs=base, imm=0)
-        emit_tile_loop(e, tiling.get("kv_tiles"), self.emit_attend_step)
+        emit_tile_loop(e, tiling.kv_tiles.data, self.emit_attend_step)
         o = self.region("fa2_o")
         e.emit("sufa.norm", signal=_bits(7), out=o, lanes=lanes, vdepth=dv)
         store = Dram(R_O, self.address("o"))
         e.emit("dma.store", wait=_bits(7), src=o, dst=store, rows=lanes, row_bytes=dv * 4, dst_stride=dv * 4)
-        row_bytes = tiling.get("padded_kv") * 2
+        row_bytes = tiling.padded_kv.data * 2
         steps = ((R_Q, lanes * d * 4), (R_QBASE, lanes), (R_O, lanes * dv * 4), (R_AHAT_ROW, lanes * row_bytes))
         for reg, step in steps:
             e.emit("addi", rd=reg, rs=reg, imm=step)
-        e.close_loop(tiling.get("query_tiles"))
+        e.close_loop(tiling.query_tiles.data)
 
     def build(self) -> list[Operation]:
         shape, tiling, e = self.shape, self.tiling, self.e
-        d, dv, padded_kv = shape.depth, shape.v_depth, tiling.get("padded_kv")
+        d, dv, padded_kv = shape.depth, shape.v_depth, tiling.padded_kv.data
         self.lay_out()
         e.emit("post", signal=_bits(5, 6))
         e.emit("post", signal=_bits(5, 6))
@@ -1082,18 +1083,18 @@ class LowerToIsaPass(ModulePass):
             predictor = "mul4.score" if isinstance(score, Mul4ScoreOp) else "dlzs.score"
             attention = "fa2.step" if self.attention == "fa2" else "sufa.step"
             if self.pipeline == "separate":
-                plan, rows = plan_separate_sram(target, shape, tiling.get("tile"))
-                row_selection = select.sparsity.tile_size != tiling.get("tile")
+                plan, rows = plan_separate_sram(target, shape, tiling.tile.data)
+                row_selection = select.sparsity.tile_size != tiling.tile.data
                 keep_row = keep_count(select.sparsity.keep_ratio, shape.kv_len)
                 builder = SeparateKernelBuilder(
                     shape, tiling, plan.regions, rows, keep_row, sufa.scale.value.data, predictor, attention,
                     self.rass, row_selection,
                 )  # fmt: skip
             else:
-                plan = plan_sram(target, shape, tiling.get("tile"))
+                plan = plan_sram(target, shape, tiling.tile.data)
                 gen = None
                 if lz is not None and self.kv_generation and self.rass:
-                    gen = _kv_generation(sufa, target, shape, tiling.get("tile"), plan)
+                    gen = _kv_generation(sufa, target, shape, tiling.tile.data, plan)
                 if gen is not None:
                     operands = [sufa.q, operands[-1]]
                 radius = select.sparsity.radius_value

@@ -156,7 +156,7 @@ def test_sweep_same_on_one_and_two_workers(one_worker, two_workers):
     [
         ({"layers": {"0": {"keep": 0}}}, "layers.0.keep: must satisfy 0 < keep <= 1"),
         ({"layers": {"0": {"keep": 1.5}}}, "layers.0.keep"),
-        ({"layers": {"0": {"tile": 0}}}, "layers.0.tile: must be a positive integer"),
+        ({"layers": {"0": {"tile": 0}}}, "layers.0.tile: must be at least 1, got 0"),
         ({"layers": {"0": {"bc": 64}}}, "layers.0.bc: unknown key"),
         ({"layers": {"first": {"tile": 64}}}, "layers.first: a layer key is an attention-op index"),
         ({"tiles": {}}, "unknown key 'tiles'"),
