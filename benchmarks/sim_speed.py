@@ -28,8 +28,10 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from xdsl.utils.exceptions import DiagnosticException
 
 from dialects import numerics
+from sofa_compiler.driver import CompileError
 from sofa_compiler.kernels import AttentionProblem, compile_attention
 from sofa_compiler.sim.functional import Machine
 from sofa_compiler.sim.timing import simulate
@@ -103,10 +105,13 @@ def main() -> None:
     parser.add_argument("--no-floor", action="store_true", help="skip the kernel floor (timed at keep 1.0 only)")
     args = parser.parse_args()
 
-    kernel = compile_attention(
-        AttentionProblem(args.seq, args.seq, args.depth, args.depth), keep=args.keep, tile=args.tile
-    )
-    program, config = kernel.program, kernel.config
+    try:
+        kernel = compile_attention(
+            AttentionProblem(args.seq, args.seq, args.depth, args.depth), keep=args.keep, tile=args.tile
+        )
+    except (CompileError, DiagnosticException) as error:
+        parser.error(str(error))
+    program, config = kernel.program, kernel.compiled.config
     tile, lanes = kernel.tiling.get("tile"), kernel.tiling.get("lanes")
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((args.seq, args.depth)).astype(np.float32) for _ in range(3))

@@ -46,20 +46,14 @@ class AttentionProblem:
     """None: ONNX's default 1/sqrt(depth); a given scale is stored as an ONNX float (binary32)."""
 
     @property
-    def q_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.q_heads, self.sq, self.depth)
-
-    @property
-    def k_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.kv_heads, self.skv, self.depth)
-
-    @property
-    def v_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.kv_heads, self.skv, self.v_depth)
-
-    @property
-    def o_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.q_heads, self.sq, self.v_depth)
+    def shapes(self) -> dict[str, tuple[int, int, int, int]]:
+        """The layer's inputs ``q``, ``k``, ``v`` and its output ``o``: name -> shape."""
+        return {
+            "q": (self.batch, self.q_heads, self.sq, self.depth),
+            "k": (self.batch, self.kv_heads, self.skv, self.depth),
+            "v": (self.batch, self.kv_heads, self.skv, self.v_depth),
+            "o": (self.batch, self.q_heads, self.sq, self.v_depth),
+        }
 
     @property
     def logit_scale(self) -> float:
@@ -71,17 +65,14 @@ class AttentionProblem:
 
 def attention_model(problem: AttentionProblem) -> onnx.ModelProto:
     """One opset-23 `Attention` node on 4-D fp32 ``q``, ``k``, ``v`` with output ``o``."""
-    shapes = {"q": problem.q_shape, "k": problem.k_shape, "v": problem.v_shape}
-    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)) for name, shape in shapes.items()]
+    values = {
+        name: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in problem.shapes.items()
+    }
     attrs: dict[str, Any] = {"is_causal": int(problem.causal)}
     if problem.scale is not None:
         attrs["scale"] = problem.scale
-    graph = helper.make_graph(
-        [helper.make_node("Attention", list(shapes), ["o"], **attrs)],
-        "attention",
-        inputs,
-        [helper.make_tensor_value_info("o", TensorProto.FLOAT, list(problem.o_shape))],
-    )
+    node = helper.make_node("Attention", ["q", "k", "v"], ["o"], **attrs)
+    graph = helper.make_graph([node], "attention", [values["q"], values["k"], values["v"]], [values["o"]])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ATTENTION_OPSET)])
     model.ir_version = helper.find_min_ir_version_for(model.opset_import)
     return model
@@ -89,35 +80,22 @@ def attention_model(problem: AttentionProblem) -> onnx.ModelProto:
 
 @dataclass(frozen=True)
 class AttentionKernel:
-    """The compiled layer of an `AttentionProblem`: its one accelerator kernel and how to feed it."""
+    """The compiled layer of an `AttentionProblem`: its one accelerator kernel, its tiling and how to feed it."""
 
     problem: AttentionProblem
+    program: Program
+    tiling: TilingAttr
+    """The `#sofa.tiling` (lanes, KV tile Bc, padded lengths) the tiling pass chose."""
     compiled: CompiledModel
-
-    @property
-    def program(self) -> Program:
-        (program,) = self.compiled.programs.values()
-        return program
-
-    @property
-    def config(self) -> HardwareConfig:
-        return self.compiled.config
-
-    @property
-    def tiling(self) -> TilingAttr:
-        """The layer's `#sofa.tiling` (lanes, KV tile Bc, padded lengths) as the tiling pass chose it."""
-        tiled = next(stage.snapshot for stage in reversed(self.compiled.stages) if stage.name == "tiled")
-        return next(op.tiling for op in tiled.walk() if isinstance(op, SufaOp) and op.tiling is not None)
 
     def inputs(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
         """The kernel's input symbols for Q, K, V (4-D, or 2-D ``[S, d]`` for one head), staged as the runtime does."""
-        p = self.problem
-        q4, k4, v4 = (np.reshape(x, shape) for x, shape in ((q, p.q_shape), (k, p.k_shape), (v, p.v_shape)))
-        return stage_attention_inputs(self.program, q4, k4, v4)
+        shapes = self.problem.shapes
+        return stage_attention_inputs(self.program, *(np.reshape(x, shapes[n]) for n, x in zip("qkv", (q, k, v))))
 
     def output(self, o: np.ndarray) -> np.ndarray:
         """The layer's output ``[batch, q_heads, sq, v_depth]`` from the kernel's ``o`` symbol."""
-        return unstage_attention_output(self.program, o, self.problem.q_shape)
+        return unstage_attention_output(self.program, o, self.problem.shapes["q"])
 
 
 def compile_attention(
@@ -132,4 +110,7 @@ def compile_attention(
     compiled = compile_model(attention_model(problem), target, **options)
     if len(compiled.programs) != 1:
         raise CompileError(f"the attention layer compiled to {len(compiled.programs)} kernels, expected one")
-    return AttentionKernel(problem, compiled)
+    (program,) = compiled.programs.values()
+    tiled = next(stage.snapshot for stage in reversed(compiled.stages) if stage.name == "tiled")
+    tiling = next(op.tiling for op in tiled.walk() if isinstance(op, SufaOp) and op.tiling is not None)
+    return AttentionKernel(problem, program, tiling, compiled)

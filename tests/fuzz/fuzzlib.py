@@ -638,8 +638,7 @@ class Targets:
         def build() -> tuple[str, dict[str, np.ndarray]]:
             kernel, program = small_attention()
             rng = np.random.default_rng(0)
-            shapes = (kernel.problem.q_shape, kernel.problem.k_shape, kernel.problem.v_shape)
-            q, k, v = (rng.standard_normal(shape) for shape in shapes)
+            q, k, v = (rng.standard_normal(kernel.problem.shapes[name]) for name in "qkv")
             path = self.scratch.write("seed-attention.sofa", program.to_bytes())
             return path, kernel.inputs(q, k, v)
 

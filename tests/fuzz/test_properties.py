@@ -174,9 +174,7 @@ def test_isa_pipeline_equals_dialect_semantics(c: dict) -> None:
     radius = None if math.isinf(c["radius"]) else c["radius"]
     kernel = compile_attention(problem, keep=c["keep"], tile=c["tile"], radius=radius)
     rng = np.random.default_rng(c["seed"])
-    q = rng.standard_normal(problem.q_shape).astype(np.float32)
-    k = rng.standard_normal(problem.k_shape).astype(np.float32)
-    v = rng.standard_normal(problem.v_shape).astype(np.float32)
+    q, k, v = (rng.standard_normal(problem.shapes[name]).astype(np.float32) for name in "qkv")
     result = Machine().run(kernel.program, kernel.inputs(q, k, v), max_instructions=1 << 20)
     out = kernel.output(result.outputs["o"])
 

@@ -152,7 +152,7 @@ def test_container_round_trip_and_corruption():
     blob = program.to_bytes()
     again = Program.from_bytes(blob)
     assert again.to_bytes() == blob
-    assert again.config_hash == bytes.fromhex(kernel.config.config_hash()) != bytes(32)
+    assert again.config_hash == bytes.fromhex(kernel.compiled.config.config_hash()) != bytes(32)
     assert again.symbols == program.symbols
     assert again.segments == program.segments
     with pytest.raises(ContainerError, match="truncated container"):
@@ -186,8 +186,7 @@ def _attention_case(
     """The compiler's kernel for `problem` (``radius`` in logits) and random fp32 Q, K, V for it."""
     kernel = compile_attention(problem, keep=keep, tile=tile, radius=radius)
     rng = np.random.default_rng(seed)
-    shapes = (problem.q_shape, problem.k_shape, problem.v_shape)
-    return kernel, tuple(rng.standard_normal(shape).astype(np.float32) for shape in shapes)
+    return kernel, tuple(rng.standard_normal(problem.shapes[name]).astype(np.float32) for name in "qkv")
 
 
 def _run(kernel: AttentionKernel, qkv: tuple[np.ndarray, ...], program: Program | None = None):
@@ -316,41 +315,23 @@ def test_dlzs_key_and_kvgen_match_numerics():
         sym = at[name]
         return make("dma.store", src=src, dst=Dram(0, sym.address), rows=1, row_bytes=sym.size, dst_stride=0)
 
+    # SRAM places, by buffer: tokens (8-bit, exponents, fp32), weights (LZ codes, W_v), temp (K-hat, list, V rows).
+    x8, exps, x32 = Sram("token", 0, 0), Sram("token", 0, 1024), Sram("token", 0, 2048)
+    lz, w_v = Sram("weight", 0, 0), Sram("weight", 0, 4096)
+    khat, listed, v_rows = Sram("temp", 0, 0), Sram("temp", 0, 4096), Sram("temp", 0, 8192)
+    generate = {"key_base": 7, "window": rows, "hidden": hidden, "cols": cols, "dtype": "f32", "mode": 0}
     code = [
-        load("x", Sram("token", 0, 0)),
-        load("xexp", Sram("token", 0, 1024)),
-        load("wk", Sram("weight", 0, 0)),
-        make(
-            "dlzs.key",
-            x=Sram("token", 0, 0),
-            xexp=Sram("token", 0, 1024),
-            w=Sram("weight", 0, 0),
-            out=Sram("temp", 0, 0),
-            rows=rows,
-            hidden=hidden,
-            cols=cols,
-            base=base,
-        ),
-        store("khat", Sram("temp", 0, 0)),
+        load("x", x8),
+        load("xexp", exps),
+        load("wk", lz),
+        make("dlzs.key", x=x8, xexp=exps, w=lz, out=khat, rows=rows, hidden=hidden, cols=cols, base=base),
+        store("khat", khat),
         make("set", rd=7, imm=100),
-        load("xf", Sram("token", 0, 2048)),
-        load("wv", Sram("weight", 0, 4096)),
-        load("list", Sram("temp", 0, 4096)),
-        make(
-            "kvgen",
-            x=Sram("token", 0, 2048),
-            w=Sram("weight", 0, 4096),
-            out=Sram("temp", 0, 8192),
-            list=Sram("temp", 0, 4096),
-            key_base=7,
-            window=rows,
-            hidden=hidden,
-            cols=cols,
-            dtype="f32",
-            bias=Sram("weight", 0, 0),
-            mode=0,
-        ),
-        store("vrows", Sram("temp", 0, 8192)),
+        load("xf", x32),
+        load("wv", w_v),
+        load("list", listed),
+        make("kvgen", x=x32, w=w_v, out=v_rows, list=listed, bias=lz, **generate),
+        store("vrows", v_rows),
         make("halt"),
     ]
     segments = [Segment(at["wk"].address, codes.tobytes())]
