@@ -1,16 +1,13 @@
 """Simulator speed against numpy dense attention, measured side by side.
 
-Builds the 128-lane SOFA attention program for one head (default S = 4096,
-d = 128, keep 1.0), runs it through the functional machine and the timing
-model, and times numpy dense attention on the same data in the same run.
-Prints each wall time (best of --repeat) and their ratio; the issue's goal is
-a ratio of at most 1.5 at keep 1.0.
-
-By default SU-FA stores q, k, v as f16 (the 16-bit operands of its PE
-arrays) and Bc is the largest power of two whose buffers fit the target's
-SRAM: 128 for f16 (f32 fits only Bc = 64 in the 192 KB Token SRAM). numpy
-runs on the same values (the f16-rounded inputs, in fp32), so the printed
-difference measures the simulator, not the storage rounding.
+Compiles one attention head (default S = 4096, d = 128, keep 1.0) with the
+compiler's own pipeline (`sofa_compiler.kernels`: the layer through
+`compile_model`, as ``sofa-compile`` builds it; Bc is the tiling cost
+model's choice unless --tile fixes it), stages Q, K, V as the runtime does,
+runs the kernel through the functional machine and the timing model, and
+times numpy dense attention on the same fp32 data in the same run. Prints
+each wall time (best of --repeat) and their ratio; the issue's goal is a
+ratio of at most 1.5 at keep 1.0.
 
 At keep 1.0 it also times the *kernel floor*: the simulator's own arithmetic
 (`dialects.numerics`: the fp64 DLZS score rounded to fp16, the SADS order, the
@@ -21,7 +18,7 @@ checks that the floor's output equals the simulator's bit for bit, so the
 floor is the same computation, and prints floor/numpy: a simulator of this
 pipeline with these exact semantics cannot expect to beat that ratio here.
 
-    python benchmarks/sim_speed.py [--seq 4096] [--depth 128] [--tile N] [--dtype f16|f32] [--keep 1.0] [--no-floor]
+    python benchmarks/sim_speed.py [--seq 4096] [--depth 128] [--tile N] [--keep 1.0] [--no-floor]
 """
 
 from __future__ import annotations
@@ -31,10 +28,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from xdsl.utils.exceptions import DiagnosticException
 
 from dialects import numerics
-from sofa_compiler.isa.builder import AttentionShape, BuildError, attention_inputs, attention_program
-from sofa_compiler.sim.config import load_config
+from sofa_compiler.driver import CompileError
+from sofa_compiler.kernels import AttentionProblem, compile_attention
 from sofa_compiler.sim.functional import Machine
 from sofa_compiler.sim.timing import simulate
 
@@ -101,55 +99,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seq", type=int, default=4096)
     parser.add_argument("--depth", type=int, default=128)
-    parser.add_argument("--tile", type=int, default=None, help="KV tile Bc (default: the largest that fits SRAM)")
-    parser.add_argument("--dtype", choices=("f16", "f32"), default="f16", help="SU-FA storage of q, k, v")
+    parser.add_argument("--tile", type=int, default=None, help="KV tile Bc (default: the tiling cost model's choice)")
     parser.add_argument("--keep", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-floor", action="store_true", help="skip the kernel floor (timed at keep 1.0 only)")
     args = parser.parse_args()
 
-    config = load_config(None)
-    target = config.as_target_dict()
-    sram = {"token": target["token_sram"], "weight": target["weight_sram"], "temp": target["temp_sram"]}
-    tiles = [args.tile] if args.tile else [1 << n for n in range(10, 3, -1)]
-    for tile in tiles:
-        shape = AttentionShape(
-            sq=args.seq, skv=args.seq, depth=args.depth, vdepth=args.depth, tile=tile, keep=args.keep, dtype=args.dtype
+    try:
+        kernel = compile_attention(
+            AttentionProblem(args.seq, args.seq, args.depth, args.depth), keep=args.keep, tile=args.tile
         )
-        try:
-            program = attention_program(shape, sram=sram, config_hash=config.config_hash())
-            break
-        except BuildError:
-            if args.tile:
-                raise
+    except (CompileError, DiagnosticException) as error:
+        parser.error(str(error))
+    program, config = kernel.program, kernel.compiled.config
+    tile, lanes = kernel.tiling.get("tile"), kernel.tiling.get("lanes")
     rng = np.random.default_rng(0)
-    storage = np.float16 if args.dtype == "f16" else np.float32
-    # The values the simulator stores, in fp32 for numpy.
-    q, k, v = (rng.standard_normal((args.seq, args.depth)).astype(storage).astype(np.float32) for _ in range(3))
-    inputs = attention_inputs(shape, q, k, v)
-    scale = 1.0 / np.sqrt(args.depth)
+    q, k, v = (rng.standard_normal((args.seq, args.depth)).astype(np.float32) for _ in range(3))
+    inputs = kernel.inputs(q, k, v)
+    scale = kernel.problem.logit_scale
 
     def simulate_program() -> tuple[np.ndarray, int]:
-        machine = Machine.from_target(target, dram_bytes=program.dram_bytes)
+        machine = Machine.from_target(config.as_target_dict(), dram_bytes=program.dram_bytes)
         functional = machine.run(program, inputs, expected_config_hash=config.config_hash())
         return functional.outputs["o"], simulate(functional.events, config).total_cycles
 
     numpy_time, expected = best_time(lambda: dense_attention(q, k, v, scale), args.repeat)
-    sim_time, (out, cycles) = best_time(simulate_program, args.repeat)
+    sim_time, (o_rows, cycles) = best_time(simulate_program, args.repeat)
+    out = kernel.output(o_rows)[0, 0]
     error = float(np.max(np.abs(out - expected)) / np.max(np.abs(expected)))
-    print(f"shape: S={args.seq} d={args.depth} Bc={shape.tile} keep={args.keep} lanes=128 SU-FA storage={args.dtype}")
+    print(f"shape: S={args.seq} d={args.depth} Bc={tile} keep={args.keep} lanes={lanes} (the compiler's kernel, fp32)")
     print(f"numpy dense attention: {numpy_time:.3f} s")
     print(f"sofa-sim (functional + timing): {sim_time:.3f} s  ({cycles} simulated cycles)")
     print(f"max relative difference vs numpy: {error:.2e}")
     print(f"ratio sim/numpy: {sim_time / numpy_time:.2f}x")
-    if args.no_floor or args.keep < 1.0 or args.seq % shape.tile:
+    if args.no_floor or args.keep < 1.0 or args.seq % tile or args.seq % lanes:
         return
-    lanes = min(shape.lanes, args.seq)
     floor_time, floor_out = best_time(
-        lambda: kernel_floor(inputs["q"], inputs["k"], inputs["v"], inputs["khat"], scale, shape.tile, lanes),
+        lambda: kernel_floor(inputs["q"], inputs["k"], inputs["v"], inputs["khat"], scale, tile, lanes),
         args.repeat,
     )
-    same = np.array_equal(floor_out, out)
+    same = np.array_equal(floor_out, o_rows)
     print(f"kernel floor (the same arithmetic in bulk numpy, no simulator): {floor_time:.3f} s")
     print(f"floor output {'equals the simulator bit for bit' if same else 'DIFFERS from the simulator'}")
     print(f"ratio floor/numpy: {floor_time / numpy_time:.2f}x   ratio sim/floor: {sim_time / floor_time:.2f}x")

@@ -305,12 +305,12 @@ def asm_seeds() -> list[str]:
 
 
 def small_attention(sq: int = 8, skv: int = 20, depth: int = 8, vdepth: int = 4, tile: int = 8, keep: float = 0.5,
-                    causal: bool = False, dtype: str = "f32"):  # fmt: skip
-    """A small `attention_program` (shape, program) for sofa-sim seeds."""
-    from sofa_compiler.isa.builder import AttentionShape, attention_program
+                    causal: bool = False):  # fmt: skip
+    """A small compiled attention kernel (the `AttentionKernel`, its program), for sofa-sim seeds."""
+    from sofa_compiler.kernels import AttentionProblem, compile_attention
 
-    shape = AttentionShape(sq, skv, depth, vdepth, tile, keep, causal=causal, dtype=dtype)
-    return shape, attention_program(shape)
+    kernel = compile_attention(AttentionProblem(sq, skv, depth, vdepth, causal=causal), keep=keep, tile=tile)
+    return kernel, kernel.program
 
 
 def program_seeds() -> list[bytes]:
@@ -319,7 +319,7 @@ def program_seeds() -> list[bytes]:
 
     blobs = [assemble(text).to_bytes() for text in asm_seeds()]
     blobs.append(small_attention()[1].to_bytes())
-    blobs.append(small_attention(sq=4, skv=9, tile=4, keep=1.0, causal=True, dtype="f16")[1].to_bytes())
+    blobs.append(small_attention(sq=4, skv=9, tile=4, keep=1.0, causal=True)[1].to_bytes())
     return blobs
 
 
@@ -636,15 +636,11 @@ class Targets:
         """(program path, valid inputs) of a small attention program, for npz fuzzing of sofa-sim."""
 
         def build() -> tuple[str, dict[str, np.ndarray]]:
-            from sofa_compiler.isa.builder import attention_inputs
-
-            shape, program = small_attention()
+            kernel, program = small_attention()
             rng = np.random.default_rng(0)
-            q = rng.standard_normal((shape.sq, shape.depth))
-            k = rng.standard_normal((shape.skv, shape.depth))
-            v = rng.standard_normal((shape.skv, shape.vdepth))
+            q, k, v = (rng.standard_normal(kernel.problem.shapes[name]) for name in "qkv")
             path = self.scratch.write("seed-attention.sofa", program.to_bytes())
-            return path, attention_inputs(shape, q, k, v)
+            return path, kernel.inputs(q, k, v)
 
         return self._get("sim_case", build)
 

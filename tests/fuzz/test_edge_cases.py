@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from dialects import numerics
-from sofa_compiler.isa.builder import AttentionShape, attention_inputs, attention_program
+from sofa_compiler.kernels import AttentionProblem, compile_attention
 from sofa_compiler.sim.functional import Machine
 
 RNG = np.random.default_rng(1234)
@@ -22,9 +22,11 @@ def sofa(q, k, v, bias, scale, keep=1.0, tile=4):
 
 
 def machine(q2, k2, v2, tile=4, keep=1.0, scale=None, causal=False):
-    """One head through the ISA pipeline (f32 storage)."""
-    shape = AttentionShape(len(q2), len(k2), q2.shape[1], v2.shape[1], tile, keep, scale=scale, causal=causal)
-    return Machine().run(attention_program(shape), attention_inputs(shape, q2, k2, v2)).outputs["o"]
+    """One head through the compiler's kernel on the functional machine."""
+    problem = AttentionProblem(len(q2), len(k2), q2.shape[1], v2.shape[1], causal=causal, scale=scale)
+    kernel = compile_attention(problem, keep=keep, tile=tile)
+    result = Machine().run(kernel.program, kernel.inputs(q2, k2, v2))
+    return kernel.output(result.outputs["o"])[0, 0]
 
 
 def onnx_attention(q, k, v, mask):

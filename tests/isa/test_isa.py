@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,10 +12,10 @@ from dialects import numerics
 from dialects.sofa_isa import OPS, Dram, Sram
 from sofa_compiler.interpreters.sofa_isa import run_ir
 from sofa_compiler.isa.asm import AsmError, assemble, disassemble
-from sofa_compiler.isa.builder import AttentionShape, ProgramBuilder, attention_inputs, attention_program
-from sofa_compiler.isa.container import ContainerError, Program
+from sofa_compiler.isa.container import ContainerError, Program, Segment, Symbol, dtype_name
 from sofa_compiler.isa.encoding import DecodeError, EncodeError, Instruction, decode, encode, make
 from sofa_compiler.isa.ir import ir_to_program, program_to_ir
+from sofa_compiler.kernels import AttentionKernel, AttentionProblem, compile_attention
 from sofa_compiler.sim.events import Buffer, Unit
 from sofa_compiler.sim.functional import InputError, Machine
 from sofa_compiler.sim.traps import Trap, TrapKind
@@ -145,15 +146,15 @@ def test_decoder_rejects_illegal_words():
 
 
 def test_container_round_trip_and_corruption():
-    program = attention_program(AttentionShape(128, 64, 16, 16, 32, 0.5), config_hash="ab" * 32)
-    b = ProgramBuilder()
-    b.const("w", np.arange(10, dtype=np.int8))
-    program.segments = b.segments
+    kernel = compile_attention(AttentionProblem(128, 64, 16, 16), keep=0.5, tile=32)
+    # The compiled kernel (bound to its target's config hash) plus a DRAM-image segment.
+    program = replace(kernel.program, segments=[Segment(0, np.arange(10, dtype=np.int8).tobytes())])
     blob = program.to_bytes()
     again = Program.from_bytes(blob)
     assert again.to_bytes() == blob
-    assert again.config_hash == bytes.fromhex("ab" * 32)
+    assert again.config_hash == bytes.fromhex(kernel.compiled.config.config_hash()) != bytes(32)
     assert again.symbols == program.symbols
+    assert again.segments == program.segments
     with pytest.raises(ContainerError, match="truncated container"):
         Program.from_bytes(blob[:50])
     with pytest.raises(ContainerError, match="truncated container"):
@@ -179,90 +180,108 @@ def test_asm_errors_name_line_and_column():
         assemble(".frob 1\n", "t.s")
 
 
-def _attention_case(keep, causal, radius, dtype="f32", sq=256, skv=200, d=64, dv=32, tile=64, seed=0):
+def _attention_case(
+    problem: AttentionProblem, keep: float, radius: float | None = None, tile: int = 64, seed: int = 0
+) -> tuple[AttentionKernel, tuple[np.ndarray, ...]]:
+    """The compiler's kernel for `problem` (``radius`` in logits) and random fp32 Q, K, V for it."""
+    kernel = compile_attention(problem, keep=keep, tile=tile, radius=radius)
     rng = np.random.default_rng(seed)
-    shape = AttentionShape(sq, skv, d, dv, tile, keep, radius=radius, causal=causal, dtype=dtype)
-    q = rng.standard_normal((sq, d))
-    k = rng.standard_normal((skv, d))
-    v = rng.standard_normal((skv, dv))
-    inputs = attention_inputs(shape, q, k, v)
-    return shape, inputs
+    return kernel, tuple(rng.standard_normal(problem.shapes[name]).astype(np.float32) for name in "qkv")
 
 
-def _reference(shape, inputs, dense=False):
-    q, k, v = (inputs[n].astype(np.float64)[None, None] for n in ("q", "k", "v"))
-    scale = 1.0 / math.sqrt(shape.depth)
-    bias = numerics.mask_to_bias(None, shape.causal, shape.sq, shape.skv)
-    if dense:
-        return numerics.dense_attention(q, k, v, bias, scale)[0, 0]
-    # The ISA's radius is in A-hat units; sofa_attention takes logits and divides by scale.
-    q_in, k_in, v_in = (inputs[n][None, None] for n in ("q", "k", "v"))
-    out = numerics.sofa_attention(q_in, k_in, v_in, bias, scale, shape.keep, shape.tile, shape.radius * scale)
-    return out[0, 0]
+def _run(kernel: AttentionKernel, qkv: tuple[np.ndarray, ...], program: Program | None = None):
+    program = program or kernel.program
+    return Machine(None, program.dram_bytes).run(program, kernel.inputs(*qkv))
+
+
+def _reference(kernel: AttentionKernel, qkv: tuple[np.ndarray, ...], keep: float, radius: float | None = None):
+    p = kernel.problem
+    bias = numerics.mask_to_bias(None, p.causal, p.sq, p.skv)
+    tile = kernel.tiling.get("tile")
+    return numerics.sofa_attention(*qkv, bias, p.logit_scale, keep, tile, radius or math.inf)
+
+
+ONE_HEAD = AttentionProblem(256, 200, 64, 32)
 
 
 @pytest.mark.parametrize(
-    ("causal", "radius", "dtype"), [(False, math.inf, "f32"), (True, 8.0, "f32"), (False, math.inf, "f16")]
+    ("problem", "radius"),
+    [
+        (ONE_HEAD, None),
+        (replace(ONE_HEAD, causal=True), 1.0),
+        (AttentionProblem(200, 136, 64, 32, batch=2, q_heads=4, kv_heads=2, causal=True), None),
+    ],
+    ids=["one-head", "causal-sphere", "gqa-batch-causal"],
 )
-def test_attention_pipeline_matches_sofa_semantics_exactly(causal, radius, dtype):
-    shape, inputs = _attention_case(0.25, causal, radius, dtype)
-    program = attention_program(shape)
-    # Bounded program size: loops, not unrolled tiles.
-    assert len(program.code) < 40
-    result = Machine(None, program.dram_bytes).run(Program.from_bytes(program.to_bytes()), inputs)
-    assert np.array_equal(result.outputs["o"], _reference(shape, inputs))
+def test_attention_pipeline_matches_sofa_semantics_exactly(problem, radius):
+    kernel, qkv = _attention_case(problem, 0.25, radius)
+    # Through the container, as a .sofa file would be.
+    result = _run(kernel, qkv, Program.from_bytes(kernel.program.to_bytes()))
+    assert np.array_equal(kernel.output(result.outputs["o"]), _reference(kernel, qkv, 0.25, radius))
+    # Bounded program size: loops, not unrolled tiles, so 4x or 8x longer sequences give the same code size.
+    longer = [
+        compile_attention(replace(problem, sq=problem.sq * f, skv=problem.skv * f), keep=0.25, tile=64, radius=radius)
+        for f in (4, 8)
+    ]
+    assert len(longer[0].program.code) == len(longer[1].program.code) < 120
 
 
 def test_attention_pipeline_keep_one_is_dense_attention():
-    shape, inputs = _attention_case(1.0, False, math.inf)
-    program = attention_program(shape)
-    result = Machine(None, program.dram_bytes).run(program, inputs)
-    dense = _reference(shape, inputs, dense=True)
-    np.testing.assert_allclose(result.outputs["o"], dense, rtol=1e-5, atol=1e-6)
+    kernel, qkv = _attention_case(ONE_HEAD, 1.0)
+    out = kernel.output(_run(kernel, qkv).outputs["o"])
+    dense = numerics.dense_attention(*qkv, numerics.mask_to_bias(None, False, 256, 200), kernel.problem.logit_scale)
+    np.testing.assert_allclose(out, dense, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_pipeline_is_deterministic_and_counts_work():
-    shape, inputs = _attention_case(0.25, True, math.inf)
-    first = attention_program(shape)
-    second = attention_program(shape)
-    assert first.to_bytes() == second.to_bytes()
-    a = Machine(None, first.dram_bytes).run(first, inputs)
-    b = Machine(None, second.dram_bytes).run(second, inputs)
+    kernel, qkv = _attention_case(replace(ONE_HEAD, causal=True), 0.25)
+    again, _ = _attention_case(replace(ONE_HEAD, causal=True), 0.25)
+    assert kernel.program.to_bytes() == again.program.to_bytes()
+    a, b = _run(kernel, qkv), _run(again, qkv)
     assert np.array_equal(a.outputs["o"], b.outputs["o"])
     assert a.events == b.events
     units = {e.unit for e in a.events}
     assert {Unit.DMA_LOAD, Unit.DMA_STORE, Unit.DLZS, Unit.SADS, Unit.SUFA, Unit.CTRL} <= units
     steps = [e for e in a.events if e.opcode == "sufa.step"]
-    assert len(steps) == 2 * 4
-    assert all(e.work.exps > 0 and e.work.dense_ops == 2 * 128 * 64 * (64 + 32) for e in steps)
-    # Causal: the first query tile sees nothing of KV tiles 2 and 3, so they do no MACs.
-    assert [e.work.macs > 0 for e in steps] == [True, True, False, False, True, True, True, True]
+    # Causal: the first query tile (keys < 128) needs KV tiles 0 and 1 only, the second all 4 tiles.
+    assert len(steps) == 2 + 4
+    assert all(e.work.exps > 0 and e.work.macs > 0 for e in steps)
+    assert all(e.work.dense_ops == 2 * 128 * 64 * (64 + 32) for e in steps)
     sads = [e for e in a.events if e.opcode == "sads"]
-    assert [e.work.sort_rounds > 0 for e in sads] == [True, True, False, False, True, True, True, True]
+    assert len(sads) == len(steps)
+    assert all(e.work.sort_rounds > 0 for e in sads)
     stores = [e for e in a.events if e.opcode == "dma.store"]
     assert sum(e.work.dram_write_bytes for e in stores) == 256 * 32 * 4
     gathers = [e for e in a.events if e.opcode == "dma.gather"]
     # On-demand K/V: the gathers read less than the whole K and V per query tile.
     assert sum(e.work.dram_read_bytes for e in gathers) < 2 * 200 * (64 + 32) * 4
     assert a.sram_peak.bytes_used[Buffer.TEMP] > 0
-    # Token masks are recorded for the timing model.
+    # Token masks are recorded for the timing model: SADS waits for A-hat (s1) and a free index set (s6).
     assert (sads[0].wait_mask, sads[0].signal_mask) == (0b100_0010, 0b10_0100)
     assert sads[0].text.startswith("sads scores=temp[")
 
 
 def test_ir_round_trip_and_interpreter_match_machine():
-    shape, inputs = _attention_case(0.25, False, math.inf, sq=128, skv=128)
-    program = attention_program(shape)
+    kernel, qkv = _attention_case(AttentionProblem(128, 128, 64, 32), 0.25)
+    program = kernel.program
     module = program_to_ir(program)
     module.verify()
     assert ir_to_program(module).to_bytes() == program.to_bytes()
     text = disassemble(program)
     assert disassemble(assemble(text)) == text
     assert assemble(text).to_bytes() == program.to_bytes()
-    via_ir = run_ir(module, inputs)
-    direct = Machine(None, program.dram_bytes).run(program, inputs)
+    via_ir = run_ir(module, kernel.inputs(*qkv))
+    direct = _run(kernel, qkv)
     assert np.array_equal(via_ir.outputs["o"], direct.outputs["o"])
     assert via_ir.events == direct.events
+
+
+def _slot_symbols(entries: list[tuple[str, str, np.ndarray]]) -> list[Symbol]:
+    """DRAM symbols for (name, kind, value), one 4 KiB slot each (every value here fits one)."""
+    return [
+        Symbol(name, kind, dtype_name(value.dtype), value.shape, 4096 * slot, value.nbytes)
+        for slot, (name, kind, value) in enumerate(entries)
+    ]
 
 
 def test_dlzs_key_and_kvgen_match_numerics():
@@ -272,50 +291,6 @@ def test_dlzs_key_and_kvgen_match_numerics():
     w = rng.standard_normal((hidden, cols))
     x_int, x_exp = numerics.quantize_token_rows(x)
     codes, base = numerics.wk_to_lz(w)
-    b = ProgramBuilder()
-    sx = b.symbol("x", (rows, hidden), np.int8, "input")
-    se = b.symbol("xexp", (rows,), np.int8, "input")
-    sw = b.const("wk", codes)
-    sxf = b.symbol("xf", (rows, hidden), np.float32, "input")
-    swv = b.symbol("wv", (hidden, cols), np.float32, "input")
-    sl = b.symbol("list", (4,), np.int32, "input")
-    out = b.symbol("khat", (rows, cols), np.float16, "output")
-    vout = b.symbol("vrows", (rows, cols), np.float32, "output")
-    b.emit("dma.load", dst=Sram("token", 0, 0), src=Dram(0, sx.address), rows=1, row_bytes=sx.size, src_stride=0)
-    b.emit("dma.load", dst=Sram("token", 0, 1024), src=Dram(0, se.address), rows=1, row_bytes=rows, src_stride=0)
-    b.emit("dma.load", dst=Sram("weight", 0, 0), src=Dram(0, sw.address), rows=1, row_bytes=sw.size, src_stride=0)
-    b.emit(
-        "dlzs.key",
-        x=Sram("token", 0, 0),
-        xexp=Sram("token", 0, 1024),
-        w=Sram("weight", 0, 0),
-        out=Sram("temp", 0, 0),
-        rows=rows,
-        hidden=hidden,
-        cols=cols,
-        base=base,
-    )
-    b.emit("dma.store", src=Sram("temp", 0, 0), dst=Dram(0, out.address), rows=1, row_bytes=out.size, dst_stride=0)
-    b.emit("set", rd=7, imm=100)
-    b.emit("dma.load", dst=Sram("token", 0, 2048), src=Dram(0, sxf.address), rows=1, row_bytes=sxf.size, src_stride=0)
-    b.emit("dma.load", dst=Sram("weight", 0, 4096), src=Dram(0, swv.address), rows=1, row_bytes=swv.size, src_stride=0)
-    b.emit("dma.load", dst=Sram("temp", 0, 4096), src=Dram(0, sl.address), rows=1, row_bytes=16, src_stride=0)
-    b.emit(
-        "kvgen",
-        x=Sram("token", 0, 2048),
-        w=Sram("weight", 0, 4096),
-        out=Sram("temp", 0, 8192),
-        list=Sram("temp", 0, 4096),
-        key_base=7,
-        window=rows,
-        hidden=hidden,
-        cols=cols,
-        dtype="f32",
-        bias=Sram("weight", 0, 0),
-        mode=0,
-    )
-    b.emit("dma.store", src=Sram("temp", 0, 8192), dst=Dram(0, vout.address), rows=1, row_bytes=vout.size, dst_stride=0)
-    program = b.build()
     xf = x.astype(np.float32)
     wv = w.astype(np.float32)
     inputs = {
@@ -325,6 +300,42 @@ def test_dlzs_key_and_kvgen_match_numerics():
         "wv": wv,
         "list": np.array([3, 103, 100, 115], np.int32),
     }
+    outputs = {"khat": np.zeros((rows, cols), np.float16), "vrows": np.zeros((rows, cols), np.float32)}
+    symbols = _slot_symbols(
+        [*((n, "input", a) for n, a in inputs.items()), ("wk", "const", codes)]
+        + [(n, "output", a) for n, a in outputs.items()]
+    )
+    at = {symbol.name: symbol for symbol in symbols}
+
+    def load(name: str, dst: Sram) -> Instruction:
+        sym = at[name]
+        return make("dma.load", dst=dst, src=Dram(0, sym.address), rows=1, row_bytes=sym.size, src_stride=0)
+
+    def store(name: str, src: Sram) -> Instruction:
+        sym = at[name]
+        return make("dma.store", src=src, dst=Dram(0, sym.address), rows=1, row_bytes=sym.size, dst_stride=0)
+
+    # SRAM places, by buffer: tokens (8-bit, exponents, fp32), weights (LZ codes, W_v), temp (K-hat, list, V rows).
+    x8, exps, x32 = Sram("token", 0, 0), Sram("token", 0, 1024), Sram("token", 0, 2048)
+    lz, w_v = Sram("weight", 0, 0), Sram("weight", 0, 4096)
+    khat, listed, v_rows = Sram("temp", 0, 0), Sram("temp", 0, 4096), Sram("temp", 0, 8192)
+    generate = {"key_base": 7, "window": rows, "hidden": hidden, "cols": cols, "dtype": "f32", "mode": 0}
+    code = [
+        load("x", x8),
+        load("xexp", exps),
+        load("wk", lz),
+        make("dlzs.key", x=x8, xexp=exps, w=lz, out=khat, rows=rows, hidden=hidden, cols=cols, base=base),
+        store("khat", khat),
+        make("set", rd=7, imm=100),
+        load("xf", x32),
+        load("wv", w_v),
+        load("list", listed),
+        make("kvgen", x=x32, w=w_v, out=v_rows, list=listed, bias=lz, **generate),
+        store("vrows", v_rows),
+        make("halt"),
+    ]
+    segments = [Segment(at["wk"].address, codes.tobytes())]
+    program = Program(code, symbols, segments, dram_bytes=4096 * len(symbols))
     result = Machine(None, program.dram_bytes).run(program, inputs)
     assert np.array_equal(result.outputs["khat"], numerics.dlzs_key_quantized(x_int, x_exp, codes, base))
     expected = numerics.kv_rows(xf, wv)
@@ -413,8 +424,7 @@ def test_scatter_traps_on_a_negative_row_index():
 @pytest.mark.parametrize(("mode", "out_read", "weight_read"), [(0, 0, 32), (1, 16, 32), (2, 0, 40)])
 def test_kvgen_sram_traffic_per_mode(mode: int, out_read: int, weight_read: int):
     """Two listed rows of a 4-wide chunk into 2 columns: only accumulate reads `out`, only bias mode reads the bias."""
-    b = ProgramBuilder()
-    b.emit(
+    kvgen = make(
         "kvgen",
         x=Sram("token", 0, 0),
         w=Sram("weight", 0, 0),
@@ -428,8 +438,7 @@ def test_kvgen_sram_traffic_per_mode(mode: int, out_read: int, weight_read: int)
         bias=Sram("weight", 0, 512),
         mode=mode,
     )
-    b.emit("halt")
-    program = b.build()
+    program = Program([kvgen, make("halt")], dram_bytes=4096)
     machine = Machine(None, program.dram_bytes)
     machine.sram[Buffer.TEMP][:12] = np.array([2, 1, 5], np.int32).view(np.uint8)  # list: rows 1 and 5
     work = machine.execute(program.code[0], 0).work

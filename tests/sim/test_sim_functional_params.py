@@ -1,24 +1,30 @@
 """Target parameters the functional machine reads move the simulated figures too."""
 
+from functools import cache
+
 import numpy as np
 import pytest
 
-from sofa_compiler.isa.builder import AttentionShape, attention_inputs, attention_program
+from sofa_compiler.kernels import AttentionKernel, AttentionProblem, compile_attention
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.sim.functional import Machine
 from sofa_compiler.sim.timing import simulate
 from sofa_compiler.sim.traps import Trap
 
-SHAPE = AttentionShape(sq=128, skv=128, depth=16, vdepth=16, tile=64, keep=0.5)
+
+@cache
+def kernel() -> AttentionKernel:
+    """The compiler's kernel for one 128-query head on the default (128-lane) target."""
+    return compile_attention(AttentionProblem(sq=128, skv=128, depth=16, v_depth=16), keep=0.5, tile=64)
 
 
 def run(overrides: dict[str, int]) -> tuple[int, int]:
     config = load_config(None).with_values({f"target.{key}": value for key, value in overrides.items()})
-    program = attention_program(SHAPE)
+    program = kernel().program
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((128, 16)).astype(np.float32) for _ in range(3))
     machine = Machine.from_target(config.as_target_dict(), dram_bytes=program.dram_bytes)
-    result = machine.run(program, attention_inputs(SHAPE, q, k, v))
+    result = machine.run(program, kernel().inputs(q, k, v))
     sort_rounds = sum(event.work.sort_rounds for event in result.events)
     return sort_rounds, simulate(result.events, config).total_cycles
 
