@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 from xdsl.interpreter import Interpreter
 
+from sofa_compiler import kernels
 from sofa_compiler.driver import CompiledModel, compile_model
 from sofa_compiler.interpreters import register_all
+from sofa_compiler.kernels import AttentionProblem
 from sofa_compiler.runtime import KernelFunctions, KernelRun, KernelRunner
 from sofa_compiler.sim.events import Work
 from sofa_compiler.sim.report import Report, combine_reports
@@ -81,14 +82,8 @@ def find_workload(name: str) -> Workload:
 
 def attention_model(heads: int, seq: int, depth: int, causal: bool) -> onnx.ModelProto:
     """An opset-23 `Attention` layer on Q, K, V ``[1, heads, seq, depth]``, batch 1 (causal or not)."""
-    shape = [1, heads, seq, depth]
-    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in ("q", "k", "v")]
-    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
-    node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=int(causal))
-    graph = helper.make_graph([node], "attention_layer", inputs, [output])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
-    model.ir_version = helper.find_min_ir_version_for(model.opset_import)
-    return model
+    problem = AttentionProblem(seq, seq, depth, depth, q_heads=heads, kv_heads=heads, causal=causal)
+    return kernels.attention_model(problem)
 
 
 def random_inputs(heads: int, seq: int, depth: int, seed: int = 0) -> dict[str, np.ndarray]:
