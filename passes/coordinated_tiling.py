@@ -145,7 +145,7 @@ class TileAttention(RewritePattern):
                 op.attributes[HOST_REASON] = StringAttr(reason)
                 return
             folded, prelude = _fold_key_padding_mask(op)
-            rewriter.insert_op(prelude, InsertPoint.before(op))
+            rewriter.insert(prelude, InsertPoint.before(op))
             rewriter.replace(op, [folded], [folded.output])
             self.match_and_rewrite(folded, rewriter)
             return
