@@ -70,7 +70,8 @@ class Problem:
     config: HardwareConfig
     inputs: list[dict[str, np.ndarray]]
     simulated_heads: int
-    radius: float = 0.0
+    radius: float | None = None
+    """SADS sphere radius in logits; None: no clip."""
     references: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -179,7 +180,7 @@ def workload_problem(
     heads: int = 1,
     seed: int = 0,
     calibration: str | Path | None = None,
-    radius: float = 0.0,
+    radius: float | None = None,
 ) -> Problem:
     """A model of `layers` copies of a benchmark workload's attention layer (e.g. BERT-base: 12 x S=512)."""
     known = {w.name: w for w in WORKLOADS}
@@ -214,7 +215,7 @@ def evaluate_layer(problem: Problem, index: int, tile: int | None, keep: float) 
     with threadpool_limits(1):
         model = attention_model(heads, layer.seq, layer.depth, layer.causal)
         try:
-            compiled = compile_model(model, problem.config, keep=keep, tile=tile, radius=problem.radius or None)
+            compiled = compile_model(model, problem.config, keep=keep, tile=tile, radius=problem.radius)
         except (CompileError, DiagnosticException) as error:
             return LayerResult(math.nan, math.nan, math.nan, time.perf_counter() - start, f"layer {index}: {error}")
         outputs, runs = run_kernels(compiled, problem.inputs[index])

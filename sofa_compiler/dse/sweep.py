@@ -18,6 +18,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 from xdsl.utils.exceptions import DiagnosticException
 
+from dialects.sofa import keep_problem
 from sofa_compiler.dse.cluster import Executor
 from sofa_compiler.dse.problem import DseError
 from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
@@ -93,8 +94,8 @@ def run_sweep(
     executor: Executor, paths: list[str], workloads: list[str], keep: float = 0.25, heads: int = 1
 ) -> list[SweepPoint]:
     """Every target x workload, in that order, evaluated in parallel."""
-    if not 0.0 < keep <= 1.0:
-        raise DseError(f"--keep must satisfy 0 < keep <= 1, got {keep}")
+    if problem := keep_problem(keep):
+        raise DseError(f"--keep {problem}")
     check_workloads(workloads)
     targets = load_targets(paths)
     tasks = [(path, config, workload, keep, heads) for path, config in targets for workload in workloads]
