@@ -1,8 +1,8 @@
 """The functional SOFA machine: executes programs in order on numpy memories.
 
-DRAM and each SRAM are flat ``uint8`` arrays; instructions read and write
-typed views (``.view(np.float16)`` and so on), one whole tile per
-instruction, so Python overhead is paid per tile, never per element. The
+The machine's memories and registers are `sofa_compiler/sim/state.py`; what
+each instruction does is `semantics.py` and `on_demand.py`, one whole tile
+per instruction, so Python overhead is paid per tile, never per element. The
 arithmetic is `dialects.numerics`, the same kernels as the `sofa` dialect's
 interpreter, so results match it bit for bit.
 
@@ -17,7 +17,6 @@ Run as a module for a quick check::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,22 +25,20 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from dialects import numerics
-from dialects.sofa_isa import BY_MNEMONIC, ELEM_BYTES, LOOP_MNEMONICS, MAX_LOOP_DEPTH, SEMAPHORES, elem_type
+from dialects.sofa_isa import BY_MNEMONIC, LOOP_MNEMONICS, MAX_LOOP_DEPTH, SEMAPHORES
 from sofa_compiler.isa.container import Program, RawWord
 from sofa_compiler.isa.encoding import Instruction, format_instruction
-from sofa_compiler.sim import on_demand
-from sofa_compiler.sim.events import Buffer, Event, SramPeak, Unit, Work
+from sofa_compiler.sim import on_demand, semantics
+from sofa_compiler.sim.events import Event, SramPeak, Unit, Work
+from sofa_compiler.sim.inputs import random_inputs
+from sofa_compiler.sim.semantics import check_sufa as _check_sufa  # noqa: F401 (the name tests/sim use)
+from sofa_compiler.sim.state import DEFAULT_SRAM, NP_ELEM, InputError, MachineState
 from sofa_compiler.sim.timing import gc_paused
 from sofa_compiler.sim.traps import Trap, TrapKind
 
-NP_ELEM = {"u8": np.uint8, "i8": np.int8, "f16": np.float16, "f32": np.float32, "i32": np.int32}
+__all__ = ["DEFAULT_SRAM", "NP_ELEM", "FunctionalResult", "InputError", "Machine", "check_loops", "random_inputs"]
 
-DEFAULT_SRAM = {Buffer.TOKEN: 192 * 1024, Buffer.WEIGHT: 96 * 1024, Buffer.TEMP: 28 * 1024}
-
-
-class InputError(ValueError):
-    """Program inputs do not match the symbol table."""
+_HANDLERS = {**semantics.HANDLERS, **on_demand.HANDLERS}
 
 
 @dataclass
@@ -51,10 +48,6 @@ class FunctionalResult:
     sram_peak: SramPeak
     instructions_executed: int
     registers: list[int] = field(default_factory=list)
-
-
-def _wrap32(value: int) -> int:
-    return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
 def check_loops(code: list[Any]) -> None:
@@ -74,251 +67,11 @@ def check_loops(code: list[Any]) -> None:
                 raise Trap(pc, str(instr), f"loops nest {len(stack)} deep; the hardware supports {MAX_LOOP_DEPTH}")
 
 
-class Machine:
-    """A SOFA machine with `sram_sizes` bytes per buffer and `dram_bytes` of DRAM.
+class Machine(MachineState):
+    """A SOFA machine that runs programs: in order, one instruction at a time, recording an `Event` for each.
 
-    ``lanes`` (optional) is the target's query lanes; instructions asking for
-    more trap. ``sads_inputs``/``sads_outputs`` describe one round of a SADS
-    sort core (12 new inputs in, top 4 out), which sets the rounds SADS needs.
+    The memories, registers and constructor are `MachineState`'s.
     """
-
-    def __init__(
-        self,
-        sram_sizes: Mapping[Buffer | str, int] | None = None,
-        dram_bytes: int = 1 << 26,
-        lanes: int | None = None,
-        sads_inputs: int = 12,
-        sads_outputs: int = 4,
-    ):
-        sizes = {Buffer(k): int(v) for k, v in (sram_sizes or DEFAULT_SRAM).items()}
-        self.sram_sizes = sizes
-        self.sram = {b: np.zeros(sizes.get(b, 0), np.uint8) for b in Buffer}
-        self.dram = np.zeros(int(dram_bytes), np.uint8)
-        self.lanes = lanes
-        self.sads_inputs = sads_inputs
-        self.sads_outputs = sads_outputs
-        self.reset()
-
-    @classmethod
-    def from_target(cls, target: Mapping[str, Any], dram_bytes: int = 1 << 26) -> Machine:
-        sizes = {
-            Buffer.TOKEN: target["token_sram"],
-            Buffer.WEIGHT: target["weight_sram"],
-            Buffer.TEMP: target["temp_sram"],
-        }
-        return cls(
-            sizes,
-            dram_bytes,
-            int(target["lanes"]),
-            int(target["sads_inputs_per_round"]),
-            int(target["sads_outputs_per_round"]),
-        )
-
-    def reset(self) -> None:
-        # Per-instruction decode caches, keyed by id(instr); each entry holds the
-        # instruction itself, so the id stays unique while the entry lives.
-        self._decoded: dict[int, tuple[Any, ...]] = {}
-        self._operands: dict[tuple[int, str], tuple[Any, ...]] = {}
-        self._memo: dict[str, tuple[tuple[str, tuple[int, ...], bytes], Any]] = {}
-        self._all_true: dict[tuple[int, ...], np.ndarray] = {}
-        for array in self.sram.values():
-            array.fill(0)
-        self.dram.fill(0)
-        self.regs = [0] * 16
-        self.sems = [0] * SEMAPHORES
-        self.signallers: list[set[str]] = [set() for _ in range(SEMAPHORES)]
-        self.sufa_state: numerics.SufaState | None = None
-        self.sufa_shape = (0, 0)
-        self.events: list[Event] = []
-        self.peak = SramPeak()
-        self.executed = 0
-
-    # -- memory access ---------------------------------------------------------
-
-    def memo(self, kind: str, data: np.ndarray, compute: Any) -> Any:
-        """``compute(data)``, reused while the same bytes come back (e.g. one Q tile over all KV tiles).
-
-        Keyed on the full contents, so it is a pure cache: no write can make it stale.
-        """
-        key = (data.dtype.str, data.shape, data.tobytes())
-        hit = self._memo.get(kind)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        value = compute(data)
-        self._memo[kind] = (key, value)
-        return value
-
-    def all_true(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A read-only all-True mask of `shape`, made once per shape."""
-        mask = self._all_true.get(shape)
-        if mask is None:
-            mask = np.ones(shape, bool)
-            mask.flags.writeable = False
-            self._all_true[shape] = mask
-        return mask
-
-    def _addr(self, operand: Any) -> int:
-        return self.regs[operand.reg] + operand.offset
-
-    def sram_view(self, pc: int, instr: Instruction, name: str, count: int, write: bool, work: Work) -> np.ndarray:
-        """A typed view of `count` elements of SRAM operand `name`, with bounds and alignment checks."""
-        decoded = self._operands.get((id(instr), name))
-        if decoded is None:
-            operand = instr.args[name]
-            elem = elem_type(instr.spec.field(name), instr.args)
-            decoded = (
-                instr,
-                operand.reg,
-                operand.offset,
-                Buffer(operand.buffer),
-                elem,
-                ELEM_BYTES[elem],
-                NP_ELEM[elem],
-            )
-            self._operands[(id(instr), name)] = decoded
-        _, reg, offset, buffer, elem, size, np_elem = decoded
-        start = self.regs[reg] + offset
-        nbytes = count * size
-        if start < 0:
-            raise Trap(pc, str(instr), f"{name}: SRAM address {start} is negative", TrapKind.ADDRESS)
-        if start % size:
-            raise Trap(pc, str(instr), f"{name}: {buffer} address {start} is not {size}-byte aligned ({elem})")
-        capacity = self.sram_sizes.get(buffer, 0)
-        if start + nbytes > capacity:
-            raise Trap(
-                pc,
-                str(instr),
-                f"SRAM overflow: {name} needs {buffer}[{start}:{start + nbytes}] but {buffer} holds {capacity} bytes",
-                TrapKind.SRAM_OVERFLOW,
-            )
-        peak = self.peak.bytes_used
-        if start + nbytes > peak[buffer]:
-            peak[buffer] = start + nbytes
-        counter = work.sram_write_bytes if write else work.sram_read_bytes
-        counter[buffer] = counter.get(buffer, 0) + nbytes
-        return self.sram[buffer][start : start + nbytes].view(np_elem)
-
-    def _dram_rows(self, pc: int, instr: Instruction, name: str, rows: int, row_bytes: int, stride: int) -> np.ndarray:
-        """A [rows, row_bytes] strided view of DRAM operand `name`."""
-        start = self._dram_start(pc, instr, name, rows, row_bytes, stride)
-        return np.lib.stride_tricks.as_strided(self.dram[start:], shape=(rows, row_bytes), strides=(stride, 1))
-
-    def _dram_indexed_rows(
-        self, pc: int, instr: Instruction, name: str, indices: np.ndarray, row_bytes: int, stride: int, work: Work
-    ) -> np.ndarray:
-        """The DRAM rows of operand `name` that a gather or scatter of non-empty `indices` touches.
-
-        Returns a [max index + 1, row_bytes] strided view (index it with `indices`)
-        and sets the instruction's DRAM request count: one per run of consecutive
-        rows when rows are packed, else one per row.
-        """
-        rows = self._dram_rows(pc, instr, name, int(indices.max()) + 1, row_bytes, stride)
-        if indices.min() < 0:
-            raise Trap(pc, str(instr), f"negative row index {int(indices.min())}", TrapKind.ADDRESS)
-        contiguous = stride == row_bytes
-        work.dram_requests = int(1 + np.count_nonzero(np.diff(np.sort(indices)) != 1)) if contiguous else len(indices)
-        return rows
-
-    def _dram_start(self, pc: int, instr: Instruction, name: str, rows: int, row_bytes: int, stride: int) -> int:
-        """The address of DRAM operand `name`, checked to hold `rows` rows of `row_bytes` every `stride` bytes."""
-        start = self._addr(instr.args[name])
-        last = start + (rows - 1) * stride + row_bytes
-        if start < 0 or last > len(self.dram):
-            raise Trap(
-                pc,
-                str(instr),
-                f"{name}: DRAM range [{start}, {last}) is outside DRAM [0, {len(self.dram)})",
-                TrapKind.ADDRESS,
-            )
-        return start
-
-    def _index_list(self, pc: int, instr: Instruction, work: Work) -> np.ndarray:
-        listed = self.sram_view(pc, instr, "list", 1, False, work)
-        count = int(listed[0])
-        window = instr.args["window"]
-        if not 0 <= count <= window:
-            raise Trap(pc, str(instr), f"index list count {count} outside [0, window={window}]", TrapKind.ADDRESS)
-        return self.sram_view(pc, instr, "list", 1 + count, False, work)[1:].astype(np.int64)
-
-    def _window_rows(self, pc: int, instr: Instruction, indices: np.ndarray) -> np.ndarray:
-        base = self.regs[instr.args["key_base"]]
-        rel = indices - base
-        window = instr.args["window"]
-        # Two reductions show the usual case (all inside); the mask is built only to name the first outsider.
-        if not rel.size or (int(rel.min()) >= 0 and int(rel.max()) < window):
-            return rel
-        bad = (rel < 0) | (rel >= window)
-        if bad.any():
-            first = int(indices[np.argmax(bad)])
-            raise Trap(
-                pc,
-                str(instr),
-                f"index {first} is outside the window [{base}, {base + window}) (key_base r{instr.args['key_base']})",
-                TrapKind.ADDRESS,
-            )
-        return rel
-
-    # -- execution --------------------------------------------------------------
-
-    def load(self, program: Program, inputs: Mapping[str, Any], expected_config_hash: str | bytes | None = None):
-        """Check the header, write the DRAM image and the inputs."""
-        if expected_config_hash is not None:
-            expected = (
-                bytes.fromhex(expected_config_hash) if isinstance(expected_config_hash, str) else expected_config_hash
-            )
-            # An all-zero hash marks a hand-written program not bound to one target.
-            unbound = program.config_hash == bytes(len(program.config_hash))
-            if expected != program.config_hash and not unbound:
-                raise Trap(
-                    0,
-                    "program header",
-                    f"config-hash mismatch: program was built for {program.config_hash.hex()[:16]}..., "
-                    f"this machine is {expected.hex()[:16]}...",
-                    TrapKind.CONFIG_HASH,
-                )
-        if program.dram_bytes > len(self.dram):
-            raise Trap(
-                0,
-                "program header",
-                f"program needs {program.dram_bytes} bytes of DRAM, the machine has {len(self.dram)}",
-                TrapKind.ADDRESS,
-            )
-        for seg in program.segments:
-            if seg.address + len(seg.data) > len(self.dram):
-                raise Trap(
-                    0, "program header", f"DRAM image segment at {seg.address} lies outside DRAM", TrapKind.ADDRESS
-                )
-            self.dram[seg.address : seg.address + len(seg.data)] = np.frombuffer(seg.data, np.uint8)
-        wanted = {s.name for s in program.symbols if s.kind == "input"}
-        unknown = sorted(set(inputs) - wanted)
-        if unknown:
-            raise InputError(
-                f"unknown input(s) {', '.join(unknown)}; the program's inputs are {', '.join(sorted(wanted))}"
-            )
-        for sym in program.symbols:
-            if sym.address + sym.size > len(self.dram):
-                raise Trap(0, "program header", f"symbol '{sym.name}' lies outside DRAM", TrapKind.ADDRESS)
-            if sym.kind != "input":
-                continue
-            if sym.name not in inputs:
-                raise InputError(f"missing input '{sym.name}' ({sym.dtype} {list(sym.shape)})")
-            value = np.asarray(inputs[sym.name])
-            if tuple(value.shape) != sym.shape:
-                raise InputError(
-                    f"input '{sym.name}' has shape {list(value.shape)}, the program expects {list(sym.shape)}"
-                )
-            if value.dtype != sym.np_dtype:
-                raise InputError(f"input '{sym.name}' has dtype {value.dtype}, the program expects {sym.np_dtype}")
-            raw = np.ascontiguousarray(value).view(np.uint8).reshape(-1)
-            self.dram[sym.address : sym.address + sym.size] = raw
-
-    def read_outputs(self, program: Program) -> dict[str, np.ndarray]:
-        out = {}
-        for sym in program.symbols:
-            if sym.kind == "output":
-                raw = self.dram[sym.address : sym.address + sym.size].copy()
-                out[sym.name] = raw.view(sym.np_dtype).reshape(sym.shape)
-        return out
 
     def prepare_tokens(self, code: list[Any]) -> None:
         """Record which units signal each semaphore (for the functional deadlock check)."""
@@ -423,311 +176,6 @@ class Machine:
             # Program order is a legal schedule unless another unit signals later;
             # the count may then go negative (the timing model decides the real order).
             self.sems[bit] -= 1
-
-
-# ---------------------------------------------------------------------------
-# Instruction semantics
-# ---------------------------------------------------------------------------
-
-
-def _ctrl(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    args = instr.args
-    if instr.op == "set" and args["rd"]:
-        machine.regs[args["rd"]] = _wrap32(args["imm"])
-    elif instr.op == "addi" and args["rd"]:
-        machine.regs[args["rd"]] = _wrap32(machine.regs[args["rs"]] + args["imm"])
-
-
-def _dma_load(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    rows, row_bytes, stride = a["rows"], a["row_bytes"], a["src_stride"]
-    if rows >= 1 and (stride == row_bytes or rows == 1):
-        # One contiguous block: a plain slice copy (the same checks as the strided view).
-        start = machine._dram_start(pc, instr, "src", rows, row_bytes, stride)
-        dst = machine.sram_view(pc, instr, "dst", rows * row_bytes, True, work)
-        dst[...] = machine.dram[start : start + rows * row_bytes]
-    else:
-        src = machine._dram_rows(pc, instr, "src", rows, row_bytes, stride)
-        dst = machine.sram_view(pc, instr, "dst", rows * row_bytes, True, work)
-        dst.reshape(rows, row_bytes)[...] = src
-    work.dram_read_bytes = rows * row_bytes
-    work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
-
-
-def _dma_gather(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    indices = machine._index_list(pc, instr, work)
-    rel = machine._window_rows(pc, instr, indices)
-    row_bytes, stride = a["row_bytes"], a["src_stride"]
-    count = len(indices)
-    first = int(indices[0]) if count else -1
-    if 0 <= first and int(indices[-1]) - first == count - 1 and (count == 1 or (indices[1:] > indices[:-1]).all()):
-        # Consecutive rows (e.g. a whole window): one block copy, the same checks and counts as the gather below.
-        start = machine._dram_start(pc, instr, "src", first + count, row_bytes, stride) + first * stride
-        low = int(rel[0])
-        dst = machine.sram_view(pc, instr, "dst", (low + count) * row_bytes, True, work)
-        work.sram_write_bytes[Buffer(a["dst"].buffer)] = count * row_bytes
-        if stride == row_bytes:
-            dst[low * row_bytes :] = machine.dram[start : start + count * row_bytes]
-            work.dram_requests = 1
-        else:
-            src = np.lib.stride_tricks.as_strided(machine.dram[start:], shape=(count, row_bytes), strides=(stride, 1))
-            dst.reshape(-1, row_bytes)[low:] = src
-            work.dram_requests = count
-    elif count:
-        src = machine._dram_indexed_rows(pc, instr, "src", indices, row_bytes, stride, work)
-        dst = machine.sram_view(pc, instr, "dst", (int(rel.max()) + 1) * row_bytes, True, work)
-        work.sram_write_bytes[Buffer(a["dst"].buffer)] = len(indices) * row_bytes
-        dst.reshape(-1, row_bytes)[rel] = src[indices]
-    work.dram_read_bytes = len(indices) * row_bytes
-
-
-def _dma_store(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    rows, row_bytes, stride = a["rows"], a["row_bytes"], a["dst_stride"]
-    dst = machine._dram_rows(pc, instr, "dst", rows, row_bytes, stride)
-    if stride < row_bytes and rows > 1:
-        raise Trap(pc, str(instr), f"dst_stride {stride} < row_bytes {row_bytes}: rows would overlap")
-    src = machine.sram_view(pc, instr, "src", rows * row_bytes, False, work)
-    dst[...] = src.reshape(rows, row_bytes)
-    work.dram_write_bytes = rows * row_bytes
-    work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
-
-
-def _dlzs_key(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    rows, hidden, cols = a["rows"], a["hidden"], a["cols"]
-    x = machine.sram_view(pc, instr, "x", rows * hidden, False, work).reshape(rows, hidden)
-    xexp = machine.sram_view(pc, instr, "xexp", rows, False, work)
-    codes = machine.sram_view(pc, instr, "w", hidden * cols, False, work).reshape(hidden, cols)
-    if (codes < 0).any() or (codes > 15).any():
-        bad = int(codes[(codes < 0) | (codes > 15)][0])
-        raise Trap(pc, str(instr), f"illegal LZ code {bad} in w (codes are 0..15, one per byte)")
-    out = numerics.dlzs_key_quantized(x, xexp, codes, a["base"])
-    machine.sram_view(pc, instr, "out", rows * cols, True, work)[...] = out.reshape(-1)
-    nonzero_x = np.count_nonzero(x, axis=0).astype(np.int64)
-    nonzero_w = np.count_nonzero(codes != numerics.LZ_ZERO_CODE, axis=1).astype(np.int64)
-    work.shift_adds = int(nonzero_x @ nonzero_w)
-
-
-def _dlzs_score(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    lanes, keys, depth = a["lanes"], a["keys"], a["depth"]
-    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
-    khat = machine.sram_view(pc, instr, "khat", keys * depth, False, work).reshape(keys, depth)
-    q_power, nonzero_q = machine.memo("dlzs.q", q, lambda q: (numerics.q_lz_power(q), _nonzero_columns(q)))
-    out = numerics.dlzs_score_power(q_power, khat)
-    machine.sram_view(pc, instr, "out", lanes * keys, True, work)[...] = out.reshape(-1)
-    work.lz_encodes = lanes * depth
-    nonzero_k = _nonzero_columns(khat)
-    work.shift_adds = int(nonzero_q @ nonzero_k)
-
-
-def _mul4_score(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    lanes, keys, depth = a["lanes"], a["keys"], a["depth"]
-    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
-    k = machine.sram_view(pc, instr, "k", keys * depth, False, work).reshape(keys, depth)
-    out = numerics.mul4_score(q, k)
-    machine.sram_view(pc, instr, "out", lanes * keys, True, work)[...] = out.reshape(-1)
-    work.mul4_macs = lanes * keys * depth
-
-
-def _nonzero_columns(values: np.ndarray) -> np.ndarray:
-    """``np.count_nonzero(values, axis=0)`` as int64; fp16 is tested on its bits (faster, same answer)."""
-    if values.dtype == np.float16:
-        return ((values.view(np.int16) & np.int16(0x7FFF)) != 0).sum(axis=0, dtype=np.int64)
-    return np.count_nonzero(values, axis=0).astype(np.int64)
-
-
-def _sads(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    lanes, keys, m = a["lanes"], a["keys"], a["m"]
-    scores = machine.sram_view(pc, instr, "scores", lanes * keys, False, work).reshape(lanes, keys)
-    key_base = machine.regs[a["key_base"]]
-    query_base = machine.regs[a["query_base"]]
-    last_key = key_base + keys - 1
-    if last_key < a["kv_len"] and (not a["causal"] or last_key <= query_base):
-        # Every key of the tile is valid for every lane (the causal bound holds for the first lane).
-        valid = machine.all_true((lanes, keys))
-    else:
-        global_keys = key_base + np.arange(keys)
-        valid = np.broadcast_to(global_keys < a["kv_len"], (lanes, keys))
-        if a["causal"]:
-            valid = valid & (global_keys[None, :] <= (query_base + np.arange(lanes))[:, None])
-    radius = float(a["radius"])
-    local, surviving = numerics.sads_tile_sphere(scores, valid, m, radius)
-    out = machine.sram_view(pc, instr, "out", lanes * m, True, work).reshape(local.shape)
-    if local.size and local.min() >= 0:  # no empty slot: every entry is shifted by key_base
-        np.add(local, key_base, out=out)
-    else:
-        out[...] = np.where(local == numerics.NO_INDEX, numerics.NO_INDEX, local + key_base).astype(np.int32)
-    # Cost model (digest §3.4, reading (a)): ceil(m / outputs) passes of
-    # ceil(|FR| / inputs) rounds per lane; 4 and 12 on the paper's cores.
-    passes = math.ceil(m / machine.sads_outputs)
-    work.sort_rounds = int(passes * np.sum(-(-surviving // machine.sads_inputs)))
-    work.compares = lanes * keys
-
-
-def _rass(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    lanes, m = a["lanes"], a["m"]
-    idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work)
-    lowest = int(idx.min()) if idx.size else -1
-    if lowest >= 0:  # every slot filled (the usual case): no compaction
-        chosen, low = idx, lowest
-    else:
-        chosen = idx[idx >= 0]
-        low = int(chosen.min()) if chosen.size else 0
-    span = int(chosen.max()) - low + 1 if chosen.size else 0
-    if span <= 4 * chosen.size + 1024:
-        # Counting sort over the (small) key range: keys come out ascending, as np.unique gives them.
-        counts = np.bincount(np.subtract(chosen, low, dtype=np.intp), minlength=span)
-        present = np.flatnonzero(counts)
-        keys, shared = present + low, counts[present]
-    else:
-        keys, shared = np.unique(chosen, return_counts=True)
-    # Most-shared first, ties by key (keys are ascending, so a stable sort on the count alone).
-    order = np.argsort(-shared, kind="stable")
-    listed = machine.sram_view(pc, instr, "out", 1 + len(keys), True, work)
-    listed[0] = len(keys)
-    listed[1:] = keys[order]
-    work.compares = int(chosen.size)
-
-
-def _sufa_init(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    machine.sufa_state = numerics.SufaState.empty(instr.args["lanes"], instr.args["vdepth"])
-    machine.sufa_shape = (instr.args["lanes"], instr.args["vdepth"])
-
-
-def _check_sufa(machine: Machine, instr: Instruction, pc: int) -> numerics.SufaState:
-    if machine.sufa_state is None:
-        raise Trap(pc, str(instr), "SU-FA accumulators are not initialised (no sufa.init before)")
-    shape = (instr.args["lanes"], instr.args["vdepth"])
-    if shape != machine.sufa_shape:
-        raise Trap(
-            pc,
-            str(instr),
-            f"lanes/vdepth {shape} differ from the sufa.init that opened the accumulators {machine.sufa_shape}",
-        )
-    return machine.sufa_state
-
-
-def _sufa_step(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    state = _check_sufa(machine, instr, pc)
-    lanes, m, window, depth, vdepth = a["lanes"], a["m"], a["window"], a["depth"], a["vdepth"]
-    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
-    idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work).reshape(lanes, m)
-    base = machine.regs[a["key_base"]]
-    lowest, highest = (int(idx.min()), int(idx.max())) if idx.size else (-1, -1)
-    if 0 <= lowest and base <= lowest and highest - base < window:
-        # Every slot filled (no NO_INDEX) and inside the window: the differences are exact in int32.
-        slots = idx - base
-        empty_slots = 0
-    else:
-        idx = idx.astype(np.int64)
-        empty = idx == numerics.NO_INDEX
-        if empty.any():
-            rel = machine._window_rows(pc, instr, idx[~empty])
-            slots = np.full((lanes, m), numerics.NO_INDEX, np.int64)
-            slots[~empty] = rel
-        else:
-            slots = machine._window_rows(pc, instr, idx.reshape(-1)).reshape(lanes, m)
-        empty_slots = int(np.count_nonzero(empty))
-    k = machine.sram_view(pc, instr, "k", window * depth, False, work).reshape(window, depth)
-    v = machine.sram_view(pc, instr, "v", window * vdepth, False, work).reshape(window, vdepth)
-    # SADS never selects masked keys, so selected slots carry no extra bias.
-    q64 = machine.memo("sufa.q", q, lambda q: q.astype(np.float64))
-    partial = numerics.sufa_tile_step(q64, k, v, slots, None, float(a["scale"]))
-    machine.sufa_state = numerics.sufa_accumulate(state, partial)
-    selected = lanes * m - empty_slots
-    work.macs = selected * (depth + vdepth)
-    work.exps = selected + 2 * lanes
-    work.compares = lanes * min(2, m) + lanes
-    work.max_updates = partial.max_updates
-    work.dense_ops = 2 * lanes * window * (depth + vdepth)
-
-
-def _fa2_step(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    """The baseline's FlashAttention-2 step: the same numbers as sufa.step, FA-2's costs.
-
-    FA-2 does not know where the maximum is, so it compares every score
-    against the running max and rescales l and o by exp(m_old - m_new) on
-    every tile (paper §4.1, lines 5-8), instead of SU-FA's two compares per
-    lane and one merge.
-    """
-    _sufa_step(machine, instr, pc, work)
-    a = instr.args
-    lanes, vdepth = a["lanes"], a["vdepth"]
-    selected = work.macs // (a["depth"] + vdepth)
-    work.compares = selected + lanes
-    work.exps = selected + lanes
-    work.macs += lanes * (vdepth + 1)
-    work.max_updates = 0
-
-
-def _topk_mask(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    lanes, keys, m = a["lanes"], a["keys"], a["m"]
-    scores = machine.sram_view(pc, instr, "scores", lanes * keys, True, work).reshape(lanes, keys)
-    query_base = machine.regs[a["query_base"]]
-    keys_index = np.arange(keys)
-    valid = np.broadcast_to(keys_index < a["kv_len"], (lanes, keys))
-    if a["causal"]:
-        valid = valid & (keys_index[None, :] <= (query_base + np.arange(lanes))[:, None])
-    scores[...] = numerics.topk_mask_rows(scores, valid, m)
-    # A streaming sort over the whole row: ceil(m / outputs) passes of ceil(valid / inputs) rounds.
-    passes = math.ceil(m / machine.sads_outputs)
-    valid_counts = np.count_nonzero(valid, axis=1)
-    work.sort_rounds = int(passes * np.sum(-(-valid_counts // machine.sads_inputs)))
-    work.compares = lanes * keys
-
-
-def _sufa_norm(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
-    state = _check_sufa(machine, instr, pc)
-    out = numerics.sufa_finish(state)
-    machine.sram_view(pc, instr, "out", out.size, True, work)[...] = out.reshape(-1)
-    work.divs = out.size
-
-
-_HANDLERS = {
-    "halt": _ctrl,
-    "set": _ctrl,
-    "addi": _ctrl,
-    "loop": _ctrl,
-    "loopr": _ctrl,
-    "barrier": _ctrl,
-    "post": _ctrl,
-    "dma.load": _dma_load,
-    "dma.gather": _dma_gather,
-    "dma.store": _dma_store,
-    "dlzs.key": _dlzs_key,
-    "dlzs.score": _dlzs_score,
-    "sads": _sads,
-    "rass": _rass,
-    "sufa.init": _sufa_init,
-    "sufa.step": _sufa_step,
-    "fa2.step": _fa2_step,
-    "mul4.score": _mul4_score,
-    "topk.mask": _topk_mask,
-    "sufa.norm": _sufa_norm,
-    **on_demand.HANDLERS,
-}
-
-
-def random_inputs(program: Program, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic random inputs for every input symbol (floats N(0,1), ints small)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for sym in program.symbols:
-        if sym.kind != "input":
-            continue
-        if sym.np_dtype.kind == "f":
-            out[sym.name] = rng.standard_normal(sym.shape).astype(sym.np_dtype)
-        else:
-            out[sym.name] = rng.integers(-8, 8, sym.shape).astype(sym.np_dtype)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
