@@ -32,11 +32,11 @@ from sofa_compiler.sim import on_demand, semantics
 from sofa_compiler.sim.events import Event, SramPeak, Unit, Work
 from sofa_compiler.sim.inputs import random_inputs
 from sofa_compiler.sim.semantics import check_sufa as _check_sufa  # noqa: F401 (the name tests/sim use)
-from sofa_compiler.sim.state import DEFAULT_SRAM, NP_ELEM, InputError, MachineState
+from sofa_compiler.sim.state import DEFAULT_SRAM, InputError, MachineState
 from sofa_compiler.sim.timing import gc_paused
 from sofa_compiler.sim.traps import Trap, TrapKind
 
-__all__ = ["DEFAULT_SRAM", "NP_ELEM", "FunctionalResult", "InputError", "Machine", "check_loops", "random_inputs"]
+__all__ = ["DEFAULT_SRAM", "FunctionalResult", "InputError", "Machine", "check_loops", "random_inputs"]
 
 _HANDLERS = {**semantics.HANDLERS, **on_demand.HANDLERS}
 
