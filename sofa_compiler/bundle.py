@@ -26,10 +26,9 @@ import json
 import struct
 from typing import Any
 
-from xdsl.parser import Parser
-
 from sofa_compiler.driver import CompiledModel, make_context, print_ir
 from sofa_compiler.isa.container import ContainerError, Program
+from sofa_compiler.parser import SofaParser
 from sofa_compiler.sim.config import HardwareConfig
 
 MAGIC = b"SOFB"
@@ -94,7 +93,7 @@ def load_bundle(blob: bytes, source: str = "<bundle>") -> CompiledModel:
         for entry in manifest["kernels"]:
             begin = start + int(entry["offset"])
             programs[str(entry["name"])] = Program.from_bytes(blob[begin : begin + int(entry["size"])])
-        host = Parser(make_context(), manifest["host"], source).parse_module()
+        host = SofaParser(make_context(), manifest["host"], source).parse_module()
         options = dict(manifest.get("options", {}))
     except (ValueError, KeyError, TypeError, ContainerError) as error:
         raise BundleError(f"{source}: corrupt bundle: {error}") from None

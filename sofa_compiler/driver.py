@@ -39,6 +39,7 @@ from passes.apply_tuning import ApplyTuningPass
 from passes.coordinated_tiling import TARGET_ATTRIBUTE, CoordinatedTilingPass, SeparateStageTilingPass
 from passes.lower_to_isa import LowerToIsaPass
 from passes.preprocess_weights import PreprocessWeightsPass
+from sofa_compiler.context import sofa_context
 from sofa_compiler.frontend import import_model
 from sofa_compiler.interpreters import register_all
 from sofa_compiler.isa.container import Program
@@ -46,7 +47,6 @@ from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.runtime import KernelFunctions, KernelRunner
 from sofa_compiler.sim.config import HardwareConfig, load_config
 from sofa_compiler.sim.report import Report, combine_reports
-from sofa_compiler.tools.sofa_run_ir import sofa_context
 from sofa_compiler.tuning import Tuning, TuningError, as_tuning
 
 EMIT_KINDS = ("onnx-ir", "sofa", "tiled", "isa", "asm", "bin")

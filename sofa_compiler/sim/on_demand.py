@@ -10,23 +10,19 @@ one hidden chunk at a time) and writes them to their DRAM rows
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from dialects import numerics
 from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.sim.events import Buffer, Work
+from sofa_compiler.sim.state import MachineState
 from sofa_compiler.sim.traps import Trap, TrapKind
-
-if TYPE_CHECKING:
-    from sofa_compiler.sim.functional import Machine
 
 KVGEN_SET, KVGEN_ACCUMULATE, KVGEN_BIAS = 0, 1, 2
 """`kvgen` modes: out = x.W, out += x.W, out = bias + x.W."""
 
 
-def _kvgen(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+def _kvgen(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     window, hidden, cols, mode = a["window"], a["hidden"], a["cols"], a["mode"]
     indices = machine._index_list(pc, instr, work)
@@ -54,11 +50,11 @@ def _kvgen(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     work.dense_ops = 2 * window * hidden * cols
 
 
-def _bitmap(machine: Machine, instr: Instruction, pc: int, keys: int, write: bool, work: Work) -> np.ndarray:
+def _bitmap(machine: MachineState, instr: Instruction, pc: int, keys: int, write: bool, work: Work) -> np.ndarray:
     return machine.sram_view(pc, instr, "bitmap", -(-keys // 8), write, work)
 
 
-def _kvmark(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+def _kvmark(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     lanes, m, keys = a["lanes"], a["m"], a["keys"]
     idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work)
@@ -72,7 +68,7 @@ def _kvmark(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     work.compares = lanes * m
 
 
-def _kvlist(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+def _kvlist(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     window = a["window"]
     base = machine.regs[a["key_base"]]
@@ -94,7 +90,7 @@ def _kvlist(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
     work.compares = window
 
 
-def _dma_scatter(machine: Machine, instr: Instruction, pc: int, work: Work) -> None:
+def _dma_scatter(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     indices = machine._index_list(pc, instr, work)
     rel = machine._window_rows(pc, instr, indices)

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from sofa_compiler.cli import exit_statuses, file_error
 from sofa_compiler.dse.cluster import executor
 from sofa_compiler.dse.objective import Weights
 from sofa_compiler.dse.problem import DseError, workload_problem
@@ -29,7 +30,6 @@ from sofa_compiler.dse.search import (
 from sofa_compiler.dse.sweep import DEFAULT_WORKLOADS, csv_table, markdown_table, output_names, run_sweep
 from sofa_compiler.files import atomic_write_text
 from sofa_compiler.sim.config import ConfigError, load_config
-from sofa_compiler.tools import interruptible
 
 
 def _numbers(text: str, kind: type, option: str) -> tuple:
@@ -176,21 +176,14 @@ def do_search(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-@interruptible("sofa-dse")
+@exit_statuses("sofa-dse", DseError, ConfigError, describe_os_error=file_error)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if bool(args.sweep) == bool(args.workload):
-            raise DseError("give either --workload (a search) or --sweep CONFIG.toml ... (a hardware sweep)")
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        return do_sweep(args, out) if args.sweep else do_search(args, out)
-    except (DseError, ConfigError) as error:
-        print(f"sofa-dse: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"sofa-dse: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 1
+    if bool(args.sweep) == bool(args.workload):
+        raise DseError("give either --workload (a search) or --sweep CONFIG.toml ... (a hardware sweep)")
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return do_sweep(args, out) if args.sweep else do_search(args, out)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ from pathlib import Path
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.printer import Printer
 
+from sofa_compiler.cli import exit_statuses, print_error, user_warnings
 from sofa_compiler.files import atomic_write_text
 from sofa_compiler.frontend import FrontendError, import_model
-from sofa_compiler.tools import interruptible, user_warnings
 
 
 def parse_shape(text: str) -> tuple[str, list[int]]:
@@ -56,15 +56,14 @@ def print_module(module: ModuleOp) -> str:
     return text.getvalue() + "\n"
 
 
-@interruptible("sofa-import")
+@exit_statuses("sofa-import", FrontendError)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with user_warnings("sofa-import"):
             module = import_model(args.model, dict(args.input_shape), kv_projection=not args.no_kv_projection)
-    except FrontendError as error:
-        print(f"sofa-import: error: {error.message}", file=sys.stderr)
-        return 1
+    except FrontendError:
+        raise  # a problem with the model: reported as a user error
     except Exception as error:  # a bug here, not a problem with the model: still no traceback
         print(f"sofa-import: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
@@ -75,8 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         atomic_write_text(args.output, print_module(module))
     except OSError as error:
-        print(f"sofa-import: error: cannot write '{args.output}': {error.strerror}", file=sys.stderr)
-        return 1
+        return print_error("sofa-import", f"cannot write '{args.output}': {error.strerror}")
     return 0
 
 

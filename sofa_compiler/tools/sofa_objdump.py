@@ -12,10 +12,10 @@ import json
 import sys
 from collections.abc import Sequence
 
+from sofa_compiler.cli import exit_statuses, print_error
 from sofa_compiler.isa.asm import code_lines, disassemble
 from sofa_compiler.isa.container import VERSION, ContainerError, Program, RawWord
 from sofa_compiler.isa.encoding import WORD_BYTES, format_instruction
-from sofa_compiler.tools import interruptible
 
 
 def listing(program: Program, blob: bytes) -> str:
@@ -69,7 +69,7 @@ def as_json(program: Program, blob: bytes) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-@interruptible("sofa-objdump")
+@exit_statuses("sofa-objdump")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-objdump", description="Dump a SOFA .sofa program.")
     parser.add_argument("program", help=".sofa container")
@@ -82,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             blob = handle.read()
         program = Program.from_bytes(blob)
     except (OSError, ContainerError) as error:
-        print(f"sofa-objdump: error: {args.program}: {error}", file=sys.stderr)
-        return 1
+        return print_error("sofa-objdump", f"{args.program}: {error}")
     if args.json:
         sys.stdout.write(as_json(program, blob))
     elif args.source:

@@ -16,28 +16,13 @@ import numpy as np
 from rich.console import Console
 from xdsl.utils.exceptions import DiagnosticException
 
-from sofa_compiler.driver import CompiledModel, CompileError
+from sofa_compiler.cli import exit_statuses, timing_progress, user_warnings
+from sofa_compiler.compile_options import add_compile_options, compile_from_options
+from sofa_compiler.driver import CompileError
 from sofa_compiler.files import atomic_write
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.sim.config import ConfigError
-from sofa_compiler.sim.traps import Trap
-from sofa_compiler.tools import interruptible, user_warnings
-from sofa_compiler.tools.sofa_compile import add_compile_options, compile_from_options
-from sofa_compiler.tools.sofa_sim import SimError, load_inputs, timing_progress
-
-
-def random_model_inputs(model: CompiledModel, seed: int) -> dict[str, np.ndarray]:
-    """Deterministic inputs: N(0,1) floats, booleans mostly true, small non-negative integers."""
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for name, shape, dtype in model.input_specs():
-        if dtype.startswith("float"):
-            inputs[name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == "bool":
-            inputs[name] = rng.random(shape) > 0.1
-        else:
-            inputs[name] = rng.integers(0, 2, shape).astype(dtype)
-    return inputs
+from sofa_compiler.sim.inputs import SimError, load_inputs, random_model_inputs
 
 
 def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -61,7 +46,7 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return difference / scale if scale else difference
 
 
-@interruptible("sofa-run")
+@exit_statuses("sofa-run", CompileError, FrontendError, ConfigError, SimError, DiagnosticException)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-run", description=__doc__.split("\n")[0])
     add_compile_options(parser)
@@ -72,27 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print errors and the report as JSON")
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
     args = parser.parse_args(argv)
-    try:
-        with user_warnings("sofa-run"):
-            model = compile_from_options(args)
-        inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.seed)
-        with timing_progress(sys.stderr.isatty()) as progress:
-            outputs, report = model.run(inputs, progress)
-        errors = {}
-        if not args.no_reference:
-            reference = onnxruntime_outputs(args.model, inputs) or {}
-            errors = {name: relative_error(outputs[name], reference[name]) for name in outputs if name in reference}
-        if args.output:
-            atomic_write(args.output, lambda stream: np.savez(stream, **outputs))
-    except Trap as trap:
-        print(f"sofa-run: {trap}", file=sys.stderr)
-        return 2
-    except (CompileError, FrontendError, ConfigError, SimError, DiagnosticException) as error:
-        print(f"sofa-run: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"sofa-run: error: {error}", file=sys.stderr)
-        return 1
+    with user_warnings("sofa-run"):
+        model = compile_from_options(args)
+    inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.seed)
+    with timing_progress(sys.stderr.isatty()) as progress:
+        outputs, report = model.run(inputs, progress)
+    errors = {}
+    if not args.no_reference:
+        reference = onnxruntime_outputs(args.model, inputs) or {}
+        errors = {name: relative_error(outputs[name], reference[name]) for name in outputs if name in reference}
+    if args.output:
+        atomic_write(args.output, lambda stream: np.savez(stream, **outputs))
     if args.json:
         document = {
             "max_relative_error": errors,

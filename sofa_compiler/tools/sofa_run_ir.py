@@ -44,32 +44,18 @@ from xdsl.dialects.builtin import (
 from xdsl.interpreter import Interpreter
 from xdsl.interpreters.shaped_array import ShapedArray
 from xdsl.ir import Attribute, Operation
-from xdsl.parser import Parser
 from xdsl.traits import CallableOpInterface
-from xdsl.universe import Universe
+from xdsl.utils.exceptions import DiagnosticException, ParseError
 
+from sofa_compiler.cli import exit_statuses
+from sofa_compiler.context import sofa_context
 from sofa_compiler.files import NpzError, atomic_write, read_npz
 from sofa_compiler.interpreters import register_all
-from sofa_compiler.tools import interruptible
-from sofa_compiler.tools.sofa_opt import (
-    USER_ERRORS,
-    parser_assertions_as_errors,
-    register_sofa_dialects,
-    report_user_error,
-)
+from sofa_compiler.parser import SofaParser, parser_assertions_as_errors
 
 
 class RunError(Exception):
     """A problem with the command line or the inputs, reported without a traceback."""
-
-
-def sofa_context() -> Context:
-    """A context with every xDSL-universe dialect plus SOFA's, as `sofa-opt` has."""
-    ctx = Context()
-    for name, factory in Universe.get_multiverse().all_dialects.items():
-        ctx.register_dialect(name, factory)
-    register_sofa_dialects(ctx)
-    return ctx
 
 
 def numpy_dtype(element_type: Attribute) -> np.dtype[Any]:
@@ -220,7 +206,7 @@ def parse_module(ctx: Context, path: str) -> ModuleOp:
     with open(path, encoding="utf-8") as f:
         text = f.read()
     with parser_assertions_as_errors(path):
-        module = Parser(ctx, text, path).parse_module()
+        module = SofaParser(ctx, text, path).parse_module()
     module.verify()
     return module
 
@@ -290,17 +276,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@interruptible("sofa-run-ir")
+@exit_statuses("sofa-run-ir", RunError, ValueError, located=(ParseError, DiagnosticException))
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except RunError as e:
-        print(f"sofa-run-ir: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except USER_ERRORS as e:
-        report_user_error("sofa-run-ir", e)
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,24 +11,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sofa_compiler.files import NpzError, atomic_write, read_npz
+from sofa_compiler.cli import exit_statuses, positive_int, timing_progress
+from sofa_compiler.files import atomic_write
 from sofa_compiler.isa.container import ContainerError, Program
 from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
-from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine, random_inputs
+from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine
+from sofa_compiler.sim.inputs import SimError, load_inputs, random_inputs, random_model_inputs
 from sofa_compiler.sim.report import Report, build_report
 from sofa_compiler.sim.timing import TimingResult, simulate
 from sofa_compiler.sim.trace import write_trace
-from sofa_compiler.sim.traps import Trap
-from sofa_compiler.tools import interruptible
 
 # Progress bars appear only on runs with at least this many events, so short
 # runs and test logs stay clean.
@@ -39,10 +37,6 @@ PROGRESS_THRESHOLD = 20_000
 # run for days; past the budget the machine traps. Raise it with
 # --max-instructions for very large programs.
 DEFAULT_MAX_INSTRUCTIONS = 10_000_000
-
-
-class SimError(Exception):
-    """A user-facing error: bad files, inputs or options."""
 
 
 @dataclass
@@ -61,13 +55,6 @@ def load_program(path: str | Path) -> Program:
         raise SimError(f"cannot read program '{path}': {error.strerror}") from error
     except ContainerError as error:
         raise SimError(f"{path}: not a valid .sofa program: {error}") from error
-
-
-def load_inputs(path: str | Path) -> dict[str, np.ndarray]:
-    try:
-        return read_npz(path)
-    except NpzError as error:
-        raise SimError(str(error)) from error
 
 
 def run_program(
@@ -91,22 +78,6 @@ def run_program(
     )
     timing = simulate(functional.events, config, progress)
     return Simulation(functional, timing, build_report(timing, functional.sram_peak))
-
-
-@contextmanager
-def timing_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar for the timing model, or None when disabled."""
-    if not enabled:
-        yield None
-        return
-    columns = (TextColumn("timing model"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("timing", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def write_outputs(path: str | Path, outputs: Mapping[str, np.ndarray]) -> None:
@@ -149,25 +120,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def run_bundle(args: argparse.Namespace) -> int:
     """A whole compiled model from `sofa-compile -o model.sofa`: host ops on numpy, kernels simulated."""
+    # Imported here: a plain program run should not pay for loading the compiler.
     from sofa_compiler.bundle import BundleError, load_bundle
     from sofa_compiler.driver import CompileError
-    from sofa_compiler.tools.sofa_run import random_model_inputs
 
+    if args.trace:
+        raise SimError("--trace needs a single program; disassemble a kernel with sofa-compile --emit asm")
     try:
-        if args.trace:
-            raise SimError("--trace needs a single program; disassemble a kernel with sofa-compile --emit asm")
         model = load_bundle(Path(args.program).read_bytes(), args.program)
         if args.config is not None and load_config(args.config).config_hash() != model.config.config_hash():
             raise SimError(f"{args.program} was compiled for another target than {args.config}: recompile it")
@@ -175,14 +136,10 @@ def run_bundle(args: argparse.Namespace) -> int:
         show_progress = not args.no_progress and sys.stderr.isatty()
         with timing_progress(show_progress) as progress:
             outputs, report = model.run(inputs, progress)
-        if args.output:
-            write_outputs(args.output, outputs)
-    except Trap as trap:
-        print(f"sofa-sim: {trap}", file=sys.stderr)
-        return 2
-    except (SimError, ConfigError, BundleError, CompileError, OSError) as error:
-        print(f"sofa-sim: error: {error}", file=sys.stderr)
-        return 1
+    except (BundleError, CompileError) as error:
+        raise SimError(error) from error
+    if args.output:
+        write_outputs(args.output, outputs)
     if args.json:
         kernels = [{"kernel": name, **kernel.to_dict()} for name, kernel in report.kernels]
         total = report.total.to_dict() if report.total else None
@@ -203,31 +160,21 @@ def is_bundle_file(path: str) -> bool:
         return False
 
 
-@interruptible("sofa-sim")
+@exit_statuses("sofa-sim", SimError, ConfigError, InputError)
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     if is_bundle_file(args.program):
         return run_bundle(args)
-    try:
-        config = load_config(args.config)
-        program = load_program(args.program)
-        inputs = load_inputs(args.inputs) if args.inputs else random_inputs(program, args.random_inputs or 0)
-        show_progress = not args.no_progress and sys.stderr.isatty()
-        with timing_progress(show_progress) as progress:
-            simulation = run_program(program, inputs, config, progress, args.max_instructions, args.dram_bytes)
-        if args.output:
-            write_outputs(args.output, simulation.functional.outputs)
-        if args.trace:
-            write_trace(args.trace, simulation.timing)
-    except Trap as trap:
-        print(f"sofa-sim: {trap}", file=sys.stderr)
-        return 2
-    except (SimError, ConfigError, InputError) as error:
-        print(f"sofa-sim: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"sofa-sim: error: {error}", file=sys.stderr)
-        return 1
+    config = load_config(args.config)
+    program = load_program(args.program)
+    inputs = load_inputs(args.inputs) if args.inputs else random_inputs(program, args.random_inputs or 0)
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    with timing_progress(show_progress) as progress:
+        simulation = run_program(program, inputs, config, progress, args.max_instructions, args.dram_bytes)
+    if args.output:
+        write_outputs(args.output, simulation.functional.outputs)
+    if args.trace:
+        write_trace(args.trace, simulation.timing)
     if args.json:
         print(simulation.report.to_json())
         return 0

@@ -11,9 +11,11 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from passes.coordinated_tiling import CoordinatedTilingPass, SeparateStageTilingPass
 from sofa_compiler.bundle import bundle_bytes, load_bundle
+from sofa_compiler.context import sofa_context
 from sofa_compiler.driver import CompileError, compile_model
-from sofa_compiler.tools.sofa_run import random_model_inputs, relative_error
-from sofa_compiler.tools.sofa_run_ir import sofa_context
+from sofa_compiler.parser import SofaParser
+from sofa_compiler.sim.inputs import random_model_inputs
+from sofa_compiler.tools.sofa_run import relative_error
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 # Fixtures the importer rejects on purpose.
@@ -56,7 +58,6 @@ def test_sparse_kernel_equals_tiled_ir_semantics(keep: float, fixture: str):
     torch_sdpa_causal predicts from K; torch_gpt2 predicts on chip from X and LZ(W_k).
     """
     from xdsl.interpreter import Interpreter
-    from xdsl.parser import Parser
 
     from sofa_compiler.interpreters import register_all
 
@@ -64,7 +65,7 @@ def test_sparse_kernel_equals_tiled_ir_semantics(keep: float, fixture: str):
     model = compile_model(path, keep=keep, tile=16)
     inputs = random_model_inputs(model, seed=3)
     outputs, report = model.run(inputs)
-    tiled = Parser(sofa_context(), model.ir("tiled")).parse_module()
+    tiled = SofaParser(sofa_context(), model.ir("tiled")).parse_module()
     interpreter = Interpreter(tiled)
     register_all(interpreter)
     args = tuple(inputs[name] for name in model.input_names())
@@ -159,14 +160,13 @@ ABLATION = [
 def test_every_ablation_step_computes_its_tiled_ir(knobs):
     """Each feature mix runs on the simulator and gives its own tiled IR's numbers (to fp32 rounding)."""
     from xdsl.interpreter import Interpreter
-    from xdsl.parser import Parser
 
     from sofa_compiler.interpreters import register_all
 
     model = compile_model(FIXTURES / "torch_sdpa_causal.onnx", keep=0.5, tile=16, **knobs)
     inputs = random_model_inputs(model, seed=5)
     outputs, report = model.run(inputs)
-    tiled = Parser(sofa_context(), model.ir("tiled")).parse_module()
+    tiled = SofaParser(sofa_context(), model.ir("tiled")).parse_module()
     interpreter = Interpreter(tiled)
     register_all(interpreter)
     (expected,) = interpreter.call_op("main", tuple(inputs[name] for name in model.input_names()))
@@ -186,7 +186,6 @@ def test_causal_kernels_skip_masked_tiles_and_stay_exact():
     """Bc = 32 divides half of the 128 lanes: the kernel loops over a run-time count of KV-tile
     pairs (`loopr`), skipping tiles above the diagonal, and still computes its tiled IR exactly."""
     from xdsl.interpreter import Interpreter
-    from xdsl.parser import Parser
 
     from sofa_compiler.interpreters import register_all
 
@@ -195,7 +194,7 @@ def test_causal_kernels_skip_masked_tiles_and_stay_exact():
     assert "sofa_isa.loopr" in skipping.ir("isa")
     inputs = random_model_inputs(skipping, seed=2)
     outputs, report = skipping.run(inputs)
-    tiled = Parser(sofa_context(), skipping.ir("tiled")).parse_module()
+    tiled = SofaParser(sofa_context(), skipping.ir("tiled")).parse_module()
     interpreter = Interpreter(tiled)
     register_all(interpreter)
     (expected,) = interpreter.call_op("main", tuple(inputs[name] for name in skipping.input_names()))

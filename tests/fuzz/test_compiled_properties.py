@@ -31,13 +31,13 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 from test_properties import reference_attention
 from xdsl.interpreter import Interpreter
-from xdsl.parser import Parser
 
 from dialects import numerics
+from sofa_compiler.context import sofa_context
 from sofa_compiler.driver import compile_model
 from sofa_compiler.interpreters import register_all
+from sofa_compiler.parser import SofaParser
 from sofa_compiler.sim.config import HardwareConfig, load_config
-from sofa_compiler.tools.sofa_run_ir import sofa_context
 
 COMPILED_EXAMPLES = int(os.environ.get("COMPILED_EXAMPLES", "200"))
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
@@ -113,7 +113,7 @@ def layer_inputs(c: dict) -> dict[str, np.ndarray]:
 
 
 def tiled_ir_outputs(ir: str, args: tuple[np.ndarray, ...]) -> np.ndarray:
-    interpreter = Interpreter(Parser(sofa_context(), ir).parse_module())
+    interpreter = Interpreter(SofaParser(sofa_context(), ir).parse_module())
     register_all(interpreter)
     (result,) = interpreter.call_op("main", args)
     return np.asarray(result)

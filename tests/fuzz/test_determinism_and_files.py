@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from fuzzlib import FIXTURES, call_main
 
-from sofa_compiler.tools import INTERRUPTED_STATUS, sofa_compile, sofa_sim
+from sofa_compiler.cli import INTERRUPTED_STATUS
+from sofa_compiler.tools import sofa_compile, sofa_sim
 
 BIN = Path(sys.executable).parent
 
@@ -139,7 +140,7 @@ def test_sim_unwritable_output_is_a_clean_error(tmp_path: Path) -> None:
 
 def test_same_inputs_give_identical_reports_in_process() -> None:
     from sofa_compiler.driver import compile_model
-    from sofa_compiler.tools.sofa_run import random_model_inputs
+    from sofa_compiler.sim.inputs import random_model_inputs
 
     model = compile_model(FIXTURES / "torch_sdpa_causal.onnx", keep=0.25)
     inputs = random_model_inputs(model, seed=5)

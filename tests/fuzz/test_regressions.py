@@ -299,16 +299,15 @@ def test_attribute_type_is_checked_against_the_schema(tmp_path) -> None:
 def test_hexadecimal_float_constants_reparse_as_their_bit_pattern() -> None:
     # xDSL prints -inf in a dense literal as 0xFF800000 but parsed it back as 4286578688.0,
     # so the printed IR of a key-padding mask (a -inf bias column) computed other numbers.
-    from xdsl.parser import Parser
-
-    from sofa_compiler.tools.sofa_run_ir import sofa_context
+    from sofa_compiler.context import sofa_context
+    from sofa_compiler.parser import SofaParser
 
     text = 'builtin.module { "test.op"() {v = dense<[0xFF800000, 0x7F800000, 1.5]> : tensor<3xf32>} : () -> () }'
-    module = Parser(sofa_context(), text).parse_module()
+    module = SofaParser(sofa_context(), text).parse_module()
     values = next(iter(module.body.block.ops)).attributes["v"].get_values()
     assert list(values) == [-np.inf, np.inf, 1.5]
     half = 'builtin.module { "test.op"() {v = dense<0xFC00> : tensor<2xf16>} : () -> () }'
-    module = Parser(sofa_context(), half).parse_module()
+    module = SofaParser(sofa_context(), half).parse_module()
     assert list(next(iter(module.body.block.ops)).attributes["v"].get_values()) == [-np.inf, -np.inf]
 
 

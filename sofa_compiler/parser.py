@@ -1,0 +1,91 @@
+"""SOFA's MLIR text parser: xDSL's `Parser` with three xDSL 0.74 parser bugs fixed in subclasses.
+
+Two of the bugs let a small bad input hang or exhaust memory; the third
+changes numbers. Everything in SOFA that reads MLIR text (`sofa-opt`,
+`sofa-run-ir`, model bundles, the tests) parses with `SofaParser`. The fixes
+live in subclasses, so importing SOFA leaves xDSL's own classes untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import AnyFloat
+from xdsl.parser import Parser
+from xdsl.parser.attribute_parser import AttrParser
+from xdsl.parser.generic_parser import ParserState
+from xdsl.utils.lexer import Input
+from xdsl.utils.mlir_lexer import MLIRLexer
+
+
+class SofaLexer(MLIRLexer):
+    """xDSL's lexer with a string-literal pattern that fails at once on a missing closing quote.
+
+    xDSL 0.74 matches a string literal with ``"(?:[^"\\...]+|escape)*"``: the
+    nested ``+`` inside ``*`` backtracks exponentially when the closing quote
+    is missing, so ``{a = "0123...`` (40 characters, no closing quote) hangs
+    the parser for hours. The same language without the nested quantifier,
+    matched possessively, fails at once.
+    """
+
+    _unescaped_characters_regex = re.compile(r'"(?:[^"\\\n\v\f]|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"')
+
+
+class SofaParser(Parser):
+    """xDSL's parser reading through `SofaLexer`, with bounded integer widths and hex floats read as bits.
+
+    Integer types: ``i644294967296`` makes xDSL compute ``1 << 644294967296``
+    (MemoryError, or minutes for smaller absurd widths); widths are limited
+    to eight digits (MLIR's own limit is 2^24 - 1 bits), so such a type is
+    an "unknown type" parse error.
+    """
+
+    _builtin_integer_type_regex = re.compile(r"^[su]?i(\d{1,8})$")
+
+    class _TensorLiteralElement(AttrParser._TensorLiteralElement):
+        def to_type(self, parser: AttrParser, type: Any) -> Any:
+            """Read a hexadecimal float in a dense literal as its bit pattern, as MLIR does.
+
+            xDSL 0.74 prints non-finite floats in dense literals that way
+            (``dense<0xFF800000> : tensor<f32>`` is -inf) but parses them back as the
+            integer 4286578688 converted to float, so a printed module holding -inf
+            or NaN constants (masks, for one) re-parses with different numbers.
+            """
+            text = self.span.text
+            if isinstance(type, AnyFloat) and isinstance(self.value, int) and text.lstrip("-")[:2] in ("0x", "0X"):
+                size = type.compile_time_size
+                if not 0 <= self.value < 1 << (8 * size):
+                    parser.raise_error(
+                        f"hexadecimal literal {text} does not fit {type}", self.span.start, self.span.end
+                    )
+                return next(type.iter_unpack(self.value.to_bytes(size, "little")))
+            return super().to_type(parser, type)
+
+    def __init__(self, ctx: Context, input: str | bytes, name: str = "<unknown>") -> None:
+        # xDSL's constructor lexes the first token with its own lexer, which could
+        # already be an unterminated string: give it no text, then lex with ours.
+        super().__init__(ctx, "", name)
+        text = input.decode("utf-8") if isinstance(input, bytes) else input
+        self._parser_state = ParserState(SofaLexer(Input(text, name)))
+
+
+class MalformedInputError(ValueError):
+    """Input the xDSL parser rejected with an internal assertion instead of a `ParseError`."""
+
+
+@contextmanager
+def parser_assertions_as_errors(source: str) -> Iterator[None]:
+    """Report xDSL parser assertions as a user error about `source`.
+
+    xDSL 0.74 asserts on some malformed literals instead of raising
+    `ParseError` (e.g. the complex literal ``(3.0, 4.0]`` in a dense tensor:
+    "Unexpected token ... expected R_PAREN"). The input is at fault, not SOFA.
+    """
+    try:
+        yield
+    except AssertionError as error:
+        raise MalformedInputError(f"{source}: malformed input: {error}") from None

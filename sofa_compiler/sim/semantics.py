@@ -1,0 +1,308 @@
+"""What each instruction of the SOFA ISA does to the machine's state (the on-demand K/V ones: `on_demand.py`).
+
+A handler ``(machine, instr, pc, work)`` reads and writes the machine's
+memories through its checked views, computes with `dialects.numerics` (the
+same kernels as the `sofa` dialect's interpreter, so results match it bit
+for bit) and records in `work` what the instruction did for the timing model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dialects import numerics
+from sofa_compiler.isa.encoding import Instruction
+from sofa_compiler.sim.events import Buffer, Work
+from sofa_compiler.sim.state import MachineState
+from sofa_compiler.sim.traps import Trap
+
+
+def _wrap32(value: int) -> int:
+    return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _ctrl(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    args = instr.args
+    if instr.op == "set" and args["rd"]:
+        machine.regs[args["rd"]] = _wrap32(args["imm"])
+    elif instr.op == "addi" and args["rd"]:
+        machine.regs[args["rd"]] = _wrap32(machine.regs[args["rs"]] + args["imm"])
+
+
+def _dma_load(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    rows, row_bytes, stride = a["rows"], a["row_bytes"], a["src_stride"]
+    if rows >= 1 and (stride == row_bytes or rows == 1):
+        # One contiguous block: a plain slice copy (the same checks as the strided view).
+        start = machine._dram_start(pc, instr, "src", rows, row_bytes, stride)
+        dst = machine.sram_view(pc, instr, "dst", rows * row_bytes, True, work)
+        dst[...] = machine.dram[start : start + rows * row_bytes]
+    else:
+        src = machine._dram_rows(pc, instr, "src", rows, row_bytes, stride)
+        dst = machine.sram_view(pc, instr, "dst", rows * row_bytes, True, work)
+        dst.reshape(rows, row_bytes)[...] = src
+    work.dram_read_bytes = rows * row_bytes
+    work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
+
+
+def _dma_gather(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    indices = machine._index_list(pc, instr, work)
+    rel = machine._window_rows(pc, instr, indices)
+    row_bytes, stride = a["row_bytes"], a["src_stride"]
+    count = len(indices)
+    first = int(indices[0]) if count else -1
+    if 0 <= first and int(indices[-1]) - first == count - 1 and (count == 1 or (indices[1:] > indices[:-1]).all()):
+        # Consecutive rows (e.g. a whole window): one block copy, the same checks and counts as the gather below.
+        start = machine._dram_start(pc, instr, "src", first + count, row_bytes, stride) + first * stride
+        low = int(rel[0])
+        dst = machine.sram_view(pc, instr, "dst", (low + count) * row_bytes, True, work)
+        work.sram_write_bytes[Buffer(a["dst"].buffer)] = count * row_bytes
+        if stride == row_bytes:
+            dst[low * row_bytes :] = machine.dram[start : start + count * row_bytes]
+            work.dram_requests = 1
+        else:
+            src = np.lib.stride_tricks.as_strided(machine.dram[start:], shape=(count, row_bytes), strides=(stride, 1))
+            dst.reshape(-1, row_bytes)[low:] = src
+            work.dram_requests = count
+    elif count:
+        src = machine._dram_indexed_rows(pc, instr, "src", indices, row_bytes, stride, work)
+        dst = machine.sram_view(pc, instr, "dst", (int(rel.max()) + 1) * row_bytes, True, work)
+        work.sram_write_bytes[Buffer(a["dst"].buffer)] = len(indices) * row_bytes
+        dst.reshape(-1, row_bytes)[rel] = src[indices]
+    work.dram_read_bytes = len(indices) * row_bytes
+
+
+def _dma_store(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    rows, row_bytes, stride = a["rows"], a["row_bytes"], a["dst_stride"]
+    dst = machine._dram_rows(pc, instr, "dst", rows, row_bytes, stride)
+    if stride < row_bytes and rows > 1:
+        raise Trap(pc, str(instr), f"dst_stride {stride} < row_bytes {row_bytes}: rows would overlap")
+    src = machine.sram_view(pc, instr, "src", rows * row_bytes, False, work)
+    dst[...] = src.reshape(rows, row_bytes)
+    work.dram_write_bytes = rows * row_bytes
+    work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
+
+
+def _dlzs_key(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    rows, hidden, cols = a["rows"], a["hidden"], a["cols"]
+    x = machine.sram_view(pc, instr, "x", rows * hidden, False, work).reshape(rows, hidden)
+    xexp = machine.sram_view(pc, instr, "xexp", rows, False, work)
+    codes = machine.sram_view(pc, instr, "w", hidden * cols, False, work).reshape(hidden, cols)
+    if (codes < 0).any() or (codes > 15).any():
+        bad = int(codes[(codes < 0) | (codes > 15)][0])
+        raise Trap(pc, str(instr), f"illegal LZ code {bad} in w (codes are 0..15, one per byte)")
+    out = numerics.dlzs_key_quantized(x, xexp, codes, a["base"])
+    machine.sram_view(pc, instr, "out", rows * cols, True, work)[...] = out.reshape(-1)
+    nonzero_x = np.count_nonzero(x, axis=0).astype(np.int64)
+    nonzero_w = np.count_nonzero(codes != numerics.LZ_ZERO_CODE, axis=1).astype(np.int64)
+    work.shift_adds = int(nonzero_x @ nonzero_w)
+
+
+def _dlzs_score(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    lanes, keys, depth = a["lanes"], a["keys"], a["depth"]
+    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
+    khat = machine.sram_view(pc, instr, "khat", keys * depth, False, work).reshape(keys, depth)
+    q_power, nonzero_q = machine.memo("dlzs.q", q, lambda q: (numerics.q_lz_power(q), _nonzero_columns(q)))
+    out = numerics.dlzs_score_power(q_power, khat)
+    machine.sram_view(pc, instr, "out", lanes * keys, True, work)[...] = out.reshape(-1)
+    work.lz_encodes = lanes * depth
+    nonzero_k = _nonzero_columns(khat)
+    work.shift_adds = int(nonzero_q @ nonzero_k)
+
+
+def _mul4_score(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    lanes, keys, depth = a["lanes"], a["keys"], a["depth"]
+    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
+    k = machine.sram_view(pc, instr, "k", keys * depth, False, work).reshape(keys, depth)
+    out = numerics.mul4_score(q, k)
+    machine.sram_view(pc, instr, "out", lanes * keys, True, work)[...] = out.reshape(-1)
+    work.mul4_macs = lanes * keys * depth
+
+
+def _nonzero_columns(values: np.ndarray) -> np.ndarray:
+    """``np.count_nonzero(values, axis=0)`` as int64; fp16 is tested on its bits (faster, same answer)."""
+    if values.dtype == np.float16:
+        return ((values.view(np.int16) & np.int16(0x7FFF)) != 0).sum(axis=0, dtype=np.int64)
+    return np.count_nonzero(values, axis=0).astype(np.int64)
+
+
+def _sads(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    lanes, keys, m = a["lanes"], a["keys"], a["m"]
+    scores = machine.sram_view(pc, instr, "scores", lanes * keys, False, work).reshape(lanes, keys)
+    key_base = machine.regs[a["key_base"]]
+    query_base = machine.regs[a["query_base"]]
+    last_key = key_base + keys - 1
+    if last_key < a["kv_len"] and (not a["causal"] or last_key <= query_base):
+        # Every key of the tile is valid for every lane (the causal bound holds for the first lane).
+        valid = machine.all_true((lanes, keys))
+    else:
+        global_keys = key_base + np.arange(keys)
+        valid = np.broadcast_to(global_keys < a["kv_len"], (lanes, keys))
+        if a["causal"]:
+            valid = valid & (global_keys[None, :] <= (query_base + np.arange(lanes))[:, None])
+    radius = float(a["radius"])
+    local, surviving = numerics.sads_tile_sphere(scores, valid, m, radius)
+    out = machine.sram_view(pc, instr, "out", lanes * m, True, work).reshape(local.shape)
+    if local.size and local.min() >= 0:  # no empty slot: every entry is shifted by key_base
+        np.add(local, key_base, out=out)
+    else:
+        out[...] = np.where(local == numerics.NO_INDEX, numerics.NO_INDEX, local + key_base).astype(np.int32)
+    # Cost model (digest §3.4, reading (a)): ceil(m / outputs) passes of
+    # ceil(|FR| / inputs) rounds per lane; 4 and 12 on the paper's cores.
+    passes = math.ceil(m / machine.sads_outputs)
+    work.sort_rounds = int(passes * np.sum(-(-surviving // machine.sads_inputs)))
+    work.compares = lanes * keys
+
+
+def _rass(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    lanes, m = a["lanes"], a["m"]
+    idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work)
+    lowest = int(idx.min()) if idx.size else -1
+    if lowest >= 0:  # every slot filled (the usual case): no compaction
+        chosen, low = idx, lowest
+    else:
+        chosen = idx[idx >= 0]
+        low = int(chosen.min()) if chosen.size else 0
+    span = int(chosen.max()) - low + 1 if chosen.size else 0
+    if span <= 4 * chosen.size + 1024:
+        # Counting sort over the (small) key range: keys come out ascending, as np.unique gives them.
+        counts = np.bincount(np.subtract(chosen, low, dtype=np.intp), minlength=span)
+        present = np.flatnonzero(counts)
+        keys, shared = present + low, counts[present]
+    else:
+        keys, shared = np.unique(chosen, return_counts=True)
+    # Most-shared first, ties by key (keys are ascending, so a stable sort on the count alone).
+    order = np.argsort(-shared, kind="stable")
+    listed = machine.sram_view(pc, instr, "out", 1 + len(keys), True, work)
+    listed[0] = len(keys)
+    listed[1:] = keys[order]
+    work.compares = int(chosen.size)
+
+
+def _sufa_init(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    machine.sufa_state = numerics.SufaState.empty(instr.args["lanes"], instr.args["vdepth"])
+    machine.sufa_shape = (instr.args["lanes"], instr.args["vdepth"])
+
+
+def check_sufa(machine: MachineState, instr: Instruction, pc: int) -> numerics.SufaState:
+    if machine.sufa_state is None:
+        raise Trap(pc, str(instr), "SU-FA accumulators are not initialised (no sufa.init before)")
+    shape = (instr.args["lanes"], instr.args["vdepth"])
+    if shape != machine.sufa_shape:
+        raise Trap(
+            pc,
+            str(instr),
+            f"lanes/vdepth {shape} differ from the sufa.init that opened the accumulators {machine.sufa_shape}",
+        )
+    return machine.sufa_state
+
+
+def _sufa_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    state = check_sufa(machine, instr, pc)
+    lanes, m, window, depth, vdepth = a["lanes"], a["m"], a["window"], a["depth"], a["vdepth"]
+    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
+    idx = machine.sram_view(pc, instr, "idx", lanes * m, False, work).reshape(lanes, m)
+    base = machine.regs[a["key_base"]]
+    lowest, highest = (int(idx.min()), int(idx.max())) if idx.size else (-1, -1)
+    if 0 <= lowest and base <= lowest and highest - base < window:
+        # Every slot filled (no NO_INDEX) and inside the window: the differences are exact in int32.
+        slots = idx - base
+        empty_slots = 0
+    else:
+        idx = idx.astype(np.int64)
+        empty = idx == numerics.NO_INDEX
+        if empty.any():
+            rel = machine._window_rows(pc, instr, idx[~empty])
+            slots = np.full((lanes, m), numerics.NO_INDEX, np.int64)
+            slots[~empty] = rel
+        else:
+            slots = machine._window_rows(pc, instr, idx.reshape(-1)).reshape(lanes, m)
+        empty_slots = int(np.count_nonzero(empty))
+    k = machine.sram_view(pc, instr, "k", window * depth, False, work).reshape(window, depth)
+    v = machine.sram_view(pc, instr, "v", window * vdepth, False, work).reshape(window, vdepth)
+    # SADS never selects masked keys, so selected slots carry no extra bias.
+    q64 = machine.memo("sufa.q", q, lambda q: q.astype(np.float64))
+    partial = numerics.sufa_tile_step(q64, k, v, slots, None, float(a["scale"]))
+    machine.sufa_state = numerics.sufa_accumulate(state, partial)
+    selected = lanes * m - empty_slots
+    work.macs = selected * (depth + vdepth)
+    work.exps = selected + 2 * lanes
+    work.compares = lanes * min(2, m) + lanes
+    work.max_updates = partial.max_updates
+    work.dense_ops = 2 * lanes * window * (depth + vdepth)
+
+
+def _fa2_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    """The baseline's FlashAttention-2 step: the same numbers as sufa.step, FA-2's costs.
+
+    FA-2 does not know where the maximum is, so it compares every score
+    against the running max and rescales l and o by exp(m_old - m_new) on
+    every tile (paper §4.1, lines 5-8), instead of SU-FA's two compares per
+    lane and one merge.
+    """
+    _sufa_step(machine, instr, pc, work)
+    a = instr.args
+    lanes, vdepth = a["lanes"], a["vdepth"]
+    selected = work.macs // (a["depth"] + vdepth)
+    work.compares = selected + lanes
+    work.exps = selected + lanes
+    work.macs += lanes * (vdepth + 1)
+    work.max_updates = 0
+
+
+def _topk_mask(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    lanes, keys, m = a["lanes"], a["keys"], a["m"]
+    scores = machine.sram_view(pc, instr, "scores", lanes * keys, True, work).reshape(lanes, keys)
+    query_base = machine.regs[a["query_base"]]
+    keys_index = np.arange(keys)
+    valid = np.broadcast_to(keys_index < a["kv_len"], (lanes, keys))
+    if a["causal"]:
+        valid = valid & (keys_index[None, :] <= (query_base + np.arange(lanes))[:, None])
+    scores[...] = numerics.topk_mask_rows(scores, valid, m)
+    # A streaming sort over the whole row: ceil(m / outputs) passes of ceil(valid / inputs) rounds.
+    passes = math.ceil(m / machine.sads_outputs)
+    valid_counts = np.count_nonzero(valid, axis=1)
+    work.sort_rounds = int(passes * np.sum(-(-valid_counts // machine.sads_inputs)))
+    work.compares = lanes * keys
+
+
+def _sufa_norm(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    state = check_sufa(machine, instr, pc)
+    out = numerics.sufa_finish(state)
+    machine.sram_view(pc, instr, "out", out.size, True, work)[...] = out.reshape(-1)
+    work.divs = out.size
+
+
+HANDLERS = {  # mnemonic -> handler; `functional` adds the on-demand K/V ones
+    "halt": _ctrl,
+    "set": _ctrl,
+    "addi": _ctrl,
+    "loop": _ctrl,
+    "loopr": _ctrl,
+    "barrier": _ctrl,
+    "post": _ctrl,
+    "dma.load": _dma_load,
+    "dma.gather": _dma_gather,
+    "dma.store": _dma_store,
+    "dlzs.key": _dlzs_key,
+    "dlzs.score": _dlzs_score,
+    "sads": _sads,
+    "rass": _rass,
+    "sufa.init": _sufa_init,
+    "sufa.step": _sufa_step,
+    "fa2.step": _fa2_step,
+    "mul4.score": _mul4_score,
+    "topk.mask": _topk_mask,
+    "sufa.norm": _sufa_norm,
+}
