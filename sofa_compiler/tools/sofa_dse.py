@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from dialects.sofa import keep_problem
 from sofa_compiler.cli import exit_statuses, file_error
 from sofa_compiler.dse.cluster import executor
 from sofa_compiler.dse.objective import Weights
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--heads", type=int, default=1, help="heads simulated per layer; figures scale to all heads")
     what.add_argument("--calibration", metavar="X.npz", help="calibration inputs (layer<i>.q/k/v or q/k/v)")
     what.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs and the sampler")
-    what.add_argument("--radius", type=float, default=0.0, help="SADS radius in logits (default: no clip)")
+    what.add_argument("--radius", type=float, default=None, help="SADS radius in logits (default: no clip)")
     what.add_argument("--keep", type=float, default=0.25, help="keep ratio of the sweep (default 0.25)")
     space = parser.add_argument_group("search space and objective")
     space.add_argument("--tiles", help="KV tiles Bc to choose from (default: S/Tc for Tc = 2, 4, ..., 32)")
@@ -90,11 +91,14 @@ def _log(args: argparse.Namespace, text: str) -> None:
         print(f"sofa-dse: {text}", file=sys.stderr, flush=True)
 
 
-def _plot(args: argparse.Namespace, draw, *values) -> None:
+def _plot(args: argparse.Namespace, draw, path: Path, *values) -> list[Path]:
+    """Draw one plot to `path`: ``[path]``, or ``[]`` (and a note) where matplotlib is missing."""
     try:
-        draw(*values)
+        draw(*values, path)
     except ModuleNotFoundError:
         _log(args, "matplotlib is not installed: no plot (pip install -e '.[dev]')")
+        return []
+    return [path]
 
 
 def do_sweep(args: argparse.Namespace, out: Path) -> int:
@@ -109,11 +113,9 @@ def do_sweep(args: argparse.Namespace, out: Path) -> int:
     table = markdown_table(points, args.keep)
     atomic_write_text(names["md"], table)
     atomic_write_text(names["csv"], csv_table(points))
-    _plot(args, sweep_plot, points, names["png"])
+    written = [names["md"], names["csv"], *_plot(args, sweep_plot, names["png"], points)]
     sys.stdout.write(table)
-    _log(
-        args, f"sweep done in {time.perf_counter() - start:.1f} s; wrote {names['md']}, {names['csv']}, {names['png']}"
-    )
+    _log(args, f"sweep done in {time.perf_counter() - start:.1f} s; wrote {', '.join(map(str, written))}")
     return 0
 
 
@@ -127,7 +129,7 @@ def do_search(args: argparse.Namespace, out: Path) -> int:
     keeps = _numbers(args.keeps, float, "--keeps")
     if not tiles or any(t < 1 for t in tiles):
         raise DseError(f"--tiles must be positive KV tile sizes, got {args.tiles}")
-    if not keeps or any(not 0.0 < k <= 1.0 for k in keeps):
+    if not keeps or any(keep_problem(k) for k in keeps):
         raise DseError(f"--keeps must lie in (0, 1], got {args.keeps}")
     space, dropped = SearchSpace(tiles, keeps, args.per_layer_keep).fitting(problem)
     if dropped:
@@ -165,14 +167,15 @@ def do_search(args: argparse.Namespace, out: Path) -> int:
         base = baseline.score.to_dict()
         summary["best_global"] = {"tile": baseline.tile, "keep": baseline.keep, "score": base}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _plot(args, pareto_plot, result.study, out / "pareto.png", base)
+    plots = _plot(args, lambda study, path: pareto_plot(study, path, base), out / "pareto.png", result.study)
     best = result.best_trial
     print(f"best objective {best.value:.5f} (trial {best.number}; error {best.user_attrs['error']:.4f})")
     for index, entry in sorted(result.tuning.layers.items()):
         print(f"  layer {index}: tile {entry.tile}, keep {entry.keep}")
     if baseline is not None and baseline.score is not None:
         print(f"best single global Bc: tile {baseline.tile}, keep {baseline.keep}: {baseline.score.value:.5f}")
-    print(f"wrote {out / 'best.json'} (sofa-compile --tuning), {out / 'pareto.png'}, {out / 'summary.json'}")
+    written = [f"{out / 'best.json'} (sofa-compile --tuning)", *map(str, plots), str(out / "summary.json")]
+    print(f"wrote {', '.join(written)}")
     return 0
 
 
