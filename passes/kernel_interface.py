@@ -116,20 +116,6 @@ class SymbolSpec:
 
 
 @dataclass(frozen=True)
-class SymbolLayout:
-    """A symbol's place in DRAM."""
-
-    address: int
-    shape: tuple[int, int]
-    dtype: str
-    kind: SymbolKind
-
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1] * ELEMENT_BYTES[self.dtype]
-
-
-@dataclass(frozen=True)
 class KernelInterface:
     """The DRAM symbols and `sofa.kernel_call` operands of one kernel kind."""
 
@@ -225,14 +211,14 @@ class KernelInterface:
 class KernelLayout:
     """The DRAM symbols of one kernel, placed one after another."""
 
-    symbols: dict[Symbol, SymbolLayout] = field(default_factory=dict)
+    symbols: dict[Symbol, SymbolAttr] = field(default_factory=dict)
     top: int = 0
 
     def add(self, name: Symbol, shape: tuple[int, int], dtype: str, kind: SymbolKind) -> int:
         address = -(-self.top // DRAM_ALIGN) * DRAM_ALIGN
-        symbol = SymbolLayout(address, shape, dtype, kind)
-        self.top = address + symbol.size
-        self.symbols[name] = symbol
+        size = shape[0] * shape[1] * ELEMENT_BYTES[dtype]
+        self.top = address + size
+        self.symbols[name] = SymbolAttr(name.value, kind.value, dtype, shape, address, size)
         return address
 
     def add_interface(self, interface: KernelInterface, shapes: Mapping[Symbol, tuple[int, int]]) -> None:
@@ -241,16 +227,11 @@ class KernelLayout:
             self.add(spec.name, shapes[spec.name], spec.dtype, spec.kind)
 
     def address(self, name: Symbol) -> int:
-        return self.symbols[name].address
+        return self.symbols[name].address.data
 
     def dram(self, reg: int, name: Symbol, offset: int = 0) -> Dram:
         """The DRAM operand ``r[reg] + name + offset``."""
         return Dram(int(reg), self.address(name) + offset)
 
     def attrs(self) -> ArrayAttr[SymbolAttr]:
-        return ArrayAttr(
-            [
-                SymbolAttr(name.value, symbol.kind.value, symbol.dtype, symbol.shape, symbol.address, symbol.size)
-                for name, symbol in self.symbols.items()
-            ]
-        )
+        return ArrayAttr(list(self.symbols.values()))

@@ -147,6 +147,15 @@ def query_lanes(target: TargetAttr, q_len: int) -> int:
     return min(int(target.get("lanes")), q_len)
 
 
+def _alloc_selected_kv(alloc: SramAllocator, buffer_set: int, slots: int, tile: int, d: int, dv: int) -> None:
+    """One KV buffer set's SADS indices (`slots` of them), RASS list and K and V rows."""
+    on_chip_first = ("temp", "weight", "token")
+    alloc.alloc(RegionKind.IDX, slots * 4, on_chip_first, buffer_set)
+    alloc.alloc(RegionKind.LIST, (1 + tile) * 4, on_chip_first, buffer_set)
+    alloc.alloc(RegionKind.K, tile * d * 4, buffer_set=buffer_set)
+    alloc.alloc(RegionKind.V, tile * dv * 4, buffer_set=buffer_set)
+
+
 def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
     """Lay out one kernel's buffers for KV tile `tile`; `PlanError` if they do not fit.
 
@@ -167,10 +176,7 @@ def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
     for index in range(KV_BUFFER_SETS):
         alloc.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
         alloc.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
-        alloc.alloc(RegionKind.IDX, lanes * m * 4, on_chip_first, index)
-        alloc.alloc(RegionKind.LIST, (1 + tile) * 4, on_chip_first, index)
-        alloc.alloc(RegionKind.K, tile * d * 4, buffer_set=index)
-        alloc.alloc(RegionKind.V, tile * dv * 4, buffer_set=index)
+        _alloc_selected_kv(alloc, index, lanes * m, tile, d, dv)
         if shape.hidden:
             alloc.alloc(RegionKind.X, tile * shape.hidden, buffer_set=index)
             alloc.alloc(RegionKind.XEXP, tile, on_chip_first, index)
@@ -255,10 +261,7 @@ def plan_separate_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> 
         predict.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
         predict.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
         attend.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
-        attend.alloc(RegionKind.IDX, lanes * tile * 4, on_chip_first, index)
-        attend.alloc(RegionKind.LIST, (1 + tile) * 4, on_chip_first, index)
-        attend.alloc(RegionKind.K, tile * d * 4, buffer_set=index)
-        attend.alloc(RegionKind.V, tile * dv * 4, buffer_set=index)
+        _alloc_selected_kv(attend, index, lanes * tile, tile, d, dv)
     largest = max(sizes.values())
     rows = lanes
     while rows > 1 and rows * padded_kv * 2 > largest:

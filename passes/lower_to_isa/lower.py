@@ -173,12 +173,12 @@ class LowerTiledAttention(RewritePattern):
         interface = kernel.interface
         operands = [group.operand(operand) for operand in interface.operands]
         projection = group.constant_projection() if interface.generates else None
-        rewriter.replace_op(op, KernelCallOp(name, operands, [op.output.type]))
+        rewriter.replace(op, KernelCallOp(name, operands, [op.output.type]))
         for dead in (group.select, group.score, group.key):
             if dead is not None and not any(True for _ in dead.results[0].uses):
-                rewriter.erase_op(dead)
+                rewriter.erase(dead)
         if projection is not None and not any(True for result in projection.results for _ in result.uses):
-            rewriter.erase_op(projection)
+            rewriter.erase(projection)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def check_allocation(mode: type[IntEnum]) -> None:
         if not 0 <= member < REGISTERS:
             raise AssertionError(f"{mode.__name__}.{name}: r{int(member)} is not a register")
         owner = owners.setdefault(int(member), name)
-        if owner != name and SHARED[mode].get(name) != owner:
+        if owner != name and SHARED.get(mode, {}).get(name) != owner:
             raise AssertionError(f"{mode.__name__}.{name} silently shares r{int(member)} with {owner}")
 
 
