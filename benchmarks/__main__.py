@@ -27,11 +27,12 @@ from benchmarks.report.real_model import (
     real_activations,
     real_model_sweep,
 )
-from benchmarks.report.render import Results, write_report
+from benchmarks.report.render import write_report
+from benchmarks.report.results import Results
 from benchmarks.report.roofline import place, roof
 from benchmarks.report.speed import compile_times, simulator_speed
-from benchmarks.report.workloads import WORKLOADS, Workload, simulate, workload
 from sofa_compiler.sim.config import load_config
+from sofa_compiler.workloads import WORKLOADS, Workload, find_workload, simulate
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def run(mode: Mode, keep: float, baseline: Path, out: Path, command: str) -> Pat
 
     def ablation() -> None:
         for name, heads, seq in mode.ablation:
-            target = workload(name)
+            target = find_workload(name)
             knobs, rows = run_ablation(target, keep, heads, seq, log)
             results.ablation_knobs = knobs
             results.ablations.append((target, rows))
@@ -182,7 +183,7 @@ def run(mode: Mode, keep: float, baseline: Path, out: Path, command: str) -> Pat
 
     def speed() -> None:
         for name, heads, seq in mode.speed:
-            row = simulator_speed(workload(name), heads, seq, mode.repeat)
+            row = simulator_speed(find_workload(name), heads, seq, mode.repeat)
             log(f"  {row.name}: sim {row.sim_s:.3f} s, numpy {row.numpy_s:.4f} s, ort {row.ort_s:.4f} s")
             results.speed.append(row)
         results.compile = compile_times(mode.compile_lengths, mode.repeat)

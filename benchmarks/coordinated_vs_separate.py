@@ -23,24 +23,11 @@ import argparse
 import time
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 
 from sofa_compiler.driver import compile_model
+from sofa_compiler.workloads import attention_model
 
 LAYER_HEADS = 32
-
-
-def attention_model(heads: int, length: int, depth: int) -> onnx.ModelProto:
-    shape = [1, heads, length, depth]
-    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in ("q", "k", "v")]
-    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
-    node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=1)
-    model = helper.make_model(
-        helper.make_graph([node], "llama7b_layer", inputs, [output]), opset_imports=[helper.make_opsetid("", 23)]
-    )
-    model.ir_version = helper.find_min_ir_version_for(model.opset_import)
-    return model
 
 
 def main() -> None:
@@ -50,7 +37,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=128)
     parser.add_argument("--keep", type=float, default=0.25)
     args = parser.parse_args()
-    model = attention_model(args.heads, args.seq, args.depth)
+    model = attention_model(args.heads, args.seq, args.depth, causal=True)
     rng = np.random.default_rng(0)
     shape = (1, args.heads, args.seq, args.depth)
     inputs = {name: rng.standard_normal(shape).astype(np.float32) for name in ("q", "k", "v")}

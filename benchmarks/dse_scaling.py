@@ -30,11 +30,10 @@ LONG_WORKLOADS = ("bloom-1.7b-2048", "pvt-3192", "llama-7b-4096")
 def warm() -> None:
     """Import everything a task needs and compile and simulate one tiny layer, on a worker, before timing."""
     from sofa_compiler.driver import compile_model
-    from sofa_compiler.dse.problem import workloads_module
+    from sofa_compiler.workloads import attention_model, random_inputs, run_kernels
 
-    module = workloads_module()
-    compiled = compile_model(module.attention_model(1, 64, 16, False), keep=0.5)
-    module.run_kernels(compiled, module.random_inputs(1, 64, 16))
+    compiled = compile_model(attention_model(1, 64, 16, False), keep=0.5)
+    run_kernels(compiled, random_inputs(1, 64, 16))
 
 
 def timed_sweep(workers: int, paths: list[str], workloads: list[str]) -> tuple[list, float]:

@@ -19,7 +19,7 @@ from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, Module
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException
 
-from dialects.sofa import AttentionOp, TargetAttr
+from dialects.sofa import AttentionOp, TargetAttr, keep_problem, tile_problem
 from passes.coordinated_tiling import TUNING_ATTRIBUTE, attention_shape, module_target
 from passes.tile_plan import PlanError, plan_sram
 
@@ -43,8 +43,8 @@ def _tile(layer: int, text: str) -> int:
         tile = int(text)
     except ValueError:
         raise DiagnosticException(f"tuning layer {layer}: tile must be an integer, got '{text}'") from None
-    if tile < 1:
-        raise DiagnosticException(f"tuning layer {layer}: tile must be a positive KV tile size, got {tile}")
+    if problem := tile_problem(tile):
+        raise DiagnosticException(f"tuning layer {layer}: tile {problem}")
     return tile
 
 
@@ -53,8 +53,8 @@ def _keep(layer: int, text: str) -> float:
         keep = float(text)
     except ValueError:
         raise DiagnosticException(f"tuning layer {layer}: keep must be a number, got '{text}'") from None
-    if not 0.0 < keep <= 1.0:
-        raise DiagnosticException(f"tuning layer {layer}: keep must satisfy 0 < keep <= 1, got {keep}")
+    if problem := keep_problem(keep):
+        raise DiagnosticException(f"tuning layer {layer}: keep {problem}")
     return keep
 
 

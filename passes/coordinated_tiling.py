@@ -14,7 +14,6 @@ masks are left for the host, marked with a `sofa.host_reason` attribute.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -47,7 +46,6 @@ from xdsl.utils.exceptions import DiagnosticException
 from dialects.host import ConstantOp, OnnxOp
 from dialects.numerics import keep_count, tile_count
 from dialects.sofa import (
-    TILING_KEYS,
     AttentionOp,
     DlzsKeyOp,
     DlzsScoreOp,
@@ -59,6 +57,10 @@ from dialects.sofa import (
     TargetAttr,
     TilingAttr,
     WkToLzOp,
+    keep_problem,
+    radius_problem,
+    sphere_radius,
+    tile_problem,
 )
 from passes.tile_plan import AttentionShape, PlanError, choose_tile, plan_separate_sram, plan_sram, query_lanes
 
@@ -172,7 +174,7 @@ class TileAttention(RewritePattern):
         sparsity = SparsityAttr(keep, tile, radius, self.predictor)
         rows = [shape.batch, shape.q_heads, shape.q_len]
         scores_type = TensorType(f16, [*rows, shape.kv_len])
-        index_type = TensorType(i32, [*rows, tiling.get("kv_tiles"), tiling.get("keep_count")])
+        index_type = TensorType(i32, [*rows, tiling.kv_tiles.data, tiling.keep_count.data])
         prediction: list[Operation] = []
         predictor_input = op.k
         if shape.hidden and projection is not None:
@@ -190,10 +192,8 @@ class TileAttention(RewritePattern):
             plan_separate_sram(self.target, shape, tile)
         except PlanError as error:
             raise DiagnosticException(f"cannot tile {op.name} for this target: {error}") from error
-        tiling_values = make_tiling(self.target, shape, tile)
-        tiling = TilingAttr(
-            {key: tiling_values.get(key) for key in TILING_KEYS if key != "keep_count"} | {"keep_count": tile}
-        )
+        # Each SADS segment is a whole row, so the tile keeps all of its keys.
+        tiling = TilingAttr({**make_tiling(self.target, shape, tile).as_dict(), "keep_count": tile})
         row = shape.kv_len
         sparsity = SparsityAttr(shape.keep, row, radius, self.predictor)
         rows = [shape.batch, shape.q_heads, shape.q_len]
@@ -323,9 +323,18 @@ def _on_demand_prediction(projection: KvProjectionOp, shape: AttentionShape) -> 
     return [lz, key]
 
 
-def _check_predictor(predictor: str) -> None:
+def _checked_radius(keep: float, radius: float | None, tile: int, predictor: str) -> float:
+    """Check the tiling passes' shared options; the radius, with "not given" as `NO_RADIUS`."""
+    if problem := keep_problem(keep):
+        raise DiagnosticException(f"keep ratio {problem}")
+    if tile and (problem := tile_problem(tile)):
+        raise DiagnosticException(f"tile {problem} (or 0 to let the cost model choose)")
     if predictor not in ("dlzs", "mul4"):
         raise DiagnosticException(f"predictor must be 'dlzs' or 'mul4' on the accelerator, got '{predictor}'")
+    radius = sphere_radius(radius)
+    if problem := radius_problem(radius):
+        raise DiagnosticException(f"radius {problem}")
+    return radius
 
 
 def _props(causal: bool, **props: Attribute) -> dict[str, Attribute]:
@@ -338,7 +347,7 @@ class CoordinatedTilingPass(ModulePass):
     """Tile every accelerator attention with one shared KV tile and expand it into the SOFA stages.
 
     Options: ``keep`` (top-k ratio, 1.0 is exact), ``radius`` (SADS sphere
-    radius in logits; 0 disables the clip), ``tile`` (Bc; 0 lets the cost
+    radius in logits; left out, nothing is clipped), ``tile`` (Bc; 0 lets the cost
     model choose from the target's SRAM), ``predictor`` (``dlzs``, or the
     ``mul4`` 4-bit multiply baseline for ablations), ``on_demand`` (where K and V come
     from a `sofa.kv_projection`, predict K-hat on chip from X and LZ(W_k)
@@ -351,18 +360,13 @@ class CoordinatedTilingPass(ModulePass):
     name = "sofa-coordinated-tiling"
 
     keep: float = 1.0
-    radius: float = 0.0
+    radius: float | None = None
     tile: int = 0
     on_demand: bool = True
     predictor: str = "dlzs"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if not 0.0 < self.keep <= 1.0:
-            raise DiagnosticException(f"keep ratio must satisfy 0 < keep <= 1, got {self.keep}")
-        if self.tile < 0:
-            raise DiagnosticException(f"tile must be positive (or 0 to let the cost model choose), got {self.tile}")
-        radius = self.radius if self.radius > 0 else math.inf
-        _check_predictor(self.predictor)
+        radius = _checked_radius(self.keep, self.radius, self.tile, self.predictor)
         pattern = TileAttention(module_target(op), self.keep, radius, self.tile, self.on_demand, False, self.predictor)
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
 
@@ -382,18 +386,15 @@ class SeparateStageTilingPass(ModulePass):
     name = "sofa-separate-stage-tiling"
 
     keep: float = 1.0
-    radius: float = 0.0
+    radius: float | None = None
     tile: int = 0
     predictor: str = "dlzs"
     selection: str = "row"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if not 0.0 < self.keep <= 1.0:
-            raise DiagnosticException(f"keep ratio must satisfy 0 < keep <= 1, got {self.keep}")
+        radius = _checked_radius(self.keep, self.radius, self.tile, self.predictor)
         if self.selection not in ("row", "sads"):
             raise DiagnosticException(f"selection must be 'row' or 'sads', got '{self.selection}'")
-        _check_predictor(self.predictor)
-        radius = self.radius if self.radius > 0 else math.inf
         separate = self.selection == "row"
         pattern = TileAttention(module_target(op), self.keep, radius, self.tile, False, separate, self.predictor)
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)

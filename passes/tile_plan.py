@@ -136,15 +136,15 @@ class SramAllocator:
 
 def sram_sizes(target: TargetAttr) -> dict[str, int]:
     return {
-        "token": int(target.get("token_sram")),
-        "weight": int(target.get("weight_sram")),
-        "temp": int(target.get("temp_sram")),
+        "token": target.token_sram.data,
+        "weight": target.weight_sram.data,
+        "temp": target.temp_sram.data,
     }
 
 
 def query_lanes(target: TargetAttr, q_len: int) -> int:
     """Queries per tile: the target's lanes, or fewer for a short sequence."""
-    return min(int(target.get("lanes")), q_len)
+    return min(target.lanes.data, q_len)
 
 
 def _alloc_selected_kv(alloc: SramAllocator, buffer_set: int, slots: int, tile: int, d: int, dv: int) -> None:
@@ -195,13 +195,13 @@ def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
     lanes = query_lanes(target, shape.q_len)
     m = keep_count(shape.keep, tile)
     d, dv = shape.depth, shape.v_depth
-    bytes_per_cycle = target.get("dram_bandwidth_gbps") * 1e3 / target.get("clock_mhz")
-    latency = target.get("dram_latency_ns") * target.get("clock_mhz") / 1e3
-    dlzs_pes = target.get("dlzs_rows") * target.get("dlzs_cols")
+    bytes_per_cycle = target.dram_bandwidth_gbps.data * 1e3 / target.clock_mhz.data
+    latency = target.dram_latency_ns.data * target.clock_mhz.data / 1e3
+    dlzs_pes = target.dlzs_rows.data * target.dlzs_cols.data
     dlzs = lanes * tile * d / dlzs_pes
-    passes = math.ceil(m / target.get("sads_outputs_per_round"))
-    sads = passes * math.ceil(tile / target.get("sads_inputs_per_round")) * lanes / target.get("sads_cores")
-    sufa = lanes * m * (d + dv) / (target.get("sufa_rows") * target.get("sufa_cols"))
+    passes = math.ceil(m / target.sads_outputs_per_round.data)
+    sads = passes * math.ceil(tile / target.sads_inputs_per_round.data) * lanes / target.sads_cores.data
+    sufa = lanes * m * (d + dv) / (target.sufa_rows.data * target.sufa_cols.data)
     selected_rows = min(tile, lanes * m)
     dma = (tile * d * 2 + selected_rows * (d + dv) * 4) / bytes_per_cycle
     step = max(dlzs, sads, sufa, dma) + latency / KV_BUFFER_SETS

@@ -17,7 +17,6 @@ bundle (`sofa_compiler/bundle.py`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
@@ -34,7 +33,7 @@ from xdsl.passes import ModulePass
 from xdsl.printer import Printer
 
 from dialects.host import numpy_dtype
-from dialects.sofa import TargetAttr
+from dialects.sofa import TargetAttr, keep_problem, radius_problem, sphere_radius, tile_problem
 from dialects.sofa_isa import ProgramOp
 from passes.apply_tuning import ApplyTuningPass
 from passes.coordinated_tiling import TARGET_ATTRIBUTE, CoordinatedTilingPass, SeparateStageTilingPass
@@ -212,7 +211,7 @@ def resolve_features(pipeline: str, overrides: Mapping[str, Any]) -> Features:
 
 
 def _pipeline(
-    keep: float, tile: int, radius: float, config_hash: str, features: Features, tuning: Tuning | None = None
+    keep: float, tile: int, radius: float | None, config_hash: str, features: Features, tuning: Tuning | None = None
 ) -> list[tuple[str, ModulePass]]:
     """(stage, pass) in order; a stage's IR is the one after its last pass."""
     tuned: list[tuple[str, ModulePass]] = []
@@ -237,12 +236,12 @@ def _pipeline(
 
 
 def check_options(keep: float, tile: int | None, radius: float | None) -> None:
-    if not 0.0 < keep <= 1.0:
-        raise CompileError(f"--keep must satisfy 0 < keep <= 1, got {keep}")
-    if tile is not None and tile < 1:
-        raise CompileError(f"--tile must be a positive KV tile size, got {tile}")
-    if radius is not None and not radius > 0:
-        raise CompileError(f"--radius must be positive, got {radius}")
+    if problem := keep_problem(keep):
+        raise CompileError(f"--keep {problem}")
+    if tile is not None and (problem := tile_problem(tile)):
+        raise CompileError(f"--tile {problem}")
+    if problem := radius_problem(sphere_radius(radius)):
+        raise CompileError(f"--radius {problem}")
 
 
 def compile_model(
@@ -302,7 +301,7 @@ def compile_model(
     module.attributes[TARGET_ATTRIBUTE] = TargetAttr(config.as_target_dict())
     module.verify()
     record("sofa", "bind-target")
-    for name, compiler_pass in _pipeline(keep, tile or 0, radius or 0.0, config.config_hash(), features, resolved):
+    for name, compiler_pass in _pipeline(keep, tile or 0, radius, config.config_hash(), features, resolved):
         compiler_pass.apply(ctx, module)
         module.verify()
         record(name, compiler_pass.name)
@@ -312,7 +311,7 @@ def compile_model(
         if isinstance(op, ProgramOp):
             op.detach()
             op.erase()
-    options = {"keep": keep, "tile": tile, "radius": radius if radius else math.inf, **asdict(features)}
+    options = {"keep": keep, "tile": tile, "radius": sphere_radius(radius), **asdict(features)}
     if resolved is not None:
         options["tuning"] = resolved.to_dict()
     return CompiledModel(config, host, programs, stages, options)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dialects.sofa import keep_problem, tile_problem
+
 TOP_KEYS = ("defaults", "layers", "meta")
 VALUE_KEYS = ("tile", "keep")
 
@@ -72,13 +74,15 @@ def _values(entry: Any, where: str) -> LayerTuning:
     if unknown:
         raise TuningError(f"{where}.{unknown[0]}: unknown key (expected {', '.join(VALUE_KEYS)})")
     tile, keep = entry.get("tile"), entry.get("keep")
-    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int)):
         raise TuningError(f"{where}.tile: must be a positive integer KV tile size, got {tile!r}")
-    if keep is not None:
-        if isinstance(keep, bool) or not isinstance(keep, int | float) or not 0.0 < float(keep) <= 1.0:
-            raise TuningError(f"{where}.keep: must satisfy 0 < keep <= 1, got {keep!r}")
-        keep = float(keep)
-    return LayerTuning(tile, keep)
+    if tile is not None and (problem := tile_problem(tile)):
+        raise TuningError(f"{where}.tile: {problem}")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int | float)):
+        raise TuningError(f"{where}.keep: must be a number, got {keep!r}")
+    if keep is not None and (problem := keep_problem(keep)):
+        raise TuningError(f"{where}.keep: {problem}")
+    return LayerTuning(tile, None if keep is None else float(keep))
 
 
 def parse_tuning(document: Any, source: str = "<tuning>") -> Tuning:

@@ -9,10 +9,12 @@ where the driver does not have them yet, only the two end points run
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.report.workloads import Measurement, Workload, has_ablation_knobs, simulate
+from sofa_compiler.driver import compile_model
+from sofa_compiler.workloads import Measurement, Workload, simulate
 
 BASELINE: dict[str, Any] = {
     "predictor": "mul4",
@@ -41,6 +43,15 @@ END_POINTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("baseline: pipeline='separate' (DLZS, row top-k, FA-2)", {"pipeline": "separate"}),
     ("SOFA: default (all techniques, coordinated)", {}),
 )
+
+
+ABLATION_KNOBS = ("predictor", "selection", "attention", "rass", "dataflow")
+
+
+def has_ablation_knobs() -> bool:
+    """Whether `compile_model` takes the per-technique keyword arguments."""
+    parameters = inspect.signature(compile_model).parameters
+    return all(knob in parameters for knob in ABLATION_KNOBS)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Simulated SOFA against the measured H200 dense FlashAttention baseline (../shared/data/gpu_baseline_h200.jsonl)."""
+"""Simulated SOFA against the measured H200 dense FlashAttention baseline (benchmarks/data/gpu_baseline_h200.jsonl)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.report.workloads import Measurement
 from sofa_compiler.sim.config import HardwareConfig
+from sofa_compiler.workloads import Measurement
 
 GPU_BOARD_POWER_W = 700.0
 """Assumed H200 (SXM) board power: its 700 W TDP. An estimate: the file has times, not measured power."""
@@ -28,7 +28,8 @@ PAPER_TABLE_II = {
 
 
 def default_baseline_path() -> Path:
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "gpu_baseline_h200.jsonl"
+    """The measured baseline shipped in the repository (its provenance: benchmarks/data/README.md)."""
+    return Path(__file__).resolve().parents[1] / "data" / "gpu_baseline_h200.jsonl"
 
 
 @dataclass(frozen=True)

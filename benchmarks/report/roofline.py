@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from benchmarks.report.gpu import multipliers
-from benchmarks.report.workloads import Measurement
 from sofa_compiler.sim.config import HardwareConfig
+from sofa_compiler.workloads import Measurement
 
 
 @dataclass(frozen=True)

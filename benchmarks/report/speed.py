@@ -9,9 +9,9 @@ import onnxruntime as ort
 
 from benchmarks.compile_time import attention_model as compile_time_model
 from benchmarks.compile_time import compile_once
-from benchmarks.report.workloads import Workload, attention_model, random_inputs, run_kernels
 from benchmarks.sim_speed import best_time, dense_attention
 from sofa_compiler.driver import compile_model
+from sofa_compiler.workloads import Workload, attention_model, random_inputs, run_kernels
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ class CoordinatedKernel(AttentionKernel):
         2m = P L / Bc, so slot r of every period runs m more tile pairs than the
         period before, plus a fixed n(r) // 2 pairs and n(r) % 2 single tiles.
         """
-        lanes, tile = self.tiling.get("lanes"), self.tiling.get("tile")
+        lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
         return 2 * tile // math.gcd(lanes, 2 * tile)
 
     @property
@@ -100,15 +100,15 @@ class CoordinatedKernel(AttentionKernel):
         a causal kernel unrolls at most `MAX_SKIP_UNROLL` query tiles of a period, so
         that program size does not grow with the length.
         """
-        lanes, tile, query_tiles = (self.tiling.get(key) for key in ("lanes", "tile", "query_tiles"))
-        uncapped = min(query_tiles, self.tiling.get("kv_tiles") * tile // lanes)
+        lanes, tile, query_tiles = self.tiling.lanes.data, self.tiling.tile.data, self.tiling.query_tiles.data
+        uncapped = min(query_tiles, self.tiling.kv_tiles.data * tile // lanes)
         if not self.shape.causal or min(self.skip_period, uncapped) > MAX_SKIP_UNROLL:
             return 0
         return uncapped
 
     def tiles_needed(self, query_tile: int) -> int:
         """KV tiles that hold a key visible to some query of `query_tile` (upper-left causal)."""
-        lanes, tile = self.tiling.get("lanes"), self.tiling.get("tile")
+        lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
         return -(-(query_tile + 1) * lanes // tile)
 
     def pairs(self, query_tile: int) -> int:
@@ -119,7 +119,7 @@ class CoordinatedKernel(AttentionKernel):
 
     def emit_prediction(self, buffer_set: int) -> None:
         """Bring the tile's K-hat on chip (given by the host, or predicted once per head on demand)."""
-        tile, d = self.tiling.get("tile"), self.shape.depth
+        tile, d = self.tiling.tile.data, self.shape.depth
         khat = self.buffers(buffer_set)[RegionKind.KHAT]
         self.e.dma_load(
             khat, self.dram(Reg.PRED, Symbol.KHAT), tile, d * 2, wait=(Sem.KHAT_FREE,), signal=(Sem.KHAT_LOADED,)
@@ -135,8 +135,8 @@ class CoordinatedKernel(AttentionKernel):
         credits (s5) are returned by each store.
         """
         assert self.lz is not None
-        tile, d, hidden, e = self.tiling.get("tile"), self.shape.depth, self.shape.hidden, self.e
-        padded_kv, base = self.tiling.get("padded_kv"), self.lz.base
+        tile, d, hidden, e = self.tiling.tile.data, self.shape.depth, self.shape.hidden, self.e
+        padded_kv, base = self.tiling.padded_kv.data, self.lz.base
 
         def predict(buffer_set: int) -> None:
             r = self.buffers(buffer_set)
@@ -153,7 +153,7 @@ class CoordinatedKernel(AttentionKernel):
         e.set(CReg.X8, self.batch_index * padded_kv * hidden)
         e.set(CReg.XEXP, self.batch_index * padded_kv)
         e.addi(Reg.PRED, Reg.PRED_HEAD, 0)
-        e.tile_loop(self.tiling.get("kv_tiles"), predict)
+        e.tile_loop(self.tiling.kv_tiles.data, predict)
         e.barrier()
 
     # --- KV tiles and query tiles ---------------------------------------------------
@@ -161,7 +161,7 @@ class CoordinatedKernel(AttentionKernel):
     def emit_kv_step(self, buffer_set: int) -> None:
         """One KV tile through DLZS, SADS, RASS, the K/V gather and SU-FA."""
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, tile, m = tiling.get("lanes"), tiling.get("tile"), tiling.get("keep_count")
+        lanes, tile, m = tiling.lanes.data, tiling.tile.data, tiling.keep_count.data
         r = self.buffers(buffer_set)
         self.emit_prediction(buffer_set)
         e.score(
@@ -175,7 +175,7 @@ class CoordinatedKernel(AttentionKernel):
         if self.marking:
             assert self.gen is not None
             e.kvmark(
-                r[RegionKind.IDX], at(self.gen.bitmap), lanes, m, tiling.get("padded_kv"),
+                r[RegionKind.IDX], at(self.gen.bitmap), lanes, m, tiling.padded_kv.data,
                 wait=(Sem.INDICES_READY,), signal=(Sem.KV_FREE,),
             )  # fmt: skip
         else:
@@ -190,7 +190,7 @@ class CoordinatedKernel(AttentionKernel):
         None runs every KV tile.
         """
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, d, dv = tiling.get("lanes"), shape.depth, shape.v_depth
+        lanes, d, dv = tiling.lanes.data, shape.depth, shape.v_depth
         loads = ((RegionKind.Q16, Reg.Q16, Symbol.Q16, 2), (RegionKind.Q, Reg.Q, Symbol.Q, 4))
         self.emit_query_loads(loads[: 1 if self.marking else 2], attend_phase=False)
         if not self.marking:
@@ -201,7 +201,7 @@ class CoordinatedKernel(AttentionKernel):
             e.addi(CReg.K_TILE, Reg.K, 0)
             e.addi(CReg.V_TILE, Reg.V, 0)
         if slot is None:
-            e.tile_loop(tiling.get("kv_tiles"), self.emit_kv_step)
+            e.tile_loop(tiling.kv_tiles.data, self.emit_kv_step)
         else:
             # PAIRS holds this query tile's count of tile pairs below the diagonal.
             e.open_loop()
@@ -221,7 +221,7 @@ class CoordinatedKernel(AttentionKernel):
     def emit_query_tiles(self) -> None:
         """Every query tile of one head: periods of the causal skip pattern, then a hardware
         loop over the query tiles that run every KV tile (all of them when nothing is skipped)."""
-        query_tiles, skipping, e = self.tiling.get("query_tiles"), self.skipping_query_tiles, self.e
+        query_tiles, skipping, e = self.tiling.query_tiles.data, self.skipping_query_tiles, self.e
         if skipping:
             period = self.skip_period
             e.set(CReg.PAIRS, self.pairs(0))
@@ -256,7 +256,7 @@ class CoordinatedKernel(AttentionKernel):
         self.marking = True
         self.emit_query_heads()
         self.marking = False
-        group_rows = (shape.q_heads // shape.kv_heads) * self.tiling.get("padded_q")
+        group_rows = (shape.q_heads // shape.kv_heads) * self.tiling.padded_q.data
         self.e.addi(Reg.Q16, Reg.Q16, -group_rows * shape.depth * 2)
 
     def emit_kv_head(self) -> None:

@@ -15,13 +15,12 @@ buffer set).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dialects.sofa import TilingAttr
+from dialects.sofa import NO_RADIUS, TilingAttr
 from dialects.sofa_isa import SegmentAttr, Sram
 from passes.kernel_interface import KernelLayout, Symbol
 from passes.lower_to_isa.emitter import Emitter, KvGenMode
@@ -67,14 +66,14 @@ class KvGeneration:
         keys below ``kv_len`` (causal: below the padded query count too, the
         last key any query lane can see).
         """
-        keep_all = self.tiling.get("keep_count") == self.tiling.get("tile")
-        return keep_all and math.isinf(self.radius)
+        keep_all = self.tiling.keep_count.data == self.tiling.tile.data
+        return keep_all and self.radius == NO_RADIUS
 
     def needed_keys(self) -> Any:
         """The bitmap `selects_every_key` loads: one bit per key, little-endian within a byte."""
         last = self.shape.kv_len
         if self.shape.causal:
-            last = min(last, self.tiling.get("padded_q"))
+            last = min(last, self.tiling.padded_q.data)
         bits = np.zeros(self.bitmap.size * 8, np.uint8)
         bits[:last] = 1
         return np.packbits(bits, bitorder="little")
@@ -117,7 +116,7 @@ class KvGeneration:
         ):
             bias_row = layout.dram(reg, symbol, hidden * width * 4)
             e.dma_load(self.region(kind), bias_row, 1, width * 4)
-        e.set(CReg.GEN_X, batch_index * self.tiling.get("padded_kv") * hidden * 4)
+        e.set(CReg.GEN_X, batch_index * self.tiling.padded_kv.data * hidden * 4)
         full, rest = divmod(hidden, chunk)
         self.emit_chunk(e, layout, chunk if full else rest, KvGenMode.FROM_BIAS)
         if full > 1:
@@ -134,7 +133,7 @@ class KvGeneration:
             e.dma_scatter(self.region(kind), destination, rows_list, Reg.KBASE, rows, width * 4, width * 4)
         e.advance(((CReg.GEN_WK, -hidden * d * 4), (CReg.GEN_WV, -hidden * dv * 4), (Reg.KBASE, rows)))
         e.barrier()
-        e.close_loop(self.tiling.get("padded_kv") // rows)
+        e.close_loop(self.tiling.padded_kv.data // rows)
 
     def emit_chunk(self, e: Emitter, layout: KernelLayout, width: int, mode: KvGenMode) -> None:
         """One hidden chunk of `width` columns: fetch tokens and weights, then accumulate K and V."""

@@ -62,7 +62,7 @@ class AttentionKernel:
 
     def lay_out(self) -> None:
         """Place the interface's symbols (subclasses add their private ones after them)."""
-        padded_q, padded_kv = self.tiling.get("padded_q"), self.tiling.get("padded_kv")
+        padded_q, padded_kv = self.tiling.padded_q.data, self.tiling.padded_kv.data
         self.layout.add_interface(self.interface, self.interface.shapes(self.shape, padded_q, padded_kv))
 
     def dram(self, reg: int, symbol: Symbol, offset: int = 0) -> Dram:
@@ -91,7 +91,7 @@ class AttentionKernel:
 
     def emit_query_loads(self, loads: tuple[tuple[RegionKind, Reg, Symbol, int], ...], attend_phase: bool) -> None:
         """Load a query tile's rows, ``(region, register, symbol, element bytes)`` each, between barriers."""
-        lanes, d = self.tiling.get("lanes"), self.shape.depth
+        lanes, d = self.tiling.lanes.data, self.shape.depth
         self.e.barrier()
         for kind, reg, symbol, width in loads:
             self.e.dma_load(self.sram(kind, attend_phase), self.dram(reg, symbol), lanes, d * width)
@@ -104,7 +104,7 @@ class AttentionKernel:
         first (paper §4.5); without it, the whole K and V tiles are loaded (from the
         addresses in `tile_registers`), as a dense FlashAttention dataflow does.
         """
-        lanes, m, e = self.tiling.get("lanes"), self.tiling.get("keep_count"), self.e
+        lanes, m, e = self.tiling.lanes.data, self.tiling.keep_count.data, self.e
         widths = (self.shape.depth * 4, self.shape.v_depth * 4)
         tile = r.region(RegionKind.K).size // widths[0]
         fetches = ((RegionKind.K, Symbol.K, Reg.K), (RegionKind.V, Symbol.V, Reg.V))
@@ -127,7 +127,7 @@ class AttentionKernel:
 
     def emit_attention_step(self, q: Sram, r: TileBuffers) -> None:
         """Attention over the tile's selected keys once they are on chip; frees the set, moves to the next tile."""
-        lanes, tile, m = self.tiling.get("lanes"), self.tiling.get("tile"), self.tiling.get("keep_count")
+        lanes, tile, m = self.tiling.lanes.data, self.tiling.tile.data, self.tiling.keep_count.data
         self.e.attention_step(
             self.attention, q, r[RegionKind.K], r[RegionKind.V], r[RegionKind.IDX], Reg.KBASE, lanes, m, tile,
             self.shape.depth, self.shape.v_depth, self.scale, wait=(Sem.KV_FETCHED,), signal=(Sem.KV_FREE,),
@@ -135,13 +135,13 @@ class AttentionKernel:
 
     def emit_output(self, o: Sram) -> None:
         """Normalise the query tile's output and store it."""
-        lanes, dv = self.tiling.get("lanes"), self.shape.v_depth
+        lanes, dv = self.tiling.lanes.data, self.shape.v_depth
         self.e.sufa_norm(o, lanes, dv, signal=(Sem.O_READY,))
         self.e.dma_store(o, self.dram(Reg.OUT, Symbol.OUT), lanes, dv * 4, wait=(Sem.O_READY,))
 
     def kv_head_steps(self) -> list[tuple[int, int]]:
         """How the K, V and K-hat walks advance from one KV head to the next."""
-        d, dv, padded_kv = self.shape.depth, self.shape.v_depth, self.tiling.get("padded_kv")
+        d, dv, padded_kv = self.shape.depth, self.shape.v_depth, self.tiling.padded_kv.data
         return [(Reg.K, padded_kv * d * 4), (Reg.V, padded_kv * dv * 4), (Reg.PRED_HEAD, padded_kv * d * 2)]
 
     # --- the program ------------------------------------------------------------

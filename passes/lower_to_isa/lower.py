@@ -115,7 +115,7 @@ def kv_generation(
     if projection is None:
         return None
     try:
-        generation = plan_generation(target, shape, group.tiling.get("tile"), plan)
+        generation = plan_generation(target, shape, group.tiling.tile.data, plan)
     except PlanError:
         return None
 
@@ -139,7 +139,7 @@ class LowerTiledAttention(RewritePattern):
     def kernel(self, group: TiledGroup) -> AttentionKernel:
         """The kernel builder the pass options and the group ask for."""
         tiling, shape, select = group.tiling, group.shape(), group.select
-        tile = tiling.get("tile")
+        tile = tiling.tile.data
         common: dict[str, Any] = {
             "shape": shape,
             "tiling": tiling,

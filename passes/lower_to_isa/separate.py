@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from xdsl.ir import Operation
 
+from dialects.sofa import NO_RADIUS
 from passes.kernel_interface import KernelInterface, KernelKind, Symbol, SymbolKind
 from passes.lower_to_isa.kernel import AttentionKernel
 from passes.lower_to_isa.registers import Reg, Sem
@@ -39,16 +40,16 @@ class SeparateKernel(AttentionKernel):
     def lay_out(self) -> None:
         super().lay_out()
         # One head's A-hat, reused head after head: the traffic coordinated tiling avoids.
-        shape = (self.tiling.get("padded_q"), self.tiling.get("padded_kv"))
+        shape = (self.tiling.padded_q.data, self.tiling.padded_kv.data)
         self.layout.add(Symbol.AHAT, shape, "f16", SymbolKind.CONST)
 
     @property
     def ahat_row_bytes(self) -> int:
-        return self.tiling.get("padded_kv") * 2
+        return self.tiling.padded_kv.data * 2
 
     def emit_predict_phase(self) -> None:
         tiling, e = self.tiling, self.e
-        lanes, tile, d = tiling.get("lanes"), tiling.get("tile"), self.shape.depth
+        lanes, tile, d = tiling.lanes.data, tiling.tile.data, self.shape.depth
         e.set(SReg.AHAT_ROW, 0)
         e.open_loop()
         self.emit_query_loads(((RegionKind.Q16, Reg.Q16, Symbol.Q16, 2),), attend_phase=False)
@@ -70,9 +71,9 @@ class SeparateKernel(AttentionKernel):
             )
             e.advance(((Reg.PRED, tile * d * 2), (SReg.AHAT_TILE, tile * 2)))
 
-        e.tile_loop(tiling.get("kv_tiles"), predict_step)
+        e.tile_loop(tiling.kv_tiles.data, predict_step)
         e.advance(((Reg.Q16, lanes * d * 2), (SReg.AHAT_ROW, lanes * self.ahat_row_bytes)))
-        e.close_loop(tiling.get("query_tiles"))
+        e.close_loop(tiling.query_tiles.data)
 
     def emit_select_phase(self) -> None:
         tiling, shape, e = self.tiling, self.shape, self.e
@@ -84,16 +85,16 @@ class SeparateKernel(AttentionKernel):
         ahat, buffer = self.dram(SReg.AHAT_ROW, Symbol.AHAT), self.sram(RegionKind.ROWS)
         e.dma_load(buffer, ahat, rows, row_bytes)
         e.barrier()
-        e.topk_mask(buffer, rows, tiling.get("padded_kv"), self.keep_row, Reg.QBASE, shape.kv_len, shape.causal)
+        e.topk_mask(buffer, rows, tiling.padded_kv.data, self.keep_row, Reg.QBASE, shape.kv_len, shape.causal)
         e.barrier()
         e.dma_store(buffer, ahat, rows, row_bytes)
         e.barrier()
         e.advance(((SReg.AHAT_ROW, rows * row_bytes), (Reg.QBASE, rows)))
-        e.close_loop(tiling.get("padded_q") // rows)
+        e.close_loop(tiling.padded_q.data // rows)
 
     def emit_attend_step(self, buffer_set: int) -> None:
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, tile, m = tiling.get("lanes"), tiling.get("tile"), tiling.get("keep_count")
+        lanes, tile, m = tiling.lanes.data, tiling.tile.data, tiling.keep_count.data
         r = self.buffers(buffer_set, attend_phase=True)
         masked = self.dram(SReg.AHAT_TILE, Symbol.AHAT)
         e.dma_load(
@@ -101,7 +102,7 @@ class SeparateKernel(AttentionKernel):
             wait=(Sem.KHAT_FREE,), signal=(Sem.KHAT_LOADED,),
         )  # fmt: skip
         e.sads(
-            r[RegionKind.AHAT], r[RegionKind.IDX], lanes, tile, m, float("inf"), Reg.KBASE, Reg.QBASE, shape.kv_len,
+            r[RegionKind.AHAT], r[RegionKind.IDX], lanes, tile, m, NO_RADIUS, Reg.KBASE, Reg.QBASE, shape.kv_len,
             shape.causal, wait=(Sem.KHAT_LOADED, Sem.KV_FREE), signal=(Sem.INDICES_READY, Sem.KHAT_FREE),
         )  # fmt: skip
         self.emit_kv_fetch(r, (SReg.K_TILE, SReg.V_TILE))
@@ -110,7 +111,7 @@ class SeparateKernel(AttentionKernel):
 
     def emit_attend_phase(self) -> None:
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, d, dv = tiling.get("lanes"), shape.depth, shape.v_depth
+        lanes, d, dv = tiling.lanes.data, shape.depth, shape.v_depth
         e.barrier()
         e.set(SReg.AHAT_ROW, 0)
         e.set(Reg.QBASE, 0)
@@ -120,11 +121,11 @@ class SeparateKernel(AttentionKernel):
         e.set(Reg.KBASE, 0)
         for reg, base in ((SReg.AHAT_TILE, SReg.AHAT_ROW), (SReg.K_TILE, Reg.K), (SReg.V_TILE, Reg.V)):
             e.addi(reg, base, 0)
-        e.tile_loop(tiling.get("kv_tiles"), self.emit_attend_step)
+        e.tile_loop(tiling.kv_tiles.data, self.emit_attend_step)
         self.emit_output(self.sram(RegionKind.OUT, attend_phase=True))
         steps = ((Reg.Q, lanes * d * 4), (Reg.QBASE, lanes), (Reg.OUT, lanes * dv * 4))
         e.advance((*steps, (SReg.AHAT_ROW, lanes * self.ahat_row_bytes)))
-        e.close_loop(tiling.get("query_tiles"))
+        e.close_loop(tiling.query_tiles.data)
 
     def build(self) -> list[Operation]:
         shape, e = self.shape, self.e

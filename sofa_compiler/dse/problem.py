@@ -3,7 +3,7 @@
 Heads are independent and run one after another on the accelerator, so a
 layer's cycles and energy are those of the simulated heads times
 ``heads / simulated_heads`` (as the evaluation report does,
-`benchmarks/report/workloads.py`); the error proxy is measured on the
+`sofa_compiler/workloads.py`); the error proxy is measured on the
 simulated heads only. Each layer is evaluated alone on its own calibration
 inputs, so a configuration's figures are sums over layers and one layer's
 result can be cached and reused by every trial that picks the same
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -27,6 +25,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from dialects.sofa import TargetAttr
 from passes.tile_plan import AttentionShape, PlanError, plan_sram
 from sofa_compiler.sim.config import HardwareConfig
+from sofa_compiler.workloads import WORKLOADS, attention_model, run_kernels
 
 INPUT_NAMES = ("q", "k", "v")
 PATTERNS = ("broad", "local", "global")
@@ -35,21 +34,6 @@ PATTERNS = ("broad", "local", "global")
 
 class DseError(Exception):
     """Bad DSE options or inputs; the message says which."""
-
-
-def workloads_module() -> Any:
-    """`benchmarks.report.workloads` (the workload shapes and ONNX builder), from the checkout."""
-    try:
-        import benchmarks.report.workloads as module
-    except ModuleNotFoundError:
-        root = Path(__file__).resolve().parents[2]
-        if not (root / "benchmarks" / "report" / "workloads.py").is_file():
-            raise DseError("the benchmark workloads need the repository checkout (benchmarks/report)") from None
-        # Another distribution may ship a top-level `benchmarks` package: prefer the checkout's.
-        sys.modules.pop("benchmarks", None)
-        sys.path.insert(0, str(root))
-        import benchmarks.report.workloads as module
-    return module
 
 
 @dataclass(frozen=True)
@@ -198,8 +182,7 @@ def workload_problem(
     radius: float = 0.0,
 ) -> Problem:
     """A model of `layers` copies of a benchmark workload's attention layer (e.g. BERT-base: 12 x S=512)."""
-    module = workloads_module()
-    known = {w.name: w for w in module.WORKLOADS}
+    known = {w.name: w for w in WORKLOADS}
     if workload not in known:
         raise DseError(f"unknown workload '{workload}' (choose from {', '.join(known)})")
     spec = known[workload]
@@ -225,17 +208,16 @@ def evaluate_layer(problem: Problem, index: int, tile: int | None, keep: float) 
     """
     from sofa_compiler.driver import CompileError, compile_model
 
-    module = workloads_module()
     layer = problem.layers[index]
     heads = problem.simulated_heads
     start = time.perf_counter()
     with threadpool_limits(1):
-        model = module.attention_model(heads, layer.seq, layer.depth, layer.causal)
+        model = attention_model(heads, layer.seq, layer.depth, layer.causal)
         try:
             compiled = compile_model(model, problem.config, keep=keep, tile=tile, radius=problem.radius or None)
         except (CompileError, DiagnosticException) as error:
             return LayerResult(math.nan, math.nan, math.nan, time.perf_counter() - start, f"layer {index}: {error}")
-        outputs, runs = module.run_kernels(compiled, problem.inputs[index])
+        outputs, runs = run_kernels(compiled, problem.inputs[index])
     output = next(iter(outputs.values())).astype(np.float64)
     reference = problem.references[index]
     error = float(np.linalg.norm(output - reference) / max(np.linalg.norm(reference), 1e-30))

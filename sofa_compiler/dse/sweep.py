@@ -2,7 +2,7 @@
 
 Each point compiles the workload's attention layer with the cost model's
 tile at one keep ratio, simulates `heads` heads and scales to all heads
-(`benchmarks/report/workloads.simulate`). Area comes from the config's
+(`sofa_compiler.workloads.simulate`). Area comes from the config's
 ``[area]`` section; GOPS/W is the simulator's (dense-equivalent ops per
 joule, DRAM and interface included).
 """
@@ -19,8 +19,9 @@ from threadpoolctl import threadpool_limits
 from xdsl.utils.exceptions import DiagnosticException
 
 from sofa_compiler.dse.cluster import Executor
-from sofa_compiler.dse.problem import DseError, workloads_module
+from sofa_compiler.dse.problem import DseError
 from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
+from sofa_compiler.workloads import WORKLOADS, attention_model, find_workload, random_inputs, run_kernels
 
 DEFAULT_WORKLOADS = ("bert-base-512", "bert-large-384", "gpt2-1024", "llama-7b-512")
 
@@ -51,7 +52,7 @@ def load_targets(paths: list[str]) -> list[tuple[str, HardwareConfig]]:
 
 
 def check_workloads(names: list[str]) -> None:
-    known = [w.name for w in workloads_module().WORKLOADS]
+    known = [w.name for w in WORKLOADS]
     for name in names:
         if name not in known:
             raise DseError(f"unknown workload '{name}' (choose from {', '.join(known)})")
@@ -62,16 +63,15 @@ def sweep_point(path: str, config: HardwareConfig, workload: str, keep: float, h
     from sofa_compiler.driver import CompileError, compile_model
     from sofa_compiler.sim.report import combine_reports
 
-    module = workloads_module()
-    spec = module.workload(workload)
+    spec = find_workload(workload)
     area = config.total_area_mm2()
     heads = min(heads, spec.heads)
     try:
         with threadpool_limits(1):
             # As `workloads.simulate`, with the sweep's target (simulate() binds `target` to the workload).
-            model = module.attention_model(heads, spec.seq, spec.depth, spec.causal)
+            model = attention_model(heads, spec.seq, spec.depth, spec.causal)
             compiled = compile_model(model, config, keep=keep)
-            _, runs = module.run_kernels(compiled, module.random_inputs(heads, spec.seq, spec.depth))
+            _, runs = run_kernels(compiled, random_inputs(heads, spec.seq, spec.depth))
     except (CompileError, DiagnosticException) as error:
         nan = math.nan
         return SweepPoint(config.name, path, workload, area, nan, nan, nan, nan, str(error).splitlines()[0])
@@ -99,8 +99,7 @@ def run_sweep(
     targets = load_targets(paths)
     tasks = [(path, config, workload, keep, heads) for path, config in targets for workload in workloads]
     # Longest first (cost ~ S^2 d per head), so the last task to finish is a short one.
-    module = workloads_module()
-    cost = {name: module.workload(name).seq ** 2 * module.workload(name).depth for name in workloads}
+    cost = {name: find_workload(name).seq ** 2 * find_workload(name).depth for name in workloads}
     order = sorted(range(len(tasks)), key=lambda index: (-cost[tasks[index][2]], index))
     results = executor.map(sweep_point, [tasks[index] for index in order])
     points: list[SweepPoint] = [results[0]] * len(tasks)

@@ -27,6 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from dialects import numerics
+from dialects.sofa import TARGET_DEFAULTS
 from dialects.sofa_isa import BY_MNEMONIC, ELEM_BYTES, LOOP_MNEMONICS, MAX_LOOP_DEPTH, SEMAPHORES, elem_type
 from sofa_compiler.isa.container import Program, RawWord
 from sofa_compiler.isa.encoding import Instruction, format_instruction
@@ -37,7 +38,8 @@ from sofa_compiler.sim.traps import Trap, TrapKind
 
 NP_ELEM = {"u8": np.uint8, "i8": np.int8, "f16": np.float16, "f32": np.float32, "i32": np.int32}
 
-DEFAULT_SRAM = {Buffer.TOKEN: 192 * 1024, Buffer.WEIGHT: 96 * 1024, Buffer.TEMP: 28 * 1024}
+DEFAULT_SRAM = {buffer: int(TARGET_DEFAULTS[f"{buffer}_sram"]) for buffer in Buffer}
+"""The paper's SRAM sizes, from the dialect's one definition of the hardware defaults."""
 
 
 class InputError(ValueError):

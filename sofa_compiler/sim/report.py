@@ -102,6 +102,21 @@ def _sram_report(result: TimingResult, sram_peak: SramPeak | None) -> dict[str, 
     return out
 
 
+def _rates(dense_ops: int, seconds: float, total_energy: float, core_energy: float, area: float) -> dict[str, float]:
+    """The `Report` figures derived from totals: power, throughput and efficiencies.
+
+    GOPS/W = ops / energy, independent of time: (ops/s) / (J/s).
+    """
+    gops = _ratio(dense_ops, seconds) / 1e9
+    return {
+        "average_power_w": _ratio(total_energy * 1e-12, seconds),
+        "effective_gops": gops,
+        "gops_per_watt": _ratio(dense_ops, total_energy * 1e-12) / 1e9,
+        "core_gops_per_watt": _ratio(dense_ops, core_energy * 1e-12) / 1e9,
+        "gops_per_mm2": _ratio(gops, area),
+    }
+
+
 def build_report(result: TimingResult, sram_peak: SramPeak | None = None) -> Report:
     """Condense a timing run (and the functional run's SRAM peaks) into a `Report`."""
     config, total = result.config, result.total_cycles
@@ -111,9 +126,6 @@ def build_report(result: TimingResult, sram_peak: SramPeak | None = None) -> Rep
     core_energy = total_energy - energy["dram"] - energy["io"]
     seconds = total / config.clock_hz
     dense_ops = sum(event.work.dense_ops for event in result.events)
-    gops = _ratio(dense_ops, seconds) / 1e9
-    # GOPS/W = ops / energy, independent of time: (ops/s) / (J/s).
-    gops_per_watt = _ratio(dense_ops, total_energy * 1e-12) / 1e9
     area = config.total_area_mm2()
     return Report(
         config_name=config.name,
@@ -129,13 +141,9 @@ def build_report(result: TimingResult, sram_peak: SramPeak | None = None) -> Rep
         energy_pj=energy,
         total_energy_pj=total_energy,
         core_energy_pj=core_energy,
-        average_power_w=_ratio(total_energy * 1e-12, seconds),
         dense_ops=dense_ops,
-        effective_gops=gops,
-        gops_per_watt=gops_per_watt,
-        core_gops_per_watt=_ratio(dense_ops, core_energy * 1e-12) / 1e9,
         area_mm2=area,
-        gops_per_mm2=_ratio(gops, area),
+        **_rates(dense_ops, seconds, total_energy, core_energy, area),
     )
 
 
@@ -229,7 +237,6 @@ def combine_reports(reports: list[Report]) -> Report:
     core_energy = sum(r.core_energy_pj for r in reports)
     seconds = total / (first.clock_mhz * 1e6)
     dense_ops = sum(r.dense_ops for r in reports)
-    gops = _ratio(dense_ops, seconds) / 1e9
     return Report(
         config_name=first.config_name,
         config_hash=first.config_hash,
@@ -244,11 +251,7 @@ def combine_reports(reports: list[Report]) -> Report:
         energy_pj=energy,
         total_energy_pj=total_energy,
         core_energy_pj=core_energy,
-        average_power_w=_ratio(total_energy * 1e-12, seconds),
         dense_ops=dense_ops,
-        effective_gops=gops,
-        gops_per_watt=_ratio(dense_ops, total_energy * 1e-12) / 1e9,
-        core_gops_per_watt=_ratio(dense_ops, core_energy * 1e-12) / 1e9,
         area_mm2=first.area_mm2,
-        gops_per_mm2=_ratio(gops, first.area_mm2),
+        **_rates(dense_ops, seconds, total_energy, core_energy, first.area_mm2),
     )

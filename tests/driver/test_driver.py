@@ -5,7 +5,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.exceptions import DiagnosticException
 
+from passes.coordinated_tiling import CoordinatedTilingPass, SeparateStageTilingPass
 from sofa_compiler.bundle import bundle_bytes, load_bundle
 from sofa_compiler.driver import CompileError, compile_model
 from sofa_compiler.tools.sofa_run import random_model_inputs, relative_error
@@ -104,7 +108,8 @@ def test_smaller_sram_changes_the_tiling_and_the_cycles():
     [
         ({"keep": 0.0}, "--keep must satisfy 0 < keep <= 1"),
         ({"keep": 1.01}, "--keep must satisfy 0 < keep <= 1"),
-        ({"tile": 0}, "--tile must be a positive KV tile size"),
+        ({"tile": 0}, "--tile must be at least 1, got 0"),
+        ({"radius": 0.0}, r"--radius must be positive \(or inf\), got 0.0"),
         ({"pipeline": "fused"}, "unknown pipeline 'fused'"),
     ],
 )
@@ -201,3 +206,11 @@ def test_causal_kernels_skip_masked_tiles_and_stay_exact():
     exact, _ = compile_model(path, keep=1.0, tile=32).run(inputs)
     (onnx_reference,) = reference(path, inputs)
     assert relative_error(exact["y"], onnx_reference) < 1e-4
+
+
+@pytest.mark.parametrize("tiling_pass", [CoordinatedTilingPass, SeparateStageTilingPass])
+def test_tiling_passes_take_no_radius_as_no_clip_and_reject_a_nonpositive_one(tiling_pass):
+    module = ModuleOp([])
+    tiling_pass().apply(Context(), module)  # radius left out: no clip, no error
+    with pytest.raises(DiagnosticException, match=r"radius must be positive \(or inf\), got 0.0"):
+        tiling_pass(radius=0.0).apply(Context(), module)

@@ -14,12 +14,13 @@ from optuna.trial import TrialState
 from sofa_compiler.driver import CompileError, compile_model
 from sofa_compiler.dse.cluster import executor
 from sofa_compiler.dse.objective import Weights
-from sofa_compiler.dse.problem import Layer, Problem, synthetic_inputs, workloads_module
+from sofa_compiler.dse.problem import Layer, Problem, synthetic_inputs
 from sofa_compiler.dse.search import Evaluator, SearchSpace, global_baseline, run_search
 from sofa_compiler.dse.sweep import run_sweep, sweep_key
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.tools.sofa_dse import main as dse_main
 from sofa_compiler.tuning import TuningError, parse_tuning
+from sofa_compiler.workloads import attention_model
 
 LAYER = Layer(heads=4, seq=128, depth=32)
 SPACE = SearchSpace((16, 32, 64), (0.1, 0.25, 0.5), per_layer_keep=True)
@@ -134,7 +135,7 @@ def test_search_beats_or_ties_global_baseline_and_tuning_compiles(two_workers, t
     # The best configuration is a tuning file sofa-compile accepts.
     path = tmp_path / "best.json"
     path.write_text(result.tuning.to_json())
-    model = workloads_module().attention_model(1, LAYER.seq, LAYER.depth, False)
+    model = attention_model(1, LAYER.seq, LAYER.depth, False)
     compiled = compile_model(
         model, tuning=json.loads(path.read_text()) | {"layers": {"0": result.tuning.to_dict()["layers"]["0"]}}
     )
@@ -155,7 +156,7 @@ def test_sweep_same_on_one_and_two_workers(one_worker, two_workers):
     [
         ({"layers": {"0": {"keep": 0}}}, "layers.0.keep: must satisfy 0 < keep <= 1"),
         ({"layers": {"0": {"keep": 1.5}}}, "layers.0.keep"),
-        ({"layers": {"0": {"tile": 0}}}, "layers.0.tile: must be a positive integer"),
+        ({"layers": {"0": {"tile": 0}}}, "layers.0.tile: must be at least 1, got 0"),
         ({"layers": {"0": {"bc": 64}}}, "layers.0.bc: unknown key"),
         ({"layers": {"first": {"tile": 64}}}, "layers.first: a layer key is an attention-op index"),
         ({"tiles": {}}, "unknown key 'tiles'"),
@@ -167,7 +168,7 @@ def test_bad_tuning_documents_name_the_key(document, message):
 
 
 def test_tuning_names_the_layer_that_does_not_fit():
-    model = workloads_module().attention_model(1, 512, 64, False)
+    model = attention_model(1, 512, 64, False)
     with pytest.raises(Exception, match="tuning layer 0: tile 256 does not fit"):
         compile_model(model, tuning={"defaults": {"keep": 0.25}, "layers": {"0": {"tile": 256}}})
     with pytest.raises(CompileError, match=r"layers\.0\.keep"):

@@ -1,5 +1,8 @@
 """The paper's attention layers as generated ONNX models, and how one is simulated.
 
+The evaluation report (`python -m benchmarks`) and `sofa-dse` both measure
+these layers, so they live in the library: an installed package has them.
+
 Heads are independent and run one after another on the accelerator, so a
 layer's cycles, DRAM bytes, energy and operation counts are those of one head
 times the number of heads: the report simulates `heads` of them and scales
@@ -10,7 +13,6 @@ approximation (Q/O traffic grows linearly), and the report marks it.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -18,10 +20,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import TensorProto, helper
 from xdsl.interpreter import Interpreter
 
-from benchmarks.coordinated_vs_separate import attention_model as causal_attention_model
 from sofa_compiler.driver import CompiledModel, compile_model
 from sofa_compiler.interpreters import register_all
 from sofa_compiler.runtime import KernelFunctions, KernelRun, KernelRunner
@@ -70,17 +71,23 @@ WORKLOADS = (
 )
 
 
-def workload(name: str) -> Workload:
-    return next(w for w in WORKLOADS if w.name == name)
+def find_workload(name: str) -> Workload:
+    """The workload called `name`; a `KeyError` that lists the known names otherwise."""
+    for known in WORKLOADS:
+        if known.name == name:
+            return known
+    raise KeyError(f"unknown workload '{name}'; known: {', '.join(w.name for w in WORKLOADS)}")
 
 
 def attention_model(heads: int, seq: int, depth: int, causal: bool) -> onnx.ModelProto:
-    """An opset-23 `Attention` layer, batch 1 (causal or not)."""
-    model = causal_attention_model(heads, seq, depth)
-    node = model.graph.node[0]
-    del node.attribute[:]
-    node.attribute.append(helper.make_attribute("is_causal", int(causal)))
-    model.graph.name = "attention_layer"
+    """An opset-23 `Attention` layer on Q, K, V ``[1, heads, seq, depth]``, batch 1 (causal or not)."""
+    shape = [1, heads, seq, depth]
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in ("q", "k", "v")]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
+    node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=int(causal))
+    graph = helper.make_graph([node], "attention_layer", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = helper.find_min_ir_version_for(model.opset_import)
     return model
 
 
@@ -88,15 +95,6 @@ def random_inputs(heads: int, seq: int, depth: int, seed: int = 0) -> dict[str, 
     rng = np.random.default_rng(seed)
     shape = (1, heads, seq, depth)
     return {name: rng.standard_normal(shape).astype(np.float32) for name in ("q", "k", "v")}
-
-
-ABLATION_KNOBS = ("predictor", "selection", "attention", "rass", "dataflow")
-
-
-def has_ablation_knobs() -> bool:
-    """Whether `compile_model` takes the per-technique keyword arguments yet."""
-    parameters = inspect.signature(compile_model).parameters
-    return all(knob in parameters for knob in ABLATION_KNOBS)
 
 
 def run_kernels(

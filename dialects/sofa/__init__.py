@@ -1,0 +1,53 @@
+"""The `sofa` dialect: tensor-level sparse attention and SOFA's three stages.
+
+`sofa.attention` is what the front end produces; the stage ops spell out the
+SOFA pipeline (arXiv 2407.10416). The attributes (`attrs`) carry the sparsity,
+hardware target and tiling, the operations live in `ops`, and `checks` holds
+the ranges of the sparsity knobs that every layer shares.
+"""
+
+from xdsl.ir import Dialect
+
+from dialects.sofa.attrs import PREDICTORS, TARGET_DEFAULTS, TILING_KEYS, SparsityAttr, TargetAttr, TilingAttr
+from dialects.sofa.checks import NO_RADIUS, keep_problem, radius_problem, sphere_radius, tile_problem
+from dialects.sofa.ops import (
+    AttentionOp,
+    DlzsKeyOp,
+    DlzsScoreOp,
+    KernelCallOp,
+    KvProjectionOp,
+    Mul4ScoreOp,
+    SadsOp,
+    SufaOp,
+    WkToLzOp,
+)
+
+Sofa = Dialect(
+    "sofa",
+    [AttentionOp, KvProjectionOp, WkToLzOp, DlzsKeyOp, DlzsScoreOp, Mul4ScoreOp, SadsOp, SufaOp, KernelCallOp],
+    [SparsityAttr, TargetAttr, TilingAttr],
+)
+
+__all__ = [
+    "NO_RADIUS",
+    "PREDICTORS",
+    "TARGET_DEFAULTS",
+    "TILING_KEYS",
+    "AttentionOp",
+    "DlzsKeyOp",
+    "DlzsScoreOp",
+    "KernelCallOp",
+    "KvProjectionOp",
+    "Mul4ScoreOp",
+    "SadsOp",
+    "Sofa",
+    "SparsityAttr",
+    "SufaOp",
+    "TargetAttr",
+    "TilingAttr",
+    "WkToLzOp",
+    "keep_problem",
+    "radius_problem",
+    "sphere_radius",
+    "tile_problem",
+]
