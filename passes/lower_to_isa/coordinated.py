@@ -132,7 +132,7 @@ class CoordinatedKernel(AttentionKernel):
         Every query tile then loads the fp16 K-hat rows (2d bytes a key) instead of
         re-reading the 8-bit tokens (H bytes a key) and redoing the shift-adds.
         Two buffer sets overlap the token loads, DLZS and the store; the K-hat/A-hat
-        credits (s5) are returned by each store.
+        credits (`Sem.KHAT_FREE`) are returned by each store.
         """
         assert self.lz is not None
         tile, d, hidden, e = self.tiling.tile.data, self.shape.depth, self.shape.hidden, self.e

@@ -97,8 +97,8 @@ class AttentionKernel:
             self.e.dma_load(self.sram(kind, attend_phase), self.dram(reg, symbol), lanes, d * width)
         self.e.barrier()
 
-    def emit_kv_fetch(self, r: TileBuffers, tile_registers: tuple[Reg | int, Reg | int]) -> None:
-        """Bring the tile's K and V rows on chip once SADS has chosen (token s2); signal s4.
+    def emit_kv_fetch(self, r: TileBuffers, tile_registers: tuple[int, int]) -> None:
+        """Bring the tile's K and V rows on chip once SADS has chosen (`Sem.INDICES_READY`); signal `Sem.KV_FETCHED`.
 
         With RASS, only the union of the lanes' selections is gathered, most-shared
         first (paper §4.5); without it, the whole K and V tiles are loaded (from the
