@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 
 from dialects.numerics import keep_count, tile_count
 from dialects.sofa import TargetAttr
@@ -42,6 +43,53 @@ class AttentionShape:
     """Token width H when DLZS predicts K-hat from X and LZ(W_k) on chip (on-demand); 0 to predict from K."""
 
 
+class RegionKind(Enum):
+    """What an SRAM region of an attention kernel holds; the value is its name in messages."""
+
+    Q = "q"
+    Q16 = "q16"
+    OUT = "o"
+    CODES = "codes"
+    """On demand: the current KV head's LZ codes of W_k."""
+    KHAT = "khat"
+    AHAT = "ahat"
+    IDX = "idx"
+    """SADS indices."""
+    LIST = "list"
+    """The RASS union of the selected keys."""
+    K = "k"
+    V = "v"
+    X = "x"
+    """On demand: a KV tile's 8-bit tokens."""
+    XEXP = "xexp"
+    ROWS = "rows"
+    """Separate-stage baseline: whole A-hat rows for the row top-k."""
+    BITMAP = "bitmap"
+    """K/V generation: the needed-key bitmap; the `GEN_*` regions are the generation phase's."""
+    GEN_K = "gen_k"
+    GEN_V = "gen_v"
+    GEN_LIST = "gen_list"
+    GEN_BK = "gen_bk"
+    GEN_BV = "gen_bv"
+    GEN_X = "gen_x"
+    GEN_WK = "gen_wk"
+    GEN_WV = "gen_wv"
+
+
+@dataclass(frozen=True)
+class RegionKey:
+    """Names one SRAM region of a plan: its kind, and for per-KV-tile buffers which of the
+    `KV_BUFFER_SETS` sets it belongs to."""
+
+    kind: RegionKind
+    buffer_set: int | None = None
+    attend_phase: bool = False
+    """Separate-stage baseline: a region of the attention phase (it may alias the prediction phase's)."""
+
+    def __str__(self) -> str:
+        return self.kind.value + ("" if self.buffer_set is None else str(self.buffer_set))
+
+
 @dataclass(frozen=True)
 class Region:
     buffer: str
@@ -53,7 +101,7 @@ class Region:
 class SramPlan:
     """Where every on-chip buffer of one attention kernel lives."""
 
-    regions: dict[str, Region] = field(default_factory=dict)
+    regions: dict[RegionKey, Region] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=dict)
 
 
@@ -64,18 +112,26 @@ class SramAllocator:
         self.sizes = dict(sizes)
         self.used = {name: 0 for name in self.sizes}
         self.align = align
-        self.regions: dict[str, Region] = {}
+        self.regions: dict[RegionKey, Region] = {}
 
-    def alloc(self, name: str, nbytes: int, prefer: tuple[str, ...] = ("token", "weight", "temp")) -> Region:
-        """A new region in the first preferred buffer it fits, or `PlanError`."""
+    def alloc(
+        self,
+        kind: RegionKind,
+        nbytes: int,
+        prefer: tuple[str, ...] = ("token", "weight", "temp"),
+        buffer_set: int | None = None,
+    ) -> Region:
+        """A new region (of KV buffer set `buffer_set`, if per tile) in the first preferred buffer it fits,
+        or `PlanError`."""
+        key = RegionKey(kind, buffer_set)
         for buffer in prefer:
             start = -(-self.used[buffer] // self.align) * self.align
             if start + nbytes <= self.sizes[buffer]:
                 self.used[buffer] = start + nbytes
-                self.regions[name] = Region(buffer, start, nbytes)
-                return self.regions[name]
+                self.regions[key] = Region(buffer, start, nbytes)
+                return self.regions[key]
         free = ", ".join(f"{b} {self.sizes[b] - self.used[b]} B free" for b in prefer)
-        raise PlanError(f"SRAM region '{name}' ({nbytes} bytes) does not fit ({free})")
+        raise PlanError(f"SRAM region '{key}' ({nbytes} bytes) does not fit ({free})")
 
 
 def sram_sizes(target: TargetAttr) -> dict[str, int]:
@@ -91,6 +147,15 @@ def query_lanes(target: TargetAttr, q_len: int) -> int:
     return min(target.lanes.data, q_len)
 
 
+def _alloc_selected_kv(alloc: SramAllocator, buffer_set: int, slots: int, tile: int, d: int, dv: int) -> None:
+    """One KV buffer set's SADS indices (`slots` of them), RASS list and K and V rows."""
+    on_chip_first = ("temp", "weight", "token")
+    alloc.alloc(RegionKind.IDX, slots * 4, on_chip_first, buffer_set)
+    alloc.alloc(RegionKind.LIST, (1 + tile) * 4, on_chip_first, buffer_set)
+    alloc.alloc(RegionKind.K, tile * d * 4, buffer_set=buffer_set)
+    alloc.alloc(RegionKind.V, tile * dv * 4, buffer_set=buffer_set)
+
+
 def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
     """Lay out one kernel's buffers for KV tile `tile`; `PlanError` if they do not fit.
 
@@ -102,22 +167,19 @@ def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
     m = keep_count(shape.keep, tile)
     d, dv = shape.depth, shape.v_depth
     alloc = SramAllocator(sram_sizes(target))
-    alloc.alloc("q", lanes * d * 4)
-    alloc.alloc("q16", lanes * d * 2)
-    alloc.alloc("o", lanes * dv * 4)
+    alloc.alloc(RegionKind.Q, lanes * d * 4)
+    alloc.alloc(RegionKind.Q16, lanes * d * 2)
+    alloc.alloc(RegionKind.OUT, lanes * dv * 4)
     if shape.hidden:
-        alloc.alloc("codes", shape.hidden * d, ("weight", "token", "temp"))
+        alloc.alloc(RegionKind.CODES, shape.hidden * d, ("weight", "token", "temp"))
     on_chip_first = ("temp", "weight", "token")
     for index in range(KV_BUFFER_SETS):
-        alloc.alloc(f"khat{index}", tile * d * 2, on_chip_first)
-        alloc.alloc(f"ahat{index}", lanes * tile * 2, on_chip_first)
-        alloc.alloc(f"idx{index}", lanes * m * 4, on_chip_first)
-        alloc.alloc(f"list{index}", (1 + tile) * 4, on_chip_first)
-        alloc.alloc(f"k{index}", tile * d * 4)
-        alloc.alloc(f"v{index}", tile * dv * 4)
+        alloc.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
+        alloc.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
+        _alloc_selected_kv(alloc, index, lanes * m, tile, d, dv)
         if shape.hidden:
-            alloc.alloc(f"x{index}", tile * shape.hidden)
-            alloc.alloc(f"xexp{index}", tile, on_chip_first)
+            alloc.alloc(RegionKind.X, tile * shape.hidden, buffer_set=index)
+            alloc.alloc(RegionKind.XEXP, tile, on_chip_first, index)
     return SramPlan(dict(alloc.regions), dict(alloc.used))
 
 
@@ -191,18 +253,15 @@ def plan_separate_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> 
     sizes = sram_sizes(target)
     on_chip_first = ("temp", "weight", "token")
     predict = SramAllocator(sizes)
-    predict.alloc("q16", lanes * d * 2)
+    predict.alloc(RegionKind.Q16, lanes * d * 2)
     attend = SramAllocator(sizes)
-    attend.alloc("q", lanes * d * 4)
-    attend.alloc("o", lanes * dv * 4)
+    attend.alloc(RegionKind.Q, lanes * d * 4)
+    attend.alloc(RegionKind.OUT, lanes * dv * 4)
     for index in range(KV_BUFFER_SETS):
-        predict.alloc(f"khat{index}", tile * d * 2, on_chip_first)
-        predict.alloc(f"ahat{index}", lanes * tile * 2, on_chip_first)
-        attend.alloc(f"ahat{index}", lanes * tile * 2, on_chip_first)
-        attend.alloc(f"idx{index}", lanes * tile * 4, on_chip_first)
-        attend.alloc(f"list{index}", (1 + tile) * 4, on_chip_first)
-        attend.alloc(f"k{index}", tile * d * 4)
-        attend.alloc(f"v{index}", tile * dv * 4)
+        predict.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
+        predict.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
+        attend.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
+        _alloc_selected_kv(attend, index, lanes * tile, tile, d, dv)
     largest = max(sizes.values())
     rows = lanes
     while rows > 1 and rows * padded_kv * 2 > largest:
@@ -210,8 +269,9 @@ def plan_separate_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> 
     if rows * padded_kv * 2 > largest:
         raise PlanError(f"one row of A-hat ({padded_kv * 2} bytes) does not fit any SRAM buffer")
     select = SramAllocator(sizes)
-    select.alloc("rows", rows * padded_kv * 2, ("token", "weight", "temp"))
-    regions = {**predict.regions, **select.regions, **{f"fa2_{k}": r for k, r in attend.regions.items()}}
+    select.alloc(RegionKind.ROWS, rows * padded_kv * 2, ("token", "weight", "temp"))
+    attend_regions = {replace(key, attend_phase=True): region for key, region in attend.regions.items()}
+    regions = {**predict.regions, **select.regions, **attend_regions}
     return SramPlan(regions, {}), rows
 
 
@@ -229,7 +289,7 @@ class GenerationPlan:
     rows: int
     """Keys generated per step: whole KV tiles, so W is streamed once per `rows` keys."""
     chunk: int
-    regions: dict[str, Region]
+    regions: dict[RegionKey, Region]
 
 
 MAX_GENERATION_ROWS = 4096
@@ -252,8 +312,9 @@ def plan_generation(target: TargetAttr, shape: AttentionShape, tile: int, plan: 
     kv_tiles = tile_count(shape.kv_len, tile)
     persistent = SramAllocator(sizes)
     persistent.used = dict(plan.used)
-    bitmap = persistent.alloc("bitmap", -(-kv_tiles * tile // 32) * 4, ("temp", "weight", "token"))
-    kept = [bitmap] + ([plan.regions["codes"]] if "codes" in plan.regions else [])
+    bitmap = persistent.alloc(RegionKind.BITMAP, -(-kv_tiles * tile // 32) * 4, ("temp", "weight", "token"))
+    codes = plan.regions.get(RegionKey(RegionKind.CODES))
+    kept = [bitmap] + ([codes] if codes is not None else [])
     widest = min(MAX_GENERATION_CHUNK, -(-hidden // GENERATION_CHUNK_STEP) * GENERATION_CHUNK_STEP)
     # One tile is always a window, however large an explicit tile is.
     windows = [
@@ -268,7 +329,7 @@ def plan_generation(target: TargetAttr, shape: AttentionShape, tile: int, plan: 
             except PlanError as error:
                 first_error = first_error or error
                 continue
-            return GenerationPlan(rows, width, {"bitmap": bitmap, **regions})
+            return GenerationPlan(rows, width, {RegionKey(RegionKind.BITMAP): bitmap, **regions})
     raise PlanError(
         f"the K/V generation buffers do not fit even for a {GENERATION_CHUNK_STEP}-wide chunk: {first_error}"
     )
@@ -276,16 +337,16 @@ def plan_generation(target: TargetAttr, shape: AttentionShape, tile: int, plan: 
 
 def _generation_regions(
     sizes: Mapping[str, int], kept: list[Region], rows: int, width: int, d: int, dv: int
-) -> dict[str, Region]:
+) -> dict[RegionKey, Region]:
     alloc = SramAllocator(sizes)
     for region in kept:
         alloc.used[region.buffer] = max(alloc.used[region.buffer], region.offset + region.size)
-    alloc.alloc("gen_k", rows * d * 4)
-    alloc.alloc("gen_v", rows * dv * 4)
-    alloc.alloc("gen_list", (1 + rows) * 4, ("temp", "weight", "token"))
-    alloc.alloc("gen_bk", d * 4, ("temp", "weight", "token"))
-    alloc.alloc("gen_bv", dv * 4, ("temp", "weight", "token"))
-    alloc.alloc("gen_x", rows * width * 4)
-    alloc.alloc("gen_wk", width * d * 4, ("weight", "token", "temp"))
-    alloc.alloc("gen_wv", width * dv * 4, ("weight", "token", "temp"))
+    alloc.alloc(RegionKind.GEN_K, rows * d * 4)
+    alloc.alloc(RegionKind.GEN_V, rows * dv * 4)
+    alloc.alloc(RegionKind.GEN_LIST, (1 + rows) * 4, ("temp", "weight", "token"))
+    alloc.alloc(RegionKind.GEN_BK, d * 4, ("temp", "weight", "token"))
+    alloc.alloc(RegionKind.GEN_BV, dv * 4, ("temp", "weight", "token"))
+    alloc.alloc(RegionKind.GEN_X, rows * width * 4)
+    alloc.alloc(RegionKind.GEN_WK, width * d * 4, ("weight", "token", "temp"))
+    alloc.alloc(RegionKind.GEN_WV, width * dv * 4, ("weight", "token", "temp"))
     return alloc.regions

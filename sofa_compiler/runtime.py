@@ -1,7 +1,7 @@
 """Run compiled attention kernels on the simulated accelerator from host code.
 
 A `sofa.kernel_call` hands tensors to a kernel. The host stages them the way
-the kernel's DRAM layout expects (`passes/lower_to_isa.py`): heads flattened,
+the kernel's DRAM interface declares (`passes/kernel_interface.py`): heads flattened,
 sequences padded with zeros to whole tiles, and the fp16 copies of Q and K
 that DLZS reads. The kernel then runs on the functional machine and the
 timing model, and its output is cut back to the logical shape.
@@ -18,6 +18,7 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 
 from dialects import numerics
 from dialects.sofa import KernelCallOp
+from passes.kernel_interface import KernelInterface, Operand, Staging, Symbol
 from sofa_compiler.interpreters.sofa import as_array
 from sofa_compiler.isa.container import Program
 from sofa_compiler.sim.config import HardwareConfig
@@ -38,17 +39,39 @@ def _pad_rows(values: np.ndarray, padded: int) -> np.ndarray:
     return out.reshape(-1, depth)
 
 
+def kernel_interface(program: Program) -> KernelInterface:
+    """The DRAM interface a program's symbol table declares (`passes.kernel_interface`)."""
+    try:
+        return KernelInterface.of_symbols({symbol.name: symbol.kind for symbol in program.symbols})
+    except ValueError as error:
+        raise KernelError(str(error)) from None
+
+
 def generates_kv(program: Program) -> bool:
     """Whether the kernel generates K/V on chip from tokens (it then takes Q and X only)."""
-    return program.symbol("k").kind == "scratch"
+    return kernel_interface(program).generates
 
 
 def kernel_operands(program: Program) -> tuple[str, ...]:
     """The tensors a `sofa.kernel_call` passes, in order: Q, then K and V unless generated, then X on demand."""
-    names = {symbol.name for symbol in program.symbols}
-    if generates_kv(program):
-        return ("q", "x")
-    return ("q", "k", "v", "x") if "x8" in names else ("q", "k", "v")
+    return tuple(operand.value for operand in kernel_interface(program).operands)
+
+
+def _staged(staging: Staging, tensor: np.ndarray, padded: int) -> np.ndarray:
+    """One input symbol's rows made from its operand (`Staging` says how)."""
+    match staging:
+        case Staging.ROWS:
+            return _pad_rows(np.asarray(tensor, np.float32), padded)
+        case Staging.ROWS_FP16:
+            return numerics.to_fp16_saturating(_pad_rows(np.asarray(tensor, np.float32), padded))
+        case Staging.TOKENS_I8:
+            x_int, _ = numerics.quantize_token_rows(np.asarray(tensor, np.float64))
+            return _pad_rows(x_int[:, None], padded).astype(np.int8)
+        case Staging.TOKEN_EXPONENTS:
+            _, exponent = numerics.quantize_token_rows(np.asarray(tensor, np.float64))
+            return _pad_rows(exponent[:, None, :, None], padded).astype(np.int8)
+        case Staging.TOKENS_F32:
+            return _pad_rows(np.asarray(tensor, np.float32)[:, None], padded)
 
 
 def stage_attention_inputs(
@@ -60,47 +83,38 @@ def stage_attention_inputs(
     writes as 8-bit rows with one exponent each (`numerics.quantize_token_rows`);
     kernels that generate K/V on chip take X (also as fp32 rows) instead of K and V.
     """
-    padded_q = program.symbol("q").shape[0] // (q.shape[0] * q.shape[1])
-    if generates_kv(program):
+    interface = kernel_interface(program)
+    padded_q = program.symbol(Symbol.Q.value).shape[0] // (q.shape[0] * q.shape[1])
+    if interface.generates:
         if x is None:
             raise KernelError("this kernel generates K/V from tokens: pass Q and X")
-        padded_kv = program.symbol("x32").shape[0] // x.shape[0]
+        padded_kv = program.symbol(Symbol.X32.value).shape[0] // x.shape[0]
         kv_length = x.shape[1]
     else:
         if k is None or v is None:
             raise KernelError("this kernel reads K and V: pass Q, K and V")
-        padded_kv = program.symbol("k").shape[0] // (k.shape[0] * k.shape[1])
+        padded_kv = program.symbol(Symbol.K.value).shape[0] // (k.shape[0] * k.shape[1])
         kv_length = k.shape[2]
     if padded_q < q.shape[2] or padded_kv < kv_length:
         raise KernelError(
             f"tensors of shape Q {list(q.shape)} with {kv_length} keys do not fit the kernel's layout"
             f" ({padded_q} query and {padded_kv} key rows per head)"
         )
-    q_rows = _pad_rows(np.asarray(q, np.float32), padded_q)
-    staged = {"q": q_rows, "q16": numerics.to_fp16_saturating(q_rows)}
-    names = {symbol.name for symbol in program.symbols}
-    if not generates_kv(program):
-        k_rows = _pad_rows(np.asarray(k, np.float32), padded_kv)
-        staged["k"] = k_rows
-        staged["v"] = _pad_rows(np.asarray(v, np.float32), padded_kv)
-        if "khat" in names:
-            staged["khat"] = numerics.to_fp16_saturating(k_rows)
-    if "x8" in names:
-        if x is None:
-            raise KernelError("this kernel predicts from tokens: pass X as its fourth operand")
-        x_int, exponent = numerics.quantize_token_rows(np.asarray(x, np.float64))
-        staged["x8"] = _pad_rows(x_int[:, None], padded_kv).astype(np.int8)
-        staged["xexp"] = _pad_rows(exponent[:, None, :, None], padded_kv).astype(np.int8)
-    if "x32" in names:
-        staged["x32"] = _pad_rows(np.asarray(x, np.float32)[:, None], padded_kv)
-    # Scratch symbols (K-hat predicted on chip, generated K/V) are the kernel's own.
-    inputs = {symbol.name for symbol in program.symbols if symbol.kind == "input"}
-    return {name: value for name, value in staged.items() if name in inputs}
+    if interface.on_demand and x is None:
+        raise KernelError("this kernel predicts from tokens: pass X as its fourth operand")
+    operands = {Operand.Q: q, Operand.K: k, Operand.V: v, Operand.X: x}
+    staged = {}
+    for spec in interface.inputs():
+        assert spec.operand is not None
+        assert spec.staging is not None
+        padded = padded_q if spec.operand is Operand.Q else padded_kv
+        staged[spec.name.value] = _staged(spec.staging, operands[spec.operand], padded)  # type: ignore[arg-type]
+    return staged
 
 
 def unstage_attention_output(program: Program, o: np.ndarray, q_shape: tuple[int, ...]) -> np.ndarray:
     batch, heads, length, _ = q_shape
-    padded_q = program.symbol("q").shape[0] // (batch * heads)
+    padded_q = program.symbol(Symbol.Q.value).shape[0] // (batch * heads)
     return o.reshape(batch, heads, padded_q, -1)[:, :, :length].copy()
 
 
@@ -136,7 +150,7 @@ class KernelRunner:
         result = machine.run(program, stage_attention_inputs(program, q, k, v, x), self.config.config_hash())
         timing = simulate(result.events, self.config, self.progress)
         self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak)))
-        return unstage_attention_output(program, result.outputs["o"], q.shape)
+        return unstage_attention_output(program, result.outputs[Symbol.OUT.value], q.shape)
 
 
 @register_impls

@@ -1,0 +1,215 @@
+"""`sofa-lower-to-isa`: a rewrite pattern per tiled attention, and the pass that applies it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from xdsl.context import Context
+from xdsl.dialects import arith
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.utils.exceptions import DiagnosticException
+
+from dialects.host import ConstantOp
+from dialects.numerics import keep_count
+from dialects.sofa import (
+    DlzsKeyOp,
+    DlzsScoreOp,
+    KernelCallOp,
+    KvProjectionOp,
+    Mul4ScoreOp,
+    SadsOp,
+    SufaOp,
+    TargetAttr,
+    TilingAttr,
+)
+from dialects.sofa_isa import ProgramOp
+from passes.coordinated_tiling import attention_shape_of_sufa, module_target
+from passes.kernel_interface import Operand
+from passes.lower_to_isa.coordinated import CoordinatedKernel, LzWeights
+from passes.lower_to_isa.emitter import AttentionStep, Predictor
+from passes.lower_to_isa.generation import KvGeneration, head_blocks
+from passes.lower_to_isa.kernel import AttentionKernel
+from passes.lower_to_isa.separate import SeparateKernel
+from passes.tile_plan import AttentionShape, PlanError, SramPlan, plan_generation, plan_separate_sram, plan_sram
+
+KERNEL_PREFIX = "attn"
+"""Programs are named ``attn0``, ``attn1``, ... in the order their attentions appear."""
+
+PIPELINES = ("coordinated", "separate")
+ATTENTION_STEPS = {"sufa": AttentionStep.SUFA, "fa2": AttentionStep.FA2}
+
+
+@dataclass(frozen=True)
+class TiledGroup:
+    """A tiled `sofa.sufa` and the prediction and selection ops that feed it."""
+
+    sufa: SufaOp
+    select: SadsOp
+    score: DlzsScoreOp | Mul4ScoreOp
+    key: DlzsKeyOp | None
+    """On demand: the op that predicts K-hat from the tokens."""
+
+    @staticmethod
+    def of(sufa: SufaOp) -> TiledGroup:
+        select = sufa.indices.owner
+        score = select.scores.owner if isinstance(select, SadsOp) else None
+        if not isinstance(select, SadsOp) or not isinstance(score, DlzsScoreOp | Mul4ScoreOp):
+            raise DiagnosticException("sofa.sufa with a tiling must consume sofa.sads of sofa.dlzs_score")
+        key = score.khat.owner if isinstance(score, DlzsScoreOp) else None
+        return TiledGroup(sufa, select, score, key if isinstance(key, DlzsKeyOp) else None)
+
+    @property
+    def tiling(self) -> TilingAttr:
+        assert self.sufa.tiling is not None
+        return self.sufa.tiling
+
+    @property
+    def predictor(self) -> Predictor:
+        return Predictor.MUL4 if isinstance(self.score, Mul4ScoreOp) else Predictor.DLZS
+
+    def shape(self) -> AttentionShape:
+        shape = attention_shape_of_sufa(self.sufa, self.select)
+        if self.key is None:
+            return shape
+        return replace(shape, hidden=self.key.x.type.get_shape()[2])  # pyright: ignore[reportAttributeAccessIssue]
+
+    def lz_weights(self) -> LzWeights | None:
+        if self.key is None:
+            return None
+        codes, base = self.key.codes.owner, self.key.base.owner
+        if not isinstance(codes, ConstantOp) or not isinstance(base, arith.ConstantOp):
+            raise DiagnosticException(
+                "on-demand prediction needs compile-time LZ codes: run sofa-preprocess-weights before sofa-lower-to-isa"
+            )
+        value = base.value
+        assert isinstance(value, IntegerAttr)
+        return LzWeights(codes.to_array(), value.value.data)
+
+    def constant_projection(self) -> KvProjectionOp | None:
+        """The `sofa.kv_projection` that made the attention's K and V, if its weights and biases are constants."""
+        sufa, projection = self.sufa, self.sufa.k.owner
+        if not isinstance(projection, KvProjectionOp) or sufa.v is not projection.v or sufa.k is not projection.k:
+            return None
+        weights = [projection.w_k, projection.w_v] + [b for b in (projection.b_k, projection.b_v) if b is not None]
+        if not all(isinstance(value.owner, ConstantOp) for value in weights):
+            return None
+        return projection
+
+    def operand(self, operand: Operand) -> SSAValue:
+        """The IR value a `sofa.kernel_call` passes for `operand`."""
+        if operand is Operand.X:
+            assert self.key is not None
+            return self.key.x
+        return {Operand.Q: self.sufa.q, Operand.K: self.sufa.k, Operand.V: self.sufa.v}[operand]
+
+
+def kv_generation(
+    group: TiledGroup, target: TargetAttr, shape: AttentionShape, plan: SramPlan, radius: float
+) -> KvGeneration | None:
+    """On-chip generation of the selected K/V rows, where the projection is constant and its buffers fit."""
+    projection = group.constant_projection()
+    if projection is None:
+        return None
+    try:
+        generation = plan_generation(target, shape, group.tiling.tile.data, plan)
+    except PlanError:
+        return None
+
+    def constant(value: Any) -> Any:
+        return None if value is None else value.owner.to_array()
+
+    heads = shape.kv_heads
+    wk = head_blocks(constant(projection.w_k), constant(projection.b_k), heads)
+    wv = head_blocks(constant(projection.w_v), constant(projection.b_v), heads)
+    return KvGeneration(wk, wv, generation, shape, group.tiling, radius)
+
+
+@dataclass
+class LowerTiledAttention(RewritePattern):
+    """Replace a tiled `sofa.sufa` group by a `sofa.kernel_call` to a new program, kept in `programs`."""
+
+    options: LowerToIsaPass
+    target: TargetAttr
+    programs: list[ProgramOp] = field(default_factory=list)
+
+    def kernel(self, group: TiledGroup) -> AttentionKernel:
+        """The kernel builder the pass options and the group ask for."""
+        tiling, shape, select = group.tiling, group.shape(), group.select
+        tile = tiling.tile.data
+        common: dict[str, Any] = {
+            "shape": shape,
+            "tiling": tiling,
+            "scale": group.sufa.scale.value.data,
+            "predictor": group.predictor,
+            "attention": ATTENTION_STEPS[self.options.attention],
+            "rass": self.options.rass,
+        }
+        if self.options.pipeline == "separate":
+            plan, rows = plan_separate_sram(self.target, shape, tile)
+            row_selection = select.sparsity.tile_size != tile
+            keep_row = keep_count(select.sparsity.keep_ratio, shape.kv_len)
+            return SeparateKernel(
+                regions=plan.regions, group_rows=rows, keep_row=keep_row, row_selection=row_selection, **common
+            )
+        plan = plan_sram(self.target, shape, tile)
+        lz, radius = group.lz_weights(), select.sparsity.radius_value
+        gen = None
+        if lz is not None and self.options.kv_generation and self.options.rass:
+            gen = kv_generation(group, self.target, shape, plan, radius)
+        return CoordinatedKernel(regions=plan.regions, radius=radius, lz=lz, gen=gen, **common)
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: SufaOp, rewriter: PatternRewriter) -> None:
+        if op.tiling is None:
+            return
+        group = TiledGroup.of(op)
+        kernel = self.kernel(group)
+        name = f"{KERNEL_PREFIX}{len(self.programs)}"
+        self.programs.append(kernel.program(name, self.options.config_hash))
+        interface = kernel.interface
+        operands = [group.operand(operand) for operand in interface.operands]
+        projection = group.constant_projection() if interface.generates else None
+        rewriter.replace(op, KernelCallOp(name, operands, [op.output.type]))
+        for dead in (group.select, group.score, group.key):
+            if dead is not None and not any(True for _ in dead.results[0].uses):
+                rewriter.erase(dead)
+        if projection is not None and not any(True for result in projection.results for _ in result.uses):
+            rewriter.erase(projection)
+
+
+@dataclass(frozen=True)
+class LowerToIsaPass(ModulePass):
+    """Replace each tiled attention by a `sofa.kernel_call` to a new `sofa_isa.program`.
+
+    ``config_hash`` (64 hex digits) binds the programs to a target config; the
+    default, all zeros, leaves them unbound. ``pipeline=separate`` lowers the
+    output of `sofa-separate-stage-tiling` to the baseline kernel (A-hat via
+    DRAM). Ablation switches: ``attention=fa2`` runs FlashAttention-2 steps
+    instead of SU-FA, ``rass=false`` loads whole K/V tiles instead of the
+    RASS-ordered union of the selected rows. ``kv_generation=false`` keeps
+    on-demand kernels reading host-computed K/V rows instead of generating the
+    selected rows on chip.
+    """
+
+    name = "sofa-lower-to-isa"
+
+    config_hash: str = "0" * 64
+    pipeline: str = "coordinated"
+    attention: str = "sufa"
+    rass: bool = True
+    kv_generation: bool = True
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.pipeline not in PIPELINES:
+            raise DiagnosticException(f"pipeline must be one of {', '.join(PIPELINES)}, got '{self.pipeline}'")
+        if self.attention not in ATTENTION_STEPS:
+            raise DiagnosticException(f"attention must be one of {', '.join(ATTENTION_STEPS)}, got '{self.attention}'")
+        pattern = LowerTiledAttention(self, module_target(op))
+        # Not recursive: the walk visits the attentions once, in IR order, which names the programs.
+        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
+        for program in pattern.programs:
+            op.body.block.add_op(program)
