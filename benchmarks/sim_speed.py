@@ -112,7 +112,7 @@ def main() -> None:
     except (CompileError, DiagnosticException) as error:
         parser.error(str(error))
     program, config = kernel.program, kernel.compiled.config
-    tile, lanes = kernel.tiling.get("tile"), kernel.tiling.get("lanes")
+    tile, lanes = kernel.tiling.tile.data, kernel.tiling.lanes.data
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((args.seq, args.depth)).astype(np.float32) for _ in range(3))
     inputs = kernel.inputs(q, k, v)

@@ -30,7 +30,7 @@ def test_floor_equals_simulator(seq: int, depth: int, tile: int | None, own_khat
     if own_khat:
         inputs["khat"] = rng.standard_normal(k.shape).astype(np.float16)
     simulated = Machine(dram_bytes=kernel.program.dram_bytes).run(kernel.program, inputs).outputs["o"]
-    tile, lanes = kernel.tiling.get("tile"), kernel.tiling.get("lanes")
+    tile, lanes = kernel.tiling.tile.data, kernel.tiling.lanes.data
     scale = kernel.problem.logit_scale
     floor = kernel_floor(inputs["q"], inputs["k"], inputs["v"], inputs["khat"], scale, tile, lanes)
     assert np.array_equal(floor, simulated)

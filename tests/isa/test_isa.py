@@ -197,7 +197,7 @@ def _run(kernel: AttentionKernel, qkv: tuple[np.ndarray, ...], program: Program 
 def _reference(kernel: AttentionKernel, qkv: tuple[np.ndarray, ...], keep: float, radius: float | None = None):
     p = kernel.problem
     bias = numerics.mask_to_bias(None, p.causal, p.sq, p.skv)
-    tile = kernel.tiling.get("tile")
+    tile = kernel.tiling.tile.data
     return numerics.sofa_attention(*qkv, bias, p.logit_scale, keep, tile, radius or math.inf)
 
 
