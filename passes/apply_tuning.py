@@ -12,7 +12,9 @@ Options are ``KEY=VALUE`` lists, comma-separated, e.g.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, ModuleOp, f64, i64
@@ -38,24 +40,25 @@ def parse_assignments(text: str, what: str) -> dict[int, str]:
     return values
 
 
-def _tile(layer: int, text: str) -> int:
+def _layer_value(
+    layer: int, name: str, text: str, convert: Callable[[str], Any], kind: str, problem: Callable[[Any], str | None]
+) -> Any:
+    """One layer's `name` read from `text` with `convert`, checked by the range check `problem`."""
     try:
-        tile = int(text)
+        value = convert(text)
     except ValueError:
-        raise DiagnosticException(f"tuning layer {layer}: tile must be an integer, got '{text}'") from None
-    if problem := tile_problem(tile):
-        raise DiagnosticException(f"tuning layer {layer}: tile {problem}")
-    return tile
+        raise DiagnosticException(f"tuning layer {layer}: {name} must be {kind}, got '{text}'") from None
+    if reason := problem(value):
+        raise DiagnosticException(f"tuning layer {layer}: {name} {reason}")
+    return value
+
+
+def _tile(layer: int, text: str) -> int:
+    return _layer_value(layer, "tile", text, int, "an integer", tile_problem)
 
 
 def _keep(layer: int, text: str) -> float:
-    try:
-        keep = float(text)
-    except ValueError:
-        raise DiagnosticException(f"tuning layer {layer}: keep must be a number, got '{text}'") from None
-    if problem := keep_problem(keep):
-        raise DiagnosticException(f"tuning layer {layer}: keep {problem}")
-    return keep
+    return _layer_value(layer, "keep", text, float, "a number", keep_problem)
 
 
 @dataclass(frozen=True)

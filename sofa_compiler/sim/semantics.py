@@ -103,11 +103,19 @@ def _dlzs_key(machine: MachineState, instr: Instruction, pc: int, work: Work) ->
     work.shift_adds = int(nonzero_x @ nonzero_w)
 
 
-def _dlzs_score(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    lanes, keys, depth = a["lanes"], a["keys"], a["depth"]
+def _score_operands(
+    machine: MachineState, instr: Instruction, pc: int, work: Work, keys_field: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A score instruction's Q ``[lanes, depth]`` and its keys ``[keys, depth]`` (field `keys_field`)."""
+    lanes, keys, depth = (instr.args[name] for name in ("lanes", "keys", "depth"))
     q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
-    khat = machine.sram_view(pc, instr, "khat", keys * depth, False, work).reshape(keys, depth)
+    k = machine.sram_view(pc, instr, keys_field, keys * depth, False, work).reshape(keys, depth)
+    return q, k
+
+
+def _dlzs_score(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    lanes, keys, depth = (instr.args[name] for name in ("lanes", "keys", "depth"))
+    q, khat = _score_operands(machine, instr, pc, work, "khat")
     q_power, nonzero_q = machine.memo("dlzs.q", q, lambda q: (numerics.q_lz_power(q), _nonzero_columns(q)))
     out = numerics.dlzs_score_power(q_power, khat)
     machine.sram_view(pc, instr, "out", lanes * keys, True, work)[...] = out.reshape(-1)
@@ -117,10 +125,8 @@ def _dlzs_score(machine: MachineState, instr: Instruction, pc: int, work: Work) 
 
 
 def _mul4_score(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
-    a = instr.args
-    lanes, keys, depth = a["lanes"], a["keys"], a["depth"]
-    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
-    k = machine.sram_view(pc, instr, "k", keys * depth, False, work).reshape(keys, depth)
+    lanes, keys, depth = (instr.args[name] for name in ("lanes", "keys", "depth"))
+    q, k = _score_operands(machine, instr, pc, work, "k")
     out = numerics.mul4_score(q, k)
     machine.sram_view(pc, instr, "out", lanes * keys, True, work)[...] = out.reshape(-1)
     work.mul4_macs = lanes * keys * depth
