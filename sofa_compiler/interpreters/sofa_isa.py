@@ -21,14 +21,15 @@ from xdsl.ir import Operation
 from dialects.sofa_isa import (
     AddiOp,
     BarrierOp,
-    DlzsKeyOp,
-    DlzsScoreOp,
     DmaGatherOp,
     DmaLoadOp,
     DmaScatterOp,
     DmaStoreOp,
     HaltOp,
+    IsaDlzsKeyOp,
+    IsaDlzsScoreOp,
     IsaInstructionOp,
+    IsaSadsOp,
     KvgenOp,
     KvlistOp,
     KvmarkOp,
@@ -36,7 +37,6 @@ from dialects.sofa_isa import (
     PostOp,
     ProgramOp,
     RassOp,
-    SadsOp,
     SetOp,
     SufaInitOp,
     SufaNormOp,
@@ -136,16 +136,16 @@ class SofaISAFunctions(InterpreterFunctions):
     def run_dma_store(self, interpreter: Interpreter, op: DmaStoreOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return self.run_instruction(interpreter, op, args)
 
-    @impl(DlzsKeyOp)
-    def run_dlzs_key(self, interpreter: Interpreter, op: DlzsKeyOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    @impl(IsaDlzsKeyOp)
+    def run_dlzs_key(self, interpreter: Interpreter, op: IsaDlzsKeyOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return self.run_instruction(interpreter, op, args)
 
-    @impl(DlzsScoreOp)
-    def run_dlzs_score(self, interpreter: Interpreter, op: DlzsScoreOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    @impl(IsaDlzsScoreOp)
+    def run_dlzs_score(self, interpreter: Interpreter, op: IsaDlzsScoreOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return self.run_instruction(interpreter, op, args)
 
-    @impl(SadsOp)
-    def run_sads(self, interpreter: Interpreter, op: SadsOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    @impl(IsaSadsOp)
+    def run_sads(self, interpreter: Interpreter, op: IsaSadsOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return self.run_instruction(interpreter, op, args)
 
     @impl(RassOp)
