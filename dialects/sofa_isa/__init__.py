@@ -55,6 +55,7 @@ from dialects.sofa_isa.instruction import PROPERTY_TYPES, IsaInstructionOp, valu
 from dialects.sofa_isa.ops import (
     INSTRUCTION_OPS,
     AddiOp,
+    AttentionStepOp,
     BarrierOp,
     DmaGatherOp,
     DmaLoadOp,
@@ -115,6 +116,7 @@ __all__ = [
     "UNITS",
     "WORD_BITS",
     "AddiOp",
+    "AttentionStepOp",
     "BarrierOp",
     "DmaGatherOp",
     "DmaLoadOp",

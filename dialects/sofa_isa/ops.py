@@ -305,46 +305,37 @@ class SufaInitOp(IsaInstructionOp):
     vdepth = prop_def(IntegerAttr[I64])
 
 
+class AttentionStepOp(IsaInstructionOp):
+    """The fields `sufa.step` and the baseline's `fa2.step` share (they differ only in their costs)."""
+
+    q = prop_def(SramAttr)
+    k = prop_def(SramAttr)
+    v = prop_def(SramAttr)
+    idx = prop_def(SramAttr)
+    key_base = prop_def(IntegerAttr[I64])
+    lanes = prop_def(IntegerAttr[I64])
+    m = prop_def(IntegerAttr[I64])
+    window = prop_def(IntegerAttr[I64])
+    depth = prop_def(IntegerAttr[I64])
+    vdepth = prop_def(IntegerAttr[I64])
+    scale = prop_def(FloatAttr[Float32Type])
+    dtype = prop_def(StringAttr)
+
+
 @irdl_op_definition
-class SufaStepOp(IsaInstructionOp):
+class SufaStepOp(AttentionStepOp):
     """`sufa.step` (opcode 0x51, unit sufa): One KV tile of SU-FA."""
 
     name = "sofa_isa.sufa_step"
     SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sufa.step"]
 
-    q = prop_def(SramAttr)
-    k = prop_def(SramAttr)
-    v = prop_def(SramAttr)
-    idx = prop_def(SramAttr)
-    key_base = prop_def(IntegerAttr[I64])
-    lanes = prop_def(IntegerAttr[I64])
-    m = prop_def(IntegerAttr[I64])
-    window = prop_def(IntegerAttr[I64])
-    depth = prop_def(IntegerAttr[I64])
-    vdepth = prop_def(IntegerAttr[I64])
-    scale = prop_def(FloatAttr[Float32Type])
-    dtype = prop_def(StringAttr)
-
 
 @irdl_op_definition
-class Fa2StepOp(IsaInstructionOp):
+class Fa2StepOp(AttentionStepOp):
     """`fa2.step` (opcode 0x53, unit sufa): baseline FlashAttention-2 tile step."""
 
     name = "sofa_isa.fa2_step"
     SPEC: ClassVar[OpSpec] = BY_MNEMONIC["fa2.step"]
-
-    q = prop_def(SramAttr)
-    k = prop_def(SramAttr)
-    v = prop_def(SramAttr)
-    idx = prop_def(SramAttr)
-    key_base = prop_def(IntegerAttr[I64])
-    lanes = prop_def(IntegerAttr[I64])
-    m = prop_def(IntegerAttr[I64])
-    window = prop_def(IntegerAttr[I64])
-    depth = prop_def(IntegerAttr[I64])
-    vdepth = prop_def(IntegerAttr[I64])
-    scale = prop_def(FloatAttr[Float32Type])
-    dtype = prop_def(StringAttr)
 
 
 @irdl_op_definition
