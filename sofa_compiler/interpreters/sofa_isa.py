@@ -1,10 +1,13 @@
 """Interpreter implementations of the `sofa_isa` dialect.
 
-Each instruction op delegates to the functional `Machine` that the binary
-simulator uses (`sofa_compiler/sim/functional.py`), so IR and binaries
-execute identically. `sofa_isa.loop` runs its region `count` times;
-`sofa_isa.program` runs its body. Use `run_ir` to load inputs, run and read
-outputs in one call.
+Every instruction op has an implementation; each executes its instruction on
+the functional `Machine` of the binary simulator (`sofa_compiler/sim/functional.py`),
+whose handlers hold the instruction semantics once, on the kernels of
+`dialects.numerics`. IR and binaries therefore execute identically: the same
+outputs, registers and events, bit for bit. `sofa_isa.loop` runs its region
+`count` times, `sofa_isa.loopr` as many times as its count register says
+(none when <= 0), `sofa_isa.program` runs its body until `halt`. Use
+`run_ir` to load inputs, run and read outputs in one call.
 """
 
 from __future__ import annotations
@@ -13,43 +16,50 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
-from xdsl.ir import Operation
+from xdsl.ir import Block, Operation
 
 from dialects.sofa_isa import (
     AddiOp,
     BarrierOp,
-    DlzsKeyOp,
-    DlzsScoreOp,
     DmaGatherOp,
     DmaLoadOp,
     DmaScatterOp,
     DmaStoreOp,
+    Fa2StepOp,
     HaltOp,
-    IsaInstructionOp,
+    IsaDlzsKeyOp,
+    IsaDlzsScoreOp,
+    IsaMul4ScoreOp,
+    IsaSadsOp,
     KvgenOp,
     KvlistOp,
     KvmarkOp,
     LoopOp,
+    LoopRegOp,
     PostOp,
     ProgramOp,
     RassOp,
-    SadsOp,
     SetOp,
     SufaInitOp,
     SufaNormOp,
     SufaStepOp,
+    TopkMaskOp,
 )
 from sofa_compiler.isa.encoding import Instruction
-from sofa_compiler.isa.ir import find_program, ir_to_program, op_to_instruction
+from sofa_compiler.isa.ir import find_program, ir_to_program
 from sofa_compiler.sim.functional import FunctionalResult, Machine
+from sofa_compiler.sim.timing import gc_paused
 from sofa_compiler.sim.traps import Trap
+
+Args = tuple[Any, ...]
 
 
 class _Halted(Exception):
-    pass
+    """`halt` ends the program from inside any loop nest."""
 
 
 @register_impls
@@ -60,131 +70,154 @@ class SofaISAFunctions(InterpreterFunctions):
         super().__init__()
         # Without a machine (e.g. registered generically by sofa-run-ir), use the paper's target.
         self.machine = machine if machine is not None else Machine()
-        self.pcs: dict[Operation, int] = {}
+        self.code: dict[Operation, tuple[int, Instruction]] = {}
 
-    def _pc(self, op: Operation) -> int:
-        return self.pcs.get(op, 0)
+    def load_program(self, program: ProgramOp) -> None:
+        """Give every op of `program` its pc and its instruction (loops: the ``loop``/``loopr`` header).
 
-    def _run_block(self, interpreter: Interpreter, ops: Any) -> None:
-        for op in ops:
-            interpreter.run_op(op, ())
+        A pre-order walk visits ops in the order `ir_to_program` flattens them,
+        so the op at position pc is the instruction at pc. One `Instruction`
+        per op also lets the machine decode each instruction once.
+        """
+        code = ir_to_program(program).code
+        ops = list(program.body.walk())
+        self.code = {op: (pc, instr) for pc, (op, instr) in enumerate(zip(ops, code, strict=True))}
 
-    def number(self, program: ProgramOp) -> None:
-        pc = 0
+    def execute(self, op: Operation) -> Args:
+        """Execute `op`'s instruction on the machine (for a loop: only its header's event)."""
+        pc, instruction = self.code[op]
+        self.machine.execute(instruction, pc)
+        return ()
 
-        def visit(block: Any) -> None:
-            nonlocal pc
+    def run_body(self, interpreter: Interpreter, block: Block, times: int) -> None:
+        for _ in range(times):
             for op in block.ops:
-                self.pcs[op] = pc
-                pc += 1
-                if isinstance(op, LoopOp):
-                    visit(op.body.block)
+                interpreter.run_op(op, ())
 
-        visit(program.body.block)
+    # -- region ops ------------------------------------------------------------------
 
     @impl(ProgramOp)
-    def run_program(self, interpreter: Interpreter, op: ProgramOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        self.number(op)
+    def run_program(self, interpreter: Interpreter, op: ProgramOp, args: Args) -> Args:
+        self.load_program(op)
         try:
-            self._run_block(interpreter, op.body.block.ops)
+            self.run_body(interpreter, op.body.block, 1)
         except _Halted:
             pass
         return ()
 
     @impl(LoopOp)
-    def run_loop(self, interpreter: Interpreter, op: LoopOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        self.machine.execute(op_to_loop_instruction(op), self._pc(op))
-        for _ in range(op.count.value.data):
-            self._run_block(interpreter, op.body.block.ops)
+    def run_loop(self, interpreter: Interpreter, op: LoopOp, args: Args) -> Args:
+        self.execute(op)
+        self.run_body(interpreter, op.body.block, op.count.value.data)
         return ()
 
-    def run_instruction(self, interpreter: Interpreter, op: IsaInstructionOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        self.machine.execute(op_to_instruction(op), self._pc(op))
-        if op.SPEC.mnemonic == "halt":
-            raise _Halted()
+    @impl(LoopRegOp)
+    def run_loopr(self, interpreter: Interpreter, op: LoopRegOp, args: Args) -> Args:
+        self.execute(op)
+        # A run-time count of zero or less skips the body (e.g. fully masked causal KV tiles).
+        self.run_body(interpreter, op.body.block, max(self.machine.regs[op.count.value.data], 0))
         return ()
+
+    # -- control -----------------------------------------------------------------------
 
     @impl(HaltOp)
-    def run_halt(self, interpreter: Interpreter, op: HaltOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_halt(self, interpreter: Interpreter, op: HaltOp, args: Args) -> Args:
+        self.execute(op)
+        raise _Halted()
 
     @impl(SetOp)
-    def run_set(self, interpreter: Interpreter, op: SetOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_set(self, interpreter: Interpreter, op: SetOp, args: Args) -> Args:
+        return self.execute(op)
 
     @impl(AddiOp)
-    def run_addi(self, interpreter: Interpreter, op: AddiOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_addi(self, interpreter: Interpreter, op: AddiOp, args: Args) -> Args:
+        return self.execute(op)
 
     @impl(BarrierOp)
-    def run_barrier(self, interpreter: Interpreter, op: BarrierOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_barrier(self, interpreter: Interpreter, op: BarrierOp, args: Args) -> Args:
+        return self.execute(op)
 
     @impl(PostOp)
-    def run_post(self, interpreter: Interpreter, op: PostOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_post(self, interpreter: Interpreter, op: PostOp, args: Args) -> Args:
+        return self.execute(op)
+
+    # -- DMA ---------------------------------------------------------------------------
 
     @impl(DmaLoadOp)
-    def run_dma_load(self, interpreter: Interpreter, op: DmaLoadOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_dma_load(self, interpreter: Interpreter, op: DmaLoadOp, args: Args) -> Args:
+        return self.execute(op)
 
     @impl(DmaGatherOp)
-    def run_dma_gather(self, interpreter: Interpreter, op: DmaGatherOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
-
-    @impl(DmaStoreOp)
-    def run_dma_store(self, interpreter: Interpreter, op: DmaStoreOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
-
-    @impl(DlzsKeyOp)
-    def run_dlzs_key(self, interpreter: Interpreter, op: DlzsKeyOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
-
-    @impl(DlzsScoreOp)
-    def run_dlzs_score(self, interpreter: Interpreter, op: DlzsScoreOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
-
-    @impl(SadsOp)
-    def run_sads(self, interpreter: Interpreter, op: SadsOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
-
-    @impl(RassOp)
-    def run_rass(self, interpreter: Interpreter, op: RassOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
-
-    @impl(KvgenOp)
-    def run_kvgen(self, interpreter: Interpreter, op: KvgenOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
-
-    @impl(KvmarkOp)
-    def run_kvmark(self, interpreter: Interpreter, op: KvmarkOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
-
-    @impl(KvlistOp)
-    def run_kvlist(self, interpreter: Interpreter, op: KvlistOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_dma_gather(self, interpreter: Interpreter, op: DmaGatherOp, args: Args) -> Args:
+        return self.execute(op)
 
     @impl(DmaScatterOp)
-    def run_dma_scatter(self, interpreter: Interpreter, op: DmaScatterOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_dma_scatter(self, interpreter: Interpreter, op: DmaScatterOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(DmaStoreOp)
+    def run_dma_store(self, interpreter: Interpreter, op: DmaStoreOp, args: Args) -> Args:
+        return self.execute(op)
+
+    # -- prediction: DLZS and the baseline's 4-bit multipliers ---------------------------
+
+    @impl(IsaDlzsKeyOp)
+    def run_dlzs_key(self, interpreter: Interpreter, op: IsaDlzsKeyOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(IsaDlzsScoreOp)
+    def run_dlzs_score(self, interpreter: Interpreter, op: IsaDlzsScoreOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(IsaMul4ScoreOp)
+    def run_mul4_score(self, interpreter: Interpreter, op: IsaMul4ScoreOp, args: Args) -> Args:
+        return self.execute(op)
+
+    # -- selection: SADS, RASS, the needed-row bitmap and the baseline's top-k ---------
+
+    @impl(IsaSadsOp)
+    def run_sads(self, interpreter: Interpreter, op: IsaSadsOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(RassOp)
+    def run_rass(self, interpreter: Interpreter, op: RassOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(KvmarkOp)
+    def run_kvmark(self, interpreter: Interpreter, op: KvmarkOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(KvlistOp)
+    def run_kvlist(self, interpreter: Interpreter, op: KvlistOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(TopkMaskOp)
+    def run_topk_mask(self, interpreter: Interpreter, op: TopkMaskOp, args: Args) -> Args:
+        return self.execute(op)
+
+    # -- K/V generation ------------------------------------------------------------------
+
+    @impl(KvgenOp)
+    def run_kvgen(self, interpreter: Interpreter, op: KvgenOp, args: Args) -> Args:
+        return self.execute(op)
+
+    # -- attention: SU-FA and the baseline's FlashAttention-2 step -------------------------
 
     @impl(SufaInitOp)
-    def run_sufa_init(self, interpreter: Interpreter, op: SufaInitOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_sufa_init(self, interpreter: Interpreter, op: SufaInitOp, args: Args) -> Args:
+        return self.execute(op)
 
     @impl(SufaStepOp)
-    def run_sufa_step(self, interpreter: Interpreter, op: SufaStepOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
+    def run_sufa_step(self, interpreter: Interpreter, op: SufaStepOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(Fa2StepOp)
+    def run_fa2_step(self, interpreter: Interpreter, op: Fa2StepOp, args: Args) -> Args:
+        return self.execute(op)
 
     @impl(SufaNormOp)
-    def run_sufa_norm(self, interpreter: Interpreter, op: SufaNormOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self.run_instruction(interpreter, op, args)
-
-
-def op_to_loop_instruction(op: LoopOp) -> Instruction:
-    """The `loop` instruction a LoopOp encodes as (body = flattened instruction count)."""
-    body = sum(1 for _ in op.body.walk())
-    return Instruction("loop", {"count": op.count.value.data, "body": body})
+    def run_sufa_norm(self, interpreter: Interpreter, op: SufaNormOp, args: Args) -> Args:
+        return self.execute(op)
 
 
 def run_ir(
@@ -202,7 +235,9 @@ def run_ir(
     machine.prepare_tokens(program.code)
     interpreter = Interpreter(module if isinstance(module, ModuleOp) else program_op)
     interpreter.register_implementations(SofaISAFunctions(machine))
-    interpreter.run_op(program_op, ())
+    # As in `Machine.run`: one tile per instruction, so single-threaded BLAS.
+    with gc_paused(), threadpool_limits(limits=1, user_api="blas"):
+        interpreter.run_op(program_op, ())
     return FunctionalResult(
         machine.read_outputs(program), machine.events, machine.peak, machine.executed, list(machine.regs)
     )

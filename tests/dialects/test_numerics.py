@@ -1,4 +1,4 @@
-"""Hand-computed checks of the golden SOFA kernels (dialects/numerics.py)."""
+"""Hand-computed checks of the golden SOFA kernels (dialects/numerics/)."""
 
 import numpy as np
 import pytest

@@ -1,0 +1,108 @@
+"""Golden numeric kernels for SOFA's three stages.
+
+These pure numpy functions define what the hardware computes. The `sofa`
+dialect's interpreter and the ISA simulator both call them, tile by tile, so
+the two levels agree bit for bit.
+
+Modules: `formats` (the number formats: LZ codes, 8-bit token rows, fp16,
+4-bit rows; see docs/isa.md for the hardware view), `prediction` (DLZS and
+the baseline's 4-bit predictor), `kv_generation`, `sads_tiles` (SADS and the
+baseline's whole-row top-k), `sufa_tiles` (SU-FA tile steps and their
+merge) and `pipelines` (whole tensors, dense and SOFA attention). Every
+public name is re-exported here: use ``from dialects import numerics``.
+
+Accumulations use fp64 or int64, which are exact for these formats at the
+sizes we run, so results do not depend on summation order or tile shapes.
+"""
+
+from dialects.numerics.formats import (
+    FP16_MAX,
+    LZ_EXPONENT_LEVELS,
+    LZ_ZERO_CODE,
+    NO_INDEX,
+    X_INT_MAX,
+    floor_log2,
+    lz_base_exponent,
+    lz_decode,
+    q_lz_exponent,
+    q_lz_power,
+    quantize4_rows,
+    quantize_token_rows,
+    to_fp16_saturating,
+    wk_to_lz,
+)
+from dialects.numerics.kv_generation import KVGEN_CHUNK, kv_rows
+from dialects.numerics.pipelines import (
+    dense_attention,
+    expand_kv_heads,
+    mask_to_bias,
+    pad_keys,
+    predict_scores,
+    sads,
+    sofa_attention,
+    sufa,
+)
+from dialects.numerics.prediction import (
+    dlzs_key,
+    dlzs_key_quantized,
+    dlzs_multiply,
+    dlzs_score,
+    dlzs_score_power,
+    exact_score,
+    mul4_score,
+)
+from dialects.numerics.sads_tiles import keep_count, sads_tile, sads_tile_sphere, tile_count, topk_mask_rows
+from dialects.numerics.sufa_tiles import (
+    SufaPartial,
+    SufaState,
+    sufa_accumulate,
+    sufa_finish,
+    sufa_tile_step,
+)
+
+# Private, re-exported for tests/sim/test_speed_paths.py, which checks it against a naive count.
+from dialects.numerics.sufa_tiles import _max_updates as _max_updates
+
+__all__ = [
+    "FP16_MAX",
+    "KVGEN_CHUNK",
+    "LZ_EXPONENT_LEVELS",
+    "LZ_ZERO_CODE",
+    "NO_INDEX",
+    "X_INT_MAX",
+    "SufaPartial",
+    "SufaState",
+    "dense_attention",
+    "dlzs_key",
+    "dlzs_key_quantized",
+    "dlzs_multiply",
+    "dlzs_score",
+    "dlzs_score_power",
+    "exact_score",
+    "expand_kv_heads",
+    "floor_log2",
+    "keep_count",
+    "kv_rows",
+    "lz_base_exponent",
+    "lz_decode",
+    "mask_to_bias",
+    "mul4_score",
+    "pad_keys",
+    "predict_scores",
+    "q_lz_exponent",
+    "q_lz_power",
+    "quantize4_rows",
+    "quantize_token_rows",
+    "sads",
+    "sads_tile",
+    "sads_tile_sphere",
+    "sofa_attention",
+    "sufa",
+    "sufa_accumulate",
+    "sufa_finish",
+    "sufa_tile_step",
+    "tile_count",
+    "to_fp16_saturating",
+    "topk_mask_rows",
+    "wk_to_lz",
+]

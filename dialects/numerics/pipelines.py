@@ -1,0 +1,160 @@
+"""Whole-tensor pipelines built from the tile kernels: SADS and SU-FA over all tiles, dense and SOFA attention."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dialects.numerics.formats import NO_INDEX, to_fp16_saturating
+from dialects.numerics.prediction import dlzs_score, exact_score, mul4_score
+from dialects.numerics.sads_tiles import keep_count, sads_tile, tile_count
+from dialects.numerics.sufa_tiles import SufaState, sufa_accumulate, sufa_finish, sufa_tile_step
+
+
+def pad_keys(length: int, tile: int) -> int:
+    """Keys after padding ``length`` up to a whole number of tiles."""
+    return tile_count(length, tile) * tile
+
+
+def sads(scores: np.ndarray, valid: np.ndarray, tile: int, keep: float, radius: float) -> np.ndarray:
+    """SADS over whole rows: ``[..., Sq, Skv]`` -> global key indices ``[..., Sq, Tc, m]``.
+
+    Each KV tile of ``tile`` keys is one SADS sub-segment (n = Tc). Keys past
+    ``Skv`` in the last tile are padding and never selected.
+    """
+    *lead, rows, length = scores.shape
+    tiles = tile_count(length, tile)
+    count = keep_count(keep, tile)
+    padded = pad_keys(length, tile)
+    flat_scores = np.zeros((int(np.prod(lead, dtype=np.int64)) * rows, padded))
+    flat_valid = np.zeros(flat_scores.shape, dtype=bool)
+    flat_scores[:, :length] = np.asarray(scores, np.float64).reshape(-1, length)
+    flat_valid[:, :length] = np.broadcast_to(valid, scores.shape).reshape(-1, length)
+    result = np.empty((flat_scores.shape[0], tiles, count), dtype=np.int32)
+    for j in range(tiles):
+        window = slice(j * tile, (j + 1) * tile)
+        local = sads_tile(flat_scores[:, window], flat_valid[:, window], count, radius)
+        result[:, j, :] = np.where(local == NO_INDEX, NO_INDEX, local + j * tile)
+    return result.reshape(*lead, rows, tiles, count)
+
+
+def expand_kv_heads(kv: np.ndarray, q_heads: int) -> np.ndarray:
+    """Repeat KV heads for GQA/MQA: ``[B, Hkv, S, d]`` -> ``[B, Hq, S, d]``."""
+    return np.repeat(kv, q_heads // kv.shape[1], axis=1)
+
+
+def sufa(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    indices: np.ndarray,
+    bias: np.ndarray,
+    scale: float,
+    tile: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """SU-FA over all tiles: per-tile steps in SADS order, merged tile by tile.
+
+    ``q`` ``[B, Hq, Sq, d]``, ``k``/``v`` ``[B, Hkv, Skv, *]``, ``indices``
+    ``[B, Hq, Sq, Tc, m]`` (global key indices) and ``bias`` broadcastable to
+    ``[B, Hq, Sq, Skv]`` (``-inf`` marks masked keys). ``tile`` is Bc, by
+    default ``ceil(Skv / Tc)``; the last tile is zero-padded to Bc keys.
+    Returns the fp32 output and the number of max-ensure events.
+    """
+    batch, heads, rows, _ = q.shape
+    key_length = k.shape[2]
+    tiles = indices.shape[-2]
+    tile = tile or tile_count(key_length, tiles)
+    padded = tiles * tile
+    k_all = np.zeros((batch, k.shape[1], padded, k.shape[3]))
+    v_all = np.zeros((batch, v.shape[1], padded, v.shape[3]))
+    k_all[:, :, :key_length] = k
+    v_all[:, :, :key_length] = v
+    group = heads // k.shape[1]
+    bias_all = np.broadcast_to(bias, (batch, heads, rows, key_length))
+    out = np.empty((batch, heads, rows, v.shape[3]), np.float32)
+    max_updates = 0
+    for b in range(batch):
+        for h in range(heads):
+            state = SufaState.empty(rows, v.shape[3])
+            for j in range(tiles):
+                window = slice(j * tile, (j + 1) * tile)
+                global_slots = indices[b, h, :, j, :].astype(np.int64)
+                empty = global_slots == NO_INDEX
+                safe = np.where(empty, 0, global_slots)
+                slot_bias = np.where(empty, -np.inf, np.take_along_axis(bias_all[b, h], safe, axis=-1))
+                local = np.where(empty, NO_INDEX, global_slots - j * tile)
+                partial = sufa_tile_step(
+                    q[b, h], k_all[b, h // group, window], v_all[b, h // group, window], local, slot_bias, scale
+                )
+                state = sufa_accumulate(state, partial)
+                max_updates += partial.max_updates
+            out[b, h] = sufa_finish(state)
+    return out, max_updates
+
+
+def mask_to_bias(
+    mask: np.ndarray | None,
+    causal: bool,
+    query_length: int,
+    key_length: int,
+) -> np.ndarray:
+    """Additive fp64 bias ``[..., Sq, Skv]`` from an optional mask and the causal flag.
+
+    A boolean mask keeps ``True`` entries; a float mask is added as is. Causal
+    masking is upper-left aligned (key ``j`` is visible to query ``i`` when
+    ``j <= i``), as in ONNX ``Attention`` and torch SDPA.
+    """
+    bias = np.zeros((query_length, key_length))
+    if mask is not None:
+        mask = np.asarray(mask)
+        bias = np.where(mask, 0.0, -np.inf) if mask.dtype == np.bool_ else mask.astype(np.float64) + bias
+    if causal:
+        upper = np.triu(np.ones((query_length, key_length), dtype=bool), k=1)
+        bias = np.where(upper, -np.inf, bias)
+    return bias
+
+
+def predict_scores(predictor: str, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """A-hat for a predictor kind, with KV heads already matched to Q heads."""
+    if predictor == "dlzs":
+        return dlzs_score(q, to_fp16_saturating(np.asarray(k, np.float64)))
+    if predictor == "mul4":
+        return mul4_score(q, k)
+    if predictor == "exact":
+        return exact_score(q, k)
+    raise ValueError(f"unknown predictor '{predictor}' (expected dlzs, mul4 or exact)")
+
+
+def dense_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray, scale: float) -> np.ndarray:
+    """Exact softmax attention in fp64, returned as fp32; fully masked rows give zeros."""
+    heads = q.shape[1]
+    k_all = expand_kv_heads(np.asarray(k, np.float64), heads)
+    v_all = expand_kv_heads(np.asarray(v, np.float64), heads)
+    scores = np.asarray(q, np.float64) @ np.swapaxes(k_all, -1, -2) * scale + bias
+    row_max = np.max(scores, axis=-1, keepdims=True)
+    weights = np.exp(scores - np.where(np.isfinite(row_max), row_max, 0.0))
+    total = weights.sum(axis=-1, keepdims=True)
+    return (weights @ v_all / np.where(total > 0, total, 1.0)).astype(np.float32)
+
+
+def sofa_attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    bias: np.ndarray,
+    scale: float,
+    keep: float,
+    tile: int,
+    radius: float,
+    predictor: str = "dlzs",
+) -> np.ndarray:
+    """The full SOFA pipeline: predict, select per tile (SADS), SU-FA.
+
+    ``radius`` is in logit units; A-hat is in unscaled dot-product units, so
+    SADS clips at ``radius / scale``.
+    """
+    heads = q.shape[1]
+    scores = predict_scores(predictor, q, expand_kv_heads(np.asarray(k), heads))
+    valid = np.isfinite(np.broadcast_to(bias, scores.shape))
+    indices = sads(scores, valid, tile, keep, radius / scale)
+    out, _ = sufa(q, k, v, indices, bias, scale, tile)
+    return out

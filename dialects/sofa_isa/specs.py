@@ -1,0 +1,411 @@
+"""The instruction table: every SOFA instruction's mnemonic, opcode, unit and fields.
+
+`OPS` is the single source of truth for the instruction set. The binary
+encoder (`sofa_compiler/isa/encoding.py`), the assembler, the functional
+simulator, the verifier and printer of the `sofa_isa` ops, and `docs/isa.md`
+are all driven by or checked against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dialects.sofa_isa.fields import (
+    ELEM_BYTES,
+    HEADER_BITS,
+    SEMAPHORES,
+    WORD_BITS,
+    FieldSpec,
+    dram_field,
+    dtype_field,
+    elem_type,
+    f32_field,
+    field_problem,
+    flag_field,
+    int_field,
+    reg_field,
+    sram_field,
+    uint_field,
+)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One instruction: mnemonic, opcode, unit and fields in encoding order."""
+
+    mnemonic: str
+    opcode: int
+    unit: str
+    fields: tuple[FieldSpec, ...]
+    doc: str
+
+    @property
+    def ir_name(self) -> str:
+        return "sofa_isa." + self.mnemonic.replace(".", "_")
+
+    def layout(self) -> list[tuple[FieldSpec, int]]:
+        """(field, first bit) pairs; fields are packed from bit 24 upwards."""
+        bit = HEADER_BITS
+        out = []
+        for field in self.fields:
+            out.append((field, bit))
+            bit += field.bits
+        return out
+
+    @property
+    def used_bits(self) -> int:
+        return HEADER_BITS + sum(f.bits for f in self.fields)
+
+    def field(self, name: str) -> FieldSpec:
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise KeyError(name)
+
+
+_LANES = uint_field("lanes", 12, "query lanes (rows) in the tile; at most the target's lanes")
+_DTYPE = dtype_field("dtype", "storage type of q/k/v (or out): f16 or f32")
+_ATTENTION_STEP_FIELDS = (
+    sram_field("q", "dtype", "Q [lanes, depth]"),
+    sram_field("k", "dtype", "K window [window, depth]; key i at row i - key_base"),
+    sram_field("v", "dtype", "V window [window, vdepth]"),
+    sram_field("idx", "i32", "SADS indices i32 [lanes, m] (descending predicted score)"),
+    reg_field("key_base", "register: global index of the window's first key"),
+    _LANES,
+    uint_field("m", 16, "slots per lane"),
+    uint_field("window", 16, "rows in the K/V window (Bc)"),
+    uint_field("depth", 12, "head dim d"),
+    uint_field("vdepth", 12, "value head dim dv"),
+    f32_field("scale", "softmax scale (finite, > 0)"),
+    _DTYPE,
+)
+"""Fields of `sufa.step` and of the baseline's `fa2.step`, which differ only in their costs."""
+
+
+OPS: tuple[OpSpec, ...] = (
+    # --- CTRL: scalar registers, loops, synchronisation -------------------
+    OpSpec("halt", 0x01, "ctrl", (), "Stop the machine once every unit is idle."),
+    OpSpec(
+        "set",
+        0x02,
+        "ctrl",
+        (reg_field("rd", "destination register (r0: no effect)"), int_field("imm", 32, "value")),
+        "rd = imm",
+    ),
+    OpSpec(
+        "addi",
+        0x03,
+        "ctrl",
+        (
+            reg_field("rd", "destination register (r0: no effect)"),
+            reg_field("rs", "source register"),
+            int_field("imm", 32, "addend"),
+        ),
+        "rd = rs + imm (32-bit two's complement, wrapping)",
+    ),
+    OpSpec(
+        "loop",
+        0x04,
+        "ctrl",
+        (uint_field("count", 24, "iterations (>= 1)"), uint_field("body", 16, "instructions in the body (>= 1)")),
+        "Hardware loop: run the next `body` instructions `count` times (nest depth <= 4).",
+    ),
+    OpSpec(
+        "loopr",
+        0x07,
+        "ctrl",
+        (
+            reg_field("count", "register holding the iteration count (<= 0: skip the body)"),
+            uint_field("body", 16, "instructions in the body (>= 1)"),
+        ),
+        "Hardware loop with a run-time count: run the next `body` instructions r[count] times "
+        "(nest depth <= 4, shared with `loop`); used to skip fully masked causal KV tiles.",
+    ),
+    OpSpec("barrier", 0x05, "ctrl", (), "Wait until every unit is idle."),
+    OpSpec("post", 0x06, "ctrl", (), "Increment the semaphores in the signal mask (initial credits)."),
+    # --- DMA ----------------------------------------------------------------
+    OpSpec(
+        "dma.load",
+        0x10,
+        "dma_load",
+        (
+            sram_field("dst", "u8", "destination; rows are packed (stride = row_bytes)"),
+            dram_field("src", "source of row 0"),
+            uint_field("rows", 16, "rows to copy"),
+            uint_field("row_bytes", 20, "bytes per row"),
+            uint_field("src_stride", 32, "DRAM bytes between row starts", lo=0),
+        ),
+        "2-D strided copy DRAM -> SRAM.",
+    ),
+    OpSpec(
+        "dma.gather",
+        0x11,
+        "dma_load",
+        (
+            sram_field("dst", "u8", "destination window; row i lands at dst + (i - key_base) * row_bytes"),
+            dram_field("src", "address of DRAM row 0"),
+            sram_field("list", "i32", "index list: count, then `count` global row indices"),
+            reg_field("key_base", "register holding the window's first row index"),
+            uint_field("window", 16, "rows in the destination window; i - key_base must be in [0, window)"),
+            uint_field("row_bytes", 20, "bytes per row"),
+            uint_field("src_stride", 32, "DRAM bytes between row starts", lo=0),
+        ),
+        "Indexed row gather DRAM -> SRAM (on-demand K/V/X rows).",
+    ),
+    OpSpec(
+        "dma.scatter",
+        0x19,
+        "dma_store",
+        (
+            sram_field("src", "u8", "source window; row i is read at src + (i - key_base) * row_bytes"),
+            dram_field("dst", "address of DRAM row 0"),
+            sram_field("list", "i32", "index list: count, then `count` global row indices"),
+            reg_field("key_base", "register holding the window's first row index"),
+            uint_field("window", 16, "rows in the source window; i - key_base must be in [0, window)"),
+            uint_field("row_bytes", 20, "bytes per row"),
+            uint_field("dst_stride", 32, "DRAM bytes between row starts", lo=0),
+        ),
+        "Indexed row scatter SRAM -> DRAM (generated K/V rows to their DRAM rows).",
+    ),
+    OpSpec(
+        "dma.store",
+        0x18,
+        "dma_store",
+        (
+            sram_field("src", "u8", "source; rows are packed"),
+            dram_field("dst", "destination of row 0"),
+            uint_field("rows", 16, "rows to copy"),
+            uint_field("row_bytes", 20, "bytes per row"),
+            uint_field("dst_stride", 32, "DRAM bytes between row starts", lo=0),
+        ),
+        "2-D strided copy SRAM -> DRAM.",
+    ),
+    # --- DLZS -----------------------------------------------------------------
+    OpSpec(
+        "dlzs.key",
+        0x20,
+        "dlzs",
+        (
+            sram_field("x", "i8", "tokens int8 [rows, hidden]"),
+            sram_field("xexp", "i8", "row exponents int8 [rows]"),
+            sram_field("w", "i8", "W_k LZ codes [hidden, cols], one 4-bit code per byte"),
+            sram_field("out", "f16", "K-hat f16 [rows, cols]"),
+            uint_field("rows", 16, "token rows"),
+            uint_field("hidden", 16, "hidden size H (reduction)"),
+            uint_field("cols", 12, "K-hat columns (head dim)"),
+            int_field("base", 8, "W_k code base exponent"),
+        ),
+        "DLZS phase 1: K-hat = X . LZ(W_k) (numerics.dlzs_key_quantized).",
+    ),
+    OpSpec(
+        "dlzs.score",
+        0x21,
+        "dlzs",
+        (
+            sram_field("q", "f16", "Q f16 [lanes, depth]; the LZEs derive 5-bit LZ codes"),
+            sram_field("khat", "f16", "K-hat f16 [keys, depth]"),
+            sram_field("out", "f16", "A-hat f16 [lanes, keys]"),
+            _LANES,
+            uint_field("keys", 16, "keys in the tile"),
+            uint_field("depth", 12, "head dim d"),
+        ),
+        "DLZS phase 2: A-hat = LZ(Q) . K-hat^T (numerics.dlzs_score).",
+    ),
+    OpSpec(
+        "mul4.score",
+        0x22,
+        "dlzs",
+        (
+            sram_field("q", "f16", "Q f16 [lanes, depth]"),
+            sram_field("k", "f16", "K f16 [keys, depth]"),
+            sram_field("out", "f16", "A-hat f16 [lanes, keys]"),
+            _LANES,
+            uint_field("keys", 16, "keys in the tile"),
+            uint_field("depth", 12, "head dim d"),
+        ),
+        "Baseline predictor (ablation only): A-hat = Q4 . K4^T with 4-bit rows (numerics.mul4_score), "
+        "on the prediction array as 4-bit multipliers.",
+    ),
+    # --- SADS -----------------------------------------------------------------
+    OpSpec(
+        "sads",
+        0x30,
+        "sads",
+        (
+            sram_field("scores", "f16", "A-hat f16 [lanes, keys]"),
+            sram_field("out", "i32", "selected global key indices i32 [lanes, m], -1 = empty"),
+            _LANES,
+            uint_field("keys", 16, "keys in the tile (Bc)"),
+            uint_field("m", 16, "keys kept per lane (<= keys)"),
+            f32_field("radius", "sphere radius in A-hat units (> 0, inf = no clip)"),
+            reg_field("key_base", "register: global index of the tile's first key"),
+            reg_field("query_base", "register: global index of lane 0's query"),
+            uint_field("kv_len", 32, "valid keys: key_base + j < kv_len", lo=0),
+            flag_field("causal", "1: key must be <= query"),
+        ),
+        "Top-m per lane with the sphere clip (numerics.sads_tile), plus key_base.",
+    ),
+    OpSpec(
+        "rass",
+        0x31,
+        "sads",
+        (
+            sram_field("idx", "i32", "SADS output i32 [lanes, m]"),
+            sram_field("out", "i32", "list: count, then the union of indices"),
+            _LANES,
+            uint_field("m", 16, "slots per lane"),
+        ),
+        "Reuse-aware schedule: union of selected keys, most-shared first (ties: lower index).",
+    ),
+    OpSpec(
+        "kvmark",
+        0x33,
+        "sads",
+        (
+            sram_field("idx", "i32", "SADS output i32 [lanes, m]"),
+            sram_field("bitmap", "u8", "needed-row bitmap: bit g (byte g // 8, bit g % 8) for key g"),
+            _LANES,
+            uint_field("m", 16, "slots per lane"),
+            uint_field("keys", 24, "keys the bitmap covers; an index >= keys traps"),
+        ),
+        "Mark the selected keys as needed: set bitmap bit g for every index g >= 0 in idx.",
+    ),
+    OpSpec(
+        "kvlist",
+        0x34,
+        "sads",
+        (
+            sram_field("bitmap", "u8", "needed-row bitmap (see kvmark)"),
+            sram_field("out", "i32", "list: count, then the needed keys of the window, ascending"),
+            reg_field("key_base", "register: global index of the window's first key"),
+            uint_field("window", 16, "keys in the window"),
+            flag_field("clear", "1: clear the window's bits after reading them"),
+        ),
+        "List the window's needed keys (bitmap bits key_base .. key_base + window - 1).",
+    ),
+    OpSpec(
+        "topk.mask",
+        0x32,
+        "sads",
+        (
+            sram_field("scores", "f16", "whole rows of A-hat f16 [lanes, keys], masked in place"),
+            _LANES,
+            uint_field("keys", 16, "keys per row (the whole padded row)"),
+            uint_field("m", 16, "keys kept per row (<= keys)"),
+            reg_field("query_base", "register: global index of lane 0's query"),
+            uint_field("kv_len", 32, "valid keys: j < kv_len", lo=0),
+            flag_field("causal", "1: key must be <= query"),
+        ),
+        "Baseline whole-row top-k: keep each row's m best valid scores, set the rest to -inf "
+        "(numerics.topk_mask_rows). Used by the separate-stage pipeline only.",
+    ),
+    # --- KV generation ----------------------------------------------------------
+    OpSpec(
+        "kvgen",
+        0x40,
+        "kvgen",
+        (
+            sram_field("x", "dtype", "token rows [window, hidden]; row i at x + (i - key_base) * hidden"),
+            sram_field("w", "dtype", "W_k or W_v rows [hidden, cols] (one hidden chunk)"),
+            sram_field("out", "dtype", "K or V rows [window, cols]; row i at (i - key_base)"),
+            sram_field("list", "i32", "index list: count, then indices"),
+            reg_field("key_base", "register: global index of the window's first row"),
+            uint_field("window", 16, "rows in the window"),
+            uint_field("hidden", 16, "hidden columns in this chunk"),
+            uint_field("cols", 12, "output columns (head dim)"),
+            _DTYPE,
+            sram_field("bias", "f32", "bias f32 [cols] (read by mode 2 only)"),
+            uint_field("mode", 2, "0: out = x.W; 1: out += x.W (f32 only); 2: out = bias + x.W (f32 only)", lo=0, hi=2),
+        ),
+        "On-demand K/V: out[i] (op)= x[i] . W for the listed rows only (numerics.kv_rows, fp32 accumulator).",
+    ),
+    # --- SU-FA ------------------------------------------------------------------
+    OpSpec(
+        "sufa.init",
+        0x50,
+        "sufa",
+        (_LANES, uint_field("vdepth", 12, "value head dim dv")),
+        "Reset the per-lane accumulators (m = -inf, l = 0, o = 0).",
+    ),
+    OpSpec(
+        "sufa.step",
+        0x51,
+        "sufa",
+        _ATTENTION_STEP_FIELDS,
+        "One KV tile of SU-FA (numerics.sufa_tile_step + sufa_accumulate).",
+    ),
+    OpSpec(
+        "fa2.step",
+        0x53,
+        "sufa",
+        _ATTENTION_STEP_FIELDS,
+        "Baseline FlashAttention-2 tile step: the same exact result as sufa.step, but the running "
+        "max is tracked over every score and l and o are rescaled each tile (more compares, EXPs "
+        "and multiplies). Used by the separate-stage pipeline only.",
+    ),
+    OpSpec(
+        "sufa.norm",
+        0x52,
+        "sufa",
+        (
+            sram_field("out", "f32", "O f32 [lanes, vdepth]"),
+            _LANES,
+            uint_field("vdepth", 12, "value head dim dv"),
+        ),
+        "O = o / l (numerics.sufa_finish).",
+    ),
+)
+
+BY_MNEMONIC: dict[str, OpSpec] = {spec.mnemonic: spec for spec in OPS}
+BY_OPCODE: dict[int, OpSpec] = {spec.opcode: spec for spec in OPS}
+BY_IR_NAME: dict[str, OpSpec] = {spec.ir_name: spec for spec in OPS}
+
+LOOP_MNEMONICS = ("loop", "loopr")
+"""Instructions whose IR form is a region op (`LoopOp`, `LoopRegOp`), not an `IsaInstructionOp`."""
+
+for _spec in OPS:
+    assert _spec.used_bits <= WORD_BITS, (_spec.mnemonic, _spec.used_bits)
+
+
+def instruction_problems(spec: OpSpec, args: Mapping[str, Any], wait: int = 0, signal: int = 0) -> list[str]:
+    """Every static problem with one instruction (ranges, alignment, masks, cross-field rules)."""
+    problems = []
+    names = [f.name for f in spec.fields]
+    missing = [n for n in names if n not in args]
+    unknown = [n for n in args if n not in names]
+    if missing:
+        problems.append(f"{spec.mnemonic}: missing field(s) {', '.join(missing)}")
+    if unknown:
+        problems.append(f"{spec.mnemonic}: unknown field(s) {', '.join(unknown)} (fields: {', '.join(names)})")
+    for mask_name, mask in (("wait", wait), ("signal", signal)):
+        if isinstance(mask, bool) or not isinstance(mask, int) or not 0 <= mask < (1 << SEMAPHORES):
+            problems.append(f"{mask_name} mask {mask!r} out of range [0, 0xff]")
+    if spec.unit == "ctrl":
+        if wait:
+            problems.append(f"{spec.mnemonic}: control instructions cannot wait on semaphores (wait = {wait:#x})")
+        if signal and spec.mnemonic != "post":
+            problems.append(f"{spec.mnemonic}: only 'post' may signal among control instructions")
+    if spec.mnemonic == "post" and not signal:
+        problems.append("post: signal mask is empty")
+    if missing or unknown:
+        return problems
+    for field in spec.fields:
+        if problem := field_problem(field, args[field.name]):
+            problems.append(f"{spec.mnemonic}: {problem}")
+    if problems:
+        return problems
+    for field in spec.fields:
+        if field.kind == "sram":
+            size = ELEM_BYTES[elem_type(field, args)]
+            if args[field.name].offset % size:
+                problems.append(
+                    f"{spec.mnemonic}: field '{field.name}' offset {args[field.name].offset} "
+                    f"is not aligned to its {size}-byte elements"
+                )
+    if "m" in args and "keys" in args and args["m"] > args["keys"]:
+        problems.append(f"{spec.mnemonic}: m = {args['m']} exceeds keys = {args['keys']}")
+    if spec.mnemonic == "sufa.step" and args["m"] > args["window"]:
+        problems.append(f"sufa.step: m = {args['m']} exceeds window = {args['window']}")
+    return problems
