@@ -18,8 +18,10 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 
 from dialects import numerics
 from dialects.sofa import KernelCallOp
+from dialects.sofa_isa import ProgramOp
 from passes.kernel_interface import KernelInterface, Operand, Staging, Symbol
 from sofa_compiler.interpreters.sofa import as_array
+from sofa_compiler.interpreters.sofa_isa import run_ir
 from sofa_compiler.isa.container import Program
 from sofa_compiler.sim.config import HardwareConfig
 from sofa_compiler.sim.functional import Machine
@@ -135,6 +137,8 @@ class KernelRunner:
     config: HardwareConfig
     progress: Callable[[int, int], None] | None = None
     runs: list[KernelRun] = field(default_factory=list)
+    ir_programs: Mapping[str, ProgramOp] | None = None
+    """Where given, each kernel runs op by op on the `sofa_isa` IR interpreter instead of the binary's machine."""
 
     def call(self, name: str, q: np.ndarray, *tensors: np.ndarray) -> np.ndarray:
         """Run kernel `name` on Q and its other operands: K, V (and X on demand), or X alone when it generates K/V."""
@@ -147,7 +151,11 @@ class KernelRunner:
         given = dict(zip(operands[1:], tensors, strict=True))
         k, v, x = given.get("k"), given.get("v"), given.get("x")
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
-        result = machine.run(program, stage_attention_inputs(program, q, k, v, x), self.config.config_hash())
+        inputs = stage_attention_inputs(program, q, k, v, x)
+        if self.ir_programs is None:
+            result = machine.run(program, inputs, self.config.config_hash())
+        else:
+            result = run_ir(self.ir_programs[name], inputs, machine, self.config.config_hash())
         timing = simulate(result.events, self.config, self.progress)
         self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak)))
         return unstage_attention_output(program, result.outputs[Symbol.OUT.value], q.shape)

@@ -26,7 +26,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from xdsl.context import Context
@@ -46,6 +46,9 @@ from xdsl.interpreters.shaped_array import ShapedArray
 from xdsl.ir import Attribute, Operation
 from xdsl.traits import CallableOpInterface
 from xdsl.utils.exceptions import DiagnosticException, ParseError
+
+if TYPE_CHECKING:
+    from sofa_compiler.runtime import KernelRunner
 
 from sofa_compiler.cli import exit_statuses
 from sofa_compiler.context import sofa_context
@@ -211,27 +214,42 @@ def parse_module(ctx: Context, path: str) -> ModuleOp:
     return module
 
 
-def register_kernels(interpreter: Interpreter, module: Operation) -> None:
-    """Let `sofa.kernel_call` run the module's `sofa_isa.program` kernels on the simulator."""
+KERNEL_ENGINES = ("simulator", "interpreter")
+"""What runs a `sofa.kernel_call`: the program's binary on the simulator, or its IR on the `sofa_isa` interpreter."""
+
+
+def register_kernels(interpreter: Interpreter, module: Operation, engine: str) -> "KernelRunner | None":
+    """Let `sofa.kernel_call` run the module's `sofa_isa.program` kernels on `engine` (`KERNEL_ENGINES`)."""
+    # Imported here: the runtime and simulator are not needed by modules without kernels.
     from dialects.sofa_isa import ProgramOp
     from sofa_compiler.isa.ir import ir_to_program
     from sofa_compiler.runtime import KernelFunctions, KernelRunner
     from sofa_compiler.sim.config import load_config
 
-    programs = {
-        op.sym_name.data: ir_to_program(op)
-        for op in module.walk()
-        if isinstance(op, ProgramOp) and op.sym_name is not None
+    program_ops = {
+        op.sym_name.data: op for op in module.walk() if isinstance(op, ProgramOp) and op.sym_name is not None
     }
-    if programs:
-        interpreter.register_implementations(KernelFunctions(KernelRunner(programs, load_config(None))))
+    if not program_ops:
+        return None
+    programs = {name: ir_to_program(op) for name, op in program_ops.items()}
+    on_ir = program_ops if engine == "interpreter" else None
+    runner = KernelRunner(programs, load_config(None), ir_programs=on_ir)
+    interpreter.register_implementations(KernelFunctions(runner))
+    return runner
+
+
+def print_kernel_runs(runner: "KernelRunner") -> None:
+    """One line per kernel run: its instruction count and the distinct opcodes it executed."""
+    for run in runner.runs:
+        opcodes = sorted({event.opcode for event in run.timing.events})
+        print(f"kernel {run.kernel}: {run.report.instructions} instructions: {' '.join(opcodes)}")
 
 
 def run(args: argparse.Namespace) -> None:
     module = parse_module(sofa_context(), args.file)
     interpreter = Interpreter(module)
     register_all(interpreter)
-    register_kernels(interpreter, module)
+    runner = register_kernels(interpreter, module, args.kernels)
 
     func = interpreter.get_op_for_symbol(args.symbol)
     sig = Signature.of(func)
@@ -253,6 +271,8 @@ def run(args: argparse.Namespace) -> None:
 
     if args.output is not None:
         save_npz(args.output, results)
+    if runner is not None and args.kernels == "interpreter":
+        print_kernel_runs(runner)
     for i, result in enumerate(results):
         print(f"result[{i}]: {result.shape} {result.dtype}")
         if args.print:
@@ -273,6 +293,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--symbol", default="main", help="the function to call (default: main)")
     parser.add_argument("--output", metavar="OUT.npz", help="save the results as result0, result1, ...")
     parser.add_argument("--print", action="store_true", help="print every result array in full")
+    parser.add_argument(
+        "--kernels",
+        choices=KERNEL_ENGINES,
+        default="simulator",
+        help="run each sofa.kernel_call's program as a binary on the simulator (default) or op by op on the"
+        " sofa_isa IR interpreter, which also prints each kernel's instruction count and opcodes",
+    )
     return parser.parse_args(argv)
 
 

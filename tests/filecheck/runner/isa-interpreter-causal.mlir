@@ -1,11 +1,11 @@
-// A causal kernel runs op by op on the `sofa_isa` IR interpreter (tests/tools/run_kernels_on_ir.py):
+// A causal kernel runs op by op on the `sofa_isa` IR interpreter (`sofa-run-ir --kernels interpreter`):
 // bit-identical to `sofa-run-ir` (which runs the kernel on the binary simulator) and within
 // rtol 1e-6 of the `sofa`-dialect interpreter on the tiled IR.
 // RUN: sofa-opt %s -p 'sofa-coordinated-tiling{keep=0.25 tile=32}' -o %t.tiled.mlir
 // RUN: sofa-run-ir %t.tiled.mlir --random-inputs 3 --output %t.tiled.npz
 // RUN: sofa-opt %t.tiled.mlir -p sofa-lower-to-isa -o %t.isa.mlir
 // RUN: filecheck %s --check-prefix=ISA < %t.isa.mlir
-// RUN: %python %S/../../tools/run_kernels_on_ir.py %t.isa.mlir --random-inputs 3 --output %t.ir.npz | filecheck %s --check-prefix=IR
+// RUN: sofa-run-ir %t.isa.mlir --kernels interpreter --random-inputs 3 --output %t.ir.npz | filecheck %s --check-prefix=IR
 // RUN: sofa-run-ir %t.isa.mlir --random-inputs 3 --output %t.sim.npz
 // RUN: %python %S/../../tools/compare_npz.py %t.ir.npz result0 %t.sim.npz result0 --exact | filecheck %s --check-prefix=EXACT
 // RUN: %python %S/../../tools/compare_npz.py %t.ir.npz result0 %t.tiled.npz result0 --rtol 1e-6 | filecheck %s --check-prefix=CLOSE
@@ -21,7 +21,7 @@ func.func @main(%q: tensor<1x2x40x8xf32>, %k: tensor<1x1x70x8xf32>, %v: tensor<1
 // ISA: sofa_isa.sads {{.*}}causal = 1
 
 // IR: kernel attn0: {{[0-9]+}} instructions: addi barrier dlzs.score dma.gather dma.load dma.store halt loop loopr post rass sads set sufa.init sufa.norm sufa.step{{$}}
-// IR-NEXT: result[0]: (1, 2, 40, 4) float32 finite=True
+// IR-NEXT: result[0]: (1, 2, 40, 4) float32{{$}}
 
 // EXACT: bit-identical: 320 elements
 // CLOSE: max relative error
