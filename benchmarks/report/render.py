@@ -260,7 +260,7 @@ def accuracy_section(results: Results) -> str:
                 rows.append([inputs, predictor, f"{keep:g}", fmt(p.rel_error, 3), f"{p.cosine:.5f}", f"{p.recall:.3f}"])
     return (
         "## 3. Accuracy against sparsity\n\n"
-        f"Numerics level (`dialects/numerics.py`, the golden kernels the simulator matches bit for bit): "
+        f"Numerics level (`dialects/numerics/`, the golden kernels the simulator matches bit for bit): "
         f"{results.accuracy_setup}. Relative error = ‖SOFA − exact‖/‖exact‖ of the attention output; "
         "recall = share of the exact per-tile top-k that the predictor's SADS selection keeps. "
         "`gaussian`: i.i.d. N(0,1) q/k/v (flat attention, the hard case); `clustered`: keys around 16 "

@@ -9,7 +9,7 @@ SOFA pipeline (arXiv 2407.10416):
 * `sofa.sads`         per-KV-tile top-k with the sphere clip
 * `sofa.sufa`         sorted-updating FlashAttention and the cross-tile merge
 
-Number formats and the exact semantics live in `dialects/numerics.py`; the
+Number formats and the exact semantics live in `dialects/numerics/`; the
 interpreter in `sofa_compiler/interpreters/sofa.py` runs them.
 """
 

@@ -1,6 +1,6 @@
 """Interpreter implementations of the `sofa` dialect: the golden semantics.
 
-Each op delegates to the numpy kernels in `dialects/numerics.py`, which the
+Each op delegates to the numpy kernels in `dialects/numerics/`, which the
 ISA simulator also uses, so both levels compute the same numbers. Runtime
 values are numpy arrays; xDSL `ShapedArray`s are accepted too.
 """
