@@ -4,8 +4,15 @@ Everything the front end does not map to the accelerator runs on the host.
 It stays in the IR as
 
 * `host.constant`  a dense tensor (weights, masks, folded shape arithmetic);
+* `host.partition` a maximal run of the model's own ONNX nodes, kept as an
+                   ONNX subgraph (serialized `ModelProto` bytes) that
+                   onnxruntime runs: where every partition starts and ends
+                   is visible in the IR;
 * `host.onnx`      one ONNX operator, named by its `op_type`, with the
-                   operator's attributes in `onnx_attrs`.
+                   operator's attributes in `onnx_attrs`. The front end
+                   emits it only for the glue it writes itself around
+                   attention (head splits, mask conversion, host attention
+                   fallback); hand-written IR tests use it too.
 
 `host.onnx` is generic, like torch-mlir's `torch.operator "onnx.X"`, but it
 admits only the operator types listed in `HOST_OP_TYPES`, each of which has a
@@ -405,7 +412,98 @@ class OnnxOp(IRDLOperation):
                 raise VerifyException(f"host.onnx '{op_type}' needs a float operand, got {element}")
 
 
-Host = Dialect("host", [ConstantOp, OnnxOp], [])
+def partition_summary(model: bytes) -> tuple[int, str]:
+    """(node count, comma-separated op types in first-use order) of a serialized ONNX model."""
+    import onnx  # the dialect needs onnx only to summarise partitions
+
+    try:
+        proto = onnx.ModelProto.FromString(model)
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise VerifyException(f"host.partition holds no valid ONNX model: {error}") from None
+    op_types = dict.fromkeys(node.op_type for node in proto.graph.node)
+    return len(proto.graph.node), ",".join(op_types)
+
+
+@irdl_op_definition
+class PartitionOp(IRDLOperation):
+    """A host partition: an ONNX subgraph of the model, run by onnxruntime as one session.
+
+    Syntax: ``%y, %z = host.partition "p0"(%a, %b) {nodes = 12, ops = "MatMul,Add"}
+    model = "0x0A..." : (...) -> (...)``. The operands feed the subgraph's inputs
+    and the results are its outputs, in order; weights used only inside the
+    partition are initializers of the subgraph. ``nodes`` and ``ops`` summarise
+    the subgraph for the reader; they are derived from ``model`` and checked on parsing.
+    """
+
+    name = "host.partition"
+
+    sym_name = prop_def(StringAttr)
+    model = prop_def(BytesAttr)
+    inputs = var_operand_def(TensorType)
+    outputs = var_result_def(TensorType)
+
+    def __init__(self, name: str, model: bytes, inputs: Sequence[SSAValue], result_types: Sequence[Attribute]):
+        properties: dict[str, Attribute] = {"sym_name": StringAttr(name), "model": BytesAttr(model)}
+        super().__init__(operands=[inputs], result_types=[result_types], properties=properties)
+
+    def summary(self) -> tuple[int, str]:
+        return partition_summary(self.model.data)
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_string_literal(self.sym_name.data)
+        printer.print_string("(")
+        printer.print_list(self.inputs, printer.print_operand)
+        nodes, ops = self.summary()
+        printer.print_string(f") {{nodes = {nodes}, ops = ")
+        printer.print_string_literal(ops)
+        printer.print_string(f'}} model = "0x{self.model.data.hex().upper()}"')
+        printer.print_op_attributes(self.attributes)
+        printer.print_string(" : ")
+        printer.print_function_type(self.inputs.types, self.outputs.types)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> PartitionOp:
+        name = parser.parse_str_literal("partition name")
+        operands = parser.parse_comma_separated_list(parser.Delimiter.PAREN, parser.parse_unresolved_operand)
+        start = parser.pos
+        summary = parser.parse_optional_attr_dict()
+        summary_end = parser.pos
+        parser.parse_keyword("model")
+        parser.parse_punctuation("=")
+        blob_start = parser.pos
+        text = parser.parse_str_literal("the partition's ONNX model as hex")
+        if not text.startswith("0x"):
+            parser.raise_error("expected a hex string \"0x...\"", at_position=blob_start, end_position=parser.pos)
+        try:
+            model = bytes.fromhex(text[2:])
+        except ValueError:
+            parser.raise_error("invalid hex digits", at_position=blob_start, end_position=parser.pos)
+        attributes = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":")
+        types_start = parser.pos
+        function_type = parser.parse_function_type()
+        inputs = parser.resolve_operands(operands, function_type.inputs.data, types_start)
+        op = cls(name, model, inputs, function_type.outputs.data)
+        op.attributes.update(attributes)
+        try:
+            expected = op.summary()
+        except VerifyException as error:
+            parser.raise_error(str(error), at_position=blob_start, end_position=blob_start + len(text))
+        found = (summary.get("nodes"), summary.get("ops"))
+        if found != (IntegerAttr(expected[0], i64), StringAttr(expected[1])):
+            message = f"the summary does not match the model: expected {{nodes = {expected[0]}, ops = \"{expected[1]}\"}}"
+            parser.raise_error(message, at_position=start, end_position=summary_end)
+        return op
+
+    def verify_(self) -> None:
+        for value in (*self.inputs, *self.outputs):
+            assert isinstance(value.type, TensorType)
+            if any(dim < 0 for dim in value.type.get_shape()):
+                raise VerifyException(f"host.partition '{self.sym_name.data}' needs static shapes, got {value.type}")
+
+
+Host = Dialect("host", [ConstantOp, OnnxOp, PartitionOp], [])
 
 __all__ = [
     "HOST_OP_TYPES",
@@ -413,10 +511,12 @@ __all__ = [
     "Host",
     "HostOpSignature",
     "OnnxOp",
+    "PartitionOp",
     "array_from_dense",
     "dense_from_array",
     "element_type",
     "from_attribute",
     "numpy_dtype",
+    "partition_summary",
     "to_attribute",
 ]

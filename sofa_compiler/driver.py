@@ -11,6 +11,7 @@ isa        after `sofa-lower-to-isa`: host code + `sofa_isa.program` kernels
 =========  ==========================================================
 
 `compile()` returns a `CompiledModel`; `CompiledModel.run()` executes host
+partitions on onnxruntime (sessions made once per compiled model), host glue
 ops with numpy and kernels on the simulator. `save()` writes a `.sofa`
 bundle (`sofa_compiler/bundle.py`).
 """
@@ -29,11 +30,12 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.interpreter import Interpreter
+from xdsl.utils.exceptions import InterpretationError
 from xdsl.passes import ModulePass
 from xdsl.printer import Printer
 
 from dialects.host import numpy_dtype
-from dialects.sofa import TargetAttr, keep_problem, radius_problem, sphere_radius, tile_problem
+from dialects.sofa import KernelCallOp, TargetAttr, keep_problem, radius_problem, sphere_radius, tile_problem
 from dialects.sofa_isa import ProgramOp
 from passes.apply_tuning import ApplyTuningPass
 from passes.coordinated_tiling import TARGET_ATTRIBUTE, CoordinatedTilingPass, SeparateStageTilingPass
@@ -41,7 +43,9 @@ from passes.lower_to_isa import LowerToIsaPass
 from passes.preprocess_weights import PreprocessWeightsPass
 from sofa_compiler.context import sofa_context
 from sofa_compiler.frontend import import_model
+from sofa_compiler.frontend.placement import Placement, read_placements
 from sofa_compiler.interpreters import register_all
+from sofa_compiler.interpreters.host import PartitionSessions
 from sofa_compiler.isa.container import Program
 from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.runtime import KernelFunctions, KernelRunner
@@ -99,6 +103,20 @@ class CompiledModel:
     programs: dict[str, Program]
     stages: list[Stage] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    sessions: PartitionSessions = field(init=False, repr=False)
+    """onnxruntime sessions of the host partitions, made once here, not per run."""
+
+    def __post_init__(self) -> None:
+        try:
+            self.sessions = PartitionSessions(self.host)
+        except InterpretationError as error:
+            raise CompileError(str(error)) from None
+
+    @property
+    def placements(self) -> list[Placement]:
+        """Where each ONNX attention node runs: the accelerator (which kernel) or the host (why)."""
+        kernels = [op.kernel.data for op in self.host.walk() if isinstance(op, KernelCallOp)]
+        return read_placements(self.host, kernels)
 
     @property
     def main(self) -> FuncOp:
@@ -130,7 +148,7 @@ class CompiledModel:
             args.append(value.astype(dtype, copy=False))
         runner = KernelRunner(self.programs, self.config, progress)
         interpreter = Interpreter(self.host)
-        register_all(interpreter)
+        register_all(interpreter, self.sessions)
         interpreter.register_implementations(KernelFunctions(runner))
         results = interpreter.call_op("main", tuple(args))
         outputs = {name: np.asarray(value) for name, value in zip(self.output_names(), results, strict=True)}

@@ -135,8 +135,13 @@ def _causal_mask(emitter: Emitter, mask: SSAValue | None, q_length: int, kv_leng
     return emitter.host("Add", [mask, emitter.constant(bias)], shape)
 
 
-def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True) -> None:
-    """Emit `sofa.attention` (and the host ops around it) for one `Attention` node."""
+def lower_attention(
+    node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True
+) -> str | None:
+    """Emit `sofa.attention` (and the host ops around it) for one `Attention` node.
+
+    Returns why the node runs on the host instead, or None when the accelerator runs it.
+    """
     _check_supported(node, graph)
     rank = len(graph.info(node.input[0]).shape)
     if rank not in (3, 4) or any(len(graph.info(node.input[i]).shape) != rank for i in (1, 2)):
@@ -183,12 +188,12 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
     scale = attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))
     softcap = float(attrs.get("softcap", 0.0))
     if softcap > 0 or _output(node, 3) is not None:
-        _warn_host(node, softcap)
+        reason = _warn_host(node, softcap)
         out, scores = _lower_on_host(emitter, q, k, v, mask, causal, float(scale), softcap, attrs)
         emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
         if (name := _output(node, 3)) is not None:
             emitter.values[name] = scores
-        return
+        return reason
     if not scale > 0:
         raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
     out = emitter.attention(q, k, v, scale=float(scale), causal=causal, mask=mask)
@@ -198,12 +203,15 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
     except VerifyException as error:
         raise FrontendError(f"{describe(node)}: Q, K, V and mask shapes do not fit together: {error}") from None
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
+    return None
 
 
-def _warn_host(node: onnx.NodeProto, softcap: float) -> None:
+def _warn_host(node: onnx.NodeProto, softcap: float) -> str:
+    """Warn that `node` runs on the host; the reason, for its placement."""
     reason = f"softcap={softcap:g}" if softcap > 0 else "its qk_matmul_output output"
     message = f"{describe(node)}: runs on the host because of {reason} (the accelerator cannot)"
     warnings.warn(message, FrontendWarning, stacklevel=2)
+    return f"{reason}: the accelerator cannot"
 
 
 def _cast_like(emitter: Emitter, value: SSAValue, like: SSAValue) -> SSAValue:

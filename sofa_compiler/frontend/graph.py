@@ -33,7 +33,6 @@ MAX_OPSET = 24
 
 FOLDED_ONLY = frozenset({"Constant", "Shape", "Size", "ConstantOfShape", "Range"})
 """Operators that only ever compute constants here (shapes are static)."""
-SUPPORTED = frozenset(HOST_OP_TYPES) | FOLDED_ONLY | {"Attention", "Dropout"}
 
 SHAPE_OPERAND = {"Reshape": 1, "Expand": 1, "Squeeze": 1, "Unsqueeze": 1, "Split": 1}
 """Inputs that only describe the result shape; the static result type replaces them."""
@@ -158,7 +157,8 @@ def check_operators(model: onnx.ModelProto) -> None:
     examples: dict[str, list[str]] = {}
     for index, node in enumerate(model.graph.node):
         domain = node.domain if node.domain not in ("", "ai.onnx") else ""
-        if not domain and node.op_type in SUPPORTED:
+        # Host partitions run on onnxruntime: every standard operator is welcome.
+        if not domain and isinstance(node.op_type, str) and onnx.defs.has(node.op_type):
             continue
         # Names that are not UTF-8 come back from protobuf as bytes.
         op_type, domain = (text if isinstance(text, str) else repr(text) for text in (node.op_type, domain))
@@ -495,6 +495,9 @@ def fold_constants(graph: Graph, final: bool = True) -> None:
             continue
         if node.op_type == "Attention" or not all(name in graph.consts for name in node.input if name):
             continue
+        if node.op_type not in HOST_OP_TYPES and node.op_type != "Dropout":
+            _fold_with_reference(node, graph)
+            continue
         op_type, inputs, attrs = host_form(node, graph)
         arrays = [graph.consts[name] for name in inputs]
         try:
@@ -506,6 +509,28 @@ def fold_constants(graph: Graph, final: bool = True) -> None:
             raise FrontendError(f"{describe(node)}: cannot fold its constant inputs: {error}") from None
         for name, value in zip((name for name in node.output if name), results, strict=False):
             graph.consts[name] = value
+
+
+def _fold_with_reference(node: onnx.NodeProto, graph: Graph) -> None:
+    """Fold a node the numpy table lacks with onnx's reference evaluator (it covers every standard op)."""
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = [name for name in node.input if name]
+    outputs = [name for name in node.output if name]
+    body = helper.make_graph(
+        [node],
+        "fold",
+        [],
+        [helper.make_empty_tensor_value_info(name) for name in outputs],
+        [numpy_helper.from_array(graph.consts[name], name) for name in dict.fromkeys(inputs)],
+    )
+    model = helper.make_model(body, opset_imports=list(graph.model.opset_import))
+    try:
+        results = ReferenceEvaluator(model).run(None, {})
+    except Exception as error:  # the evaluator raises whatever its op implementation does
+        raise FrontendError(f"{describe(node)}: cannot fold its constant inputs: {error}") from None
+    for name, value in zip(outputs, results, strict=True):
+        graph.consts[name] = np.asarray(value)
 
 
 def _dtype(node: onnx.NodeProto, graph: Graph, index: int, inputs: list[np.ndarray]) -> np.dtype[Any]:

@@ -15,18 +15,21 @@ from xdsl.ir import Block, Region, SSAValue
 from xdsl.transforms.dead_code_elimination import region_dce
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.host import OnnxOp, numpy_dtype
+from dialects.host import PartitionOp, numpy_dtype
 from sofa_compiler.frontend.attention_op import lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
-from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, describe, host_form, load_graph
+from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, describe, load_graph
+from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
+from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
 from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
 NAME_ATTR = "sofa.name"
 """Argument/result attribute holding the ONNX name, so a runtime can map `.npz` keys."""
+UNMATCHED_REASON = "not part of a recognised attention pattern"
 
-__all__ = ["MAX_OPSET", "MIN_OPSET", "NAME_ATTR", "import_model"]
+__all__ = ["MAX_OPSET", "MIN_OPSET", "NAME_ATTR", "PLACEMENTS_ATTR", "Placement", "import_model"]
 
 
 def import_model(
@@ -43,8 +46,9 @@ def import_model(
     be imported.
     """
     graph = load_graph(model, input_shapes)
-    function = _build_function(graph, kv_projection)
+    function, placements = _build_function(graph, kv_projection)
     module = ModuleOp([function])
+    module.attributes[PLACEMENTS_ATTR] = placements_attr(placements)
     region_dce(function.body)
     try:
         module.verify()
@@ -63,7 +67,7 @@ def _names_attr(names: Sequence[str]) -> ArrayAttr[DictionaryAttr]:
     return ArrayAttr([DictionaryAttr({NAME_ATTR: StringAttr(name)}) for name in names])
 
 
-def _build_function(graph: Graph, kv_projection: bool) -> FuncOp:
+def _build_function(graph: Graph, kv_projection: bool) -> tuple[FuncOp, list[Placement]]:
     arg_types = [tensor_type(graph.info(name)) for name in graph.inputs]
     block = Block(arg_types=arg_types)
     emitter = Emitter(graph, block)
@@ -71,50 +75,64 @@ def _build_function(graph: Graph, kv_projection: bool) -> FuncOp:
         argument.name_hint = _ssa_name(name)
         emitter.values[name] = argument
 
-    cores = {id(core.anchor): core for core in find_cores(graph)}
-    absorbed = {id(node) for core in cores.values() for node in core.absorbed}
-    for node in graph.nodes:
-        if id(node) in cores:
-            _emit_core(cores[id(node)], graph, emitter, kv_projection)
-        elif id(node) in absorbed or all(name in graph.consts for name in node.output if name):
-            continue
-        elif node.op_type == "Attention":
-            lower_attention(node, graph, emitter, kv_projection)
-        else:
-            _emit_host(node, graph, emitter)
-    _warn_unmatched(graph, cores)
+    live = [node for node in graph.nodes if not all(name in graph.consts for name in node.output if name)]
+    cores = find_cores(graph)
+    units: dict[int, AttentionCore | onnx.NodeProto] = {id(core): core for core in cores}
+    units.update((id(node), node) for node in live if node.op_type == "Attention")
+    unit_of = {id(node): id(core) for core in cores for node in (*core.absorbed, core.anchor)}
+    unit_of.update((id(node), id(node)) for node in live if node.op_type == "Attention")
+    node_levels, unit_levels = levels(graph, live, unit_of)
+    placements: list[Placement] = []
+    for level in range(max([0, *node_levels.values(), *unit_levels.values()]) + 1):
+        _emit_partition([node for node in live if node_levels.get(id(node)) == level], graph, emitter)
+        for key, unit_level in unit_levels.items():
+            if unit_level != level:
+                continue
+            unit = units[key]
+            if isinstance(unit, AttentionCore):
+                _emit_core(unit, graph, emitter, kv_projection)
+                placements.append(Placement(_node_name(unit.absorbed[0]), None))
+            else:
+                reason = lower_attention(unit, graph, emitter, kv_projection)
+                placements.append(Placement(_node_name(unit), reason))
+    placements += _unmatched(graph, cores)
 
     results = [emitter.value(name) for name in graph.outputs]
     block.add_op(ReturnOp(*results))
-    return FuncOp(
+    function = FuncOp(
         "main",
         (arg_types, [r.type for r in results]),
         Region(block),
         arg_attrs=_names_attr(graph.inputs),
         res_attrs=_names_attr(graph.outputs),
     )
+    prune_partitions(function)
+    return function, placements
 
 
-def _emit_host(node: onnx.NodeProto, graph: Graph, emitter: Emitter) -> None:
-    op_type, inputs, attrs = host_form(node, graph)
-    outputs = [name for name in node.output if name]
-    if node.op_type == "Dropout" and len(outputs) > 1:
-        raise FrontendError(f"{describe(node)}: the mask output of Dropout is not supported")
-    if any(not name for name in node.output[: len(outputs)]):
-        raise FrontendError(f"{describe(node)}: omitted outputs before used ones are not supported")
+def _node_name(node: onnx.NodeProto) -> str:
+    return node.name or (node.output[0] if node.output else "?")
+
+
+def _emit_partition(nodes: list[onnx.NodeProto], graph: Graph, emitter: Emitter) -> None:
+    """One `host.partition` of `nodes`; every value it produces is a result until `prune_partitions`."""
+    if not nodes:
+        return
+    inputs, outputs = boundary_inputs(graph, nodes), produced_values(nodes)
+    for name in inputs:
+        if name not in emitter.values:
+            raise FrontendError(f"internal error: '{name}' is read by the host before it is computed")
+    model = partition_model(graph, nodes, inputs, outputs)
     result_types = [tensor_type(graph.info(name)) for name in outputs]
-    op = emitter.add(OnnxOp(op_type, [emitter.value(name) for name in inputs], result_types, attrs))
-    try:
-        # Types the ONNX checker lets through (an f64 weight on an f32 MatMul) are the model's error.
-        op.verify()
-    except VerifyException as error:
-        raise FrontendError(f"{describe(node)}: {error}") from None
+    op = emitter.add(PartitionOp("p", model.SerializeToString(), [emitter.values[name] for name in inputs], result_types))
     for name, result in zip(outputs, op.results, strict=True):
         emitter.values[name] = result
 
 
-def _warn_unmatched(graph: Graph, cores: Mapping[int, AttentionCore]) -> None:
-    matched = {id(node) for core in cores.values() for node in core.absorbed}
+def _unmatched(graph: Graph, cores: Sequence[AttentionCore]) -> list[Placement]:
+    """A placement (and a warning) for each live Softmax outside every recognised core."""
+    matched = {id(node) for core in cores for node in core.absorbed}
+    placements = []
     for node in graph.nodes:
         if node.op_type == "Softmax" and id(node) not in matched and node.output[0] not in graph.consts:
             warnings.warn(
@@ -122,6 +140,8 @@ def _warn_unmatched(graph: Graph, cores: Mapping[int, AttentionCore]) -> None:
                 FrontendWarning,
                 stacklevel=3,
             )
+            placements.append(Placement(_node_name(node), UNMATCHED_REASON))
+    return placements
 
 
 # ---------------------------------------------------------------------------

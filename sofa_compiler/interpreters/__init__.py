@@ -10,18 +10,22 @@ from xdsl.interpreters.builtin import BuiltinFunctions
 from xdsl.interpreters.func import FuncFunctions
 from xdsl.interpreters.scf import ScfFunctions
 
-from sofa_compiler.interpreters.host import HostFunctions
+from sofa_compiler.interpreters.host import HostFunctions, PartitionSessions
 from sofa_compiler.interpreters.sofa import SofaFunctions
 from sofa_compiler.interpreters.sofa_isa import SofaISAFunctions
 
 
-def register_all(interpreter: Interpreter) -> None:
-    """Register the upstream (func, arith, builtin, scf) and SOFA implementations."""
+def register_all(interpreter: Interpreter, sessions: PartitionSessions | None = None) -> None:
+    """Register the upstream (func, arith, builtin, scf) and SOFA implementations.
+
+    `sessions` holds the onnxruntime sessions of the module's host partitions;
+    without it, each is made on first use by this interpreter.
+    """
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(ArithFunctions())
     interpreter.register_implementations(BuiltinFunctions())
     # scf.for/if: the tiled lowering of the stage ops loops over tiles.
     interpreter.register_implementations(ScfFunctions())
     interpreter.register_implementations(SofaFunctions())
-    interpreter.register_implementations(HostFunctions())
+    interpreter.register_implementations(HostFunctions(sessions))
     interpreter.register_implementations(SofaISAFunctions())

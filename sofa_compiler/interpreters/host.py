@@ -1,7 +1,14 @@
-"""Interpreter implementations of the `host` dialect: numpy, one kernel per ONNX operator.
+"""Interpreter implementations of the `host` dialect.
 
-`HOST_KERNELS` is shared by the interpreter and the front end, which folds
-constant subgraphs with the same kernels. A kernel takes the operands, the
+`host.partition` runs its ONNX subgraph on onnxruntime, one
+`InferenceSession` per partition, made once per module (`PartitionSessions`)
+and kept by whoever runs the module many times (`CompiledModel`).
+
+`host.onnx` (the front end's own glue around attention, and hand-written IR)
+runs on numpy, one kernel per ONNX operator. `HOST_KERNELS` is shared by the
+interpreter and the front end, which folds constant subgraphs with the same
+kernels (numpy is kept there: folding runs per node at import time, where an
+onnxruntime session per node would cost more than the arithmetic). A kernel takes the operands, the
 normalised attributes (see `dialects/host.py`) and the static result shapes,
 and returns its results; `run_kernel` casts them to the result dtypes.
 """
@@ -16,9 +23,10 @@ import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.interpreters.shaped_array import ShapedArray
+from xdsl.ir import Operation
 from xdsl.utils.exceptions import InterpretationError
 
-from dialects.host import HOST_OP_TYPES, AttrValue, ConstantOp, OnnxOp, numpy_dtype
+from dialects.host import HOST_OP_TYPES, AttrValue, ConstantOp, OnnxOp, PartitionOp, numpy_dtype
 
 Shapes = Sequence[tuple[int, ...] | None]
 Kernel = Callable[[list[np.ndarray], Mapping[str, Any], Shapes], np.ndarray | list[np.ndarray]]
@@ -215,8 +223,58 @@ def _as_array(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+class PartitionSessions:
+    """One onnxruntime session per `host.partition` of a module, made when the module is loaded."""
+
+    def __init__(self, module: Operation | None = None):
+        self._sessions: dict[int, tuple[Any, list[str], list[str]]] = {}
+        self._ops: list[PartitionOp] = []  # keeps the ops alive, so their ids stay theirs
+        if module is not None:
+            for op in module.walk():
+                if isinstance(op, PartitionOp):
+                    self.session(op)
+
+    def session(self, op: PartitionOp) -> tuple[Any, list[str], list[str]]:
+        """(session, input names, output names) of a partition; made on first use."""
+        entry = self._sessions.get(id(op))
+        if entry is None:
+            entry = self._sessions[id(op)] = _make_session(op)
+            self._ops.append(op)
+        return entry
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+def _make_session(op: PartitionOp) -> tuple[Any, list[str], list[str]]:
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(op.model.data, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own types (Fail, NotImplemented, ...)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InterpretationError(f"host.partition '{op.sym_name.data}': onnxruntime cannot run it: {reason}") from None
+    inputs = [value.name for value in session.get_inputs()]
+    outputs = [value.name for value in session.get_outputs()]
+    return session, inputs, outputs
+
+
 @register_impls
 class HostFunctions(InterpreterFunctions):
+    def __init__(self, sessions: PartitionSessions | None = None):
+        super().__init__()
+        self.sessions = sessions if sessions is not None else PartitionSessions()
+
+    @impl(PartitionOp)
+    def run_partition(self, interpreter: Interpreter, op: PartitionOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        session, inputs, outputs = self.sessions.session(op)
+        # onnxruntime takes any C-contiguous array as is; only a strided view needs a copy.
+        feed = {name: np.ascontiguousarray(_as_array(value)) for name, value in zip(inputs, args, strict=True)}
+        try:
+            return tuple(session.run(outputs, feed))
+        except Exception as error:  # onnxruntime's own error types
+            raise InterpretationError(f"host.partition '{op.sym_name.data}': {error}") from error
+
     @impl(ConstantOp)
     def run_constant(self, interpreter: Interpreter, op: ConstantOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return (op.to_array(),)
