@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with user_warnings("sofa-compile"):
         model = compile_from_options(args, on_stage, tuning=args.tuning)
+    # On stderr: stdout may carry the emitted IR or assembly.
+    for placement in model.placements:
+        print(placement.line(), file=sys.stderr)
     if args.emit == "bin":
         atomic_write_bytes(args.output, bundle_bytes(model))
         return 0

@@ -1,8 +1,9 @@
 """`sofa-run`: compile an ONNX model, run it on the simulated accelerator, check it against onnxruntime.
 
-Host ops run on numpy, attention kernels on the simulator; the outputs are
-compared with onnxruntime on the same inputs and the simulator's report is
-printed (per kernel and in total).
+Host partitions run on onnxruntime, attention kernels on the simulator; the
+outputs are compared with onnxruntime running the whole model on the same
+inputs, and the simulator's report is printed (per kernel and in total),
+after one line per attention node saying where it runs.
 """
 
 from __future__ import annotations
@@ -71,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         document = {
             "max_relative_error": errors,
+            "placements": [placement.to_dict() for placement in model.placements],
             "kernels": [{"kernel": name, **r.to_dict()} for name, r in report.kernels],
             "total": report.total.to_dict() if report.total else None,
         }
         print(json.dumps(document, indent=2))
         return 0
+    for placement in model.placements:
+        print(placement.line())
     for name, error in errors.items():
         print(f"output {name}: max relative error vs onnxruntime {error:.3e}")
     print(f"attention kernels run on the accelerator: {len(report.kernels)}")
