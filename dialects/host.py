@@ -474,7 +474,7 @@ class PartitionOp(IRDLOperation):
         blob_start = parser.pos
         text = parser.parse_str_literal("the partition's ONNX model as hex")
         if not text.startswith("0x"):
-            parser.raise_error("expected a hex string \"0x...\"", at_position=blob_start, end_position=parser.pos)
+            parser.raise_error('expected a hex string "0x..."', at_position=blob_start, end_position=parser.pos)
         try:
             model = bytes.fromhex(text[2:])
         except ValueError:
@@ -492,7 +492,7 @@ class PartitionOp(IRDLOperation):
             parser.raise_error(str(error), at_position=blob_start, end_position=blob_start + len(text))
         found = (summary.get("nodes"), summary.get("ops"))
         if found != (IntegerAttr(expected[0], i64), StringAttr(expected[1])):
-            message = f"the summary does not match the model: expected {{nodes = {expected[0]}, ops = \"{expected[1]}\"}}"
+            message = f'the summary does not match the model: expected {{nodes = {expected[0]}, ops = "{expected[1]}"}}'
             parser.raise_error(message, at_position=start, end_position=summary_end)
         return op
 

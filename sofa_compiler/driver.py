@@ -148,7 +148,7 @@ class CompiledModel:
             args.append(value.astype(dtype, copy=False))
         runner = KernelRunner(self.programs, self.config, progress)
         interpreter = Interpreter(self.host)
-        register_all(interpreter, self.sessions)
+        register_all(interpreter, self.sessions, isa=False)  # the kernels run on `runner`, not as sofa_isa IR
         interpreter.register_implementations(KernelFunctions(runner))
         results = interpreter.call_op("main", tuple(args))
         outputs = {name: np.asarray(value) for name, value in zip(self.output_names(), results, strict=True)}

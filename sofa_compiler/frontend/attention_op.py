@@ -135,9 +135,7 @@ def _causal_mask(emitter: Emitter, mask: SSAValue | None, q_length: int, kv_leng
     return emitter.host("Add", [mask, emitter.constant(bias)], shape)
 
 
-def lower_attention(
-    node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True
-) -> str | None:
+def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True) -> str | None:
     """Emit `sofa.attention` (and the host ops around it) for one `Attention` node.
 
     Returns why the node runs on the host instead, or None when the accelerator runs it.

@@ -124,7 +124,9 @@ def _emit_partition(nodes: list[onnx.NodeProto], graph: Graph, emitter: Emitter)
             raise FrontendError(f"internal error: '{name}' is read by the host before it is computed")
     model = partition_model(graph, nodes, inputs, outputs)
     result_types = [tensor_type(graph.info(name)) for name in outputs]
-    op = emitter.add(PartitionOp("p", model.SerializeToString(), [emitter.values[name] for name in inputs], result_types))
+    op = emitter.add(
+        PartitionOp("p", model.SerializeToString(), [emitter.values[name] for name in inputs], result_types)
+    )
     for name, result in zip(outputs, op.results, strict=True):
         emitter.values[name] = result
 

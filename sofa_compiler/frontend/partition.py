@@ -141,4 +141,3 @@ def prune_partitions(function: FuncOp) -> None:
         for new, index in zip(replacement.outputs, used, strict=True):
             op.outputs[index].replace_all_uses_with(new)
         rewriter.erase_op(op)
-

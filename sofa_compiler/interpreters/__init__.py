@@ -15,11 +15,13 @@ from sofa_compiler.interpreters.sofa import SofaFunctions
 from sofa_compiler.interpreters.sofa_isa import SofaISAFunctions
 
 
-def register_all(interpreter: Interpreter, sessions: PartitionSessions | None = None) -> None:
+def register_all(interpreter: Interpreter, sessions: PartitionSessions | None = None, *, isa: bool = True) -> None:
     """Register the upstream (func, arith, builtin, scf) and SOFA implementations.
 
     `sessions` holds the onnxruntime sessions of the module's host partitions;
-    without it, each is made on first use by this interpreter.
+    without it, each is made on first use by this interpreter. ``isa=False``
+    leaves out `sofa_isa` (its machine allocates the whole SRAM): for modules
+    that hold no `sofa_isa` ops, such as a compiled model's host code.
     """
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(ArithFunctions())
@@ -28,4 +30,5 @@ def register_all(interpreter: Interpreter, sessions: PartitionSessions | None = 
     interpreter.register_implementations(ScfFunctions())
     interpreter.register_implementations(SofaFunctions())
     interpreter.register_implementations(HostFunctions(sessions))
-    interpreter.register_implementations(SofaISAFunctions())
+    if isa:
+        interpreter.register_implementations(SofaISAFunctions())

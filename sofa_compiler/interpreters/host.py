@@ -16,6 +16,7 @@ and returns its results; `run_kernel` casts them to the result dtypes.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -229,6 +230,8 @@ class PartitionSessions:
     def __init__(self, module: Operation | None = None):
         self._sessions: dict[int, tuple[Any, list[str], list[str]]] = {}
         self._ops: list[PartitionOp] = []  # keeps the ops alive, so their ids stay theirs
+        self.seconds = 0.0
+        """Wall time spent in onnxruntime so far (all partitions, all runs)."""
         if module is not None:
             for op in module.walk():
                 if isinstance(op, PartitionOp):
@@ -241,6 +244,18 @@ class PartitionSessions:
             entry = self._sessions[id(op)] = _make_session(op)
             self._ops.append(op)
         return entry
+
+    def run(self, op: PartitionOp, args: Sequence[Any]) -> list[np.ndarray]:
+        session, inputs, outputs = self.session(op)
+        # onnxruntime takes any C-contiguous array as is; only a strided view needs a copy.
+        feed = {name: np.ascontiguousarray(_as_array(value)) for name, value in zip(inputs, args, strict=True)}
+        start = time.perf_counter()
+        try:
+            return session.run(outputs, feed)
+        except Exception as error:  # onnxruntime's own error types
+            raise InterpretationError(f"host.partition '{op.sym_name.data}': {error}") from error
+        finally:
+            self.seconds += time.perf_counter() - start
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -267,13 +282,7 @@ class HostFunctions(InterpreterFunctions):
 
     @impl(PartitionOp)
     def run_partition(self, interpreter: Interpreter, op: PartitionOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        session, inputs, outputs = self.sessions.session(op)
-        # onnxruntime takes any C-contiguous array as is; only a strided view needs a copy.
-        feed = {name: np.ascontiguousarray(_as_array(value)) for name, value in zip(inputs, args, strict=True)}
-        try:
-            return tuple(session.run(outputs, feed))
-        except Exception as error:  # onnxruntime's own error types
-            raise InterpretationError(f"host.partition '{op.sym_name.data}': {error}") from error
+        return tuple(self.sessions.run(op, args))
 
     @impl(ConstantOp)
     def run_constant(self, interpreter: Interpreter, op: ConstantOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
