@@ -30,9 +30,9 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.interpreter import Interpreter
-from xdsl.utils.exceptions import InterpretationError
 from xdsl.passes import ModulePass
 from xdsl.printer import Printer
+from xdsl.utils.exceptions import InterpretationError
 
 from dialects.host import numpy_dtype
 from dialects.sofa import KernelCallOp, TargetAttr, keep_problem, radius_problem, sphere_radius, tile_problem

@@ -21,8 +21,8 @@ from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, describe, load_graph
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
-from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
 from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores
+from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
 NAME_ATTR = "sofa.name"

@@ -80,7 +80,7 @@ def reference(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str
 
 def test_partitions_are_ordered_around_the_attention():
     module = import_model(uncommon_ops_model())
-    ops = list(module.body.block.ops)[0].body.block.ops
+    ops = next(iter(module.body.block.ops)).body.block.ops
     kinds = [type(op).__name__ for op in ops if isinstance(op, PartitionOp | AttentionOp)]
     assert kinds == ["PartitionOp", "AttentionOp", "PartitionOp"]
     first, second = partitions(module)
@@ -88,7 +88,8 @@ def test_partitions_are_ordered_around_the_attention():
     assert sorted(op_types(first)) == ["Cos", "Cos", "GatherND", "Sin"]
     assert op_types(second) == ["GatherElements", "IsNaN", "Where"]
     # The weights a partition reads are its initializers, not operands.
-    assert len(second.inputs) == 1 and isinstance(second.inputs[0].owner, AttentionOp)
+    assert len(second.inputs) == 1
+    assert isinstance(second.inputs[0].owner, AttentionOp)
 
 
 def test_ops_the_numpy_table_lacks_match_onnxruntime():
@@ -115,7 +116,8 @@ def test_sessions_are_made_once_per_compiled_model():
 def test_partition_round_trips_through_print_and_parse():
     module = import_model(uncommon_ops_model())
     text = print_ir(module)
-    assert 'host.partition "p1"(%' in text and '{nodes = 3, ops = "GatherElements,IsNaN,Where"} model = "0x' in text
+    assert 'host.partition "p1"(%' in text
+    assert '{nodes = 3, ops = "GatherElements,IsNaN,Where"} model = "0x' in text
     parsed = SofaParser(make_context(), text, "<test>").parse_module()
     assert print_ir(parsed) == text
     assert [op.model.data for op in partitions(parsed)] == [op.model.data for op in partitions(module)]
