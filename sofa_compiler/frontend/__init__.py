@@ -3,8 +3,10 @@
     module = import_model("model.onnx")
 
 Every attention core (the standard `Attention` operator, or the
-MatMul-Softmax-MatMul chain exporters write) becomes `sofa.attention`; the
-rest of the graph stays on the host as `host` ops with numpy implementations.
+MatMul-Softmax-MatMul chain exporters write) becomes `sofa.attention`; every
+maximal run of the other nodes becomes a `host.partition`, an ONNX subgraph
+that onnxruntime runs (`partition.py`). Where each attention node runs is
+recorded in the module (`placement.py`).
 """
 
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning

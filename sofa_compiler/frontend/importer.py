@@ -50,6 +50,7 @@ def import_model(
     module = ModuleOp([function])
     module.attributes[PLACEMENTS_ATTR] = placements_attr(placements)
     region_dce(function.body)
+    prune_partitions(function)  # after DCE: glue that died no longer keeps partition results alive
     try:
         module.verify()
     except VerifyException as error:
@@ -106,7 +107,6 @@ def _build_function(graph: Graph, kv_projection: bool) -> tuple[FuncOp, list[Pla
         arg_attrs=_names_attr(graph.inputs),
         res_attrs=_names_attr(graph.outputs),
     )
-    prune_partitions(function)
     return function, placements
 
 
