@@ -19,7 +19,7 @@ from dialects.host import PartitionOp, numpy_dtype
 from sofa_compiler.frontend.attention_op import lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
-from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, describe, load_graph
+from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe, load_graph
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
 from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores
 from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
@@ -118,6 +118,8 @@ def _emit_partition(nodes: list[onnx.NodeProto], graph: Graph, emitter: Emitter)
     """One `host.partition` of `nodes`; every value it produces is a result until `prune_partitions`."""
     if not nodes:
         return
+    for node in nodes:
+        attributes(node)  # a name or string that is not UTF-8 is the model's error, not onnxruntime's crash
     inputs, outputs = boundary_inputs(graph, nodes), produced_values(nodes)
     for name in inputs:
         if name not in emitter.values:
