@@ -412,16 +412,20 @@ class OnnxOp(IRDLOperation):
                 raise VerifyException(f"host.onnx '{op_type}' needs a float operand, got {element}")
 
 
-def partition_summary(model: bytes) -> tuple[int, str]:
-    """(node count, comma-separated op types in first-use order) of a serialized ONNX model."""
-    import onnx  # the dialect needs onnx only to summarise partitions
+def _partition_graph(model: bytes) -> Any:
+    """The `onnx.GraphProto` of a partition's serialized model."""
+    import onnx  # the dialect needs onnx only to read partitions
 
     try:
-        proto = onnx.ModelProto.FromString(model)
+        return onnx.ModelProto.FromString(model).graph
     except Exception as error:  # protobuf's DecodeError and friends
         raise VerifyException(f"host.partition holds no valid ONNX model: {error}") from None
-    op_types = dict.fromkeys(node.op_type for node in proto.graph.node)
-    return len(proto.graph.node), ",".join(op_types)
+
+
+def partition_summary(model: bytes) -> tuple[int, str]:
+    """(node count, comma-separated op types in first-use order) of a serialized ONNX model."""
+    graph = _partition_graph(model)
+    return len(graph.node), ",".join(dict.fromkeys(node.op_type for node in graph.node))
 
 
 @irdl_op_definition
@@ -497,10 +501,22 @@ class PartitionOp(IRDLOperation):
         return op
 
     def verify_(self) -> None:
+        name = self.sym_name.data
         for value in (*self.inputs, *self.outputs):
             assert isinstance(value.type, TensorType)
             if any(dim < 0 for dim in value.type.get_shape()):
-                raise VerifyException(f"host.partition '{self.sym_name.data}' needs static shapes, got {value.type}")
+                raise VerifyException(f"host.partition '{name}' needs static shapes, got {value.type}")
+        graph = _partition_graph(self.model.data)
+        for what, values, infos in (("operands", self.inputs, graph.input), ("results", self.outputs, graph.output)):
+            if len(values) != len(infos):
+                raise VerifyException(f"host.partition '{name}' has {len(values)} {what}; its model has {len(infos)}")
+            for value, info in zip(values, infos, strict=True):
+                assert isinstance(value.type, TensorType)
+                dims = [dim.dim_value for dim in info.type.tensor_type.shape.dim]
+                if dims != list(value.type.get_shape()):
+                    raise VerifyException(
+                        f"host.partition '{name}': {value.type} does not fit the model's '{info.name}' of shape {dims}"
+                    )
 
 
 Host = Dialect("host", [ConstantOp, OnnxOp, PartitionOp], [])

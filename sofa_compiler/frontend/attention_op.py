@@ -11,6 +11,10 @@ The accelerator has no score capping and never materialises the score
 matrix, so an `Attention` with softcap or with the qk_matmul_output output
 runs on the host, decomposed into MatMul/Tanh/Softmax host ops that follow
 the ONNX reference implementation (`_lower_on_host`); the importer warns.
+These stay numpy `host.onnx` ops rather than an onnxruntime partition holding
+the node: onnxruntime's Attention binds one element type to Q, K and V (the
+spec lets V differ) and writes masked mode-2 scores as the lowest float where
+the spec says -inf.
 
 Rejected with a clear error: nonpad_kv_seqlen.
 """

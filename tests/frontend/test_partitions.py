@@ -12,7 +12,9 @@ import onnxruntime
 import pytest
 from frontend_harness import FIXTURES
 from onnx import TensorProto, helper, numpy_helper
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, TensorType, f32
+from xdsl.ir import Block
+from xdsl.utils.exceptions import VerifyException
 
 import sofa_compiler
 from dialects.host import PartitionOp
@@ -171,3 +173,15 @@ def test_an_unmatched_softmax_is_placed_on_the_host(tmp_path: Path, capsys: pyte
     assert sofa_run([str(path)]) == 0
     out = capsys.readouterr().out
     assert "attention lonely: host (not part of a recognised attention pattern)" in out
+
+
+def test_operands_that_do_not_fit_the_model_do_not_verify():
+    second = partitions(import_model(uncommon_ops_model()))[1]
+    wrong = TensorType(f32, [1, 2, 8, 4])  # the model's input is [1, 2, 4, 8]
+    (value,) = Block(arg_types=[wrong]).args
+    op = PartitionOp("p1", second.model.data, [value], [second.outputs[0].type])
+    with pytest.raises(VerifyException, match="does not fit the model's 'y' of shape"):
+        op.verify()
+    extra = PartitionOp("p1", second.model.data, [value, value], [second.outputs[0].type])
+    with pytest.raises(VerifyException, match="has 2 operands; its model has 1"):
+        extra.verify()
