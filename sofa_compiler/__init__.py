@@ -5,6 +5,9 @@ Python API (imported lazily, so that xDSL's plug-in discovery stays cheap)::
     import sofa_compiler
     model = sofa_compiler.compile("model.onnx", target="configs/sofa-28nm.toml", keep=0.25)
     outputs, report = model.run({"x": x})
+
+A model with dynamic input dimensions needs them fixed:
+``compile("model.onnx", input_shapes={"x": [1, 128, 768]})``.
 """
 
 from typing import Any

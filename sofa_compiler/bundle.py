@@ -16,7 +16,9 @@ offset  bytes  field
 
 The manifest holds the hardware config the model was compiled for (all
 sections, so the simulator reproduces the same figures), the host module as
-MLIR text, the compile options, and each kernel's name, byte offset and size.
+MLIR text, the compile options, the inputs the model was compiled for (name,
+shape, dtype: a run on other shapes is refused), and each kernel's name, byte
+offset and size.
 JSON keys are sorted, so the same model and options give the same bytes.
 """
 
@@ -62,11 +64,17 @@ def bundle_bytes(model: CompiledModel) -> bytes:
         },
         "config_hash": config.config_hash(),
         "host": print_ir(model.host),
+        "inputs": input_records(model),
         "kernels": entries,
         "options": {key: (str(value) if isinstance(value, float) else value) for key, value in model.options.items()},
     }
     text = json.dumps(manifest, sort_keys=True).encode()
     return _HEADER.pack(MAGIC, VERSION, 0, len(text)) + text + b"".join(blob for _, blob in kernels)
+
+
+def input_records(model: CompiledModel) -> list[dict[str, Any]]:
+    """The manifest's record of the model inputs: the shapes (and dtypes) it was compiled for."""
+    return [{"name": name, "shape": list(shape), "dtype": dtype} for name, shape, dtype in model.input_specs()]
 
 
 def load_bundle(blob: bytes, source: str = "<bundle>") -> CompiledModel:
@@ -95,6 +103,10 @@ def load_bundle(blob: bytes, source: str = "<bundle>") -> CompiledModel:
             programs[str(entry["name"])] = Program.from_bytes(blob[begin : begin + int(entry["size"])])
         host = SofaParser(make_context(), manifest["host"], source).parse_module()
         options = dict(manifest.get("options", {}))
+        model = CompiledModel(config, host, programs, [], options)
+        recorded = manifest.get("inputs")
     except (ValueError, KeyError, TypeError, ContainerError) as error:
         raise BundleError(f"{source}: corrupt bundle: {error}") from None
-    return CompiledModel(config, host, programs, [], options)
+    if recorded is not None and recorded != input_records(model):
+        raise BundleError(f"{source}: corrupt bundle: the recorded inputs do not match the host code's")
+    return model

@@ -23,7 +23,7 @@ import functools
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import ParamSpec
 
@@ -154,3 +154,56 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+INPUT_SHAPE_SYNTAX = "NAME=D0,D1,..."
+
+
+class InputShapeError(ValueError):
+    """A malformed ``--input-shape``; the message says what is wrong with it."""
+
+
+def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
+    """``--input-shape NAME=D0,D1,...`` (repeatable); read it back with `input_shapes`.
+
+    The values stay text for argparse, so that a malformed one is a user error
+    (status 1, one line) rather than argparse's usage error (status 2).
+    """
+    parser.add_argument(
+        "--input-shape",
+        dest="input_shape",
+        action="append",
+        default=[],
+        metavar=INPUT_SHAPE_SYNTAX,
+        help="a static shape for a graph input with dynamic dimensions (repeatable)",
+    )
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``NAME=D0,D1,...`` -> (name, dims); each dimension a positive integer."""
+    name, separator, dims = text.rpartition("=")
+    if not separator:
+        raise InputShapeError(f"--input-shape '{text}': expected {INPUT_SHAPE_SYNTAX} (no '=')")
+    if not name:
+        raise InputShapeError(f"--input-shape '{text}': no input name before '='")
+    shape = []
+    for dim in dims.split(",") if dims else []:
+        try:
+            value = int(dim)
+        except ValueError:
+            raise InputShapeError(f"--input-shape '{text}': dimension '{dim}' is not an integer") from None
+        if value < 1:
+            raise InputShapeError(f"--input-shape '{text}': dimension {value} is not positive")
+        shape.append(value)
+    return name, tuple(shape)
+
+
+def input_shapes(texts: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """The ``--input-shape`` values as name -> shape; an input named twice is an error."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in texts:
+        name, shape = parse_input_shape(text)
+        if name in shapes:
+            raise InputShapeError(f"--input-shape gives input '{name}' twice")
+        shapes[name] = shape
+    return shapes

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
-from sofa_compiler.driver import PRESETS, CompiledModel, compile_model
+import numpy as np
+import onnx
+
+from sofa_compiler.cli import InputShapeError, add_input_shape_option, input_shapes
+from sofa_compiler.driver import PRESETS, CompiledModel, CompileError, compile_model
+from sofa_compiler.frontend.graph import read_model
 
 
 def add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +32,62 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="read host-computed K/V rows instead of generating only the selected rows on chip",
     )
+    add_input_shape_option(parser)
 
 
-def compile_from_options(args: argparse.Namespace, on_stage: Any = None, **extra: Any) -> CompiledModel:
-    """`compile_model` with the options `add_compile_options` declared."""
+def dynamic_inputs(model: onnx.ModelProto) -> set[str]:
+    """The graph inputs (initializers aside) with a dimension the model leaves open."""
+    initializers = {init.name for init in model.graph.initializer}
+    dynamic = set()
+    for value in model.graph.input:
+        tensor = value.type.tensor_type
+        static = tensor.HasField("shape") and all(dim.dim_value > 0 for dim in tensor.shape.dim)
+        if value.name not in initializers and not static:
+            dynamic.add(value.name)
+    return dynamic
+
+
+def shapes_from_inputs(
+    model: onnx.ModelProto, flags: Mapping[str, tuple[int, ...]], inputs: Mapping[str, np.ndarray]
+) -> dict[str, tuple[int, ...]]:
+    """The ``--input-shape`` flags, plus the shapes of the `inputs` arrays for the other dynamic inputs.
+
+    A flag and an array that disagree on an input are an error: the model would
+    be compiled for one shape and run on another.
+    """
+    shapes = dict(flags)
+    for name in sorted(dynamic_inputs(model) & set(inputs)):
+        given = tuple(np.shape(inputs[name]))
+        if name in flags and flags[name] != given:
+            raise CompileError(
+                f"input '{name}': --input-shape gives {list(flags[name])},"
+                f" but its --inputs array has shape {list(given)}"
+            )
+        shapes[name] = given
+    return shapes
+
+
+def compile_from_options(
+    args: argparse.Namespace,
+    on_stage: Any = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    **extra: Any,
+) -> CompiledModel:
+    """`compile_model` with the options `add_compile_options` declared.
+
+    Given the `inputs` the model will run on (``--inputs X.npz``), dynamic
+    input dimensions that no ``--input-shape`` fixes take those arrays' shapes.
+    """
+    try:
+        shapes = input_shapes(args.input_shape)
+    except InputShapeError as error:
+        raise CompileError(str(error)) from None
+    model: str | onnx.ModelProto = args.model
+    if inputs is not None:
+        model = read_model(args.model)
+        shapes = shapes_from_inputs(model, shapes, inputs)
     return compile_model(
-        args.model,
+        model,
         args.target,
         args.keep,
         args.tile,
@@ -39,5 +95,6 @@ def compile_from_options(args: argparse.Namespace, on_stage: Any = None, **extra
         args.pipeline,
         on_stage,
         kv_generation=args.kv_generation,
+        input_shapes=shapes,
         **extra,
     )

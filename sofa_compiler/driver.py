@@ -18,7 +18,7 @@ bundle (`sofa_compiler/bundle.py`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -144,7 +144,8 @@ class CompiledModel:
                 raise CompileError(f"missing input '{name}' (the model needs {', '.join(self.input_names())})")
             value = np.asarray(inputs[name])
             if tuple(value.shape) != shape:
-                raise CompileError(f"input '{name}' has shape {list(value.shape)}, the model needs {list(shape)}")
+                given, expected = list(value.shape), list(shape)
+                raise CompileError(f"input '{name}' has shape {given}, but the model was compiled for {expected}")
             args.append(value.astype(dtype, copy=False))
         runner = KernelRunner(self.programs, self.config, progress)
         interpreter = Interpreter(self.host)
@@ -278,6 +279,7 @@ def compile_model(
     dataflow: str | None = None,
     kv_generation: bool | None = None,
     tuning: Tuning | Mapping[str, Any] | str | Path | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> CompiledModel:
     """Compile an ONNX model for a SOFA target (default: the paper's 28 nm design).
 
@@ -285,6 +287,8 @@ def compile_model(
     features of it for ablations (`Features`). ``tuning`` (a `Tuning`, its
     dict form or a JSON/TOML file, `sofa_compiler.tuning`) sets the tile and
     keep ratio per attention layer; its ``defaults`` replace ``tile``/``keep``.
+    ``input_shapes`` (name -> shape) fixes the dynamic dimensions of graph inputs;
+    the compiled model then runs on inputs of exactly those shapes.
     """
     resolved: Tuning | None = None
     if tuning is not None:
@@ -306,7 +310,7 @@ def compile_model(
     features = resolve_features(pipeline, overrides)
     config = target if isinstance(target, HardwareConfig) else load_config(target)
     ctx = make_context()
-    module = import_model(model)
+    module = import_model(model, input_shapes)
     stages: list[Stage] = []
 
     def record(name: str, step: str) -> None:

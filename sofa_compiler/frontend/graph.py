@@ -80,7 +80,7 @@ class Graph:
             where = f" produced by {describe(producer)}" if producer is not None else ""
             raise FrontendError(
                 f"the shape of '{name}'{where} cannot be resolved to static dimensions; "
-                "give static input shapes (sofa-import --input-shape NAME=D0,D1,...)"
+                f"give static input shapes: {STATIC_SHAPE_HINT}"
             )
         return self.infos[name]
 
@@ -214,6 +214,24 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
     return [dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "?") for dim in shape.dim]
 
 
+STATIC_SHAPE_HINT = "--input-shape NAME=D0,D1,... (input_shapes= in Python)"
+"""How to give static input shapes: every tool that imports ONNX has the flag (`sofa_compiler.cli`)."""
+
+
+def shape_problem(given: Sequence[int], declared: list[int | str]) -> str | None:
+    """Why `given` cannot be the shape of an input the model declares `declared`, or None."""
+    if any(not isinstance(dim, int | np.integer) or dim < 1 for dim in given):
+        return "its dimensions must be positive integers"
+    if declared == ["?"]:
+        return None
+    if len(given) != len(declared):
+        return f"it has {len(given)} dimensions, the model's input has {len(declared)}: {declared}"
+    for index, (dim, fixed) in enumerate(zip(given, declared, strict=True)):
+        if isinstance(fixed, int) and fixed > 0 and dim != fixed:
+            return f"dimension {index} is {dim}, the model fixes it to {fixed}: {declared}"
+    return None
+
+
 def fix_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> None:
     """Apply user-given input shapes and reject inputs that stay dynamic."""
     initializers = {init.name for init in model.graph.initializer}
@@ -226,6 +244,10 @@ def fix_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence
         if not value.type.HasField("tensor_type"):
             raise FrontendError(f"input '{name}' is not a tensor; only tensor inputs are supported")
         if name in input_shapes:
+            if problem := shape_problem(input_shapes[name], _dims(value)):
+                raise FrontendError(
+                    f"the shape given for input '{name}', {list(input_shapes[name])}, is wrong: {problem}"
+                )
             shape = value.type.tensor_type.shape
             shape.ClearField("dim")
             for dim in input_shapes[name]:
@@ -237,7 +259,7 @@ def fix_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence
     if dynamic:
         raise FrontendError(
             f"input(s) with dynamic shapes: {', '.join(dynamic)}; the accelerator needs static shapes: "
-            "give them with --input-shape NAME=D0,D1,... (input_shapes= in Python)"
+            f"give them with {STATIC_SHAPE_HINT}"
         )
     if input_shapes:
         # Exporters' value_info may hold the old symbolic shapes; infer afresh.

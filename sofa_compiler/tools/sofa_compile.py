@@ -3,7 +3,7 @@
 sofa-compile model.onnx -o model.sofa [--target FILE.toml] [--keep RATIO]
              [--tile BC] [--radius R] [--pipeline coordinated|separate]
              [--emit onnx-ir|sofa|tiled|isa|asm|bin] [--dump-ir-dir DIR]
-             [--print-ir-after-all] [--tuning FILE]
+             [--print-ir-after-all] [--tuning FILE] [--input-shape NAME=D0,D1,...]...
 """
 
 from __future__ import annotations

@@ -17,33 +17,23 @@ from pathlib import Path
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.printer import Printer
 
-from sofa_compiler.cli import exit_statuses, print_error, user_warnings
+from sofa_compiler.cli import (
+    InputShapeError,
+    add_input_shape_option,
+    exit_statuses,
+    input_shapes,
+    print_error,
+    user_warnings,
+)
 from sofa_compiler.files import atomic_write_text
 from sofa_compiler.frontend import FrontendError, import_model
-
-
-def parse_shape(text: str) -> tuple[str, list[int]]:
-    name, separator, dims = text.rpartition("=")
-    try:
-        if not separator or not name:
-            raise ValueError
-        return name, [int(dim) for dim in dims.split(",")] if dims else []
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,... with integer dimensions, got '{text}'") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sofa-import", description="Import an ONNX model into SOFA IR.")
     parser.add_argument("model", type=Path, help="the .onnx file")
     parser.add_argument("-o", "--output", type=Path, help="write the IR here instead of standard output")
-    parser.add_argument(
-        "--input-shape",
-        type=parse_shape,
-        action="append",
-        default=[],
-        metavar="NAME=D0,D1,...",
-        help="a static shape for a graph input with dynamic dimensions (repeatable)",
-    )
+    add_input_shape_option(parser)
     parser.add_argument(
         "--no-kv-projection", action="store_true", help="keep K/V projections on the host (no sofa.kv_projection)"
     )
@@ -56,12 +46,13 @@ def print_module(module: ModuleOp) -> str:
     return text.getvalue() + "\n"
 
 
-@exit_statuses("sofa-import", FrontendError)
+@exit_statuses("sofa-import", FrontendError, InputShapeError)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    shapes = input_shapes(args.input_shape)
     try:
         with user_warnings("sofa-import"):
-            module = import_model(args.model, dict(args.input_shape), kv_projection=not args.no_kv_projection)
+            module = import_model(args.model, shapes, kv_projection=not args.no_kv_projection)
     except FrontendError:
         raise  # a problem with the model: reported as a user error
     except Exception as error:  # a bug here, not a problem with the model: still no traceback

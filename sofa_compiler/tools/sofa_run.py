@@ -52,15 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-run", description=__doc__.split("\n")[0])
     add_compile_options(parser)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--inputs", metavar="X.npz", help="model inputs by name (default: random)")
+    source.add_argument(
+        "--inputs", metavar="X.npz", help="model inputs by name (default: random); they fix dynamic input shapes"
+    )
     source.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
     parser.add_argument("--output", metavar="OUT.npz", help="save the model outputs")
     parser.add_argument("--json", action="store_true", help="print errors and the report as JSON")
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
     args = parser.parse_args(argv)
+    given = load_inputs(args.inputs) if args.inputs else None
     with user_warnings("sofa-run"):
-        model = compile_from_options(args)
-    inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.seed)
+        model = compile_from_options(args, inputs=given)
+    inputs = given if given is not None else random_model_inputs(model, args.seed)
     with timing_progress(sys.stderr.isatty()) as progress:
         outputs, report = model.run(inputs, progress)
     errors = {}
