@@ -468,6 +468,14 @@ def resolve_shapes(graph: Graph, rounds: int = 4) -> None:
         model.graph.node.extend(live)
         model.graph.ClearField("initializer")
         model.graph.initializer.extend(numpy_helper.from_array(graph.consts[name], name) for name in sorted(used))
+        # Inference keeps a dynamic dim it wrote before ('unk__0'): give it only the static types found so far.
+        model.graph.ClearField("value_info")
+        model.graph.value_info.extend(
+            helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(info.dtype), info.shape)
+            for node in live
+            for name in node.output
+            if (info := graph.infos.get(name)) is not None and name not in graph.outputs
+        )
         before = len(graph.infos)
         graph.infos.update(static_infos(infer_shapes(model)))
         if len(graph.infos) == before:

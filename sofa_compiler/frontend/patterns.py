@@ -157,14 +157,15 @@ def match_core(graph: Graph, softmax: onnx.NodeProto) -> AttentionCore | None:
     shape = graph.info(scores).shape
     if len(shape) not in (3, 4) or attributes(softmax).get("axis", -1) % len(shape) != len(shape) - 1:
         return None
-    consumers = graph.consumers.get(softmax.output[0], [])
-    if not graph.single_use(softmax.output[0]) or consumers[0].op_type != "MatMul":
+    probabilities, casts = _skip_noop_casts(graph, softmax.output[0])
+    consumers = graph.consumers.get(probabilities, [])
+    if not graph.single_use(probabilities) or consumers[0].op_type != "MatMul":
         return None
     anchor = consumers[0]
-    if anchor.input[0] != softmax.output[0]:
+    if anchor.input[0] != probabilities:
         return None
     core = AttentionCore(anchor, q="", k="", k_perm=(), v=anchor.input[1], scale=1.0, masks=[])
-    core.absorbed.append(softmax)
+    core.absorbed.extend([softmax, *casts])
     matmul_output = _peel_masks(graph, scores, core)
     if matmul_output is None:
         return None
@@ -179,6 +180,17 @@ def match_core(graph: Graph, softmax: onnx.NodeProto) -> AttentionCore | None:
     if not _shapes_fit(graph, core, rank) or not core.scale > 0:
         return None
     return core
+
+
+def _skip_noop_casts(graph: Graph, name: str) -> tuple[str, list[onnx.NodeProto]]:
+    """Follow single-use Casts that keep the element type (eager attention casts P to V's dtype)."""
+    casts = []
+    while graph.single_use(name) and (node := graph.consumers[name][0]).op_type in ("Cast", "CastLike"):
+        if graph.info(node.output[0]).dtype != graph.info(name).dtype:
+            break
+        casts.append(node)
+        name = node.output[0]
+    return name, casts
 
 
 def _shapes_fit(graph: Graph, core: AttentionCore, rank: int) -> bool:
