@@ -20,7 +20,7 @@ from sofa_compiler.frontend.attention_op import lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, describe, host_form, load_graph
-from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores
+from sofa_compiler.frontend.patterns import MASKED_FILL, AttentionCore, MaskTerm, find_cores
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
 NAME_ATTR = "sofa.name"
@@ -211,7 +211,12 @@ def _core_mask(
 
 
 def _is_causal(term: MaskTerm, graph: Graph, q_length: int, kv_length: int) -> bool:
-    """Whether a constant mask is exactly upper-left causal masking (and nothing else)."""
+    """Whether a constant mask is exactly upper-left causal masking (and nothing else).
+
+    The folded value decides, however the model built it (a triangular buffer,
+    a slice of a bigger one, Trilu, Where over a Range comparison); a mask
+    broadcast over batch and heads is checked whole.
+    """
     value = graph.consts.get(term.name)
     if value is None or value.ndim < 2 or value.shape[-2:] != (q_length, kv_length):
         return False
@@ -219,5 +224,5 @@ def _is_causal(term: MaskTerm, graph: Graph, q_length: int, kv_length: int) -> b
     if term.keep:
         keep = np.logical_not(value) if term.invert else value.astype(bool)
         return bool(np.all(keep == lower))
-    # Additive: 0 where visible; far below any score (exp underflows to exactly 0) elsewhere.
-    return bool(np.all(np.where(lower, value == 0, value <= -1e30)))
+    # Additive: 0 where visible; at or below MASKED_FILL (exp underflows to exactly 0 in f32) elsewhere.
+    return bool(np.all(np.where(lower, value == 0, value <= MASKED_FILL)))
