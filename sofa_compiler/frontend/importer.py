@@ -16,7 +16,7 @@ from xdsl.transforms.dead_code_elimination import region_dce
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.host import OnnxOp, numpy_dtype
-from sofa_compiler.frontend.attention_op import lower_attention
+from sofa_compiler.frontend.attention_op import checked_attention, lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, describe, host_form, load_graph
@@ -154,14 +154,8 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
     mask, causal = _core_mask(core.masks, graph, emitter, shape_of(q)[2], shape_of(k)[2])
     if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
         mask = emitter.reshape(mask, [1, *shape_of(mask)])
-    out = emitter.attention(q, k, v, scale=core.scale, causal=causal, mask=mask)
-    try:
-        out.owner.verify()
-    except VerifyException as error:
-        raise FrontendError(
-            f"the attention pattern ending at {describe(core.anchor)}: Q, K, V and mask shapes do not fit together: "
-            f"{error}"
-        ) from None
+    subject = f"the attention pattern ending at {describe(core.anchor)}"
+    out = checked_attention(emitter, subject, q, k, v, scale=core.scale, causal=causal, mask=mask)
     if rank == 3:
         out = emitter.reshape(out, shape_of(out)[1:])
     emitter.values[core.anchor.output[0]] = out
