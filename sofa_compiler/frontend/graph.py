@@ -33,7 +33,10 @@ MAX_OPSET = 24
 
 FOLDED_ONLY = frozenset({"Constant", "Shape", "Size", "ConstantOfShape", "Range"})
 """Operators that only ever compute constants here (shapes are static)."""
-SUPPORTED = frozenset(HOST_OP_TYPES) | FOLDED_ONLY | {"Attention", "Dropout"}
+SUPPORTED = frozenset(HOST_OP_TYPES) | FOLDED_ONLY | {"Attention", "Dropout", "CastLike"}
+
+TYPE_OPERAND = {"CastLike": 1}
+"""Inputs that only give the result's element type (the host form is a Cast to it)."""
 
 SHAPE_OPERAND = {"Reshape": 1, "Expand": 1, "Squeeze": 1, "Unsqueeze": 1, "Split": 1}
 """Inputs that only describe the result shape; the static result type replaces them."""
@@ -360,6 +363,9 @@ def host_form(node: onnx.NodeProto, graph: Graph) -> tuple[str, list[str], dict[
     inputs = list(node.input)
     if op_type == "Identity":
         attrs, inputs = {}, inputs[:1]
+    if op_type == "CastLike":
+        target = helper.np_dtype_to_tensor_dtype(graph.info(inputs[TYPE_OPERAND[op_type]]).dtype)
+        op_type, attrs, inputs = "Cast", {"to": target, **attrs}, inputs[:1]
     if op_type in SHAPE_OPERAND:
         inputs = inputs[: SHAPE_OPERAND[op_type]]
         attrs.pop("axes", None)
@@ -501,13 +507,14 @@ def fold_constants(graph: Graph, final: bool = True) -> None:
                 raise FrontendError(f"{describe(node)}: its inputs are computed at run time, so its result is dynamic")
             graph.consts[node.output[0]] = value
             continue
-        if node.op_type == "Attention" or not all(name in graph.consts for name in node.input if name):
+        operands = [name for i, name in enumerate(node.input) if name and i != TYPE_OPERAND.get(node.op_type)]
+        if node.op_type == "Attention" or not all(name in graph.consts for name in operands):
             continue
         op_type, inputs, attrs = host_form(node, graph)
         arrays = [graph.consts[name] for name in inputs]
         try:
             # Shapes too: a bad shape operand (a negative Expand dim, say) is the model's error.
-            shapes = _folded_result_shapes(node, graph, [graph.consts[name] for name in node.input if name])
+            shapes = _folded_result_shapes(node, graph, [graph.consts[name] for name in operands])
             types = [(shape, _dtype(node, graph, i, arrays)) for i, shape in enumerate(shapes)]
             results = run_kernel(op_type, arrays, attrs, types)
         except (ValueError, IndexError, KeyError, TypeError) as error:
@@ -522,6 +529,8 @@ def _dtype(node: onnx.NodeProto, graph: Graph, index: int, inputs: list[np.ndarr
         return graph.infos[name].dtype
     if node.op_type == "Cast":
         return np.dtype(helper.tensor_dtype_to_np_dtype(attributes(node)["to"]))
+    if node.op_type in TYPE_OPERAND:
+        return graph.info(node.input[TYPE_OPERAND[node.op_type]]).dtype
     if node.op_type in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Not"):
         return np.dtype(np.bool_)
     if node.op_type == "Where":
