@@ -88,9 +88,13 @@ class Graph:
             )
         return self.infos[name]
 
+    def uses(self, name: str) -> list[onnx.NodeProto]:
+        """The nodes `name` feeds that run (a folded node, such as CastLike's type operand use, does not)."""
+        return [node for node in self.consumers.get(name, []) if not all(out in self.consts for out in node.output)]
+
     def single_use(self, name: str) -> bool:
-        """Whether `name` feeds exactly one node and is not a graph output."""
-        return len(self.consumers.get(name, [])) == 1 and name not in self.outputs
+        """Whether `name` feeds exactly one running node and is not a graph output."""
+        return len(self.uses(name)) == 1 and name not in self.outputs
 
     def scalar(self, name: str) -> float | None:
         """The value of a one-element float constant, or None."""
