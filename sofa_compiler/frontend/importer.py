@@ -20,7 +20,7 @@ from sofa_compiler.frontend.attention_op import checked_attention, lower_attenti
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, describe, host_form, load_graph
-from sofa_compiler.frontend.patterns import MASKED_FILL, AttentionCore, MaskTerm, find_cores
+from sofa_compiler.frontend.patterns import MASKED_FILL, AttentionCore, MaskTerm, find_cores, unmatched_reason
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
 NAME_ATTR = "sofa.name"
@@ -118,7 +118,8 @@ def _warn_unmatched(graph: Graph, cores: Mapping[int, AttentionCore]) -> None:
     for node in graph.nodes:
         if node.op_type == "Softmax" and id(node) not in matched and node.output[0] not in graph.consts:
             warnings.warn(
-                f"{describe(node)} is not part of a recognised attention core; it runs on the host",
+                f"{describe(node)} is not part of a recognised attention core; it runs on the host: "
+                f"{unmatched_reason(graph, node)}",
                 FrontendWarning,
                 stacklevel=3,
             )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from sofa_compiler.frontend.graph import Graph, attributes
+from sofa_compiler.frontend.graph import Graph, attributes, describe
 
 # Fill values at or below this in a Where before Softmax act as "masked out".
 MASKED_FILL = -1e4
@@ -47,6 +47,8 @@ class AttentionCore:
     scale: float
     masks: list[MaskTerm]
     absorbed: list[onnx.NodeProto] = field(default_factory=list)
+    blocker: onnx.NodeProto | None = None
+    """While matching: the last node looked at on the scores side."""
 
 
 def _scalar_factor(graph: Graph, node: onnx.NodeProto) -> tuple[str, float] | None:
@@ -82,10 +84,14 @@ def _peel_scales(graph: Graph, name: str, core: AttentionCore, transposes: bool)
 
 
 def _peel_masks(graph: Graph, name: str, core: AttentionCore) -> str | None:
-    """From the Softmax input up to the scores MatMul, collecting masks and scales; the MatMul output."""
+    """From the Softmax input up to the scores MatMul, collecting masks and scales; the MatMul output.
+
+    On a mismatch, `core.blocker` is the node the walk could not pass (None: a value with other uses).
+    """
     scores_shape = graph.info(name).shape
     scaled_outside = False  # a scaling seen so far is applied after any mask found further up
     while graph.single_use(name) and (node := graph.producer.get(name)) is not None:
+        core.blocker = node
         if node.op_type == "MatMul":
             return name
         if (scaled := _scalar_factor(graph, node)) is not None:
@@ -113,6 +119,7 @@ def _peel_masks(graph: Graph, name: str, core: AttentionCore) -> str | None:
         else:
             return None
         core.absorbed.append(node)
+    core.blocker = None
     return None
 
 
@@ -271,6 +278,26 @@ def _shapes_fit(graph: Graph, core: AttentionCore, rank: int) -> bool:
         return False
     # Heads: K and V must each match Q's or be 1 (MQA by broadcasting).
     return all(lead[-1] in (1, lead_q[-1]) for lead in (lead_k, lead_v)) and k_shape[-2] == v.shape[-2]
+
+
+def unmatched_reason(graph: Graph, softmax: onnx.NodeProto) -> str:
+    """Why `match_core` found no attention around this Softmax, in words, naming the node in the way."""
+    shape = graph.info(softmax.input[0]).shape
+    axis = attributes(softmax).get("axis", -1)
+    if len(shape) not in (3, 4) or axis % len(shape) != len(shape) - 1:
+        return f"it normalises axis {axis} of a rank-{len(shape)} tensor, not the key axis of 3-D or 4-D scores"
+    probabilities, _, _ = _peel_probabilities(graph, softmax.output[0])
+    if not graph.single_use(probabilities):
+        return "its probabilities have uses besides the product with V (a model output, say)"
+    use = graph.uses(probabilities)[0]
+    if use.op_type != "MatMul" or use.input[0] != probabilities:
+        return f"its probabilities feed {describe(use)}, not a MatMul with V"
+    scratch = AttentionCore(use, q="", k="", k_perm=(), v=use.input[1], scale=1.0, masks=[])
+    if _peel_masks(graph, softmax.input[0], scratch) is None:
+        if scratch.blocker is None:
+            return "its scores have other uses, or come from no MatMul"
+        return f"its scores pass through {describe(scratch.blocker)}, which is not a scaling or a mask SOFA can take"
+    return "Q, K, V, the scale or a mask guard do not fit sofa.attention (shapes, element types, fully masked rows)"
 
 
 def find_cores(graph: Graph) -> list[AttentionCore]:

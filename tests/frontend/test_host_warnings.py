@@ -6,6 +6,7 @@ import warnings
 
 import onnx
 import pytest
+from onnx import TensorProto, helper
 
 import sofa_compiler
 from sofa_compiler.driver import CompileWarning
@@ -51,3 +52,37 @@ def test_accelerated_attention_warns_nothing(name: str) -> None:
     assert compiled.programs
     assert front == []
     assert driver == []
+
+
+def softmax_also_output() -> onnx.ModelProto:
+    """Attention whose probabilities are also a model output: the core cannot absorb the Softmax."""
+    shape = [1, 2, 4, 8]
+    nodes = [
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+        helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["p"], name="probabilities", axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "probabilities_out",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in "qkv"],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, shape),
+            helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 2, 4, 4]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_unmatched_softmax_warns_with_reason() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = sofa_compiler.compile(softmax_also_output(), keep=0.5)
+    messages = [str(w.message) for w in caught]
+    assert not compiled.programs
+    assert (
+        "Softmax node 'probabilities' is not part of a recognised attention core; it runs on the host: "
+        "its probabilities have uses besides the product with V (a model output, say)"
+    ) in messages
+    assert any("keep=0.5 has no effect" in message for message in messages)
