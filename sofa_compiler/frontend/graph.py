@@ -44,7 +44,7 @@ SHAPE_OPERAND = {"Reshape": 1, "Expand": 1, "Squeeze": 1, "Unsqueeze": 1, "Split
 STEERING_INPUTS: Mapping[str, tuple[str, ...]] = {
     "Slice": ("starts", "ends", "axes", "steps"),
     "Trilu": ("k",),
-    "Pad": ("pads", "constant_value"),
+    "Pad": ("pads", "constant_value", "axes"),
     "Tile": ("repeats",),
     "Clip": ("min", "max"),
     "ReduceMean": ("axes",),
@@ -368,7 +368,7 @@ def host_form(node: onnx.NodeProto, graph: Graph) -> tuple[str, list[str], dict[
     if op_type == "Identity":
         attrs, inputs = {}, inputs[:1]
     if op_type == "CastLike":
-        target = helper.np_dtype_to_tensor_dtype(graph.info(inputs[TYPE_OPERAND[op_type]]).dtype)
+        target = helper.np_dtype_to_tensor_dtype(_element_type(graph, inputs[TYPE_OPERAND[op_type]]))
         op_type, attrs, inputs = "Cast", {"to": target, **attrs}, inputs[:1]
     if op_type in SHAPE_OPERAND:
         inputs = inputs[: SHAPE_OPERAND[op_type]]
@@ -387,7 +387,30 @@ def host_form(node: onnx.NodeProto, graph: Graph) -> tuple[str, list[str], dict[
         if isinstance(attrs[name], list):
             attrs[name] = tuple(attrs[name])
     inputs = [name for name in inputs[: 1 if op_type in STEERING_INPUTS else None] if name]
+    if op_type == "Pad" and "axes" in attrs:
+        attrs["pads"] = _pads_for_all_axes(attrs.pop("axes"), attrs["pads"], graph.info(inputs[0]).shape)
     return op_type, inputs, _with_defaults(op_type, attrs, node, graph)
+
+
+def _pads_for_all_axes(axes: Sequence[int], pads: Sequence[int], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Pad's (begins, ends) over the listed axes, spread over every axis (the host kernel takes those)."""
+    rank = len(shape)
+    full = [0] * (2 * rank)
+    for position, axis in enumerate(axes):
+        full[axis % rank] = pads[position]
+        full[rank + axis % rank] = pads[len(axes) + position]
+    return tuple(full)
+
+
+def _element_type(graph: Graph, name: str) -> np.dtype[Any]:
+    """A value's element type, known from ONNX's type inference even while its shape is still dynamic."""
+    if name in graph.consts or name in graph.infos:
+        return graph.info(name).dtype
+    model = graph.model.graph
+    for value in (*model.input, *model.value_info, *model.output):
+        if value.name == name and value.type.tensor_type.elem_type:
+            return element_dtype(value.type.tensor_type.elem_type, name)
+    return graph.info(name).dtype  # raises: no type known
 
 
 def _with_defaults(op_type: str, attrs: dict[str, Any], node: onnx.NodeProto, graph: Graph) -> dict[str, Any]:
@@ -534,7 +557,7 @@ def _dtype(node: onnx.NodeProto, graph: Graph, index: int, inputs: list[np.ndarr
     if node.op_type == "Cast":
         return np.dtype(helper.tensor_dtype_to_np_dtype(attributes(node)["to"]))
     if node.op_type in TYPE_OPERAND:
-        return graph.info(node.input[TYPE_OPERAND[node.op_type]]).dtype
+        return _element_type(graph, node.input[TYPE_OPERAND[node.op_type]])
     if node.op_type in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Not"):
         return np.dtype(np.bool_)
     if node.op_type == "Where":
