@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
 
 import numpy as np
 import onnx
@@ -194,7 +193,7 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         return
     if not scale > 0:
         raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
-    out = checked_attention(emitter, describe(node), q, k, v, scale=float(scale), causal=causal, mask=mask)
+    out = checked_attention(emitter, describe(node), (q, k, v), scale=float(scale), causal=causal, mask=mask)
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
 
 
@@ -208,9 +207,17 @@ def warn_host(subject: str, reason: str) -> None:
     warnings.warn(f"{subject}: {reason}", FrontendWarning, stacklevel=4)
 
 
-def checked_attention(emitter: Emitter, subject: str, *operands: SSAValue, **options: Any) -> SSAValue:
+def checked_attention(
+    emitter: Emitter,
+    subject: str,
+    qkv: tuple[SSAValue, SSAValue, SSAValue],
+    *,
+    scale: float,
+    causal: bool,
+    mask: SSAValue | None,
+) -> SSAValue:
     """`emitter.attention`, verified, with a warning when the accelerator will not take it (a general mask)."""
-    out = emitter.attention(*operands, **options)
+    out = emitter.attention(*qkv, scale=scale, causal=causal, mask=mask)
     op = out.owner
     assert isinstance(op, AttentionOp)
     try:

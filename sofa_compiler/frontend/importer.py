@@ -156,7 +156,7 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
     if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
         mask = emitter.reshape(mask, [1, *shape_of(mask)])
     subject = f"the attention pattern ending at {describe(core.anchor)}"
-    out = checked_attention(emitter, subject, q, k, v, scale=core.scale, causal=causal, mask=mask)
+    out = checked_attention(emitter, subject, (q, k, v), scale=core.scale, causal=causal, mask=mask)
     if rank == 3:
         out = emitter.reshape(out, shape_of(out)[1:])
     emitter.values[core.anchor.output[0]] = out
