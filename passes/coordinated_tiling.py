@@ -140,8 +140,7 @@ class TileAttention(RewritePattern):
         if HOST_REASON in op.attributes:
             return
         if op.mask is not None:
-            if not _is_key_padding_mask(op):
-                reason = "general attention masks run on the host (the accelerator supports causal and padding masks)"
+            if (reason := host_reason(op)) is not None:
                 op.attributes[HOST_REASON] = StringAttr(reason)
                 return
             folded, prelude = _fold_key_padding_mask(op)
@@ -221,6 +220,13 @@ def _select_and_attend(
     score.results[0].name_hint = "scores"
     select.indices.name_hint = "selected"
     return [score, select, attend]
+
+
+def host_reason(op: AttentionOp) -> str | None:
+    """Why this attention must run on the host, or None when the accelerator takes it."""
+    if op.mask is not None and not _is_key_padding_mask(op):
+        return "general attention masks run on the host (the accelerator supports causal and padding masks)"
+    return None
 
 
 def _is_key_padding_mask(op: AttentionOp) -> bool:

@@ -18,6 +18,7 @@ bundle (`sofa_compiler/bundle.py`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
@@ -58,6 +59,10 @@ EMIT_KINDS = ("onnx-ir", "sofa", "tiled", "isa", "asm", "bin")
 
 class CompileError(Exception):
     """Bad options or a model/target the compiler cannot handle; the message says which."""
+
+
+class CompileWarning(UserWarning):
+    """A compiled model that will not do what its options ask (the tools print it as one warning line)."""
 
 
 @dataclass
@@ -328,6 +333,9 @@ def compile_model(
         module.verify()
         record(name, compiler_pass.name)
     programs = {op.sym_name.data: ir_to_program(op) for op in module.body.block.ops if isinstance(op, ProgramOp)}
+    if keep < 1.0 and not programs:
+        message = f"no attention runs on the accelerator, so keep={keep:g} has no effect (the warnings above say why)"
+        warnings.warn(message, CompileWarning, stacklevel=2)
     host = module.clone()
     for op in list(host.body.block.ops):
         if isinstance(op, ProgramOp):

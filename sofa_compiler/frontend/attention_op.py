@@ -31,6 +31,8 @@ from xdsl.ir import SSAValue
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.host import numpy_dtype
+from dialects.sofa import AttentionOp
+from passes.coordinated_tiling import host_reason
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
@@ -198,12 +200,7 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         return reason
     if not scale > 0:
         raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
-    out = emitter.attention(q, k, v, scale=float(scale), causal=causal, mask=mask)
-    try:
-        # Shapes the ONNX checker does not relate (K vs V length, head dims, mask) are the model's problem.
-        out.owner.verify()
-    except VerifyException as error:
-        raise FrontendError(f"{describe(node)}: Q, K, V and mask shapes do not fit together: {error}") from None
+    out = checked_attention(emitter, describe(node), (q, k, v), scale=float(scale), causal=causal, mask=mask)
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
     return None
 
@@ -211,9 +208,36 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
 def _warn_host(node: onnx.NodeProto, softcap: float) -> str:
     """Warn that `node` runs on the host; the reason, for its placement."""
     reason = f"softcap={softcap:g}" if softcap > 0 else "its qk_matmul_output output"
-    message = f"{describe(node)}: runs on the host because of {reason} (the accelerator cannot)"
-    warnings.warn(message, FrontendWarning, stacklevel=2)
+    warn_host(describe(node), f"runs on the host because of {reason} (the accelerator cannot)")
     return f"{reason}: the accelerator cannot"
+
+
+def warn_host(subject: str, reason: str) -> None:
+    """One warning naming the ONNX node (or pattern) that runs on the host, and why."""
+    warnings.warn(f"{subject}: {reason}", FrontendWarning, stacklevel=4)
+
+
+def checked_attention(
+    emitter: Emitter,
+    subject: str,
+    qkv: tuple[SSAValue, SSAValue, SSAValue],
+    *,
+    scale: float,
+    causal: bool,
+    mask: SSAValue | None,
+) -> SSAValue:
+    """`emitter.attention`, verified, with a warning when the accelerator will not take it (a general mask)."""
+    out = emitter.attention(*qkv, scale=scale, causal=causal, mask=mask)
+    op = out.owner
+    assert isinstance(op, AttentionOp)
+    try:
+        # Shapes the ONNX checker does not relate (K vs V length, head dims, mask) are the model's problem.
+        op.verify()
+    except VerifyException as error:
+        raise FrontendError(f"{subject}: Q, K, V and mask shapes do not fit together: {error}") from None
+    if (reason := host_reason(op)) is not None:
+        warn_host(subject, reason)
+    return out
 
 
 def _cast_like(emitter: Emitter, value: SSAValue, like: SSAValue) -> SSAValue:

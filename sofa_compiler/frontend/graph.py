@@ -34,13 +34,16 @@ MAX_OPSET = 24
 FOLDED_ONLY = frozenset({"Constant", "Shape", "Size", "ConstantOfShape", "Range"})
 """Operators that only ever compute constants here (shapes are static)."""
 
+TYPE_OPERAND = {"CastLike": 1}
+"""Inputs that only give the result's element type (the host form is a Cast to it)."""
+
 SHAPE_OPERAND = {"Reshape": 1, "Expand": 1, "Squeeze": 1, "Unsqueeze": 1, "Split": 1}
 """Inputs that only describe the result shape; the static result type replaces them."""
 
 STEERING_INPUTS: Mapping[str, tuple[str, ...]] = {
     "Slice": ("starts", "ends", "axes", "steps"),
     "Trilu": ("k",),
-    "Pad": ("pads", "constant_value"),
+    "Pad": ("pads", "constant_value", "axes"),
     "Tile": ("repeats",),
     "Clip": ("min", "max"),
     "ReduceMean": ("axes",),
@@ -84,9 +87,13 @@ class Graph:
             )
         return self.infos[name]
 
+    def uses(self, name: str) -> list[onnx.NodeProto]:
+        """The nodes `name` feeds that run (a folded node, such as CastLike's type operand use, does not)."""
+        return [node for node in self.consumers.get(name, []) if not all(out in self.consts for out in node.output)]
+
     def single_use(self, name: str) -> bool:
-        """Whether `name` feeds exactly one node and is not a graph output."""
-        return len(self.consumers.get(name, [])) == 1 and name not in self.outputs
+        """Whether `name` feeds exactly one running node and is not a graph output."""
+        return len(self.uses(name)) == 1 and name not in self.outputs
 
     def scalar(self, name: str) -> float | None:
         """The value of a one-element float constant, or None."""
@@ -382,6 +389,9 @@ def host_form(node: onnx.NodeProto, graph: Graph) -> tuple[str, list[str], dict[
     inputs = list(node.input)
     if op_type == "Identity":
         attrs, inputs = {}, inputs[:1]
+    if op_type == "CastLike":
+        target = helper.np_dtype_to_tensor_dtype(_element_type(graph, inputs[TYPE_OPERAND[op_type]]))
+        op_type, attrs, inputs = "Cast", {"to": target, **attrs}, inputs[:1]
     if op_type in SHAPE_OPERAND:
         inputs = inputs[: SHAPE_OPERAND[op_type]]
         attrs.pop("axes", None)
@@ -399,7 +409,30 @@ def host_form(node: onnx.NodeProto, graph: Graph) -> tuple[str, list[str], dict[
         if isinstance(attrs[name], list):
             attrs[name] = tuple(attrs[name])
     inputs = [name for name in inputs[: 1 if op_type in STEERING_INPUTS else None] if name]
+    if op_type == "Pad" and "axes" in attrs:
+        attrs["pads"] = _pads_for_all_axes(attrs.pop("axes"), attrs["pads"], graph.info(inputs[0]).shape)
     return op_type, inputs, _with_defaults(op_type, attrs, node, graph)
+
+
+def _pads_for_all_axes(axes: Sequence[int], pads: Sequence[int], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Pad's (begins, ends) over the listed axes, spread over every axis (the host kernel takes those)."""
+    rank = len(shape)
+    full = [0] * (2 * rank)
+    for position, axis in enumerate(axes):
+        full[axis % rank] = pads[position]
+        full[rank + axis % rank] = pads[len(axes) + position]
+    return tuple(full)
+
+
+def _element_type(graph: Graph, name: str) -> np.dtype[Any]:
+    """A value's element type, known from ONNX's type inference even while its shape is still dynamic."""
+    if name in graph.consts or name in graph.infos:
+        return graph.info(name).dtype
+    model = graph.model.graph
+    for value in (*model.input, *model.value_info, *model.output):
+        if value.name == name and value.type.tensor_type.elem_type:
+            return element_dtype(value.type.tensor_type.elem_type, name)
+    return graph.info(name).dtype  # raises: no type known
 
 
 def _with_defaults(op_type: str, attrs: dict[str, Any], node: onnx.NodeProto, graph: Graph) -> dict[str, Any]:
@@ -490,6 +523,14 @@ def resolve_shapes(graph: Graph, rounds: int = 4) -> None:
         model.graph.node.extend(live)
         model.graph.ClearField("initializer")
         model.graph.initializer.extend(numpy_helper.from_array(graph.consts[name], name) for name in sorted(used))
+        # Inference keeps a dynamic dim it wrote before ('unk__0'): give it only the static types found so far.
+        model.graph.ClearField("value_info")
+        model.graph.value_info.extend(
+            helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(info.dtype), info.shape)
+            for node in live
+            for name in node.output
+            if (info := graph.infos.get(name)) is not None and name not in graph.outputs
+        )
         before = len(graph.infos)
         graph.infos.update(static_infos(infer_shapes(model)))
         if len(graph.infos) == before:
@@ -515,16 +556,17 @@ def fold_constants(graph: Graph, final: bool = True) -> None:
                 raise FrontendError(f"{describe(node)}: its inputs are computed at run time, so its result is dynamic")
             graph.consts[node.output[0]] = value
             continue
-        if node.op_type == "Attention" or not all(name in graph.consts for name in node.input if name):
+        operands = [name for i, name in enumerate(node.input) if name and i != TYPE_OPERAND.get(node.op_type)]
+        if node.op_type == "Attention" or not all(name in graph.consts for name in operands):
             continue
-        if node.op_type not in HOST_OP_TYPES and node.op_type != "Dropout":
+        if node.op_type not in HOST_OP_TYPES and node.op_type not in ("Dropout", *TYPE_OPERAND):
             _fold_with_reference(node, graph)
             continue
         op_type, inputs, attrs = host_form(node, graph)
         arrays = [graph.consts[name] for name in inputs]
         try:
             # Shapes too: a bad shape operand (a negative Expand dim, say) is the model's error.
-            shapes = _folded_result_shapes(node, graph, [graph.consts[name] for name in node.input if name])
+            shapes = _folded_result_shapes(node, graph, [graph.consts[name] for name in operands])
             types = [(shape, _dtype(node, graph, i, arrays)) for i, shape in enumerate(shapes)]
             results = run_kernel(op_type, arrays, attrs, types)
         except (ValueError, IndexError, KeyError, TypeError) as error:
@@ -561,6 +603,8 @@ def _dtype(node: onnx.NodeProto, graph: Graph, index: int, inputs: list[np.ndarr
         return graph.infos[name].dtype
     if node.op_type == "Cast":
         return np.dtype(helper.tensor_dtype_to_np_dtype(attributes(node)["to"]))
+    if node.op_type in TYPE_OPERAND:
+        return _element_type(graph, node.input[TYPE_OPERAND[node.op_type]])
     if node.op_type in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Not"):
         return np.dtype(np.bool_)
     if node.op_type == "Where":

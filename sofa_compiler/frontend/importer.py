@@ -16,12 +16,12 @@ from xdsl.transforms.dead_code_elimination import region_dce
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.host import PartitionOp, numpy_dtype
-from sofa_compiler.frontend.attention_op import lower_attention
+from sofa_compiler.frontend.attention_op import checked_attention, lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe, load_graph
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
-from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores
+from sofa_compiler.frontend.patterns import MASKED_FILL, AttentionCore, MaskTerm, find_cores, unmatched_reason
 from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -139,12 +139,13 @@ def _unmatched(graph: Graph, cores: Sequence[AttentionCore]) -> list[Placement]:
     placements = []
     for node in graph.nodes:
         if node.op_type == "Softmax" and id(node) not in matched and node.output[0] not in graph.consts:
+            why = unmatched_reason(graph, node)
             warnings.warn(
-                f"{describe(node)} is not part of a recognised attention core; it runs on the host",
+                f"{describe(node)} is not part of a recognised attention core; it runs on the host: {why}",
                 FrontendWarning,
                 stacklevel=3,
             )
-            placements.append(Placement(_node_name(node), UNMATCHED_REASON))
+            placements.append(Placement(_node_name(node), f"{UNMATCHED_REASON}: {why}"))
     return placements
 
 
@@ -178,14 +179,8 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
     mask, causal = _core_mask(core.masks, graph, emitter, shape_of(q)[2], shape_of(k)[2])
     if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
         mask = emitter.reshape(mask, [1, *shape_of(mask)])
-    out = emitter.attention(q, k, v, scale=core.scale, causal=causal, mask=mask)
-    try:
-        out.owner.verify()
-    except VerifyException as error:
-        raise FrontendError(
-            f"the attention pattern ending at {describe(core.anchor)}: Q, K, V and mask shapes do not fit together: "
-            f"{error}"
-        ) from None
+    subject = f"the attention pattern ending at {describe(core.anchor)}"
+    out = checked_attention(emitter, subject, (q, k, v), scale=core.scale, causal=causal, mask=mask)
     if rank == 3:
         out = emitter.reshape(out, shape_of(out)[1:])
     emitter.values[core.anchor.output[0]] = out
@@ -235,7 +230,12 @@ def _core_mask(
 
 
 def _is_causal(term: MaskTerm, graph: Graph, q_length: int, kv_length: int) -> bool:
-    """Whether a constant mask is exactly upper-left causal masking (and nothing else)."""
+    """Whether a constant mask is exactly upper-left causal masking (and nothing else).
+
+    The folded value decides, however the model built it (a triangular buffer,
+    a slice of a bigger one, Trilu, Where over a Range comparison); a mask
+    broadcast over batch and heads is checked whole.
+    """
     value = graph.consts.get(term.name)
     if value is None or value.ndim < 2 or value.shape[-2:] != (q_length, kv_length):
         return False
@@ -243,5 +243,5 @@ def _is_causal(term: MaskTerm, graph: Graph, q_length: int, kv_length: int) -> b
     if term.keep:
         keep = np.logical_not(value) if term.invert else value.astype(bool)
         return bool(np.all(keep == lower))
-    # Additive: 0 where visible; far below any score (exp underflows to exactly 0) elsewhere.
-    return bool(np.all(np.where(lower, value == 0, value <= -1e30)))
+    # Additive: 0 where visible; at or below MASKED_FILL (exp underflows to exactly 0 in f32) elsewhere.
+    return bool(np.all(np.where(lower, value == 0, value <= MASKED_FILL)))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from sofa_compiler.frontend.graph import Graph, attributes
+from sofa_compiler.frontend.graph import Graph, attributes, describe
 
 # Fill values at or below this in a Where before Softmax act as "masked out".
 MASKED_FILL = -1e4
@@ -47,6 +47,8 @@ class AttentionCore:
     scale: float
     masks: list[MaskTerm]
     absorbed: list[onnx.NodeProto] = field(default_factory=list)
+    blocker: onnx.NodeProto | None = None
+    """While matching: the last node looked at on the scores side."""
 
 
 def _scalar_factor(graph: Graph, node: onnx.NodeProto) -> tuple[str, float] | None:
@@ -82,23 +84,31 @@ def _peel_scales(graph: Graph, name: str, core: AttentionCore, transposes: bool)
 
 
 def _peel_masks(graph: Graph, name: str, core: AttentionCore) -> str | None:
-    """From the Softmax input up to the scores MatMul, collecting masks and scales; the MatMul output."""
+    """From the Softmax input up to the scores MatMul, collecting masks and scales; the MatMul output.
+
+    On a mismatch, `core.blocker` is the node the walk could not pass (None: a value with other uses).
+    """
     scores_shape = graph.info(name).shape
     scaled_outside = False  # a scaling seen so far is applied after any mask found further up
     while graph.single_use(name) and (node := graph.producer.get(name)) is not None:
+        core.blocker = node
         if node.op_type == "MatMul":
             return name
         if (scaled := _scalar_factor(graph, node)) is not None:
             name, factor = scaled
             core.scale *= factor
             scaled_outside = True
+        elif _is_noop_cast(graph, node):
+            name = node.input[0]
         elif scaled_outside:
             return None  # (QK + mask) * c scales the mask too
         elif node.op_type == "Add":
             data = next((i for i in (0, 1) if _leads_to_matmul(graph, node.input[i])), None)
             if data is None or graph.info(node.input[data]).shape != scores_shape:
                 return None
-            core.masks.append(MaskTerm(node.input[1 - data], keep=False))
+            term = MaskTerm(node.input[1 - data], keep=False)
+            if not _masks_nothing(graph, term):
+                core.masks.append(term)
             name = node.input[data]
         elif node.op_type == "Where":
             term = _where_mask(graph, node, scores_shape)
@@ -109,6 +119,7 @@ def _peel_masks(graph: Graph, name: str, core: AttentionCore) -> str | None:
         else:
             return None
         core.absorbed.append(node)
+    core.blocker = None
     return None
 
 
@@ -122,6 +133,8 @@ def _leads_to_matmul(graph: Graph, name: str) -> bool:
             return True
         if (scaled := _scalar_factor(graph, node)) is not None:
             name = scaled[0]
+        elif _is_noop_cast(graph, node):
+            name = node.input[0]
         elif node.op_type in ("Add", "Where"):
             return any(_leads_to_matmul(graph, operand) for operand in node.input)
         else:
@@ -157,16 +170,17 @@ def match_core(graph: Graph, softmax: onnx.NodeProto) -> AttentionCore | None:
     shape = graph.info(scores).shape
     if len(shape) not in (3, 4) or attributes(softmax).get("axis", -1) % len(shape) != len(shape) - 1:
         return None
-    consumers = graph.consumers.get(softmax.output[0], [])
-    if not graph.single_use(softmax.output[0]) or consumers[0].op_type != "MatMul":
+    probabilities, after, guards = _peel_probabilities(graph, softmax.output[0])
+    consumers = graph.uses(probabilities)
+    if not graph.single_use(probabilities) or consumers[0].op_type != "MatMul":
         return None
     anchor = consumers[0]
-    if anchor.input[0] != softmax.output[0]:
+    if anchor.input[0] != probabilities:
         return None
     core = AttentionCore(anchor, q="", k="", k_perm=(), v=anchor.input[1], scale=1.0, masks=[])
-    core.absorbed.append(softmax)
+    core.absorbed.extend([softmax, *after])
     matmul_output = _peel_masks(graph, scores, core)
-    if matmul_output is None:
+    if matmul_output is None or not all(_zeroes_masked_rows(graph, guard, core.masks, shape) for guard in guards):
         return None
     qk = graph.producer[matmul_output]
     core.absorbed.append(qk)
@@ -179,6 +193,76 @@ def match_core(graph: Graph, softmax: onnx.NodeProto) -> AttentionCore | None:
     if not _shapes_fit(graph, core, rank) or not core.scale > 0:
         return None
     return core
+
+
+def _is_noop_cast(graph: Graph, node: onnx.NodeProto) -> bool:
+    """A Cast or CastLike to the element type its input already has."""
+    if node.op_type not in ("Cast", "CastLike"):
+        return False
+    return graph.info(node.output[0]).dtype == graph.info(node.input[0]).dtype
+
+
+def _masks_nothing(graph: Graph, term: MaskTerm) -> bool:
+    """A constant mask that hides no key: an all-zero bias (ONNX's expanded Attention adds one)."""
+    value = graph.consts.get(term.name)
+    return value is not None and not term.keep and not np.any(value)
+
+
+def _peel_probabilities(graph: Graph, name: str) -> tuple[str, list[onnx.NodeProto], list[str]]:
+    """From the Softmax output down to P: no-op Casts and Where(rows_all_masked, 0, P) guards.
+
+    Returns P's name, the nodes passed and the guards' conditions, which
+    `_zeroes_masked_rows` checks once the masks are known.
+    """
+    passed, guards = [], []
+    while graph.single_use(name):
+        node = graph.uses(name)[0]
+        if _is_noop_cast(graph, node):
+            pass
+        elif node.op_type == "Where" and node.input[2] == name and graph.scalar(node.input[1]) == 0.0:
+            if graph.info(node.output[0]).shape != graph.info(name).shape:
+                break
+            guards.append(node.input[0])
+        else:
+            break
+        passed.append(node)
+        name = node.output[0]
+    return name, passed, guards
+
+
+def _zeroes_masked_rows(graph: Graph, guard: str, masks: list[MaskTerm], shape: tuple[int, ...]) -> bool:
+    """Whether Where(guard, 0, P) zeroes exactly the rows every key of which is masked, as sofa.attention does."""
+    if len(masks) == 1 and not masks[0].keep and _is_row_all_masked(graph, guard, masks[0].name):
+        return True
+    condition = graph.consts.get(guard)
+    if condition is None or any(mask.name not in graph.consts for mask in masks):
+        return False
+    visible = np.ones(shape, dtype=bool)
+    for mask in masks:
+        value = graph.consts[mask.name]
+        keep = (np.logical_not(value) if mask.invert else value.astype(bool)) if mask.keep else value > -np.inf
+        visible &= np.broadcast_to(keep, shape)
+    empty = np.logical_not(visible.any(axis=-1, keepdims=True))
+    return bool(np.array_equal(np.broadcast_to(condition, shape), np.broadcast_to(empty, shape)))
+
+
+def _is_row_all_masked(graph: Graph, guard: str, bias: str) -> bool:
+    """guard = Equal(ReduceMax(bias, axes=[-1], keepdims=1), -inf): the expanded Attention's row check."""
+    equal = graph.producer.get(guard)
+    if equal is None or equal.op_type != "Equal":
+        return False
+    for row_max, fill in ((0, 1), (1, 0)):
+        reduce = graph.producer.get(equal.input[row_max])
+        value = graph.scalar(equal.input[fill])
+        if reduce is None or reduce.op_type != "ReduceMax" or value is None or not np.isneginf(value):
+            continue
+        axes = graph.consts.get(reduce.input[1]) if len(reduce.input) > 1 and reduce.input[1] else None
+        axes = attributes(reduce).get("axes") if axes is None else axes
+        rank = len(graph.info(bias).shape)
+        last_axis = axes is not None and [int(a) % rank for a in np.ravel(axes)] == [rank - 1]
+        if reduce.input[0] == bias and last_axis and attributes(reduce).get("keepdims", 1):
+            return True
+    return False
 
 
 def _shapes_fit(graph: Graph, core: AttentionCore, rank: int) -> bool:
@@ -194,6 +278,26 @@ def _shapes_fit(graph: Graph, core: AttentionCore, rank: int) -> bool:
         return False
     # Heads: K and V must each match Q's or be 1 (MQA by broadcasting).
     return all(lead[-1] in (1, lead_q[-1]) for lead in (lead_k, lead_v)) and k_shape[-2] == v.shape[-2]
+
+
+def unmatched_reason(graph: Graph, softmax: onnx.NodeProto) -> str:
+    """Why `match_core` found no attention around this Softmax, in words, naming the node in the way."""
+    shape = graph.info(softmax.input[0]).shape
+    axis = attributes(softmax).get("axis", -1)
+    if len(shape) not in (3, 4) or axis % len(shape) != len(shape) - 1:
+        return f"it normalises axis {axis} of a rank-{len(shape)} tensor, not the key axis of 3-D or 4-D scores"
+    probabilities, _, _ = _peel_probabilities(graph, softmax.output[0])
+    if not graph.single_use(probabilities):
+        return "its probabilities have uses besides the product with V (a model output, say)"
+    use = graph.uses(probabilities)[0]
+    if use.op_type != "MatMul" or use.input[0] != probabilities:
+        return f"its probabilities feed {describe(use)}, not a MatMul with V"
+    scratch = AttentionCore(use, q="", k="", k_perm=(), v=use.input[1], scale=1.0, masks=[])
+    if _peel_masks(graph, softmax.input[0], scratch) is None:
+        if scratch.blocker is None:
+            return "its scores have other uses, or come from no MatMul"
+        return f"its scores pass through {describe(scratch.blocker)}, which is not a scaling or a mask SOFA can take"
+    return "Q, K, V, the scale or a mask guard do not fit sofa.attention (shapes, element types, fully masked rows)"
 
 
 def find_cores(graph: Graph) -> list[AttentionCore]:

@@ -1,0 +1,229 @@
+"""Constant causal masks, however a model builds them, run as `causal` attention on the accelerator.
+
+Each model is Q/K/V inputs, scores = Q K^T * scale, a causal mask built one
+way exporters write it, Softmax, P V. After constant folding the importer
+must see upper-left causal masking, so the tiling pass gives the attention a
+kernel; results match onnxruntime at keep 1.0.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import sofa_compiler
+from tests.frontend.frontend_harness import random_inputs, run_onnxruntime
+
+BATCH, HEADS, LENGTH, DEPTH, BUFFER = 1, 2, 13, 8, 64
+"""LENGTH is not a multiple of any tile; BUFFER is GPT-2's n_positions."""
+FLOAT, BOOL, INT64 = TensorProto.FLOAT, TensorProto.BOOL, TensorProto.INT64
+
+Nodes = list[onnx.NodeProto]
+Inits = list[onnx.TensorProto]
+
+
+def const(name: str, value: np.ndarray | list | float) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+def causal_model(build_mask: Callable[[Nodes, Inits], tuple[str, str]], opset: int = 23) -> onnx.ModelProto:
+    """Attention whose mask `build_mask` writes: it returns the mask's name and 'add' or 'where'."""
+    nodes: Nodes = []
+    inits: Inits = [const("scale", np.float32(DEPTH**-0.5))]
+    mask, kind = build_mask(nodes, inits)
+    nodes += [
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+        helper.make_node("MatMul", ["q", "kt"], ["qk"]),
+        helper.make_node("Mul", ["qk", "scale"], ["scores"]),
+    ]
+    if kind == "add":
+        nodes.append(helper.make_node("Add", ["scores", mask], ["masked"]))
+    else:
+        inits.append(const("fill", np.float32(np.finfo(np.float32).min)))
+        nodes.append(helper.make_node("Where", [mask, "scores", "fill"], ["masked"]))
+    nodes += [helper.make_node("Softmax", ["masked"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["y"])]
+    shape = [BATCH, HEADS, LENGTH, DEPTH]
+    graph = helper.make_graph(
+        nodes,
+        "causal",
+        [helper.make_tensor_value_info(name, FLOAT, shape) for name in "qkv"],
+        [helper.make_tensor_value_info("y", FLOAT, shape)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def lower(length: int = LENGTH) -> np.ndarray:
+    return np.tril(np.ones((length, length), dtype=bool))
+
+
+def bool_constant(nodes: Nodes, inits: Inits) -> tuple[str, str]:
+    inits.append(const("mask", lower()[None, None]))
+    return "mask", "where"
+
+
+def additive(fill: float) -> Callable[[Nodes, Inits], tuple[str, str]]:
+    def build(nodes: Nodes, inits: Inits) -> tuple[str, str]:
+        inits.append(const("mask", np.where(lower(), 0.0, fill).astype(np.float32)))
+        return "mask", "add"
+
+    return build
+
+
+def gpt2_sliced_buffer(nodes: Nodes, inits: Inits) -> tuple[str, str]:
+    """GPT-2 (before transformers' mask utilities): `bias[:, :, k-q:k, :k]` of an n_positions buffer."""
+    inits += [
+        const("bias", lower(BUFFER)[None, None]),
+        const("starts", np.array([0, 0], np.int64)),
+        const("ends", np.array([LENGTH, LENGTH], np.int64)),
+        const("axes", np.array([2, 3], np.int64)),
+    ]
+    nodes.append(helper.make_node("Slice", ["bias", "starts", "ends", "axes"], ["mask"]))
+    return "mask", "where"
+
+
+def trilu_of_ones(nodes: Nodes, inits: Inits) -> tuple[str, str]:
+    """torch's SDPA export with is_causal: Trilu(ones), then Where(tril == 0, -inf, 0) added."""
+    inits += [
+        const("mask_shape", np.array([LENGTH, LENGTH], np.int64)),
+        const("zero", np.float32(0.0)),
+        const("minus_inf", np.float32(-np.inf)),
+    ]
+    nodes += [
+        helper.make_node(
+            "ConstantOfShape", ["mask_shape"], ["ones"], value=helper.make_tensor("one", FLOAT, [1], [1.0])
+        ),
+        helper.make_node("Trilu", ["ones"], ["tril"], upper=0),
+        helper.make_node("Equal", ["tril", "zero"], ["hidden"]),
+        helper.make_node("Where", ["hidden", "minus_inf", "zero"], ["mask"]),
+    ]
+    return "mask", "add"
+
+
+def range_comparison(nodes: Nodes, inits: Inits) -> tuple[str, str]:
+    """transformers' sdpa/eager mask: key index <= query index, from Range + Unsqueeze."""
+    inits += [
+        const("start", np.int64(0)),
+        const("limit", np.int64(LENGTH)),
+        const("delta", np.int64(1)),
+        const("row_axes", np.array([1], np.int64)),
+        const("col_axes", np.array([0], np.int64)),
+    ]
+    nodes += [
+        helper.make_node("Range", ["start", "limit", "delta"], ["positions"]),
+        helper.make_node("Unsqueeze", ["positions", "row_axes"], ["query_index"]),
+        helper.make_node("Unsqueeze", ["positions", "col_axes"], ["key_index"]),
+        helper.make_node("LessOrEqual", ["key_index", "query_index"], ["mask"]),
+    ]
+    return "mask", "where"
+
+
+def range_greater_additive(nodes: Nodes, inits: Inits) -> tuple[str, str]:
+    """The same comparison written as Greater (masked where key > query) and turned additive."""
+    range_comparison(nodes, inits)
+    nodes[-1] = helper.make_node("Greater", ["key_index", "query_index"], ["future"])
+    inits += [const("big", np.float32(-1e9)), const("nothing", np.float32(0.0))]
+    nodes.append(helper.make_node("Where", ["future", "big", "nothing"], ["additive"]))
+    return "additive", "add"
+
+
+MASKS = {
+    "bool-constant": bool_constant,
+    "additive-inf": additive(-np.inf),
+    "additive-large-negative": additive(-1e9),
+    "additive-float-min": additive(float(np.finfo(np.float32).min)),
+    "gpt2-sliced-buffer": gpt2_sliced_buffer,
+    "trilu-of-ones": trilu_of_ones,
+    "range-less-or-equal": range_comparison,
+    "range-greater-additive": range_greater_additive,
+}
+
+
+def compile_quietly(model: onnx.ModelProto) -> sofa_compiler.CompiledModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a mask left on the host warns: fail on it
+        return sofa_compiler.compile(model, keep=1.0)
+
+
+def check_on_accelerator(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> None:
+    compiled = compile_quietly(model)
+    assert compiled.programs, "the attention did not get an accelerator kernel"
+    assert " causal " in compiled.ir("onnx-ir") or " causal:" in compiled.ir("onnx-ir")
+    outputs, report = compiled.run(inputs)
+    assert report.kernels
+    (expected,) = run_onnxruntime(model, inputs)[:1]
+    np.testing.assert_allclose(next(iter(outputs.values())), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(MASKS))
+def test_constant_causal_mask_runs_on_accelerator(name: str) -> None:
+    model = causal_model(MASKS[name])
+    check_on_accelerator(model, random_inputs(model))
+
+
+def test_shifted_triangle_is_not_causal() -> None:
+    """A triangle one above the diagonal shows each query the next key too: a general mask, not `causal`."""
+
+    def shifted(nodes: Nodes, inits: Inits) -> tuple[str, str]:
+        inits.append(const("mask", np.tril(np.ones((LENGTH, LENGTH), dtype=bool), k=1)))
+        return "mask", "where"
+
+    model = causal_model(shifted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = sofa_compiler.compile(model, keep=1.0)
+    assert " causal" not in compiled.ir("onnx-ir")
+
+
+@pytest.fixture(scope="module", params=["sdpa", "eager"])
+def transformers_gpt2(request: pytest.FixtureRequest) -> onnx.ModelProto:
+    """A one-layer random GPT-2 from transformers, exported at opset 23 (TorchScript exporter)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from transformers import masking_utils
+
+    # Packed-sequence detection uses aten::diff, which the TorchScript exporter lacks; one sequence is not packed.
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(masking_utils, "find_packed_sequence_indices", lambda position_ids: None)
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=1, n_head=2, n_embd=32, n_positions=BUFFER, vocab_size=50, attn_implementation=request.param
+    )
+    gpt2 = transformers.GPT2Model(config).eval()
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gpt2 = gpt2
+
+        def forward(self, input_ids):
+            return self.gpt2(input_ids=input_ids, use_cache=False).last_hidden_state
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            LastHidden(),
+            (torch.zeros(1, LENGTH, dtype=torch.int64),),
+            buffer,
+            dynamo=False,
+            opset_version=23,
+            input_names=["input_ids"],
+            output_names=["hidden"],
+        )
+    monkeypatch.undo()
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def test_transformers_gpt2_runs_attention_on_accelerator(transformers_gpt2: onnx.ModelProto) -> None:
+    ids = np.random.default_rng(0).integers(0, 50, (1, LENGTH)).astype(np.int64)
+    check_on_accelerator(transformers_gpt2, {"input_ids": ids})
