@@ -63,6 +63,20 @@ def levels(
     return node_levels, unit_levels
 
 
+ONNXRUNTIME_MAX_IR_VERSION = 13
+"""The newest ONNX IR version onnxruntime 1.31 loads (onnx 1.23's helper writes 14 by default)."""
+
+
+def partition_ir_version(model: onnx.ModelProto) -> int:
+    """The IR version of a partition cut from `model`: the model's, capped at what onnxruntime loads.
+
+    A partition holds only standard operators of the model's opsets, so any IR version that admits
+    those opsets describes it; the model's own one may be newer than onnxruntime reads.
+    """
+    needed = onnx.helper.find_min_ir_version_for(list(model.opset_import))
+    return max(needed, min(model.ir_version, ONNXRUNTIME_MAX_IR_VERSION))
+
+
 def partition_model(
     graph: Graph,
     nodes: Sequence[onnx.NodeProto],
@@ -81,7 +95,7 @@ def partition_model(
         [numpy_helper.from_array(graph.consts[name], name) for name in constants],
     )
     model = helper.make_model(body, opset_imports=list(graph.model.opset_import))
-    model.ir_version = graph.model.ir_version
+    model.ir_version = partition_ir_version(graph.model)
     return model
 
 

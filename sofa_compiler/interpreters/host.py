@@ -247,8 +247,13 @@ class PartitionSessions:
 
     def run(self, op: PartitionOp, args: Sequence[Any]) -> list[np.ndarray]:
         session, inputs, outputs = self.session(op)
-        # onnxruntime takes any C-contiguous array as is; only a strided view needs a copy.
-        feed = {name: np.ascontiguousarray(_as_array(value)) for name, value in zip(inputs, args, strict=True)}
+        # onnxruntime takes any C-contiguous array of the declared type as is; only a strided view, or a
+        # value another op delivered in a wider type (a kernel's fp32 output of an f16 tensor), is copied.
+        dtypes = [numpy_dtype(operand.type.element_type) for operand in op.operands]  # pyright: ignore
+        feed = {
+            name: np.ascontiguousarray(_as_array(value), dtype=dtype)
+            for name, value, dtype in zip(inputs, args, dtypes, strict=True)
+        }
         start = time.perf_counter()
         try:
             return session.run(outputs, feed)
