@@ -19,7 +19,8 @@ from dialects.host import PartitionOp, numpy_dtype
 from sofa_compiler.frontend.attention_op import checked_attention, lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
-from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe, load_graph
+from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe
+from sofa_compiler.frontend.loading import load_graph
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
 from sofa_compiler.frontend.patterns import MASKED_FILL, AttentionCore, MaskTerm, find_cores, unmatched_reason
 from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
