@@ -30,20 +30,16 @@ from typing import Any
 
 from sofa_compiler.driver import CompiledModel, make_context, print_ir
 from sofa_compiler.isa.container import ContainerError, Program
+from sofa_compiler.isa.formats import BUNDLE_MAGIC as MAGIC
 from sofa_compiler.parser import SofaParser
 from sofa_compiler.sim.config import HardwareConfig
 
-MAGIC = b"SOFB"
 VERSION = 1
 _HEADER = struct.Struct("<4sHHI")
 
 
 class BundleError(ValueError):
     """A file that is not a valid bundle; the message says what is wrong."""
-
-
-def is_bundle(blob: bytes) -> bool:
-    return blob[:4] == MAGIC
 
 
 def bundle_bytes(model: CompiledModel) -> bytes:
@@ -86,6 +82,8 @@ def load_bundle(blob: bytes, source: str = "<bundle>") -> CompiledModel:
     if version != VERSION:
         raise BundleError(f"{source}: unsupported bundle version {version} (this tool reads {VERSION})")
     start = _HEADER.size + length
+    if start > len(blob):
+        raise BundleError(f"{source}: truncated bundle: the manifest needs {start} bytes, the file has {len(blob)}")
     try:
         manifest = json.loads(blob[_HEADER.size : start].decode())
         sections = manifest["config"]

@@ -21,6 +21,7 @@ from rich.console import Console
 from sofa_compiler.cli import exit_statuses, positive_int, timing_progress
 from sofa_compiler.files import atomic_write
 from sofa_compiler.isa.container import ContainerError, Program
+from sofa_compiler.isa.formats import FormatError, SofaFormat, file_format
 from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
 from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine
 from sofa_compiler.sim.inputs import SimError, load_inputs, random_inputs, random_model_inputs
@@ -152,18 +153,17 @@ def run_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def is_bundle_file(path: str) -> bool:
+def program_format(path: str) -> SofaFormat:
     try:
-        with open(path, "rb") as stream:
-            return stream.read(4) == b"SOFB"
-    except OSError:
-        return False
+        return file_format(path)
+    except OSError as error:
+        raise SimError(f"cannot read program '{path}': {error.strerror}") from error
 
 
-@exit_statuses("sofa-sim", SimError, ConfigError, InputError)
+@exit_statuses("sofa-sim", SimError, ConfigError, InputError, FormatError)
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    if is_bundle_file(args.program):
+    if program_format(args.program) is SofaFormat.BUNDLE:
         return run_bundle(args)
     config = load_config(args.config)
     program = load_program(args.program)
