@@ -1,8 +1,14 @@
-"""Output files that a failure never leaves half-written, and the `.npz` input reader the tools share."""
+"""Output files that a failure never leaves half-written, and the `.npz` input reader the tools share.
+
+Every tool writes its outputs through `atomic_write`; devices and FIFOs are written in place.
+"""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -14,18 +20,41 @@ import numpy as np
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write` on a temporary file next to `path`, then rename it over `path`.
+    """Write `path` with `write`, so that a failure never leaves it half-written.
 
-    The rename is atomic on POSIX, so readers see the old file or the whole
-    new one; on any error the temporary file is removed and `path` is untouched.
+    A regular file (or a new one) is written as a temporary beside it and
+    renamed over it, atomic on POSIX: readers see the old file or the whole new
+    one, and on any error the temporary is removed and `path` is untouched. A
+    symlink is followed: its resolved target is replaced and the link stays.
+    Anything else that exists (a device, a FIFO, a socket) is written in place,
+    never replaced. An OSError names `path`, not a temporary.
     """
     target = Path(path)
-    directory = target.parent if str(target.parent) else "."
     try:
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.")
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except FileNotFoundError:
+        special = False
     except OSError as error:
-        # Name the file the user asked for, not the temporary one beside it.
-        raise OSError(error.errno, error.strerror, str(target)) from None
+        raise _naming(target, error) from None
+    if special:
+        _write_in_place(target, write)
+    else:
+        _replace(Path(os.path.realpath(target)), target, write)
+
+
+def _naming(target: Path, error: OSError) -> OSError:
+    """`error` as the user should see it: about `target`, the path they gave."""
+    if error.errno is None:
+        return error
+    return OSError(error.errno, error.strerror, str(target))
+
+
+def _replace(destination: Path, target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a temporary beside `destination`, then rename it over `destination`."""
+    try:
+        handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    except OSError as error:
+        raise _naming(target, error) from None
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
@@ -33,10 +62,47 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, target)
+        os.replace(temporary, destination)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        # Errors of the temporary are errors of the user's file; others (from `write`) keep their name.
+        if error.filename not in (None, temporary):
+            raise
+        raise _naming(target, error) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _write_in_place(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write into an existing non-regular file (a device, a FIFO): it cannot be replaced.
+
+    The data is made whole first, so a failing `write` sends nothing; then it
+    is written, flushed and synced, and a short write (ENOSPC) is an error.
+    """
+    buffer = io.BytesIO()
+    write(buffer)
+    data = memoryview(buffer.getbuffer())
+    try:
+        # No O_CREAT: a target that vanished is an error, not a new half-written file.
+        handle = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            while data:
+                data = data[os.write(handle, data) :]
+            _sync(handle)
+        finally:
+            os.close(handle)
+    except OSError as error:
+        raise _naming(target, error) from None
+
+
+def _sync(handle: int) -> None:
+    try:
+        os.fsync(handle)
+    except OSError as error:
+        # Pipes, terminals and most character devices have nothing to sync.
+        if error.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

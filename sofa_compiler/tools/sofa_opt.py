@@ -8,6 +8,7 @@ a Python traceback. Genuine compiler bugs still raise. MLIR text is read with
 
 import sys
 from collections.abc import Sequence
+from io import StringIO
 from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
@@ -16,10 +17,20 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 
 from sofa_compiler.cli import exit_statuses
 from sofa_compiler.context import register_sofa_dialects, register_sofa_passes
+from sofa_compiler.files import atomic_write_text
 from sofa_compiler.parser import SofaParser, parser_assertions_as_errors
 
 
+class _OutputBuffer(StringIO):
+    """The `-o` text, collected; xDSL closes its output stream even after an error, so closing keeps it."""
+
+    def close(self) -> None:
+        pass
+
+
 class SofaOptMain(xDSLOptMain):
+    output_buffer: _OutputBuffer | None = None
+
     def __init__(
         self,
         description: str = "SOFA modular optimizer driver",
@@ -30,6 +41,18 @@ class SofaOptMain(xDSLOptMain):
     def parse_chunk(self, chunk: IO[bytes], file_extension: str, start_offset: int = 0) -> ModuleOp | None:
         with parser_assertions_as_errors(self.args.input_file or "<stdin>"):
             return super().parse_chunk(chunk, file_extension, start_offset)
+
+    def prepare_output(self) -> IO[str]:
+        # `-o` goes through atomic_write once every chunk succeeded, like every other tool's output.
+        if self.args.output_file is None:
+            return sys.stdout
+        self.output_buffer = _OutputBuffer()
+        return self.output_buffer
+
+    def run(self) -> None:
+        super().run()
+        if self.output_buffer is not None:
+            atomic_write_text(self.args.output_file, self.output_buffer.getvalue())
 
     def register_all_dialects(self) -> None:
         super().register_all_dialects()
