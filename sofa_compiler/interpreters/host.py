@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from xdsl.dialects.builtin import TensorType
@@ -224,11 +224,20 @@ def _as_array(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+class PartitionSession(NamedTuple):
+    """A partition's onnxruntime session, its input and output names, and the dtypes its operands declare."""
+
+    session: Any
+    inputs: list[str]
+    outputs: list[str]
+    dtypes: list[np.dtype[Any]]
+
+
 class PartitionSessions:
     """One onnxruntime session per `host.partition` of a module, made when the module is loaded."""
 
     def __init__(self, module: Operation | None = None):
-        self._sessions: dict[int, tuple[Any, list[str], list[str]]] = {}
+        self._sessions: dict[int, PartitionSession] = {}
         self._ops: list[PartitionOp] = []  # keeps the ops alive, so their ids stay theirs
         self.seconds = 0.0
         """Wall time spent in onnxruntime so far (all partitions, all runs)."""
@@ -237,8 +246,8 @@ class PartitionSessions:
                 if isinstance(op, PartitionOp):
                     self.session(op)
 
-    def session(self, op: PartitionOp) -> tuple[Any, list[str], list[str]]:
-        """(session, input names, output names) of a partition; made on first use."""
+    def session(self, op: PartitionOp) -> PartitionSession:
+        """A partition's session; made on first use."""
         entry = self._sessions.get(id(op))
         if entry is None:
             entry = self._sessions[id(op)] = _make_session(op)
@@ -246,17 +255,16 @@ class PartitionSessions:
         return entry
 
     def run(self, op: PartitionOp, args: Sequence[Any]) -> list[np.ndarray]:
-        session, inputs, outputs = self.session(op)
+        entry = self.session(op)
         # onnxruntime takes any C-contiguous array of the declared type as is; only a strided view, or a
         # value another op delivered in a wider type (a kernel's fp32 output of an f16 tensor), is copied.
-        dtypes = [numpy_dtype(operand.type.element_type) for operand in op.operands]  # pyright: ignore
         feed = {
             name: np.ascontiguousarray(_as_array(value), dtype=dtype)
-            for name, value, dtype in zip(inputs, args, dtypes, strict=True)
+            for name, value, dtype in zip(entry.inputs, args, entry.dtypes, strict=True)
         }
         start = time.perf_counter()
         try:
-            return session.run(outputs, feed)
+            return entry.session.run(entry.outputs, feed)
         except Exception as error:  # onnxruntime's own error types
             raise InterpretationError(f"host.partition '{op.sym_name.data}': {error}") from error
         finally:
@@ -266,7 +274,7 @@ class PartitionSessions:
         return len(self._sessions)
 
 
-def _make_session(op: PartitionOp) -> tuple[Any, list[str], list[str]]:
+def _make_session(op: PartitionOp) -> PartitionSession:
     import onnxruntime
 
     try:
@@ -276,7 +284,8 @@ def _make_session(op: PartitionOp) -> tuple[Any, list[str], list[str]]:
         raise InterpretationError(f"host.partition '{op.sym_name.data}': onnxruntime cannot run it: {reason}") from None
     inputs = [value.name for value in session.get_inputs()]
     outputs = [value.name for value in session.get_outputs()]
-    return session, inputs, outputs
+    dtypes = [numpy_dtype(operand.type.element_type) for operand in op.operands]  # pyright: ignore
+    return PartitionSession(session, inputs, outputs, dtypes)
 
 
 @register_impls
