@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 from xdsl.dialects.builtin import (
     BFloat16Type,
@@ -46,6 +47,7 @@ from xdsl.dialects.builtin import (
     Signedness,
     StringAttr,
     TensorType,
+    bf16,
     f16,
     f32,
     f64,
@@ -79,6 +81,7 @@ _NUMPY_OF: tuple[tuple[Attribute, np.dtype[Any]], ...] = (
     (f32, np.dtype(np.float32)),
     (f64, np.dtype(np.float64)),
     (f16, np.dtype(np.float16)),
+    (bf16, np.dtype(ml_dtypes.bfloat16)),
     (i64, np.dtype(np.int64)),
     (i32, np.dtype(np.int32)),
     (i16, np.dtype(np.int16)),
@@ -94,6 +97,11 @@ def numpy_dtype(element_type: Attribute) -> np.dtype[Any]:
         if candidate == element_type:
             return dtype
     raise VerifyException(f"element type {element_type} has no host (numpy) representation")
+
+
+def is_float_dtype(dtype: np.dtype[Any]) -> bool:
+    """Whether `dtype` holds floats: numpy's own, or bfloat16 (ml_dtypes, which numpy does not count as floating)."""
+    return bool(np.issubdtype(dtype, np.floating)) or dtype == np.dtype(ml_dtypes.bfloat16)
 
 
 def element_type(dtype: np.dtype[Any]) -> Attribute:

@@ -43,7 +43,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import DiagnosticException
 
-from dialects.host import ConstantOp, OnnxOp
+from dialects.host import ConstantOp, OnnxOp, numpy_dtype
 from dialects.numerics import keep_count, tile_count
 from dialects.sofa import (
     AttentionOp,
@@ -261,19 +261,20 @@ def _fold_key_padding_mask(op: AttentionOp) -> tuple[AttentionOp, list[Operation
         return TensorType(element, shape)
 
     scale = op.scale.value.data
+    dtype = numpy_dtype(element)  # host.onnx ops take one element type: the constants have Q's
     if op.mask.type.get_element_type() == i1:  # pyright: ignore[reportAttributeAccessIssue]
-        zero = add(ConstantOp.from_array(np.array(0.0, np.float32)))
-        minus_inf = add(ConstantOp.from_array(np.array(-np.inf, np.float32)))
+        zero = add(ConstantOp.from_array(np.array(0.0, dtype)))
+        minus_inf = add(ConstantOp.from_array(np.array(-np.inf, dtype)))
         mask_shape = list(op.mask.type.get_shape())  # pyright: ignore[reportAttributeAccessIssue]
         bias = add(OnnxOp("Where", [op.mask, zero, minus_inf], [tensor(mask_shape)]))
     else:
         bias = op.mask
     column = add(OnnxOp("Reshape", [bias], [tensor([mask_batch, 1, kv_len, 1])]))
-    inverse_scale = add(ConstantOp.from_array(np.array(1.0 / scale, np.float32)))
+    inverse_scale = add(ConstantOp.from_array(np.array(1.0 / scale, dtype)))
     column = add(OnnxOp("Mul", [column, inverse_scale], [tensor([mask_batch, 1, kv_len, 1])]))
     column = add(OnnxOp("Expand", [column], [tensor([batch, kv_heads, kv_len, 1])]))
     k_aug = add(OnnxOp("Concat", [op.k, column], [tensor([batch, kv_heads, kv_len, depth + 1])], {"axis": 3}))
-    ones = add(ConstantOp.from_array(np.ones((batch, q_heads, q_len, 1), np.float32)))
+    ones = add(ConstantOp.from_array(np.ones((batch, q_heads, q_len, 1), dtype)))
     q_aug = add(OnnxOp("Concat", [op.q, ones], [tensor([batch, q_heads, q_len, depth + 1])], {"axis": 3}))
     folded = AttentionOp(
         q_aug,

@@ -157,7 +157,12 @@ class CompiledModel:
         register_all(interpreter, self.sessions, isa=False)  # the kernels run on `runner`, not as sofa_isa IR
         interpreter.register_implementations(KernelFunctions(runner))
         results = interpreter.call_op("main", tuple(args))
-        outputs = {name: np.asarray(value) for name, value in zip(self.output_names(), results, strict=True)}
+        # Kernels deliver f32; each output is rounded to the type the model declares for it (f16, bf16).
+        specs = _specs([], self.main.res_attrs, "result", self.main.function_type.outputs)
+        outputs = {
+            name: np.asarray(value).astype(dtype, copy=False)
+            for (name, _, dtype), value in zip(specs, results, strict=True)
+        }
         reports = [(run.kernel, run.report) for run in runner.runs]
         return outputs, ModelReport(reports, combine_reports([r for _, r in reports]) if reports else None)
 

@@ -26,11 +26,11 @@ import warnings
 
 import numpy as np
 import onnx
-from xdsl.dialects.builtin import i1
-from xdsl.ir import SSAValue
+from xdsl.dialects.builtin import bf16, f32, i1
+from xdsl.ir import Attribute, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.host import numpy_dtype
+from dialects.host import is_float_dtype, numpy_dtype
 from dialects.sofa import AttentionOp
 from passes.coordinated_tiling import host_reason
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
@@ -68,12 +68,12 @@ def _check_supported(node: onnx.NodeProto, graph: Graph) -> None:
         raise FrontendError(f"{where}: past_key and past_value must be given together")
     for index, what in ((0, "Q"), (1, "K"), (2, "V")):
         dtype = graph.info(node.input[index]).dtype
-        if not np.issubdtype(dtype, np.floating):
+        if not is_float_dtype(dtype):
             raise FrontendError(f"{where}: {what} must be a float tensor for the accelerator, got {dtype}")
     mask = _input(node, 3)
     if mask is not None:
         dtype = graph.info(mask).dtype
-        if dtype != np.bool_ and not np.issubdtype(dtype, np.floating):
+        if dtype != np.bool_ and not is_float_dtype(dtype):
             raise FrontendError(f"{where}: attn_mask must be boolean or float, got {dtype}")
 
 
@@ -189,7 +189,7 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
                 f"[..., {q_length}, {kv_length}] (queries, past + new keys)"
             )
         mask, causal = _causal_mask(emitter, mask, q_length, kv_length, past_length), False
-    scale = attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))
+    scale = _spec_scale(float(attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))), numpy_dtype(element_of(q)))
     softcap = float(attrs.get("softcap", 0.0))
     if softcap > 0 or _output(node, 3) is not None:
         reason = _warn_host(node, softcap)
@@ -200,9 +200,20 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         return reason
     if not scale > 0:
         raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
-    out = checked_attention(emitter, describe(node), (q, k, v), scale=float(scale), causal=causal, mask=mask)
+    out, reason = checked_attention(emitter, describe(node), (q, k, v), scale=float(scale), causal=causal, mask=mask)
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
-    return None
+    return reason
+
+
+def _spec_scale(scale: float, dtype: np.dtype) -> float:
+    """The scale as the spec applies it: sqrt(scale), rounded to Q's element type, multiplies Q and K each.
+
+    The function body casts ScaleFactorSqrt to T1, and the reference does the same; in f16 or
+    bf16 that rounding moves the product by up to ~1e-3, more than the conformance tolerance.
+    """
+    if not scale > 0:
+        return scale  # no square root; the caller says what is wrong with it
+    return float(np.asarray(math.sqrt(scale), dtype=dtype)) ** 2
 
 
 def _warn_host(node: onnx.NodeProto, softcap: float) -> str:
@@ -225,8 +236,16 @@ def checked_attention(
     scale: float,
     causal: bool,
     mask: SSAValue | None,
-) -> SSAValue:
-    """`emitter.attention`, verified, with a warning when the accelerator will not take it (a general mask)."""
+) -> tuple[SSAValue, str | None]:
+    """`emitter.attention`, verified; its output and why it runs on the host (a general mask), or None.
+
+    bf16 operands are cast to f32 at the boundary (exact) and the output back to bf16:
+    sofa.attention takes f16, f32 and f64, and the kernel computes in f32 whatever it is given.
+    """
+    element = element_of(qkv[0])
+    qkv = (_widened(emitter, qkv[0]), _widened(emitter, qkv[1]), _widened(emitter, qkv[2]))
+    if mask is not None and element_of(mask) != i1:
+        mask = _widened(emitter, mask)
     out = emitter.attention(*qkv, scale=scale, causal=causal, mask=mask)
     op = out.owner
     assert isinstance(op, AttentionOp)
@@ -237,13 +256,22 @@ def checked_attention(
         raise FrontendError(f"{subject}: Q, K, V and mask shapes do not fit together: {error}") from None
     if (reason := host_reason(op)) is not None:
         warn_host(subject, reason)
-    return out
+    return _cast(emitter, out, element), reason
+
+
+def _widened(emitter: Emitter, value: SSAValue) -> SSAValue:
+    """bf16 as f32, which holds every bf16 value exactly; other types as they are."""
+    return _cast(emitter, value, f32) if element_of(value) == bf16 else value
+
+
+def _cast(emitter: Emitter, value: SSAValue, element: Attribute) -> SSAValue:
+    if element_of(value) == element:
+        return value
+    return emitter.host("Cast", [value], shape_of(value), element=element)
 
 
 def _cast_like(emitter: Emitter, value: SSAValue, like: SSAValue) -> SSAValue:
-    if element_of(value) == element_of(like):
-        return value
-    return emitter.host("Cast", [value], shape_of(value), element=element_of(like))
+    return _cast(emitter, value, element_of(like))
 
 
 def _repeat_heads(emitter: Emitter, value: SSAValue, q_heads: int) -> SSAValue:

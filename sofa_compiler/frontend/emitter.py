@@ -20,7 +20,8 @@ def tensor_type(info: TensorInfo) -> TensorType[Attribute]:
     try:
         return TensorType(element_type(info.dtype), info.shape)
     except VerifyException:
-        raise FrontendError(f"element type {info.dtype} is not supported (use f16, f32, f64, ints or bool)") from None
+        supported = "bf16, f16, f32, f64, ints or bool"
+        raise FrontendError(f"element type {info.dtype} is not supported (use {supported})") from None
 
 
 def shape_of(value: SSAValue) -> tuple[int, ...]:

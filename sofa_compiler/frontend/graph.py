@@ -19,6 +19,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper, shape_inference
 
+from dialects.host import is_float_dtype
 from sofa_compiler.frontend.errors import FrontendError
 
 MAX_ELEMENTS = 1 << 32
@@ -73,7 +74,7 @@ class Graph:
     def scalar(self, name: str) -> float | None:
         """The value of a one-element float constant, or None."""
         value = self.consts.get(name)
-        if value is None or value.size != 1 or not np.issubdtype(value.dtype, np.floating):
+        if value is None or value.size != 1 or not is_float_dtype(value.dtype):
             return None
         return float(value.reshape(()))
 
@@ -261,10 +262,11 @@ def check_attention_types(model: onnx.ModelProto) -> None:
             continue
         for name, what in zip(node.input[:3], ("Q", "K", "V"), strict=False):
             elem = types.get(name, 0)
-            if elem and not np.issubdtype(element_dtype(elem, name), np.floating):
+            if elem and not is_float_dtype(element_dtype(elem, name)):
                 kind = helper.tensor_dtype_to_string(elem).removeprefix("TensorProto.").lower()
                 raise FrontendError(
-                    f"{describe(node)}: {what} ('{name}') is {kind}; attention inputs must be float (f16, f32 or f64)"
+                    f"{describe(node)}: {what} ('{name}') is {kind}; "
+                    "attention inputs must be float (bf16, f16, f32 or f64)"
                 )
 
 

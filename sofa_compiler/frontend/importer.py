@@ -92,8 +92,8 @@ def _build_function(graph: Graph, kv_projection: bool) -> tuple[FuncOp, list[Pla
                 continue
             unit = units[key]
             if isinstance(unit, AttentionCore):
-                _emit_core(unit, graph, emitter, kv_projection)
-                placements.append(Placement(_node_name(unit.absorbed[0]), None))
+                reason = _emit_core(unit, graph, emitter, kv_projection)
+                placements.append(Placement(_node_name(unit.absorbed[0]), reason))
             else:
                 reason = lower_attention(unit, graph, emitter, kv_projection)
                 placements.append(Placement(_node_name(unit), reason))
@@ -155,7 +155,8 @@ def _unmatched(graph: Graph, cores: Sequence[AttentionCore]) -> list[Placement]:
 # ---------------------------------------------------------------------------
 
 
-def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projection: bool) -> None:
+def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projection: bool) -> str | None:
+    """Emit one matched core as `sofa.attention`; why it runs on the host, or None."""
     rank = len(graph.info(core.q).shape)
     ranks = [len(graph.info(name).shape) for name in (core.q, core.k, core.v)]
     if rank not in (3, 4) or ranks != [rank] * 3 or len(core.k_perm) != rank:
@@ -181,10 +182,11 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
     if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
         mask = emitter.reshape(mask, [1, *shape_of(mask)])
     subject = f"the attention pattern ending at {describe(core.anchor)}"
-    out = checked_attention(emitter, subject, (q, k, v), scale=core.scale, causal=causal, mask=mask)
+    out, reason = checked_attention(emitter, subject, (q, k, v), scale=core.scale, causal=causal, mask=mask)
     if rank == 3:
         out = emitter.reshape(out, shape_of(out)[1:])
     emitter.values[core.anchor.output[0]] = out
+    return reason
 
 
 def _match_kv_heads(emitter: Emitter, k: SSAValue, v: SSAValue, lead: tuple[int, ...]) -> tuple[SSAValue, SSAValue]:

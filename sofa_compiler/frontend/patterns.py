@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from dialects.host import is_float_dtype
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 
 # Fill values at or below this in a Where before Softmax act as "masked out".
@@ -271,7 +272,7 @@ def _shapes_fit(graph: Graph, core: AttentionCore, rank: int) -> bool:
     k_shape = tuple(graph.info(core.k).shape[p] for p in core.k_perm)
     if any(len(s) != rank for s in (q.shape, k_shape, v.shape)):
         return False
-    if not all(np.issubdtype(t.dtype, np.floating) for t in (q, v, graph.info(core.k))):
+    if not all(is_float_dtype(t.dtype) for t in (q, v, graph.info(core.k))):
         return False
     lead_q, lead_k, lead_v = q.shape[:-2], k_shape[:-2], v.shape[:-2]
     if rank == 4 and not lead_q[0] == lead_k[0] == lead_v[0]:

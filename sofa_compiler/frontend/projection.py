@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.ir import SSAValue
 
+from dialects.host import is_float_dtype
 from sofa_compiler.frontend.emitter import Emitter
 from sofa_compiler.frontend.graph import Graph, attributes
 
@@ -111,7 +112,7 @@ def emit_kv_projection(
     if k_linear is None or v_linear is None or k_linear.x != v_linear.x:
         return None
     x = emitter.value(k_linear.x)
-    if not all(np.issubdtype(a.dtype, np.floating) for a in (k_linear.weight, v_linear.weight)):
+    if not all(is_float_dtype(a.dtype) for a in (k_linear.weight, v_linear.weight)):
         return None
     dtype = graph.info(k_linear.x).dtype
     weights = (k_linear.weight.astype(dtype), v_linear.weight.astype(dtype))

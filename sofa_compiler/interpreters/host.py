@@ -2,7 +2,11 @@
 
 `host.partition` runs its ONNX subgraph on onnxruntime, one
 `InferenceSession` per partition, made once per module (`PartitionSessions`)
-and kept by whoever runs the module many times (`CompiledModel`).
+and kept by whoever runs the module many times (`CompiledModel`). A partition
+that holds bfloat16 values runs on onnx's reference evaluator instead:
+onnxruntime's CPU provider has no bf16 arithmetic (Add, Mul, Softmax, ...) and
+its Python API takes no bf16 arrays, while the reference evaluator computes each
+operator in bf16 through ml_dtypes, as the ONNX spec says.
 
 `host.onnx` (the front end's own glue around attention, and hand-written IR)
 runs on numpy, one kernel per ONNX operator. `HOST_KERNELS` is shared by the
@@ -21,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import onnx
+from onnx.reference import ReferenceEvaluator
 from xdsl.dialects.builtin import TensorType
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.interpreters.shaped_array import ShapedArray
@@ -277,6 +283,11 @@ class PartitionSessions:
 def _make_session(op: PartitionOp) -> PartitionSession:
     import onnxruntime
 
+    dtypes = [numpy_dtype(operand.type.element_type) for operand in op.operands]  # pyright: ignore
+    model = onnx.load_from_string(op.model.data)
+    if _holds_bfloat16(model):
+        evaluator = ReferenceEvaluator(model)
+        return PartitionSession(evaluator, list(evaluator.input_names), list(evaluator.output_names), dtypes)
     try:
         session = onnxruntime.InferenceSession(op.model.data, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own types (Fail, NotImplemented, ...)
@@ -284,8 +295,19 @@ def _make_session(op: PartitionOp) -> PartitionSession:
         raise InterpretationError(f"host.partition '{op.sym_name.data}': onnxruntime cannot run it: {reason}") from None
     inputs = [value.name for value in session.get_inputs()]
     outputs = [value.name for value in session.get_outputs()]
-    dtypes = [numpy_dtype(operand.type.element_type) for operand in op.operands]  # pyright: ignore
     return PartitionSession(session, inputs, outputs, dtypes)
+
+
+def _holds_bfloat16(model: onnx.ModelProto) -> bool:
+    """Whether a partition's inputs, outputs, intermediates, constants or casts are bfloat16."""
+    graph = model.graph
+    values = (*graph.input, *graph.output, *graph.value_info)
+    if any(value.type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16 for value in values):
+        return True
+    if any(tensor.data_type == onnx.TensorProto.BFLOAT16 for tensor in graph.initializer):
+        return True
+    casts = (node for node in graph.node if node.op_type == "Cast")
+    return any(attr.name == "to" and attr.i == onnx.TensorProto.BFLOAT16 for node in casts for attr in node.attribute)
 
 
 @register_impls

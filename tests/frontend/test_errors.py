@@ -78,7 +78,7 @@ def test_unknown_input_shape_name():
 def test_non_float_attention_inputs():
     message = error_of(FIXTURES / "bad_int_attention.onnx")
     assert message == (
-        "Attention node 'int_attention': Q ('q') is int32; attention inputs must be float (f16, f32 or f64)"
+        "Attention node 'int_attention': Q ('q') is int32; attention inputs must be float (bf16, f16, f32 or f64)"
     )
 
 
