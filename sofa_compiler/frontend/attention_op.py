@@ -5,7 +5,10 @@ scale, is_causal, boolean and additive attn_mask of rank 2 to 4 (also
 shorter than the KV length, padded as the spec says), past_key/past_value
 with present_key/present_value (a host Concat before the op; causal masking
 is then bottom-right aligned through an explicit mask), softcap and the
-qk_matmul_output output in every qk_matmul_output_mode.
+qk_matmul_output output in every qk_matmul_output_mode. Element types f16,
+f32, f64 and bf16: bf16 operands are cast to f32 at the accelerator's boundary
+(exact) and the output back to bf16, because sofa.attention takes f16/f32/f64;
+the kernel computes in f32 for every input type.
 
 The accelerator has no score capping and never materialises the score
 matrix, so an `Attention` with softcap or with the qk_matmul_output output
@@ -37,6 +40,11 @@ from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
+
+KV_CACHE_CAUSAL = (
+    "is_causal with past_key/past_value masks bottom-right over the KV cache, an explicit mask (KV caches: issue 18)"
+)
+"""Why a causal `Attention` with a KV cache runs on the host."""
 
 QK_OUTPUT_MODES = (0, 1, 2, 3)
 """qk_matmul_output_mode values, as the opset-24 spec and onnxruntime read them: 0 the scaled
@@ -181,7 +189,8 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
     mask = None if mask_name is None else _pad_mask(emitter, emitter.value(mask_name), kv_length)
     attrs = attributes(node)
     causal = bool(attrs.get("is_causal", 0))
-    if causal and past_length:
+    cache_causal = causal and past_length > 0
+    if cache_causal:
         # sofa.attention's causal flag is upper-left aligned; with a cache the spec's is bottom-right.
         if mask is not None and shape_of(mask)[-2:] not in ((q_length, kv_length), (1, kv_length)):
             raise FrontendError(
@@ -200,7 +209,10 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         return reason
     if not scale > 0:
         raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
-    out, reason = checked_attention(emitter, describe(node), (q, k, v), scale=float(scale), causal=causal, mask=mask)
+    why = KV_CACHE_CAUSAL if cache_causal else None
+    out, reason = checked_attention(
+        emitter, describe(node), (q, k, v), scale=float(scale), causal=causal, mask=mask, host_why=why
+    )
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
     return reason
 
@@ -236,8 +248,11 @@ def checked_attention(
     scale: float,
     causal: bool,
     mask: SSAValue | None,
+    host_why: str | None = None,
 ) -> tuple[SSAValue, str | None]:
     """`emitter.attention`, verified; its output and why it runs on the host (a general mask), or None.
+
+    `host_why`, when given, names the cause of the mask in that reason (a KV cache, say).
 
     bf16 operands are cast to f32 at the boundary (exact) and the output back to bf16:
     sofa.attention takes f16, f32 and f64, and the kernel computes in f32 whatever it is given.
@@ -255,6 +270,7 @@ def checked_attention(
     except VerifyException as error:
         raise FrontendError(f"{subject}: Q, K, V and mask shapes do not fit together: {error}") from None
     if (reason := host_reason(op)) is not None:
+        reason = reason if host_why is None else f"{host_why}; {reason}"
         warn_host(subject, reason)
     return _cast(emitter, out, element), reason
 

@@ -181,7 +181,9 @@ def test_shifted_triangle_is_not_causal() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         compiled = sofa_compiler.compile(model, keep=1.0)
-    assert " causal" not in compiled.ir("onnx-ir")
+    attention = [line for line in compiled.ir("onnx-ir").splitlines() if "sofa.attention" in line]
+    assert attention
+    assert not any(" causal" in line for line in attention)  # placements may say "causal" in words
 
 
 @pytest.fixture(scope="module", params=["sdpa", "eager"])
