@@ -41,10 +41,8 @@ from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
-KV_CACHE_CAUSAL = (
-    "is_causal with past_key/past_value masks bottom-right over the KV cache, an explicit mask (KV caches: issue 18)"
-)
-"""Why a causal `Attention` with a KV cache runs on the host."""
+KV_CACHE_CAUSAL = "causal masking aligned bottom-right over a KV cache needs an explicit mask (KV caches: issue 18)"
+"""Why causal attention after past keys (`past_key`, or its expanded form) runs on the host."""
 
 QK_OUTPUT_MODES = (0, 1, 2, 3)
 """qk_matmul_output_mode values, as the opset-24 spec and onnxruntime read them: 0 the scaled

@@ -16,7 +16,7 @@ from xdsl.transforms.dead_code_elimination import region_dce
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.host import PartitionOp, numpy_dtype
-from sofa_compiler.frontend.attention_op import checked_attention, lower_attention
+from sofa_compiler.frontend.attention_op import KV_CACHE_CAUSAL, checked_attention, lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe
@@ -182,7 +182,12 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
     if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
         mask = emitter.reshape(mask, [1, *shape_of(mask)])
     subject = f"the attention pattern ending at {describe(core.anchor)}"
-    out, reason = checked_attention(emitter, subject, (q, k, v), scale=core.scale, causal=causal, mask=mask)
+    q_length, kv_length = shape_of(q)[2], shape_of(k)[2]
+    cache_causal = len(core.masks) == 1 and _is_causal(core.masks[0], graph, q_length, kv_length, kv_length - q_length)
+    why = KV_CACHE_CAUSAL if cache_causal and kv_length > q_length else None
+    out, reason = checked_attention(
+        emitter, subject, (q, k, v), scale=core.scale, causal=causal, mask=mask, host_why=why
+    )
     if rank == 3:
         out = emitter.reshape(out, shape_of(out)[1:])
     emitter.values[core.anchor.output[0]] = out
@@ -232,17 +237,18 @@ def _core_mask(
     return total, False
 
 
-def _is_causal(term: MaskTerm, graph: Graph, q_length: int, kv_length: int) -> bool:
-    """Whether a constant mask is exactly upper-left causal masking (and nothing else).
+def _is_causal(term: MaskTerm, graph: Graph, q_length: int, kv_length: int, offset: int = 0) -> bool:
+    """Whether a constant mask is exactly causal masking (and nothing else): query i sees key j iff j <= i + offset.
 
-    The folded value decides, however the model built it (a triangular buffer,
-    a slice of a bigger one, Trilu, Where over a Range comparison); a mask
-    broadcast over batch and heads is checked whole.
+    Offset 0 is upper-left causal, as `sofa.attention` has it; kv_length - q_length is the
+    bottom-right form of queries that follow a KV cache. The folded value decides, however
+    the model built it (a triangular buffer, a slice of a bigger one, Trilu, Where over a
+    Range comparison); a mask broadcast over batch and heads is checked whole.
     """
     value = graph.consts.get(term.name)
     if value is None or value.ndim < 2 or value.shape[-2:] != (q_length, kv_length):
         return False
-    lower = np.tril(np.ones((q_length, kv_length), dtype=bool))
+    lower = np.tril(np.ones((q_length, kv_length), dtype=bool), k=offset)
     if term.keep:
         keep = np.logical_not(value) if term.invert else value.astype(bool)
         return bool(np.all(keep == lower))
