@@ -218,11 +218,12 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
 def _spec_scale(scale: float, dtype: np.dtype) -> float:
     """The scale as the spec applies it: sqrt(scale), rounded to Q's element type, multiplies Q and K each.
 
-    The function body casts ScaleFactorSqrt to T1, and the reference does the same; in f16 or
-    bf16 that rounding moves the product by up to ~1e-3, more than the conformance tolerance.
+    The function body casts ScaleFactorSqrt to T1, and the reference does the same. In f16 or
+    bf16 that rounding moves the product by up to ~1e-3, more than the conformance tolerance;
+    in f32 and f64 it is below the rounding of the scores themselves, and the scale stays as given.
     """
-    if not scale > 0:
-        return scale  # no square root; the caller says what is wrong with it
+    if not scale > 0 or dtype.itemsize >= 4:
+        return scale  # (a scale <= 0 is the caller's to report)
     return float(np.asarray(math.sqrt(scale), dtype=dtype)) ** 2
 
 

@@ -25,6 +25,8 @@ import pytest
 from onnx.backend.test.case.test_case import TestCase
 
 import sofa_compiler
+from dialects.sofa import AttentionOp
+from sofa_compiler.frontend.importer import import_model
 
 WINDOW = "sliding-window attention (opset 25) is a later issue"
 NONPAD = "nonpad_kv_seqlen (external KV cache) is a later issue"
@@ -146,3 +148,25 @@ def test_every_onnx_attention_case_is_collected() -> None:
     assert len(names) == len(CASES) > 150
     assert set(KNOWN) <= names
     assert names >= NONPAD_FAILING
+
+
+HALF_PRECISION = sorted(
+    case.name
+    for case in CASES
+    if case.name.endswith(("_fp16", "_bf16")) and case.name not in NONPAD_FAILING and opset(case.model) < 25
+)
+
+
+@pytest.mark.parametrize("name", HALF_PRECISION)
+def test_node_and_expanded_scale_agree(name: str) -> None:
+    """In f16 and bf16 the spec rounds sqrt(scale) to Q's type: the node and its function body get the same scale."""
+    cases = {case.name: case for case in CASES}
+    scales = []
+    for model in (cases[name].model, cases[f"{name}_expanded"].model):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = import_model(model)
+        scales += [op.scale.value.data for op in module.walk() if isinstance(op, AttentionOp)]
+    node, expanded = scales
+    assert node == expanded
+    assert node != pytest.approx(1 / np.sqrt(8), rel=1e-6)  # rounded: head size 8, no scale attribute
