@@ -35,7 +35,7 @@ from xdsl.passes import ModulePass
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import InterpretationError
 
-from dialects.host import numpy_dtype
+from dialects.host import is_float_dtype, numpy_dtype
 from dialects.sofa import KernelCallOp, TargetAttr, keep_problem, radius_problem, sphere_radius, tile_problem
 from dialects.sofa_isa import ProgramOp
 from passes.apply_tuning import ApplyTuningPass
@@ -151,7 +151,7 @@ class CompiledModel:
             if tuple(value.shape) != shape:
                 given, expected = list(value.shape), list(shape)
                 raise CompileError(f"input '{name}' has shape {given}, but the model was compiled for {expected}")
-            args.append(value.astype(dtype, copy=False))
+            args.append(_input_array(name, value, np.dtype(dtype)))
         runner = KernelRunner(self.programs, self.config, progress)
         interpreter = Interpreter(self.host)
         register_all(interpreter, self.sessions, isa=False)  # the kernels run on `runner`, not as sofa_isa IR
@@ -175,6 +175,16 @@ class CompiledModel:
             if entry.name == stage:
                 return entry.text
         raise CompileError(f"no IR for stage '{stage}' (stages: {', '.join(s.name for s in self.stages)})")
+
+
+def _input_array(name: str, value: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    """An input in the type the model declares; bfloat16 read from .npz is raw 2-byte void (numpy has no bf16)."""
+    if value.dtype.kind == "V" and value.dtype.itemsize == dtype.itemsize == 2 and is_float_dtype(dtype):
+        return value.view(dtype)
+    try:
+        return value.astype(dtype, copy=False)
+    except (TypeError, ValueError) as error:
+        raise CompileError(f"input '{name}' of type {value.dtype} cannot be read as {dtype}: {error}") from None
 
 
 def _specs(args: Any, attrs: Any, prefix: str, types: Any = None) -> list[tuple[str, tuple[int, ...], str]]:

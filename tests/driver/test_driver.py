@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 from xdsl.context import Context
@@ -125,6 +127,26 @@ def test_missing_and_misshaped_inputs():
         model.run({})
     with pytest.raises(CompileError, match="input 'x' has shape"):
         model.run({"x": np.zeros((2, 2), np.float32)})
+
+
+def test_bfloat16_inputs_from_npz_and_unreadable_inputs(tmp_path: Path):
+    """.npz keeps bfloat16 as raw 2-byte void: such inputs are read as bf16; an input of no numeric type is an error."""
+    shape = [1, 2, 5, 8]
+    node = onnx.helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=1)
+    values = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.BFLOAT16, shape) for name in "qkvy"]
+    graph = onnx.helper.make_graph([node], "bf16", values[:3], values[3:])
+    model = compile_model(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 23)]))
+    rng = np.random.default_rng(0)
+    inputs = {name: rng.random(shape).astype(ml_dtypes.bfloat16) for name in "qkv"}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    loaded = dict(np.load(tmp_path / "inputs.npz"))
+    assert loaded["q"].dtype.kind == "V"
+    direct, _ = model.run(inputs)
+    from_npz, _ = model.run(loaded)
+    assert direct["y"].dtype == from_npz["y"].dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(direct["y"].view(np.uint16), from_npz["y"].view(np.uint16))
+    with pytest.raises(CompileError, match="input 'q' of type <U1 cannot be read as bfloat16"):
+        model.run({**inputs, "q": np.full(shape, "a")})
 
 
 def test_separate_pipeline_matches_onnxruntime_at_keep_one_and_costs_more():
