@@ -77,11 +77,14 @@ from xdsl.utils.exceptions import VerifyException
 # Element types
 # ---------------------------------------------------------------------------
 
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+"""ONNX's bfloat16 as numpy holds it (ml_dtypes; numpy itself has no bf16)."""
+
 _NUMPY_OF: tuple[tuple[Attribute, np.dtype[Any]], ...] = (
     (f32, np.dtype(np.float32)),
     (f64, np.dtype(np.float64)),
     (f16, np.dtype(np.float16)),
-    (bf16, np.dtype(ml_dtypes.bfloat16)),
+    (bf16, BFLOAT16),
     (i64, np.dtype(np.int64)),
     (i32, np.dtype(np.int32)),
     (i16, np.dtype(np.int16)),
@@ -101,7 +104,7 @@ def numpy_dtype(element_type: Attribute) -> np.dtype[Any]:
 
 def is_float_dtype(dtype: np.dtype[Any]) -> bool:
     """Whether `dtype` holds floats: numpy's own, or bfloat16 (ml_dtypes, which numpy does not count as floating)."""
-    return bool(np.issubdtype(dtype, np.floating)) or dtype == np.dtype(ml_dtypes.bfloat16)
+    return bool(np.issubdtype(dtype, np.floating)) or dtype == BFLOAT16
 
 
 def element_type(dtype: np.dtype[Any]) -> Attribute:

@@ -35,7 +35,7 @@ from xdsl.passes import ModulePass
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import InterpretationError
 
-from dialects.host import is_float_dtype, numpy_dtype
+from dialects.host import BFLOAT16, numpy_dtype
 from dialects.sofa import KernelCallOp, TargetAttr, keep_problem, radius_problem, sphere_radius, tile_problem
 from dialects.sofa_isa import ProgramOp
 from passes.apply_tuning import ApplyTuningPass
@@ -179,7 +179,7 @@ class CompiledModel:
 
 def _input_array(name: str, value: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
     """An input in the type the model declares; bfloat16 read from .npz is raw 2-byte void (numpy has no bf16)."""
-    if value.dtype.kind == "V" and value.dtype.itemsize == dtype.itemsize == 2 and is_float_dtype(dtype):
+    if value.dtype.kind == "V" and value.dtype.itemsize == 2 and dtype == BFLOAT16:
         return value.view(dtype)
     try:
         return value.astype(dtype, copy=False)
