@@ -56,6 +56,12 @@ def file_error(error: OSError) -> str:
 
 
 def _print_located(error: BaseException) -> None:
+    from xdsl.utils.exceptions import ParseError  # here: tools that parse no MLIR need not import xDSL
+
+    from sofa_compiler.parser import mlir_parse_error
+
+    if isinstance(error, ParseError):
+        error = mlir_parse_error(error)
     print(error, file=sys.stderr)
     for note in getattr(error, "__notes__", ()):
         print(note, file=sys.stderr)

@@ -18,7 +18,7 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 from sofa_compiler.cli import exit_statuses
 from sofa_compiler.context import register_sofa_dialects, register_sofa_passes
 from sofa_compiler.files import atomic_write_text
-from sofa_compiler.parser import SofaParser, parser_assertions_as_errors
+from sofa_compiler.parser import SofaParser, mlir_parse_error, parser_assertions_as_errors
 
 
 class _OutputBuffer(StringIO):
@@ -39,8 +39,11 @@ class SofaOptMain(xDSLOptMain):
         super().__init__(description, args)
 
     def parse_chunk(self, chunk: IO[bytes], file_extension: str, start_offset: int = 0) -> ModuleOp | None:
-        with parser_assertions_as_errors(self.args.input_file or "<stdin>"):
-            return super().parse_chunk(chunk, file_extension, start_offset)
+        try:
+            with parser_assertions_as_errors(self.args.input_file or "<stdin>"):
+                return super().parse_chunk(chunk, file_extension, start_offset)
+        except ParseError as error:
+            raise mlir_parse_error(error) from None
 
     def prepare_output(self) -> IO[str]:
         # `-o` goes through atomic_write once every chunk succeeded, like every other tool's output.
