@@ -35,7 +35,6 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import ArgSpecParseError, InterpretationError
 
 from dialects.host import numpy_dtype
-from dialects.printing import ElidingPrinter
 from dialects.sofa import KernelCallOp, TargetAttr, keep_problem, radius_problem, sphere_radius, tile_problem
 from dialects.sofa_isa import ProgramOp
 from passes import get_all_passes
@@ -49,6 +48,7 @@ from sofa_compiler.frontend import import_model
 from sofa_compiler.frontend.placement import Placement, read_placements
 from sofa_compiler.interpreters import register_all
 from sofa_compiler.interpreters.host import PartitionSessions
+from sofa_compiler.ir_printing import print_ir
 from sofa_compiler.isa.container import Program
 from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.reproducer import PipelineRecord
@@ -91,22 +91,13 @@ class Stage:
 
     def dump(self, elide_larger_than: int | None = None) -> str:
         """The stage as a reproducer (`sofa_compiler.reproducer`), constants over `elide_larger_than` elided."""
-        text = self.text if elide_larger_than is None else print_ir(self.snapshot, elide_larger_than=elide_larger_than)
+        text = self.text if elide_larger_than is None else print_ir(self.snapshot, elide_larger_than)
         return self.record.dump(text)
 
 
 def make_context() -> Context:
     """A context with every dialect the compiler's IR uses."""
     return sofa_context()
-
-
-def print_ir(module: ModuleOp, generic: bool = False, elide_larger_than: int | None = None) -> str:
-    import io
-
-    stream = io.StringIO()
-    printer = ElidingPrinter(stream=stream, print_generic_format=generic, elide_larger_than=elide_larger_than)
-    printer.print_op(module)
-    return stream.getvalue() + "\n"
 
 
 @dataclass
@@ -186,7 +177,7 @@ class CompiledModel:
         """The IR of a stage (after the last pass that belongs to it), constants over `elide_larger_than` elided."""
         for entry in reversed(self.stages):
             if entry.name == stage:
-                return entry.text if elide_larger_than is None else print_ir(entry.snapshot, False, elide_larger_than)
+                return entry.text if elide_larger_than is None else print_ir(entry.snapshot, elide_larger_than)
         raise CompileError(f"no IR for stage '{stage}' (stages: {', '.join(s.name for s in self.stages)})")
 
 

@@ -12,9 +12,15 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from io import StringIO
 
-from dialects.printing import DEFAULT_ELIDE_LIMIT
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Dialect
+
+from dialects.printing import DEFAULT_ELIDE_LIMIT, ElidingPrinter
 
 
 def _elide_limit(text: str) -> int:
@@ -76,3 +82,31 @@ class IrPrinting:
 
 def dump_banner(pass_name: str, stage: str) -> str:
     return f"// -----// IR Dump After {pass_name} ({stage}) //----- //"
+
+
+def print_ir(
+    module: ModuleOp,
+    elide_larger_than: int | None = None,
+    *,
+    generic: bool = False,
+    properties_as_attributes: bool = False,
+    debuginfo: bool = False,
+    dialects: Iterable[Dialect] = (),
+) -> str:
+    """`module` as text ending in a newline; constants over `elide_larger_than` elements elided.
+
+    The one printer of stage dumps, `--emit` IR and `sofa-opt` output, so that a
+    replayed dump matches the compiler's byte for byte. `dialects` are those
+    whose resource blobs (``dense_resource``) follow the module.
+    """
+    stream = StringIO()
+    printer = ElidingPrinter(
+        stream=stream,
+        print_generic_format=generic,
+        print_properties_as_attributes=properties_as_attributes,
+        print_debuginfo=debuginfo,
+        elide_larger_than=elide_larger_than,
+    )
+    printer.print_op(module)
+    printer.print_metadata(dialects)
+    return stream.getvalue() + "\n"
