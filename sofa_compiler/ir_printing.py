@@ -66,10 +66,10 @@ class IrPrinting:
 
     def check_passes(self, known: set[str] | frozenset[str]) -> None:
         """A ``--print-ir-after`` pass that does not exist is a user error, not a silent no-op."""
-        if unknown := sorted(self.after - known):
-            raise ValueError(
-                f"--print-ir-after: unknown pass(es) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-            )
+        for name in sorted(self.after - known):
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"--print-ir-after: unknown pass '{name}'{hint}")
 
     def prints_after(self, pass_name: str) -> bool:
         return self.after_all or pass_name in self.after
