@@ -52,7 +52,8 @@ def print_error(tool: str, message: object) -> int:
 
 def file_error(error: OSError) -> str:
     """``FILE: reason`` for an OSError (Python's own text starts with ``[Errno N]``)."""
-    return f"{error.filename or ''}: {error.strerror or error}"
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
 
 
 def _print_located(error: BaseException) -> None:
@@ -77,13 +78,14 @@ def exit_statuses(
     tool: str,
     *user_errors: type[Exception],
     located: tuple[type[Exception], ...] = (),
-    describe_os_error: Callable[[OSError], str] = str,
+    describe_os_error: Callable[[OSError], str] | None = None,
 ) -> Callable[[Callable[P, int | None]], Callable[P, int | None]]:
     """Decorate a tool's `main` with the convention of the module docstring.
 
     `user_errors` are printed as ``tool: error: <error>``; `located` ones (a
     parse error that names file:line:col, say) as they are, with their notes;
-    an OSError as ``tool: error: describe_os_error(error)``. Every tool writes
+    an OSError as ``tool: error: describe_os_error(error)`` (default `file_error`:
+    ``FILE: reason``, never Python's ``[Errno N]``). Every tool writes
     its outputs through `sofa_compiler.files.atomic_write`, so a failed or
     interrupted run leaves no half-written file behind.
     """
@@ -108,7 +110,7 @@ def exit_statuses(
                 _silence_stdout()
                 return ERROR_STATUS
             except OSError as error:
-                return print_error(tool, describe_os_error(error))
+                return print_error(tool, (describe_os_error or file_error)(error))
 
         return run
 

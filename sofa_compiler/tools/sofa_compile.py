@@ -18,9 +18,9 @@ from xdsl.utils.exceptions import DiagnosticException
 from passes import get_all_passes
 from sofa_compiler.bundle import bundle_bytes
 from sofa_compiler.cli import exit_statuses, file_error, user_warnings
-from sofa_compiler.compile_options import add_compile_options, compile_from_options
+from sofa_compiler.compile_options import add_compile_options, check_compile_options, compile_from_options
 from sofa_compiler.driver import EMIT_KINDS, CompiledModel, CompileError, Stage
-from sofa_compiler.files import atomic_write_bytes, atomic_write_text
+from sofa_compiler.files import atomic_write_bytes, atomic_write_text, check_output_path
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.ir_printing import IrPrinting, add_ir_printing_options, dump_banner
 from sofa_compiler.isa.asm import disassemble
@@ -60,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         "--tuning", metavar="FILE", help="per-layer tile/keep (JSON or TOML, e.g. from sofa-dse; see docs/dse.md)"
     )
     args = parser.parse_args(argv)
+    check_compile_options(args)
     if args.emit not in EMIT_KINDS:
         raise CompileError(f"unknown --emit kind '{args.emit}' (choose from {', '.join(EMIT_KINDS)})")
     if args.emit == "bin" and not args.output:
         raise CompileError("--emit bin needs an output file: -o model.sofa")
+    check_output_path(args.output)
     printing = IrPrinting.from_args(args)
     dump_dir = Path(args.dump_ir_dir) if args.dump_ir_dir else None
     if dump_dir is not None:

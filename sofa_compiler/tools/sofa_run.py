@@ -18,9 +18,9 @@ from rich.console import Console
 from xdsl.utils.exceptions import DiagnosticException
 
 from sofa_compiler.cli import exit_statuses, timing_progress, user_warnings
-from sofa_compiler.compile_options import add_compile_options, compile_from_options
+from sofa_compiler.compile_options import add_compile_options, check_compile_options, compile_from_options
 from sofa_compiler.driver import CompileError
-from sofa_compiler.files import atomic_write
+from sofa_compiler.files import atomic_write, check_output_path
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.sim.config import ConfigError
 from sofa_compiler.sim.inputs import SimError, load_inputs, random_model_inputs
@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print errors and the report as JSON")
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
     args = parser.parse_args(argv)
+    check_compile_options(args)
+    check_output_path(args.output)
     given = load_inputs(args.inputs) if args.inputs else None
     with user_warnings("sofa-run"):
         model = compile_from_options(args, inputs=given)
