@@ -94,7 +94,8 @@ def exit_statuses(
         @functools.wraps(main)
         def run(*args: P.args, **kwargs: P.kwargs) -> int | None:
             try:
-                return main(*args, **kwargs)
+                with user_warnings(tool):
+                    return main(*args, **kwargs)
             except KeyboardInterrupt:
                 print(f"{tool}: interrupted", file=sys.stderr)
                 return INTERRUPTED_STATUS
@@ -119,22 +120,33 @@ def exit_statuses(
 
 @contextmanager
 def user_warnings(tool: str) -> Iterator[None]:
-    """Print each `UserWarning` raised inside (the front end's, for one) as ``tool: warning: ...``.
+    """Print each `UserWarning` and numpy `RuntimeWarning` raised inside as one ``tool: warning: ...`` line.
 
     Python's own format would show a source line of ours, which means nothing to
-    the user; other warning categories keep Python's filters.
+    the user; a numpy overflow repeated per tile is printed once. Other warning
+    categories keep Python's filters.
     """
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
+            warnings.simplefilter("always", RuntimeWarning)
             yield
     finally:
+        for line in dict.fromkeys(_warning_line(tool, warning) for warning in caught):
+            if line is not None:
+                print(line, file=sys.stderr)
         for warning in caught:
-            if issubclass(warning.category, UserWarning):
-                print(f"{tool}: warning: {warning.message}", file=sys.stderr)
-            else:
+            if not issubclass(warning.category, UserWarning | RuntimeWarning):
                 warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _warning_line(tool: str, warning: warnings.WarningMessage) -> str | None:
+    if issubclass(warning.category, UserWarning):
+        return f"{tool}: warning: {warning.message}"
+    if issubclass(warning.category, RuntimeWarning):
+        return f"{tool}: warning: numpy: {warning.message} (a value left its number format's range)"
+    return None
 
 
 @contextmanager

@@ -274,11 +274,18 @@ class PartitionSessions:
         return len(self._sessions)
 
 
-def _make_session(op: PartitionOp) -> PartitionSession:
+def onnxruntime_session(model: bytes | str) -> Any:
+    """An onnxruntime CPU session whose C++ log stays quiet: its failures still raise, as exceptions."""
     import onnxruntime
 
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: onnxruntime's warnings are about its graph rewrites, not the user's
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _make_session(op: PartitionOp) -> PartitionSession:
     try:
-        session = onnxruntime.InferenceSession(op.model.data, providers=["CPUExecutionProvider"])
+        session = onnxruntime_session(op.model.data)
     except Exception as error:  # onnxruntime raises its own types (Fail, NotImplemented, ...)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InterpretationError(f"host.partition '{op.sym_name.data}': onnxruntime cannot run it: {reason}") from None

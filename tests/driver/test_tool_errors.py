@@ -2,8 +2,12 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from sofa_compiler.accuracy import METRICS_LEGEND, OutputAccuracy
+from sofa_compiler.cli import exit_statuses
+from sofa_compiler.interpreters.host import onnxruntime_session
 from sofa_compiler.tools import sofa_as, sofa_compile, sofa_opt, sofa_run, sofa_sim
 
 ROOT = Path(__file__).parent.parent.parent
@@ -69,3 +73,44 @@ def test_a_missing_input_is_file_colon_reason(main, tmp_path: Path, capsys: pyte
     argv = [str(missing), "-o", str(tmp_path / "x.sofa")] if main is sofa_as.main else [str(missing)]
     err = error_of(main, argv, capsys)
     assert err.endswith(f": error: {missing}: No such file or directory\n")
+
+
+def test_a_numpy_overflow_is_one_warning_line_without_internal_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    @exit_statuses("sofa-x")
+    def main() -> int:
+        for _ in range(3):  # once per tile, say: printed once
+            np.array([60000.0, 70000.0], np.float32).astype(np.float16)
+        return 0
+
+    assert main() == 0
+    err = capsys.readouterr().err
+    assert err == ("sofa-x: warning: numpy: overflow encountered in cast (a value left its number format's range)\n")
+
+
+def test_onnxruntime_sessions_log_errors_only() -> None:
+    session = onnxruntime_session(SDPA)
+    assert session.get_session_options().log_severity_level == 3
+
+
+def test_accuracy_defines_its_metrics() -> None:
+    reference = np.array([[1.0, -2.0], [0.5, 4.0]])
+    figures = OutputAccuracy.of(reference + np.array([[0.0, 0.0], [0.0, 1.0]]), reference)
+    assert figures.relative_error == pytest.approx(0.25)  # max|d| / max|ref| = 1 / 4
+    assert figures.cosine == pytest.approx(
+        float(
+            np.dot([1, -2, 0.5, 5], [1, -2, 0.5, 4])
+            / (np.linalg.norm([1, -2, 0.5, 5]) * np.linalg.norm([1, -2, 0.5, 4]))
+        )
+    )
+    assert figures.line("y", "onnxruntime") == (
+        f"output y: max relative error vs onnxruntime 2.500e-01, cosine similarity {figures.cosine:.6f}"
+    )
+    assert "max|out - ref| / max|ref|" in METRICS_LEGEND
+
+
+def test_sofa_run_prints_cosine_and_the_metric_definition(capsys: pytest.CaptureFixture[str]) -> None:
+    assert sofa_run.main([SDPA, "--keep", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "max relative error vs onnxruntime" in out
+    assert "cosine similarity" in out
+    assert METRICS_LEGEND in out
