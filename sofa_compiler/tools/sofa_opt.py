@@ -44,6 +44,9 @@ class SofaOptMain(xDSLOptMain):
     output_buffer: _OutputBuffer | None = None
     record: PipelineRecord | None = None
     """The reproducer record of the chunk being run, advanced once its next pass ran."""
+    printing: IrPrinting
+    replays: bool
+    """No pipeline was given, so a stage dump's recorded next pass runs."""
 
     def __init__(
         self,
