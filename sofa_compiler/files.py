@@ -117,7 +117,7 @@ def check_output_path(path: str | Path | None) -> None:
     if target.is_dir():
         raise OSError(errno.EISDIR, "is a directory, not a file", str(target))
     if not parent.is_dir():
-        raise OSError(errno.ENOENT, f"no such directory '{parent}'", str(target))
+        raise OSError(errno.ENOENT, f"No such file or directory (no directory '{parent}')", str(target))
     if not os.access(parent, os.W_OK | os.X_OK) and not (target.exists() and os.access(target, os.W_OK)):
         raise OSError(errno.EACCES, f"directory '{parent}' is not writable", str(target))
 

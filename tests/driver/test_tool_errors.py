@@ -59,7 +59,7 @@ def test_an_output_in_a_missing_directory_fails_first_naming_it(
     mains = {"sofa-compile": sofa_compile.main, "sofa-run": sofa_run.main, "sofa-sim": sofa_sim.main}
     err = error_of(mains.get(tool, sofa_as.main), [arg.format(**paths) for arg in argv], capsys)
     assert err.startswith(f"{tool}: error: {missing}/")
-    assert f"no such directory '{missing}'" in err
+    assert f"No such file or directory (no directory '{missing}')" in err
 
 
 def test_an_output_that_is_a_directory_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
