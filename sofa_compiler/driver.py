@@ -303,9 +303,6 @@ def check_options(keep: float, tile: int | None, radius: float | None) -> None:
         raise CompileError(f"--keep {problem}")
     if tile is not None and (problem := tile_problem(tile)):
         raise CompileError(f"--tile {problem}")
-    if tile is not None and (tile < 2 or tile & (tile - 1)):
-        # SADS sorts each tile's scores with bitonic sort cores, which take powers of two.
-        raise CompileError(f"--tile must be a power of two of at least 2 (SADS sorts tiles bitonically), got {tile}")
     if problem := radius_problem(sphere_radius(radius)):
         raise CompileError(f"--radius {problem}")
 
