@@ -37,6 +37,7 @@ from xdsl.dialects.builtin import (
     BytesAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
+    DenseResourceAttr,
     DictionaryAttr,
     Float16Type,
     Float32Type,
@@ -72,6 +73,8 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.traits import ConstantLike, Pure
 from xdsl.utils.exceptions import VerifyException
+
+from dialects.printing import ELIDED_HANDLE, ElidingPrinter, elided, elided_error, elides, print_elided
 
 # ---------------------------------------------------------------------------
 # Element types
@@ -261,6 +264,21 @@ def _is_float(element: Attribute) -> bool:
 # ---------------------------------------------------------------------------
 
 
+def _parse_optional_elided(parser: Parser) -> DenseResourceAttr | None:
+    """``dense_resource<__elided__> : TYPE``, read without declaring a resource blob (there is none)."""
+    if parser.parse_optional_keyword("dense_resource") is None:
+        return None
+    parser.parse_punctuation("<")
+    parser.parse_keyword(ELIDED_HANDLE, " (host.constant holds no other resource)")
+    parser.parse_punctuation(">")
+    parser.parse_punctuation(":")
+    start = parser.pos
+    value_type = parser.parse_type()
+    if not isinstance(value_type, TensorType):
+        parser.raise_error(f"expected a tensor type, got {value_type}", at_position=start, end_position=parser.pos)
+    return elided(value_type)
+
+
 def _prints_as_hex(value: DenseIntOrFPElementsAttr) -> bool:
     """Whether xDSL prints `value` as a hex string: more than 100 elements, not all equal."""
     data, count = value.data.data, len(value)
@@ -272,16 +290,21 @@ def _prints_as_hex(value: DenseIntOrFPElementsAttr) -> bool:
 
 @irdl_op_definition
 class ConstantOp(IRDLOperation):
-    """A constant tensor: ``%w = host.constant dense<...> : tensor<4x4xf32>``."""
+    """A constant tensor: ``%w = host.constant dense<...> : tensor<4x4xf32>``.
+
+    Printed with large constants elided (`dialects.printing`), the value reads
+    ``dense_resource<__elided__> : tensor<...>``: it parses back with its type,
+    and only `to_array` fails.
+    """
 
     name = "host.constant"
 
-    value = prop_def(DenseIntOrFPElementsAttr)
+    value = prop_def(DenseIntOrFPElementsAttr | DenseResourceAttr)
     result = result_def(TensorType)
 
     traits = traits_def(Pure(), ConstantLike())
 
-    def __init__(self, value: DenseIntOrFPElementsAttr):
+    def __init__(self, value: DenseIntOrFPElementsAttr | DenseResourceAttr):
         super().__init__(properties={"value": value}, result_types=[value.type])
 
     @staticmethod
@@ -289,13 +312,15 @@ class ConstantOp(IRDLOperation):
         return ConstantOp(dense_from_array(array))
 
     def to_array(self) -> np.ndarray:
+        if isinstance(self.value, DenseResourceAttr):
+            raise elided_error(f"the value of host.constant {self.value.type}")
         return array_from_dense(self.value)
 
     @classmethod
     def parse(cls, parser: Parser) -> ConstantOp:
         start = parser.pos
-        value = parser.parse_attribute()
-        if not isinstance(value, DenseIntOrFPElementsAttr):
+        value = _parse_optional_elided(parser) or parser.parse_attribute()
+        if not isinstance(value, DenseIntOrFPElementsAttr | DenseResourceAttr):
             message = f"host.constant expects a dense elements attribute, got {value}"
             parser.raise_error(message, at_position=start, end_position=parser.pos)
         attributes = parser.parse_optional_attr_dict()
@@ -305,7 +330,9 @@ class ConstantOp(IRDLOperation):
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
-        if _prints_as_hex(self.value):
+        if isinstance(self.value, DenseResourceAttr) or elides(printer, len(self.value)):
+            print_elided(printer, self.value.type)
+        elif _prints_as_hex(self.value):
             # xDSL's own form for large constants, without unpacking every element into Python
             # floats first (that took 15 s of a 20 s compile of a 90 MB model).
             printer.print_string(f'dense<"0x{self.value.data.data.hex().upper()}"> : ')
@@ -315,9 +342,11 @@ class ConstantOp(IRDLOperation):
         printer.print_op_attributes(self.attributes)
 
     def verify_(self) -> None:
+        if isinstance(self.value, DenseResourceAttr) and self.value.resource_handle.data != ELIDED_HANDLE:
+            raise VerifyException(f"host.constant holds dense_resource<{self.value.resource_handle.data}>: unsupported")
         if self.result.type != self.value.type:
             raise VerifyException(f"result type {self.result.type} differs from the value's type {self.value.type}")
-        numpy_dtype(self.value.get_element_type())
+        numpy_dtype(self.result.type.get_element_type())
 
 
 _SAME_ELEMENT = frozenset(
@@ -433,6 +462,25 @@ def _partition_graph(model: bytes) -> Any:
         raise VerifyException(f"host.partition holds no valid ONNX model: {error}") from None
 
 
+def elide_initializers(model: bytes, limit: int) -> bytes:
+    """`model` with every initializer of more than `limit` elements moved to external data named ``__elided__``.
+
+    The graph, and so the partition's summary, stays; the result is a valid
+    ONNX model that only fails to load its weights.
+    """
+    import onnx
+
+    proto = onnx.ModelProto.FromString(model)
+    for tensor in proto.graph.initializer:
+        if int(np.prod(tensor.dims, dtype=np.int64)) <= limit or tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        for field_name in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+            tensor.ClearField(field_name)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value=ELIDED_HANDLE)
+    return proto.SerializeToString()
+
+
 def partition_summary(model: bytes) -> tuple[int, str]:
     """(node count, comma-separated op types in first-use order) of a serialized ONNX model."""
     graph = _partition_graph(model)
@@ -472,7 +520,10 @@ class PartitionOp(IRDLOperation):
         nodes, ops = self.summary()
         printer.print_string(f") {{nodes = {nodes}, ops = ")
         printer.print_string_literal(ops)
-        printer.print_string(f'}} model = "0x{self.model.data.hex().upper()}"')
+        model = self.model.data
+        if isinstance(printer, ElidingPrinter) and printer.elide_larger_than is not None:
+            model = elide_initializers(model, printer.elide_larger_than)
+        printer.print_string(f'}} model = "0x{model.hex().upper()}"')
         printer.print_op_attributes(self.attributes)
         printer.print_string(" : ")
         printer.print_function_type(self.inputs.types, self.outputs.types)

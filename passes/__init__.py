@@ -42,12 +42,18 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return SeparateStageTilingPass
 
+    def get_bind_target() -> type[ModulePass]:
+        from passes.bind_target import BindTargetPass
+
+        return BindTargetPass
+
     def get_apply_tuning() -> type[ModulePass]:
         from passes.apply_tuning import ApplyTuningPass
 
         return ApplyTuningPass
 
     return {
+        "sofa-bind-target": get_bind_target,
         "sofa-apply-tuning": get_apply_tuning,
         "sofa-separate-stage-tiling": get_separate_stage_tiling,
         "sofa-preprocess-weights": get_preprocess_weights,

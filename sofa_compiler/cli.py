@@ -52,10 +52,17 @@ def print_error(tool: str, message: object) -> int:
 
 def file_error(error: OSError) -> str:
     """``FILE: reason`` for an OSError (Python's own text starts with ``[Errno N]``)."""
-    return f"{error.filename or ''}: {error.strerror or error}"
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
 
 
 def _print_located(error: BaseException) -> None:
+    from xdsl.utils.exceptions import ParseError  # here: tools that parse no MLIR need not import xDSL
+
+    from sofa_compiler.parser import mlir_parse_error
+
+    if isinstance(error, ParseError):
+        error = mlir_parse_error(error)
     print(error, file=sys.stderr)
     for note in getattr(error, "__notes__", ()):
         print(note, file=sys.stderr)
@@ -71,13 +78,14 @@ def exit_statuses(
     tool: str,
     *user_errors: type[Exception],
     located: tuple[type[Exception], ...] = (),
-    describe_os_error: Callable[[OSError], str] = str,
+    describe_os_error: Callable[[OSError], str] | None = None,
 ) -> Callable[[Callable[P, int | None]], Callable[P, int | None]]:
     """Decorate a tool's `main` with the convention of the module docstring.
 
     `user_errors` are printed as ``tool: error: <error>``; `located` ones (a
     parse error that names file:line:col, say) as they are, with their notes;
-    an OSError as ``tool: error: describe_os_error(error)``. Every tool writes
+    an OSError as ``tool: error: describe_os_error(error)`` (default `file_error`:
+    ``FILE: reason``, never Python's ``[Errno N]``). Every tool writes
     its outputs through `sofa_compiler.files.atomic_write`, so a failed or
     interrupted run leaves no half-written file behind.
     """
@@ -86,7 +94,8 @@ def exit_statuses(
         @functools.wraps(main)
         def run(*args: P.args, **kwargs: P.kwargs) -> int | None:
             try:
-                return main(*args, **kwargs)
+                with user_warnings(tool):
+                    return main(*args, **kwargs)
             except KeyboardInterrupt:
                 print(f"{tool}: interrupted", file=sys.stderr)
                 return INTERRUPTED_STATUS
@@ -102,7 +111,7 @@ def exit_statuses(
                 _silence_stdout()
                 return ERROR_STATUS
             except OSError as error:
-                return print_error(tool, describe_os_error(error))
+                return print_error(tool, (describe_os_error or file_error)(error))
 
         return run
 
@@ -111,22 +120,33 @@ def exit_statuses(
 
 @contextmanager
 def user_warnings(tool: str) -> Iterator[None]:
-    """Print each `UserWarning` raised inside (the front end's, for one) as ``tool: warning: ...``.
+    """Print each `UserWarning` and numpy `RuntimeWarning` raised inside as one ``tool: warning: ...`` line.
 
     Python's own format would show a source line of ours, which means nothing to
-    the user; other warning categories keep Python's filters.
+    the user; a numpy overflow repeated per tile is printed once. Other warning
+    categories keep Python's filters.
     """
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
+            warnings.simplefilter("always", RuntimeWarning)
             yield
     finally:
+        for line in dict.fromkeys(_warning_line(tool, warning) for warning in caught):
+            if line is not None:
+                print(line, file=sys.stderr)
         for warning in caught:
-            if issubclass(warning.category, UserWarning):
-                print(f"{tool}: warning: {warning.message}", file=sys.stderr)
-            else:
+            if not issubclass(warning.category, UserWarning | RuntimeWarning):
                 warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _warning_line(tool: str, warning: warnings.WarningMessage) -> str | None:
+    if issubclass(warning.category, UserWarning):
+        return f"{tool}: warning: {warning.message}"
+    if issubclass(warning.category, RuntimeWarning):
+        return f"{tool}: warning: numpy: {warning.message} (a value left its number format's range)"
+    return None
 
 
 @contextmanager

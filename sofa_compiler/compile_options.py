@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from sofa_compiler.cli import InputShapeError, add_input_shape_option, input_shapes
-from sofa_compiler.driver import PRESETS, CompiledModel, CompileError, compile_model
+from sofa_compiler.driver import PRESETS, CompiledModel, CompileError, check_options, compile_model, resolve_features
 from sofa_compiler.frontend.graph import read_model
 
 
@@ -33,6 +33,25 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
         help="read host-computed K/V rows instead of generating only the selected rows on chip",
     )
     add_input_shape_option(parser)
+
+
+def check_compile_options(args: argparse.Namespace) -> None:
+    """The options `add_compile_options` declared, checked before any file is read or work done.
+
+    Stricter than `compile_model` on ``--tile``: a user's flag takes the tiles the hardware sorts.
+    """
+    resolve_features(args.pipeline, {})
+    check_options(args.keep, args.tile, args.radius)
+    if args.tile is not None and (args.tile < 2 or args.tile & (args.tile - 1)):
+        # SADS sorts each tile's scores with bitonic sort cores, which take powers of two. The Python
+        # API still takes any tile >= 1, which the tests use to probe the kernels' edge cases.
+        raise CompileError(
+            f"--tile must be a power of two of at least 2 (SADS sorts tiles bitonically), got {args.tile}"
+        )
+    try:
+        input_shapes(args.input_shape)
+    except InputShapeError as error:
+        raise CompileError(str(error)) from None
 
 
 def dynamic_inputs(model: onnx.ModelProto) -> set[str]:

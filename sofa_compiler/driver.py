@@ -32,14 +32,15 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.interpreter import Interpreter
 from xdsl.passes import ModulePass
-from xdsl.printer import Printer
-from xdsl.utils.exceptions import InterpretationError
+from xdsl.utils.exceptions import ArgSpecParseError, InterpretationError
 
 from dialects.host import BFLOAT16, numpy_dtype
 from dialects.sofa import KernelCallOp, TargetAttr, keep_problem, radius_problem, sphere_radius, tile_problem
 from dialects.sofa_isa import ProgramOp
+from passes import get_all_passes
 from passes.apply_tuning import ApplyTuningPass
-from passes.coordinated_tiling import TARGET_ATTRIBUTE, CoordinatedTilingPass, SeparateStageTilingPass
+from passes.bind_target import BindTargetPass
+from passes.coordinated_tiling import CoordinatedTilingPass, SeparateStageTilingPass
 from passes.lower_to_isa import LowerToIsaPass
 from passes.preprocess_weights import PreprocessWeightsPass
 from sofa_compiler.context import sofa_context
@@ -47,8 +48,10 @@ from sofa_compiler.frontend import import_model
 from sofa_compiler.frontend.placement import Placement, read_placements
 from sofa_compiler.interpreters import register_all
 from sofa_compiler.interpreters.host import PartitionSessions
+from sofa_compiler.ir_printing import print_ir
 from sofa_compiler.isa.container import Program
 from sofa_compiler.isa.ir import ir_to_program
+from sofa_compiler.reproducer import PipelineRecord
 from sofa_compiler.runtime import KernelFunctions, KernelRunner
 from sofa_compiler.sim.config import HardwareConfig, load_config
 from sofa_compiler.sim.report import Report, combine_reports
@@ -69,26 +72,32 @@ class CompileWarning(UserWarning):
 class Stage:
     """The IR after one step of the pipeline, printed when first asked for."""
 
-    name: str  # onnx-ir, sofa, tiled, isa
-    step: str  # what produced it: the importer, a pass name
     snapshot: ModuleOp  # a clone: cheap, as clones share the (immutable) attributes, weights included
+    record: PipelineRecord  # the whole pipeline and how much of it made this IR
+
+    @property
+    def name(self) -> str:
+        """onnx-ir, sofa, tiled or isa."""
+        return self.record.stage
+
+    @property
+    def step(self) -> str:
+        """What produced it: ``import`` or a pass name."""
+        return self.record.step
 
     @cached_property
     def text(self) -> str:
         return print_ir(self.snapshot)
 
+    def dump(self, elide_larger_than: int | None = None) -> str:
+        """The stage as a reproducer (`sofa_compiler.reproducer`), constants over `elide_larger_than` elided."""
+        text = self.text if elide_larger_than is None else print_ir(self.snapshot, elide_larger_than)
+        return self.record.dump(text)
+
 
 def make_context() -> Context:
     """A context with every dialect the compiler's IR uses."""
     return sofa_context()
-
-
-def print_ir(module: ModuleOp, generic: bool = False) -> str:
-    import io
-
-    stream = io.StringIO()
-    Printer(stream=stream, print_generic_format=generic).print_op(module)
-    return stream.getvalue() + "\n"
 
 
 @dataclass
@@ -169,11 +178,11 @@ class CompiledModel:
     def input_names(self) -> list[str]:
         return [name for name, _, _ in self.input_specs()]
 
-    def ir(self, stage: str) -> str:
-        """The IR of a stage (after the last pass that belongs to it)."""
+    def ir(self, stage: str, elide_larger_than: int | None = None) -> str:
+        """The IR of a stage (after the last pass that belongs to it), constants over `elide_larger_than` elided."""
         for entry in reversed(self.stages):
             if entry.name == stage:
-                return entry.text
+                return entry.text if elide_larger_than is None else print_ir(entry.snapshot, elide_larger_than)
         raise CompileError(f"no IR for stage '{stage}' (stages: {', '.join(s.name for s in self.stages)})")
 
 
@@ -250,9 +259,10 @@ def resolve_features(pipeline: str, overrides: Mapping[str, Any]) -> Features:
 
 
 def _pipeline(
-    keep: float, tile: int, radius: float | None, config_hash: str, features: Features, tuning: Tuning | None = None
+    target: TargetAttr, keep: float, tile: int, radius: float | None, features: Features, tuning: Tuning | None = None
 ) -> list[tuple[str, ModulePass]]:
     """(stage, pass) in order; a stage's IR is the one after its last pass."""
+    bind: list[tuple[str, ModulePass]] = [("sofa", BindTargetPass.for_target(target))]
     tuned: list[tuple[str, ModulePass]] = []
     if tuning is not None and tuning.layers:
         tiles, keeps = tuning.pass_options(keep)
@@ -264,14 +274,43 @@ def _pipeline(
         )
     else:
         tiling = CoordinatedTilingPass(keep=keep, radius=radius, tile=tile, predictor=features.predictor)
+    # No config_hash: the pass takes the hash of the module's target, as the simulator does of its config.
     lower = LowerToIsaPass(
-        config_hash=config_hash,
         pipeline=features.dataflow,
         attention=features.attention,
         rass=features.rass,
         kv_generation=features.kv_generation,
     )
-    return [*tuned, ("tiled", tiling), ("tiled", PreprocessWeightsPass()), ("isa", lower)]
+    return [*bind, *tuned, ("tiled", tiling), ("tiled", PreprocessWeightsPass()), ("isa", lower)]
+
+
+PASS_STAGES = {
+    "sofa-bind-target": "sofa",
+    "sofa-apply-tuning": "tiled",
+    "sofa-coordinated-tiling": "tiled",
+    "sofa-separate-stage-tiling": "tiled",
+    "sofa-preprocess-weights": "tiled",
+    "sofa-lower-to-isa": "isa",
+}
+"""The stage each of the compiler's passes ends in; any other pass stays in the stage before it."""
+
+
+def parse_pass_pipeline(target: TargetAttr, text: str) -> list[tuple[str, ModulePass]]:
+    """``--pass-pipeline`` (``builtin.module(a{x=1},b)`` or ``a{x=1},b``) after binding `target`, as (stage, pass)."""
+    from xdsl.passes import PassPipeline
+    from xdsl.universe import Universe
+
+    from sofa_compiler.reproducer import split_pipeline
+
+    available = {**Universe.get_multiverse().all_passes, **get_all_passes()}
+    try:
+        passes = PassPipeline.parse_spec(available, ",".join(split_pipeline(text))).passes
+    except (ValueError, ArgSpecParseError) as error:  # the latter derives from BaseException
+        raise CompileError(f"--pass-pipeline: {error}") from None
+    pipeline: list[tuple[str, ModulePass]] = [("sofa", BindTargetPass.for_target(target))]
+    for compiler_pass in passes:
+        pipeline.append((PASS_STAGES.get(compiler_pass.name, pipeline[-1][0]), compiler_pass))
+    return pipeline
 
 
 def check_options(keep: float, tile: int | None, radius: float | None) -> None:
@@ -300,6 +339,7 @@ def compile_model(
     kv_generation: bool | None = None,
     tuning: Tuning | Mapping[str, Any] | str | Path | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    pass_pipeline: str | None = None,
 ) -> CompiledModel:
     """Compile an ONNX model for a SOFA target (default: the paper's 28 nm design).
 
@@ -309,6 +349,8 @@ def compile_model(
     keep ratio per attention layer; its ``defaults`` replace ``tile``/``keep``.
     ``input_shapes`` (name -> shape) fixes the dynamic dimensions of graph inputs;
     the compiled model then runs on inputs of exactly those shapes.
+    ``pass_pipeline`` (MLIR's ``--pass-pipeline`` syntax) replaces the passes
+    the options would run after ``sofa-bind-target``.
     """
     resolved: Tuning | None = None
     if tuning is not None:
@@ -329,24 +371,27 @@ def compile_model(
     }
     features = resolve_features(pipeline, overrides)
     config = target if isinstance(target, HardwareConfig) else load_config(target)
+    bound = TargetAttr(config.as_target_dict())
+    if pass_pipeline is not None:
+        passes = parse_pass_pipeline(bound, pass_pipeline)
+    else:
+        passes = _pipeline(bound, keep, tile or 0, radius, features, resolved)
     ctx = make_context()
     module = import_model(model, input_shapes)
+    specs = tuple(str(compiler_pass.pipeline_pass_spec()) for _, compiler_pass in passes)
     stages: list[Stage] = []
 
-    def record(name: str, step: str) -> None:
-        stage = Stage(name, step, module.clone())
+    def record(applied: int) -> None:
+        stage = Stage(module.clone(), PipelineRecord(specs, tuple(name for name, _ in passes), applied))
         stages.append(stage)
         if on_stage is not None:
             on_stage(stage)
 
-    record("onnx-ir", "import")
-    module.attributes[TARGET_ATTRIBUTE] = TargetAttr(config.as_target_dict())
-    module.verify()
-    record("sofa", "bind-target")
-    for name, compiler_pass in _pipeline(keep, tile or 0, radius, config.config_hash(), features, resolved):
+    record(0)
+    for applied, (_, compiler_pass) in enumerate(passes, start=1):
         compiler_pass.apply(ctx, module)
         module.verify()
-        record(name, compiler_pass.name)
+        record(applied)
     programs = {op.sym_name.data: ir_to_program(op) for op in module.body.block.ops if isinstance(op, ProgramOp)}
     if keep < 1.0 and not programs:
         message = f"no attention runs on the accelerator, so keep={keep:g} has no effect (the warnings above say why)"

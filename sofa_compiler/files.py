@@ -105,6 +105,23 @@ def _sync(handle: int) -> None:
             raise
 
 
+def check_output_path(path: str | Path | None) -> None:
+    """Fail now, before any work, if `path` cannot be written: its directory is missing or read-only, or it is one.
+
+    The OSError names `path` as the user gave it. None (no such output) passes.
+    """
+    if path is None:
+        return
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise OSError(errno.EISDIR, "is a directory, not a file", str(target))
+    if not parent.is_dir():
+        raise OSError(errno.ENOENT, f"No such file or directory (no directory '{parent}')", str(target))
+    if not os.access(parent, os.W_OK | os.X_OK) and not (target.exists() and os.access(target, os.W_OK)):
+        raise OSError(errno.EACCES, f"directory '{parent}' is not writable", str(target))
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda stream: stream.write(data))
 

@@ -18,7 +18,8 @@ from xdsl.dialects.builtin import AnyFloat
 from xdsl.parser import Parser
 from xdsl.parser.attribute_parser import AttrParser
 from xdsl.parser.generic_parser import ParserState
-from xdsl.utils.lexer import Input
+from xdsl.utils.exceptions import MultipleSpansParseError, ParseError
+from xdsl.utils.lexer import Input, Span
 from xdsl.utils.mlir_lexer import MLIRLexer
 
 
@@ -71,6 +72,26 @@ class SofaParser(Parser):
         super().__init__(ctx, "", name)
         text = input.decode("utf-8") if isinstance(input, bytes) else input
         self._parser_state = ParserState(SofaLexer(Input(text, name)))
+        self.external_resources: dict[str, dict[str, str | bool]] = {}
+        """The file metadata's ``external_resources`` (xDSL 0.74 rejects them): key -> entries."""
+
+    def _parse_external_resources(self) -> None:
+        def entry(values: dict[str, str | bool]) -> None:
+            key = self.parse_identifier(" for an external resource entry")
+            self.parse_punctuation(":")
+            if (flag := self.parse_optional_boolean()) is not None:
+                values[key] = flag
+            else:
+                values[key] = self.parse_str_literal(" or a boolean as the resource's value")
+
+        def group() -> None:
+            key = self.parse_identifier(" for an external resource")
+            self.parse_punctuation(":")
+            values: dict[str, str | bool] = {}
+            self.parse_comma_separated_list(self.Delimiter.BRACES, lambda: entry(values))
+            self.external_resources[key] = values
+
+        self.parse_comma_separated_list(self.Delimiter.BRACES, group)
 
 
 class MalformedInputError(ValueError):
@@ -89,3 +110,26 @@ def parser_assertions_as_errors(source: str) -> Iterator[None]:
         yield
     except AssertionError as error:
         raise MalformedInputError(f"{source}: malformed input: {error}") from None
+
+
+def located_message(span: Span[str] | Span[bytes], message: str, severity: str = "error") -> str:
+    """MLIR's diagnostic form: ``file:line:col: error: message``, then the source line and a caret under the span."""
+    context = span.print_with_context(None).splitlines()[1:]  # its first line is the bare location
+    return "\n".join([f"{span.get_location()}: {severity}: {message}", *context])
+
+
+class MlirParseError(ParseError):
+    """A `ParseError` printed the way `mlir-opt` prints one (`located_message`); notes follow as ``note:`` lines."""
+
+    def __init__(self, error: ParseError) -> None:
+        super().__init__(error.span, error.msg)
+        self.references = error.refs if isinstance(error, MultipleSpansParseError) else []
+
+    def __str__(self) -> str:
+        notes = [located_message(span, note or "see here", "note") for span, note in self.references]
+        return "\n".join([located_message(self.span, self.msg), *notes])
+
+
+def mlir_parse_error(error: ParseError) -> MlirParseError:
+    """`error` in MLIR's diagnostic form (unchanged when it already is)."""
+    return error if isinstance(error, MlirParseError) else MlirParseError(error)

@@ -7,6 +7,8 @@ Each is a typed `ParametrizedAttribute` with one parameter per field, written
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -240,6 +242,15 @@ class TargetAttr(ParametrizedAttribute):
     def as_dict(self) -> dict[str, int | float]:
         """Every parameter by name, in `TARGET_DEFAULTS` order."""
         return _field_values(self)
+
+    def config_hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of the parameters: the hash every program of this target embeds.
+
+        The simulator hashes its config file's ``[target]`` table the same way
+        (`sofa_compiler.sim.config.target_hash` calls this), so they agree by construction.
+        """
+        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:

@@ -186,7 +186,8 @@ class LowerToIsaPass(ModulePass):
     """Replace each tiled attention by a `sofa.kernel_call` to a new `sofa_isa.program`.
 
     ``config_hash`` (64 hex digits) binds the programs to a target config; the
-    default, all zeros, leaves them unbound. ``pipeline=separate`` lowers the
+    default, empty, takes the hash of the module's ``#sofa.target`` (the paper's
+    design when it has none), the hash the simulator computes from the same config. ``pipeline=separate`` lowers the
     output of `sofa-separate-stage-tiling` to the baseline kernel (A-hat via
     DRAM). Ablation switches: ``attention=fa2`` runs FlashAttention-2 steps
     instead of SU-FA, ``rass=false`` loads whole K/V tiles instead of the
@@ -197,7 +198,7 @@ class LowerToIsaPass(ModulePass):
 
     name = "sofa-lower-to-isa"
 
-    config_hash: str = "0" * 64
+    config_hash: str = ""
     pipeline: str = "coordinated"
     attention: str = "sufa"
     rass: bool = True
@@ -208,7 +209,9 @@ class LowerToIsaPass(ModulePass):
             raise DiagnosticException(f"pipeline must be one of {', '.join(PIPELINES)}, got '{self.pipeline}'")
         if self.attention not in ATTENTION_STEPS:
             raise DiagnosticException(f"attention must be one of {', '.join(ATTENTION_STEPS)}, got '{self.attention}'")
-        pattern = LowerTiledAttention(self, module_target(op))
+        target = module_target(op)
+        options = self if self.config_hash else replace(self, config_hash=target.config_hash())
+        pattern = LowerTiledAttention(options, target)
         # Not recursive: the walk visits the attentions once, in IR order, which names the programs.
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
         for program in pattern.programs:

@@ -39,7 +39,7 @@ def pareto_plot(study, path: Path, baseline: dict[str, float] | None = None) -> 
     """Error vs cycles and vs energy of every completed trial, fronts highlighted; returns the point count."""
     trials = [t for t in study.trials if t.state == TrialState.COMPLETE and "error" in t.user_attrs]
     plt = _figure()
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for axis, key, label in ((axes[0], "cycles", "cycles (all layers)"), (axes[1], "energy_pj", "energy (µJ)")):
         unit = 1e6 if key == "energy_pj" else 1.0
         points = [(t.user_attrs[key] / unit, t.user_attrs["error"]) for t in trials]
@@ -61,10 +61,18 @@ def pareto_plot(study, path: Path, baseline: dict[str, float] | None = None) -> 
 
 def sweep_plot(points, path: Path) -> None:
     """Cycles, energy and GOPS/W per workload, one bar per target."""
+    figure = sweep_figure(points)
+    _save(figure, path)
+    _figure().close(figure)
+
+
+def sweep_figure(points):
+    """The figure of `sweep_plot`, for the caller to save (and close)."""
     plt = _figure()
     targets = list(dict.fromkeys(p.target for p in points))
     workloads = list(dict.fromkeys(p.workload for p in points))
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    # Constrained layout leaves room for each panel's y-label beside its tick labels (log ticks are wide).
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
     width = 0.8 / max(1, len(targets))
     metrics = (("cycles", "cycles"), ("energy_uj", "energy (µJ)"), ("gops_per_watt", "GOPS/W"))
     for axis, (key, label) in zip(axes, metrics):
@@ -80,5 +88,4 @@ def sweep_plot(points, path: Path) -> None:
             axis.set_yscale("log")
         axis.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=8)
-    _save(figure, path)
-    plt.close(figure)
+    return figure

@@ -279,14 +279,21 @@ class PartitionSessions:
         return len(self._sessions)
 
 
-def _make_session(op: PartitionOp) -> PartitionSession:
+def onnxruntime_session(model: bytes | str) -> Any:
+    """An onnxruntime CPU session whose C++ log stays quiet: its failures still raise, as exceptions."""
     import onnxruntime
 
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: onnxruntime's warnings are about its graph rewrites, not the user's
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _make_session(op: PartitionOp) -> PartitionSession:
     dtypes = [numpy_dtype(operand.type.element_type) for operand in op.operands]  # pyright: ignore
     if any(numpy_dtype(value.type.element_type) == BFLOAT16 for value in (*op.operands, *op.results)):  # pyright: ignore
         return _reference_session(op, dtypes)
     try:
-        session = onnxruntime.InferenceSession(op.model.data, providers=["CPUExecutionProvider"])
+        session = onnxruntime_session(op.model.data)
     except Exception as error:  # onnxruntime raises its own types (Fail, NotImplemented, ...)
         if _holds_bfloat16(onnx.load_from_string(op.model.data)):
             return _reference_session(op, dtypes)  # bf16 inside only (a Cast to bf16 and back, say)

@@ -19,8 +19,6 @@ errors, with a did-you-mean.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import math
 import tomllib
 from collections.abc import Mapping
@@ -33,7 +31,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from dialects.sofa import TARGET_DEFAULTS
+from dialects.sofa import TARGET_DEFAULTS, TargetAttr
 
 
 class ConfigError(Exception):
@@ -260,9 +258,7 @@ def target_hash(target: Mapping[str, int | float]) -> str:
     of the paper's design. Both the assembler (from the IR attribute) and the
     simulator (from the config file) call this, so they agree by construction.
     """
-    canonical = _canonical_section("target", target)
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return TargetAttr(_canonical_section("target", target)).config_hash()
 
 
 @dataclass(frozen=True)

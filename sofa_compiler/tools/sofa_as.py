@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from sofa_compiler.cli import exit_statuses
-from sofa_compiler.files import atomic_write_bytes
+from sofa_compiler.files import atomic_write_bytes, check_output_path
 from sofa_compiler.isa.asm import AsmError, assemble
 from sofa_compiler.isa.container import ContainerError, hash_bytes
 from sofa_compiler.isa.encoding import EncodeError
@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="output .sofa file")
     parser.add_argument("--target-hash", help="target config hash (64 hex digits); overrides .config")
     args = parser.parse_args(argv)
+    check_output_path(args.output)
     if args.input == "-":
         source, name = sys.stdin.read(), "<stdin>"
     else:

@@ -3,7 +3,8 @@
 sofa-compile model.onnx -o model.sofa [--target FILE.toml] [--keep RATIO]
              [--tile BC] [--radius R] [--pipeline coordinated|separate]
              [--emit onnx-ir|sofa|tiled|isa|asm|bin] [--dump-ir-dir DIR]
-             [--print-ir-after-all] [--tuning FILE] [--input-shape NAME=D0,D1,...]...
+             [--print-ir-after-all] [--print-ir-after PASS] [--pass-pipeline PIPELINE]
+             [--mlir-elide-elementsattrs-if-larger N] [--tuning FILE] [--input-shape NAME=D0,D1,...]...
 """
 
 from __future__ import annotations
@@ -14,29 +15,30 @@ from pathlib import Path
 
 from xdsl.utils.exceptions import DiagnosticException
 
+from passes import get_all_passes
 from sofa_compiler.bundle import bundle_bytes
 from sofa_compiler.cli import exit_statuses, file_error, user_warnings
-from sofa_compiler.compile_options import add_compile_options, compile_from_options
+from sofa_compiler.compile_options import add_compile_options, check_compile_options, compile_from_options
 from sofa_compiler.driver import EMIT_KINDS, CompiledModel, CompileError, Stage
-from sofa_compiler.files import atomic_write_bytes, atomic_write_text
+from sofa_compiler.files import atomic_write_bytes, atomic_write_text, check_output_path
 from sofa_compiler.frontend.errors import FrontendError
+from sofa_compiler.ir_printing import IrPrinting, add_ir_printing_options, dump_banner
 from sofa_compiler.isa.asm import disassemble
 from sofa_compiler.sim.config import ConfigError
 
 
-def emitted_text(model: CompiledModel, kind: str) -> str:
+def emitted_text(model: CompiledModel, kind: str, elide_larger_than: int | None = None) -> str:
     if kind in ("onnx-ir", "sofa", "tiled", "isa"):
-        return model.ir(kind)
+        return model.ir(kind, elide_larger_than)
     if kind == "asm":
         parts = [f"# kernel {name}\n{disassemble(program)}" for name, program in model.programs.items()]
         return "\n".join(parts) if parts else "# no attention kernel: the whole model runs on the host\n"
     raise CompileError(f"unknown --emit kind '{kind}' (choose from {', '.join(EMIT_KINDS)})")
 
 
-def dump_stage(directory: Path, index: int, stage: Stage) -> None:
-    atomic_write_text(
-        directory / f"{index:02d}-{stage.step}.mlir", f"// stage {stage.name}, after {stage.step}\n{stage.text}"
-    )
+def dump_stage(directory: Path, stage: Stage, elide_larger_than: int | None) -> None:
+    """One reproducer file per stage, ``NN-STEP.mlir``; full constants unless told to elide (they replay)."""
+    atomic_write_text(directory / f"{stage.record.applied:02d}-{stage.step}.mlir", stage.dump(elide_larger_than))
 
 
 @exit_statuses(
@@ -48,37 +50,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout for text kinds)")
     parser.add_argument("--emit", default="bin", help=f"what to write: {', '.join(EMIT_KINDS)} (default: bin)")
     parser.add_argument("--dump-ir-dir", metavar="DIR", help="write the IR after every stage, numbered")
-    parser.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every stage to stderr")
+    add_ir_printing_options(parser)
+    parser.add_argument(
+        "--pass-pipeline",
+        metavar="PIPELINE",
+        help="run these passes after sofa-bind-target instead of the ones the options choose (MLIR syntax)",
+    )
     parser.add_argument(
         "--tuning", metavar="FILE", help="per-layer tile/keep (JSON or TOML, e.g. from sofa-dse; see docs/dse.md)"
     )
     args = parser.parse_args(argv)
+    check_compile_options(args)
     if args.emit not in EMIT_KINDS:
         raise CompileError(f"unknown --emit kind '{args.emit}' (choose from {', '.join(EMIT_KINDS)})")
     if args.emit == "bin" and not args.output:
         raise CompileError("--emit bin needs an output file: -o model.sofa")
-    stages_seen: list[Stage] = []
+    check_output_path(args.output)
+    printing = IrPrinting.from_args(args)
     dump_dir = Path(args.dump_ir_dir) if args.dump_ir_dir else None
     if dump_dir is not None:
         dump_dir.mkdir(parents=True, exist_ok=True)
 
     def on_stage(stage: Stage) -> None:
-        stages_seen.append(stage)
         if dump_dir is not None:
-            dump_stage(dump_dir, len(stages_seen) - 1, stage)
-        if args.print_ir_after_all:
-            print(f"// -----// IR Dump After {stage.step} ({stage.name}) //----- //", file=sys.stderr)
-            print(stage.text, file=sys.stderr)
+            dump_stage(dump_dir, stage, printing.elide_larger_than)
+        if printing.prints_after(stage.step):
+            print(dump_banner(stage.step, stage.name), file=sys.stderr)
+            print(stage.dump(printing.dump_elide_limit), file=sys.stderr)
 
+    try:
+        printing.check_passes(frozenset(["import", *get_all_passes()]))
+    except ValueError as error:
+        raise CompileError(str(error)) from None
     with user_warnings("sofa-compile"):
-        model = compile_from_options(args, on_stage, tuning=args.tuning)
+        model = compile_from_options(args, on_stage, tuning=args.tuning, pass_pipeline=args.pass_pipeline)
     # On stderr: stdout may carry the emitted IR or assembly.
     for placement in model.placements:
         print(placement.line(), file=sys.stderr)
     if args.emit == "bin":
         atomic_write_bytes(args.output, bundle_bytes(model))
         return 0
-    text = emitted_text(model, args.emit)
+    text = emitted_text(model, args.emit, printing.elide_larger_than)
     if args.output:
         atomic_write_text(args.output, text)
     else:

@@ -119,6 +119,16 @@ def do_sweep(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
+def warn_uncovered_initial_design(args: argparse.Namespace, points: int) -> None:
+    """The initial design is every single global (Bc, keep); fewer trials leave some of it untried."""
+    if args.initial == "global" and args.trials < points:
+        print(
+            f"sofa-dse: warning: --trials {args.trials} covers only {args.trials} of the {points} initial"
+            f" global (Bc, keep) points, so 'best' is the best of those; use --trials {points} or more",
+            file=sys.stderr,
+        )
+
+
 def do_search(args: argparse.Namespace, out: Path) -> int:
     from sofa_compiler.dse.plots import pareto_plot
 
@@ -134,6 +144,7 @@ def do_search(args: argparse.Namespace, out: Path) -> int:
     space, dropped = SearchSpace(tiles, keeps, args.per_layer_keep).fitting(problem)
     if dropped:
         _log(args, f"tiles {', '.join(map(str, dropped))} do not fit {config.name}'s SRAM for any layer: not searched")
+    warn_uncovered_initial_design(args, len(space.tiles) * len(space.keeps))
     weights = Weights(args.alpha, args.beta, args.cycles_weight, args.energy_weight, args.max_error)
     storage = args.storage or f"sqlite:///{out / 'study.db'}"
     study_name = args.study_name or f"{problem.name}-{config.name}"
@@ -184,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if bool(args.sweep) == bool(args.workload):
         raise DseError("give either --workload (a search) or --sweep CONFIG.toml ... (a hardware sweep)")
+    if args.trials < 1 or args.batch < 1:
+        # Before anything is made: the output directory, the Dask cluster, the study.
+        raise DseError(f"--trials and --batch must be at least 1, got {args.trials} and {args.batch}")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     return do_sweep(args, out) if args.sweep else do_search(args, out)

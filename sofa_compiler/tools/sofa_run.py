@@ -17,21 +17,21 @@ import numpy as np
 from rich.console import Console
 from xdsl.utils.exceptions import DiagnosticException
 
+from sofa_compiler.accuracy import METRICS_LEGEND, OutputAccuracy
 from sofa_compiler.cli import exit_statuses, timing_progress, user_warnings
-from sofa_compiler.compile_options import add_compile_options, compile_from_options
+from sofa_compiler.compile_options import add_compile_options, check_compile_options, compile_from_options
 from sofa_compiler.driver import CompileError
-from sofa_compiler.files import atomic_write
+from sofa_compiler.files import atomic_write, check_output_path
 from sofa_compiler.frontend.errors import FrontendError
+from sofa_compiler.interpreters.host import onnxruntime_session
 from sofa_compiler.sim.config import ConfigError
 from sofa_compiler.sim.inputs import SimError, load_inputs, random_model_inputs
 
 
 def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     """onnxruntime's outputs, or None (with a warning) when onnxruntime cannot run the model."""
-    import onnxruntime
-
     try:
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        session = onnxruntime_session(path)
         names = [output.name for output in session.get_outputs()]
         return dict(zip(names, session.run(names, dict(inputs)), strict=True))
     except Exception as error:  # onnxruntime raises its own types (Fail, InvalidArgument, ...)
@@ -39,12 +39,6 @@ def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str
         message = f"onnxruntime cannot run this model, so nothing to compare with: {reason}"
         print(f"sofa-run: warning: {message}", file=sys.stderr)
         return None
-
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-    difference = float(np.max(np.abs(actual.astype(np.float64) - expected))) if expected.size else 0.0
-    return difference / scale if scale else difference
 
 
 @exit_statuses("sofa-run", CompileError, FrontendError, ConfigError, SimError, DiagnosticException)
@@ -60,21 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print errors and the report as JSON")
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
     args = parser.parse_args(argv)
+    check_compile_options(args)
+    check_output_path(args.output)
     given = load_inputs(args.inputs) if args.inputs else None
     with user_warnings("sofa-run"):
         model = compile_from_options(args, inputs=given)
     inputs = given if given is not None else random_model_inputs(model, args.seed)
     with timing_progress(sys.stderr.isatty()) as progress:
         outputs, report = model.run(inputs, progress)
-    errors = {}
+    accuracy: dict[str, OutputAccuracy] = {}
     if not args.no_reference:
         reference = onnxruntime_outputs(args.model, inputs) or {}
-        errors = {name: relative_error(outputs[name], reference[name]) for name in outputs if name in reference}
+        accuracy = {name: OutputAccuracy.of(outputs[name], reference[name]) for name in outputs if name in reference}
     if args.output:
         atomic_write(args.output, lambda stream: np.savez(stream, **outputs))
     if args.json:
         document = {
-            "max_relative_error": errors,
+            "max_relative_error": {name: a.relative_error for name, a in accuracy.items()},
+            "cosine_similarity": {name: a.cosine for name, a in accuracy.items()},
             "placements": [placement.to_dict() for placement in model.placements],
             "kernels": [{"kernel": name, **r.to_dict()} for name, r in report.kernels],
             "total": report.total.to_dict() if report.total else None,
@@ -83,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for placement in model.placements:
         print(placement.line())
-    for name, error in errors.items():
-        print(f"output {name}: max relative error vs onnxruntime {error:.3e}")
+    for name, figures in accuracy.items():
+        print(figures.line(name, "onnxruntime"))
+    if accuracy:
+        print(f"  ({METRICS_LEGEND})")
     print(f"attention kernels run on the accelerator: {len(report.kernels)}")
     if report.total is not None:
         Console(width=110).print(report.total.render_table())

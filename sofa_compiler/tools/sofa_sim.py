@@ -19,7 +19,7 @@ import numpy as np
 from rich.console import Console
 
 from sofa_compiler.cli import exit_statuses, positive_int, timing_progress
-from sofa_compiler.files import atomic_write
+from sofa_compiler.files import atomic_write, check_output_path
 from sofa_compiler.isa.container import ContainerError, Program
 from sofa_compiler.isa.formats import FormatError, SofaFormat, file_format
 from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
@@ -163,6 +163,8 @@ def program_format(path: str) -> SofaFormat:
 @exit_statuses("sofa-sim", SimError, ConfigError, InputError, FormatError)
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    for path in (args.output, args.trace):
+        check_output_path(path)
     if program_format(args.program) is SofaFormat.BUNDLE:
         return run_bundle(args)
     config = load_config(args.config)

@@ -12,12 +12,12 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException
 
 from passes.coordinated_tiling import CoordinatedTilingPass, SeparateStageTilingPass
+from sofa_compiler.accuracy import relative_error
 from sofa_compiler.bundle import bundle_bytes, load_bundle
 from sofa_compiler.context import sofa_context
 from sofa_compiler.driver import CompileError, compile_model
 from sofa_compiler.parser import SofaParser
 from sofa_compiler.sim.inputs import random_model_inputs
-from sofa_compiler.tools.sofa_run import relative_error
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 # Fixtures the importer rejects on purpose.

@@ -5,6 +5,7 @@ Real `LocalCluster`s (processes), small layers (S = 128, d = 32) so the whole fi
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import optuna
@@ -14,11 +15,13 @@ from optuna.trial import TrialState
 from sofa_compiler.driver import CompileError, compile_model
 from sofa_compiler.dse.cluster import executor
 from sofa_compiler.dse.objective import Weights
+from sofa_compiler.dse.plots import sweep_figure
 from sofa_compiler.dse.problem import Layer, Problem, synthetic_inputs
 from sofa_compiler.dse.search import Evaluator, SearchSpace, global_baseline, run_search
-from sofa_compiler.dse.sweep import run_sweep, sweep_key
+from sofa_compiler.dse.sweep import SweepPoint, run_sweep, sweep_key
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.tools.sofa_dse import main as dse_main
+from sofa_compiler.tools.sofa_dse import warn_uncovered_initial_design
 from sofa_compiler.tuning import TuningError, parse_tuning
 from sofa_compiler.workloads import attention_model
 
@@ -208,3 +211,46 @@ def test_cli_on_an_existing_scheduler(two_workers, tmp_path, capsys):
     assert status == 0
     study = optuna.load_study(study_name="bert-base-512x2-sofa-28nm", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert len(study.trials) >= 6
+
+
+@pytest.mark.parametrize("flag", ["--trials", "--batch"])
+def test_zero_trials_are_rejected_before_anything_is_made(flag, capsys, tmp_path):
+    out = tmp_path / "out"
+    status = dse_main(["--workload", "bert-base-512", flag, "0", "-o", str(out), "--workers", "1", "--threads"])
+    assert status == 1
+    assert "--trials and --batch must be at least 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("trials", "warns"), [(4, True), (30, False)])
+def test_too_few_trials_warn_that_the_initial_design_is_not_covered(trials, warns, capsys):
+    args = argparse.Namespace(initial="global", trials=trials)
+    warn_uncovered_initial_design(args, 30)
+    err = capsys.readouterr().err
+    expected = "sofa-dse: warning: --trials 4 covers only 4 of the 30 initial global (Bc, keep) points"
+    assert (expected in err) is warns
+    assert not warns or "use --trials 30 or more" in err
+
+
+def test_sweep_plot_labels_clear_their_ticks_and_the_next_panel():
+    """Each panel's y-label sits left of its own tick labels and right of the panel before it."""
+    points = [
+        SweepPoint(target, target, workload, area, cycles * scale, 0.0, energy * scale, 1200 / scale)
+        for target, area, scale in (("a", 4.2, 1.0), ("b", 2.1, 1.7))
+        for workload, cycles, energy in (("w1", 2.1e6, 310.0), ("w2", 9.9e6, 1300.0))
+    ]
+    figure = sweep_figure(points)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    axes = figure.axes
+    for index, axis in enumerate(axes):
+        label = axis.yaxis.label.get_window_extent(renderer)
+        ticks = [t.get_window_extent(renderer) for t in axis.get_yticklabels() if t.get_text()]
+        assert label.x1 <= min(t.x0 for t in ticks), f"panel {index}: y-label overlaps its tick labels"
+        if index:
+            assert label.x0 >= axes[index - 1].get_window_extent(renderer).x1, (
+                f"panel {index} overlaps panel {index - 1}"
+            )
+    import matplotlib.pyplot as plt  # after sweep_figure chose the Agg backend
+
+    plt.close(figure)

@@ -60,11 +60,11 @@ def test_interrupted_compile_leaves_only_whole_files(tmp_path: Path, monkeypatch
     written: list[int] = []
     original = sofa_compile.dump_stage
 
-    def dump_then_interrupt(directory: Path, index: int, stage: sofa_compile.Stage) -> None:
+    def dump_then_interrupt(directory: Path, stage: sofa_compile.Stage, elide_larger_than: int | None) -> None:
         if len(written) == 2:
             raise KeyboardInterrupt
-        original(directory, index, stage)
-        written.append(index)
+        original(directory, stage, elide_larger_than)
+        written.append(stage.record.applied)
 
     monkeypatch.setattr(sofa_compile, "dump_stage", dump_then_interrupt)
     output, dumps = tmp_path / "model.sofa", tmp_path / "dumps"
@@ -73,9 +73,9 @@ def test_interrupted_compile_leaves_only_whole_files(tmp_path: Path, monkeypatch
     assert outcome.rc == INTERRUPTED_STATUS
     assert outcome.stderr.strip() == "sofa-compile: interrupted"
     assert listing(tmp_path) == ["dumps"]
-    assert listing(dumps) == ["00-import.mlir", "01-bind-target.mlir"]
+    assert listing(dumps) == ["00-import.mlir", "01-sofa-bind-target.mlir"]
     for dump in dumps.iterdir():
-        assert dump.read_text().rstrip().endswith("}"), f"{dump.name} is cut short"
+        assert dump.read_text().rstrip().endswith("#-}"), f"{dump.name} is cut short (no reproducer record)"
 
 
 def test_interrupted_output_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +133,7 @@ def test_sim_unwritable_output_is_a_clean_error(tmp_path: Path) -> None:
         sofa_sim.main, [str(program), "--random-inputs", "0", "--output", str(tmp_path / "x" / "o.npz")]
     )
     assert outcome.rc != 0
-    assert f"No such file or directory: '{tmp_path / 'x' / 'o.npz'}'" in outcome.stderr
+    assert f"{tmp_path / 'x' / 'o.npz'}: No such file or directory" in outcome.stderr
     assert "Traceback" not in outcome.stderr
     assert listing(tmp_path) == before
 

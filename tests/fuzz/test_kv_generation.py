@@ -28,11 +28,11 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from test_compiled_properties import targets, tiled_ir_outputs
 
+from sofa_compiler.accuracy import relative_error
 from sofa_compiler.driver import compile_model
 from sofa_compiler.isa.container import Program
 from sofa_compiler.runtime import generates_kv, stage_attention_inputs
 from sofa_compiler.sim.functional import Machine
-from sofa_compiler.tools.sofa_run import relative_error
 
 GENERATION_EXAMPLES = int(os.environ.get("GENERATION_EXAMPLES", "40"))
 

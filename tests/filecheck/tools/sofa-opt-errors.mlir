@@ -10,14 +10,13 @@ func.func @main(%a: f32) -> f32 {
 }
 
 // CHECK-NOT: Traceback
-// CHECK: sofa-opt-errors.mlir:8:23
+// CHECK: sofa-opt-errors.mlir:8:23: error: operand expected
 // CHECK-NEXT: %b = arith.addf %a, : f32
 // CHECK-NEXT: ^
-// CHECK-NEXT: operand expected
 // CHECK-NOT: Traceback
 
 // PASS-NOT: Traceback
 // PASS: sofa-opt: error: Unrecognized passes: ['no-such-pass']
 
 // MISSING-NOT: Traceback
-// MISSING: sofa-opt: error: [Errno 2] No such file or directory: '{{.*}}sofa-opt-errors.mlir.missing'
+// MISSING: sofa-opt: error: {{.*}}sofa-opt-errors.mlir.missing: No such file or directory

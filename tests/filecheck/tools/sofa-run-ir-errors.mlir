@@ -25,5 +25,5 @@ func.func @pair(%x: tensor<2x3xf32>, %y: tensor<?xi32>) -> (tensor<2x3xf32>, ten
 // SYMBOL-NOT: Traceback
 // SYMBOL: Could not find symbol nope
 // NOTNPZ: sofa-run-ir: error: {{.*}}sofa-run-ir-errors.mlir: not an .npz archive
-// MISSING: sofa-run-ir: error: [Errno 2] No such file or directory: '{{.*}}sofa-run-ir-errors.mlir.missing'
+// MISSING: sofa-run-ir: error: {{.*}}sofa-run-ir-errors.mlir.missing: No such file or directory
 // NONPZ: sofa-run-ir: error: cannot read inputs '{{.*}}sofa-run-ir-errors.mlir.npz': No such file or directory
