@@ -28,8 +28,16 @@ from contextlib import contextmanager
 from typing import ParamSpec
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from sofa_compiler.sim.progress import RunProgress
 from sofa_compiler.sim.traps import Trap
 
 P = ParamSpec("P")
@@ -129,20 +137,49 @@ def user_warnings(tool: str) -> Iterator[None]:
                 warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
+class _ProgressBars:
+    """`RunProgress` drawn as one rich bar: the functional machine's share of the program, then the timing model's."""
+
+    def __init__(self, bars: Progress):
+        self.bars = bars
+        self.task = bars.add_task("", total=None, count="")
+        self.label = ""
+        self.phase = ""
+
+    def _enter(self, phase: str, total: float) -> None:
+        if phase != self.phase:
+            self.phase = phase
+            self.bars.reset(self.task, total=total, description=f"{self.label}{phase}", count="")
+
+    def kernel(self, name: str) -> None:
+        self.label, self.phase = f"{name}: ", ""
+
+    def functional(self, executed: int, fraction: float) -> None:
+        self._enter("functional simulation", 1.0)
+        self.bars.update(self.task, completed=fraction, count=f"{executed:,} instructions", refresh=True)
+
+    def timing(self, started: int, total: int) -> None:
+        self._enter("timing model", total)
+        self.bars.update(self.task, completed=started, count=f"{started:,}/{total:,} instructions", refresh=True)
+
+
 @contextmanager
-def timing_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on stderr for the timing model, or None when disabled."""
+def simulation_progress(enabled: bool, console: Console | None = None) -> Iterator[RunProgress | None]:
+    """A progress bar on stderr (or `console`) for a simulated run, with an ETA; None when disabled."""
     if not enabled:
         yield None
         return
-    columns = (TextColumn("timing model"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("timing", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[count]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console or Console(stderr=True), transient=True) as bars:
+        yield _ProgressBars(bars)
 
 
 def positive_int(text: str) -> int:

@@ -17,13 +17,14 @@ import numpy as np
 from rich.console import Console
 from xdsl.utils.exceptions import DiagnosticException
 
-from sofa_compiler.cli import exit_statuses, timing_progress, user_warnings
+from sofa_compiler.cli import exit_statuses, simulation_progress, user_warnings
 from sofa_compiler.compile_options import add_compile_options, compile_from_options
 from sofa_compiler.driver import CompileError
 from sofa_compiler.files import atomic_write
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.sim.config import ConfigError
 from sofa_compiler.sim.inputs import SimError, load_inputs, random_model_inputs
+from sofa_compiler.sim.trace import write_model_trace
 
 
 def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     source.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
     parser.add_argument("--output", metavar="OUT.npz", help="save the model outputs")
+    parser.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace of the whole model run")
     parser.add_argument("--json", action="store_true", help="print errors and the report as JSON")
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
     args = parser.parse_args(argv)
@@ -64,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     with user_warnings("sofa-run"):
         model = compile_from_options(args, inputs=given)
     inputs = given if given is not None else random_model_inputs(model, args.seed)
-    with timing_progress(sys.stderr.isatty()) as progress:
+    with simulation_progress(sys.stderr.isatty()) as progress:
         outputs, report = model.run(inputs, progress)
+    if args.trace:
+        write_model_trace(args.trace, report.timeline)
     errors = {}
     if not args.no_reference:
         reference = onnxruntime_outputs(args.model, inputs) or {}

@@ -11,23 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from sofa_compiler.cli import exit_statuses, positive_int, timing_progress
+from sofa_compiler.cli import exit_statuses, positive_int, simulation_progress
 from sofa_compiler.files import atomic_write
 from sofa_compiler.isa.container import ContainerError, Program
 from sofa_compiler.isa.formats import FormatError, SofaFormat, file_format
 from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
 from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine
 from sofa_compiler.sim.inputs import SimError, load_inputs, random_inputs, random_model_inputs
+from sofa_compiler.sim.progress import RunProgress
 from sofa_compiler.sim.report import Report, build_report
 from sofa_compiler.sim.timing import TimingResult, simulate
-from sofa_compiler.sim.trace import write_trace
+from sofa_compiler.sim.trace import write_model_trace, write_trace
 
 # Progress bars appear only on runs with at least this many events, so short
 # runs and test logs stay clean.
@@ -62,7 +63,7 @@ def run_program(
     program: Program,
     inputs: Mapping[str, np.ndarray],
     config: HardwareConfig,
-    progress: Callable[[int, int], None] | None = None,
+    progress: RunProgress | None = None,
     max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
     dram_bytes: int | None = None,
 ) -> Simulation:
@@ -75,9 +76,13 @@ def run_program(
     """
     machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram_bytes or program.dram_bytes)
     functional = machine.run(
-        program, inputs, expected_config_hash=config.config_hash(), max_instructions=max_instructions
+        program,
+        inputs,
+        expected_config_hash=config.config_hash(),
+        max_instructions=max_instructions,
+        progress=progress.functional if progress is not None else None,
     )
-    timing = simulate(functional.events, config, progress)
+    timing = simulate(functional.events, config, progress.timing if progress is not None else None)
     return Simulation(functional, timing, build_report(timing, functional.sram_peak))
 
 
@@ -101,7 +106,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--random-inputs", metavar="SEED", type=int, help="deterministic N(0,1) inputs")
     parser.add_argument("--config", metavar="FILE.toml", help="hardware config (default: the paper's sofa-28nm)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    parser.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace, one track per unit")
+    parser.add_argument(
+        "--trace",
+        metavar="FILE.json",
+        help="write a Chrome/Perfetto trace: one track per unit (and per kernel call, for a bundle)",
+    )
     parser.add_argument("--output", metavar="FILE.npz", help="save the outputs")
     parser.add_argument("--print", action="store_true", help="print the output arrays in full")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -127,20 +136,20 @@ def run_bundle(args: argparse.Namespace) -> int:
     from sofa_compiler.bundle import BundleError, load_bundle
     from sofa_compiler.driver import CompileError
 
-    if args.trace:
-        raise SimError("--trace needs a single program; disassemble a kernel with sofa-compile --emit asm")
     try:
         model = load_bundle(Path(args.program).read_bytes(), args.program)
         if args.config is not None and load_config(args.config).config_hash() != model.config.config_hash():
             raise SimError(f"{args.program} was compiled for another target than {args.config}: recompile it")
         inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.random_inputs or 0)
         show_progress = not args.no_progress and sys.stderr.isatty()
-        with timing_progress(show_progress) as progress:
+        with simulation_progress(show_progress) as progress:
             outputs, report = model.run(inputs, progress)
     except (BundleError, CompileError) as error:
         raise SimError(error) from error
     if args.output:
         write_outputs(args.output, outputs)
+    if args.trace:
+        write_model_trace(args.trace, report.timeline)
     if args.json:
         kernels = [{"kernel": name, **kernel.to_dict()} for name, kernel in report.kernels]
         total = report.total.to_dict() if report.total else None
@@ -169,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     program = load_program(args.program)
     inputs = load_inputs(args.inputs) if args.inputs else random_inputs(program, args.random_inputs or 0)
     show_progress = not args.no_progress and sys.stderr.isatty()
-    with timing_progress(show_progress) as progress:
+    with simulation_progress(show_progress) as progress:
         simulation = run_program(program, inputs, config, progress, args.max_instructions, args.dram_bytes)
     if args.output:
         write_outputs(args.output, simulation.functional.outputs)
