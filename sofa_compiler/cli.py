@@ -25,20 +25,15 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import ParamSpec
+from typing import TYPE_CHECKING, ParamSpec
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from sofa_compiler.sim.progress import RunProgress
 from sofa_compiler.sim.traps import Trap
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from sofa_compiler.sim.progress import RunProgress
 
 P = ParamSpec("P")
 
@@ -169,6 +164,17 @@ def simulation_progress(enabled: bool, console: Console | None = None) -> Iterat
     if not enabled:
         yield None
         return
+    # Imported here: rich costs every tool's start-up, and only simulating tools draw bars.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
