@@ -4,6 +4,10 @@
 gets: the upstream xDSL ones our IR uses plus the SOFA dialects' own.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from xdsl.interpreter import Interpreter
 from xdsl.interpreters.arith import ArithFunctions
 from xdsl.interpreters.builtin import BuiltinFunctions
@@ -13,7 +17,9 @@ from xdsl.interpreters.scf import ScfFunctions
 from sofa_compiler.interpreters.host import HostFunctions, PartitionSessions
 from sofa_compiler.interpreters.sofa import SofaFunctions
 from sofa_compiler.interpreters.sofa_isa import SofaISAFunctions
-from sofa_compiler.sim.trace import Timeline
+
+if TYPE_CHECKING:
+    from sofa_compiler.sim.trace import Timeline
 
 
 def register_all(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from xdsl.dialects.builtin import TensorType
@@ -28,7 +28,9 @@ from xdsl.ir import Operation
 from xdsl.utils.exceptions import InterpretationError
 
 from dialects.host import HOST_OP_TYPES, AttrValue, ConstantOp, OnnxOp, PartitionOp, numpy_dtype
-from sofa_compiler.sim.trace import Timeline
+
+if TYPE_CHECKING:
+    from sofa_compiler.sim.trace import Timeline
 
 Shapes = Sequence[tuple[int, ...] | None]
 Kernel = Callable[[list[np.ndarray], Mapping[str, Any], Shapes], np.ndarray | list[np.ndarray]]
