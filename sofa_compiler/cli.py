@@ -75,6 +75,7 @@ def exit_statuses(
     *user_errors: type[Exception],
     located: tuple[type[Exception], ...] = (),
     describe_os_error: Callable[[OSError], str] = str,
+    deferred_errors: Callable[[], tuple[type[Exception], ...]] = tuple,
 ) -> Callable[[Callable[P, int | None]], Callable[P, int | None]]:
     """Decorate a tool's `main` with the convention of the module docstring.
 
@@ -83,6 +84,10 @@ def exit_statuses(
     an OSError as ``tool: error: describe_os_error(error)``. Every tool writes
     its outputs through `sofa_compiler.files.atomic_write`, so a failed or
     interrupted run leaves no half-written file behind.
+
+    `deferred_errors` returns more user error types; it is called only when an
+    exception arrives, so a tool can leave the (slow) modules that define them
+    unimported until it parsed its options, and ``--help`` stays fast.
     """
 
     def decorate(main: Callable[P, int | None]) -> Callable[P, int | None]:
@@ -106,6 +111,10 @@ def exit_statuses(
                 return ERROR_STATUS
             except OSError as error:
                 return print_error(tool, describe_os_error(error))
+            except Exception as error:
+                if isinstance(error, deferred_errors()):
+                    return print_error(tool, error)
+                raise
 
         return run
 
