@@ -56,8 +56,6 @@ from sofa_compiler.sim.report import Report, combine_reports
 from sofa_compiler.sim.trace import Timeline
 from sofa_compiler.tuning import Tuning, TuningError, as_tuning
 
-EMIT_KINDS = ("onnx-ir", "sofa", "tiled", "isa", "asm", "bin")
-
 
 class CompileError(Exception):
     """Bad options or a model/target the compiler cannot handle; the message says which."""
