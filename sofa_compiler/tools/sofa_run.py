@@ -12,19 +12,16 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import numpy as np
-from rich.console import Console
 from xdsl.utils.exceptions import DiagnosticException
 
 from sofa_compiler.cli import exit_statuses, simulation_progress, user_warnings
 from sofa_compiler.compile_options import add_compile_options, compile_from_options
-from sofa_compiler.driver import CompileError
 from sofa_compiler.files import atomic_write
-from sofa_compiler.frontend.errors import FrontendError
-from sofa_compiler.sim.config import ConfigError
-from sofa_compiler.sim.inputs import SimError, load_inputs, random_model_inputs
-from sofa_compiler.sim.trace import write_model_trace
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -43,12 +40,24 @@ def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    import numpy as np
+
     scale = float(np.max(np.abs(expected))) if expected.size else 0.0
     difference = float(np.max(np.abs(actual.astype(np.float64) - expected))) if expected.size else 0.0
     return difference / scale if scale else difference
 
 
-@exit_statuses("sofa-run", CompileError, FrontendError, ConfigError, SimError, DiagnosticException)
+def user_errors() -> tuple[type[Exception], ...]:
+    # Imported when needed: the compiler and simulator take a second to import, and --help needs neither.
+    from sofa_compiler.driver import CompileError
+    from sofa_compiler.frontend.errors import FrontendError
+    from sofa_compiler.sim.config import ConfigError
+    from sofa_compiler.sim.inputs import SimError
+
+    return CompileError, FrontendError, ConfigError, SimError
+
+
+@exit_statuses("sofa-run", DiagnosticException, deferred_errors=user_errors)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-run", description=__doc__.split("\n")[0])
     add_compile_options(parser)
@@ -62,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print errors and the report as JSON")
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
     args = parser.parse_args(argv)
+    import numpy as np
+    from rich.console import Console
+
+    from sofa_compiler.sim.inputs import load_inputs, random_model_inputs
+    from sofa_compiler.sim.trace import write_model_trace
+
     given = load_inputs(args.inputs) if args.inputs else None
     with user_warnings("sofa-run"):
         model = compile_from_options(args, inputs=given)
