@@ -14,21 +14,23 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from sofa_compiler.cli import exit_statuses, positive_int, simulation_progress
 from sofa_compiler.files import atomic_write
-from sofa_compiler.isa.container import ContainerError, Program
-from sofa_compiler.isa.formats import FormatError, SofaFormat, file_format
-from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
-from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine
-from sofa_compiler.sim.inputs import SimError, load_inputs, random_inputs, random_model_inputs
-from sofa_compiler.sim.progress import RunProgress
-from sofa_compiler.sim.report import Report, build_report
-from sofa_compiler.sim.timing import TimingResult, simulate
-from sofa_compiler.sim.trace import write_model_trace, write_trace
+
+# The simulator (numpy, xDSL's dialect tables) is imported by the functions that
+# use it, so that --help and usage errors start at once.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sofa_compiler.isa.container import Program
+    from sofa_compiler.isa.formats import SofaFormat
+    from sofa_compiler.sim.config import HardwareConfig
+    from sofa_compiler.sim.functional import FunctionalResult
+    from sofa_compiler.sim.progress import RunProgress
+    from sofa_compiler.sim.report import Report
+    from sofa_compiler.sim.timing import TimingResult
 
 # Progress bars appear only on runs with at least this many events, so short
 # runs and test logs stay clean.
@@ -51,6 +53,9 @@ class Simulation:
 
 
 def load_program(path: str | Path) -> Program:
+    from sofa_compiler.isa.container import ContainerError, Program
+    from sofa_compiler.sim.inputs import SimError
+
     try:
         return Program.from_bytes(Path(path).read_bytes())
     except OSError as error:
@@ -74,6 +79,10 @@ def run_program(
     inputs that do not fit the symbols. `dram_bytes` is the machine's DRAM
     (default: what the program's header asks for); a program that needs more traps.
     """
+    from sofa_compiler.sim.functional import Machine
+    from sofa_compiler.sim.report import build_report
+    from sofa_compiler.sim.timing import simulate
+
     machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram_bytes or program.dram_bytes)
     functional = machine.run(
         program,
@@ -88,10 +97,14 @@ def run_program(
 
 def write_outputs(path: str | Path, outputs: Mapping[str, np.ndarray]) -> None:
     """Save outputs as .npz through a temporary file, so no half-written file is left."""
+    import numpy as np
+
     atomic_write(path, lambda stream: np.savez(stream, **outputs))
 
 
 def print_outputs(outputs: Mapping[str, np.ndarray], full: bool) -> None:
+    import numpy as np
+
     for name, value in outputs.items():
         print(f"output {name}: {value.dtype} {list(value.shape)}")
         if full:
@@ -133,8 +146,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def run_bundle(args: argparse.Namespace) -> int:
     """A whole compiled model from `sofa-compile -o model.sofa`: host ops on numpy, kernels simulated."""
     # Imported here: a plain program run should not pay for loading the compiler.
+    from rich.console import Console
+
     from sofa_compiler.bundle import BundleError, load_bundle
     from sofa_compiler.driver import CompileError
+    from sofa_compiler.sim.config import load_config
+    from sofa_compiler.sim.inputs import SimError, load_inputs, random_model_inputs
+    from sofa_compiler.sim.trace import write_model_trace
 
     try:
         model = load_bundle(Path(args.program).read_bytes(), args.program)
@@ -163,15 +181,34 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 
 def program_format(path: str) -> SofaFormat:
+    from sofa_compiler.isa.formats import file_format
+    from sofa_compiler.sim.inputs import SimError
+
     try:
         return file_format(path)
     except OSError as error:
         raise SimError(f"cannot read program '{path}': {error.strerror}") from error
 
 
-@exit_statuses("sofa-sim", SimError, ConfigError, InputError, FormatError)
+def user_errors() -> tuple[type[Exception], ...]:
+    from sofa_compiler.isa.formats import FormatError
+    from sofa_compiler.sim.config import ConfigError
+    from sofa_compiler.sim.inputs import SimError
+    from sofa_compiler.sim.state import InputError
+
+    return SimError, ConfigError, InputError, FormatError
+
+
+@exit_statuses("sofa-sim", deferred_errors=user_errors)
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    from rich.console import Console
+
+    from sofa_compiler.isa.formats import SofaFormat
+    from sofa_compiler.sim.config import load_config
+    from sofa_compiler.sim.inputs import load_inputs, random_inputs
+    from sofa_compiler.sim.trace import write_trace
+
     if program_format(args.program) is SofaFormat.BUNDLE:
         return run_bundle(args)
     config = load_config(args.config)
