@@ -19,9 +19,6 @@ from xdsl.utils.exceptions import DiagnosticException
 ELIDED_HANDLE = "__elided__"
 """The resource handle MLIR prints for an elided constant."""
 
-DEFAULT_ELIDE_LIMIT = 1024
-"""Elements above which IR dumps on stderr elide a constant unless told otherwise (4 KB of fp32)."""
-
 
 @dataclass(eq=False, repr=False)
 class ElidingPrinter(Printer):

@@ -25,12 +25,15 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import ParamSpec
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, ParamSpec
 
 from sofa_compiler.sim.traps import Trap
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from sofa_compiler.sim.progress import RunProgress
 
 P = ParamSpec("P")
 
@@ -79,6 +82,7 @@ def exit_statuses(
     *user_errors: type[Exception],
     located: tuple[type[Exception], ...] = (),
     describe_os_error: Callable[[OSError], str] | None = None,
+    deferred_errors: Callable[[], tuple[type[Exception], ...]] = tuple,
 ) -> Callable[[Callable[P, int | None]], Callable[P, int | None]]:
     """Decorate a tool's `main` with the convention of the module docstring.
 
@@ -88,6 +92,10 @@ def exit_statuses(
     ``FILE: reason``, never Python's ``[Errno N]``). Every tool writes
     its outputs through `sofa_compiler.files.atomic_write`, so a failed or
     interrupted run leaves no half-written file behind.
+
+    `deferred_errors` returns more user error types; it is called only when an
+    exception arrives, so a tool can leave the (slow) modules that define them
+    unimported until it parsed its options, and ``--help`` stays fast.
     """
 
     def decorate(main: Callable[P, int | None]) -> Callable[P, int | None]:
@@ -112,6 +120,10 @@ def exit_statuses(
                 return ERROR_STATUS
             except OSError as error:
                 return print_error(tool, (describe_os_error or file_error)(error))
+            except Exception as error:
+                if isinstance(error, deferred_errors()):
+                    return print_error(tool, error)
+                raise
 
         return run
 
@@ -149,20 +161,60 @@ def _warning_line(tool: str, warning: warnings.WarningMessage) -> str | None:
     return None
 
 
+class _ProgressBars:
+    """`RunProgress` drawn as one rich bar: the functional machine's share of the program, then the timing model's."""
+
+    def __init__(self, bars: Progress):
+        self.bars = bars
+        self.task = bars.add_task("", total=None, count="")
+        self.label = ""
+        self.phase = ""
+
+    def _enter(self, phase: str, total: float) -> None:
+        if phase != self.phase:
+            self.phase = phase
+            self.bars.reset(self.task, total=total, description=f"{self.label}{phase}", count="")
+
+    def kernel(self, name: str) -> None:
+        self.label, self.phase = f"{name}: ", ""
+
+    def functional(self, executed: int, fraction: float) -> None:
+        self._enter("functional simulation", 1.0)
+        self.bars.update(self.task, completed=fraction, count=f"{executed:,} instructions", refresh=True)
+
+    def timing(self, started: int, total: int) -> None:
+        self._enter("timing model", total)
+        self.bars.update(self.task, completed=started, count=f"{started:,}/{total:,} instructions", refresh=True)
+
+
 @contextmanager
-def timing_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on stderr for the timing model, or None when disabled."""
+def simulation_progress(enabled: bool, console: Console | None = None) -> Iterator[RunProgress | None]:
+    """A progress bar on stderr (or `console`) for a simulated run, with an ETA; None when disabled."""
     if not enabled:
         yield None
         return
-    columns = (TextColumn("timing model"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("timing", total=None)
+    # Imported here: rich costs every tool's start-up, and only simulating tools draw bars.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[count]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console or Console(stderr=True), transient=True) as bars:
+        yield _ProgressBars(bars)
 
 
 def positive_int(text: str) -> int:

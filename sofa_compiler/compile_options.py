@@ -1,17 +1,29 @@
-"""The command-line options that choose how a model is compiled, shared by `sofa-compile` and `sofa-run`."""
+"""The command-line options that choose how a model is compiled, shared by `sofa-compile` and `sofa-run`.
+
+Declaring the options imports none of the compiler (onnx, xDSL, numpy take
+about a second), so the tools' ``--help`` stays fast; `compile_from_options`
+imports it.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from typing import Any
-
-import numpy as np
-import onnx
+from typing import TYPE_CHECKING, Any
 
 from sofa_compiler.cli import InputShapeError, add_input_shape_option, input_shapes
-from sofa_compiler.driver import PRESETS, CompiledModel, CompileError, check_options, compile_model, resolve_features
-from sofa_compiler.frontend.graph import read_model
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+    from sofa_compiler.driver import CompiledModel
+
+EMIT_KINDS = ("onnx-ir", "sofa", "tiled", "isa", "asm", "bin")
+"""What `sofa-compile --emit` writes: a stage's IR, the kernels' assembly, or the model bundle."""
+
+PIPELINE_HELP = "coordinated (SOFA's coordinated tiling, the default) or separate (the separate-stage baseline)"
+"""The `driver.PRESETS` by name; tests/driver/test_startup.py checks that it names every one."""
 
 
 def add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -21,11 +33,7 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", type=float, default=1.0, help="top-k keep ratio, 0 < k <= 1 (1.0 = exact)")
     parser.add_argument("--tile", type=int, help="KV tile size Bc (default: chosen from the target's SRAM)")
     parser.add_argument("--radius", type=float, help="SADS sphere radius in logits (default: no clip)")
-    parser.add_argument(
-        "--pipeline",
-        default="coordinated",
-        help=f"{' or '.join(PRESETS)}: SOFA's coordinated tiling, or the separate-stage baseline",
-    )
+    parser.add_argument("--pipeline", default="coordinated", help=PIPELINE_HELP)
     parser.add_argument(
         "--no-kv-generation",
         dest="kv_generation",
@@ -40,6 +48,8 @@ def check_compile_options(args: argparse.Namespace) -> None:
 
     Stricter than `compile_model` on ``--tile``: a user's flag takes the tiles the hardware sorts.
     """
+    from sofa_compiler.driver import CompileError, check_options, resolve_features
+
     resolve_features(args.pipeline, {})
     check_options(args.keep, args.tile, args.radius)
     if args.tile is not None and (args.tile < 2 or args.tile & (args.tile - 1)):
@@ -74,6 +84,10 @@ def shapes_from_inputs(
     A flag and an array that disagree on an input are an error: the model would
     be compiled for one shape and run on another.
     """
+    import numpy as np
+
+    from sofa_compiler.driver import CompileError
+
     shapes = dict(flags)
     for name in sorted(dynamic_inputs(model) & set(inputs)):
         given = tuple(np.shape(inputs[name]))
@@ -97,6 +111,9 @@ def compile_from_options(
     Given the `inputs` the model will run on (``--inputs X.npz``), dynamic
     input dimensions that no ``--input-shape`` fixes take those arrays' shapes.
     """
+    from sofa_compiler.driver import CompileError, compile_model
+    from sofa_compiler.frontend.graph import read_model
+
     try:
         shapes = input_shapes(args.input_shape)
     except InputShapeError as error:

@@ -54,10 +54,10 @@ from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.reproducer import PipelineRecord
 from sofa_compiler.runtime import KernelFunctions, KernelRunner
 from sofa_compiler.sim.config import HardwareConfig, load_config
+from sofa_compiler.sim.progress import RunProgress
 from sofa_compiler.sim.report import Report, combine_reports
+from sofa_compiler.sim.trace import Timeline
 from sofa_compiler.tuning import Tuning, TuningError, as_tuning
-
-EMIT_KINDS = ("onnx-ir", "sofa", "tiled", "isa", "asm", "bin")
 
 
 class CompileError(Exception):
@@ -102,10 +102,11 @@ def make_context() -> Context:
 
 @dataclass
 class ModelReport:
-    """Simulator figures of one model run: per kernel call and in total."""
+    """Simulator figures of one model run: per kernel call and in total, and its timeline (for a trace)."""
 
     kernels: list[tuple[str, Report]]
     total: Report | None
+    timeline: Timeline = field(default_factory=Timeline)
 
 
 @dataclass
@@ -149,9 +150,9 @@ class CompiledModel:
     def run(
         self,
         inputs: Mapping[str, np.ndarray],
-        progress: Callable[[int, int], None] | None = None,
+        progress: RunProgress | None = None,
     ) -> tuple[dict[str, np.ndarray], ModelReport]:
-        """Run the model: host ops on numpy, every kernel call on the simulator."""
+        """Run the model: host ops on numpy and onnxruntime, every kernel call on the simulator."""
         args = []
         for name, shape, dtype in self.input_specs():
             if name not in inputs:
@@ -161,9 +162,11 @@ class CompiledModel:
                 given, expected = list(value.shape), list(shape)
                 raise CompileError(f"input '{name}' has shape {given}, but the model was compiled for {expected}")
             args.append(_input_array(name, value, np.dtype(dtype)))
-        runner = KernelRunner(self.programs, self.config, progress)
+        timeline = Timeline()
+        runner = KernelRunner(self.programs, self.config, progress, timeline=timeline)
         interpreter = Interpreter(self.host)
-        register_all(interpreter, self.sessions, isa=False)  # the kernels run on `runner`, not as sofa_isa IR
+        # The kernels run on `runner`, not as sofa_isa IR.
+        register_all(interpreter, self.sessions, isa=False, timeline=timeline)
         interpreter.register_implementations(KernelFunctions(runner))
         results = interpreter.call_op("main", tuple(args))
         # Kernels deliver f32; each output is rounded to the type the model declares for it (f16, bf16).
@@ -173,7 +176,8 @@ class CompiledModel:
             for (name, _, dtype), value in zip(specs, results, strict=True)
         }
         reports = [(run.kernel, run.report) for run in runner.runs]
-        return outputs, ModelReport(reports, combine_reports([r for _, r in reports]) if reports else None)
+        total = combine_reports([r for _, r in reports]) if reports else None
+        return outputs, ModelReport(reports, total, timeline)
 
     def input_names(self) -> list[str]:
         return [name for name, _, _ in self.input_specs()]

@@ -14,9 +14,10 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
@@ -136,6 +137,8 @@ class NpzError(ValueError):
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """The arrays of an `.npz` file, by name, in archive order (no pickles)."""
+    import numpy as np  # here, not at the top: most tools that write files never read one
+
     try:
         with open(path, "rb") as stream:
             # np.load also reads .npy and pickles, which are not one array per name.

@@ -16,11 +16,14 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from io import StringIO
+from typing import TYPE_CHECKING
 
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Dialect
+if TYPE_CHECKING:  # xDSL loads only when IR is printed, so that the tools' --help stays fast
+    from xdsl.dialects.builtin import ModuleOp
+    from xdsl.ir import Dialect
 
-from dialects.printing import DEFAULT_ELIDE_LIMIT, ElidingPrinter
+DEFAULT_ELIDE_LIMIT = 1024
+"""Elements above which dumps on stderr elide a constant when no flag says otherwise."""
 
 
 def _elide_limit(text: str) -> int:
@@ -99,6 +102,8 @@ def print_ir(
     replayed dump matches the compiler's byte for byte. `dialects` are those
     whose resource blobs (``dense_resource``) follow the module.
     """
+    from dialects.printing import ElidingPrinter
+
     stream = StringIO()
     printer = ElidingPrinter(
         stream=stream,

@@ -9,7 +9,7 @@ timing model, and its output is cut back to the logical shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +25,10 @@ from sofa_compiler.interpreters.sofa_isa import run_ir
 from sofa_compiler.isa.container import Program
 from sofa_compiler.sim.config import HardwareConfig
 from sofa_compiler.sim.functional import Machine
+from sofa_compiler.sim.progress import RunProgress
 from sofa_compiler.sim.report import Report, build_report
 from sofa_compiler.sim.timing import TimingResult, simulate
+from sofa_compiler.sim.trace import Timeline
 
 
 class KernelError(Exception):
@@ -135,8 +137,10 @@ class KernelRunner:
 
     programs: Mapping[str, Program]
     config: HardwareConfig
-    progress: Callable[[int, int], None] | None = None
+    progress: RunProgress | None = None
     runs: list[KernelRun] = field(default_factory=list)
+    timeline: Timeline | None = None
+    """Where given, each call is appended to it, for a model trace."""
     ir_programs: Mapping[str, ProgramOp] | None = None
     """Where given, each kernel runs op by op on the `sofa_isa` IR interpreter instead of the binary's machine."""
 
@@ -152,12 +156,18 @@ class KernelRunner:
         k, v, x = given.get("k"), given.get("v"), given.get("x")
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
         inputs = stage_attention_inputs(program, q, k, v, x)
+        progress = self.progress
+        if progress is not None:
+            progress.kernel(f"{name} (call {len(self.runs) + 1})")
         if self.ir_programs is None:
-            result = machine.run(program, inputs, self.config.config_hash())
+            functional = progress.functional if progress is not None else None
+            result = machine.run(program, inputs, self.config.config_hash(), progress=functional)
         else:
             result = run_ir(self.ir_programs[name], inputs, machine, self.config.config_hash())
-        timing = simulate(result.events, self.config, self.progress)
+        timing = simulate(result.events, self.config, progress.timing if progress is not None else None)
         self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak)))
+        if self.timeline is not None:
+            self.timeline.kernel(name, timing)
         return unstage_attention_output(program, result.outputs[Symbol.OUT.value], q.shape)
 
 

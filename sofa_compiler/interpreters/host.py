@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import onnx
@@ -33,6 +33,9 @@ from xdsl.ir import Operation
 from xdsl.utils.exceptions import InterpretationError
 
 from dialects.host import BFLOAT16, HOST_OP_TYPES, AttrValue, ConstantOp, OnnxOp, PartitionOp, numpy_dtype
+
+if TYPE_CHECKING:
+    from sofa_compiler.sim.trace import Timeline
 
 Shapes = Sequence[tuple[int, ...] | None]
 Kernel = Callable[[list[np.ndarray], Mapping[str, Any], Shapes], np.ndarray | list[np.ndarray]]
@@ -329,13 +332,19 @@ def _holds_bfloat16(model: onnx.ModelProto) -> bool:
 
 @register_impls
 class HostFunctions(InterpreterFunctions):
-    def __init__(self, sessions: PartitionSessions | None = None):
+    def __init__(self, sessions: PartitionSessions | None = None, timeline: Timeline | None = None):
         super().__init__()
         self.sessions = sessions if sessions is not None else PartitionSessions()
+        self.timeline = timeline
+        """Where given, each partition run is appended to it with its wall time, for a model trace."""
 
     @impl(PartitionOp)
     def run_partition(self, interpreter: Interpreter, op: PartitionOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(self.sessions.run(op, args))
+        start = time.perf_counter()
+        results = tuple(self.sessions.run(op, args))
+        if self.timeline is not None:
+            self.timeline.host(op.sym_name.data, time.perf_counter() - start)
+        return results
 
     @impl(ConstantOp)
     def run_constant(self, interpreter: Interpreter, op: ConstantOp, args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from sofa_compiler.isa.encoding import Instruction, format_instruction
 from sofa_compiler.sim import on_demand, semantics
 from sofa_compiler.sim.events import Event, SramPeak, Unit, Work
 from sofa_compiler.sim.inputs import random_inputs
+from sofa_compiler.sim.progress import PROGRESS_STRIDE, LoopNestPosition
 from sofa_compiler.sim.semantics import check_sufa as _check_sufa  # noqa: F401 (the name tests/sim use)
 from sofa_compiler.sim.state import DEFAULT_SRAM, InputError, MachineState
 from sofa_compiler.sim.timing import gc_paused
@@ -88,8 +89,13 @@ class Machine(MachineState):
         inputs: Mapping[str, Any],
         expected_config_hash: str | bytes | None = None,
         max_instructions: int = 1 << 32,
+        progress: Callable[[int, float], None] | None = None,
     ) -> FunctionalResult:
-        """Execute `program` from pc 0 to `halt`; traps raise `Trap`."""
+        """Execute `program` from pc 0 to `halt`; traps raise `Trap`.
+
+        `progress(executed, fraction)` is called every `PROGRESS_STRIDE` instructions and at the end
+        (`fraction` estimated by `LoopNestPosition`).
+        """
         self.reset()
         self.load(program, inputs, expected_config_hash)
         code = program.code
@@ -98,13 +104,20 @@ class Machine(MachineState):
         # One instruction is one small tile: BLAS threads only add synchronisation
         # (10x slower on a loaded 2-core machine), so the simulator runs them single-threaded.
         with gc_paused(), threadpool_limits(limits=1, user_api="blas"):
-            self._run_code(code, max_instructions)
+            self._run_code(code, max_instructions, progress)
+        if progress is not None:
+            progress(self.executed, 1.0)
         return FunctionalResult(self.read_outputs(program), self.events, self.peak, self.executed, list(self.regs))
 
-    def _run_code(self, code: list[Any], max_instructions: int) -> None:
-        stack: list[list[int]] = []  # [start, end, remaining]
+    def _run_code(self, code: list[Any], max_instructions: int, progress: Callable[[int, float], None] | None) -> None:
+        stack: list[list[int]] = []  # [start, end, remaining, count]
         pc = 0
+        position = LoopNestPosition(code) if progress is not None else None
+        next_report = PROGRESS_STRIDE if progress is not None else 1 << 62  # never, without a listener
         while True:
+            if self.executed >= next_report and progress is not None and position is not None:
+                progress(self.executed, position.fraction(pc, stack))
+                next_report = self.executed + PROGRESS_STRIDE
             if pc >= len(code):
                 raise Trap(pc, "end of program", "ran past the last instruction without 'halt'")
             instr = code[pc]
@@ -118,7 +131,7 @@ class Machine(MachineState):
                 count = instr.args["count"] if instr.op == "loop" else self.regs[instr.args["count"]]
                 body_end = pc + 1 + instr.args["body"]
                 if count > 0:
-                    stack.append([pc + 1, body_end, count])
+                    stack.append([pc + 1, body_end, count, count])
                     pc += 1
                     continue
                 # A run-time count of zero or less skips the body (e.g. fully masked KV tiles).

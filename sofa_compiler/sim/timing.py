@@ -29,10 +29,13 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sofa_compiler.sim.config import HardwareConfig
 from sofa_compiler.sim.events import Event, Unit, Work
 from sofa_compiler.sim.traps import TokenDeadlock, token_deadlock
+
+if TYPE_CHECKING:  # the config module validates with jsonschema, slow to import; the functional machine needs none
+    from sofa_compiler.sim.config import HardwareConfig
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(instructions_started, instructions_total)`."""

@@ -12,22 +12,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xdsl.utils.exceptions import DiagnosticException
 
-from passes import get_all_passes
-from sofa_compiler.bundle import bundle_bytes
 from sofa_compiler.cli import exit_statuses, file_error, user_warnings
-from sofa_compiler.compile_options import add_compile_options, check_compile_options, compile_from_options
-from sofa_compiler.driver import EMIT_KINDS, CompiledModel, CompileError, Stage
+from sofa_compiler.compile_options import EMIT_KINDS, add_compile_options, check_compile_options, compile_from_options
 from sofa_compiler.files import atomic_write_bytes, atomic_write_text, check_output_path
-from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.ir_printing import IrPrinting, add_ir_printing_options, dump_banner
-from sofa_compiler.isa.asm import disassemble
-from sofa_compiler.sim.config import ConfigError
+
+if TYPE_CHECKING:
+    from sofa_compiler.driver import CompiledModel, Stage
 
 
 def emitted_text(model: CompiledModel, kind: str, elide_larger_than: int | None = None) -> str:
+    from sofa_compiler.driver import CompileError
+    from sofa_compiler.isa.asm import disassemble
+
     if kind in ("onnx-ir", "sofa", "tiled", "isa"):
         return model.ir(kind, elide_larger_than)
     if kind == "asm":
@@ -41,9 +42,16 @@ def dump_stage(directory: Path, stage: Stage, elide_larger_than: int | None) -> 
     atomic_write_text(directory / f"{stage.record.applied:02d}-{stage.step}.mlir", stage.dump(elide_larger_than))
 
 
-@exit_statuses(
-    "sofa-compile", CompileError, FrontendError, ConfigError, DiagnosticException, describe_os_error=file_error
-)
+def user_errors() -> tuple[type[Exception], ...]:
+    # Imported when needed: the compiler takes a second to import, and --help does not need it.
+    from sofa_compiler.driver import CompileError
+    from sofa_compiler.frontend.errors import FrontendError
+    from sofa_compiler.sim.config import ConfigError
+
+    return CompileError, FrontendError, ConfigError
+
+
+@exit_statuses("sofa-compile", DiagnosticException, describe_os_error=file_error, deferred_errors=user_errors)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-compile", description=__doc__.split("\n")[0])
     add_compile_options(parser)
@@ -60,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         "--tuning", metavar="FILE", help="per-layer tile/keep (JSON or TOML, e.g. from sofa-dse; see docs/dse.md)"
     )
     args = parser.parse_args(argv)
+    from passes import get_all_passes
+    from sofa_compiler.bundle import bundle_bytes
+    from sofa_compiler.driver import CompileError
+
     check_compile_options(args)
     if args.emit not in EMIT_KINDS:
         raise CompileError(f"unknown --emit kind '{args.emit}' (choose from {', '.join(EMIT_KINDS)})")

@@ -13,9 +13,7 @@ import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.printer import Printer
+from typing import TYPE_CHECKING
 
 from sofa_compiler.cli import (
     InputShapeError,
@@ -26,7 +24,9 @@ from sofa_compiler.cli import (
     user_warnings,
 )
 from sofa_compiler.files import atomic_write_text
-from sofa_compiler.frontend import FrontendError, import_model
+
+if TYPE_CHECKING:
+    from xdsl.dialects.builtin import ModuleOp
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,14 +41,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def print_module(module: ModuleOp) -> str:
+    from xdsl.printer import Printer
+
     text = io.StringIO()
     Printer(stream=text).print_op(module)
     return text.getvalue() + "\n"
 
 
-@exit_statuses("sofa-import", FrontendError, InputShapeError)
+def frontend_errors() -> tuple[type[Exception], ...]:
+    from sofa_compiler.frontend import FrontendError
+
+    return (FrontendError,)
+
+
+@exit_statuses("sofa-import", InputShapeError, deferred_errors=frontend_errors)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Imported after parsing: the front end (onnx) takes a second to import, and --help does not need it.
+    from xdsl.printer import Printer
+
+    from sofa_compiler.frontend import FrontendError, import_model
+
     shapes = input_shapes(args.input_shape)
     try:
         with user_warnings("sofa-import"):

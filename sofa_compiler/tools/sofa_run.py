@@ -12,24 +12,22 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import numpy as np
-from rich.console import Console
 from xdsl.utils.exceptions import DiagnosticException
 
-from sofa_compiler.accuracy import METRICS_LEGEND, OutputAccuracy
-from sofa_compiler.cli import exit_statuses, timing_progress, user_warnings
+from sofa_compiler.cli import exit_statuses, simulation_progress, user_warnings
 from sofa_compiler.compile_options import add_compile_options, check_compile_options, compile_from_options
-from sofa_compiler.driver import CompileError
 from sofa_compiler.files import atomic_write, check_output_path
-from sofa_compiler.frontend.errors import FrontendError
-from sofa_compiler.interpreters.host import onnxruntime_session
-from sofa_compiler.sim.config import ConfigError
-from sofa_compiler.sim.inputs import SimError, load_inputs, random_model_inputs
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     """onnxruntime's outputs, or None (with a warning) when onnxruntime cannot run the model."""
+    from sofa_compiler.interpreters.host import onnxruntime_session
+
     try:
         session = onnxruntime_session(path)
         names = [output.name for output in session.get_outputs()]
@@ -41,7 +39,17 @@ def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str
         return None
 
 
-@exit_statuses("sofa-run", CompileError, FrontendError, ConfigError, SimError, DiagnosticException)
+def user_errors() -> tuple[type[Exception], ...]:
+    # Imported when needed: the compiler and simulator take a second to import, and --help needs neither.
+    from sofa_compiler.driver import CompileError
+    from sofa_compiler.frontend.errors import FrontendError
+    from sofa_compiler.sim.config import ConfigError
+    from sofa_compiler.sim.inputs import SimError
+
+    return CompileError, FrontendError, ConfigError, SimError
+
+
+@exit_statuses("sofa-run", DiagnosticException, deferred_errors=user_errors)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-run", description=__doc__.split("\n")[0])
     add_compile_options(parser)
@@ -51,17 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     source.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
     parser.add_argument("--output", metavar="OUT.npz", help="save the model outputs")
+    parser.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace of the whole model run")
     parser.add_argument("--json", action="store_true", help="print errors and the report as JSON")
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
     args = parser.parse_args(argv)
     check_compile_options(args)
     check_output_path(args.output)
+    check_output_path(args.trace)
+    import numpy as np
+    from rich.console import Console
+
+    from sofa_compiler.accuracy import METRICS_LEGEND, OutputAccuracy
+    from sofa_compiler.sim.inputs import load_inputs, random_model_inputs
+    from sofa_compiler.sim.trace import write_model_trace
+
     given = load_inputs(args.inputs) if args.inputs else None
     with user_warnings("sofa-run"):
         model = compile_from_options(args, inputs=given)
     inputs = given if given is not None else random_model_inputs(model, args.seed)
-    with timing_progress(sys.stderr.isatty()) as progress:
+    with simulation_progress(sys.stderr.isatty()) as progress:
         outputs, report = model.run(inputs, progress)
+    if args.trace:
+        write_model_trace(args.trace, report.timeline)
     accuracy: dict[str, OutputAccuracy] = {}
     if not args.no_reference:
         reference = onnxruntime_outputs(args.model, inputs) or {}

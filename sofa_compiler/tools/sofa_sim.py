@@ -11,23 +11,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from rich.console import Console
-
-from sofa_compiler.cli import exit_statuses, positive_int, timing_progress
+from sofa_compiler.cli import exit_statuses, positive_int, simulation_progress
 from sofa_compiler.files import atomic_write, check_output_path
-from sofa_compiler.isa.container import ContainerError, Program
-from sofa_compiler.isa.formats import FormatError, SofaFormat, file_format
-from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
-from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine
-from sofa_compiler.sim.inputs import SimError, load_inputs, random_inputs, random_model_inputs
-from sofa_compiler.sim.report import Report, build_report
-from sofa_compiler.sim.timing import TimingResult, simulate
-from sofa_compiler.sim.trace import write_trace
+
+# The simulator (numpy, xDSL's dialect tables) is imported by the functions that
+# use it, so that --help and usage errors start at once.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sofa_compiler.isa.container import Program
+    from sofa_compiler.isa.formats import SofaFormat
+    from sofa_compiler.sim.config import HardwareConfig
+    from sofa_compiler.sim.functional import FunctionalResult
+    from sofa_compiler.sim.progress import RunProgress
+    from sofa_compiler.sim.report import Report
+    from sofa_compiler.sim.timing import TimingResult
 
 # Progress bars appear only on runs with at least this many events, so short
 # runs and test logs stay clean.
@@ -50,6 +53,9 @@ class Simulation:
 
 
 def load_program(path: str | Path) -> Program:
+    from sofa_compiler.isa.container import ContainerError, Program
+    from sofa_compiler.sim.inputs import SimError
+
     try:
         return Program.from_bytes(Path(path).read_bytes())
     except OSError as error:
@@ -62,7 +68,7 @@ def run_program(
     program: Program,
     inputs: Mapping[str, np.ndarray],
     config: HardwareConfig,
-    progress: Callable[[int, int], None] | None = None,
+    progress: RunProgress | None = None,
     max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
     dram_bytes: int | None = None,
 ) -> Simulation:
@@ -73,20 +79,32 @@ def run_program(
     inputs that do not fit the symbols. `dram_bytes` is the machine's DRAM
     (default: what the program's header asks for); a program that needs more traps.
     """
+    from sofa_compiler.sim.functional import Machine
+    from sofa_compiler.sim.report import build_report
+    from sofa_compiler.sim.timing import simulate
+
     machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram_bytes or program.dram_bytes)
     functional = machine.run(
-        program, inputs, expected_config_hash=config.config_hash(), max_instructions=max_instructions
+        program,
+        inputs,
+        expected_config_hash=config.config_hash(),
+        max_instructions=max_instructions,
+        progress=progress.functional if progress is not None else None,
     )
-    timing = simulate(functional.events, config, progress)
+    timing = simulate(functional.events, config, progress.timing if progress is not None else None)
     return Simulation(functional, timing, build_report(timing, functional.sram_peak))
 
 
 def write_outputs(path: str | Path, outputs: Mapping[str, np.ndarray]) -> None:
     """Save outputs as .npz through a temporary file, so no half-written file is left."""
+    import numpy as np
+
     atomic_write(path, lambda stream: np.savez(stream, **outputs))
 
 
 def print_outputs(outputs: Mapping[str, np.ndarray], full: bool) -> None:
+    import numpy as np
+
     for name, value in outputs.items():
         print(f"output {name}: {value.dtype} {list(value.shape)}")
         if full:
@@ -101,7 +119,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--random-inputs", metavar="SEED", type=int, help="deterministic N(0,1) inputs")
     parser.add_argument("--config", metavar="FILE.toml", help="hardware config (default: the paper's sofa-28nm)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    parser.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace, one track per unit")
+    parser.add_argument(
+        "--trace",
+        metavar="FILE.json",
+        help="write a Chrome/Perfetto trace: one track per unit (and per kernel call, for a bundle)",
+    )
     parser.add_argument("--output", metavar="FILE.npz", help="save the outputs")
     parser.add_argument("--print", action="store_true", help="print the output arrays in full")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -124,23 +146,28 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def run_bundle(args: argparse.Namespace) -> int:
     """A whole compiled model from `sofa-compile -o model.sofa`: host ops on numpy, kernels simulated."""
     # Imported here: a plain program run should not pay for loading the compiler.
+    from rich.console import Console
+
     from sofa_compiler.bundle import BundleError, load_bundle
     from sofa_compiler.driver import CompileError
+    from sofa_compiler.sim.config import load_config
+    from sofa_compiler.sim.inputs import SimError, load_inputs, random_model_inputs
+    from sofa_compiler.sim.trace import write_model_trace
 
-    if args.trace:
-        raise SimError("--trace needs a single program; disassemble a kernel with sofa-compile --emit asm")
     try:
         model = load_bundle(Path(args.program).read_bytes(), args.program)
         if args.config is not None and load_config(args.config).config_hash() != model.config.config_hash():
             raise SimError(f"{args.program} was compiled for another target than {args.config}: recompile it")
         inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.random_inputs or 0)
         show_progress = not args.no_progress and sys.stderr.isatty()
-        with timing_progress(show_progress) as progress:
+        with simulation_progress(show_progress) as progress:
             outputs, report = model.run(inputs, progress)
     except (BundleError, CompileError) as error:
         raise SimError(error) from error
     if args.output:
         write_outputs(args.output, outputs)
+    if args.trace:
+        write_model_trace(args.trace, report.timeline)
     if args.json:
         kernels = [{"kernel": name, **kernel.to_dict()} for name, kernel in report.kernels]
         total = report.total.to_dict() if report.total else None
@@ -154,24 +181,43 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 
 def program_format(path: str) -> SofaFormat:
+    from sofa_compiler.isa.formats import file_format
+    from sofa_compiler.sim.inputs import SimError
+
     try:
         return file_format(path)
     except OSError as error:
         raise SimError(f"cannot read program '{path}': {error.strerror}") from error
 
 
-@exit_statuses("sofa-sim", SimError, ConfigError, InputError, FormatError)
+def user_errors() -> tuple[type[Exception], ...]:
+    from sofa_compiler.isa.formats import FormatError
+    from sofa_compiler.sim.config import ConfigError
+    from sofa_compiler.sim.inputs import SimError
+    from sofa_compiler.sim.state import InputError
+
+    return SimError, ConfigError, InputError, FormatError
+
+
+@exit_statuses("sofa-sim", deferred_errors=user_errors)
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     for path in (args.output, args.trace):
         check_output_path(path)
+    from rich.console import Console
+
+    from sofa_compiler.isa.formats import SofaFormat
+    from sofa_compiler.sim.config import load_config
+    from sofa_compiler.sim.inputs import load_inputs, random_inputs
+    from sofa_compiler.sim.trace import write_trace
+
     if program_format(args.program) is SofaFormat.BUNDLE:
         return run_bundle(args)
     config = load_config(args.config)
     program = load_program(args.program)
     inputs = load_inputs(args.inputs) if args.inputs else random_inputs(program, args.random_inputs or 0)
     show_progress = not args.no_progress and sys.stderr.isatty()
-    with timing_progress(show_progress) as progress:
+    with simulation_progress(show_progress) as progress:
         simulation = run_program(program, inputs, config, progress, args.max_instructions, args.dram_bytes)
     if args.output:
         write_outputs(args.output, simulation.functional.outputs)

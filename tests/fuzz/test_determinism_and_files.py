@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from fuzzlib import FIXTURES, call_main
 
+from sofa_compiler import bundle
 from sofa_compiler.cli import INTERRUPTED_STATUS
 from sofa_compiler.tools import sofa_compile, sofa_sim
 
@@ -86,7 +87,8 @@ def test_interrupted_output_write_keeps_the_old_file(tmp_path: Path, monkeypatch
     def interrupt(model: object) -> bytes:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sofa_compile, "bundle_bytes", interrupt)
+    # sofa-compile imports bundle_bytes when it runs (so that --help stays fast): patch it at its source.
+    monkeypatch.setattr(bundle, "bundle_bytes", interrupt)
     outcome = call_main(sofa_compile.main, [str(FIXTURES / "torch_sdpa.onnx"), "-o", str(output)])
     assert outcome.rc == INTERRUPTED_STATUS
     assert output.read_bytes() == b"previous bundle"
