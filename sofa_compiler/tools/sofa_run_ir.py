@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 from sofa_compiler.cli import exit_statuses
 from sofa_compiler.context import sofa_context
 from sofa_compiler.files import NpzError, atomic_write, read_npz
-from sofa_compiler.interpreters import register_all
 from sofa_compiler.parser import SofaParser, parser_assertions_as_errors
 
 
@@ -248,6 +247,9 @@ def print_kernel_runs(runner: "KernelRunner") -> None:
 def run(args: argparse.Namespace) -> None:
     module = parse_module(sofa_context(), args.file)
     interpreter = Interpreter(module)
+    # Imported here: the interpreters load onnx and ml_dtypes, which --help does not need.
+    from sofa_compiler.interpreters import register_all
+
     register_all(interpreter)
     runner = register_kernels(interpreter, module, args.kernels)
 
