@@ -202,7 +202,7 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
     out = checked_attention(emitter, describe(node), (q, k, v), scale=float(scale), causal=causal, mask=mask)
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
-    return None
+    return attention_host_reason(out)
 
 
 def _warn_host(node: onnx.NodeProto, softcap: float) -> str:
@@ -238,6 +238,13 @@ def checked_attention(
     if (reason := host_reason(op)) is not None:
         warn_host(subject, reason)
     return out
+
+
+def attention_host_reason(out: SSAValue) -> str | None:
+    """Why the `sofa.attention` computing `out` stays on the host (its placement), or None."""
+    op = out.owner
+    assert isinstance(op, AttentionOp)
+    return host_reason(op)
 
 
 def _cast_like(emitter: Emitter, value: SSAValue, like: SSAValue) -> SSAValue:

@@ -16,7 +16,7 @@ from xdsl.transforms.dead_code_elimination import region_dce
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.host import PartitionOp, numpy_dtype
-from sofa_compiler.frontend.attention_op import checked_attention, lower_attention
+from sofa_compiler.frontend.attention_op import attention_host_reason, checked_attention, lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe
@@ -92,8 +92,8 @@ def _build_function(graph: Graph, kv_projection: bool) -> tuple[FuncOp, list[Pla
                 continue
             unit = units[key]
             if isinstance(unit, AttentionCore):
-                _emit_core(unit, graph, emitter, kv_projection)
-                placements.append(Placement(_node_name(unit.absorbed[0]), None))
+                reason = _emit_core(unit, graph, emitter, kv_projection)
+                placements.append(Placement(_node_name(unit.absorbed[0]), reason))
             else:
                 reason = lower_attention(unit, graph, emitter, kv_projection)
                 placements.append(Placement(_node_name(unit), reason))
@@ -155,7 +155,8 @@ def _unmatched(graph: Graph, cores: Sequence[AttentionCore]) -> list[Placement]:
 # ---------------------------------------------------------------------------
 
 
-def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projection: bool) -> None:
+def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projection: bool) -> str | None:
+    """Emit the core's `sofa.attention`; why it stays on the host (its placement), or None."""
     rank = len(graph.info(core.q).shape)
     ranks = [len(graph.info(name).shape) for name in (core.q, core.k, core.v)]
     if rank not in (3, 4) or ranks != [rank] * 3 or len(core.k_perm) != rank:
@@ -182,9 +183,11 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
         mask = emitter.reshape(mask, [1, *shape_of(mask)])
     subject = f"the attention pattern ending at {describe(core.anchor)}"
     out = checked_attention(emitter, subject, (q, k, v), scale=core.scale, causal=causal, mask=mask)
+    reason = attention_host_reason(out)
     if rank == 3:
         out = emitter.reshape(out, shape_of(out)[1:])
     emitter.values[core.anchor.output[0]] = out
+    return reason
 
 
 def _match_kv_heads(emitter: Emitter, k: SSAValue, v: SSAValue, lead: tuple[int, ...]) -> tuple[SSAValue, SSAValue]:
