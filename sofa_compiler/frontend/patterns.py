@@ -215,7 +215,12 @@ def _peel_probabilities(graph: Graph, name: str) -> tuple[str, list[onnx.NodePro
     `_zeroes_masked_rows` checks once the masks are known.
     """
     passed, guards = [], []
-    while graph.single_use(name):
+    while (nan_guard := _nan_guard(graph, name)) is not None or graph.single_use(name):
+        if nan_guard is not None:
+            passed.extend(nan_guard)
+            guards.append(nan_guard[0].output[0])
+            name = nan_guard[1].output[0]
+            continue
         node = graph.uses(name)[0]
         if _is_noop_cast(graph, node):
             pass
@@ -230,8 +235,27 @@ def _peel_probabilities(graph: Graph, name: str) -> tuple[str, list[onnx.NodePro
     return name, passed, guards
 
 
+def _nan_guard(graph: Graph, name: str) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
+    """Where(IsNaN(P), 0, P), torch's SDPA decomposition (dynamo exporter): the IsNaN and Where nodes, or None.
+
+    Softmax gives NaN exactly in rows whose every score is -inf, the fully masked rows that
+    sofa.attention sets to zero, so the guard is what the accelerator computes anyway.
+    """
+    uses = graph.uses(name)
+    if len(uses) != 2 or name in graph.outputs:
+        return None
+    isnan, where = sorted(uses, key=lambda node: node.op_type != "IsNaN")
+    if isnan.op_type != "IsNaN" or where.op_type != "Where" or not graph.single_use(isnan.output[0]):
+        return None
+    if list(where.input) != [isnan.output[0], where.input[1], name] or graph.scalar(where.input[1]) != 0.0:
+        return None
+    return (isnan, where) if graph.info(where.output[0]).shape == graph.info(name).shape else None
+
+
 def _zeroes_masked_rows(graph: Graph, guard: str, masks: list[MaskTerm], shape: tuple[int, ...]) -> bool:
     """Whether Where(guard, 0, P) zeroes exactly the rows every key of which is masked, as sofa.attention does."""
+    if (producer := graph.producer.get(guard)) is not None and producer.op_type == "IsNaN":
+        return True  # `_nan_guard`: the NaN rows are the fully masked ones
     if len(masks) == 1 and not masks[0].keep and _is_row_all_masked(graph, guard, masks[0].name):
         return True
     condition = graph.consts.get(guard)

@@ -32,8 +32,13 @@ def const(name: str, value: np.ndarray | list | float) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value), name)
 
 
-def causal_model(build_mask: Callable[[Nodes, Inits], tuple[str, str]], opset: int = 23) -> onnx.ModelProto:
-    """Attention whose mask `build_mask` writes: it returns the mask's name and 'add' or 'where'."""
+def causal_model(
+    build_mask: Callable[[Nodes, Inits], tuple[str, str]], opset: int = 23, nan_guard: bool = False
+) -> onnx.ModelProto:
+    """Attention whose mask `build_mask` writes: it returns the mask's name and 'add' or 'where'.
+
+    With `nan_guard`, P = Where(IsNaN(P), 0, P) as torch's dynamo exporter writes SDPA.
+    """
     nodes: Nodes = []
     inits: Inits = [const("scale", np.float32(DEPTH**-0.5))]
     mask, kind = build_mask(nodes, inits)
@@ -47,7 +52,16 @@ def causal_model(build_mask: Callable[[Nodes, Inits], tuple[str, str]], opset: i
     else:
         inits.append(const("fill", np.float32(np.finfo(np.float32).min)))
         nodes.append(helper.make_node("Where", [mask, "scores", "fill"], ["masked"]))
-    nodes += [helper.make_node("Softmax", ["masked"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["y"])]
+    nodes.append(helper.make_node("Softmax", ["masked"], ["p"], axis=-1))
+    if nan_guard:
+        inits.append(const("zero", np.float32(0.0)))
+        nodes += [
+            helper.make_node("IsNaN", ["p"], ["nan"]),
+            helper.make_node("Where", ["nan", "zero", "p"], ["p_guarded"]),
+            helper.make_node("MatMul", ["p_guarded", "v"], ["y"]),
+        ]
+    else:
+        nodes.append(helper.make_node("MatMul", ["p", "v"], ["y"]))
     shape = [BATCH, HEADS, LENGTH, DEPTH]
     graph = helper.make_graph(
         nodes,
@@ -174,6 +188,13 @@ def check_on_accelerator(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) 
 @pytest.mark.parametrize("name", list(MASKS))
 def test_constant_causal_mask_runs_on_accelerator(name: str) -> None:
     model = causal_model(MASKS[name])
+    check_on_accelerator(model, random_inputs(model))
+
+
+@pytest.mark.parametrize("name", ["bool-constant", "additive-inf"])
+def test_nan_guarded_softmax_runs_on_accelerator(name: str) -> None:
+    """Where(IsNaN(P), 0, P) zeroes only fully masked rows, as sofa.attention does: the core absorbs it."""
+    model = causal_model(MASKS[name], opset=18, nan_guard=True)
     check_on_accelerator(model, random_inputs(model))
 
 
