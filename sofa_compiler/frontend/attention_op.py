@@ -36,6 +36,7 @@ from passes.coordinated_tiling import host_reason
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
+from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
 QK_OUTPUT_MODES = (0, 1, 2, 3)
@@ -178,9 +179,14 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
 
     q_length, kv_length = shape_of(q)[2], shape_of(k)[2]
     mask_name = _input(node, 3)
-    mask = None if mask_name is None else _pad_mask(emitter, emitter.value(mask_name), kv_length)
     attrs = attributes(node)
     causal = bool(attrs.get("is_causal", 0))
+    if mask_name is not None and not past_length:
+        # A constant causal attn_mask (torch's SDPA export with is_causal=False) is the causal flag.
+        term = MaskTerm(mask_name, keep=graph.info(mask_name).dtype == np.bool_)
+        if is_causal_mask(term, graph, q_length, kv_length):
+            mask_name, causal = None, True
+    mask = None if mask_name is None else _pad_mask(emitter, emitter.value(mask_name), kv_length)
     if causal and past_length:
         # sofa.attention's causal flag is upper-left aligned; with a cache the spec's is bottom-right.
         if mask is not None and shape_of(mask)[-2:] not in ((q_length, kv_length), (1, kv_length)):

@@ -22,7 +22,7 @@ from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe
 from sofa_compiler.frontend.loading import load_graph
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
-from sofa_compiler.frontend.patterns import MASKED_FILL, AttentionCore, MaskTerm, find_cores, unmatched_reason
+from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores, is_causal_mask, unmatched_reason
 from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -206,7 +206,7 @@ def _core_mask(
     terms: list[MaskTerm], graph: Graph, emitter: Emitter, q_length: int, kv_length: int
 ) -> tuple[SSAValue | None, bool]:
     """One mask operand for the collected mask terms, and whether it is just upper-left causal."""
-    if len(terms) == 1 and (causal := _is_causal(terms[0], graph, q_length, kv_length)):
+    if len(terms) == 1 and (causal := is_causal_mask(terms[0], graph, q_length, kv_length)):
         return None, causal
     masks: list[SSAValue] = []
     for term in terms:
@@ -231,21 +231,3 @@ def _core_mask(
     for bias in biases[1:]:
         total = emitter.host("Add", [total, bias], np.broadcast_shapes(shape_of(total), shape_of(bias)))
     return total, False
-
-
-def _is_causal(term: MaskTerm, graph: Graph, q_length: int, kv_length: int) -> bool:
-    """Whether a constant mask is exactly upper-left causal masking (and nothing else).
-
-    The folded value decides, however the model built it (a triangular buffer,
-    a slice of a bigger one, Trilu, Where over a Range comparison); a mask
-    broadcast over batch and heads is checked whole.
-    """
-    value = graph.consts.get(term.name)
-    if value is None or value.ndim < 2 or value.shape[-2:] != (q_length, kv_length):
-        return False
-    lower = np.tril(np.ones((q_length, kv_length), dtype=bool))
-    if term.keep:
-        keep = np.logical_not(value) if term.invert else value.astype(bool)
-        return bool(np.all(keep == lower))
-    # Additive: 0 where visible; at or below MASKED_FILL (exp underflows to exactly 0 in f32) elsewhere.
-    return bool(np.all(np.where(lower, value == 0, value <= MASKED_FILL)))

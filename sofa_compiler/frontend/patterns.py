@@ -336,3 +336,21 @@ def find_cores(graph: Graph) -> list[AttentionCore]:
         claimed.update(id(n) for n in core.absorbed)
         cores.append(core)
     return cores
+
+
+def is_causal_mask(term: MaskTerm, graph: Graph, q_length: int, kv_length: int) -> bool:
+    """Whether a constant mask is exactly upper-left causal masking (and nothing else).
+
+    The folded value decides, however the model built it (a triangular buffer,
+    a slice of a bigger one, Trilu, Where over a Range comparison); a mask
+    broadcast over batch and heads is checked whole.
+    """
+    value = graph.consts.get(term.name)
+    if value is None or value.ndim < 2 or value.shape[-2:] != (q_length, kv_length):
+        return False
+    lower = np.tril(np.ones((q_length, kv_length), dtype=bool))
+    if term.keep:
+        keep = np.logical_not(value) if term.invert else value.astype(bool)
+        return bool(np.all(keep == lower))
+    # Additive: 0 where visible; at or below MASKED_FILL (exp underflows to exactly 0 in f32) elsewhere.
+    return bool(np.all(np.where(lower, value == 0, value <= MASKED_FILL)))

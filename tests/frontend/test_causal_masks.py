@@ -198,6 +198,32 @@ def test_nan_guarded_softmax_runs_on_accelerator(name: str) -> None:
     check_on_accelerator(model, random_inputs(model))
 
 
+def attention_op_model(mask: np.ndarray) -> onnx.ModelProto:
+    """An opset-23 `Attention` with a constant attn_mask and is_causal=0, as torch's dynamo exporter writes SDPA."""
+    shape = [BATCH, HEADS, LENGTH, DEPTH]
+    graph = helper.make_graph(
+        [helper.make_node("Attention", ["q", "k", "v", "mask"], ["y"], name="attention")],
+        "attention_op",
+        [helper.make_tensor_value_info(name, FLOAT, shape) for name in "qkv"],
+        [helper.make_tensor_value_info("y", FLOAT, shape)],
+        [const("mask", mask)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 10
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [lower()[None, None], np.where(lower(), 0.0, np.finfo(np.float32).min).astype(np.float32)],
+    ids=["bool", "additive-float-min"],
+)
+def test_attention_op_constant_causal_mask_runs_on_accelerator(mask: np.ndarray) -> None:
+    model = attention_op_model(mask)
+    check_on_accelerator(model, random_inputs(model))
+
+
 def test_shifted_triangle_is_not_causal() -> None:
     """A triangle one above the diagonal shows each query the next key too: a general mask, not `causal`."""
 
