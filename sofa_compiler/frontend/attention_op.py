@@ -36,6 +36,7 @@ from passes.coordinated_tiling import host_reason
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
+from sofa_compiler.frontend.mask_axes import narrow_mask
 from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -186,7 +187,7 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         term = MaskTerm(mask_name, keep=graph.info(mask_name).dtype == np.bool_)
         if is_causal_mask(term, graph, q_length, kv_length):
             mask_name, causal = None, True
-    mask = None if mask_name is None else _pad_mask(emitter, emitter.value(mask_name), kv_length)
+    mask = None if mask_name is None else _pad_mask(emitter, narrow_mask(graph, emitter, mask_name), kv_length)
     if causal and past_length:
         # sofa.attention's causal flag is upper-left aligned; with a cache the spec's is bottom-right.
         if mask is not None and shape_of(mask)[-2:] not in ((q_length, kv_length), (1, kv_length)):

@@ -21,6 +21,7 @@ from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe
 from sofa_compiler.frontend.loading import load_graph
+from sofa_compiler.frontend.mask_axes import narrow_mask
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
 from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores, is_causal_mask, unmatched_reason
 from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
@@ -210,7 +211,7 @@ def _core_mask(
         return None, causal
     masks: list[SSAValue] = []
     for term in terms:
-        value = emitter.value(term.name)
+        value = narrow_mask(graph, emitter, term.name)
         if term.keep and term.invert:
             value = emitter.host("Not", [value], shape_of(value), element=i1)
         if term.keep and element_of(value) != i1:
