@@ -8,7 +8,6 @@ kernel; results match onnxruntime at keep 1.0.
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Callable
 
@@ -237,48 +236,3 @@ def test_shifted_triangle_is_not_causal() -> None:
         compiled = sofa_compiler.compile(model, keep=1.0)
     (line,) = attention_lines(compiled)
     assert " causal" not in line
-
-
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
-def transformers_gpt2(request: pytest.FixtureRequest) -> onnx.ModelProto:
-    """A one-layer random GPT-2 from transformers, exported at opset 23 (TorchScript exporter)."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from transformers import masking_utils
-
-    # Packed-sequence detection uses aten::diff, which the TorchScript exporter lacks; one sequence is not packed.
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(masking_utils, "find_packed_sequence_indices", lambda position_ids: None)
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=1, n_head=2, n_embd=32, n_positions=BUFFER, vocab_size=50, attn_implementation=request.param
-    )
-    gpt2 = transformers.GPT2Model(config).eval()
-
-    class LastHidden(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.gpt2 = gpt2
-
-        def forward(self, input_ids):
-            return self.gpt2(input_ids=input_ids, use_cache=False).last_hidden_state
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            LastHidden(),
-            (torch.zeros(1, LENGTH, dtype=torch.int64),),
-            buffer,
-            dynamo=False,
-            opset_version=23,
-            input_names=["input_ids"],
-            output_names=["hidden"],
-        )
-    monkeypatch.undo()
-    return onnx.load_from_string(buffer.getvalue())
-
-
-def test_transformers_gpt2_runs_attention_on_accelerator(transformers_gpt2: onnx.ModelProto) -> None:
-    ids = np.random.default_rng(0).integers(0, 50, (1, LENGTH)).astype(np.int64)
-    check_on_accelerator(transformers_gpt2, {"input_ids": ids})
