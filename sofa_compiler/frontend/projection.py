@@ -4,6 +4,11 @@ SOFA predicts scores from X and W_k before K exists and generates only the
 K/V rows it keeps (on-demand KV), so the importer records the projections
 as `sofa.kv_projection` when it can trace both K and V to the same X through
 constant weights. The traced host ops become dead and are removed.
+
+Rotary embeddings make K = RoPE(X.W_k), which depends on each key's position:
+not a projection. `trace_linear` passes only MatMul, bias Add and last-axis
+Split/Slice, so it stops at the rotation's Mul/Add (or RotaryEmbedding) and
+such a model reads host-computed K and V (README, Status).
 """
 
 from __future__ import annotations
