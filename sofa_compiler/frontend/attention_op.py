@@ -39,6 +39,8 @@ from passes.coordinated_tiling import host_reason
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
+from sofa_compiler.frontend.mask_axes import narrow_mask
+from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
 KV_CACHE_CAUSAL = "causal masking aligned bottom-right over a KV cache needs an explicit mask (KV caches: issue 18)"
@@ -184,9 +186,14 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
 
     q_length, kv_length = shape_of(q)[2], shape_of(k)[2]
     mask_name = _input(node, 3)
-    mask = None if mask_name is None else _pad_mask(emitter, emitter.value(mask_name), kv_length)
     attrs = attributes(node)
     causal = bool(attrs.get("is_causal", 0))
+    if mask_name is not None and not past_length:
+        # A constant causal attn_mask (torch's SDPA export with is_causal=False) is the causal flag.
+        term = MaskTerm(mask_name, keep=graph.info(mask_name).dtype == np.bool_)
+        if is_causal_mask(term, graph, q_length, kv_length):
+            mask_name, causal = None, True
+    mask = None if mask_name is None else _pad_mask(emitter, narrow_mask(graph, emitter, mask_name), kv_length)
     cache_causal = causal and past_length > 0
     if cache_causal:
         # sofa.attention's causal flag is upper-left aligned; with a cache the spec's is bottom-right.

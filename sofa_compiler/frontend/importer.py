@@ -21,8 +21,9 @@ from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe
 from sofa_compiler.frontend.loading import load_graph
+from sofa_compiler.frontend.mask_axes import narrow_mask
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
-from sofa_compiler.frontend.patterns import MASKED_FILL, AttentionCore, MaskTerm, find_cores, unmatched_reason
+from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores, is_causal_mask, unmatched_reason
 from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -183,7 +184,9 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
         mask = emitter.reshape(mask, [1, *shape_of(mask)])
     subject = f"the attention pattern ending at {describe(core.anchor)}"
     q_length, kv_length = shape_of(q)[2], shape_of(k)[2]
-    cache_causal = len(core.masks) == 1 and _is_causal(core.masks[0], graph, q_length, kv_length, kv_length - q_length)
+    cache_causal = len(core.masks) == 1 and is_causal_mask(
+        core.masks[0], graph, q_length, kv_length, kv_length - q_length
+    )
     why = KV_CACHE_CAUSAL if cache_causal and kv_length > q_length else None
     out, reason = checked_attention(
         emitter, subject, (q, k, v), scale=core.scale, causal=causal, mask=mask, host_why=why
@@ -210,11 +213,11 @@ def _core_mask(
     terms: list[MaskTerm], graph: Graph, emitter: Emitter, q_length: int, kv_length: int
 ) -> tuple[SSAValue | None, bool]:
     """One mask operand for the collected mask terms, and whether it is just upper-left causal."""
-    if len(terms) == 1 and (causal := _is_causal(terms[0], graph, q_length, kv_length)):
+    if len(terms) == 1 and (causal := is_causal_mask(terms[0], graph, q_length, kv_length)):
         return None, causal
     masks: list[SSAValue] = []
     for term in terms:
-        value = emitter.value(term.name)
+        value = narrow_mask(graph, emitter, term.name)
         if term.keep and term.invert:
             value = emitter.host("Not", [value], shape_of(value), element=i1)
         if term.keep and element_of(value) != i1:
@@ -235,22 +238,3 @@ def _core_mask(
     for bias in biases[1:]:
         total = emitter.host("Add", [total, bias], np.broadcast_shapes(shape_of(total), shape_of(bias)))
     return total, False
-
-
-def _is_causal(term: MaskTerm, graph: Graph, q_length: int, kv_length: int, offset: int = 0) -> bool:
-    """Whether a constant mask is exactly causal masking (and nothing else): query i sees key j iff j <= i + offset.
-
-    Offset 0 is upper-left causal, as `sofa.attention` has it; kv_length - q_length is the
-    bottom-right form of queries that follow a KV cache. The folded value decides, however
-    the model built it (a triangular buffer, a slice of a bigger one, Trilu, Where over a
-    Range comparison); a mask broadcast over batch and heads is checked whole.
-    """
-    value = graph.consts.get(term.name)
-    if value is None or value.ndim < 2 or value.shape[-2:] != (q_length, kv_length):
-        return False
-    lower = np.tril(np.ones((q_length, kv_length), dtype=bool), k=offset)
-    if term.keep:
-        keep = np.logical_not(value) if term.invert else value.astype(bool)
-        return bool(np.all(keep == lower))
-    # Additive: 0 where visible; at or below MASKED_FILL (exp underflows to exactly 0 in f32) elsewhere.
-    return bool(np.all(np.where(lower, value == 0, value <= MASKED_FILL)))

@@ -318,6 +318,8 @@ def _fold_with_reference(node: onnx.NodeProto, graph: Graph) -> None:
     """Fold a node the numpy table lacks with onnx's reference evaluator (it covers every standard op)."""
     from onnx.reference import ReferenceEvaluator
 
+    from sofa_compiler.frontend.reference_fixes import REFERENCE_FIXES
+
     inputs = [name for name in node.input if name]
     outputs = [name for name in node.output if name]
     body = helper.make_graph(
@@ -329,7 +331,7 @@ def _fold_with_reference(node: onnx.NodeProto, graph: Graph) -> None:
     )
     model = helper.make_model(body, opset_imports=list(graph.model.opset_import))
     try:
-        results = ReferenceEvaluator(model).run(None, {})
+        results = ReferenceEvaluator(model, new_ops=REFERENCE_FIXES).run(None, {})
     except Exception as error:  # the evaluator raises whatever its op implementation does
         raise FrontendError(f"{describe(node)}: cannot fold its constant inputs: {error}") from None
     for name, value in zip(outputs, results, strict=True):

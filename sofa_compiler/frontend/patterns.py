@@ -216,7 +216,12 @@ def _peel_probabilities(graph: Graph, name: str) -> tuple[str, list[onnx.NodePro
     `_zeroes_masked_rows` checks once the masks are known.
     """
     passed, guards = [], []
-    while graph.single_use(name):
+    while (nan_guard := _nan_guard(graph, name)) is not None or graph.single_use(name):
+        if nan_guard is not None:
+            passed.extend(nan_guard)
+            guards.append(nan_guard[0].output[0])
+            name = nan_guard[1].output[0]
+            continue
         node = graph.uses(name)[0]
         if _is_noop_cast(graph, node):
             pass
@@ -231,8 +236,27 @@ def _peel_probabilities(graph: Graph, name: str) -> tuple[str, list[onnx.NodePro
     return name, passed, guards
 
 
+def _nan_guard(graph: Graph, name: str) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
+    """Where(IsNaN(P), 0, P), torch's SDPA decomposition (dynamo exporter): the IsNaN and Where nodes, or None.
+
+    Softmax gives NaN exactly in rows whose every score is -inf, the fully masked rows that
+    sofa.attention sets to zero, so the guard is what the accelerator computes anyway.
+    """
+    uses = graph.uses(name)
+    if len(uses) != 2 or name in graph.outputs:
+        return None
+    isnan, where = sorted(uses, key=lambda node: node.op_type != "IsNaN")
+    if isnan.op_type != "IsNaN" or where.op_type != "Where" or not graph.single_use(isnan.output[0]):
+        return None
+    if list(where.input) != [isnan.output[0], where.input[1], name] or graph.scalar(where.input[1]) != 0.0:
+        return None
+    return (isnan, where) if graph.info(where.output[0]).shape == graph.info(name).shape else None
+
+
 def _zeroes_masked_rows(graph: Graph, guard: str, masks: list[MaskTerm], shape: tuple[int, ...]) -> bool:
     """Whether Where(guard, 0, P) zeroes exactly the rows every key of which is masked, as sofa.attention does."""
+    if (producer := graph.producer.get(guard)) is not None and producer.op_type == "IsNaN":
+        return True  # `_nan_guard`: the NaN rows are the fully masked ones
     if len(masks) == 1 and not masks[0].keep and _is_row_all_masked(graph, guard, masks[0].name):
         return True
     condition = graph.consts.get(guard)
@@ -313,3 +337,22 @@ def find_cores(graph: Graph) -> list[AttentionCore]:
         claimed.update(id(n) for n in core.absorbed)
         cores.append(core)
     return cores
+
+
+def is_causal_mask(term: MaskTerm, graph: Graph, q_length: int, kv_length: int, offset: int = 0) -> bool:
+    """Whether a constant mask is exactly causal masking (and nothing else): query i sees key j iff j <= i + offset.
+
+    Offset 0 is upper-left causal, as `sofa.attention` has it; kv_length - q_length is the
+    bottom-right form of queries that follow a KV cache. The folded value decides,
+    however the model built it (a triangular buffer, a slice of a bigger one, Trilu,
+    Where over a Range comparison); a mask broadcast over batch and heads is checked whole.
+    """
+    value = graph.consts.get(term.name)
+    if value is None or value.ndim < 2 or value.shape[-2:] != (q_length, kv_length):
+        return False
+    lower = np.tril(np.ones((q_length, kv_length), dtype=bool), k=offset)
+    if term.keep:
+        keep = np.logical_not(value) if term.invert else value.astype(bool)
+        return bool(np.all(keep == lower))
+    # Additive: 0 where visible; at or below MASKED_FILL (exp underflows to exactly 0 in f32) elsewhere.
+    return bool(np.all(np.where(lower, value == 0, value <= MASKED_FILL)))

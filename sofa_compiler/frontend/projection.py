@@ -4,6 +4,11 @@ SOFA predicts scores from X and W_k before K exists and generates only the
 K/V rows it keeps (on-demand KV), so the importer records the projections
 as `sofa.kv_projection` when it can trace both K and V to the same X through
 constant weights. The traced host ops become dead and are removed.
+
+Rotary embeddings make K = RoPE(X.W_k), which depends on each key's position:
+not a projection. `trace_linear` passes only MatMul, bias Add and last-axis
+Split/Slice, so it stops at the rotation's Mul/Add (or RotaryEmbedding) and
+such a model reads host-computed K and V (README, Status).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 from xdsl.ir import SSAValue
 
 from dialects.host import is_float_dtype
@@ -58,7 +64,33 @@ def trace_linear(graph: Graph, name: str) -> Linear | None:
         selected = _column_selection(graph, node, name)
         inner = None if selected is None else trace_linear(graph, node.input[0])
         return None if inner is None or selected is None else inner.columns(selected)
+    if node.op_type == "Reshape":
+        return _flattened_gemm(graph, node)
     return None
+
+
+def _flattened_gemm(graph: Graph, unflatten: onnx.NodeProto) -> Linear | None:
+    """Reshape([B*S, N] -> [B, S, N]) of Gemm(Reshape(x: [B, S, H] -> [B*S, H]), W (, b)), as torch's
+    dynamo exporter writes transformers' Conv1D (GPT-2's c_attn)."""
+    gemm = graph.producer.get(unflatten.input[0])
+    if gemm is None or gemm.op_type != "Gemm" or len(graph.info(unflatten.output[0]).shape) != 3:
+        return None
+    flatten = graph.producer.get(gemm.input[0])
+    options = attributes(gemm)
+    weight = graph.consts.get(gemm.input[1])
+    if flatten is None or flatten.op_type != "Reshape" or weight is None or weight.ndim != 2:
+        return None
+    if options.get("transA", 0) or options.get("alpha", 1.0) != 1.0 or options.get("beta", 1.0) != 1.0:
+        return None
+    x = flatten.input[0]
+    x_shape, out_shape = graph.info(x).shape, graph.info(unflatten.output[0]).shape
+    if x in graph.consts or len(x_shape) != 3 or x_shape[:2] != out_shape[:2]:
+        return None
+    weight = weight.T if options.get("transB", 0) else weight
+    bias = graph.consts.get(gemm.input[2]) if len(gemm.input) > 2 and gemm.input[2] else None
+    if len(gemm.input) > 2 and gemm.input[2] and (bias is None or bias.size != weight.shape[1]):
+        return None  # a bias computed at run time, or one that is not per column
+    return Linear(x, weight, None if bias is None else bias.reshape(weight.shape[1]))
 
 
 def _column_selection(graph: Graph, node, name: str) -> slice | None:

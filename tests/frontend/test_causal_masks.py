@@ -8,7 +8,6 @@ kernel; results match onnxruntime at keep 1.0.
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Callable
 
@@ -32,8 +31,13 @@ def const(name: str, value: np.ndarray | list | float) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value), name)
 
 
-def causal_model(build_mask: Callable[[Nodes, Inits], tuple[str, str]], opset: int = 23) -> onnx.ModelProto:
-    """Attention whose mask `build_mask` writes: it returns the mask's name and 'add' or 'where'."""
+def causal_model(
+    build_mask: Callable[[Nodes, Inits], tuple[str, str]], opset: int = 23, nan_guard: bool = False
+) -> onnx.ModelProto:
+    """Attention whose mask `build_mask` writes: it returns the mask's name and 'add' or 'where'.
+
+    With `nan_guard`, P = Where(IsNaN(P), 0, P) as torch's dynamo exporter writes SDPA.
+    """
     nodes: Nodes = []
     inits: Inits = [const("scale", np.float32(DEPTH**-0.5))]
     mask, kind = build_mask(nodes, inits)
@@ -47,7 +51,16 @@ def causal_model(build_mask: Callable[[Nodes, Inits], tuple[str, str]], opset: i
     else:
         inits.append(const("fill", np.float32(np.finfo(np.float32).min)))
         nodes.append(helper.make_node("Where", [mask, "scores", "fill"], ["masked"]))
-    nodes += [helper.make_node("Softmax", ["masked"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["y"])]
+    nodes.append(helper.make_node("Softmax", ["masked"], ["p"], axis=-1))
+    if nan_guard:
+        inits.append(const("zero", np.float32(0.0)))
+        nodes += [
+            helper.make_node("IsNaN", ["p"], ["nan"]),
+            helper.make_node("Where", ["nan", "zero", "p"], ["p_guarded"]),
+            helper.make_node("MatMul", ["p_guarded", "v"], ["y"]),
+        ]
+    else:
+        nodes.append(helper.make_node("MatMul", ["p", "v"], ["y"]))
     shape = [BATCH, HEADS, LENGTH, DEPTH]
     graph = helper.make_graph(
         nodes,
@@ -154,10 +167,17 @@ def compile_quietly(model: onnx.ModelProto) -> sofa_compiler.CompiledModel:
         return sofa_compiler.compile(model, keep=1.0)
 
 
+def attention_lines(compiled: sofa_compiler.CompiledModel) -> list[str]:
+    """The imported IR's `sofa.attention` lines (the placements attribute also says 'causal', in its reasons)."""
+    lines = [line for line in compiled.ir("onnx-ir").splitlines() if "sofa.attention " in line]
+    assert lines, "no sofa.attention in the imported IR"
+    return lines
+
+
 def check_on_accelerator(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> None:
     compiled = compile_quietly(model)
     assert compiled.programs, "the attention did not get an accelerator kernel"
-    assert " causal " in compiled.ir("onnx-ir") or " causal:" in compiled.ir("onnx-ir")
+    assert all(" causal " in line or " causal:" in line for line in attention_lines(compiled))
     outputs, report = compiled.run(inputs)
     assert report.kernels
     (expected,) = run_onnxruntime(model, inputs)[:1]
@@ -167,6 +187,39 @@ def check_on_accelerator(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) 
 @pytest.mark.parametrize("name", list(MASKS))
 def test_constant_causal_mask_runs_on_accelerator(name: str) -> None:
     model = causal_model(MASKS[name])
+    check_on_accelerator(model, random_inputs(model))
+
+
+@pytest.mark.parametrize("name", ["bool-constant", "additive-inf"])
+def test_nan_guarded_softmax_runs_on_accelerator(name: str) -> None:
+    """Where(IsNaN(P), 0, P) zeroes only fully masked rows, as sofa.attention does: the core absorbs it."""
+    model = causal_model(MASKS[name], opset=18, nan_guard=True)
+    check_on_accelerator(model, random_inputs(model))
+
+
+def attention_op_model(mask: np.ndarray) -> onnx.ModelProto:
+    """An opset-23 `Attention` with a constant attn_mask and is_causal=0, as torch's dynamo exporter writes SDPA."""
+    shape = [BATCH, HEADS, LENGTH, DEPTH]
+    graph = helper.make_graph(
+        [helper.make_node("Attention", ["q", "k", "v", "mask"], ["y"], name="attention")],
+        "attention_op",
+        [helper.make_tensor_value_info(name, FLOAT, shape) for name in "qkv"],
+        [helper.make_tensor_value_info("y", FLOAT, shape)],
+        [const("mask", mask)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 10
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [lower()[None, None], np.where(lower(), 0.0, np.finfo(np.float32).min).astype(np.float32)],
+    ids=["bool", "additive-float-min"],
+)
+def test_attention_op_constant_causal_mask_runs_on_accelerator(mask: np.ndarray) -> None:
+    model = attention_op_model(mask)
     check_on_accelerator(model, random_inputs(model))
 
 
@@ -181,51 +234,5 @@ def test_shifted_triangle_is_not_causal() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         compiled = sofa_compiler.compile(model, keep=1.0)
-    attention = [line for line in compiled.ir("onnx-ir").splitlines() if "sofa.attention" in line]
-    assert attention
-    assert not any(" causal" in line for line in attention)  # placements may say "causal" in words
-
-
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
-def transformers_gpt2(request: pytest.FixtureRequest) -> onnx.ModelProto:
-    """A one-layer random GPT-2 from transformers, exported at opset 23 (TorchScript exporter)."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from transformers import masking_utils
-
-    # Packed-sequence detection uses aten::diff, which the TorchScript exporter lacks; one sequence is not packed.
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(masking_utils, "find_packed_sequence_indices", lambda position_ids: None)
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=1, n_head=2, n_embd=32, n_positions=BUFFER, vocab_size=50, attn_implementation=request.param
-    )
-    gpt2 = transformers.GPT2Model(config).eval()
-
-    class LastHidden(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.gpt2 = gpt2
-
-        def forward(self, input_ids):
-            return self.gpt2(input_ids=input_ids, use_cache=False).last_hidden_state
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            LastHidden(),
-            (torch.zeros(1, LENGTH, dtype=torch.int64),),
-            buffer,
-            dynamo=False,
-            opset_version=23,
-            input_names=["input_ids"],
-            output_names=["hidden"],
-        )
-    monkeypatch.undo()
-    return onnx.load_from_string(buffer.getvalue())
-
-
-def test_transformers_gpt2_runs_attention_on_accelerator(transformers_gpt2: onnx.ModelProto) -> None:
-    ids = np.random.default_rng(0).integers(0, 50, (1, LENGTH)).astype(np.int64)
-    check_on_accelerator(transformers_gpt2, {"input_ids": ids})
+    (line,) = attention_lines(compiled)
+    assert " causal" not in line

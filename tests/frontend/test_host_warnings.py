@@ -86,3 +86,13 @@ def test_unmatched_softmax_warns_with_reason() -> None:
         "its probabilities have uses besides the product with V (a model output, say)"
     ) in messages
     assert any("keep=0.5 has no effect" in message for message in messages)
+
+
+@pytest.mark.parametrize("name", ["torch_sdpa_mask", "attn24_float_mask_3d"])
+def test_general_mask_is_placed_on_the_host(name: str) -> None:
+    compiled, _, _ = compile_recording(name, keep=1.0)
+    (placement,) = compiled.placements
+    assert placement.host_reason == (
+        "general attention masks run on the host (the accelerator supports causal and padding masks)"
+    )
+    assert placement.line() == f"attention {placement.node}: host ({placement.host_reason})"

@@ -105,6 +105,31 @@ def test_ops_the_numpy_table_lacks_match_onnxruntime():
         np.testing.assert_allclose(outputs[name], value, rtol=1e-4, atol=1e-5)
 
 
+def test_constant_gather_elements_folds_like_onnxruntime():
+    """BERT's token_type_ids: a [1, 256] buffer gathered along axis 1 (more than 32 entries: onnx's
+    reference GatherElements reads one element per row there)."""
+    width = 40
+    nodes = [
+        helper.make_node("GatherElements", ["buffer", "positions"], ["types"], axis=1),
+        helper.make_node("Cast", ["types"], ["types_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["x", "types_f"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "gather_elements",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])],
+        [
+            numpy_helper.from_array(np.arange(256, dtype=np.int64)[None] % 7, "buffer"),
+            numpy_helper.from_array(np.arange(width, dtype=np.int64)[None, ::-1] - 3, "positions"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    inputs = {"x": np.zeros((1, width), np.float32)}
+    outputs, _ = sofa_compiler.compile(model).run(inputs)
+    np.testing.assert_array_equal(outputs["y"], reference(model, inputs)["y"])
+
+
 def test_sessions_are_made_once_per_compiled_model():
     compiled = sofa_compiler.compile(uncommon_ops_model())
     assert len(compiled.sessions) == 2
