@@ -1,0 +1,47 @@
+"""Regression tests for issue 20's findings 5-7 that this branch fixes (nested functions, broken pipes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from xdsl.utils.exceptions import VerifyException
+
+from sofa_compiler.context import sofa_context
+from sofa_compiler.parser import SofaParser
+
+NESTED = """
+func.func @outer() {
+  func.func @inner() {
+    func.return
+  }
+  func.return
+}
+"""
+
+
+def test_func_nested_in_func_is_rejected_as_upstream_mlir_does():
+    with pytest.raises(VerifyException, match="symbol's parent must have the SymbolTable trait"):
+        SofaParser(sofa_context(), NESTED).parse_module()
+
+
+@pytest.mark.parametrize("tool", ["sofa_opt", "sofa_run_ir"])
+def test_tools_reject_a_nested_func_with_one_line(tmp_path, tool):
+    path = tmp_path / "nested.mlir"
+    path.write_text(NESTED)
+    done = subprocess.run(
+        [sys.executable, "-m", f"sofa_compiler.tools.{tool}", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert done.returncode == 1
+    assert "SymbolTable trait" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_func_in_a_module_still_parses():
+    SofaParser(sofa_context(), "func.func @f() {\n  func.return\n}\n").parse_module().verify()
