@@ -9,9 +9,9 @@ failure                     message on stderr                           status
 a `located` error           the error as is (it names file:line)        1
 a user error, an OSError    ``tool: error: ...``                        1
 a simulator `Trap`          ``tool: trap at pc=N (...): reason``        2
-outputs unlike reference   ``tool: error: output NAME: ...``          3
+outputs unlike reference    ``tool: error: output NAME: ...``           3
 Ctrl-C                      ``tool: interrupted``                       130
-a closed pipe (``| head``)  none                                        1
+``| head`` closes stdout    none                                        1
 =========================  ==========================================  ======
 
 Never a traceback for bad input; a genuine bug still raises.
@@ -104,8 +104,10 @@ def exit_statuses(
                 return ERROR_STATUS
             except user_errors as error:
                 return print_error(tool, error)
-            except BrokenPipeError:
-                _silence_stdout()
+            except BrokenPipeError as error:
+                if error.filename:  # an output file (a FIFO whose reader left): say so
+                    return print_error(tool, describe_os_error(error))
+                _silence_stdout()  # stdout's reader left (`| head`): nothing to say
                 return ERROR_STATUS
             except OSError as error:
                 return print_error(tool, describe_os_error(error))

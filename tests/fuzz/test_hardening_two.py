@@ -45,3 +45,32 @@ def test_tools_reject_a_nested_func_with_one_line(tmp_path, tool):
 
 def test_a_func_in_a_module_still_parses():
     SofaParser(sofa_context(), "func.func @f() {\n  func.return\n}\n").parse_module().verify()
+
+
+def test_a_fifo_whose_reader_leaves_is_an_error_naming_it(tmp_path, capsys):
+    """EPIPE on an output file is not `| head` on stdout: one error line naming the FIFO, status 1."""
+    import threading
+
+    from sofa_compiler.cli import exit_statuses
+    from sofa_compiler.files import atomic_write
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def read_one_byte_and_leave() -> None:
+        with open(fifo, "rb") as reader:
+            reader.read(1)
+
+    reader = threading.Thread(target=read_one_byte_and_leave)
+    reader.start()
+
+    @exit_statuses("tool")
+    def main() -> int:
+        atomic_write(fifo, lambda stream: stream.write(b"x" * (1 << 22)))
+        return 0
+
+    assert main() == 1
+    reader.join(timeout=10)
+    err = capsys.readouterr().err
+    assert err.startswith("tool: error: ")
+    assert str(fifo) in err
