@@ -11,6 +11,7 @@ a user error, an OSError    ``tool: error: ...``                        1
 a simulator `Trap`          ``tool: trap at pc=N (...): reason``        2
 outputs unlike reference    ``tool: error: output NAME: ...``           3
 Ctrl-C                      ``tool: interrupted``                       130
+SIGTERM                     ``tool: terminated``                        143
 ``| head`` closes stdout    none                                        1
 =========================  ==========================================  ======
 
@@ -22,7 +23,9 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +50,9 @@ MISMATCH_STATUS = 3
 
 INTERRUPTED_STATUS = 130
 """128 + SIGINT, what shells report for a command stopped with Ctrl-C."""
+
+TERMINATED_STATUS = 143
+"""128 + SIGTERM: the run was told to stop (its temporaries are removed first)."""
 
 
 def print_error(tool: str, message: object) -> int:
@@ -91,8 +97,11 @@ def exit_statuses(
         @functools.wraps(main)
         def run(*args: P.args, **kwargs: P.kwargs) -> int | None:
             try:
-                with quiet_arithmetic():
+                with quiet_arithmetic(), terminate_as_interrupt():
                     return main(*args, **kwargs)
+            except Terminated:
+                print(f"{tool}: terminated", file=sys.stderr)
+                return TERMINATED_STATUS
             except KeyboardInterrupt:
                 print(f"{tool}: interrupted", file=sys.stderr)
                 return INTERRUPTED_STATUS
@@ -115,6 +124,27 @@ def exit_statuses(
         return run
 
     return decorate
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every `finally` (temporaries of `atomic_write`) runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` inside (main thread only; elsewhere SIGTERM keeps its handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -74,3 +74,36 @@ def test_a_fifo_whose_reader_leaves_is_an_error_naming_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("tool: error: ")
     assert str(fifo) in err
+
+
+SIGTERM_DURING_WRITE = """
+import os, signal, sys
+from sofa_compiler.cli import exit_statuses
+from sofa_compiler.files import atomic_write
+
+@exit_statuses("tool")
+def main():
+    def write(stream):
+        stream.write(b"partial")
+        os.kill(os.getpid(), signal.{signal})
+        stream.write(b"rest")
+    atomic_write(sys.argv[1], write)
+    return 0
+
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize(("name", "status", "said"), [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_during_a_write_removes_the_temporary(tmp_path, name, status, said):
+    target = tmp_path / "out.bin"
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_WRITE.replace("{signal}", name), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert done.returncode == status
+    assert done.stderr == f"tool: {said}\n"
+    assert list(tmp_path.iterdir()) == []
