@@ -107,3 +107,45 @@ def test_a_signal_during_a_write_removes_the_temporary(tmp_path, name, status, s
     assert done.returncode == status
     assert done.stderr == f"tool: {said}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def _model_with_external_initializer(path, location: str) -> None:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    tensor = numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.ClearField("raw_data")
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", location
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], [tensor])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("tool", ["sofa_compile", "sofa_import"])
+@pytest.mark.parametrize(
+    ("location", "said"),
+    [
+        ("/etc/hostname", "external data is refused"),
+        ("../escape.bin", "external data is refused"),
+        ("missing.bin", "missing.bin"),
+    ],
+    ids=["absolute", "escaping", "missing"],
+)
+def test_external_data_onnx_refuses_is_one_clean_error(tmp_path, capsys, tool, location, said):
+    import importlib
+
+    model = tmp_path / "m.onnx"
+    _model_with_external_initializer(model, location)
+    main = importlib.import_module(f"sofa_compiler.tools.{tool}").main
+    assert main([str(model), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert said in err
+    assert "internal error" not in err
+    assert not (tmp_path / "out").exists()
