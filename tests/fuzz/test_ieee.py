@@ -25,7 +25,7 @@ from test_compiled_properties import attention_layer, targets, tiled_ir_outputs
 from dialects import numerics
 from sofa_compiler.driver import compile_model
 
-IEEE_EXAMPLES = int(os.environ.get("IEEE_EXAMPLES", "40"))
+IEEE_EXAMPLES = int(os.environ.get("IEEE_EXAMPLES", "60"))
 SPECIALS = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "huge": 1e19}
 
 
@@ -63,9 +63,12 @@ def poisoned_inputs(c: dict) -> dict[str, np.ndarray]:
         "v": rng.standard_normal((1, 1, c["skv"], c["vdepth"])).astype(np.float32),
     }
     tensor = inputs[c["tensor"]]
-    if c["special"] == "huge":  # scores past fp32's range: onnxruntime's fp32 product overflows
-        inputs["q"] *= np.float32(1e19)
-        inputs["k"] *= np.float32(1e19)
+    if c["special"] == "huge":
+        # One dot product past fp32's range (+-inf in onnxruntime's fp32 product): every term has one sign,
+        # so it overflows in any summation order; -inf weighs zero, +inf makes the row NaN.
+        sign = 1.0 if c["column"] % 2 else -1.0
+        inputs["q"][0, -1, c["column"] % c["sq"], :] = np.float32(1e19)
+        inputs["k"][0, 0, c["key"] % c["skv"], :] = np.float32(sign * 1e19)
     else:
         tensor[0, -1, c["key"] % tensor.shape[2], c["column"]] = SPECIALS[c["special"]]
     return inputs
