@@ -96,6 +96,7 @@ def exit_statuses(
     def decorate(main: Callable[P, int | None]) -> Callable[P, int | None]:
         @functools.wraps(main)
         def run(*args: P.args, **kwargs: P.kwargs) -> int | None:
+            _ctrl_c_as_keyboard_interrupt()
             try:
                 with quiet_arithmetic(), terminate_as_interrupt():
                     return main(*args, **kwargs)
@@ -124,6 +125,14 @@ def exit_statuses(
         return run
 
     return decorate
+
+
+def _ctrl_c_as_keyboard_interrupt() -> None:
+    """Python's own SIGINT handler again, once `main` runs (`sofa_compiler.tools` swaps it while loading)."""
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGINT)
+        if getattr(handler, "__module__", None) == "sofa_compiler.tools":
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class Terminated(KeyboardInterrupt):

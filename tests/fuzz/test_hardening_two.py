@@ -149,3 +149,40 @@ def test_external_data_onnx_refuses_is_one_clean_error(tmp_path, capsys, tool, l
     assert said in err
     assert "internal error" not in err
     assert not (tmp_path / "out").exists()
+
+
+CTRL_C_WHILE_LOADING = """
+import os, signal, sys
+sys.argv = ["sofa-compile", "--help"]
+import sofa_compiler.tools  # what a console script imports first
+os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the tool's imports load
+from sofa_compiler.tools.sofa_compile import main
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_while_a_tool_loads_exits_130_without_a_traceback():
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_LOADING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert (done.returncode, done.stderr) == (130, "sofa-compile: interrupted\n")
+
+
+def test_ctrl_c_in_main_is_still_keyboard_interrupt_with_cleanup(tmp_path):
+    """Once `main` runs, Ctrl-C is Python's KeyboardInterrupt again (atomic_write removes its temporary)."""
+    target = tmp_path / "out.bin"
+    loading = "import sys\nsys.argv[0] = 'sofa-x'\nimport sofa_compiler.tools\n"
+    script = loading + SIGTERM_DURING_WRITE.replace("{signal}", "SIGINT")
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert (done.returncode, done.stderr) == (130, "tool: interrupted\n")
+    assert list(tmp_path.iterdir()) == []
