@@ -17,13 +17,14 @@ TOOL_PREFIX = "sofa-"
 
 
 def _interrupted_while_loading(signum: int, frame: FrameType | None) -> None:
-    # `exit_statuses` reports Ctrl-C once `main` runs; before, the imports are still loading.
-    print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
-    raise SystemExit(130)
+    # `exit_statuses` reports Ctrl-C and SIGTERM once `main` runs; before, the imports are still loading.
+    said, status = ("terminated", 143) if signum == signal.SIGTERM else ("interrupted", 130)
+    print(f"{Path(sys.argv[0]).name}: {said}", file=sys.stderr)
+    raise SystemExit(status)
 
 
 def _quiet_ctrl_c_while_loading() -> None:
-    """Ctrl-C while a console script's imports load (about 0.7 s): status 130 and one line, no traceback.
+    """Ctrl-C (or SIGTERM) while a console script's imports load (about 0.7 s): status 130 (143) and one line.
 
     Only for a console script (``sofa-*``) on the main thread with Python's own
     handler in place, so importing a tool elsewhere (a test) changes nothing;
@@ -33,6 +34,8 @@ def _quiet_ctrl_c_while_loading() -> None:
         return
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupted_while_loading)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupted_while_loading)
 
 
 _quiet_ctrl_c_while_loading()
