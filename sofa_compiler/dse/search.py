@@ -219,7 +219,8 @@ def sqlite_path(url: str | None) -> Path | None:
 
 @contextmanager
 def storage_lock(url: str | None) -> Iterator[None]:
-    """Hold ``FILE.lock`` beside a SQLite storage for the whole run (an exclusive `flock`).
+    """Hold ``FILE.lock`` beside a SQLite storage for the whole run (an exclusive `flock`); storage errors inside
+    (a file that is not a database, a locked or read-only one) become one `DseError`.
 
     Two runs on one fresh database would both create its tables ("table trials
     already exists"), and a second run on a live study would fail the first
@@ -227,26 +228,37 @@ def storage_lock(url: str | None) -> Iterator[None]:
     second run stop at once, before it reads or writes the study. Other
     storages (a database server) are shared as Optuna shares them.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     database = sqlite_path(url)
-    if database is None:
+    handle = None
+    try:
+        if database is not None:
+            handle = _lock(database, url)
         yield
-        return
+    except SQLAlchemyError as error:  # the library boundary: sqlite3 errors arrive wrapped
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise DseError(f"the study storage {url} cannot be used: {reason}") from None
+    finally:
+        if handle is not None:
+            os.close(handle)  # releases the lock
+
+
+def _lock(database: Path, url: str) -> int:
     lock_path = database.with_name(database.name + ".lock")
     try:
         handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as error:
         raise DseError(f"cannot open the study storage {url}: {lock_path}: {error.strerror}") from None
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DseError(
-                f"the study storage {url} is in use by another sofa-dse run (it holds {lock_path});"
-                " wait for it, or use another --storage"
-            ) from None
-        yield
-    finally:
-        os.close(handle)  # releases the lock
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        raise DseError(
+            f"the study storage {url} is in use by another sofa-dse run (it holds {lock_path});"
+            " wait for it, or use another --storage"
+        ) from None
+    return handle
 
 
 def open_storage(url: str | None) -> optuna.storages.BaseStorage | str | None:

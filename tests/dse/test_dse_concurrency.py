@@ -66,3 +66,10 @@ def test_two_runs_at_once_on_a_fresh_storage_create_the_study_once(one_worker, t
     assert len(study.trials) >= 4
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert "trials" in tables(tmp_path / "study.db")
+
+
+def test_a_storage_file_that_is_not_a_database_is_one_clean_error(one_worker, tmp_path):
+    database = tmp_path / "study.db"
+    database.write_bytes(b"\x00garbage" * 600)
+    with pytest.raises(DseError, match="cannot be used: file is not a database"):
+        search(one_worker, 2, f"sqlite:///{database}", "s")
