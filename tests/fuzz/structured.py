@@ -259,8 +259,10 @@ def ieee_files(case: dict, directory: Path) -> tuple[Path, Path, bool]:
     model_path, inputs_path = directory / "ieee.onnx", directory / "ieee.npz"
     onnx.save(model, str(model_path))
     np.savez(inputs_path, **inputs)
-    # Keys a mask hides reach onnxruntime's rows (NaN + -inf); here they never do (docs/isa.md).
-    visible = not case["causal"] or case["tensor"] == "q" or key == 0
+    # Keys a mask hides reach onnxruntime's rows (NaN + -inf, or an inf in Q times a hidden key); here they
+    # never do (docs/isa.md). NaN in Q makes its row NaN either way.
+    in_q = case["tensor"] == "q" and case["special"] != "huge"
+    visible = not case["causal"] or (in_q and case["special"] == "nan") or (not in_q and key == 0)
     return model_path, inputs_path, visible and case["keep"] == 1.0
 
 

@@ -99,7 +99,9 @@ def test_non_finite_values_propagate_as_onnxruntime(c: dict) -> None:
         outputs, _ = compiled.run(inputs)
         interpreted = tiled_ir_outputs(compiled.ir("tiled"), tuple(inputs[n] for n in compiled.input_names()))
     np.testing.assert_array_equal(outputs["y"], interpreted)
-    if c["keep"] == 1.0 or (c["tensor"] in "qk" and c["special"] == "nan"):
+    # An inf in Q under the causal mask meets hidden keys in onnxruntime (+inf + -inf): not compared.
+    hidden_q_inf = c["mask"] == "causal" and c["tensor"] == "q" and c["special"] in ("inf", "-inf")
+    if not hidden_q_inf and (c["keep"] == 1.0 or (c["tensor"] in "qk" and c["special"] == "nan")):
         # At keep < 1 a NaN score is still always kept: NaN in Q or K poisons the same rows.
         assert_same_non_finite(outputs["y"], onnxruntime_output(c, inputs))
 
