@@ -6,6 +6,7 @@ tool imports another. Importing this package as a console script's first
 step makes Ctrl-C during the tool's imports quiet (`_quiet_ctrl_c_while_loading`).
 """
 
+import os
 import signal
 import sys
 import threading
@@ -18,9 +19,11 @@ TOOL_PREFIX = "sofa-"
 
 def _interrupted_while_loading(signum: int, frame: FrameType | None) -> None:
     # `exit_statuses` reports Ctrl-C and SIGTERM once `main` runs; before, the imports are still loading.
+    # Nothing is written yet, so nothing needs cleaning up; exiting at once also spares half-imported
+    # extension modules an interpreter shutdown (SystemExit raised inside numpy's import crashed it).
     said, status = ("terminated", 143) if signum == signal.SIGTERM else ("interrupted", 130)
-    print(f"{Path(sys.argv[0]).name}: {said}", file=sys.stderr)
-    raise SystemExit(status)
+    os.write(sys.stderr.fileno(), f"{Path(sys.argv[0]).name}: {said}\n".encode())
+    os._exit(status)
 
 
 def _quiet_ctrl_c_while_loading() -> None:

@@ -377,6 +377,8 @@ def run_signal_case(case: dict, directory: Path, timeout: float) -> Outcome:
     outcome = Outcome(OK if rc == 0 else ERROR, rc, stdout, stderr, "", time.perf_counter() - start)
     # Killed by the signal itself (-N) only before Python runs any of our code: then nothing was written.
     killed = case["mode"] == "signal" and rc == -getattr(signal, case["signal"]) and not stderr.strip()
+    # A signal in Python's own start-up (before any module of ours loads) gets Python's message: out of our reach.
+    killed |= "init_import_site" in stderr and str(REPO) not in stderr
     if not killed and ("Traceback" in stderr or rc not in (0, 130, 143) or (rc and not stderr.strip())):
         return Outcome(CRASH, rc, stdout, stderr, f"status {rc}: {stderr.strip()[-300:]}", outcome.seconds)
     if left := leftovers(directory):
