@@ -161,3 +161,28 @@ def test_sofa_run_reports_non_finite_outputs_and_fails_when_they_differ(tmp_path
     assert counted in out
     assert "RuntimeWarning" not in err
     assert ("differ from onnxruntime's" in err) == bool(status)
+
+
+def test_no_numpy_warning_reaches_stderr(tmp_path):
+    """A real process (pytest's own warning capture would hide them in-process): NaN and inf inputs, no
+    ``RuntimeWarning`` line naming our source files."""
+    import subprocess
+    import sys
+
+    layer = dict(batch=1, kv_heads=1, heads=1, sq=6, skv=6, depth=4, vdepth=4, mask="none")
+    model = tmp_path / "layer.onnx"
+    model.write_bytes(attention_layer(layer).SerializeToString())
+    rng = np.random.default_rng(2)
+    inputs = {name: rng.standard_normal((1, 1, 6, 4)).astype(np.float32) for name in "qkv"}
+    inputs["q"][0, 0, 2, 1] = np.nan
+    inputs["v"][0, 0, 3, 0] = np.inf
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    done = subprocess.run(
+        [sys.executable, "-m", "sofa_compiler.tools.sofa_run", str(model), "--inputs", str(tmp_path / "inputs.npz")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr
