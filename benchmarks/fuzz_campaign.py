@@ -1,15 +1,22 @@
 """A long fuzz campaign over the SOFA entry points, in-process (no subprocess per input).
 
-    python benchmarks/fuzz_campaign.py --entry all --count 100000 --seed 0 [--jobs 2] [--out fuzz-out]
+    python benchmarks/fuzz_campaign.py [--entry all | ENTRY ...] --count 100000 --seed 0 [--jobs 2] [--out fuzz-out]
 
 Entry points: ``mlir`` (sofa-opt), ``onnx`` (sofa-import), ``sofa`` (binary
 programs into sofa-objdump and sofa-sim), ``asm`` (sofa-as), ``toml``
-(sofa-sim --config), ``npz`` (sofa-sim and sofa-run-ir --inputs). Each input
-is a mutation of a seed (see tests/fuzz/fuzzlib.py) and is classified as ok, a
-clean error, a crash (traceback, unexpected exception, internal error, no
-message) or a hang (over --timeout seconds). For each entry it prints
+(sofa-sim --config), ``npz`` (sofa-sim and sofa-run-ir --inputs), and the
+structure-aware ones of tests/fuzz/structured.py: ``mlir-struct``,
+``onnx-struct``, ``ieee`` (sofa-run), ``files`` (output targets of every
+writing tool), ``signals`` (SIGINT/SIGTERM and concurrent writers, real
+processes). Each input is a mutation of a seed (see tests/fuzz/fuzzlib.py) and
+is classified as ok, a clean error, a crash (traceback, unexpected exception,
+internal error, no message), a hang (over --timeout seconds) or a wrong
+success (the structured oracles: it must have failed, or left a file wrong).
+For each entry it prints
 
-    entry: tried N, ok A, clean errors B, crashes C, hangs H (R inputs/s)
+    entry: tried N, ok A, clean errors B, crashes C, hangs H, wrong successes W (R inputs/s)
+
+and, at the end, the same as one table.
 
 and saves the first --keep crash and hang reproducers per entry, with their
 output, under --out. The same --seed gives the same inputs; --jobs splits the
@@ -29,6 +36,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fuzz"))
 
 import fuzzlib
+import structured
+
+ENTRIES = (*fuzzlib.ENTRIES, *structured.ENTRIES)
 
 
 def worker(job: tuple[str, int, int, int, float, int]) -> tuple[Counter[str], list[tuple[int, str, bytes, str]], float]:
@@ -42,11 +52,15 @@ def worker(job: tuple[str, int, int, int, float, int]) -> tuple[Counter[str], li
         for index in range(start, stop):
             # One generator per input: any input can be replayed from (seed, index) alone.
             rng = random.Random(f"{entry}:{seed}:{index}")
-            data = targets.generate(entry, rng)
-            outcome = targets.run(entry, data, variant=index)
+            if entry in structured.ENTRIES:
+                data = structured.generate(targets, entry, rng)
+                outcome = structured.run(targets, entry, data, variant=index)
+            else:
+                data = targets.generate(entry, rng)
+                outcome = targets.run(entry, data, variant=index)
             counts[outcome.kind] += 1
             slowest = max(slowest, outcome.seconds)
-            if outcome.kind in (fuzzlib.CRASH, fuzzlib.HANG) and len(failures) < keep:
+            if outcome.kind in (fuzzlib.CRASH, fuzzlib.HANG, structured.WRONG) and len(failures) < keep:
                 report = f"{outcome.summary()}\n\n{outcome.detail}\n--- stdout\n{outcome.stdout[-4000:]}\n"
                 report += f"--- stderr\n{outcome.stderr[-4000:]}\n"
                 failures.append((index, outcome.kind, data, report))
@@ -56,9 +70,14 @@ def worker(job: tuple[str, int, int, int, float, int]) -> tuple[Counter[str], li
 
 
 SUFFIX = {"mlir": ".mlir", "onnx": ".onnx", "sofa": ".sofa", "asm": ".s", "toml": ".toml", "npz": ".npz"}
+SUFFIX |= structured.SUFFIX
+COLUMNS = (("tried", None), ("ok", fuzzlib.OK), ("clean errors", fuzzlib.ERROR), ("crashes", fuzzlib.CRASH))
+COLUMNS += (("hangs", fuzzlib.HANG), ("wrong successes", structured.WRONG))
 
 
-def campaign(entry: str, args: argparse.Namespace, pool: multiprocessing.pool.Pool | None) -> bool:
+def campaign(
+    entry: str, args: argparse.Namespace, pool: multiprocessing.pool.Pool | None
+) -> tuple[bool, Counter[str], float]:
     chunk = max(1, min(2000, args.count // max(1, args.jobs * 4)))
     jobs = [
         (entry, args.seed, start, min(args.count, start + chunk), args.timeout, args.keep)
@@ -77,8 +96,8 @@ def campaign(entry: str, args: argparse.Namespace, pool: multiprocessing.pool.Po
     tried = sum(counts.values())
     print(
         f"{entry}: tried {tried}, ok {counts[fuzzlib.OK]}, clean errors {counts[fuzzlib.ERROR]}, "
-        f"crashes {counts[fuzzlib.CRASH]}, hangs {counts[fuzzlib.HANG]} "
-        f"({tried / elapsed:.0f} inputs/s, {elapsed:.0f} s, slowest input {slowest:.2f} s)",
+        f"crashes {counts[fuzzlib.CRASH]}, hangs {counts[fuzzlib.HANG]}, wrong successes {counts[structured.WRONG]} "
+        f"({tried / elapsed:.1f} inputs/s, {elapsed:.0f} s, slowest input {slowest:.2f} s)",
         flush=True,
     )
     failures.sort()
@@ -91,12 +110,28 @@ def campaign(entry: str, args: argparse.Namespace, pool: multiprocessing.pool.Po
             stem.with_suffix(".txt").write_text(report)
             first = report.splitlines()[0]
             print(f"  reproducer {stem.with_suffix(SUFFIX[entry])}: {first[:200]}")
-    return not failures
+    return not failures, counts, elapsed
+
+
+def print_table(rows: list[tuple[str, Counter[str], float]]) -> None:
+    """One row per entry: the counts of `COLUMNS`, and the time per input."""
+    header = ["entry", *(name for name, _ in COLUMNS), "s/input"]
+    lines = [header]
+    for entry, counts, elapsed in rows:
+        tried = sum(counts.values())
+        cells = [str(tried if kind is None else counts[kind]) for _, kind in COLUMNS]
+        lines.append([entry, *cells, f"{elapsed / max(1, tried):.3f}"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for number, line in enumerate(lines):
+        cells = [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        print("  ".join(cells))
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--entry", choices=[*fuzzlib.ENTRIES, "all"], default="all")
+    parser.add_argument("--entry", choices=[*ENTRIES, "all"], default=["all"], nargs="+", help="entry points")
     parser.add_argument("--count", type=int, default=1000, help="inputs per entry point")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (each runs inputs in-process)")
@@ -104,16 +139,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=int, default=5, help="reproducers to save per entry")
     parser.add_argument("--out", default="fuzz-out", help="directory for crash reproducers")
     args = parser.parse_args(argv)
-    entries = fuzzlib.ENTRIES if args.entry == "all" else (args.entry,)
-    clean = True
-    if args.jobs > 1:
-        with multiprocessing.get_context("fork").Pool(args.jobs, maxtasksperchild=4) as pool:
-            for entry in entries:
-                clean &= campaign(entry, args, pool)
-    else:
+    entries = ENTRIES if "all" in args.entry else tuple(args.entry)
+    rows = []
+    pool = multiprocessing.get_context("fork").Pool(args.jobs, maxtasksperchild=4) if args.jobs > 1 else None
+    try:
         for entry in entries:
-            clean &= campaign(entry, args, None)
-    return 0 if clean else 1
+            _, counts, elapsed = campaign(entry, args, pool)
+            rows.append((entry, counts, elapsed))
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    print()
+    print_table(rows)
+    return 0 if all(sum(c[k] for k in (fuzzlib.CRASH, fuzzlib.HANG, structured.WRONG)) == 0 for _, c, _ in rows) else 1
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ failure                     message on stderr                           status
 a `located` error           the error as is (it names file:line)        1
 a user error, an OSError    ``tool: error: ...``                        1
 a simulator `Trap`          ``tool: trap at pc=N (...): reason``        2
+outputs unlike reference    ``tool: error: output NAME: ...``           3
 Ctrl-C                      ``tool: interrupted``                       130
-a closed pipe (``| head``)  none                                        1
+SIGTERM                     ``tool: terminated``                        143
+``| head`` closes stdout    none                                        1
 =========================  ==========================================  ======
 
 Never a traceback for bad input; a genuine bug still raises.
@@ -21,7 +23,9 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,8 +47,14 @@ ERROR_STATUS = 1
 TRAP_STATUS = 2
 """The simulated machine stopped on an invalid program."""
 
+MISMATCH_STATUS = 3
+"""The run finished, but its outputs disagree with the reference (`sofa-run`: NaN or inf where onnxruntime has none)."""
+
 INTERRUPTED_STATUS = 130
 """128 + SIGINT, what shells report for a command stopped with Ctrl-C."""
+
+TERMINATED_STATUS = 143
+"""128 + SIGTERM: the run was told to stop (its temporaries are removed first)."""
 
 
 def print_error(tool: str, message: object) -> int:
@@ -101,9 +111,13 @@ def exit_statuses(
     def decorate(main: Callable[P, int | None]) -> Callable[P, int | None]:
         @functools.wraps(main)
         def run(*args: P.args, **kwargs: P.kwargs) -> int | None:
+            _ctrl_c_as_keyboard_interrupt()
             try:
-                with user_warnings(tool):
+                with user_warnings(tool), quiet_arithmetic(), terminate_as_interrupt():
                     return main(*args, **kwargs)
+            except Terminated:
+                print(f"{tool}: terminated", file=sys.stderr)
+                return TERMINATED_STATUS
             except KeyboardInterrupt:
                 print(f"{tool}: interrupted", file=sys.stderr)
                 return INTERRUPTED_STATUS
@@ -115,8 +129,10 @@ def exit_statuses(
                 return ERROR_STATUS
             except user_errors as error:
                 return print_error(tool, error)
-            except BrokenPipeError:
-                _silence_stdout()
+            except BrokenPipeError as error:
+                if error.filename:  # an output file (a FIFO whose reader left): say so
+                    return print_error(tool, describe_os_error(error))
+                _silence_stdout()  # stdout's reader left (`| head`): nothing to say
                 return ERROR_STATUS
             except OSError as error:
                 return print_error(tool, (describe_os_error or file_error)(error))
@@ -128,6 +144,49 @@ def exit_statuses(
         return run
 
     return decorate
+
+
+def _ctrl_c_as_keyboard_interrupt() -> None:
+    """Python's own SIGINT handler again, once `main` runs (`sofa_compiler.tools` swaps it while loading)."""
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGINT)
+        if getattr(handler, "__module__", None) == "sofa_compiler.tools":
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every `finally` (temporaries of `atomic_write`) runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` inside (main thread only; elsewhere SIGTERM keeps its handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def quiet_arithmetic() -> Iterator[None]:
+    """No numpy floating-point `RuntimeWarning` (they name our source lines, which mean nothing to the user).
+
+    NaN and infinities are results (the golden kernels follow IEEE arithmetic);
+    a tool that cares reports them itself (`sofa-run` counts them).
+    """
+    # A warnings filter, not np.errstate: numpy stays unimported until a tool needs it (fast --help),
+    # and numpy's default error mode only warns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 @contextmanager

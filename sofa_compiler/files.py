@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import signal
 import stat
 import tempfile
 import zipfile
@@ -52,11 +53,15 @@ def _naming(target: Path, error: OSError) -> OSError:
 
 def _replace(destination: Path, target: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write a temporary beside `destination`, then rename it over `destination`."""
+    # Ctrl-C or SIGTERM waits until the temporary's name is known, so the cleanup below always sees it.
+    signals = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
     except OSError as error:
+        signal.pthread_sigmask(signal.SIG_SETMASK, signals)
         raise _naming(target, error) from None
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, signals)
         with os.fdopen(handle, "wb") as stream:
             write(stream)
         # mkstemp creates the file private (0600); give it the usual umask-based mode.

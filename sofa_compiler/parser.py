@@ -14,11 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import AnyFloat
+from xdsl.dialects.builtin import AnyFloat, ModuleOp
+from xdsl.dialects.func import FuncOp
 from xdsl.parser import Parser
 from xdsl.parser.attribute_parser import AttrParser
 from xdsl.parser.generic_parser import ParserState
-from xdsl.utils.exceptions import MultipleSpansParseError, ParseError
+from xdsl.traits import SymbolTable
+from xdsl.utils.exceptions import MultipleSpansParseError, ParseError, VerifyException
 from xdsl.utils.lexer import Input, Span
 from xdsl.utils.mlir_lexer import MLIRLexer
 
@@ -92,6 +94,19 @@ class SofaParser(Parser):
             self.external_resources[key] = values
 
         self.parse_comma_separated_list(self.Delimiter.BRACES, group)
+
+    def parse_module(self, allow_implicit_module: bool = True) -> ModuleOp:
+        """xDSL's `parse_module`, then the placement rule xDSL 0.74 does not check: a `func.func` is a
+        symbol, so its parent must be a symbol table (a module); one nested in a function is an error,
+        as upstream MLIR reports it."""
+        module = super().parse_module(allow_implicit_module)
+        for op in module.walk():
+            if isinstance(op, FuncOp) and op.parent_op() is not None and not op.parent_op().has_trait(SymbolTable):
+                raise VerifyException(
+                    f"'func.func' op @{op.sym_name.data}: symbol's parent must have the SymbolTable trait"
+                    f" (it is nested in '{op.parent_op().name}')"
+                )
+        return module
 
 
 class MalformedInputError(ValueError):

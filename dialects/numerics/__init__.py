@@ -17,11 +17,13 @@ sizes we run, so results do not depend on summation order or tile shapes.
 
 from dialects.numerics.formats import (
     FP16_MAX,
+    FP32_OVERFLOW,
     LZ_EXPONENT_LEVELS,
     LZ_ZERO_CODE,
     NO_INDEX,
     X_INT_MAX,
     floor_log2,
+    fp32_overflow,
     lz_base_exponent,
     lz_decode,
     q_lz_exponent,
@@ -65,6 +67,7 @@ from dialects.numerics.sufa_tiles import _max_updates as _max_updates
 
 __all__ = [
     "FP16_MAX",
+    "FP32_OVERFLOW",
     "KVGEN_CHUNK",
     "LZ_EXPONENT_LEVELS",
     "LZ_ZERO_CODE",
@@ -81,6 +84,7 @@ __all__ = [
     "exact_score",
     "expand_kv_heads",
     "floor_log2",
+    "fp32_overflow",
     "keep_count",
     "kv_rows",
     "lz_base_exponent",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from dialects.numerics.formats import ieee_arithmetic
+
 KVGEN_CHUNK = 64
 """Hidden elements the K/V-generation array reduces per accumulation step."""
 
 
+@ieee_arithmetic
 def kv_rows(x: np.ndarray, w: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
     """K/V generation: ``init + x . W`` as fp32, reduced over the hidden dimension in steps of `KVGEN_CHUNK`.
 

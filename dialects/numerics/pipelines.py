@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dialects.numerics.formats import NO_INDEX, to_fp16_saturating
+from dialects.numerics.formats import NO_INDEX, fp32_overflow, ieee_arithmetic, to_fp16_saturating
 from dialects.numerics.prediction import dlzs_score, exact_score, mul4_score
 from dialects.numerics.sads_tiles import keep_count, sads_tile, tile_count
 from dialects.numerics.sufa_tiles import SufaState, sufa_accumulate, sufa_finish, sufa_tile_step
@@ -91,6 +91,7 @@ def sufa(
     return out, max_updates
 
 
+@ieee_arithmetic
 def mask_to_bias(
     mask: np.ndarray | None,
     causal: bool,
@@ -124,14 +125,20 @@ def predict_scores(predictor: str, q: np.ndarray, k: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown predictor '{predictor}' (expected dlzs, mul4 or exact)")
 
 
+@ieee_arithmetic
 def dense_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray, scale: float) -> np.ndarray:
-    """Exact softmax attention in fp64, returned as fp32; fully masked rows give zeros."""
+    """Exact softmax attention in fp64, returned as fp32; fully masked rows give zeros.
+
+    Non-finite values as in SU-FA: scores past fp32's range are infinite, and a
+    row whose largest score is NaN or +inf is NaN.
+    """
     heads = q.shape[1]
     k_all = expand_kv_heads(np.asarray(k, np.float64), heads)
     v_all = expand_kv_heads(np.asarray(v, np.float64), heads)
-    scores = np.asarray(q, np.float64) @ np.swapaxes(k_all, -1, -2) * scale + bias
+    scores = fp32_overflow(np.asarray(q, np.float64) @ np.swapaxes(k_all, -1, -2)) * scale + bias
     row_max = np.max(scores, axis=-1, keepdims=True)
-    weights = np.exp(scores - np.where(np.isfinite(row_max), row_max, 0.0))
+    poisoned = np.isnan(row_max) | (row_max == np.inf)
+    weights = np.where(poisoned, np.nan, np.exp(scores - np.where(np.isfinite(row_max), row_max, 0.0)))
     total = weights.sum(axis=-1, keepdims=True)
     return (weights @ v_all / np.where(total > 0, total, 1.0)).astype(np.float32)
 

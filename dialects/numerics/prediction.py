@@ -12,6 +12,7 @@ import numpy as np
 from dialects.numerics.formats import (
     LZ_ZERO_CODE,
     floor_log2,
+    ieee_arithmetic,
     q_lz_power,
     quantize4_rows,
     quantize_token_rows,
@@ -40,6 +41,7 @@ def dlzs_key(x: np.ndarray, codes: np.ndarray, base: int) -> np.ndarray:
     return dlzs_key_quantized(x_int, row_exponent, codes, base)
 
 
+@ieee_arithmetic
 def dlzs_key_quantized(x_int: np.ndarray, row_exponent: np.ndarray, codes: np.ndarray, base: int) -> np.ndarray:
     """DLZS phase 1 on 8-bit block-floating-point tokens ``x_int * 2^row_exponent``.
 
@@ -65,12 +67,14 @@ def dlzs_score(q: np.ndarray, khat: np.ndarray) -> np.ndarray:
     return dlzs_score_power(q_lz_power(q), khat)
 
 
+@ieee_arithmetic
 def dlzs_score_power(q_power: np.ndarray, khat: np.ndarray) -> np.ndarray:
     """`dlzs_score` from Q's LZ values ``q_lz_power(q)`` (so a caller can reuse them across K-hat tiles)."""
     scores = q_power @ np.swapaxes(khat.astype(np.float64), -1, -2)
     return to_fp16_saturating(scores)
 
 
+@ieee_arithmetic
 def mul4_score(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Baseline predictor of prior accelerators: 4-bit multiply of Q and K, as fp16.
 
@@ -83,6 +87,7 @@ def mul4_score(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     return to_fp16_saturating(products * q_step * np.swapaxes(k_step, -1, -2))
 
 
+@ieee_arithmetic
 def exact_score(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Oracle predictor: the exact dot products (fp64)."""
     return np.asarray(q, np.float64) @ np.swapaxes(np.asarray(k, np.float64), -1, -2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dialects.numerics.formats import NO_INDEX
+from dialects.numerics.formats import NO_INDEX, ieee_arithmetic
 
 
 def keep_count(keep: float, tile: int) -> int:
@@ -25,10 +25,16 @@ def sads_tile(scores: np.ndarray, valid: np.ndarray, count: int, radius: float) 
     selected. The result is ``[rows, count]`` tile-local indices in descending
     score order (ties: lower index first), padded with ``NO_INDEX``. Descending
     order gives SU-FA its top-1 and top-2 first, as the paper requires.
+
+    Non-finite scores: NaN ranks as +inf and is never clipped (the sphere's
+    reference is the largest score that is a number), so a key whose score is
+    NaN or +inf is always kept; a score of -inf is never selected (it carries
+    no weight in softmax). See docs/isa.md, "Non-finite values".
     """
     return sads_tile_sphere(scores, valid, count, radius)[0]
 
 
+@ieee_arithmetic
 def sads_tile_sphere(scores: np.ndarray, valid: np.ndarray, count: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """`sads_tile` plus, per row, how many entries lie inside the sphere (what the sorters see)."""
     # The clipping unit holds the radius as an fp32 register.
@@ -41,14 +47,19 @@ def sads_tile_sphere(scores: np.ndarray, valid: np.ndarray, count: int, radius: 
         order = _descending_order_fp16(scores, None, count)
         return order.astype(np.int32, copy=False), np.full(rows, width, np.int64)
     masked = np.where(valid, scores.astype(np.float64, copy=False), -np.inf)
-    row_max = np.max(masked, axis=-1, keepdims=True)
+    nan = np.isnan(masked)
+    any_nan = bool(nan.any())
+    # The sphere's reference is the largest valid score that is a number.
+    row_max = np.max(np.where(nan, -np.inf, masked) if any_nan else masked, axis=-1, keepdims=True)
     # A score of -inf is masked out (the baseline's whole-row top-k writes them); never select it.
-    in_sphere = valid & (masked > -np.inf) & (masked >= row_max - radius)
+    # "Not below the bound" rather than "at least the bound": NaN lies inside the sphere, and so
+    # does everything when the bound is NaN (inf - inf).
+    in_sphere = valid & (masked != -np.inf) & ~(masked < row_max - radius)
     if fp16_scores:
         order = _descending_order_fp16(scores, in_sphere, count)
     else:
-        # Stable sort on the negated score keeps the lower index first on ties.
-        ranked = np.where(in_sphere, masked, -np.inf)
+        # Stable sort on the negated score keeps the lower index first on ties; NaN ranks as +inf.
+        ranked = np.where(in_sphere, np.where(nan, np.inf, masked) if any_nan else masked, -np.inf)
         order = np.argsort(-ranked, axis=-1, kind="stable")[:, :count]
     chosen_ok = _take_rows(in_sphere, order)
     return np.where(chosen_ok, order, NO_INDEX).astype(np.int32, copy=False), np.count_nonzero(in_sphere, axis=-1)
@@ -66,6 +77,8 @@ def _take_rows(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
     width = values.shape[-1]
     return values.reshape(-1)[columns + (np.arange(len(values)) * width)[:, None]]
 
+
+_FP16_INF_BITS = int(np.array(np.inf, np.float16).view(np.int16))
 
 _FP16_NEG_INF_ORDER = -32768 - int(np.array(-np.inf, np.float16).view(np.int16))
 """The order key `_descending_order_fp16` gives fp16 -inf (entries outside the sphere)."""
@@ -85,8 +98,10 @@ def _descending_order_fp16(scores: np.ndarray, in_sphere: np.ndarray | None, cou
     bits = np.ascontiguousarray(scores).view(np.int16).astype(np.int32)
     # Monotonic in the fp16 value: the magnitude, negated for a set sign bit (so -0 and +0 tie).
     sign = bits >> 15  # 0 or -1
-    ordered = ((bits & 0x7FFF) ^ sign) - sign
-    if in_sphere is not None:
+    magnitude = bits & 0x7FFF
+    ordered = (magnitude ^ sign) - sign
+    if in_sphere is not None:  # (None: all finite) NaN, a magnitude past inf's, ranks as +inf whatever its sign
+        ordered = np.where(magnitude > _FP16_INF_BITS, _FP16_INF_BITS, ordered)
         ordered = np.where(in_sphere, ordered, _FP16_NEG_INF_ORDER)
     if width <= 1 << 16:  # -ordered fits 16 signed bits: int32 keys
         keys, low = (-ordered << 16) + np.arange(width, dtype=np.int32), 0xFFFF

@@ -1,7 +1,10 @@
 """SU-FA: sorted-updating FlashAttention, one KV tile step at a time, merged into per-lane accumulators.
 
 SU-FA computes in fp64 internally and writes fp32 outputs. It is exact
-softmax attention over the selected keys.
+softmax attention over the selected keys. Non-finite values follow IEEE
+arithmetic as onnxruntime's fp32 attention does: a score past fp32's range is
+infinite, a selected score of NaN or +inf makes its row NaN, and NaN or inf in
+V reaches the output through the weighted sum.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dialects.numerics.formats import NO_INDEX
+from dialects.numerics.formats import NO_INDEX, fp32_overflow, ieee_arithmetic
 
 
 @dataclass
@@ -29,6 +32,7 @@ class SufaPartial:
     """Max-ensure events: a later score beat the running max (AP mode 1)."""
 
 
+@ieee_arithmetic
 def sufa_tile_step(
     q: np.ndarray,
     k_window: np.ndarray,
@@ -54,7 +58,8 @@ def sufa_tile_step(
     """
     q64 = np.asarray(q, np.float64)
     # The scale is an fp32 register of the SU-FA unit (an instruction field).
-    all_scores = q64 @ np.asarray(k_window, np.float64).T
+    # A dot product past fp32's range is infinite, as onnxruntime's (it scales after the product).
+    all_scores = fp32_overflow(q64 @ np.asarray(k_window, np.float64).T)
     all_scores *= float(np.float32(scale))
     rows, width = all_scores.shape
     # One reduction shows the usual case, no empty slot (NO_INDEX is the only negative a valid slot list holds).
@@ -74,6 +79,12 @@ def sufa_tile_step(
         updates = _max_updates(scores, row_max)
     else:
         row_max, updates = np.full(rows, -np.inf), 0
+    # A selected score of NaN or +inf makes its row NaN, as softmax's exp(s - max) does in IEEE arithmetic.
+    poisoned = np.isnan(row_max) | (row_max == np.inf)
+    any_poisoned = bool(poisoned.any())
+    if any_poisoned:
+        row_max = np.where(poisoned, np.nan, row_max)
+        scores[poisoned] = -np.inf  # their weights are replaced by NaN below; keep the others' arithmetic finite
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
     # exp(s - max), in place: `scores` is this function's own array.
     weights = np.exp(np.subtract(scores, safe_max[:, None], out=scores), out=scores)
@@ -81,8 +92,26 @@ def sufa_tile_step(
     window_weights = np.bincount(flat_slots.ravel(), weights=weights.ravel(), minlength=all_scores.size)
     window_weights = window_weights.reshape(all_scores.shape)
     denominator = weights.sum(axis=-1)
-    numerator = window_weights @ np.asarray(v_window, np.float64)
+    numerator = window_weights @ _selected_values(v_window, safe_slots[~empty] if any_empty else safe_slots)
+    if any_poisoned:
+        denominator[poisoned] = np.nan
+        numerator[poisoned] = np.nan
     return SufaPartial(row_max, denominator, numerator, updates)
+
+
+def _selected_values(v_window: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """The window's V rows as fp64, rows no slot selected zeroed where V holds NaN or inf.
+
+    An unselected key weighs zero, and 0 * inf is NaN: its V must not reach
+    the output (the simulator's window need not even hold it). One reduction
+    shows the usual all-finite case, where the product is left as it was.
+    """
+    values = np.asarray(v_window, np.float64)
+    if np.isfinite(values.sum()):
+        return values
+    keep = np.zeros(len(values), dtype=bool)
+    keep[selected.ravel()] = True
+    return np.where(keep[:, None], values, 0.0)
 
 
 def _max_updates(scores: np.ndarray, row_max: np.ndarray) -> int:
@@ -131,6 +160,7 @@ class SufaState:
         return cls(np.full(rows, -np.inf), np.zeros(rows), np.zeros((rows, value_depth)))
 
 
+@ieee_arithmetic
 def sufa_accumulate(state: SufaState, partial: SufaPartial) -> SufaState:
     """Merge one tile's partial sums into the running state (Fig. 10b, lines 5-6).
 
@@ -138,17 +168,20 @@ def sufa_accumulate(state: SufaState, partial: SufaPartial) -> SufaState:
     Merging tile by tile equals the paper's merge of all tiles at the end, and
     needs accumulators for one tile only.
     """
-    new_max = np.maximum(state.row_max, partial.row_max)
-    safe_max = np.where(np.isfinite(new_max), new_max, 0.0)
-    old_factor = np.where(np.isfinite(state.row_max), np.exp(state.row_max - safe_max), 0.0)
-    tile_factor = np.where(np.isfinite(partial.row_max), np.exp(partial.row_max - safe_max), 0.0)
+    new_max = np.maximum(state.row_max, partial.row_max)  # NaN (a poisoned row) propagates
+    finite = np.isfinite(new_max)
+    safe_max = np.where(finite, new_max, 0.0)
+    old_factor = np.exp(np.where(finite & np.isfinite(state.row_max), state.row_max - safe_max, -np.inf))
+    tile_factor = np.exp(np.where(finite & np.isfinite(partial.row_max), partial.row_max - safe_max, -np.inf))
     # o_old * f_old + o_j * f_j, with the sum taken in place (one temporary fewer, the same roundings).
     numerator = old_factor[:, None] * state.numerator
     numerator += tile_factor[:, None] * partial.numerator
-    return SufaState(new_max, old_factor * state.denominator + tile_factor * partial.denominator, numerator)
+    denominator = old_factor * state.denominator + tile_factor * partial.denominator
+    return SufaState(new_max, denominator, numerator)
 
 
+@ieee_arithmetic
 def sufa_finish(state: SufaState) -> np.ndarray:
     """Normalise, ``O = o / l`` (the DIV units), as fp32; empty rows give zeros."""
-    safe_denominator = np.where(state.denominator > 0, state.denominator, 1.0)
+    safe_denominator = np.where(state.denominator > 0, state.denominator, 1.0)  # NaN: 1, the NaN numerator stays
     return (state.numerator / safe_denominator[:, None]).astype(np.float32)

@@ -11,10 +11,14 @@ Optuna constraint (``set_constraint``; also the ``constraint`` user attribute, f
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -199,6 +203,64 @@ def _recover(study: optuna.Study, evaluator: Evaluator, space: SearchSpace) -> N
                 evaluator.cache.setdefault((i, tile, keep), LayerResult(*values))
 
 
+def sqlite_path(url: str | None) -> Path | None:
+    """The database file of a ``sqlite:///FILE`` storage URL (None for another storage, or in memory)."""
+    if url is None or not url.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        database = make_url(url).database
+    except ArgumentError as error:
+        raise DseError(f"cannot open the study storage {url}: {error}") from None
+    return Path(database) if database and database != ":memory:" else None
+
+
+@contextmanager
+def storage_lock(url: str | None) -> Iterator[None]:
+    """Hold ``FILE.lock`` beside a SQLite storage for the whole run (an exclusive `flock`); storage errors inside
+    (a file that is not a database, a locked or read-only one) become one `DseError`.
+
+    Two runs on one fresh database would both create its tables ("table trials
+    already exists"), and a second run on a live study would fail the first
+    one's running trials as if they were left by a crash. The lock makes the
+    second run stop at once, before it reads or writes the study. Other
+    storages (a database server) are shared as Optuna shares them.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    database = sqlite_path(url)
+    handle = None
+    try:
+        if database is not None:
+            handle = _lock(database, url)
+        yield
+    except SQLAlchemyError as error:  # the library boundary: sqlite3 errors arrive wrapped
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise DseError(f"the study storage {url} cannot be used: {reason}") from None
+    finally:
+        if handle is not None:
+            os.close(handle)  # releases the lock
+
+
+def _lock(database: Path, url: str) -> int:
+    lock_path = database.with_name(database.name + ".lock")
+    try:
+        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise DseError(f"cannot open the study storage {url}: {lock_path}: {error.strerror}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        raise DseError(
+            f"the study storage {url} is in use by another sofa-dse run (it holds {lock_path});"
+            " wait for it, or use another --storage"
+        ) from None
+    return handle
+
+
 def open_storage(url: str | None) -> optuna.storages.BaseStorage | str | None:
     """The Optuna storage; SQLite in WAL mode with relaxed fsync (about 7x faster per trial, still crash-safe)."""
     if url is None or not url.startswith("sqlite:"):
@@ -290,67 +352,75 @@ def run_search(
         raise DseError(f"unknown --initial '{initial}' (choose from global, random)")
     if trials < 1 or batch < 1:
         raise DseError(f"--trials and --batch must be at least 1, got {trials} and {batch}")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(
-            storage=open_storage(storage),
-            study_name=study_name,
-            direction="minimize",
-            load_if_exists=True,
-            sampler=make_sampler(sampler, seed),
-        )
-    except (ValueError, ImportError, optuna.exceptions.OptunaError) as error:
-        raise DseError(f"cannot open the study storage {storage}: {error}") from None
-    identity = {
-        "problem": problem.fingerprint(),
-        "space": space.to_dict(),
-        "weights": weights.to_dict(),
-        "seed": seed,
-        "batch": batch,
-        "sampler": sampler,
-        "initial": initial,
-    }
-    _check_study(study, identity)
-    _recover(study, evaluator, space)
-    layers = len(problem.layers)
-    grid = global_params(space, layers) if initial == "global" else []
-    start = time.perf_counter()
-    new = 0
-    while (done := _finished(study)) < trials:
-        # Re-seeding per batch from the trial count makes a resumed run replay an uninterrupted one.
-        study.sampler = make_sampler(sampler, seed * 1_000_003 + done)
-        count = min(batch, trials - done)
-        # Initial samples are queued per finished-trial slot, so a resumed run queues the same ones.
-        for params in grid[done : done + count]:
-            study.enqueue_trial(params)
-        asked = [study.ask() for _ in range(count)]
-        configs = [space.suggest(trial, layers) for trial in asked]
-        scores = evaluator.score_many(configs)
+    # One run per storage at a time: a second run stops before it touches the study.
+    with storage_lock(storage):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            _tell_batch(study, evaluator, weights, asked, configs, scores)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            raise DseError(
-                f"another run finished this run's trials: is a second sofa-dse using study '{study_name}'?"
-            ) from None
-        new += len(asked)
-        if progress is not None:
-            best = best_feasible(study)
-            best_text = f"best {best.value:.5f} (trial {best.number})" if best is not None else "no feasible trial yet"
-            elapsed = time.perf_counter() - start
-            progress(
-                f"trials {_finished(study)}/{trials}: {best_text}, {evaluator.evaluations} layer runs, {elapsed:.1f} s"
+            study = optuna.create_study(
+                storage=open_storage(storage),
+                study_name=study_name,
+                direction="minimize",
+                load_if_exists=True,
+                sampler=make_sampler(sampler, seed),
             )
-    best = best_feasible(study)
-    meta = {"study": study_name, "problem": problem.name, "target": problem.config.name, "weights": weights.to_dict()}
-    tuning = None
-    if best is not None:
-        meta |= {
-            "trial": best.number,
-            "objective": best.value,
-            "score": {k: best.user_attrs[k] for k in Score.__dataclass_fields__},
+        except (ValueError, ImportError, optuna.exceptions.OptunaError) as error:
+            raise DseError(f"cannot open the study storage {storage}: {error}") from None
+        identity = {
+            "problem": problem.fingerprint(),
+            "space": space.to_dict(),
+            "weights": weights.to_dict(),
+            "seed": seed,
+            "batch": batch,
+            "sampler": sampler,
+            "initial": initial,
         }
-        tuning = trial_tuning(best, layers, space, meta)
-    return SearchResult(study, best, tuning, new, evaluator.evaluations, time.perf_counter() - start)
+        _check_study(study, identity)
+        _recover(study, evaluator, space)
+        layers = len(problem.layers)
+        grid = global_params(space, layers) if initial == "global" else []
+        start = time.perf_counter()
+        new = 0
+        while (done := _finished(study)) < trials:
+            # Re-seeding per batch from the trial count makes a resumed run replay an uninterrupted one.
+            study.sampler = make_sampler(sampler, seed * 1_000_003 + done)
+            count = min(batch, trials - done)
+            # Initial samples are queued per finished-trial slot, so a resumed run queues the same ones.
+            for params in grid[done : done + count]:
+                study.enqueue_trial(params)
+            asked = [study.ask() for _ in range(count)]
+            configs = [space.suggest(trial, layers) for trial in asked]
+            scores = evaluator.score_many(configs)
+            try:
+                _tell_batch(study, evaluator, weights, asked, configs, scores)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise DseError(
+                    f"another run finished this run's trials: is a second sofa-dse using study '{study_name}'?"
+                ) from None
+            new += len(asked)
+            if progress is not None:
+                best = best_feasible(study)
+                best_text = (
+                    f"best {best.value:.5f} (trial {best.number})" if best is not None else "no feasible trial yet"
+                )
+                elapsed = time.perf_counter() - start
+                runs = evaluator.evaluations
+                progress(f"trials {_finished(study)}/{trials}: {best_text}, {runs} layer runs, {elapsed:.1f} s")
+        best = best_feasible(study)
+        meta = {
+            "study": study_name,
+            "problem": problem.name,
+            "target": problem.config.name,
+            "weights": weights.to_dict(),
+        }
+        tuning = None
+        if best is not None:
+            meta |= {
+                "trial": best.number,
+                "objective": best.value,
+                "score": {k: best.user_attrs[k] for k in Score.__dataclass_fields__},
+            }
+            tuning = trial_tuning(best, layers, space, meta)
+        return SearchResult(study, best, tuning, new, evaluator.evaluations, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,13 @@ def read_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
         raise FrontendError(f"cannot read '{path}': no such file")
     try:
         loaded = onnx.load(str(path))
+    except onnx.checker.ValidationError as error:  # external data onnx refuses (an absolute or escaping path)
+        raise FrontendError(f"cannot read '{path}': its external data is refused: {error}") from None
     except (DecodeError, ValueError, RuntimeError) as error:
         raise FrontendError(f"cannot read '{path}': not a valid ONNX file (truncated or corrupt?): {error}") from None
+    except OSError as error:  # the model file, or an external data file it names
+        source = f" ('{error.filename}')" if error.filename and str(error.filename) != str(path) else ""
+        raise FrontendError(f"cannot read '{path}'{source}: {error.strerror or error}") from None
     if not loaded.graph.node and not loaded.graph.output:
         raise FrontendError(f"cannot read '{path}': the file holds no ONNX graph (empty, truncated or corrupt?)")
     return loaded

@@ -3,7 +3,10 @@
 Host partitions run on onnxruntime, attention kernels on the simulator; the
 outputs are compared with onnxruntime running the whole model on the same
 inputs, and the simulator's report is printed (per kernel and in total),
-after one line per attention node saying where it runs.
+after one line per attention node saying where it runs. Relative errors are
+taken over the positions where both are finite; NaN and infinities are
+counted, and where they differ from onnxruntime's, position for position,
+sofa-run says so and exits with status 3.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from typing import TYPE_CHECKING
 
 from xdsl.utils.exceptions import DiagnosticException
 
-from sofa_compiler.cli import exit_statuses, simulation_progress, user_warnings
+from sofa_compiler.cli import MISMATCH_STATUS, exit_statuses, simulation_progress, user_warnings
 from sofa_compiler.compile_options import add_compile_options, check_compile_options, compile_from_options
 from sofa_compiler.files import atomic_write, check_output_path
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from sofa_compiler.accuracy import OutputAccuracy
+    from sofa_compiler.driver import CompiledModel, ModelReport
 
 
 def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -67,9 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     check_output_path(args.output)
     check_output_path(args.trace)
     import numpy as np
-    from rich.console import Console
 
-    from sofa_compiler.accuracy import METRICS_LEGEND, OutputAccuracy
+    from sofa_compiler.accuracy import OutputAccuracy, describe_non_finite, non_finite_counts
     from sofa_compiler.sim.inputs import load_inputs, random_model_inputs
     from sofa_compiler.sim.trace import write_model_trace
 
@@ -91,16 +96,42 @@ def main(argv: list[str] | None = None) -> int:
         document = {
             "max_relative_error": {name: a.relative_error for name, a in accuracy.items()},
             "cosine_similarity": {name: a.cosine for name, a in accuracy.items()},
+            "non_finite": {name: non_finite_counts(values) for name, values in outputs.items()},
+            "comparison": {name: a.to_dict() for name, a in accuracy.items()},
             "placements": [placement.to_dict() for placement in model.placements],
             "kernels": [{"kernel": name, **r.to_dict()} for name, r in report.kernels],
             "total": report.total.to_dict() if report.total else None,
         }
         print(json.dumps(document, indent=2))
-        return 0
+    else:
+        print_report(model, outputs, accuracy, report)
+    mismatched = [name for name, figures in accuracy.items() if not figures.non_finite_match]
+    for name in mismatched:
+        figures = accuracy[name]
+        print(
+            f"sofa-run: error: output {name}: non-finite values differ from onnxruntime's"
+            f" ({describe_non_finite(figures.non_finite)}; onnxruntime:"
+            f" {describe_non_finite(figures.reference_non_finite)})",
+            file=sys.stderr,
+        )
+    return MISMATCH_STATUS if mismatched else 0
+
+
+def print_report(
+    model: CompiledModel, outputs: dict[str, np.ndarray], accuracy: dict[str, OutputAccuracy], report: ModelReport
+) -> None:
+    """The human-readable report: placements, per-output comparison, the simulator's table."""
+    from rich.console import Console
+
+    from sofa_compiler.accuracy import METRICS_LEGEND, describe_non_finite, non_finite_counts
+
     for placement in model.placements:
         print(placement.line())
-    for name, figures in accuracy.items():
-        print(figures.line(name, "onnxruntime"))
+    for name, values in outputs.items():
+        if name in accuracy:
+            print(accuracy[name].line(name, "onnxruntime"))
+        elif any(counts := non_finite_counts(values)):
+            print(f"output {name}: non-finite values: {describe_non_finite(counts)}")
     if accuracy:
         print(f"  ({METRICS_LEGEND})")
     print(f"attention kernels run on the accelerator: {len(report.kernels)}")
@@ -108,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         Console(width=110).print(report.total.render_table())
     else:
         print("no attention ran on the accelerator (host fallback); see `sofa-compile --emit tiled`")
-    return 0
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def _reference_running_max(scores: np.ndarray) -> np.ndarray:
 
 def reference_tile_step(q, k_window, v_window, slots, bias, scale) -> numerics.SufaPartial:
     q64 = np.asarray(q, np.float64)
-    all_scores = q64 @ np.asarray(k_window, np.float64).T * float(np.float32(scale))
+    all_scores = numerics.fp32_overflow(q64 @ np.asarray(k_window, np.float64).T) * float(np.float32(scale))
     rows, width = all_scores.shape
     empty = slots == NO_INDEX
     safe_slots = np.where(empty, 0, slots)
@@ -52,13 +52,17 @@ def reference_tile_step(q, k_window, v_window, slots, bias, scale) -> numerics.S
     running_max = _reference_running_max(slot_major)
     updates = int(np.count_nonzero(slot_major[1:] > running_max[:-1]))
     row_max = running_max[-1] if scores.shape[-1] else np.full(rows, -np.inf)
+    poisoned = np.isnan(row_max) | (row_max == np.inf)  # IEEE: such a row's softmax is NaN
+    row_max = np.where(poisoned, np.nan, row_max)
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
-    weights = np.exp(scores - safe_max[:, None])
+    weights = np.where(poisoned[:, None], 0.0, np.exp(scores - safe_max[:, None]))
     flat_slots = safe_slots + (np.arange(rows) * width)[:, None]
     window_weights = np.bincount(flat_slots.ravel(), weights=weights.ravel(), minlength=all_scores.size)
     window_weights = window_weights.reshape(all_scores.shape)
     denominator = weights.sum(axis=-1)
     numerator = window_weights @ np.asarray(v_window, np.float64)
+    denominator[poisoned] = np.nan
+    numerator[poisoned] = np.nan
     return numerics.SufaPartial(row_max, denominator, numerator, updates)
 
 
@@ -549,13 +553,14 @@ def test_dma_load_matches_reference(rows, row_bytes, stride, dst, src):
 
 
 def reference_sads_tile_sphere(scores, valid, count, radius):
-    """Top-`count` by a stable argsort over fp64 scores, the sphere clip spelled out."""
+    """Top-`count` by a stable argsort over fp64 scores, the sphere clip spelled out (NaN ranks as +inf)."""
     radius = float(np.float32(radius))
     masked = np.where(valid, np.asarray(scores, np.float64), -np.inf)
     with np.errstate(invalid="ignore"):
-        row_max = np.max(masked, axis=-1, keepdims=True)
-        in_sphere = valid & (masked > -np.inf) & (masked >= row_max - radius)
-    ranked = np.where(in_sphere, masked, -np.inf)
+        row_max = np.max(np.nan_to_num(masked, nan=-np.inf, posinf=np.inf, neginf=-np.inf), axis=-1, keepdims=True)
+        below = masked < row_max - radius  # False for NaN, and for every score when the bound is NaN
+        in_sphere = valid & (masked != -np.inf) & ~below
+    ranked = np.where(in_sphere, np.nan_to_num(masked, nan=np.inf, posinf=np.inf, neginf=-np.inf), -np.inf)
     order = np.argsort(-ranked, axis=-1, kind="stable")[:, :count]
     chosen = np.take_along_axis(in_sphere, order, axis=-1)
     return np.where(chosen, order, NO_INDEX).astype(np.int32), np.count_nonzero(in_sphere, axis=-1)
