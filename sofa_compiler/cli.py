@@ -113,7 +113,7 @@ def exit_statuses(
         def run(*args: P.args, **kwargs: P.kwargs) -> int | None:
             _ctrl_c_as_keyboard_interrupt()
             try:
-                with user_warnings(tool), quiet_arithmetic(), terminate_as_interrupt():
+                with user_warnings(tool), terminate_as_interrupt():
                     return main(*args, **kwargs)
             except Terminated:
                 print(f"{tool}: terminated", file=sys.stderr)
@@ -131,7 +131,7 @@ def exit_statuses(
                 return print_error(tool, error)
             except BrokenPipeError as error:
                 if error.filename:  # an output file (a FIFO whose reader left): say so
-                    return print_error(tool, describe_os_error(error))
+                    return print_error(tool, (describe_os_error or file_error)(error))
                 _silence_stdout()  # stdout's reader left (`| head`): nothing to say
                 return ERROR_STATUS
             except OSError as error:
@@ -173,20 +173,6 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def quiet_arithmetic() -> Iterator[None]:
-    """No numpy floating-point `RuntimeWarning` (they name our source lines, which mean nothing to the user).
-
-    NaN and infinities are results (the golden kernels follow IEEE arithmetic);
-    a tool that cares reports them itself (`sofa-run` counts them).
-    """
-    # A warnings filter, not np.errstate: numpy stays unimported until a tool needs it (fast --help),
-    # and numpy's default error mode only warns.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
 
 
 @contextmanager
