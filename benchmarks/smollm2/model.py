@@ -116,7 +116,7 @@ def export_onnx(model: Any, path: Path, seq: int, opset: int) -> Path:
     example = torch.zeros((1, seq), dtype=torch.int64)
     with torch.no_grad():
         torch.onnx.export(
-            Logits(model.eval()),
+            Logits(model).eval(),
             (example,),
             str(path),
             dynamo=True,
