@@ -133,6 +133,7 @@ def measure(
     outputs, report = compiled.run({name: input_ids}, progress.update)
     run_s = time.perf_counter() - start
     ppl = perplexity(next(iter(outputs.values())), input_ids)
+    say(f"  keep {keep}: ran in {run_s:.1f} s, perplexity {ppl:.4f}")
     return KeepPoint(
         keep=keep,
         perplexity=ppl,
@@ -154,6 +155,7 @@ def sweep(model: str | Path, input_ids: np.ndarray, keeps: Sequence[float], log:
     say = log or (lambda _: None)
     say(f"onnxruntime: dense reference on {input_ids.shape[1]} tokens")
     result = Sweep(str(model), int(input_ids.shape[1]), reference(model, input_ids))
+    say(f"onnxruntime: perplexity {result.reference.perplexity:.4f} ({result.reference.run_s:.1f} s)")
     for keep in keeps:
         result.points.append(measure(model, input_ids, keep, result.reference.perplexity, log))
     return result
