@@ -10,6 +10,7 @@ figure is measured in the calling process; nothing is read from a file.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import warnings
@@ -61,7 +62,7 @@ class KeepPoint:
     attention_nodes: int
     on_accelerator: int  # attention nodes that became kernel calls
     host_reasons: dict[str, int]  # why attention nodes run on the host, with counts
-    compile_warnings: dict[str, int]  # warnings the compiler raised, with counts
+    compile_warnings: dict[str, int]  # warnings the compiler raised (node names elided), with counts
     kernel_calls: int  # simulated kernel calls in the run
     cycles: int  # simulated cycles, summed over the kernel calls (0 when none ran)
 
@@ -102,6 +103,8 @@ class KernelProgress:
         self.last = (done, total)
 
 
+NODE_NAME = re.compile(r"node '[^']*'")
+"""Node names in warnings, elided so that one warning per layer groups into one line with a count."""
 UNPAIRED = "placed on the accelerator by the importer, but the compiled model has no kernel call for it"
 
 
@@ -114,7 +117,7 @@ def _compile(model: str | Path, keep: float) -> tuple[CompiledModel, float, Coun
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         compiled = compile_model(model, keep=keep)
-    return compiled, time.perf_counter() - start, Counter(str(w.message) for w in caught)
+    return compiled, time.perf_counter() - start, Counter(NODE_NAME.sub("node <name>", str(w.message)) for w in caught)
 
 
 def measure(
@@ -179,14 +182,14 @@ def render(result: Sweep, text: str) -> str:
     ]
     for p in result.points:
         lines.append(
-            f"| {p.keep:g} | {p.perplexity:.4f} | {100 * (p.ratio - 1):+.4f}% | {p.on_accelerator}/{p.attention_nodes}"
+            f"| {p.keep} | {p.perplexity:.4f} | {100 * (p.ratio - 1):+.4f}% | {p.on_accelerator}/{p.attention_nodes}"
             f" | {p.compile_s:.1f} | {p.run_s:.1f} | {p.cycles:,} |"
         )
     for p in result.points:
         for reason, count in sorted(p.host_reasons.items()):
-            lines.append(f"keep {p.keep:g}: {count} attention node(s) on the host: {reason}")
+            lines.append(f"keep {p.keep}: {count} attention node(s) on the host: {reason}")
         for message, count in sorted(p.compile_warnings.items()):
-            lines.append(f"keep {p.keep:g}: warning x{count}: {message}")
+            lines.append(f"keep {p.keep}: {count} warning(s): {message}")
     dense = next((p for p in result.points if p.keep == 1.0), None)
     if dense is not None:
         verdict = "yes" if abs(dense.ratio - 1) <= 1e-3 else "NO"

