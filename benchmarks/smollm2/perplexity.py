@@ -150,7 +150,7 @@ def measure(
         ),
         compile_warnings=dict(caught),
         kernel_calls=len(report.kernels),
-        cycles=report.total.cycles if report.total is not None else 0,
+        cycles=report.total.total_cycles if report.total is not None else 0,
     )
 
 
