@@ -20,15 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the repository's `benchmarks` package (xDSL's wheel ships another)
 
-from benchmarks.smollm2.model import (  # noqa: E402
-    ATTENTION_IMPLEMENTATIONS,
-    ModelUnavailable,
-    export_onnx,
-    exported_name,
-    load_model,
-    load_tokenizer,
-    text_token_ids,
-)
+from benchmarks.smollm2 import model as smollm2  # noqa: E402
 
 
 def main() -> int:
@@ -36,7 +28,7 @@ def main() -> int:
     parser.add_argument("out_dir", type=Path, help="folder for the ONNX files (created if absent)")
     parser.add_argument("--seq", type=int, default=1024, help="sequence length S (default 1024)")
     parser.add_argument("--opset", type=int, nargs="+", default=[18, 23], choices=[18, 23])
-    parser.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa")
+    parser.add_argument("--attention", choices=smollm2.ATTENTION_IMPLEMENTATIONS, default="sdpa")
     parser.add_argument("--tokens", action="store_true", help="also write OUT_DIR/tokens-sS.npz (the bundled text)")
     args = parser.parse_args()
     if args.seq < 2:
@@ -44,20 +36,21 @@ def main() -> int:
     if args.out_dir.resolve().is_relative_to(ROOT):
         parser.error(f"{args.out_dir} is inside the repository; export elsewhere (the files are about 540 MB)")
     try:
-        model = load_model(args.attention)
+        model = smollm2.load_model(args.attention)
         if args.tokens:
             import numpy as np
 
             tokens = args.out_dir / f"tokens-s{args.seq}.npz"
             args.out_dir.mkdir(parents=True, exist_ok=True)
-            np.savez(tokens, input_ids=text_token_ids(load_tokenizer(), args.seq))
+            np.savez(tokens, input_ids=smollm2.text_token_ids(smollm2.load_tokenizer(), args.seq))
             print(f"wrote {tokens}")
-    except (ModelUnavailable, ValueError) as error:
+    except (smollm2.ModelUnavailable, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for opset in args.opset:
         start = time.perf_counter()
-        path = export_onnx(model, args.out_dir / exported_name(args.seq, opset, args.attention), args.seq, opset)
+        path = args.out_dir / smollm2.exported_name(args.seq, opset, args.attention)
+        smollm2.export_onnx(model, path, args.seq, opset)
         print(f"wrote {path} (opset {opset}, S = {args.seq}, {time.perf_counter() - start:.1f} s)")
     return 0
 
