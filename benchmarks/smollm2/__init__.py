@@ -1,0 +1,1 @@
+"""SmolLM2-135M on the simulated SOFA: the model (`model`) and its perplexity harness (`perplexity`)."""

@@ -1,0 +1,199 @@
+"""Perplexity of an ONNX causal LM (input_ids [1, S] -> logits [1, S, V]): onnxruntime against SOFA.
+
+The reference is onnxruntime running the whole exported model dense. SOFA's
+figure comes from `sofa_compiler.compile(model, keep=K).run(...)`: every
+attention the front end claims runs on the simulated accelerator, the rest in
+onnxruntime host partitions. Perplexity is exp of the mean negative
+log-likelihood of tokens 2..S given the logits at positions 1..S-1. Every
+figure is measured in the calling process; nothing is read from a file.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+
+from sofa_compiler.driver import CompiledModel, compile_model
+from sofa_compiler.frontend.placement import Placement
+
+Log = Callable[[str], None]
+
+
+def perplexity(logits: np.ndarray, input_ids: np.ndarray) -> float:
+    """exp(mean NLL) of input_ids[1:] under logits[:-1] (batch 1), in float64."""
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1, logits.shape[-1])
+    ids = np.asarray(input_ids).reshape(-1)
+    if logits.shape[0] != ids.shape[0] or ids.shape[0] < 2:
+        raise ValueError(f"logits for {logits.shape[0]} positions do not fit {ids.shape[0]} tokens (need >= 2)")
+    predicted = logits[:-1]
+    peak = predicted.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(predicted - peak).sum(axis=1)) + peak[:, 0]
+    nll = log_norm - predicted[np.arange(predicted.shape[0]), ids[1:]]
+    return float(np.exp(nll.mean()))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """onnxruntime on the whole model, dense."""
+
+    perplexity: float
+    run_s: float
+
+
+@dataclass(frozen=True)
+class KeepPoint:
+    """SOFA at one keep ratio."""
+
+    keep: float
+    perplexity: float
+    ratio: float  # perplexity / onnxruntime's
+    compile_s: float
+    run_s: float
+    attention_nodes: int
+    on_accelerator: int  # attention nodes that became kernel calls
+    host_reasons: dict[str, int]  # why attention nodes run on the host, with counts
+    compile_warnings: dict[str, int]  # warnings the compiler raised (node names elided), with counts
+    kernel_calls: int  # simulated kernel calls in the run
+    cycles: int  # simulated cycles, summed over the kernel calls (0 when none ran)
+
+
+@dataclass
+class Sweep:
+    model: str
+    tokens: int
+    reference: Reference
+    points: list[KeepPoint] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reference(model: str | Path, input_ids: np.ndarray) -> Reference:
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    start = time.perf_counter()
+    (logits,) = session.run(None, {name: input_ids})[:1]
+    return Reference(perplexity(logits, input_ids), time.perf_counter() - start)
+
+
+class KernelProgress:
+    """Reports each finished kernel call on `log` (the timing model calls `update(done, total)`)."""
+
+    def __init__(self, total: int, log: Log, label: str) -> None:
+        self.total, self.log, self.label = total, log, label
+        self.finished = 0
+        self.last = (-1, -1)
+        self.start = time.perf_counter()
+
+    def update(self, done: int, total: int) -> None:
+        if done == total and self.last != (done, total):
+            self.finished += 1
+            elapsed = time.perf_counter() - self.start
+            self.log(f"  {self.label}: kernel call {self.finished}/{self.total} simulated ({elapsed:.0f} s)")
+        self.last = (done, total)
+
+
+NODE_NAME = re.compile(r"node '[^']*'")
+"""Node names in warnings, elided so that one warning per layer groups into one line with a count."""
+UNPAIRED = "placed on the accelerator by the importer, but the compiled model has no kernel call for it"
+
+
+def _host_reason(placement: Placement) -> str:
+    return placement.host_reason if placement.host_reason is not None else UNPAIRED
+
+
+def _compile(model: str | Path, keep: float) -> tuple[CompiledModel, float, Counter[str]]:
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = compile_model(model, keep=keep)
+    return compiled, time.perf_counter() - start, Counter(NODE_NAME.sub("node <name>", str(w.message)) for w in caught)
+
+
+def measure(
+    model: str | Path, input_ids: np.ndarray, keep: float, reference_ppl: float, log: Log | None = None
+) -> KeepPoint:
+    """Compile `model` at `keep`, run it on `input_ids` and compute the perplexity."""
+    say = log or (lambda _: None)
+    compiled, compile_s, caught = _compile(model, keep)
+    say(f"  keep {keep}: compiled in {compile_s:.1f} s; running {len(compiled.programs)} kernels")
+    placements = compiled.placements
+    # A placement paired with no kernel call did not reach the accelerator, whatever the importer recorded.
+    on_accelerator = sum(p.host_reason is None and p.kernel is not None for p in placements)
+    progress = KernelProgress(on_accelerator, say, f"keep {keep}")
+    name = compiled.input_names()[0]
+    start = time.perf_counter()
+    outputs, report = compiled.run({name: input_ids}, progress.update)
+    run_s = time.perf_counter() - start
+    ppl = perplexity(next(iter(outputs.values())), input_ids)
+    say(f"  keep {keep}: ran in {run_s:.1f} s, perplexity {ppl:.4f}")
+    return KeepPoint(
+        keep=keep,
+        perplexity=ppl,
+        ratio=ppl / reference_ppl,
+        compile_s=compile_s,
+        run_s=run_s,
+        attention_nodes=len(placements),
+        on_accelerator=on_accelerator,
+        host_reasons=dict(
+            Counter(_host_reason(p) for p in placements if p.host_reason is not None or p.kernel is None)
+        ),
+        compile_warnings=dict(caught),
+        kernel_calls=len(report.kernels),
+        cycles=report.total.total_cycles if report.total is not None else 0,
+    )
+
+
+def sweep(model: str | Path, input_ids: np.ndarray, keeps: Sequence[float], log: Log | None = None) -> Sweep:
+    say = log or (lambda _: None)
+    say(f"onnxruntime: dense reference on {input_ids.shape[1]} tokens")
+    result = Sweep(str(model), int(input_ids.shape[1]), reference(model, input_ids))
+    say(f"onnxruntime: perplexity {result.reference.perplexity:.4f} ({result.reference.run_s:.1f} s)")
+    for keep in keeps:
+        result.points.append(measure(model, input_ids, keep, result.reference.perplexity, log))
+    return result
+
+
+def stderr_log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def render(result: Sweep, text: str) -> str:
+    """The sweep as text; every figure was measured in the run that produced `result`."""
+    ref = result.reference
+    lines = [
+        f"model: {result.model}",
+        f"text: the first {result.tokens} tokens of {text} ({result.tokens - 1} predicted tokens)",
+        "every figure below was measured in this run",
+        f"onnxruntime (whole model, dense): perplexity {ref.perplexity:.4f}, run {ref.run_s:.2f} s",
+        "",
+        "| keep | perplexity | vs onnxruntime | attention on accelerator | compile s | run s | simulated cycles |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in result.points:
+        lines.append(
+            f"| {p.keep} | {p.perplexity:.4f} | {100 * (p.ratio - 1):+.4f}% | {p.on_accelerator}/{p.attention_nodes}"
+            f" | {p.compile_s:.1f} | {p.run_s:.1f} | {p.cycles:,} |"
+        )
+    for p in result.points:
+        for reason, count in sorted(p.host_reasons.items()):
+            lines.append(f"keep {p.keep}: {count} attention node(s) on the host: {reason}")
+        for message, count in sorted(p.compile_warnings.items()):
+            lines.append(f"keep {p.keep}: {count} warning(s): {message}")
+    dense = next((p for p in result.points if p.keep == 1.0), None)
+    if dense is not None:
+        verdict = "yes" if abs(dense.ratio - 1) <= 1e-3 else "NO"
+        lines.append(
+            f"keep 1.0 equals onnxruntime within 0.1%: {verdict} (difference {100 * abs(dense.ratio - 1):.4f}%)"
+        )
+    return "\n".join(lines)
