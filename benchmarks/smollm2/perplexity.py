@@ -87,20 +87,23 @@ def reference(model: str | Path, input_ids: np.ndarray) -> Reference:
 
 
 class KernelProgress:
-    """Reports each finished kernel call on `log` (the timing model calls `update(done, total)`)."""
+    """A `RunProgress` that reports each kernel call on `log` as it starts (one line per call)."""
 
     def __init__(self, total: int, log: Log, label: str) -> None:
         self.total, self.log, self.label = total, log, label
-        self.finished = 0
-        self.last = (-1, -1)
+        self.started = 0
         self.start = time.perf_counter()
 
-    def update(self, done: int, total: int) -> None:
-        if done == total and self.last != (done, total):
-            self.finished += 1
-            elapsed = time.perf_counter() - self.start
-            self.log(f"  {self.label}: kernel call {self.finished}/{self.total} simulated ({elapsed:.0f} s)")
-        self.last = (done, total)
+    def kernel(self, name: str) -> None:
+        self.started += 1
+        elapsed = time.perf_counter() - self.start
+        self.log(f"  {self.label}: kernel call {self.started}/{self.total} ({name}) after {elapsed:.0f} s")
+
+    def functional(self, executed: int, fraction: float) -> None:
+        pass  # one line per kernel call is enough for a log
+
+    def timing(self, started: int, total: int) -> None:
+        pass
 
 
 NODE_NAME = re.compile(r"node '[^']*'")
@@ -133,7 +136,7 @@ def measure(
     progress = KernelProgress(on_accelerator, say, f"keep {keep}")
     name = compiled.input_names()[0]
     start = time.perf_counter()
-    outputs, report = compiled.run({name: input_ids}, progress.update)
+    outputs, report = compiled.run({name: input_ids}, progress)
     run_s = time.perf_counter() - start
     ppl = perplexity(next(iter(outputs.values())), input_ids)
     say(f"  keep {keep}: ran in {run_s:.1f} s, perplexity {ppl:.4f}")
