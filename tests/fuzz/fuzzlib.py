@@ -28,7 +28,6 @@ import tempfile
 import time
 import traceback
 import warnings
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,9 +324,9 @@ def program_seeds() -> list[bytes]:
 
 def fix_crc(blob: bytes) -> bytes:
     """Recompute the container checksum so a mutation reaches the parser behind it."""
-    if len(blob) < 96:
-        return blob
-    return blob[:80] + struct.pack("<I", zlib.crc32(blob[96:])) + blob[84:]
+    from sofa_compiler.isa.container import CHECKSUM_OFFSET, HEADER_SIZE, with_checksum
+
+    return with_checksum(blob, CHECKSUM_OFFSET) if len(blob) >= HEADER_SIZE else blob
 
 
 def mutate_program(rng: random.Random, blob: bytes) -> bytes:
