@@ -145,6 +145,13 @@ def timing_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None
         yield update
 
 
+def file_name(text: str) -> str:
+    """An argparse type: a path to write, which must not be empty (``--output ""`` would save nothing)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file name, got an empty string")
+    return text
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a positive integer, in any base Python reads (``0x100`` too)."""
     try:

@@ -51,6 +51,7 @@ from sofa_compiler.isa.container import Program
 from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.runtime import KernelFunctions, KernelRunner
 from sofa_compiler.sim.config import HardwareConfig, load_config
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.report import Report, combine_reports
 from sofa_compiler.tuning import Tuning, TuningError, as_tuning
 
@@ -141,8 +142,9 @@ class CompiledModel:
         self,
         inputs: Mapping[str, np.ndarray],
         progress: Callable[[int, int], None] | None = None,
+        max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
     ) -> tuple[dict[str, np.ndarray], ModelReport]:
-        """Run the model: host ops on numpy, every kernel call on the simulator."""
+        """Run the model: host ops on numpy, every kernel call on the simulator (each within `max_instructions`)."""
         args = []
         for name, shape, dtype in self.input_specs():
             if name not in inputs:
@@ -152,7 +154,7 @@ class CompiledModel:
                 given, expected = list(value.shape), list(shape)
                 raise CompileError(f"input '{name}' has shape {given}, but the model was compiled for {expected}")
             args.append(value.astype(dtype, copy=False))
-        runner = KernelRunner(self.programs, self.config, progress)
+        runner = KernelRunner(self.programs, self.config, progress, max_instructions=max_instructions)
         interpreter = Interpreter(self.host)
         register_all(interpreter, self.sessions, isa=False)  # the kernels run on `runner`, not as sofa_isa IR
         interpreter.register_implementations(KernelFunctions(runner))

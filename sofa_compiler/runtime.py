@@ -25,8 +25,9 @@ from sofa_compiler.interpreters.sofa_isa import run_ir
 from sofa_compiler.isa.container import Program
 from sofa_compiler.sim.config import HardwareConfig
 from sofa_compiler.sim.functional import Machine
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.report import Report, build_report
-from sofa_compiler.sim.timing import TimingResult, simulate
+from sofa_compiler.sim.timing import Timeline, TimingResult, gc_paused
 
 
 class KernelError(Exception):
@@ -139,6 +140,8 @@ class KernelRunner:
     runs: list[KernelRun] = field(default_factory=list)
     ir_programs: Mapping[str, ProgramOp] | None = None
     """Where given, each kernel runs op by op on the `sofa_isa` IR interpreter instead of the binary's machine."""
+    max_instructions: int = DEFAULT_MAX_INSTRUCTIONS
+    """Each kernel run's instruction budget (the tools' --max-instructions)."""
 
     def call(self, name: str, q: np.ndarray, *tensors: np.ndarray) -> np.ndarray:
         """Run kernel `name` on Q and its other operands: K, V (and X on demand), or X alone when it generates K/V."""
@@ -152,11 +155,15 @@ class KernelRunner:
         k, v, x = given.get("k"), given.get("v"), given.get("x")
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
         inputs = stage_attention_inputs(program, q, k, v, x)
-        if self.ir_programs is None:
-            result = machine.run(program, inputs, self.config.config_hash())
-        else:
-            result = run_ir(self.ir_programs[name], inputs, machine, self.config.config_hash())
-        timing = simulate(result.events, self.config, self.progress)
+        # Events stream into the timing model as they happen: memory stays bounded however long the kernel runs.
+        timeline = Timeline(self.config, self.progress)
+        with gc_paused():
+            if self.ir_programs is None:
+                result = machine.run(program, inputs, self.config.config_hash(), self.max_instructions, timeline.add)
+            else:
+                result = run_ir(self.ir_programs[name], inputs, machine, self.config.config_hash(),
+                                self.max_instructions, timeline.add)  # fmt: skip
+            timing = timeline.finish()
         self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak)))
         return unstage_attention_output(program, result.outputs[Symbol.OUT.value], q.shape)
 

@@ -251,7 +251,9 @@ def _check_header(blob: bytes) -> _Header:
     if len(blob) < end:
         raise ContainerError(f"truncated container: {len(blob)} bytes, the header describes {end}")
     if len(blob) > end:
-        raise ContainerError(f"corrupt container: {len(blob) - end} trailing bytes after the {end} the header describes")
+        raise ContainerError(
+            f"corrupt container: {len(blob) - end} trailing bytes after the {end} the header describes"
+        )
     if file_checksum(blob, CHECKSUM_OFFSET) != crc:
         raise ContainerError("corrupt container: checksum mismatch (the file was truncated, extended or altered)")
     if word_bytes != WORD_BYTES:

@@ -241,7 +241,7 @@ def register_kernels(interpreter: Interpreter, module: Operation, engine: str) -
 def print_kernel_runs(runner: "KernelRunner") -> None:
     """One line per kernel run: its instruction count and the distinct opcodes it executed."""
     for run in runner.runs:
-        opcodes = sorted({event.opcode for event in run.timing.events})
+        opcodes = sorted(run.timing.opcodes)
         print(f"kernel {run.kernel}: {run.report.instructions} instructions: {' '.join(opcodes)}")
 
 

@@ -18,26 +18,21 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from sofa_compiler.cli import exit_statuses, positive_int, timing_progress
+from sofa_compiler.cli import exit_statuses, file_name, positive_int, timing_progress
 from sofa_compiler.files import atomic_write
 from sofa_compiler.isa.container import ContainerError, Program
 from sofa_compiler.isa.formats import FormatError, SofaFormat, file_format
 from sofa_compiler.sim.config import ConfigError, HardwareConfig, load_config
 from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine
 from sofa_compiler.sim.inputs import SimError, load_inputs, random_inputs, random_model_inputs
-from sofa_compiler.sim.report import Report, build_report
-from sofa_compiler.sim.timing import TimingResult, simulate
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS, LimitError, check_dram_bytes
+from sofa_compiler.sim.report import Report, ReportError, build_report
+from sofa_compiler.sim.timing import Timeline, TimingResult, gc_paused
 from sofa_compiler.sim.trace import write_trace
 
 # Progress bars appear only on runs with at least this many events, so short
 # runs and test logs stay clean.
 PROGRESS_THRESHOLD = 20_000
-
-# Default budget of executed instructions. Hardware loops nest four deep with
-# counts up to 2^24, so a hand-edited or corrupt loop count could otherwise
-# run for days; past the budget the machine traps. Raise it with
-# --max-instructions for very large programs.
-DEFAULT_MAX_INSTRUCTIONS = 10_000_000
 
 
 @dataclass
@@ -65,19 +60,24 @@ def run_program(
     progress: Callable[[int, int], None] | None = None,
     max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
     dram_bytes: int | None = None,
+    keep_events: bool = False,
 ) -> Simulation:
-    """Run `program` functionally, then through the timing and energy model.
+    """Run `program` functionally, its events streaming into the timing and energy model.
+
+    Memory stays bounded however many instructions run, unless `keep_events`
+    (for a trace) keeps every event and its schedule.
 
     Raises `Trap` for invalid programs (including a config-hash mismatch,
     token deadlocks and running past `max_instructions`) and `InputError` for
     inputs that do not fit the symbols. `dram_bytes` is the machine's DRAM
     (default: what the program's header asks for); a program that needs more traps.
     """
-    machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram_bytes or program.dram_bytes)
-    functional = machine.run(
-        program, inputs, expected_config_hash=config.config_hash(), max_instructions=max_instructions
-    )
-    timing = simulate(functional.events, config, progress)
+    dram = check_dram_bytes(dram_bytes or program.dram_bytes, "the program" if dram_bytes is None else "--dram-bytes")
+    machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram)
+    timeline = Timeline(config, progress, keep_events)
+    with gc_paused():
+        functional = machine.run(program, inputs, config.config_hash(), max_instructions, timeline.add)
+        timing = timeline.finish()
     return Simulation(functional, timing, build_report(timing, functional.sram_peak))
 
 
@@ -101,8 +101,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--random-inputs", metavar="SEED", type=int, help="deterministic N(0,1) inputs")
     parser.add_argument("--config", metavar="FILE.toml", help="hardware config (default: the paper's sofa-28nm)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    parser.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace, one track per unit")
-    parser.add_argument("--output", metavar="FILE.npz", help="save the outputs")
+    parser.add_argument(
+        "--trace", metavar="FILE.json", type=file_name, help="write a Chrome/Perfetto trace, one track per unit"
+    )
+    parser.add_argument("--output", metavar="FILE.npz", type=file_name, help="save the outputs")
     parser.add_argument("--print", action="store_true", help="print the output arrays in full")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     parser.add_argument(
@@ -110,7 +112,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         type=positive_int,
         default=DEFAULT_MAX_INSTRUCTIONS,
-        help=f"trap after executing N instructions (default {DEFAULT_MAX_INSTRUCTIONS:,})",
+        help=f"trap after executing N instructions, per kernel (default {DEFAULT_MAX_INSTRUCTIONS:,})",
     )
     parser.add_argument(
         "--dram-bytes",
@@ -136,7 +138,7 @@ def run_bundle(args: argparse.Namespace) -> int:
         inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.random_inputs or 0)
         show_progress = not args.no_progress and sys.stderr.isatty()
         with timing_progress(show_progress) as progress:
-            outputs, report = model.run(inputs, progress)
+            outputs, report = model.run(inputs, progress, args.max_instructions)
     except (BundleError, CompileError) as error:
         raise SimError(error) from error
     if args.output:
@@ -160,7 +162,7 @@ def program_format(path: str) -> SofaFormat:
         raise SimError(f"cannot read program '{path}': {error.strerror}") from error
 
 
-@exit_statuses("sofa-sim", SimError, ConfigError, InputError, FormatError)
+@exit_statuses("sofa-sim", SimError, ConfigError, InputError, FormatError, LimitError, ReportError)
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     if program_format(args.program) is SofaFormat.BUNDLE:
@@ -170,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     inputs = load_inputs(args.inputs) if args.inputs else random_inputs(program, args.random_inputs or 0)
     show_progress = not args.no_progress and sys.stderr.isatty()
     with timing_progress(show_progress) as progress:
-        simulation = run_program(program, inputs, config, progress, args.max_instructions, args.dram_bytes)
+        simulation = run_program(
+            program, inputs, config, progress, args.max_instructions, args.dram_bytes, keep_events=bool(args.trace)
+        )
     if args.output:
         write_outputs(args.output, simulation.functional.outputs)
     if args.trace:
