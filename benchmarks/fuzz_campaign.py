@@ -3,7 +3,8 @@
     python benchmarks/fuzz_campaign.py --entry all --count 100000 --seed 0 [--jobs 2] [--out fuzz-out]
 
 Entry points: ``mlir`` (sofa-opt), ``onnx`` (sofa-import), ``sofa`` (binary
-programs into sofa-objdump and sofa-sim), ``asm`` (sofa-as), ``toml``
+programs into sofa-objdump and sofa-sim), ``bundle`` (model bundles into
+sofa-objdump and sofa-sim), ``asm`` (sofa-as), ``toml``
 (sofa-sim --config), ``npz`` (sofa-sim and sofa-run-ir --inputs). Each input
 is a mutation of a seed (see tests/fuzz/fuzzlib.py) and is classified as ok, a
 clean error, a crash (traceback, unexpected exception, internal error, no
@@ -55,7 +56,8 @@ def worker(job: tuple[str, int, int, int, float, int]) -> tuple[Counter[str], li
     return counts, failures, slowest
 
 
-SUFFIX = {"mlir": ".mlir", "onnx": ".onnx", "sofa": ".sofa", "asm": ".s", "toml": ".toml", "npz": ".npz"}
+SUFFIX = {"mlir": ".mlir", "onnx": ".onnx", "sofa": ".sofa", "bundle": ".sofa", "asm": ".s", "toml": ".toml",
+          "npz": ".npz"}  # fmt: skip
 
 
 def campaign(entry: str, args: argparse.Namespace, pool: multiprocessing.pool.Pool | None) -> bool:

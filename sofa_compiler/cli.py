@@ -30,6 +30,7 @@ from typing import ParamSpec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.traps import Trap
 
 P = ParamSpec("P")
@@ -143,6 +144,17 @@ def timing_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def add_budget_option(parser: argparse.ArgumentParser) -> None:
+    """``--max-instructions N``: the instruction budget of each simulated kernel run."""
+    parser.add_argument(
+        "--max-instructions",
+        metavar="N",
+        type=positive_int,
+        default=DEFAULT_MAX_INSTRUCTIONS,
+        help=f"trap when a kernel run executes more than N instructions (default {DEFAULT_MAX_INSTRUCTIONS:,})",
+    )
 
 
 def file_name(text: str) -> str:

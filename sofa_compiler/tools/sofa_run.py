@@ -17,13 +17,14 @@ import numpy as np
 from rich.console import Console
 from xdsl.utils.exceptions import DiagnosticException
 
-from sofa_compiler.cli import exit_statuses, timing_progress, user_warnings
+from sofa_compiler.cli import add_budget_option, exit_statuses, timing_progress, user_warnings
 from sofa_compiler.compile_options import add_compile_options, compile_from_options
 from sofa_compiler.driver import CompileError
 from sofa_compiler.files import atomic_write
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.sim.config import ConfigError
 from sofa_compiler.sim.inputs import SimError, load_inputs, random_model_inputs
+from sofa_compiler.sim.limits import LimitError
 
 
 def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -47,7 +48,7 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return difference / scale if scale else difference
 
 
-@exit_statuses("sofa-run", CompileError, FrontendError, ConfigError, SimError, DiagnosticException)
+@exit_statuses("sofa-run", CompileError, FrontendError, ConfigError, SimError, DiagnosticException, LimitError)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-run", description=__doc__.split("\n")[0])
     add_compile_options(parser)
@@ -59,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", metavar="OUT.npz", help="save the model outputs")
     parser.add_argument("--json", action="store_true", help="print errors and the report as JSON")
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
+    add_budget_option(parser)
     args = parser.parse_args(argv)
     given = load_inputs(args.inputs) if args.inputs else None
     with user_warnings("sofa-run"):
         model = compile_from_options(args, inputs=given)
     inputs = given if given is not None else random_model_inputs(model, args.seed)
     with timing_progress(sys.stderr.isatty()) as progress:
-        outputs, report = model.run(inputs, progress)
+        outputs, report = model.run(inputs, progress, args.max_instructions)
     errors = {}
     if not args.no_reference:
         reference = onnxruntime_outputs(args.model, inputs) or {}

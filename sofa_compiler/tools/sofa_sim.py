@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from sofa_compiler.cli import exit_statuses, file_name, positive_int, timing_progress
+from sofa_compiler.cli import add_budget_option, exit_statuses, file_name, positive_int, timing_progress
 from sofa_compiler.files import atomic_write
 from sofa_compiler.isa.container import ContainerError, Program
 from sofa_compiler.isa.formats import FormatError, SofaFormat, file_format
@@ -107,13 +107,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", metavar="FILE.npz", type=file_name, help="save the outputs")
     parser.add_argument("--print", action="store_true", help="print the output arrays in full")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    parser.add_argument(
-        "--max-instructions",
-        metavar="N",
-        type=positive_int,
-        default=DEFAULT_MAX_INSTRUCTIONS,
-        help=f"trap after executing N instructions, per kernel (default {DEFAULT_MAX_INSTRUCTIONS:,})",
-    )
+    add_budget_option(parser)
     parser.add_argument(
         "--dram-bytes",
         metavar="N",
