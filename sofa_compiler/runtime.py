@@ -27,7 +27,7 @@ from sofa_compiler.sim.config import HardwareConfig
 from sofa_compiler.sim.functional import Machine
 from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.report import Report, build_report
-from sofa_compiler.sim.timing import Timeline, TimingResult, gc_paused
+from sofa_compiler.sim.timing import Timeline, TimingResult, gc_paused, program_units
 
 
 class KernelError(Exception):
@@ -156,7 +156,7 @@ class KernelRunner:
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
         inputs = stage_attention_inputs(program, q, k, v, x)
         # Events stream into the timing model as they happen: memory stays bounded however long the kernel runs.
-        timeline = Timeline(self.config, self.progress)
+        timeline = Timeline(self.config, self.progress, units=program_units(program))
         with gc_paused():
             if self.ir_programs is None:
                 result = machine.run(program, inputs, self.config.config_hash(), self.max_instructions, timeline.add)

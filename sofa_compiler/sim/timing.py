@@ -15,12 +15,15 @@ Machine model (docs/simulator.md has the full description):
   instructions compete.
 - A CTRL `barrier` starts once every earlier instruction has finished, and no
   later instruction starts before it has finished.
+- Instructions are dispatched to the unit queues in program order; a unit's
+  queue holds `QUEUE_DEPTH` instructions, and dispatch waits while the next
+  instruction's queue is full.
 
 The simulation is a discrete-event loop over a heap of completion times; each
 event is pushed and popped once, and each step looks at the heads of the
 (seven) unit queues, so the cost is O(events · log(in-flight) + events · units).
 `Timeline` takes the events one at a time as the functional machine executes
-them, so memory does not grow with the length of a run (see `LOOKAHEAD`).
+them, so memory does not grow with the length of a run (see `QUEUE_DEPTH`).
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import functools
 import gc
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from sofa_compiler.isa.container import Program
+from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.sim.config import HardwareConfig
 from sofa_compiler.sim.events import Event, Unit, Work
 from sofa_compiler.sim.traps import TokenDeadlock, token_deadlock
@@ -248,22 +253,19 @@ def _bits(mask: int) -> tuple[int, ...]:
 NO_BARRIER = 1 << 62
 """The gate when no unfinished barrier is known: above every instruction index."""
 
-LOOKAHEAD = 1 << 16
-"""Instructions a streamed run holds before it schedules without seeing further ahead.
+QUEUE_DEPTH = 4096
+"""Instructions each unit's queue holds; dispatch, in program order, stalls while the next one's queue is full.
 
-The schedule at a cycle is exact once every unit's next instruction is known
-(or a pending barrier holds all later ones back). A unit may go unused for a
-long stretch; then the scheduler waits for more instructions, up to this
-many, and past it assumes the unit's next instruction comes later. Compiled
-kernels synchronise every unit within a few hundred instructions, so their
-schedules are exact; memory stays bounded by this window, not by the run."""
+Compiled kernels synchronise their units through semaphores, so no queue
+gets anywhere near this deep and the bound never delays them; it matters
+for a unit that falls ever further behind (a DMA loop that the control unit
+outruns), and it is what bounds the timing model's memory: at most about
+`QUEUE_DEPTH` unstarted instructions per unit, however long the run.
+"""
 
 BATCH = 256
 """Instructions `Timeline.add` collects before it runs the loop; any batch gives the same schedule (the loop
 only advances past what the instructions seen so far decide), a larger one pays the loop's overhead less often."""
-
-STALLED_LIMIT = 16 * LOOKAHEAD
-"""Waiting instructions with none in flight past which a streamed run reports a deadlock."""
 
 
 def _add_work(total: dict[str, Any], work: Work) -> None:
@@ -289,8 +291,12 @@ def _mask_bits(mask: int) -> tuple[int, ...]:
 class Timeline:
     """The discrete-event loop, fed one event at a time in program order (`add`), then `finish`ed.
 
-    Memory holds the instructions not yet finished (at most about `lookahead`
-    of them) plus per-unit and total counts, so a run of any length fits; with
+    Memory holds the instructions not yet finished (at most about
+    `QUEUE_DEPTH` per unit) plus per-unit and total counts, so a run of any
+    length fits. The schedule does not depend on how the events are fed: the
+    loop only moves past a cycle once the instructions not yet seen cannot
+    start at it (every unit the program uses has its next instruction queued,
+    or a barrier or a full queue holds later ones back). With
     `keep_events` it also keeps every event and its schedule (for traces).
     Units are numbered by their position in `UNITS`; this is the simulator's
     hot path, so per-instruction data lives in plain tuples.
@@ -301,17 +307,19 @@ class Timeline:
         config: HardwareConfig,
         progress: ProgressCallback | None = None,
         keep_events: bool = False,
-        lookahead: int | None = LOOKAHEAD,
+        units: Collection[Unit] = UNITS,
     ):
         self.config = config
         self.model = CostModel.of(config)
         self.progress = progress
         self.keep = keep_events
-        self.lookahead = lookahead
         self.unit_number = {unit: number for number, unit in enumerate(UNITS)}
+        # Units the program has no instruction for never get one: the loop need not wait to see their next.
+        self.idle_units = [unit not in units for unit in UNITS]
         # index -> (event, cost, waits, signals, from memory), from `add` until its completion.
         self.info: dict[int, tuple[Event, Cost, tuple[int, ...], tuple[int, ...], bool]] = {}
         self.queues: list[deque[int]] = [deque() for _ in UNITS]
+        self.dispatched = NO_BARRIER  # the first instruction not yet dispatched (its unit's queue is full)
         self.barriers: deque[int] = deque()  # known unfinished barriers
         self.gate = NO_BARRIER  # the next unfinished barrier; later instructions wait for it
         self.count = 0  # instructions added
@@ -330,6 +338,7 @@ class Timeline:
         self.last_done = (0, False)  # (cycle, memory-caused) of the latest completion
         self.barrier_cause = False  # memory-caused, for the barrier in flight
         self.next_report = PROGRESS_STRIDE
+        self.next_advance = BATCH  # `add` runs the loop once per BATCH instructions
         self.work = Work()
         self.work_counts = self.work.__dict__
         self.opcodes: dict[str, int] = {}
@@ -351,7 +360,10 @@ class Timeline:
             _mask_bits(event.signal_mask),
             unit in MEMORY_UNITS,
         )
-        self.queues[number].append(index)
+        queue = self.queues[number]
+        queue.append(index)
+        if len(queue) == QUEUE_DEPTH + 1:
+            self.dispatched = min(self.dispatched, index)
         self.stats[number].instructions += 1
         opcode = event.opcode
         if opcode == BARRIER_OPCODE and unit is Unit.CTRL:
@@ -365,7 +377,8 @@ class Timeline:
             self.start.append(0)
             self.issue_end.append(0)
             self.end.append(0)
-        if self.count - self.started >= BATCH:
+        if self.count >= self.next_advance:
+            self.next_advance = self.count + BATCH
             self._advance()
 
     def finish(self) -> TimingResult:
@@ -393,7 +406,13 @@ class Timeline:
 
     def sees_ahead(self) -> bool:
         """Whether the instructions not yet added cannot start now: the schedule so far is then exact."""
-        return self.ended or self.gate != NO_BARRIER or all(self.queues)
+        if self.ended or self.gate != NO_BARRIER or self.dispatched != NO_BARRIER:
+            return True
+        return all(queue or idle for queue, idle in zip(self.queues, self.idle_units, strict=True))
+
+    def dispatch_limit(self) -> int:
+        """The first instruction not yet dispatched: the first that finds its unit's queue full."""
+        return min((queue[QUEUE_DEPTH] for queue in self.queues if len(queue) > QUEUE_DEPTH), default=NO_BARRIER)
 
     def _advance(self) -> None:
         """Run the loop as far as the instructions added so far decide it."""
@@ -406,13 +425,10 @@ class Timeline:
             waiting = self.count - self.started
             if not waiting:
                 return
-            exact = self.sees_ahead()
-            if not exact and (self.lookahead is None or waiting < self.lookahead):
+            if not self.sees_ahead():
                 return  # wait for more instructions
             if not heap:
-                if exact or waiting >= STALLED_LIMIT:
-                    raise self.deadlock()
-                return
+                raise self.deadlock()
             now = self.now = heap[0][0]
             while heap and heap[0][0] == now:
                 self.complete(heapq.heappop(heap)[1], now)
@@ -445,7 +461,10 @@ class Timeline:
         if end > self.total_cycles:
             self.total_cycles = end
         self.unit_free[unit] = issue_end
-        self.queues[unit].popleft()
+        queue = self.queues[unit]
+        queue.popleft()
+        if len(queue) >= QUEUE_DEPTH:  # it was full: the next one waiting for its queue may now be dispatched
+            self.dispatched = self.dispatch_limit()
         self.started += 1
         self.in_flight += 1
         heapq.heappush(self.heap, (end, index))
@@ -482,6 +501,8 @@ class Timeline:
             gate = self.gate
             if index > gate or (index == gate and (self.started != index or self.in_flight)):
                 continue
+            if index >= self.dispatched:  # (a start above may have made room)
+                continue
             for bit in info[index][2]:
                 if not tokens.get(bit):
                     break
@@ -505,6 +526,11 @@ class Timeline:
         return TokenDeadlock(event.pc, text, f"token deadlock: no unit can make progress ({detail})")
 
 
+def program_units(program: Program) -> frozenset[Unit]:
+    """The units `program`'s code has instructions for (a `Timeline`'s `units`)."""
+    return frozenset(Unit(instr.unit) for instr in program.code if isinstance(instr, Instruction))
+
+
 def _mask_text(mask: int) -> str:
     return ", ".join(f"s{bit}" for bit in _bits(mask)) or "nothing"
 
@@ -516,7 +542,7 @@ def simulate(events: Sequence[Event], config: HardwareConfig, progress: Progress
     keep in memory streams its events into a `Timeline` instead.
     """
     with gc_paused():
-        timeline = Timeline(config, progress, keep_events=True, lookahead=None)
+        timeline = Timeline(config, progress, keep_events=True)
         for event in events:
             timeline.add(event)
         return timeline.finish()

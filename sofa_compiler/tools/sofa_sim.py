@@ -27,7 +27,7 @@ from sofa_compiler.sim.functional import FunctionalResult, InputError, Machine
 from sofa_compiler.sim.inputs import SimError, load_inputs, random_inputs, random_model_inputs
 from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS, LimitError, check_dram_bytes
 from sofa_compiler.sim.report import Report, ReportError, build_report
-from sofa_compiler.sim.timing import Timeline, TimingResult, gc_paused
+from sofa_compiler.sim.timing import Timeline, TimingResult, gc_paused, program_units
 from sofa_compiler.sim.trace import write_trace
 
 # Progress bars appear only on runs with at least this many events, so short
@@ -74,7 +74,7 @@ def run_program(
     """
     dram = check_dram_bytes(dram_bytes or program.dram_bytes, "the program" if dram_bytes is None else "--dram-bytes")
     machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram)
-    timeline = Timeline(config, progress, keep_events)
+    timeline = Timeline(config, progress, keep_events, units=program_units(program))
     with gc_paused():
         functional = machine.run(program, inputs, config.config_hash(), max_instructions, timeline.add)
         timing = timeline.finish()
