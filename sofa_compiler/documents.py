@@ -40,14 +40,13 @@ def parse_document(text: str, source: str, kind: str = "TOML") -> dict[str, Any]
         raise DocumentError(f"{source}: invalid {kind}: nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(document, dict):
         raise DocumentError(f"{source}: invalid {kind}: the document is not a table")
-    depth = nesting_depth(document)
-    if depth > MAX_DEPTH:
-        raise DocumentError(f"{source}: invalid {kind}: nested {depth} levels deep; at most {MAX_DEPTH} are read")
+    if nesting_depth(document) > MAX_DEPTH:
+        raise DocumentError(f"{source}: invalid {kind}: nested deeper than {MAX_DEPTH} levels")
     return document
 
 
 def nesting_depth(value: Any) -> int:
-    """How deep tables and arrays nest in `value` (a scalar is 0), without recursion."""
+    """How deep tables and arrays nest in `value` (a scalar is 0; counted up to MAX_DEPTH + 1), without recursion."""
     deepest = 0
     stack = [(value, 1)]
     while stack:
