@@ -39,11 +39,12 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 
+from dialects.sofa import KernelCallOp
 from sofa_compiler.driver import CompiledModel, CompileError, make_context, print_ir
 from sofa_compiler.isa.container import ContainerError, Program, file_checksum, with_checksum
 from sofa_compiler.isa.formats import BUNDLE_MAGIC as MAGIC
 from sofa_compiler.parser import MalformedInputError, SofaParser
-from sofa_compiler.runtime import KernelError, kernel_interface
+from sofa_compiler.runtime import KernelError, kernel_interface, kernel_operands
 from sofa_compiler.sim.config import ConfigError, HardwareConfig
 
 VERSION = 2
@@ -156,6 +157,7 @@ def _read_model(manifest_bytes: bytes, kernels: bytes, source: str) -> CompiledM
     for name, begin, end in entries:
         programs[name] = _part(f"kernel '{name}'", _read_kernel, kernels[begin:end])
     host = _part("host code", _read_host, manifest["host"], source)
+    _part("host code", _check_kernel_calls, host, programs)
     options = _part("manifest: options", dict, manifest.get("options", {}))
     model = _part("host code", CompiledModel, config, host, programs, [], options)
     recorded = manifest.get("inputs")
@@ -209,6 +211,19 @@ def _read_kernel(blob: bytes) -> Program:
     program = Program.from_bytes(blob)
     kernel_interface(program)  # KernelError unless its symbols are a kernel's DRAM interface
     return program
+
+
+def _check_kernel_calls(host: ModuleOp, programs: dict[str, Program]) -> None:
+    """Every `sofa.kernel_call` names a kernel of the bundle and passes the operands that kernel takes."""
+    for op in host.walk():
+        if not isinstance(op, KernelCallOp):
+            continue
+        name = op.kernel.data
+        if name not in programs:
+            raise KernelError(f"a kernel call names kernel '{name}', which the bundle does not hold")
+        wanted = kernel_operands(programs[name])
+        if len(op.inputs) != len(wanted):
+            raise KernelError(f"kernel '{name}' takes {', '.join(wanted)}; a call passes {len(op.inputs)} operands")
 
 
 def _read_host(text: str, source: str) -> ModuleOp:

@@ -112,6 +112,12 @@ def deep_host(manifest: dict) -> dict:
     return {**manifest, "host": '"test.op"() ({' * 200 + "}) : () -> ()" * 200}
 
 
+def unknown_kernel_call(manifest: dict) -> dict:
+    """The host calls a kernel the bundle does not hold (found by the bundle fuzzer: a traceback from the run)."""
+    name = manifest["kernels"][0]["name"]
+    return {**manifest, "host": manifest["host"].replace(f'sofa.kernel_call "{name}"', 'sofa.kernel_call "nope"')}
+
+
 def kernel_without_symbols(blob: bytes) -> bytes:
     _, end = manifest_span(blob)
     kernels = bytearray(blob[end:])
@@ -144,6 +150,7 @@ def kernel_without_symbols(blob: bytes) -> bytes:
         (lambda b: reforged(b, lambda m: {**m, "kernels": [{**m["kernels"][0], "size": 5}]}), "manifest: kernels:"),
         (lambda b: reforged(b, lambda m: {**m, "kernels": "x"}), "manifest: kernels:"),
         (kernel_without_symbols, "kernel '.*':"),
+        (lambda b: reforged(b, unknown_kernel_call), "host code: a kernel call names kernel 'nope'"),
         (lambda b: reseal(b[:16] + b"[" * 100000 + b[16:]), "checksum|manifest"),
     ],
 )
