@@ -253,7 +253,7 @@ def _bits(mask: int) -> tuple[int, ...]:
 NO_BARRIER = 1 << 62
 """The gate when no unfinished barrier is known: above every instruction index."""
 
-QUEUE_DEPTH = 4096
+QUEUE_DEPTH = 1 << 15
 """Instructions each unit's queue holds; dispatch, in program order, stalls while the next one's queue is full.
 
 Compiled kernels synchronise their units through semaphores, so no queue
