@@ -142,6 +142,8 @@ class KernelRunner:
     """Where given, each kernel runs op by op on the `sofa_isa` IR interpreter instead of the binary's machine."""
     max_instructions: int = DEFAULT_MAX_INSTRUCTIONS
     """Each kernel run's instruction budget (the tools' --max-instructions)."""
+    keep_events: bool = False
+    """Keep every event and its schedule in each run's `timing` (for traces); otherwise only the totals."""
 
     def call(self, name: str, q: np.ndarray, *tensors: np.ndarray) -> np.ndarray:
         """Run kernel `name` on Q and its other operands: K, V (and X on demand), or X alone when it generates K/V."""
@@ -156,7 +158,7 @@ class KernelRunner:
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
         inputs = stage_attention_inputs(program, q, k, v, x)
         # Events stream into the timing model as they happen: memory stays bounded however long the kernel runs.
-        timeline = Timeline(self.config, self.progress, units=program_units(program))
+        timeline = Timeline(self.config, self.progress, self.keep_events, units=program_units(program))
         with gc_paused():
             if self.ir_programs is None:
                 result = machine.run(program, inputs, self.config.config_hash(), self.max_instructions, timeline.add)
