@@ -3,7 +3,8 @@
     python benchmarks/fuzz_campaign.py [--entry all | ENTRY ...] --count 100000 --seed 0 [--jobs 2] [--out fuzz-out]
 
 Entry points: ``mlir`` (sofa-opt), ``onnx`` (sofa-import), ``sofa`` (binary
-programs into sofa-objdump and sofa-sim), ``asm`` (sofa-as), ``toml``
+programs into sofa-objdump and sofa-sim), ``bundle`` (model bundles into
+sofa-objdump and sofa-sim), ``asm`` (sofa-as), ``toml``
 (sofa-sim --config), ``npz`` (sofa-sim and sofa-run-ir --inputs), and the
 structure-aware ones of tests/fuzz/structured.py: ``mlir-struct``,
 ``onnx-struct``, ``ieee`` (sofa-run), ``files`` (output targets of every
@@ -69,8 +70,8 @@ def worker(job: tuple[str, int, int, int, float, int]) -> tuple[Counter[str], li
     return counts, failures, slowest
 
 
-SUFFIX = {"mlir": ".mlir", "onnx": ".onnx", "sofa": ".sofa", "asm": ".s", "toml": ".toml", "npz": ".npz"}
-SUFFIX |= structured.SUFFIX
+SUFFIX = {"mlir": ".mlir", "onnx": ".onnx", "sofa": ".sofa", "bundle": ".sofa", "asm": ".s", "toml": ".toml"}
+SUFFIX |= {"npz": ".npz"} | structured.SUFFIX
 COLUMNS = (("tried", None), ("ok", fuzzlib.OK), ("clean errors", fuzzlib.ERROR), ("crashes", fuzzlib.CRASH))
 COLUMNS += (("hangs", fuzzlib.HANG), ("wrong successes", structured.WRONG))
 

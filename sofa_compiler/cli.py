@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, ParamSpec
 
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.traps import Trap
 
 if TYPE_CHECKING:
@@ -260,6 +261,24 @@ def simulation_progress(enabled: bool, console: Console | None = None) -> Iterat
     )
     with Progress(*columns, console=console or Console(stderr=True), transient=True) as bars:
         yield _ProgressBars(bars)
+
+
+def add_budget_option(parser: argparse.ArgumentParser) -> None:
+    """``--max-instructions N``: the instruction budget of each simulated kernel run."""
+    parser.add_argument(
+        "--max-instructions",
+        metavar="N",
+        type=positive_int,
+        default=DEFAULT_MAX_INSTRUCTIONS,
+        help=f"trap when a kernel run executes more than N instructions (default {DEFAULT_MAX_INSTRUCTIONS:,})",
+    )
+
+
+def file_name(text: str) -> str:
+    """An argparse type: a path to write, which must not be empty (``--output ""`` would save nothing)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file name, got an empty string")
+    return text
 
 
 def positive_int(text: str) -> int:

@@ -54,6 +54,7 @@ from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.reproducer import PipelineRecord
 from sofa_compiler.runtime import KernelFunctions, KernelRunner
 from sofa_compiler.sim.config import HardwareConfig, load_config
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.progress import RunProgress
 from sofa_compiler.sim.report import Report, combine_reports
 from sofa_compiler.sim.trace import Timeline
@@ -151,8 +152,15 @@ class CompiledModel:
         self,
         inputs: Mapping[str, np.ndarray],
         progress: RunProgress | None = None,
+        max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
+        trace: bool = False,
     ) -> tuple[dict[str, np.ndarray], ModelReport]:
-        """Run the model: host ops on numpy and onnxruntime, every kernel call on the simulator."""
+        """Run the model: host ops on numpy and onnxruntime, every kernel call on the simulator.
+
+        Each kernel call runs within `max_instructions`. With `trace`, the report's
+        timeline records every host partition and kernel event (for a Perfetto
+        trace); without it, memory does not grow with the number of instructions.
+        """
         args = []
         for name, shape, dtype in self.input_specs():
             if name not in inputs:
@@ -162,8 +170,10 @@ class CompiledModel:
                 given, expected = list(value.shape), list(shape)
                 raise CompileError(f"input '{name}' has shape {given}, but the model was compiled for {expected}")
             args.append(_input_array(name, value, np.dtype(dtype)))
-        timeline = Timeline()
-        runner = KernelRunner(self.programs, self.config, progress, timeline=timeline)
+        timeline = Timeline() if trace else None
+        runner = KernelRunner(
+            self.programs, self.config, progress, timeline=timeline, max_instructions=max_instructions
+        )
         interpreter = Interpreter(self.host)
         # The kernels run on `runner`, not as sofa_isa IR.
         register_all(interpreter, self.sessions, isa=False, timeline=timeline)
@@ -177,7 +187,7 @@ class CompiledModel:
         }
         reports = [(run.kernel, run.report) for run in runner.runs]
         total = combine_reports([r for _, r in reports]) if reports else None
-        return outputs, ModelReport(reports, total, timeline)
+        return outputs, ModelReport(reports, total, timeline if timeline is not None else Timeline())
 
     def input_names(self) -> list[str]:
         return [name for name, _, _ in self.input_specs()]

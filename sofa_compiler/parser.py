@@ -1,7 +1,10 @@
-"""SOFA's MLIR text parser: xDSL's `Parser` with three xDSL 0.74 parser bugs fixed in subclasses.
+"""SOFA's MLIR text parser: xDSL's `Parser` with three xDSL 0.74 parser bugs fixed in subclasses, and a depth bound.
 
 Two of the bugs let a small bad input hang or exhaust memory; the third
-changes numbers. Everything in SOFA that reads MLIR text (`sofa-opt`,
+changes numbers. xDSL parses (and verifies and prints) nested regions,
+attributes and types recursively, so 200 levels of nesting end in a
+`RecursionError`; `SofaParser` refuses text nested deeper than `MAX_NESTING`
+with a parse error at the bracket that goes too deep. Everything in SOFA that reads MLIR text (`sofa-opt`,
 `sofa-run-ir`, model bundles, the tests) parses with `SofaParser`. The fixes
 live in subclasses, so importing SOFA leaves xDSL's own classes untouched.
 """
@@ -21,8 +24,35 @@ from xdsl.parser.attribute_parser import AttrParser
 from xdsl.parser.generic_parser import ParserState
 from xdsl.traits import SymbolTable
 from xdsl.utils.exceptions import MultipleSpansParseError, ParseError, VerifyException
-from xdsl.utils.lexer import Input, Span
+from xdsl.utils.lexer import Input, Position, Span
 from xdsl.utils.mlir_lexer import MLIRLexer
+
+MAX_NESTING = 100
+"""Deepest bracket nesting ({, (, [, <) in MLIR text; xDSL recurses once or more per level.
+
+Real modules nest about a dozen deep; xDSL 0.74 handles 100 and overflows Python's stack near 200.
+"""
+
+# What does not nest: string literals, comments, and the '>' of '->' and '>='/'<='.
+_NOT_NESTING = re.compile(r'"(?:[^"\\\n]|\\.)*+"|//[^\n]*|->|[<>]=')
+_BRACKETS = re.compile(r"[{(\[<]|[})\]>]")
+
+
+def nesting_too_deep(text: str, limit: int = MAX_NESTING) -> int | None:
+    """The offset of the first bracket nested deeper than `limit` in `text`, or None."""
+    depth = 0
+    position = 0
+    for skipped in [*_NOT_NESTING.finditer(text), None]:
+        stop = skipped.start() if skipped else len(text)
+        for bracket in _BRACKETS.finditer(text, position, stop):
+            if bracket.group() in "{([<":
+                depth += 1
+                if depth > limit:
+                    return bracket.start()
+            else:
+                depth = max(0, depth - 1)
+        position = skipped.end() if skipped else stop
+    return None
 
 
 class SofaLexer(MLIRLexer):
@@ -73,7 +103,14 @@ class SofaParser(Parser):
         # already be an unterminated string: give it no text, then lex with ours.
         super().__init__(ctx, "", name)
         text = input.decode("utf-8") if isinstance(input, bytes) else input
-        self._parser_state = ParserState(SofaLexer(Input(text, name)))
+        source = Input(text, name)
+        self._parser_state = ParserState(SofaLexer(source))
+        deep = nesting_too_deep(text)
+        if deep is not None:
+            span = Span(Position(deep), Position(deep + 1), source)
+            raise ParseError(
+                span, f"nesting deeper than {MAX_NESTING} levels of brackets, regions, attributes or types"
+            )
         self.external_resources: dict[str, dict[str, str | bool]] = {}
         """The file metadata's ``external_resources`` (xDSL 0.74 rejects them): key -> entries."""
 

@@ -25,9 +25,10 @@ from sofa_compiler.interpreters.sofa_isa import run_ir
 from sofa_compiler.isa.container import Program
 from sofa_compiler.sim.config import HardwareConfig
 from sofa_compiler.sim.functional import Machine
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.progress import RunProgress
 from sofa_compiler.sim.report import Report, build_report
-from sofa_compiler.sim.timing import TimingResult, simulate
+from sofa_compiler.sim.timing import StreamingTiming, TimingResult, gc_paused, program_units
 from sofa_compiler.sim.trace import Timeline
 
 
@@ -143,6 +144,10 @@ class KernelRunner:
     """Where given, each call is appended to it, for a model trace."""
     ir_programs: Mapping[str, ProgramOp] | None = None
     """Where given, each kernel runs op by op on the `sofa_isa` IR interpreter instead of the binary's machine."""
+    max_instructions: int = DEFAULT_MAX_INSTRUCTIONS
+    """Each kernel run's instruction budget (the tools' --max-instructions)."""
+    keep_events: bool = False
+    """Keep every event and its schedule in each run's `timing` (for traces); otherwise only the totals."""
 
     def call(self, name: str, q: np.ndarray, *tensors: np.ndarray) -> np.ndarray:
         """Run kernel `name` on Q and its other operands: K, V (and X on demand), or X alone when it generates K/V."""
@@ -159,12 +164,21 @@ class KernelRunner:
         progress = self.progress
         if progress is not None:
             progress.kernel(f"{name} (call {len(self.runs) + 1})")
-        if self.ir_programs is None:
-            functional = progress.functional if progress is not None else None
-            result = machine.run(program, inputs, self.config.config_hash(), progress=functional)
-        else:
-            result = run_ir(self.ir_programs[name], inputs, machine, self.config.config_hash())
-        timing = simulate(result.events, self.config, progress.timing if progress is not None else None)
+        # Events stream into the timing model as they happen: memory stays bounded however long the kernel runs.
+        # A model trace (`timeline`) needs every event, so it keeps them.
+        keep_events = self.keep_events or self.timeline is not None
+        # The timing model runs alongside the functional machine, so the functional share is the progress.
+        schedule = StreamingTiming(self.config, None, keep_events, units=program_units(program))
+        with gc_paused():
+            if self.ir_programs is None:
+                functional = progress.functional if progress is not None else None
+                result = machine.run(
+                    program, inputs, self.config.config_hash(), self.max_instructions, schedule.add, progress=functional
+                )
+            else:
+                result = run_ir(self.ir_programs[name], inputs, machine, self.config.config_hash(),
+                                self.max_instructions, schedule.add)  # fmt: skip
+            timing = schedule.finish()
         self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak)))
         if self.timeline is not None:
             self.timeline.kernel(name, timing)

@@ -15,13 +15,13 @@ model's attention ops in program order, numbered from 0; ``meta`` is free
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dialects.sofa import keep_problem, tile_problem
+from sofa_compiler.documents import DocumentError, parse_document, read_text
 
 TOP_KEYS = ("defaults", "layers", "meta")
 VALUE_KEYS = ("tile", "keep")
@@ -112,13 +112,11 @@ def load_tuning(path: str | Path) -> Tuning:
     """Read a JSON or TOML tuning file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        document = parse_document(read_text(path), str(path), "TOML" if path.suffix == ".toml" else "JSON")
     except OSError as error:
         raise TuningError(f"{path}: {error.strerror or error}") from None
-    try:
-        document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise TuningError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {error}") from None
+    except DocumentError as error:
+        raise TuningError(str(error)) from None
     return parse_tuning(document, str(path))
 
 

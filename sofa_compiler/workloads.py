@@ -109,9 +109,8 @@ def run_kernels(
 def op_counts(runs: list[KernelRun]) -> dict[str, int]:
     counts = dict.fromkeys(OP_FIELDS, 0)
     for run in runs:
-        for event in run.timing.events:
-            for name in OP_FIELDS:
-                counts[name] += getattr(event.work, name)
+        for name in OP_FIELDS:
+            counts[name] += getattr(run.timing.work, name)
     return counts
 
 

@@ -12,7 +12,7 @@ outputs, registers and events, bit for bit. `sofa_isa.loop` runs its region
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,9 @@ from dialects.sofa_isa import (
 )
 from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.isa.ir import find_program, ir_to_program
+from sofa_compiler.sim.events import Event
 from sofa_compiler.sim.functional import FunctionalResult, Machine
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.timing import gc_paused
 from sofa_compiler.sim.traps import Trap
 
@@ -225,12 +227,14 @@ def run_ir(
     inputs: Mapping[str, np.ndarray],
     machine: Machine | None = None,
     expected_config_hash: str | bytes | None = None,
+    max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
+    on_event: Callable[[Event], None] | None = None,
 ) -> FunctionalResult:
-    """Run the `sofa_isa.program` in `module` through xDSL's interpreter."""
+    """Run the `sofa_isa.program` in `module` through xDSL's interpreter (budget and events as `Machine.run`)."""
     program_op = find_program(module)
     program = ir_to_program(program_op)
     machine = machine or Machine(None, program.dram_bytes)
-    machine.reset()
+    machine.reset(max_instructions, on_event)
     machine.load(program, inputs, expected_config_hash)
     machine.prepare_tokens(program.code)
     interpreter = Interpreter(module if isinstance(module, ModuleOp) else program_op)

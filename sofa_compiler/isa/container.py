@@ -6,7 +6,7 @@ Binary layout (all integers little-endian; see docs/isa.md for the table):
 offset bytes field
 ====== ===== =====================================================
 0      4     magic ``b"SOFA"``
-4      2     container version (1)
+4      2     container version (2)
 6      2     instruction word size in bytes (32)
 8      32    target config hash (sha256 digest, raw bytes)
 40     8     DRAM size the program needs, in bytes
@@ -18,7 +18,7 @@ offset bytes field
 68     4     symbol-table offset
 72     4     symbol count
 76     4     symbol-table size in bytes
-80     4     CRC-32 of every byte after the 96-byte header
+80     4     CRC-32 of the whole file, computed with this field zero
 84     12    reserved, zero
 ====== ===== =====================================================
 
@@ -26,6 +26,13 @@ The code section is ``count`` 32-byte words. A DRAM-image segment is
 ``address u32, length u32`` followed by ``length`` bytes, padded to 4. A
 symbol is ``name_len u16, kind u8, dtype u8, ndim u8, 3 x pad, address u32,
 bytes u32, ndim x u32 dims``, then the UTF-8 name padded to 4.
+
+The checksum covers every byte, the header's counts and sizes included, so a
+flipped bit anywhere is "checksum mismatch". Behind it, the parser still
+checks every count against the bytes it describes (a file written by another
+tool, or edited with its checksum fixed up, gets a clean error naming the
+field). Version 1 files checksummed only the sections; they are refused with
+a "reassemble it" message.
 
 Serialisation is deterministic: the same `Program` always gives the same bytes.
 """
@@ -42,12 +49,27 @@ from dialects.sofa_isa import SYMBOL_DTYPES, SYMBOL_KINDS
 from sofa_compiler.isa.encoding import WORD_BYTES, DecodeError, Instruction, decode, encode
 
 MAGIC = b"SOFA"
-VERSION = 1
+VERSION = 2
 HEADER_SIZE = 96
+CHECKSUM_OFFSET = 80
 MAX_DRAM_BYTES = 1 << 32
 """DRAM addresses are 32-bit, so no program needs more (the assembler's `.dram` range is the same)."""
 _HEADER = struct.Struct("<4sHH32sQIIIIIIIII12x")
 assert _HEADER.size == HEADER_SIZE
+_SEGMENT = struct.Struct("<II")
+_SYMBOL = struct.Struct("<HBBB3xII")
+
+
+def file_checksum(blob: bytes | bytearray, offset: int) -> int:
+    """CRC-32 of `blob` with the 4-byte checksum field at `offset` read as zero (programs and bundles)."""
+    crc = zlib.crc32(blob[:offset])
+    crc = zlib.crc32(bytes(4), crc)
+    return zlib.crc32(blob[offset + 4 :], crc)
+
+
+def with_checksum(blob: bytes, offset: int) -> bytes:
+    """`blob` with its checksum field at `offset` filled in."""
+    return blob[:offset] + struct.pack("<I", file_checksum(blob, offset)) + blob[offset + 4 :]
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -182,81 +204,147 @@ class Program:
             HEADER_SIZE + len(code) + len(data),
             len(self.symbols),
             len(symtab),
-            zlib.crc32(body),
+            0,
         )
-        return header + body
+        return with_checksum(header + body, CHECKSUM_OFFSET)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Program:
-        if len(blob) < HEADER_SIZE:
-            raise ContainerError(f"truncated container: {len(blob)} bytes, the header alone is {HEADER_SIZE}")
-        (
-            magic,
-            version,
-            word_bytes,
-            config_hash,
-            dram_bytes,
-            code_off,
-            code_count,
-            data_off,
-            seg_count,
-            data_size,
-            sym_off,
-            sym_count,
-            sym_size,
-            crc,
-        ) = _HEADER.unpack_from(blob)
-        if magic != MAGIC:
-            raise ContainerError(f"not a SOFA program: magic is {magic!r}, expected {MAGIC!r}")
-        if version != VERSION:
-            raise ContainerError(f"unsupported container version {version} (this tool reads version {VERSION})")
-        if word_bytes != WORD_BYTES:
-            raise ContainerError(f"instruction words are {word_bytes} bytes; this ISA uses {WORD_BYTES}")
-        if not 0 < dram_bytes <= MAX_DRAM_BYTES:
-            raise ContainerError(f"corrupt container: DRAM size {dram_bytes} is outside [1, 2^32] bytes")
-        end = sym_off + sym_size
-        if code_off != HEADER_SIZE or data_off != code_off + code_count * WORD_BYTES or sym_off != data_off + data_size:
-            raise ContainerError("corrupt container: section offsets are inconsistent")
-        if len(blob) < end:
-            raise ContainerError(f"truncated container: {len(blob)} bytes, the sections need {end}")
-        if len(blob) > end:
-            raise ContainerError(f"corrupt container: {len(blob) - end} trailing bytes after the symbol table")
-        if zlib.crc32(blob[HEADER_SIZE:]) != crc:
-            raise ContainerError("corrupt container: checksum mismatch")
-        code: list[Instruction | RawWord] = []
-        for i in range(code_count):
-            word = blob[code_off + i * WORD_BYTES : code_off + (i + 1) * WORD_BYTES]
-            try:
-                code.append(decode(word))
-            except DecodeError as error:
-                code.append(RawWord(word, str(error)))
-        segments = []
-        pos = data_off
+        """Parse a container; `ContainerError` names the part that is wrong."""
+        header = _check_header(blob)
+        code = _read_code(blob, header)
+        segments = _read_segments(blob, header)
+        symbols = _read_symbols(blob, header)
+        return cls(code, symbols, segments, header.config_hash, header.dram_bytes)
+
+
+@dataclass(frozen=True)
+class _Header:
+    config_hash: bytes
+    dram_bytes: int
+    code_count: int
+    data_offset: int
+    segment_count: int
+    data_size: int
+    symbol_offset: int
+    symbol_count: int
+    symbol_size: int
+
+
+def _check_header(blob: bytes) -> _Header:
+    """The header's fields, after checking magic, version, checksum and that the sections tile the file."""
+    if len(blob) < HEADER_SIZE:
+        raise ContainerError(f"truncated container: {len(blob)} bytes, the header alone is {HEADER_SIZE}")
+    fields = _HEADER.unpack_from(blob)
+    magic, version, word_bytes, config_hash, dram_bytes, code_off, *sections, crc = fields
+    code_count, data_off, seg_count, data_size, sym_off, sym_count, sym_size = sections
+    if magic != MAGIC:
+        raise ContainerError(f"not a SOFA program: magic is {magic!r}, expected {MAGIC!r}")
+    if version == 1:
+        raise ContainerError(
+            "container version 1 (written before programs carried a whole-file checksum): reassemble it with "
+            "sofa-as, or recompile the model"
+        )
+    if version != VERSION:
+        raise ContainerError(f"unsupported container version {version} (this tool reads version {VERSION})")
+    end = sym_off + sym_size
+    if len(blob) < end:
+        raise ContainerError(f"truncated container: {len(blob)} bytes, the header describes {end}")
+    if len(blob) > end:
+        raise ContainerError(
+            f"corrupt container: {len(blob) - end} trailing bytes after the {end} the header describes"
+        )
+    if file_checksum(blob, CHECKSUM_OFFSET) != crc:
+        raise ContainerError("corrupt container: checksum mismatch (the file was truncated, extended or altered)")
+    if word_bytes != WORD_BYTES:
+        raise ContainerError(f"header: instruction words are {word_bytes} bytes; this ISA uses {WORD_BYTES}")
+    if not 0 < dram_bytes <= MAX_DRAM_BYTES:
+        raise ContainerError(f"header: DRAM size {dram_bytes} is outside [1, 2^32] bytes")
+    if code_off != HEADER_SIZE:
+        raise ContainerError(f"header: code section offset {code_off}, expected {HEADER_SIZE}")
+    if data_off != code_off + code_count * WORD_BYTES:
+        raise ContainerError(
+            f"header: DRAM-image offset {data_off} does not follow {code_count} instructions (expected "
+            f"{code_off + code_count * WORD_BYTES})"
+        )
+    if sym_off != data_off + data_size:
+        raise ContainerError(f"header: symbol-table offset {sym_off} does not follow the {data_size}-byte DRAM image")
+    if seg_count * _SEGMENT.size > data_size:
+        raise ContainerError(f"header: {seg_count} segments do not fit a {data_size}-byte DRAM image")
+    if sym_count * _SYMBOL.size > sym_size:
+        raise ContainerError(f"header: {sym_count} symbols do not fit a {sym_size}-byte symbol table")
+    return _Header(bytes(config_hash), dram_bytes, code_count, data_off, seg_count, data_size, sym_off, sym_count,
+                   sym_size)  # fmt: skip
+
+
+def _read_code(blob: bytes, header: _Header) -> list[Instruction | RawWord]:
+    code: list[Instruction | RawWord] = []
+    for i in range(header.code_count):
+        word = blob[HEADER_SIZE + i * WORD_BYTES : HEADER_SIZE + (i + 1) * WORD_BYTES]
         try:
-            for _ in range(seg_count):
-                address, length = struct.unpack_from("<II", blob, pos)
-                pos += 8
-                if pos + length > sym_off:
-                    raise ContainerError("corrupt container: a DRAM-image segment overruns its section")
-                segments.append(Segment(address, bytes(blob[pos : pos + length])))
-                pos += length + (-length % 4)
-            symbols = []
-            pos = sym_off
-            for _ in range(sym_count):
-                name_len, kind, dtype, ndim, address, size = struct.unpack_from("<HBBB3xII", blob, pos)
-                pos += 16
-                shape = struct.unpack_from(f"<{ndim}I", blob, pos)
-                pos += 4 * ndim
-                name = bytes(blob[pos : pos + name_len]).decode()
-                pos += name_len + (-name_len % 4)
-                if pos > end or kind >= len(SYMBOL_KINDS) or dtype >= len(SYMBOL_DTYPES):
-                    raise ContainerError("corrupt container: bad symbol-table entry")
-                symbols.append(Symbol(name, SYMBOL_KINDS[kind], SYMBOL_DTYPES[dtype], tuple(shape), address, size))
-        except (struct.error, UnicodeDecodeError, ValueError) as error:
-            if isinstance(error, ContainerError):
-                raise
-            raise ContainerError(f"corrupt container: {error}") from None
-        return cls(code, symbols, segments, bytes(config_hash), dram_bytes)
+            code.append(decode(word))
+        except DecodeError as error:
+            code.append(RawWord(word, str(error)))
+    return code
+
+
+def _read_segments(blob: bytes, header: _Header) -> list[Segment]:
+    segments = []
+    pos, end = header.data_offset, header.symbol_offset
+    for index in range(header.segment_count):
+        if pos + _SEGMENT.size > end:
+            raise ContainerError(f"DRAM image: segment {index} of {header.segment_count} starts past the section")
+        address, length = _SEGMENT.unpack_from(blob, pos)
+        pos += _SEGMENT.size
+        if pos + length > end:
+            raise ContainerError(f"DRAM image: segment {index} ({length} bytes at {address}) overruns its section")
+        if address + length > header.dram_bytes:
+            raise ContainerError(
+                f"DRAM image: segment {index} [{address}, {address + length}) lies outside the "
+                f"{header.dram_bytes}-byte DRAM"
+            )
+        segments.append(Segment(address, bytes(blob[pos : pos + length])))
+        pos += length + (-length % 4)
+    if pos != end:
+        raise ContainerError(f"DRAM image: {header.segment_count} segments use {pos - header.data_offset} of its "
+                             f"{header.data_size} bytes")  # fmt: skip
+    return segments
+
+
+def _read_symbols(blob: bytes, header: _Header) -> list[Symbol]:
+    symbols = []
+    pos, end = header.symbol_offset, header.symbol_offset + header.symbol_size
+    for index in range(header.symbol_count):
+        if pos + _SYMBOL.size > end:
+            raise ContainerError(f"symbol table: entry {index} of {header.symbol_count} starts past the table")
+        name_len, kind, dtype, ndim, address, size = _SYMBOL.unpack_from(blob, pos)
+        pos += _SYMBOL.size
+        name_end = pos + 4 * ndim + name_len
+        if name_end > end:
+            raise ContainerError(f"symbol table: entry {index} ({ndim} dimensions, {name_len}-byte name) overruns "
+                                 "the table")  # fmt: skip
+        shape = struct.unpack_from(f"<{ndim}I", blob, pos)
+        try:
+            name = bytes(blob[pos + 4 * ndim : name_end]).decode()
+        except UnicodeDecodeError:
+            raise ContainerError(f"symbol table: entry {index}: the name is not UTF-8") from None
+        pos = name_end + (-name_len % 4)
+        if kind >= len(SYMBOL_KINDS) or dtype >= len(SYMBOL_DTYPES):
+            raise ContainerError(f"symbol table: entry {index} ('{name}'): kind {kind} or dtype {dtype} is unknown")
+        if address + size > header.dram_bytes:
+            raise ContainerError(
+                f"symbol table: '{name}' [{address}, {address + size}) lies outside the {header.dram_bytes}-byte DRAM"
+            )
+        try:
+            symbols.append(Symbol(name, SYMBOL_KINDS[kind], SYMBOL_DTYPES[dtype], tuple(shape), address, size))
+        except ValueError as error:
+            raise ContainerError(f"symbol table: {error}") from None
+    if pos != end:
+        raise ContainerError(
+            f"symbol table: {header.symbol_count} symbols use {pos - header.symbol_offset} of its "
+            f"{header.symbol_size} bytes"
+        )
+    return symbols
 
 
 def hash_bytes(config_hash: str | bytes | None) -> bytes:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from dialects.sofa import TARGET_DEFAULTS, TargetAttr
+from sofa_compiler.documents import DocumentError, parse_document, read_text
 
 
 class ConfigError(Exception):
@@ -280,6 +280,19 @@ class HardwareConfig:
         for section in SCHEMA_TABLE:
             canonical = _canonical_section(section, getattr(self, section))
             object.__setattr__(self, section, MappingProxyType(canonical))
+        self._check_derived()
+
+    def _check_derived(self) -> None:
+        """Each value is in range, but a tiny clock still makes the cycle time or DRAM bytes per cycle infinite."""
+        clock_mhz = float(self.target["clock_mhz"])
+        derived = {
+            "the cycle time (1 / clock_mhz)": 1.0 / clock_mhz,
+            "DRAM bytes per cycle (dram_bandwidth_gbps / clock_mhz)": self.dram_bytes_per_cycle,
+            "DRAM latency in cycles (dram_latency_ns x clock_mhz)": float(self.target["dram_latency_ns"]) * clock_mhz,
+        }
+        for name, value in derived.items():
+            if not math.isfinite(value):
+                raise ConfigError(f"{self.source}: target.clock_mhz = {clock_mhz!r}: makes {name} infinite")
 
     def config_hash(self) -> str:
         """sha256 of the architectural parameters ([target]); programs embed it."""
@@ -332,9 +345,9 @@ def _ceil_float(quotient: float) -> int:
 def parse_config(text: str, source: str = "<string>") -> HardwareConfig:
     """Parse and validate a TOML config document."""
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: invalid TOML: {error}") from None
+        document = parse_document(text, source)
+    except DocumentError as error:
+        raise ConfigError(str(error)) from None
     validate_document(document, source)
     sections = {section: document.get(section, {}) for section in SCHEMA_TABLE}
     return HardwareConfig(
@@ -350,7 +363,9 @@ def load_config(path: str | Path | None = None) -> HardwareConfig:
     if path is None:
         return HardwareConfig()
     try:
-        text = Path(path).read_text()
+        text = read_text(path)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
+    except DocumentError as error:
+        raise ConfigError(str(error)) from None
     return parse_config(text, str(path))

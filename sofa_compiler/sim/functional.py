@@ -6,8 +6,13 @@ per instruction, so Python overhead is paid per tile, never per element. The
 arithmetic is `dialects.numerics`, the same kernels as the `sofa` dialect's
 interpreter, so results match it bit for bit.
 
-Every executed instruction appends an `Event` with its `Work` (see
+Every executed instruction makes an `Event` with its `Work` (see
 `sofa_compiler/sim/events.py`); the timing model turns events into cycles.
+`run(..., on_event=timeline.add)` streams them into a `timing.StreamingTiming`
+as they happen (memory then stays bounded however long the run); without
+it they are kept in `FunctionalResult.events`. Every run has an instruction
+budget (`limits.DEFAULT_MAX_INSTRUCTIONS` unless given), counted over every
+executed instruction, loops included.
 
 Run as a module for a quick check::
 
@@ -31,6 +36,7 @@ from sofa_compiler.isa.encoding import Instruction, format_instruction
 from sofa_compiler.sim import on_demand, semantics
 from sofa_compiler.sim.events import Event, SramPeak, Unit, Work
 from sofa_compiler.sim.inputs import random_inputs
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS, check_dram_bytes
 from sofa_compiler.sim.progress import PROGRESS_STRIDE, LoopNestPosition
 from sofa_compiler.sim.semantics import check_sufa as _check_sufa  # noqa: F401 (the name tests/sim use)
 from sofa_compiler.sim.state import DEFAULT_SRAM, InputError, MachineState
@@ -88,15 +94,18 @@ class Machine(MachineState):
         program: Program,
         inputs: Mapping[str, Any],
         expected_config_hash: str | bytes | None = None,
-        max_instructions: int = 1 << 32,
+        max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
+        on_event: Callable[[Event], None] | None = None,
         progress: Callable[[int, float], None] | None = None,
     ) -> FunctionalResult:
-        """Execute `program` from pc 0 to `halt`; traps raise `Trap`.
+        """Execute `program` from pc 0 to `halt`; traps raise `Trap` (past `max_instructions` too).
 
-        `progress(executed, fraction)` is called every `PROGRESS_STRIDE` instructions and at the end
-        (`fraction` estimated by `LoopNestPosition`).
+        Each event goes to `on_event` where given (the result's `events` is then
+        empty), else into the result's `events`. `progress(executed, fraction)` is
+        called every `PROGRESS_STRIDE` instructions and at the end (`fraction`
+        estimated by `LoopNestPosition`).
         """
-        self.reset()
+        self.reset(max_instructions, on_event)
         self.load(program, inputs, expected_config_hash)
         code = program.code
         check_loops(code)
@@ -104,12 +113,12 @@ class Machine(MachineState):
         # One instruction is one small tile: BLAS threads only add synchronisation
         # (10x slower on a loaded 2-core machine), so the simulator runs them single-threaded.
         with gc_paused(), threadpool_limits(limits=1, user_api="blas"):
-            self._run_code(code, max_instructions, progress)
+            self._run_code(code, progress)
         if progress is not None:
             progress(self.executed, 1.0)
         return FunctionalResult(self.read_outputs(program), self.events, self.peak, self.executed, list(self.regs))
 
-    def _run_code(self, code: list[Any], max_instructions: int, progress: Callable[[int, float], None] | None) -> None:
+    def _run_code(self, code: list[Any], progress: Callable[[int, float], None] | None) -> None:
         stack: list[list[int]] = []  # [start, end, remaining, count]
         pc = 0
         position = LoopNestPosition(code) if progress is not None else None
@@ -138,8 +147,6 @@ class Machine(MachineState):
                 pc = body_end
             else:
                 self.execute(instr, pc)
-                if self.executed > max_instructions:
-                    raise Trap(pc, str(instr), f"instruction budget of {max_instructions} exhausted")
                 pc += 1
             while stack and pc == stack[-1][1]:
                 stack[-1][2] -= 1
@@ -149,7 +156,14 @@ class Machine(MachineState):
                 stack.pop()
 
     def execute(self, instr: Instruction, pc: int) -> Event:
-        """Execute one instruction (a `loop` only records its event) and append its Event."""
+        """Execute one instruction (a `loop` only records its event) and record its Event; trap past the budget."""
+        if self.executed >= self.max_instructions:
+            raise Trap(
+                pc,
+                str(instr),
+                f"instruction budget of {self.max_instructions:,} exhausted (raise it with --max-instructions)",
+                TrapKind.BUDGET,
+            )
         # Loops execute the same instruction many times; decode and format it once.
         decoded = self._decoded.get(id(instr))
         if decoded is None:
@@ -170,7 +184,7 @@ class Machine(MachineState):
         for bit in signals:
             sems[bit] += 1
         event = Event(pc, unit, instr.op, instr.wait, instr.signal, work, text)
-        self.events.append(event)
+        self.record(event)
         self.executed += 1
         return event
 
@@ -209,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 inputs = {k: data[k] for k in data.files}
         else:
             inputs = random_inputs(program, args.seed)
-        machine = Machine(DEFAULT_SRAM, args.dram_bytes or program.dram_bytes)
+        machine = Machine(DEFAULT_SRAM, check_dram_bytes(args.dram_bytes or program.dram_bytes))
         result = machine.run(program, inputs, args.expected_hash)
     except Trap as trap:
         print(str(trap), file=sys.stderr)

@@ -9,6 +9,7 @@ import numpy as np
 
 from sofa_compiler.files import NpzError, read_npz
 from sofa_compiler.isa.container import Program
+from sofa_compiler.sim.limits import check_tensor
 
 
 class SimError(Exception):
@@ -47,6 +48,7 @@ def random_model_inputs(model: HasInputSpecs, seed: int) -> dict[str, np.ndarray
     rng = np.random.default_rng(seed)
     inputs = {}
     for name, shape, dtype in model.input_specs():
+        check_tensor(f"input '{name}'", shape, np.float64)  # drawn in float64
         if dtype.startswith("float"):
             inputs[name] = rng.standard_normal(shape).astype(dtype)
         elif dtype == "bool":

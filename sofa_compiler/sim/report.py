@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +18,19 @@ from rich.table import Table
 
 from sofa_compiler.sim.events import Buffer, SramPeak
 from sofa_compiler.sim.timing import UNITS, TimingResult, UnitStats, energy_pj
+
+
+class ReportError(ValueError):
+    """A report that cannot be written as JSON (a non-finite figure); the message names the figures."""
+
+
+def non_finite(value: Any, path: str = "") -> list[str]:
+    """Dotted paths of the non-finite numbers in a JSON-ready `value`."""
+    if isinstance(value, dict):
+        return [bad for key, item in value.items() for bad in non_finite(item, f"{path}.{key}" if path else str(key))]
+    if isinstance(value, list):
+        return [bad for index, item in enumerate(value) for bad in non_finite(item, f"{path}[{index}]")]
+    return [f"{path} = {value}"] if isinstance(value, float) and not math.isfinite(value) else []
 
 
 @dataclass(frozen=True)
@@ -63,8 +77,12 @@ class Report:
         return asdict(self)
 
     def to_json(self) -> str:
+        """The report as JSON; `ReportError` rather than the invalid JSON of an `Infinity` or `NaN`."""
         # Field order is the key order, so the output is stable run to run.
-        return json.dumps(self.to_dict(), indent=2)
+        try:
+            return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        except ValueError:
+            raise ReportError(f"the report has non-finite figures: {', '.join(non_finite(self.to_dict()))}") from None
 
     def render_table(self) -> Group:
         """The report as `rich` tables, for `Console.print`."""
@@ -125,18 +143,18 @@ def build_report(result: TimingResult, sram_peak: SramPeak | None = None) -> Rep
     total_energy = sum(energy.values())
     core_energy = total_energy - energy["dram"] - energy["io"]
     seconds = total / config.clock_hz
-    dense_ops = sum(event.work.dense_ops for event in result.events)
+    dense_ops = result.work.dense_ops
     area = config.total_area_mm2()
     return Report(
         config_name=config.name,
         config_hash=config.config_hash(),
         clock_mhz=float(config.target["clock_mhz"]),
-        instructions=len(result.events),
+        instructions=result.instructions,
         total_cycles=total,
         time_us=result.time_us,
         units=units,
-        dram_read_bytes=sum(event.work.dram_read_bytes for event in result.events),
-        dram_write_bytes=sum(event.work.dram_write_bytes for event in result.events),
+        dram_read_bytes=result.work.dram_read_bytes,
+        dram_write_bytes=result.work.dram_write_bytes,
         sram=_sram_report(result, sram_peak),
         energy_pj=energy,
         total_energy_pj=total_energy,

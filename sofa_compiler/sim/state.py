@@ -10,7 +10,7 @@ running a program is `sofa_compiler/sim/functional.py`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Self
 
 import numpy as np
@@ -21,6 +21,7 @@ from dialects.sofa_isa import ELEM_BYTES, SEMAPHORES, elem_type
 from sofa_compiler.isa.container import Program
 from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.sim.events import Buffer, Event, SramPeak, Work
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS, check_dram_bytes
 from sofa_compiler.sim.traps import Trap, TrapKind
 
 NP_ELEM = {"u8": np.uint8, "i8": np.int8, "f16": np.float16, "f32": np.float32, "i32": np.int32}
@@ -52,7 +53,9 @@ class MachineState:
         sizes = {Buffer(k): int(v) for k, v in (sram_sizes or DEFAULT_SRAM).items()}
         self.sram_sizes = sizes
         self.sram = {b: np.zeros(sizes.get(b, 0), np.uint8) for b in Buffer}
-        self.dram = np.zeros(int(dram_bytes), np.uint8)
+        # Checked before allocating; the zeroed pages are not touched until written.
+        self.dram = np.zeros(check_dram_bytes(int(dram_bytes)), np.uint8)
+        self._dram_clean = True
         self.lanes = lanes
         self.sads_inputs = sads_inputs
         self.sads_outputs = sads_outputs
@@ -73,7 +76,10 @@ class MachineState:
             int(target["sads_outputs_per_round"]),
         )
 
-    def reset(self) -> None:
+    def reset(
+        self, max_instructions: int = DEFAULT_MAX_INSTRUCTIONS, on_event: Callable[[Event], None] | None = None
+    ) -> None:
+        """A fresh machine: memories zero, no events; the run's budget and event sink (default: `events`)."""
         # Per-instruction decode caches, keyed by id(instr); each entry holds the
         # instruction itself, so the id stays unique while the entry lives.
         self._decoded: dict[int, tuple[Any, ...]] = {}
@@ -82,13 +88,17 @@ class MachineState:
         self._all_true: dict[tuple[int, ...], np.ndarray] = {}
         for array in self.sram.values():
             array.fill(0)
-        self.dram.fill(0)
+        if not self._dram_clean:
+            self.dram.fill(0)
+        self._dram_clean = False
         self.regs = [0] * 16
         self.sems = [0] * SEMAPHORES
         self.signallers: list[set[str]] = [set() for _ in range(SEMAPHORES)]
         self.sufa_state: numerics.SufaState | None = None
         self.sufa_shape = (0, 0)
         self.events: list[Event] = []
+        self.record: Callable[[Event], None] = on_event or self.events.append
+        self.max_instructions = max_instructions
         self.peak = SramPeak()
         self.executed = 0
 

@@ -15,22 +15,30 @@ Machine model (docs/simulator.md has the full description):
   instructions compete.
 - A CTRL `barrier` starts once every earlier instruction has finished, and no
   later instruction starts before it has finished.
+- Instructions are dispatched to the unit queues in program order; a unit's
+  queue holds `QUEUE_DEPTH` instructions, and dispatch waits while the next
+  instruction's queue is full.
 
 The simulation is a discrete-event loop over a heap of completion times; each
 event is pushed and popped once, and each step looks at the heads of the
 (seven) unit queues, so the cost is O(events · log(in-flight) + events · units).
+`StreamingTiming` takes the events one at a time as the functional machine executes
+them, so memory does not grow with the length of a run (see `QUEUE_DEPTH`).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from sofa_compiler.isa.container import Program
+from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.sim.events import Event, Unit, Work
 from sofa_compiler.sim.traps import TokenDeadlock, token_deadlock
 
@@ -211,7 +219,13 @@ class UnitStats:
 
 @dataclass
 class TimingResult:
-    """Per-instruction schedule and per-unit cycle accounting of one run."""
+    """Cycle accounting of one run: per unit, in total, and (when kept) per instruction.
+
+    `events`, `start`, `issue_end` and `end` list every instruction only when
+    the run kept them (`simulate`, or `StreamingTiming(keep_events=True)` for a
+    trace); a streamed run keeps the totals: `instructions`, `work` (every
+    `Work` count summed) and `opcodes` (executions per opcode).
+    """
 
     config: HardwareConfig
     events: Sequence[Event]
@@ -220,6 +234,9 @@ class TimingResult:
     end: list[int]  # cycle its results and signals were ready
     total_cycles: int
     units: dict[Unit, UnitStats] = field(default_factory=dict)
+    instructions: int = 0
+    work: Work = field(default_factory=Work)
+    opcodes: dict[str, int] = field(default_factory=dict)
 
     @property
     def time_us(self) -> float:
@@ -235,60 +252,196 @@ def _bits(mask: int) -> tuple[int, ...]:
     return tuple(bits)
 
 
-class _Scheduler:
-    """The discrete-event loop; one instance per `simulate` call.
+NO_BARRIER = 1 << 62
+"""The gate when no unfinished barrier is known: above every instruction index."""
 
-    Units are numbered by their position in `UNITS`; per-instruction data
-    lives in flat lists, since this loop is the simulator's hot path.
+QUEUE_DEPTH = 1 << 15
+"""Instructions each unit's queue holds; dispatch, in program order, stalls while the next one's queue is full.
+
+Compiled kernels synchronise their units through semaphores, so no queue
+gets anywhere near this deep and the bound never delays them; it matters
+for a unit that falls ever further behind (a DMA loop that the control unit
+outruns), and it is what bounds the timing model's memory: at most about
+`QUEUE_DEPTH` unstarted instructions per unit, however long the run.
+"""
+
+BATCH = 256
+"""Instructions `StreamingTiming.add` collects before it runs the loop; any batch gives the same schedule (the loop
+only advances past what the instructions seen so far decide), a larger one pays the loop's overhead less often."""
+
+
+def _add_work(total: dict[str, Any], work: Work) -> None:
+    """Add `work`'s counts to `total` (a `Work`'s ``__dict__``); most counts are zero, so test before adding."""
+    for key, value in work.__dict__.items():
+        if value:
+            if key in _SRAM_FIELDS:
+                counts = total[key]
+                for buffer, count in value.items():
+                    counts[buffer] = counts.get(buffer, 0) + count
+            else:
+                total[key] += value
+
+
+_SRAM_FIELDS = frozenset({"sram_read_bytes", "sram_write_bytes"})
+
+
+@functools.cache
+def _mask_bits(mask: int) -> tuple[int, ...]:
+    return _bits(mask)
+
+
+class StreamingTiming:
+    """The discrete-event loop, fed one event at a time in program order (`add`), then `finish`ed.
+
+    Memory holds the instructions not yet finished (at most about
+    `QUEUE_DEPTH` per unit) plus per-unit and total counts, so a run of any
+    length fits. The schedule does not depend on how the events are fed: the
+    loop only moves past a cycle once the instructions not yet seen cannot
+    start at it (every unit the program uses has its next instruction queued,
+    or a barrier or a full queue holds later ones back). With
+    `keep_events` it also keeps every event and its schedule (for traces).
+    Units are numbered by their position in `UNITS`; this is the simulator's
+    hot path, so per-instruction data lives in plain tuples.
     """
 
-    def __init__(self, events: Sequence[Event], config: HardwareConfig):
-        self.events = events
-        n = len(events)
-        unit_number = {unit: number for number, unit in enumerate(UNITS)}
-        model = CostModel.of(config)
-        self.costs = [model.cost(event) for event in events]
-        self.waits = [_bits(event.wait_mask) for event in events]
-        self.signals = [_bits(event.signal_mask) for event in events]
-        self.from_memory = [event.unit in MEMORY_UNITS for event in events]
-        self.queues: list[list[int]] = [[] for _ in UNITS]
-        for index, event in enumerate(events):
-            self.queues[unit_number[event.unit]].append(index)
-        barriers = [i for i, e in enumerate(events) if e.unit is Unit.CTRL and e.opcode == BARRIER_OPCODE]
-        self.barriers = [*barriers, n]  # sentinel: no more barriers
-        self.barrier_pos = 0
-        self.gate = self.barriers[0]  # the next unfinished barrier; later instructions wait for it
-        self.head = [0] * len(UNITS)
+    def __init__(
+        self,
+        config: HardwareConfig,
+        progress: ProgressCallback | None = None,
+        keep_events: bool = False,
+        units: Collection[Unit] = UNITS,
+    ):
+        self.config = config
+        self.model = CostModel.of(config)
+        self.progress = progress
+        self.keep = keep_events
+        self.unit_number = {unit: number for number, unit in enumerate(UNITS)}
+        # Units the program has no instruction for never get one: the loop need not wait to see their next.
+        self.idle_units = [unit not in units for unit in UNITS]
+        # index -> (event, cost, waits, signals, from memory), from `add` until its completion.
+        self.info: dict[int, tuple[Event, Cost, tuple[int, ...], tuple[int, ...], bool]] = {}
+        self.queues: list[deque[int]] = [deque() for _ in UNITS]
+        self.dispatched = NO_BARRIER  # the first instruction not yet dispatched (its unit's queue is full)
+        self.barriers: deque[int] = deque()  # known unfinished barriers
+        self.gate = NO_BARRIER  # the next unfinished barrier; later instructions wait for it
+        self.count = 0  # instructions added
+        self.ended = False
         self.unit_free = [0] * len(UNITS)  # when the unit's head became ready in order
         self.covered = [0] * len(UNITS)  # end of the union of the unit's in-flight intervals
-        self.stats = [UnitStats(instructions=len(queue)) for queue in self.queues]
+        self.stats = [UnitStats() for _ in UNITS]
         # Available tokens per semaphore: FIFO of (ready cycle, signalled by a DMA).
         self.tokens: dict[int, deque[tuple[int, bool]]] = {}
         self.heap: list[tuple[int, int]] = []  # (cycle, instruction) completions; instruction -1 = unit wake-up
-        self.start = [0] * n
-        self.issue_end = [0] * n
-        self.end = [0] * n
+        self.now = 0
         self.started = 0
         self.in_flight = 0
+        self.total_cycles = 0
         self.release = (0, False)  # (cycle, memory-caused) of the last finished barrier
         self.last_done = (0, False)  # (cycle, memory-caused) of the latest completion
         self.barrier_cause = False  # memory-caused, for the barrier in flight
+        self.next_report = PROGRESS_STRIDE
+        self.next_advance = BATCH  # `add` runs the loop once per BATCH instructions
+        self.work = Work()
+        self.work_counts = self.work.__dict__
+        self.opcodes: dict[str, int] = {}
+        self.events: list[Event] = []
+        self.start: list[int] = []
+        self.issue_end: list[int] = []
+        self.end: list[int] = []
 
-    def can_start(self, index: int) -> bool:
-        if index > self.gate:
-            return False
-        if index == self.gate and (self.started != index or self.in_flight):
-            return False
-        tokens = self.tokens
-        return all(tokens.get(bit) for bit in self.waits[index])
+    def add(self, event: Event) -> None:
+        """The next executed instruction, in program order."""
+        index = self.count
+        self.count += 1
+        unit = event.unit
+        number = self.unit_number[unit]
+        self.info[index] = (
+            event,
+            self.model.cost(event),
+            _mask_bits(event.wait_mask),
+            _mask_bits(event.signal_mask),
+            unit in MEMORY_UNITS,
+        )
+        queue = self.queues[number]
+        queue.append(index)
+        if len(queue) == QUEUE_DEPTH + 1:
+            self.dispatched = min(self.dispatched, index)
+        self.stats[number].instructions += 1
+        opcode = event.opcode
+        if opcode == BARRIER_OPCODE and unit is Unit.CTRL:
+            self.barriers.append(index)
+            self.gate = self.barriers[0]
+        _add_work(self.work_counts, event.work)
+        opcodes = self.opcodes
+        opcodes[opcode] = opcodes.get(opcode, 0) + 1
+        if self.keep:
+            self.events.append(event)
+            self.start.append(0)
+            self.issue_end.append(0)
+            self.end.append(0)
+        if self.count >= self.next_advance:
+            self.next_advance = self.count + BATCH
+            self._advance()
+
+    def finish(self) -> TimingResult:
+        """Schedule what is left; the result. Raises `TokenDeadlock` (a `Trap`) on a token deadlock."""
+        self.ended = True
+        self._advance()
+        for stats in self.stats:
+            stats.idle = self.total_cycles - stats.busy - stats.stall
+        if self.progress is not None:
+            self.progress(self.count, self.count)
+        units = dict(zip(UNITS, self.stats, strict=True))
+        events = self.events if self.keep else []
+        return TimingResult(
+            self.config,
+            events,
+            self.start,
+            self.issue_end,
+            self.end,
+            self.total_cycles,
+            units,
+            self.count,
+            self.work,
+            dict(sorted(self.opcodes.items())),
+        )
+
+    def sees_ahead(self) -> bool:
+        """Whether the instructions not yet added cannot start now: the schedule so far is then exact."""
+        if self.ended or self.gate != NO_BARRIER or self.dispatched != NO_BARRIER:
+            return True
+        return all(queue or idle for queue, idle in zip(self.queues, self.idle_units, strict=True))
+
+    def dispatch_limit(self) -> int:
+        """The first instruction not yet dispatched: the first that finds its unit's queue full."""
+        return min((queue[QUEUE_DEPTH] for queue in self.queues if len(queue) > QUEUE_DEPTH), default=NO_BARRIER)
+
+    def _advance(self) -> None:
+        """Run the loop as far as the instructions added so far decide it."""
+        heap = self.heap
+        while True:
+            self.start_ready(self.now)
+            if self.progress is not None and self.started >= self.next_report:
+                self.progress(self.started, self.count)
+                self.next_report = self.started + PROGRESS_STRIDE
+            waiting = self.count - self.started
+            if not waiting:
+                return
+            if not self.sees_ahead():
+                return  # wait for more instructions
+            if not heap:
+                raise self.deadlock()
+            now = self.now = heap[0][0]
+            while heap and heap[0][0] == now:
+                self.complete(heapq.heappop(heap)[1], now)
 
     def begin(self, unit: int, index: int, now: int) -> None:
-        cost = self.costs[index]
+        _, cost, waits, _, _ = self.info[index]
         is_barrier = index == self.gate
         # The latest of the things it waited for decides what kind of stall it was:
         # a barrier waits for the last completion, others for the last barrier and their tokens.
         cause_time, cause_memory = self.last_done if is_barrier else self.release
-        for bit in self.waits[index]:
+        for bit in waits:
             token_time, token_memory = self.tokens[bit].popleft()
             if token_time >= cause_time:
                 cause_time, cause_memory = token_time, token_memory
@@ -305,26 +458,32 @@ class _Scheduler:
         end = issue_end + cost.latency
         stats.busy += end - max(now, covered)
         self.covered[unit] = max(covered, end)
-        self.start[index], self.issue_end[index], self.end[index] = now, issue_end, end
+        if self.keep:
+            self.start[index], self.issue_end[index], self.end[index] = now, issue_end, end
+        if end > self.total_cycles:
+            self.total_cycles = end
         self.unit_free[unit] = issue_end
-        self.head[unit] += 1
+        queue = self.queues[unit]
+        queue.popleft()
+        if len(queue) >= QUEUE_DEPTH:  # it was full: the next one waiting for its queue may now be dispatched
+            self.dispatched = self.dispatch_limit()
         self.started += 1
         self.in_flight += 1
         heapq.heappush(self.heap, (end, index))
         if cost.latency:
             heapq.heappush(self.heap, (issue_end, -1))  # wake the unit when it frees up
 
-    def finish(self, index: int, now: int) -> None:
+    def complete(self, index: int, now: int) -> None:
         if index < 0:
             return
+        _, _, _, signals, memory = self.info.pop(index)
         self.in_flight -= 1
-        memory = self.from_memory[index]
         self.last_done = (now, memory)
-        for bit in self.signals[index]:
+        for bit in signals:
             self.tokens.setdefault(bit, deque()).append((now, memory))
         if index == self.gate:
-            self.barrier_pos += 1
-            self.gate = self.barriers[self.barrier_pos]
+            self.barriers.popleft()
+            self.gate = self.barriers[0] if self.barriers else NO_BARRIER
             # Instructions held back by the barrier stalled on whatever the barrier waited for.
             self.release = (now, self.barrier_cause)
 
@@ -335,38 +494,31 @@ class _Scheduler:
         cycle and signals no earlier than that, so a start never enables
         another start at the same cycle.
         """
-        head, unit_free, queues = self.head, self.unit_free, self.queues
-        heads = [
-            (queue[head[unit]], unit)
-            for unit, queue in enumerate(queues)
-            if unit_free[unit] <= now and head[unit] < len(queue)
-        ]
+        unit_free, queues = self.unit_free, self.queues
+        heads = [(queue[0], unit) for unit, queue in enumerate(queues) if queue and unit_free[unit] <= now]
         if len(heads) > 1:
             heads.sort()
-        tokens, waits = self.tokens, self.waits
+        tokens, info = self.tokens, self.info
         for index, unit in heads:
-            # `can_start`, inlined: this is the hot loop.
             gate = self.gate
             if index > gate or (index == gate and (self.started != index or self.in_flight)):
                 continue
-            for bit in waits[index]:
+            if index >= self.dispatched:  # (a start above may have made room)
+                continue
+            for bit in info[index][2]:
                 if not tokens.get(bit):
                     break
             else:
                 self.begin(unit, index, now)
 
     def deadlock(self) -> TokenDeadlock:
-        blocked = sorted(
-            (queue[self.head[unit]], UNITS[unit])
-            for unit, queue in enumerate(self.queues)
-            if self.head[unit] < len(queue)
-        )
+        blocked = sorted((queue[0], UNITS[unit]) for unit, queue in enumerate(self.queues) if queue)
         index, _ = blocked[0]
-        event = self.events[index]
+        event, _, waits, _, _ = self.info[index]
         text = event.text or f"{event.unit}.{event.opcode}"
-        missing = sum(1 << bit for bit in self.waits[index] if not self.tokens.get(bit))
+        missing = sum(1 << bit for bit in waits if not self.tokens.get(bit))
         others = "; ".join(
-            f"{unit} at pc {self.events[i].pc} waits on {_mask_text(self.events[i].wait_mask)}"
+            f"{unit} at pc {self.info[i][0].pc} waits on {_mask_text(self.info[i][0].wait_mask)}"
             for i, unit in blocked[1:]
         )
         detail = f"{event.unit}; also blocked: {others}" if others else str(event.unit)
@@ -376,14 +528,26 @@ class _Scheduler:
         return TokenDeadlock(event.pc, text, f"token deadlock: no unit can make progress ({detail})")
 
 
+def program_units(program: Program) -> frozenset[Unit]:
+    """The units `program`'s code has instructions for (a `StreamingTiming`'s `units`)."""
+    return frozenset(Unit(instr.unit) for instr in program.code if isinstance(instr, Instruction))
+
+
 def _mask_text(mask: int) -> str:
     return ", ".join(f"s{bit}" for bit in _bits(mask)) or "nothing"
 
 
 def simulate(events: Sequence[Event], config: HardwareConfig, progress: ProgressCallback | None = None) -> TimingResult:
-    """Schedule `events` on `config`'s hardware. Raises `TokenDeadlock` (a `Trap`) on a token deadlock."""
+    """Schedule a whole list of `events` on `config`'s hardware, keeping the per-instruction schedule.
+
+    Raises `TokenDeadlock` (a `Trap`) on a token deadlock. A run too long to
+    keep in memory streams its events into a `StreamingTiming` instead.
+    """
     with gc_paused():
-        return _simulate(events, config, progress)
+        timeline = StreamingTiming(config, progress, keep_events=True)
+        for event in events:
+            timeline.add(event)
+        return timeline.finish()
 
 
 @contextmanager
@@ -400,33 +564,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _simulate(events: Sequence[Event], config: HardwareConfig, progress: ProgressCallback | None) -> TimingResult:
-    s = _Scheduler(events, config)
-    total = len(events)
-    heap = s.heap
-    now = 0
-    next_report = PROGRESS_STRIDE
-    while s.started < total:
-        s.start_ready(now)
-        if progress is not None and s.started >= next_report:
-            progress(s.started, total)
-            next_report = s.started + PROGRESS_STRIDE
-        if s.started == total:
-            break
-        if not heap:
-            raise s.deadlock()
-        now = heap[0][0]
-        while heap and heap[0][0] == now:
-            s.finish(heapq.heappop(heap)[1], now)
-    total_cycles = max(s.end, default=0)
-    for stats in s.stats:
-        stats.idle = total_cycles - stats.busy - stats.stall
-    if progress is not None:
-        progress(total, total)
-    units = dict(zip(UNITS, s.stats, strict=True))
-    return TimingResult(config, events, s.start, s.issue_end, s.end, total_cycles, units)
 
 
 ENERGY_KEYS: dict[Unit, str] = {Unit.DLZS: "dlzs", Unit.SADS: "sads", Unit.KVGEN: "kvgen", Unit.SUFA: "sufa"}
@@ -451,11 +588,9 @@ def energy_pj(result: TimingResult) -> dict[str, float]:
         power = float(energy[f"{key}_pj_per_cycle"])
         busy = result.units[unit].busy
         out[key] = busy * power + (total - busy) * power * idle
-    sram_bytes = dram_bits = 0
-    for event in result.events:
-        work = event.work
-        sram_bytes += sum(work.sram_read_bytes.values()) + sum(work.sram_write_bytes.values())
-        dram_bits += 8 * (work.dram_read_bytes + work.dram_write_bytes)
+    work = result.work
+    sram_bytes = sum(work.sram_read_bytes.values()) + sum(work.sram_write_bytes.values())
+    dram_bits = 8 * (work.dram_read_bytes + work.dram_write_bytes)
     sram_power = float(energy["sram_pj_per_cycle"])
     sram_active = sram_bytes / float(energy["sram_reference_bytes_per_cycle"])
     out["sram"] = sram_active * sram_power + max(0.0, total - sram_active) * sram_power * idle

@@ -18,6 +18,7 @@ class TrapKind(StrEnum):
     DEADLOCK = "deadlock"  # a semaphore wait that can never be satisfied
     CONFIG_HASH = "config-hash"  # program built for another target
     INPUT = "input"  # inputs do not match the symbol table
+    BUDGET = "budget"  # the run executed its instruction budget (a runaway loop)
 
 
 class Trap(Exception):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from xdsl.utils.exceptions import DiagnosticException
 
-from sofa_compiler.cli import MISMATCH_STATUS, exit_statuses, simulation_progress, user_warnings
+from sofa_compiler.cli import MISMATCH_STATUS, add_budget_option, exit_statuses, simulation_progress, user_warnings
 from sofa_compiler.compile_options import add_compile_options, check_compile_options, compile_from_options
 from sofa_compiler.files import atomic_write, check_output_path
 
@@ -51,8 +51,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sofa_compiler.frontend.errors import FrontendError
     from sofa_compiler.sim.config import ConfigError
     from sofa_compiler.sim.inputs import SimError
+    from sofa_compiler.sim.limits import LimitError
 
-    return CompileError, FrontendError, ConfigError, SimError
+    return CompileError, FrontendError, ConfigError, SimError, LimitError
 
 
 @exit_statuses("sofa-run", DiagnosticException, deferred_errors=user_errors)
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace of the whole model run")
     parser.add_argument("--json", action="store_true", help="print errors and the report as JSON")
     parser.add_argument("--no-reference", action="store_true", help="skip the onnxruntime comparison")
+    add_budget_option(parser)
     args = parser.parse_args(argv)
     check_compile_options(args)
     check_output_path(args.output)
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         model = compile_from_options(args, inputs=given)
     inputs = given if given is not None else random_model_inputs(model, args.seed)
     with simulation_progress(sys.stderr.isatty()) as progress:
-        outputs, report = model.run(inputs, progress)
+        outputs, report = model.run(inputs, progress, args.max_instructions, trace=bool(args.trace))
     if args.trace:
         write_model_trace(args.trace, report.timeline)
     accuracy: dict[str, OutputAccuracy] = {}

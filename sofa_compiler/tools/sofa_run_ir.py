@@ -50,10 +50,11 @@ from xdsl.utils.exceptions import DiagnosticException, ParseError
 if TYPE_CHECKING:
     from sofa_compiler.runtime import KernelRunner
 
-from sofa_compiler.cli import exit_statuses
+from sofa_compiler.cli import add_budget_option, exit_statuses
 from sofa_compiler.context import sofa_context
 from sofa_compiler.files import NpzError, atomic_write, read_npz
 from sofa_compiler.parser import SofaParser, parser_assertions_as_errors
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS, check_tensor
 
 
 class RunError(Exception):
@@ -175,6 +176,7 @@ def random_inputs(sig: Signature, seed: int) -> list[np.ndarray]:
             raise RunError(f"{label}: --random-inputs only fills float arguments, not {typ}; use --inputs")
         if shape is not None and DYNAMIC_INDEX in shape:
             raise RunError(f"{label}: --random-inputs needs a static shape, not {typ}; use --inputs")
+        check_tensor(label, shape or (), np.float64)  # drawn in float64: refuse a huge type before allocating
         # Draw in float64 and round, so one SEED gives the same values for any dtype.
         inputs.append(np.asarray(rng.standard_normal(shape or ()), dtype=np.float64).astype(dtype))
     return inputs
@@ -217,7 +219,9 @@ KERNEL_ENGINES = ("simulator", "interpreter")
 """What runs a `sofa.kernel_call`: the program's binary on the simulator, or its IR on the `sofa_isa` interpreter."""
 
 
-def register_kernels(interpreter: Interpreter, module: Operation, engine: str) -> "KernelRunner | None":
+def register_kernels(
+    interpreter: Interpreter, module: Operation, engine: str, max_instructions: int = DEFAULT_MAX_INSTRUCTIONS
+) -> "KernelRunner | None":
     """Let `sofa.kernel_call` run the module's `sofa_isa.program` kernels on `engine` (`KERNEL_ENGINES`)."""
     # Imported here: the runtime and simulator are not needed by modules without kernels.
     from dialects.sofa_isa import ProgramOp
@@ -232,7 +236,7 @@ def register_kernels(interpreter: Interpreter, module: Operation, engine: str) -
         return None
     programs = {name: ir_to_program(op) for name, op in program_ops.items()}
     on_ir = program_ops if engine == "interpreter" else None
-    runner = KernelRunner(programs, load_config(None), ir_programs=on_ir)
+    runner = KernelRunner(programs, load_config(None), ir_programs=on_ir, max_instructions=max_instructions)
     interpreter.register_implementations(KernelFunctions(runner))
     return runner
 
@@ -240,7 +244,7 @@ def register_kernels(interpreter: Interpreter, module: Operation, engine: str) -
 def print_kernel_runs(runner: "KernelRunner") -> None:
     """One line per kernel run: its instruction count and the distinct opcodes it executed."""
     for run in runner.runs:
-        opcodes = sorted({event.opcode for event in run.timing.events})
+        opcodes = sorted(run.timing.opcodes)
         print(f"kernel {run.kernel}: {run.report.instructions} instructions: {' '.join(opcodes)}")
 
 
@@ -251,7 +255,7 @@ def run(args: argparse.Namespace) -> None:
     from sofa_compiler.interpreters import register_all
 
     register_all(interpreter)
-    runner = register_kernels(interpreter, module, args.kernels)
+    runner = register_kernels(interpreter, module, args.kernels, args.max_instructions)
 
     func = interpreter.get_op_for_symbol(args.symbol)
     sig = Signature.of(func)
@@ -302,6 +306,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run each sofa.kernel_call's program as a binary on the simulator (default) or op by op on the"
         " sofa_isa IR interpreter, which also prints each kernel's instruction count and opcodes",
     )
+    add_budget_option(parser)
     return parser.parse_args(argv)
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sofa_compiler.cli import exit_statuses, positive_int, simulation_progress
+from sofa_compiler.cli import add_budget_option, exit_statuses, file_name, positive_int, simulation_progress
 from sofa_compiler.files import atomic_write, check_output_path
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 
 # The simulator (numpy, xDSL's dialect tables) is imported by the functions that
 # use it, so that --help and usage errors start at once.
@@ -35,12 +36,6 @@ if TYPE_CHECKING:
 # Progress bars appear only on runs with at least this many events, so short
 # runs and test logs stay clean.
 PROGRESS_THRESHOLD = 20_000
-
-# Default budget of executed instructions. Hardware loops nest four deep with
-# counts up to 2^24, so a hand-edited or corrupt loop count could otherwise
-# run for days; past the budget the machine traps. Raise it with
-# --max-instructions for very large programs.
-DEFAULT_MAX_INSTRUCTIONS = 10_000_000
 
 
 @dataclass
@@ -71,8 +66,12 @@ def run_program(
     progress: RunProgress | None = None,
     max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
     dram_bytes: int | None = None,
+    keep_events: bool = False,
 ) -> Simulation:
-    """Run `program` functionally, then through the timing and energy model.
+    """Run `program` functionally, its events streaming into the timing and energy model.
+
+    Memory stays bounded however many instructions run, unless `keep_events`
+    (for a trace) keeps every event and its schedule.
 
     Raises `Trap` for invalid programs (including a config-hash mismatch,
     token deadlocks and running past `max_instructions`) and `InputError` for
@@ -80,18 +79,24 @@ def run_program(
     (default: what the program's header asks for); a program that needs more traps.
     """
     from sofa_compiler.sim.functional import Machine
+    from sofa_compiler.sim.limits import check_dram_bytes
     from sofa_compiler.sim.report import build_report
-    from sofa_compiler.sim.timing import simulate
+    from sofa_compiler.sim.timing import StreamingTiming, gc_paused, program_units
 
-    machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram_bytes or program.dram_bytes)
-    functional = machine.run(
-        program,
-        inputs,
-        expected_config_hash=config.config_hash(),
-        max_instructions=max_instructions,
-        progress=progress.functional if progress is not None else None,
-    )
-    timing = simulate(functional.events, config, progress.timing if progress is not None else None)
+    dram = check_dram_bytes(dram_bytes or program.dram_bytes, "the program" if dram_bytes is None else "--dram-bytes")
+    machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram)
+    # The timing model runs alongside the functional machine, so the functional share is the progress.
+    schedule = StreamingTiming(config, None, keep_events, units=program_units(program))
+    with gc_paused():
+        functional = machine.run(
+            program,
+            inputs,
+            config.config_hash(),
+            max_instructions,
+            schedule.add,
+            progress=progress.functional if progress is not None else None,
+        )
+        timing = schedule.finish()
     return Simulation(functional, timing, build_report(timing, functional.sram_peak))
 
 
@@ -122,18 +127,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--trace",
         metavar="FILE.json",
+        type=file_name,
         help="write a Chrome/Perfetto trace: one track per unit (and per kernel call, for a bundle)",
     )
-    parser.add_argument("--output", metavar="FILE.npz", help="save the outputs")
+    parser.add_argument("--output", metavar="FILE.npz", type=file_name, help="save the outputs")
     parser.add_argument("--print", action="store_true", help="print the output arrays in full")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    parser.add_argument(
-        "--max-instructions",
-        metavar="N",
-        type=positive_int,
-        default=DEFAULT_MAX_INSTRUCTIONS,
-        help=f"trap after executing N instructions (default {DEFAULT_MAX_INSTRUCTIONS:,})",
-    )
+    add_budget_option(parser)
     parser.add_argument(
         "--dram-bytes",
         metavar="N",
@@ -161,7 +161,7 @@ def run_bundle(args: argparse.Namespace) -> int:
         inputs = load_inputs(args.inputs) if args.inputs else random_model_inputs(model, args.random_inputs or 0)
         show_progress = not args.no_progress and sys.stderr.isatty()
         with simulation_progress(show_progress) as progress:
-            outputs, report = model.run(inputs, progress)
+            outputs, report = model.run(inputs, progress, args.max_instructions, trace=bool(args.trace))
     except (BundleError, CompileError) as error:
         raise SimError(error) from error
     if args.output:
@@ -194,9 +194,11 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sofa_compiler.isa.formats import FormatError
     from sofa_compiler.sim.config import ConfigError
     from sofa_compiler.sim.inputs import SimError
+    from sofa_compiler.sim.limits import LimitError
+    from sofa_compiler.sim.report import ReportError
     from sofa_compiler.sim.state import InputError
 
-    return SimError, ConfigError, InputError, FormatError
+    return SimError, ConfigError, InputError, FormatError, LimitError, ReportError
 
 
 @exit_statuses("sofa-sim", deferred_errors=user_errors)
@@ -218,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     inputs = load_inputs(args.inputs) if args.inputs else random_inputs(program, args.random_inputs or 0)
     show_progress = not args.no_progress and sys.stderr.isatty()
     with simulation_progress(show_progress) as progress:
-        simulation = run_program(program, inputs, config, progress, args.max_instructions, args.dram_bytes)
+        simulation = run_program(
+            program, inputs, config, progress, args.max_instructions, args.dram_bytes, keep_events=bool(args.trace)
+        )
     if args.output:
         write_outputs(args.output, simulation.functional.outputs)
     if args.trace:

@@ -8,7 +8,6 @@ refuse inputs of other shapes than they were compiled for.
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import sofa_compiler
-from sofa_compiler.bundle import BundleError, bundle_bytes, load_bundle
+from sofa_compiler.bundle import BundleError, bundle_bytes, load_bundle, read_manifest, reseal
 from sofa_compiler.cli import InputShapeError, input_shapes, parse_input_shape
 from sofa_compiler.driver import CompileError
 from sofa_compiler.frontend import FrontendError
@@ -181,8 +180,7 @@ def test_sofa_run_flag_and_npz_agree_or_fail(
 
 
 def manifest_of(blob: bytes) -> dict[str, object]:
-    length = struct.unpack_from("<I", blob, 8)[0]
-    return json.loads(blob[12 : 12 + length])
+    return read_manifest(blob)
 
 
 def test_bundle_records_its_input_shapes(model_path: Path) -> None:
@@ -194,7 +192,7 @@ def test_bundle_records_its_input_shapes(model_path: Path) -> None:
 
 def test_bundle_with_a_forged_shape_record_is_corrupt(model_path: Path) -> None:
     blob = bundle_bytes(sofa_compiler.compile(model_path, input_shapes=shapes_of(6)))
-    forged = blob.replace(b'"shape": [1, 2, 6, 8]', b'"shape": [1, 2, 7, 8]', 1)
+    forged = reseal(blob.replace(b'"shape": [1, 2, 6, 8]', b'"shape": [1, 2, 7, 8]', 1))
     assert forged != blob
     with pytest.raises(BundleError, match="the recorded inputs do not match the host code's"):
         load_bundle(forged)

@@ -28,7 +28,6 @@ import tempfile
 import time
 import traceback
 import warnings
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,9 +324,9 @@ def program_seeds() -> list[bytes]:
 
 def fix_crc(blob: bytes) -> bytes:
     """Recompute the container checksum so a mutation reaches the parser behind it."""
-    if len(blob) < 96:
-        return blob
-    return blob[:80] + struct.pack("<I", zlib.crc32(blob[96:])) + blob[84:]
+    from sofa_compiler.isa.container import CHECKSUM_OFFSET, HEADER_SIZE, with_checksum
+
+    return with_checksum(blob, CHECKSUM_OFFSET) if len(blob) >= HEADER_SIZE else blob
 
 
 def mutate_program(rng: random.Random, blob: bytes) -> bytes:
@@ -343,14 +342,97 @@ def mutate_program(rng: random.Random, blob: bytes) -> bytes:
             blob = rng.choice([flip_bits, set_bytes])(rng, blob, lo=code_end)
         case 4:
             blob = mutate_bytes(rng, blob)
-        case 5:  # a count or offset in the header
-            field = rng.choice([40, 48, 52, 56, 60, 64, 68, 72, 76])
-            width = 8 if field == 40 else 4
-            value = rng.choice(INTERESTING_INTS) % (1 << (8 * width))
-            blob = blob[:field] + value.to_bytes(width, "little") + blob[field + width :]
+        case 5:  # a count, size or offset in the header, with the checksum fixed up
+            return edit_program_field(rng, blob)
         case _:
             blob = truncate(rng, blob)
     return fix_crc(blob) if rng.random() < 0.85 else blob
+
+
+# Program header fields: (offset, width) of the DRAM size, offsets, counts and sizes.
+PROGRAM_FIELDS = [(40, 8), (48, 4), (52, 4), (56, 4), (60, 4), (64, 4), (68, 4), (72, 4), (76, 4)]
+
+
+def edit_program_field(rng: random.Random, blob: bytes) -> bytes:
+    """One header count, size or offset set to an interesting value (nsyms = 0, a huge DRAM size), checksum fixed up."""
+    if len(blob) < 96:
+        return blob
+    offset, width = rng.choice(PROGRAM_FIELDS)
+    old = int.from_bytes(blob[offset : offset + width], "little")
+    value = rng.choice([*INTERESTING_INTS, old + 1, old - 1, old * 2, 1 << 32]) % (1 << (8 * width))
+    return fix_crc(blob[:offset] + value.to_bytes(width, "little") + blob[offset + width :])
+
+
+def bundle_seeds() -> list[bytes]:
+    """Small compiled-model bundles: one attention layer on the accelerator."""
+    import sofa_compiler
+    from sofa_compiler.bundle import bundle_bytes
+
+    return [bundle_bytes(sofa_compiler.compile(FIXTURES / "attn23_mha_4d.onnx"))]
+
+
+def _bundle_parts(blob: bytes) -> tuple[dict[str, Any], bytes] | None:
+    import json
+
+    if len(blob) < 16:
+        return None
+    length = struct.unpack_from("<I", blob, 8)[0]
+    try:
+        return json.loads(blob[16 : 16 + length]), blob[16 + length :]
+    except ValueError:
+        return None
+
+
+def _bundle_from(blob: bytes, manifest: Any, kernels: bytes) -> bytes:
+    import json
+
+    from sofa_compiler.bundle import reseal
+
+    text = json.dumps(manifest, sort_keys=True).encode()
+    return reseal(blob[:8] + struct.pack("<I", len(text)) + blob[12:16] + text + kernels)
+
+
+def mutate_bundle(rng: random.Random, blob: bytes) -> bytes:
+    """Bundle edits: flips and truncations (caught by the checksum), or manifest and kernel edits, resealed."""
+    parts = _bundle_parts(blob)
+    choice = rng.randrange(8)
+    if parts is None or choice == 0:
+        return rng.choice([flip_bits, truncate, set_bytes])(rng, blob)
+    manifest, kernels = parts
+    if choice == 1:  # a manifest digit (outputs would change silently without the checksum)
+        at = [i for i in range(16, 16 + len(blob) - len(kernels) - 16) if blob[i : i + 1].isdigit()]
+        if at:
+            i = rng.choice(at)
+            return blob[:i] + str((int(blob[i : i + 1]) + 1) % 10).encode() + blob[i + 1 :]
+        return flip_bits(rng, blob)
+    if choice == 2 and isinstance(manifest, dict) and manifest:  # a manifest value of the wrong kind or shape
+        key = rng.choice(sorted(manifest))
+        manifest[key] = rng.choice([None, 1, -1, "x", [], {}, [[[]]], {"a": 1}, 1e308, manifest.get(key, 0)])
+    elif choice == 3:  # a key dropped, or the whole manifest replaced
+        if rng.random() < 0.5 and manifest:
+            del manifest[rng.choice(sorted(manifest))]
+        else:
+            manifest = rng.choice([[], "manifest", 7, {"config": []}, [[[[[[[[1]]]]]]]]])
+    elif choice == 4 and isinstance(manifest.get("host"), str):  # the host code: text mutations, deep nesting
+        depth = rng.choice([50, 150, 400])
+        manifest["host"] = rng.choice([
+            mutate_text(rng, manifest["host"]),
+            manifest["host"][: rng.randrange(len(manifest["host"]) + 1)],
+            '"test.op"() ({' * depth + "}) : () -> ()" * depth,
+        ])  # fmt: skip
+    elif choice == 5 and manifest.get("kernels"):  # a kernel's offset or size
+        entry = rng.choice(manifest["kernels"])
+        field = rng.choice(["offset", "size", "name"])
+        old = entry.get(field)
+        entry[field] = rng.choice([0, 1, -1, 96, 1 << 40, "x", None, old + 1 if isinstance(old, int) else old])
+    elif choice == 6 and kernels:  # a kernel's header field, both checksums fixed up
+        kernels = edit_program_field(rng, kernels)
+    else:  # a config value
+        config = manifest.get("config", {})
+        if isinstance(config, dict) and isinstance(config.get("target"), dict) and config["target"]:
+            key = rng.choice(sorted(config["target"]))
+            config["target"][key] = rng.choice([0, -1, 5e-324, 1e308, "x", True, config["target"][key]])
+    return _bundle_from(blob, manifest, kernels)
 
 
 def mutate_asm(rng: random.Random, text: str) -> str:
@@ -389,6 +471,38 @@ def mutate_toml(rng: random.Random, text: str) -> str:
         else:
             return mutate_text(rng, "\n".join(lines) + "\n")
     return "\n".join(lines) + "\n"
+
+
+TOML_EDGE_NUMBERS = ["5e-324", "1e-300", "2.2250738585072014e-308", "1e-9", "-0.0", "1e300", "4.9e-324", "1e-30"]
+
+
+def mutate_toml_structure(rng: random.Random, text: str) -> bytes:
+    """Structural TOML edits: deep arrays and inline tables, array-of-tables, tiny numbers, binary bytes."""
+    lines = text.splitlines()
+    keyed = [i for i, line in enumerate(lines) if re.match(r"\s*\w+\s*=", line)]
+    depth = rng.choice([2, 33, 200, 1000, 5000])
+    match rng.randrange(7):
+        case 0 if keyed:  # a value nested `depth` deep
+            i = rng.choice(keyed)
+            key = lines[i].split("=", 1)[0]
+            lines[i] = f"{key}= " + rng.choice(["[" * depth + "1" + "]" * depth, "{a = " * depth + "1" + "}" * depth])
+        case 1 if keyed:  # a number at the edge of the float range (a derived figure may overflow)
+            i = rng.choice(keyed)
+            lines[i] = f"{lines[i].split('=', 1)[0]}= {rng.choice(TOML_EDGE_NUMBERS)}"
+        case 2:  # a section as an array of tables, or repeated
+            section = rng.choice(["target", "energy", "timing", "area"])
+            lines += [f"[[{section}]]", "lanes = 1"] if rng.random() < 0.5 else [f"[{section}]", "lanes = 2"]
+        case 3:  # dotted keys and deep tables
+            lines.insert(0, ".".join(["target"] * rng.choice([2, 40, 300])) + " = 1")
+        case 4:  # binary bytes: not UTF-8
+            data = ("\n".join(lines) + "\n").encode()
+            at = rng.randrange(len(data) + 1)
+            return data[:at] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 16))) + data[at:]
+        case 5:  # a BOM, NULs or CR line ends
+            return rng.choice([b"\xef\xbb\xbf", b"\x00", b"\xff\xfe"]) + ("\r\n".join(lines)).encode()
+        case _:
+            return mutate_toml(rng, text).encode("utf-8", "surrogateescape")
+    return ("\n".join(lines) + "\n").encode()
 
 
 # ---------------------------------------------------------------------------
@@ -624,6 +738,10 @@ class Targets:
         return self._get("programs", program_seeds)
 
     @property
+    def bundles(self) -> list[bytes]:
+        return self._get("bundles", bundle_seeds)
+
+    @property
     def asm(self) -> list[str]:
         return self._get("asm", asm_seeds)
 
@@ -666,7 +784,11 @@ class Targets:
             case "asm":
                 return mutate_asm(rng, rng.choice(self.asm)).encode("utf-8", "surrogateescape")
             case "toml":
+                if rng.random() < 0.4:
+                    return mutate_toml_structure(rng, rng.choice(self.configs))
                 return mutate_toml(rng, rng.choice(self.configs)).encode("utf-8", "surrogateescape")
+            case "bundle":
+                return mutate_bundle(rng, rng.choice(self.bundles))
             case "npz":
                 # Even seeds feed sofa-sim's attention program, odd ones sofa-run-ir's.
                 source = self.sim_case[1] if rng.random() < 0.5 else run_ir_inputs(rng.randrange(4))
@@ -695,6 +817,19 @@ class Targets:
                     return call_main(sofa_objdump.main, [path, "--source" if variant % 8 == 1 else "--json"], t)
                 argv = [path, "--random-inputs", str(variant), "--json", *SIM_LIMITS]
                 return call_main(sofa_sim.main, argv, t)
+            case "bundle":
+                path = self.scratch.write("input-bundle.sofa", data)
+                if variant % 3 == 0:
+                    return call_main(sofa_objdump.main, [path], t)
+                argv = [
+                    path,
+                    "--random-inputs",
+                    str(variant),
+                    "--json",
+                    "--max-instructions",
+                    str(SIM_MAX_INSTRUCTIONS),
+                ]
+                return call_main(sofa_sim.main, argv, t)
             case "asm":
                 path = self.scratch.write("input.s", data)
                 return call_main(sofa_as.main, [path, "-o", self.scratch.path("out.sofa")], t)
@@ -721,7 +856,7 @@ def _npz_keys(data: bytes) -> set[str]:
         return set()
 
 
-ENTRIES = ("mlir", "onnx", "sofa", "asm", "toml", "npz")
+ENTRIES = ("mlir", "onnx", "sofa", "bundle", "asm", "toml", "npz")
 
 
 def check(outcome: Outcome, data: bytes | None = None) -> None:

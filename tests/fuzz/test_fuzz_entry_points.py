@@ -45,6 +45,8 @@ def test_seeds_succeed(entry: str) -> None:
             samples = [blob for name, blob in TARGETS.onnx if name.startswith("attn24_mqa")]
         case "sofa":
             samples = TARGETS.programs[-2:]
+        case "bundle":
+            samples = TARGETS.bundles
         case "asm":
             samples = [TARGETS.asm[0].encode()]
         case "toml":

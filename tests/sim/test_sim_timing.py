@@ -11,7 +11,7 @@ import pytest
 
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.sim.events import Buffer, Event, Unit, Work
-from sofa_compiler.sim.timing import Cost, TimingResult, instruction_cost, simulate
+from sofa_compiler.sim.timing import QUEUE_DEPTH, Cost, TimingResult, instruction_cost, simulate
 from sofa_compiler.sim.traps import Trap, TrapKind
 
 CONFIG = load_config(None)
@@ -218,3 +218,13 @@ def test_hundred_thousand_events_simulate_quickly():
     assert result.units[Unit.SUFA].busy >= 20_000 * 2048
     assert result.total_cycles < 20_000 * 2048 * 1.01
     assert_accounting(result)
+
+
+def test_dispatch_waits_while_a_unit_queue_is_full():
+    """Dispatch is in program order into queues of QUEUE_DEPTH: a full DMA queue holds back a later CTRL op."""
+    loads = [ev(pc, Unit.DMA_LOAD, dram_read_bytes=4096) for pc in range(QUEUE_DEPTH + 2)]
+    result = simulate([*loads, ev(len(loads), Unit.CTRL)], CONFIG)
+    # Two loads too many: the CTRL instruction waits until two loads have left the queue (started).
+    assert result.start[-1] == result.start[1] > 0
+    shallow = simulate([*loads[: QUEUE_DEPTH - 1], ev(QUEUE_DEPTH, Unit.CTRL)], CONFIG)
+    assert shallow.start[-1] == 0

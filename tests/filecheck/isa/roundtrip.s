@@ -33,7 +33,7 @@
 # SRC-NEXT:   addi rd=r1, rs=r1, imm=16
 # SRC-NEXT: halt
 
-# LIST: magic SOFA, version 1, word 32 bytes
+# LIST: magic SOFA, version 2, word 32 bytes
 # LIST: code        6 instructions
 # LIST: symbols:
 # LIST-NEXT: const  c                f32  4              @0x00000100 16 bytes

@@ -1,0 +1,181 @@
+"""Resource bounds: one instruction budget everywhere, memory that does not grow with the run, size limits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fuzzlib import FIXTURES, bundle_seeds, call_main, small_attention
+
+from sofa_compiler.isa.asm import assemble
+from sofa_compiler.isa.container import Program
+from sofa_compiler.sim.config import HardwareConfig
+from sofa_compiler.sim.functional import Machine
+from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS, MAX_DRAM_BYTES
+from sofa_compiler.sim.report import build_report
+from sofa_compiler.sim.timing import BATCH, QUEUE_DEPTH, UNITS, StreamingTiming, program_units, simulate
+from sofa_compiler.sim.traps import Trap, TrapKind
+from sofa_compiler.tools import sofa_run_ir, sofa_sim
+
+FOREVER = """\
+# About 2^48 iterations: only the instruction budget stops it.
+loop count=16777215, body=4
+  loop count=16777215, body=3
+    dma.load dst=temp[r0+0], src=dram[r0+0], rows=1, row_bytes=16, src_stride=16 ; signal=0b1
+    dma.store src=temp[r0+0], dst=dram[r0+64], rows=1, row_bytes=16, dst_stride=16 ; wait=0b1
+    addi rd=r1, rs=r1, imm=1
+halt
+"""
+
+MEASURE = """\
+import resource, subprocess, sys
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(proc.returncode, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
+print(proc.stderr)
+"""
+
+
+def run_forever(path: Path, budget: int) -> tuple[int, float, float, str]:
+    """(exit status, peak RSS in MB, CPU seconds, stderr) of `sofa-sim` on the endless program, in a subprocess."""
+    argv = [
+        sys.executable,
+        "-m",
+        "sofa_compiler.tools.sofa_sim",
+        str(path),
+        "--json",
+        "--max-instructions",
+        str(budget),
+    ]
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *argv], capture_output=True, text=True, check=True)
+    first, stderr = proc.stdout.split("\n", 1)
+    rc, rss_kb, cpu = first.split()
+    return int(rc), int(rss_kb) / 1024, float(cpu), stderr
+
+
+def test_a_program_that_loops_forever_stops_at_the_budget_in_bounded_memory(tmp_path: Path) -> None:
+    """Every event was kept until the run ended: 10M instructions took 5-6.5 GB (about 0.6 kB each)."""
+    path = tmp_path / "forever.sofa"
+    path.write_bytes(assemble(FOREVER).to_bytes())
+    rc, small_rss, _, stderr = run_forever(path, 50_000)
+    assert rc == 2
+    assert "instruction budget of 50,000 exhausted" in stderr
+    rc, rss, cpu, stderr = run_forever(path, 600_000)
+    assert rc == 2
+    assert "instruction budget of 600,000 exhausted" in stderr
+    assert rss < 500
+    assert rss - small_rss < 60, f"{small_rss:.0f} MB at 50k instructions, {rss:.0f} MB at 600k"
+    assert cpu < 10 * 2  # 600k instructions; the 10 s goal with room for a loaded test machine
+
+
+def test_the_budget_counts_loops_and_is_the_default_everywhere() -> None:
+    """`Machine.run` defaulted to 2^32 instructions; a loop of empty loops never counted against the budget."""
+    program = assemble(
+        "loop count=16777215, body=2\n  loop count=16777215, body=1\n    addi rd=r1, rs=r1, imm=1\nhalt\n"
+    )
+    events: list = []
+    with pytest.raises(Trap, match="instruction budget of 1,000 exhausted") as caught:
+        Machine().run(program, {}, max_instructions=1000, on_event=events.append)
+    assert caught.value.kind is TrapKind.BUDGET
+    assert len(events) == 1000
+    assert sum(event.opcode == "loop" for event in events) > 1
+    assert Machine.run.__defaults__ is not None
+    assert DEFAULT_MAX_INSTRUCTIONS in Machine.run.__defaults__
+
+
+def test_bundle_kernels_obey_the_budget_option(tmp_path: Path) -> None:
+    """Kernels in a bundle ran with a 2^32 limit whatever --max-instructions said."""
+    path = tmp_path / "model.sofa"
+    path.write_bytes(bundle_seeds()[0])
+    outcome = call_main(sofa_sim.main, [str(path), "--max-instructions", "20"])
+    assert outcome.rc == 2, outcome.summary()
+    assert "instruction budget of 20 exhausted" in outcome.stderr
+    assert call_main(sofa_sim.main, [str(path)]).rc == 0
+
+
+def test_sofa_run_ir_kernels_obey_the_budget_option(tmp_path: Path) -> None:
+    path = tmp_path / "model.mlir"
+    path.write_text(
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sofa_compiler.tools.sofa_compile",
+                str(FIXTURES / "attn23_mha_4d.onnx"),
+                "--emit",
+                "isa",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    for engine in ("simulator", "interpreter"):
+        argv = [str(path), "--random-inputs", "0", "--kernels", engine, "--max-instructions", "20"]
+        outcome = call_main(sofa_run_ir.main, argv, timeout=60)
+        assert outcome.rc == 2, outcome.summary()
+        assert "instruction budget of 20 exhausted" in outcome.stderr
+
+
+def test_a_huge_dram_size_is_refused_before_allocating(tmp_path: Path) -> None:
+    """A header asking for 4 GiB was allocated and zero-filled (seconds and gigabytes per run)."""
+    path = tmp_path / "big.sofa"
+    path.write_bytes(Program(assemble("halt\n").code, dram_bytes=1 << 32).to_bytes())
+    start = time.perf_counter()
+    outcome = call_main(sofa_sim.main, [str(path)])
+    assert outcome.rc == 1, outcome.summary()
+    assert f"the program asks for 4,294,967,296 bytes of DRAM; the simulator allocates at most {MAX_DRAM_BYTES:,}" in (
+        outcome.stderr
+    )
+    assert time.perf_counter() - start < 5
+    small = tmp_path / "small.sofa"
+    small.write_bytes(assemble("halt\n").to_bytes())
+    outcome = call_main(sofa_sim.main, [str(small), "--dram-bytes", str(1 << 33)])
+    assert outcome.rc == 1
+    assert "--dram-bytes asks for" in outcome.stderr
+
+
+def test_random_inputs_for_a_huge_argument_type_are_refused(tmp_path: Path) -> None:
+    """`sofa-run-ir --random-inputs` on tensor<100000x100000x100xf32> raised numpy's _ArrayMemoryError."""
+    path = tmp_path / "huge.mlir"
+    huge = "tensor<100000x100000x100xf32>"
+    path.write_text(f"func.func @main(%a: {huge}) -> {huge} {{\n  func.return %a : {huge}\n}}\n")
+    outcome = call_main(sofa_run_ir.main, [str(path), "--random-inputs", "0"])
+    assert outcome.kind == "error", outcome.summary()
+    assert "8,000,000,000,000 bytes; the limit is" in outcome.stderr
+
+
+def test_a_streamed_schedule_equals_the_whole_list_schedule() -> None:
+    """Streaming the events as they execute gives the schedule and report of `simulate` on the whole list."""
+    kernel, program = small_attention(sq=16, skv=40, tile=8, keep=0.5, causal=True)
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal(kernel.problem.shapes[name]) for name in "qkv")
+    inputs = kernel.inputs(q, k, v)
+    config = HardwareConfig()
+    kept = Machine().run(program, inputs)
+    whole = simulate(kept.events, config)
+    timeline = StreamingTiming(config, units=program_units(program))
+    streamed = Machine().run(program, inputs, on_event=timeline.add)
+    result = timeline.finish()
+    assert streamed.events == []
+    assert result.events == []
+    assert result.total_cycles == whole.total_cycles
+    assert result.units == whole.units
+    assert build_report(result).to_json() == build_report(whole).to_json()
+    assert result.opcodes == {op: sum(e.opcode == op for e in kept.events) for op in result.opcodes}
+
+
+def test_a_streamed_run_holds_only_the_unfinished_instructions() -> None:
+    """A streamed run keeps no event: the machine's own list stays empty however long it runs."""
+    program = assemble(FOREVER)
+    timeline = StreamingTiming(HardwareConfig(), units=program_units(program))
+    machine = Machine(dram_bytes=4096)
+    with pytest.raises(Trap, match="budget"):
+        machine.run(program, {}, max_instructions=20_000, on_event=timeline.add)
+    assert machine.events == []
+    # The DMA units fall ever further behind the control unit; their full queues hold dispatch back.
+    assert len(timeline.info) <= len(UNITS) * QUEUE_DEPTH + BATCH
