@@ -29,6 +29,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec
 
 from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
@@ -115,7 +116,9 @@ def exit_statuses(
             _ctrl_c_as_keyboard_interrupt()
             try:
                 with user_warnings(tool), terminate_as_interrupt():
-                    return main(*args, **kwargs)
+                    status = main(*args, **kwargs)
+                _hold_late_signals()
+                return status
             except Terminated:
                 print(f"{tool}: terminated", file=sys.stderr)
                 return TERMINATED_STATUS
@@ -145,6 +148,23 @@ def exit_statuses(
         return run
 
     return decorate
+
+
+CONSOLE_SCRIPT_PREFIX = "sofa-"
+"""Every console script's name starts so (pyproject.toml)."""
+
+
+def _hold_late_signals() -> None:
+    """A console script whose `main` is done blocks Ctrl-C and SIGTERM until it exits.
+
+    Its outputs are written and its status decided; a signal now would only make
+    Python die of it during shutdown (status -2, no message). Blocked signals
+    are dropped at exit. In-process callers (tests) keep their signals.
+    """
+    if not Path(sys.argv[0]).name.startswith(CONSOLE_SCRIPT_PREFIX):
+        return
+    if threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _ctrl_c_as_keyboard_interrupt() -> None:

@@ -13,8 +13,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-TOOL_PREFIX = "sofa-"
-"""Every console script's name starts so (pyproject.toml)."""
+from sofa_compiler.cli import CONSOLE_SCRIPT_PREFIX
 
 
 def _interrupted_while_loading(signum: int, frame: FrameType | None) -> None:
@@ -33,7 +32,9 @@ def _quiet_ctrl_c_while_loading() -> None:
     handler in place, so importing a tool elsewhere (a test) changes nothing;
     `sofa_compiler.cli.exit_statuses` puts Python's handler back when `main` starts.
     """
-    if not Path(sys.argv[0]).name.startswith(TOOL_PREFIX) or threading.current_thread() is not threading.main_thread():
+    if not Path(sys.argv[0]).name.startswith(CONSOLE_SCRIPT_PREFIX):
+        return
+    if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupted_while_loading)
