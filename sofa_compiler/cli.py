@@ -228,7 +228,7 @@ def _warning_line(tool: str, warning: warnings.WarningMessage) -> str | None:
 
 
 class _ProgressBars:
-    """`RunProgress` drawn as one rich bar: the functional machine's share of the program, then the timing model's."""
+    """`RunProgress` drawn as one rich bar per kernel call: the share of the program simulated, with an ETA."""
 
     def __init__(self, bars: Progress):
         self.bars = bars
@@ -247,10 +247,6 @@ class _ProgressBars:
     def functional(self, executed: int, fraction: float) -> None:
         self._enter("functional simulation", 1.0)
         self.bars.update(self.task, completed=fraction, count=f"{executed:,} instructions", refresh=True)
-
-    def timing(self, started: int, total: int) -> None:
-        self._enter("timing model", total)
-        self.bars.update(self.task, completed=started, count=f"{started:,}/{total:,} instructions", refresh=True)
 
 
 @contextmanager

@@ -102,9 +102,6 @@ class KernelProgress:
     def functional(self, executed: int, fraction: float) -> None:
         pass  # one line per kernel call is enough for a log
 
-    def timing(self, started: int, total: int) -> None:
-        pass
-
 
 NODE_NAME = re.compile(r"node '[^']*'")
 """Node names in warnings, elided so that one warning per layer groups into one line with a count."""

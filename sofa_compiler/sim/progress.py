@@ -1,10 +1,10 @@
 """How far a simulated run has got, for progress bars with an honest ETA.
 
-A run has two phases: the functional machine executes the program, then the
-timing model schedules the executed instructions. The timing model knows its
-total up front (the instructions executed). The functional machine does not:
-loop counts may come from registers. `LoopNestPosition` estimates the
-fraction done from where the machine is in the program's loop nest.
+The functional machine executes the program and streams each instruction's
+event into the timing model as it goes, so the functional machine's progress
+is the run's. It does not know its total up front (loop counts may come from
+registers): `LoopNestPosition` estimates the fraction done from where the
+machine is in the program's loop nest.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ class RunProgress(Protocol):
 
     def functional(self, executed: int, fraction: float) -> None:
         """The functional machine has executed `executed` instructions, about `fraction` (0..1) of the program."""
-
-    def timing(self, started: int, total: int) -> None:
-        """The timing model has scheduled `started` of the `total` executed instructions."""
 
 
 def _loop_body(instruction: Any) -> int | None:
