@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from xdsl.utils.exceptions import VerifyException
 
 from dialects.sofa import TARGET_DEFAULTS, TargetAttr
 from sofa_compiler.documents import DocumentError, parse_document, read_text
@@ -281,6 +282,10 @@ class HardwareConfig:
             canonical = _canonical_section(section, getattr(self, section))
             object.__setattr__(self, section, MappingProxyType(canonical))
         self._check_derived()
+        try:  # the `#sofa.target` attribute's own range checks, which programs are compiled against
+            target_hash(self.target)
+        except VerifyException as error:
+            raise ConfigError(f"{self.source}: {error}") from None
 
     def _check_derived(self) -> None:
         """Each value is in range, but a tiny clock still makes the cycle time or DRAM bytes per cycle infinite."""

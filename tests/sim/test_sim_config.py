@@ -139,3 +139,10 @@ def test_docs_list_every_key():
         f"{section}.{key}" for section, params in SCHEMA_TABLE.items() for key in params if f"`{key}`" not in docs
     ]
     assert not missing
+
+
+def test_a_config_outside_the_target_attribute_ranges_is_a_config_error():
+    """The schema takes dram_latency_ns >= 0, `#sofa.target` needs > 0: found by the bundle fuzzer (a resealed
+    manifest), which then crashed with a VerifyException when the simulator hashed the config."""
+    with pytest.raises(ConfigError, match="dram_latency_ns"):
+        parse_config("[target]\ndram_latency_ns = 0\n", "zero.toml")
