@@ -155,16 +155,18 @@ CONSOLE_SCRIPT_PREFIX = "sofa-"
 
 
 def _hold_late_signals() -> None:
-    """A console script whose `main` is done blocks Ctrl-C and SIGTERM until it exits.
+    """A console script whose `main` is done ignores Ctrl-C and SIGTERM until it exits.
 
     Its outputs are written and its status decided; a signal now would only make
-    Python die of it during shutdown (status -2, no message). Blocked signals
-    are dropped at exit. In-process callers (tests) keep their signals.
+    Python die of it during shutdown (status -2 or -15, no message). Ignoring is
+    process-wide (blocking would hold only the main thread, and onnxruntime's and
+    BLAS's threads would still take the signal). In-process callers (tests) keep theirs.
     """
     if not Path(sys.argv[0]).name.startswith(CONSOLE_SCRIPT_PREFIX):
         return
     if threading.current_thread() is threading.main_thread():
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _ctrl_c_as_keyboard_interrupt() -> None:
