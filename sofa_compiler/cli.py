@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec
 
+from sofa_compiler.console_scripts import CONSOLE_SCRIPT_PREFIX
 from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.traps import Trap
 
@@ -148,10 +149,6 @@ def exit_statuses(
         return run
 
     return decorate
-
-
-CONSOLE_SCRIPT_PREFIX = "sofa-"
-"""Every console script's name starts so (pyproject.toml)."""
 
 
 def _hold_late_signals() -> None:

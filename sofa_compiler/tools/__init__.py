@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from sofa_compiler.cli import CONSOLE_SCRIPT_PREFIX
+from sofa_compiler.console_scripts import CONSOLE_SCRIPT_PREFIX
 
 
 def _interrupted_while_loading(signum: int, frame: FrameType | None) -> None:
