@@ -122,10 +122,10 @@ def exit_statuses(
                 return status
             except Terminated:
                 print(f"{tool}: terminated", file=sys.stderr)
-                return TERMINATED_STATUS
+                return _leave_interrupted(TERMINATED_STATUS)
             except KeyboardInterrupt:
                 print(f"{tool}: interrupted", file=sys.stderr)
-                return INTERRUPTED_STATUS
+                return _leave_interrupted(INTERRUPTED_STATUS)
             except Trap as trap:
                 print(f"{tool}: {trap}", file=sys.stderr)
                 return TRAP_STATUS
@@ -149,6 +149,24 @@ def exit_statuses(
         return run
 
     return decorate
+
+
+def _leave_interrupted(status: int) -> int:
+    """An interrupted console script exits at once, with `status`, once its streams are flushed.
+
+    The interrupt may have landed inside a lazy import (numpy's, say), leaving a
+    half-initialised module; Python's shutdown would then import it again and die
+    with a traceback. Every `finally` has run, so nothing is left half-written.
+    In-process callers (tests) get the status back.
+    """
+    if not Path(sys.argv[0]).name.startswith(CONSOLE_SCRIPT_PREFIX):
+        return status
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed pipe: nothing more can be said
+    os._exit(status)
 
 
 def _hold_late_signals() -> None:
