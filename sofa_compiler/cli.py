@@ -94,7 +94,7 @@ def exit_statuses(
     tool: str,
     *user_errors: type[Exception],
     located: tuple[type[Exception], ...] = (),
-    describe_os_error: Callable[[OSError], str] | None = None,
+    describe_os_error: Callable[[OSError], str] = file_error,
     deferred_errors: Callable[[], tuple[type[Exception], ...]] = tuple,
 ) -> Callable[[Callable[P, int | None]], Callable[P, int | None]]:
     """Decorate a tool's `main` with the convention of the module docstring.
@@ -136,11 +136,11 @@ def exit_statuses(
                 return print_error(tool, error)
             except BrokenPipeError as error:
                 if error.filename:  # an output file (a FIFO whose reader left): say so
-                    return print_error(tool, (describe_os_error or file_error)(error))
+                    return print_error(tool, describe_os_error(error))
                 _silence_stdout()  # stdout's reader left (`| head`): nothing to say
                 return ERROR_STATUS
             except OSError as error:
-                return print_error(tool, (describe_os_error or file_error)(error))
+                return print_error(tool, describe_os_error(error))
             except Exception as error:
                 if isinstance(error, deferred_errors()):
                     return print_error(tool, error)

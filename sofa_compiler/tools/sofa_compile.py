@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from xdsl.utils.exceptions import DiagnosticException
 
-from sofa_compiler.cli import exit_statuses, file_error, user_warnings
+from sofa_compiler.cli import exit_statuses, user_warnings
 from sofa_compiler.compile_options import EMIT_KINDS, add_compile_options, check_compile_options, compile_from_options
 from sofa_compiler.files import atomic_write_bytes, atomic_write_text, check_output_path
 from sofa_compiler.ir_printing import IrPrinting, add_ir_printing_options, dump_banner
@@ -51,7 +51,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     return CompileError, FrontendError, ConfigError
 
 
-@exit_statuses("sofa-compile", DiagnosticException, describe_os_error=file_error, deferred_errors=user_errors)
+@exit_statuses("sofa-compile", DiagnosticException, deferred_errors=user_errors)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sofa-compile", description=__doc__.split("\n")[0])
     add_compile_options(parser)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from dialects.sofa import keep_problem
-from sofa_compiler.cli import exit_statuses, file_error
+from sofa_compiler.cli import exit_statuses
 from sofa_compiler.dse.cluster import executor
 from sofa_compiler.dse.objective import Weights
 from sofa_compiler.dse.problem import DseError, workload_problem
@@ -190,7 +190,7 @@ def do_search(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-@exit_statuses("sofa-dse", DseError, ConfigError, describe_os_error=file_error)
+@exit_statuses("sofa-dse", DseError, ConfigError)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if bool(args.sweep) == bool(args.workload):
