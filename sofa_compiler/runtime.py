@@ -24,7 +24,7 @@ from sofa_compiler.interpreters.sofa import as_array
 from sofa_compiler.interpreters.sofa_isa import run_ir
 from sofa_compiler.isa.container import Program
 from sofa_compiler.sim.config import HardwareConfig
-from sofa_compiler.sim.functional import Machine
+from sofa_compiler.sim.functional import Machine, run_with_timing
 from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
 from sofa_compiler.sim.progress import RunProgress
 from sofa_compiler.sim.report import Report, build_report
@@ -167,18 +167,17 @@ class KernelRunner:
         # Events stream into the timing model as they happen: memory stays bounded however long the kernel runs.
         # A model trace (`timeline`) needs every event, so it keeps them.
         keep_events = self.keep_events or self.timeline is not None
-        # The timing model runs alongside the functional machine, so the functional share is the progress.
-        schedule = StreamingTiming(self.config, None, keep_events, units=program_units(program))
-        with gc_paused():
-            if self.ir_programs is None:
-                functional = progress.functional if progress is not None else None
-                result = machine.run(
-                    program, inputs, self.config.config_hash(), self.max_instructions, schedule.add, progress=functional
-                )
-            else:
+        if self.ir_programs is None:
+            functional = progress.functional if progress is not None else None
+            result, timing = run_with_timing(
+                machine, program, inputs, self.config, self.max_instructions, functional, keep_events
+            )
+        else:
+            schedule = StreamingTiming(self.config, None, keep_events, units=program_units(program))
+            with gc_paused():
                 result = run_ir(self.ir_programs[name], inputs, machine, self.config.config_hash(),
                                 self.max_instructions, schedule.add)  # fmt: skip
-            timing = schedule.finish()
+                timing = schedule.finish()
         self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak)))
         if self.timeline is not None:
             self.timeline.kernel(name, timing)

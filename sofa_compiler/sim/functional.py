@@ -25,7 +25,7 @@ import argparse
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -40,8 +40,11 @@ from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS, check_dram_bytes
 from sofa_compiler.sim.progress import PROGRESS_STRIDE, LoopNestPosition
 from sofa_compiler.sim.semantics import check_sufa as _check_sufa  # noqa: F401 (the name tests/sim use)
 from sofa_compiler.sim.state import DEFAULT_SRAM, InputError, MachineState
-from sofa_compiler.sim.timing import gc_paused
+from sofa_compiler.sim.timing import StreamingTiming, TimingResult, gc_paused, program_units
 from sofa_compiler.sim.traps import Trap, TrapKind
+
+if TYPE_CHECKING:  # the config module validates with jsonschema, slow to import
+    from sofa_compiler.sim.config import HardwareConfig
 
 __all__ = ["DEFAULT_SRAM", "FunctionalResult", "InputError", "Machine", "check_loops", "random_inputs"]
 
@@ -203,6 +206,27 @@ class Machine(MachineState):
             # Program order is a legal schedule unless another unit signals later;
             # the count may then go negative (the timing model decides the real order).
             self.sems[bit] -= 1
+
+
+def run_with_timing(
+    machine: Machine,
+    program: Program,
+    inputs: Mapping[str, Any],
+    config: HardwareConfig,
+    max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
+    progress: Callable[[int, float], None] | None = None,
+    keep_events: bool = False,
+) -> tuple[FunctionalResult, TimingResult]:
+    """Run `program` on `machine` (built for `config`), each event streaming into the timing model.
+
+    Memory stays bounded however many instructions run, unless `keep_events` (for
+    a trace) keeps every event and its schedule. The timing model runs alongside,
+    so `progress(executed, fraction)` is the run's progress.
+    """
+    schedule = StreamingTiming(config, None, keep_events, units=program_units(program))
+    with gc_paused():
+        result = machine.run(program, inputs, config.config_hash(), max_instructions, schedule.add, progress=progress)
+        return result, schedule.finish()
 
 
 def main(argv: list[str] | None = None) -> int:

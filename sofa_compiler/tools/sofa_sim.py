@@ -78,25 +78,16 @@ def run_program(
     inputs that do not fit the symbols. `dram_bytes` is the machine's DRAM
     (default: what the program's header asks for); a program that needs more traps.
     """
-    from sofa_compiler.sim.functional import Machine
+    from sofa_compiler.sim.functional import Machine, run_with_timing
     from sofa_compiler.sim.limits import check_dram_bytes
     from sofa_compiler.sim.report import build_report
-    from sofa_compiler.sim.timing import StreamingTiming, gc_paused, program_units
 
     dram = check_dram_bytes(dram_bytes or program.dram_bytes, "the program" if dram_bytes is None else "--dram-bytes")
     machine = Machine.from_target(config.as_target_dict(), dram_bytes=dram)
-    # The timing model runs alongside the functional machine, so the functional share is the progress.
-    schedule = StreamingTiming(config, None, keep_events, units=program_units(program))
-    with gc_paused():
-        functional = machine.run(
-            program,
-            inputs,
-            config.config_hash(),
-            max_instructions,
-            schedule.add,
-            progress=progress.functional if progress is not None else None,
-        )
-        timing = schedule.finish()
+    functional_progress = progress.functional if progress is not None else None
+    functional, timing = run_with_timing(
+        machine, program, inputs, config, max_instructions, functional_progress, keep_events
+    )
     return Simulation(functional, timing, build_report(timing, functional.sram_peak))
 
 
