@@ -16,8 +16,9 @@ from typing import Any
 from rich.console import Console, Group
 from rich.table import Table
 
+from sofa_compiler.sim.energy import energy_pj
 from sofa_compiler.sim.events import Buffer, SramPeak
-from sofa_compiler.sim.timing import UNITS, TimingResult, UnitStats, energy_pj
+from sofa_compiler.sim.timing import UNITS, TimingResult, UnitStats
 
 
 class ReportError(ValueError):

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from sofa_compiler.sim.config import load_config
+from sofa_compiler.sim.costs import Cost, instruction_cost
 from sofa_compiler.sim.events import Buffer, Event, Unit, Work
-from sofa_compiler.sim.timing import QUEUE_DEPTH, Cost, TimingResult, instruction_cost, simulate
+from sofa_compiler.sim.timing import QUEUE_DEPTH, TimingResult, simulate
 from sofa_compiler.sim.traps import Trap, TrapKind
 
 CONFIG = load_config(None)
