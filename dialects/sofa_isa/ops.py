@@ -76,18 +76,30 @@ class PostOp(IsaInstructionOp):
 # --- dma_load -----------------------------------------------------------------
 
 
-@irdl_op_definition
-class DmaLoadOp(IsaInstructionOp):
-    """`dma.load` (opcode 0x10, unit dma_load): 2-D strided copy DRAM -> SRAM."""
-
-    name = "sofa_isa.dma_load"
-    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["dma.load"]
+class StridedLoadOp(IsaInstructionOp):
+    """The fields `dma.load` and `dma.prefetch` share (they differ only in their queue)."""
 
     dst = prop_def(SramAttr)
     src = prop_def(DramAttr)
     rows = prop_def(IntegerAttr[I64])
     row_bytes = prop_def(IntegerAttr[I64])
     src_stride = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
+class DmaLoadOp(StridedLoadOp):
+    """`dma.load` (opcode 0x10, unit dma_load): 2-D strided copy DRAM -> SRAM."""
+
+    name = "sofa_isa.dma_load"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["dma.load"]
+
+
+@irdl_op_definition
+class DmaPrefetchOp(StridedLoadOp):
+    """`dma.prefetch` (opcode 0x12, unit dma_prefetch): `dma.load` on the second load queue."""
+
+    name = "sofa_isa.dma_prefetch"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["dma.prefetch"]
 
 
 @irdl_op_definition
@@ -357,6 +369,7 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "barrier": BarrierOp,
     "post": PostOp,
     "dma.load": DmaLoadOp,
+    "dma.prefetch": DmaPrefetchOp,
     "dma.gather": DmaGatherOp,
     "dma.scatter": DmaScatterOp,
     "dma.store": DmaStoreOp,

@@ -84,6 +84,16 @@ _ATTENTION_STEP_FIELDS = (
 """Fields of `sufa.step` and of the baseline's `fa2.step`, which differ only in their costs."""
 
 
+_STRIDED_LOAD_FIELDS = (
+    sram_field("dst", "u8", "destination; rows are packed (stride = row_bytes)"),
+    dram_field("src", "source of row 0"),
+    uint_field("rows", 16, "rows to copy"),
+    uint_field("row_bytes", 20, "bytes per row"),
+    uint_field("src_stride", 32, "DRAM bytes between row starts", lo=0),
+)
+"""Fields of `dma.load` and `dma.prefetch`, which differ only in their queue."""
+
+
 OPS: tuple[OpSpec, ...] = (
     # --- CTRL: scalar registers, loops, synchronisation -------------------
     OpSpec("halt", 0x01, "ctrl", (), "Stop the machine once every unit is idle."),
@@ -126,18 +136,14 @@ OPS: tuple[OpSpec, ...] = (
     OpSpec("barrier", 0x05, "ctrl", (), "Wait until every unit is idle."),
     OpSpec("post", 0x06, "ctrl", (), "Increment the semaphores in the signal mask (initial credits)."),
     # --- DMA ----------------------------------------------------------------
+    OpSpec("dma.load", 0x10, "dma_load", _STRIDED_LOAD_FIELDS, "2-D strided copy DRAM -> SRAM."),
     OpSpec(
-        "dma.load",
-        0x10,
-        "dma_load",
-        (
-            sram_field("dst", "u8", "destination; rows are packed (stride = row_bytes)"),
-            dram_field("src", "source of row 0"),
-            uint_field("rows", 16, "rows to copy"),
-            uint_field("row_bytes", 20, "bytes per row"),
-            uint_field("src_stride", 32, "DRAM bytes between row starts", lo=0),
-        ),
-        "2-D strided copy DRAM -> SRAM.",
+        "dma.prefetch",
+        0x12,
+        "dma_prefetch",
+        _STRIDED_LOAD_FIELDS,
+        "`dma.load` on the second load queue (prediction operands such as K-hat), so that they run ahead "
+        "of the K/V gathers queued behind `dma.load`; both queues share the DRAM read bandwidth.",
     ),
     OpSpec(
         "dma.gather",

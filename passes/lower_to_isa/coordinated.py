@@ -37,6 +37,7 @@ from xdsl.ir import Operation
 
 from dialects.sofa_isa import SegmentAttr
 from passes.kernel_interface import KernelInterface, KernelKind, Symbol, SymbolKind
+from passes.lower_to_isa.emitter import LoadQueue
 from passes.lower_to_isa.generation import KvGeneration
 from passes.lower_to_isa.kernel import AttentionKernel, at
 from passes.lower_to_isa.registers import CoordinatedReg as CReg
@@ -122,8 +123,9 @@ class CoordinatedKernel(AttentionKernel):
         tile, d = self.tiling.tile.data, self.shape.depth
         khat = self.buffers(buffer_set)[RegionKind.KHAT]
         self.e.dma_load(
-            khat, self.dram(Reg.PRED, Symbol.KHAT), tile, d * 2, wait=(Sem.KHAT_FREE,), signal=(Sem.KHAT_LOADED,)
-        )
+            khat, self.dram(Reg.PRED, Symbol.KHAT), tile, d * 2, wait=(Sem.KHAT_FREE,), signal=(Sem.KHAT_LOADED,),
+            queue=LoadQueue.PREFETCH,
+        )  # fmt: skip
         self.e.addi(Reg.PRED, Reg.PRED, tile * d * 2)
 
     def emit_key_prediction(self) -> None:

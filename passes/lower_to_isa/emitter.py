@@ -37,6 +37,15 @@ class AttentionStep(Enum):
     """FlashAttention-2 (baseline and ablation)."""
 
 
+class LoadQueue(Enum):
+    """The DMA load queue a strided load goes to (its mnemonic is the value)."""
+
+    MAIN = "dma.load"
+    """Q, K/V and everything else, in program order with the gathers."""
+    PREFETCH = "dma.prefetch"
+    """Prediction operands (K-hat), so that they run ahead of the K/V gathers."""
+
+
 class KvGenMode(IntEnum):
     """How `kvgen` combines a chunk's product with its output rows."""
 
@@ -117,11 +126,11 @@ class Emitter:
 
     def dma_load(
         self, dst: Sram, src: Dram, rows: int, row_bytes: int, src_stride: int | None = None,
-        wait: Semaphores = (), signal: Semaphores = (),
+        wait: Semaphores = (), signal: Semaphores = (), queue: LoadQueue = LoadQueue.MAIN,
     ) -> None:  # fmt: skip
-        """Rows of `row_bytes` from DRAM, `src_stride` apart (default: packed)."""
+        """Rows of `row_bytes` from DRAM, `src_stride` apart (default: packed), on load queue `queue`."""
         stride = row_bytes if src_stride is None else src_stride
-        self._emit("dma.load", wait, signal, dst=dst, src=src, rows=rows, row_bytes=row_bytes, src_stride=stride)
+        self._emit(queue.value, wait, signal, dst=dst, src=src, rows=rows, row_bytes=row_bytes, src_stride=stride)
 
     def dma_store(
         self, src: Sram, dst: Dram, rows: int, row_bytes: int, dst_stride: int | None = None,

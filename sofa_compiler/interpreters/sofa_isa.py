@@ -27,6 +27,7 @@ from dialects.sofa_isa import (
     BarrierOp,
     DmaGatherOp,
     DmaLoadOp,
+    DmaPrefetchOp,
     DmaScatterOp,
     DmaStoreOp,
     Fa2StepOp,
@@ -147,6 +148,10 @@ class SofaISAFunctions(InterpreterFunctions):
 
     @impl(DmaLoadOp)
     def run_dma_load(self, interpreter: Interpreter, op: DmaLoadOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(DmaPrefetchOp)
+    def run_dma_prefetch(self, interpreter: Interpreter, op: DmaPrefetchOp, args: Args) -> Args:
         return self.execute(op)
 
     @impl(DmaGatherOp)

@@ -28,6 +28,7 @@ class Cost:
 
     occupancy: int  # cycles before the unit can start its next instruction
     latency: int = 0  # further cycles before results and signals are ready
+    reads_dram: int = 0  # of the occupancy, cycles the transfer holds the DRAM read channel (the load queues share it)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,11 @@ class CostModel:
         latency = self.dram_latency if nbytes or work.dram_requests else 0
         return Cost(self.dma_setup + ceil_div_real(nbytes, self.dram_bytes_per_cycle), latency)
 
+    def dma_read(self, work: Work) -> Cost:
+        """A load queue's transfer, which holds the DRAM read channel while it streams."""
+        cost = self.dma(work, work.dram_read_bytes)
+        return Cost(cost.occupancy, cost.latency, cost.occupancy - self.dma_setup)
+
     def dlzs(self, work: Work) -> Cost:
         # LZ encoding (Q -> 5-bit LZ) feeds the shift array, so it comes first.
         # The baseline's 4-bit multipliers take the shift-adders' place in the array.
@@ -138,8 +144,8 @@ class CostModel:
         match event.unit:
             case Unit.CTRL:
                 cost = Cost(self.ctrl_cycles)
-            case Unit.DMA_LOAD:
-                cost = self.dma(work, work.dram_read_bytes)
+            case Unit.DMA_LOAD | Unit.DMA_PREFETCH:
+                cost = self.dma_read(work)
             case Unit.DMA_STORE:
                 cost = self.dma(work, work.dram_write_bytes)
             case Unit.DLZS:
@@ -151,7 +157,7 @@ class CostModel:
             case Unit.SUFA:
                 cost = self.sufa(work)
         # Every instruction takes at least one issue cycle, and no less than its SRAM traffic needs.
-        return Cost(max(1, cost.occupancy, self.sram_cycles(work)), cost.latency)
+        return Cost(max(1, cost.occupancy, self.sram_cycles(work)), cost.latency, cost.reads_dram)
 
 
 def ceil_div_real(amount: int, rate: float) -> int:

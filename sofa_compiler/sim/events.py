@@ -17,6 +17,7 @@ class Unit(StrEnum):
 
     CTRL = "ctrl"  # scalar registers, loops, barriers
     DMA_LOAD = "dma_load"  # HBM -> SRAM
+    DMA_PREFETCH = "dma_prefetch"  # HBM -> SRAM, the second load queue (K-hat); shares the read bandwidth
     DMA_STORE = "dma_store"  # SRAM -> HBM
     DLZS = "dlzs"  # 128x32 shift array + 128 LZEs
     SADS = "sads"  # 128 16->4 sort cores (+ RASS scheduler)

@@ -16,13 +16,16 @@ Machine model (docs/simulator.md has the full description):
   instructions compete.
 - A CTRL `barrier` starts once every earlier instruction has finished, and no
   later instruction starts before it has finished.
+- The two load queues (`dma_load`, `dma_prefetch`) share the DRAM read
+  channel: a transfer streams once the channel is free, in the order the
+  transfers start; the store queue has its own (write) channel.
 - Instructions are dispatched to the unit queues in program order; a unit's
   queue holds `QUEUE_DEPTH` instructions, and dispatch waits while the next
   instruction's queue is full.
 
 The simulation is a discrete-event loop over a heap of completion times; each
 event is pushed and popped once, and each step looks at the heads of the
-(seven) unit queues, so the cost is O(events · log(in-flight) + events · units).
+(eight) unit queues, so the cost is O(events · log(in-flight) + events · units).
 `StreamingTiming` takes the events one at a time as the functional machine executes
 them, so memory does not grow with the length of a run (see `QUEUE_DEPTH`).
 """
@@ -52,7 +55,7 @@ ProgressCallback = Callable[[int, int], None]
 
 BARRIER_OPCODE = "barrier"
 UNITS: tuple[Unit, ...] = tuple(Unit)
-MEMORY_UNITS = frozenset({Unit.DMA_LOAD, Unit.DMA_STORE})
+MEMORY_UNITS = frozenset({Unit.DMA_LOAD, Unit.DMA_PREFETCH, Unit.DMA_STORE})
 PROGRESS_STRIDE = 1 << 12
 
 
@@ -65,6 +68,7 @@ class UnitStats:
     memory_stall: int = 0  # next instruction ready in order, waiting on a token a DMA signalled
     dependency_stall: int = 0  # ... waiting on a token (or barrier) from a compute unit
     idle: int = 0  # nothing left to do, or the unit was not needed
+    bound: int = 0  # the unit's own work at its rate: its instructions' occupancy summed (no stall, no drain)
 
     @property
     def stall(self) -> int:
@@ -182,6 +186,7 @@ class StreamingTiming:
         self.ended = False
         self.unit_free = [0] * len(UNITS)  # when the unit's head became ready in order
         self.covered = [0] * len(UNITS)  # end of the union of the unit's in-flight intervals
+        self.read_channel_free = 0  # when the DRAM read channel, which the load queues share, is free
         self.stats = [UnitStats() for _ in UNITS]
         # Available tokens per semaphore: FIFO of (ready cycle, signalled by a DMA).
         self.tokens: dict[int, deque[tuple[int, bool]]] = {}
@@ -220,7 +225,9 @@ class StreamingTiming:
         queue.append(index)
         if len(queue) == QUEUE_DEPTH + 1:
             self.dispatched = min(self.dispatched, index)
-        self.stats[number].instructions += 1
+        stats = self.stats[number]
+        stats.instructions += 1
+        stats.bound += self.info[index][1].occupancy
         opcode = event.opcode
         if opcode == BARRIER_OPCODE and unit is Unit.CTRL:
             self.barriers.append(index)
@@ -309,6 +316,10 @@ class StreamingTiming:
             else:
                 stats.dependency_stall += stall
         issue_end = now + cost.occupancy
+        if cost.reads_dram:
+            # The load queues share the DRAM read channel; a transfer streams once the channel is free.
+            issue_end = max(issue_end, self.read_channel_free + cost.reads_dram)
+            self.read_channel_free = issue_end
         end = issue_end + cost.latency
         stats.busy += end - max(now, covered)
         self.covered[unit] = max(covered, end)
