@@ -21,6 +21,15 @@ TILE_CANDIDATES = (16, 32, 64, 128, 256, 512)
 KV_BUFFER_SETS = 2
 """Per-KV-tile buffers are double-buffered: tile j+1 loads while tile j computes."""
 
+DEEP_BUFFER_SETS = 4
+"""Per-KV-tile buffer sets of a coordinated kernel where SRAM has room for them (else `KV_BUFFER_SETS`).
+
+Each set is freed only when its tile's last consumer has drained (SADS for
+K-hat/A-hat, SU-FA for the indices and K/V rows), so with two sets a tile
+waits for DRAM latency and pipeline drains of the tile two before it; four
+sets let K-hat load, and K/V gather, up to four tiles ahead.
+"""
+
 
 class PlanError(ValueError):
     """No tiling fits the target; the message names the shortfall."""
@@ -156,12 +165,12 @@ def _alloc_selected_kv(alloc: SramAllocator, buffer_set: int, slots: int, tile: 
     alloc.alloc(RegionKind.V, tile * dv * 4, buffer_set=buffer_set)
 
 
-def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
-    """Lay out one kernel's buffers for KV tile `tile`; `PlanError` if they do not fit.
+def plan_sets(target: TargetAttr, shape: AttentionShape, tile: int, sets: int) -> SramPlan:
+    """Lay out one kernel's buffers for KV tile `tile` with `sets` per-tile sets; `PlanError` if they do not fit.
 
     Query-tile buffers (Q in fp32 and fp16, O) are single; per-KV-tile
     buffers (K-hat, A-hat, SADS indices, the RASS list, K and V rows) come in
-    `KV_BUFFER_SETS` sets so consecutive tiles overlap.
+    `sets` sets so consecutive tiles overlap.
     """
     lanes = query_lanes(target, shape.q_len)
     m = keep_count(shape.keep, tile)
@@ -173,7 +182,7 @@ def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
     if shape.hidden:
         alloc.alloc(RegionKind.CODES, shape.hidden * d, ("weight", "token", "temp"))
     on_chip_first = ("temp", "weight", "token")
-    for index in range(KV_BUFFER_SETS):
+    for index in range(sets):
         alloc.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
         alloc.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
         _alloc_selected_kv(alloc, index, lanes * m, tile, d, dv)
@@ -181,6 +190,20 @@ def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
             alloc.alloc(RegionKind.X, tile * shape.hidden, buffer_set=index)
             alloc.alloc(RegionKind.XEXP, tile, on_chip_first, index)
     return SramPlan(dict(alloc.regions), dict(alloc.used))
+
+
+def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
+    """Lay out one coordinated kernel's buffers for KV tile `tile`; `PlanError` if they do not fit.
+
+    Per-KV-tile buffers come in `DEEP_BUFFER_SETS` sets where they fit, else in
+    `KV_BUFFER_SETS` (always on demand: its K-hat pass and K/V generation use two).
+    """
+    if not shape.hidden:
+        try:
+            return plan_sets(target, shape, tile, DEEP_BUFFER_SETS)
+        except PlanError:
+            pass
+    return plan_sets(target, shape, tile, KV_BUFFER_SETS)
 
 
 def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:

@@ -3,22 +3,27 @@
     loop B*Hkv                      KV head (GQA: its query heads share K/V)
       loop Hq/Hkv                   query head of this KV head
         loop Sq/lanes               query tile: load Q, reset SU-FA
-          loop Tc/2 { tile A; tile B }   KV tiles, two buffer sets
-          [tile A]                  odd Tc
+          loop Tc/G { tile 0; ...; tile G-1 }   KV tiles, a round of the buffer sets
+          [tile 0; ...]             the Tc % G tiles left over
           normalise, store O
 
+G is the count of per-tile buffer sets (`CoordinatedKernel.group`: 4 where
+SRAM has room, `tile_plan.DEEP_BUFFER_SETS`, else 2).
+
 Causal kernels skip the KV tiles above the diagonal: query tile qt needs
-n(qt) = ceil((qt + 1) lanes / Bc) tiles, so its pairs loop is a `loopr` on a
+n(qt) = ceil((qt + 1) lanes / Bc) tiles, so its group loop is a `loopr` on a
 run-time count. The query-tile loop runs over periods of P query tiles after
-which n has grown by an even number (`CoordinatedKernel.skip_period`; P = 1 when
-2 Bc divides the lanes, 2 Bc / lanes when Bc >= lanes), with the static odd
-tile of each slot unrolled; the last query tiles, which see every key, run the
-plain loop.
+which n has grown by a multiple of G (`CoordinatedKernel.skip_period`; P = 1
+when G Bc divides the lanes), with the static left-over tiles of each slot
+unrolled; the last query tiles, which see every key, run the plain loop.
 
 One KV tile step is: load K-hat rows -> DLZS score -> SADS (causal and
 padding masks applied here) -> RASS union -> gather the selected K and V
 rows -> SU-FA step, handing data from unit to unit through the semaphores
-of `registers.Sem`.
+of `registers.Sem`. K-hat loads go to their own DMA queue (`dma.prefetch`),
+so they run ahead, as far as the free K-hat/A-hat sets allow, of the K/V
+gathers in the main load queue; the LZEs keep the query tile's LZ codes
+across its KV tiles.
 
 On demand (DLZS from the tokens X and LZ(W_k), paper §2.1), each KV head first
 predicts its K-hat once, tile by tile (`dlzs.key`), into DRAM scratch; the
@@ -39,7 +44,7 @@ from dialects.sofa_isa import SegmentAttr
 from passes.kernel_interface import KernelInterface, KernelKind, Symbol, SymbolKind
 from passes.lower_to_isa.emitter import LoadQueue
 from passes.lower_to_isa.generation import KvGeneration
-from passes.lower_to_isa.kernel import AttentionKernel, at
+from passes.lower_to_isa.kernel import AttentionKernel, TileBuffers, at
 from passes.lower_to_isa.registers import CoordinatedReg as CReg
 from passes.lower_to_isa.registers import Reg, Sem
 from passes.tile_plan import KV_BUFFER_SETS, RegionKind
@@ -81,16 +86,34 @@ class CoordinatedKernel(AttentionKernel):
     # --- causal skipping --------------------------------------------------------
 
     @property
-    def skip_period(self) -> int:
-        """Query tiles after which the causal tile pattern repeats.
+    def buffer_sets(self) -> int:
+        """Per-KV-tile buffer sets the SRAM plan holds."""
+        return sum(1 for key in self.regions if key.kind is RegionKind.KHAT and key.buffer_set is not None)
+
+    @property
+    def group(self) -> int:
+        """KV-tile steps per round of the buffer sets: the plan's sets, or `KV_BUFFER_SETS` of them when
+        a causal kernel would otherwise unroll more than `MAX_SKIP_UNROLL` query tiles per period."""
+        sets = self.buffer_sets
+        if sets > KV_BUFFER_SETS and self.shape.causal and self.period(sets) > MAX_SKIP_UNROLL:
+            return KV_BUFFER_SETS
+        return sets
+
+    def period(self, group: int) -> int:
+        """Query tiles after which the causal tile pattern repeats, for `group` tiles a round.
 
         Query tile qt (L lanes) needs n(qt) = ceil((qt + 1) L / Bc) KV tiles; after
-        P = 2 Bc / gcd(L, 2 Bc) query tiles that count has grown by an even number
-        2m = P L / Bc, so slot r of every period runs m more tile pairs than the
-        period before, plus a fixed n(r) // 2 pairs and n(r) % 2 single tiles.
+        P = G Bc / gcd(L, G Bc) query tiles that count has grown by a multiple G m = P L / Bc
+        of G, so slot r of every period runs m more rounds than the period before,
+        plus a fixed n(r) // G rounds and n(r) % G single tiles.
         """
         lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
-        return 2 * tile // math.gcd(lanes, 2 * tile)
+        return group * tile // math.gcd(lanes, group * tile)
+
+    @property
+    def skip_period(self) -> int:
+        """`period` of this kernel's `group`."""
+        return self.period(self.group)
 
     @property
     def skipping_query_tiles(self) -> int:
@@ -112,16 +135,16 @@ class CoordinatedKernel(AttentionKernel):
         lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
         return -(-(query_tile + 1) * lanes // tile)
 
-    def pairs(self, query_tile: int) -> int:
-        """Tile pairs that `query_tile` runs in its `loopr`; a last single tile is emitted statically."""
-        return self.tiles_needed(query_tile) // KV_BUFFER_SETS
+    def rounds(self, query_tile: int) -> int:
+        """Rounds of `group` tiles that `query_tile` runs in its `loopr`; the tiles left over are emitted statically."""
+        return self.tiles_needed(query_tile) // self.group
 
     # --- K-hat ------------------------------------------------------------------
 
-    def emit_prediction(self, buffer_set: int) -> None:
+    def emit_prediction(self, r: TileBuffers) -> None:
         """Bring the tile's K-hat on chip (given by the host, or predicted once per head on demand)."""
         tile, d = self.tiling.tile.data, self.shape.depth
-        khat = self.buffers(buffer_set)[RegionKind.KHAT]
+        khat = r[RegionKind.KHAT]
         self.e.dma_load(
             khat, self.dram(Reg.PRED, Symbol.KHAT), tile, d * 2, wait=(Sem.KHAT_FREE,), signal=(Sem.KHAT_LOADED,),
             queue=LoadQueue.PREFETCH,
@@ -160,12 +183,12 @@ class CoordinatedKernel(AttentionKernel):
 
     # --- KV tiles and query tiles ---------------------------------------------------
 
-    def emit_kv_step(self, buffer_set: int) -> None:
-        """One KV tile through DLZS, SADS, RASS, the K/V gather and SU-FA."""
+    def emit_kv_step(self, step: int) -> None:
+        """One KV tile (step `step` of a round of the buffer sets) through DLZS, SADS, RASS, K/V gather, SU-FA."""
         tiling, shape, e = self.tiling, self.shape, self.e
         lanes, tile, m = tiling.lanes.data, tiling.tile.data, tiling.keep_count.data
-        r = self.buffers(buffer_set)
-        self.emit_prediction(buffer_set)
+        r = self.buffers(step)
+        self.emit_prediction(r)
         e.score(
             self.predictor, self.sram(RegionKind.Q16), r[RegionKind.KHAT], r[RegionKind.AHAT], lanes, tile,
             shape.depth, wait=(Sem.KHAT_LOADED,), signal=(Sem.AHAT_READY,),
@@ -186,7 +209,7 @@ class CoordinatedKernel(AttentionKernel):
         e.addi(Reg.KBASE, Reg.KBASE, tile)
 
     def emit_query_tile(self, slot: int | None = None) -> None:
-        """Load a query tile, run its KV tiles (two buffer sets), normalise and store O.
+        """Load a query tile, run its KV tiles (rounds of the buffer sets), normalise and store O.
 
         ``slot`` is the query tile's place in the causal skip period (`skip_period`);
         None runs every KV tile.
@@ -203,22 +226,22 @@ class CoordinatedKernel(AttentionKernel):
             e.addi(CReg.K_TILE, Reg.K, 0)
             e.addi(CReg.V_TILE, Reg.V, 0)
         if slot is None:
-            e.tile_loop(tiling.kv_tiles.data, self.emit_kv_step)
+            e.tile_loop(tiling.kv_tiles.data, self.emit_kv_step, self.group)
         else:
-            # PAIRS holds this query tile's count of tile pairs below the diagonal.
+            # GROUPS holds this query tile's count of whole rounds below the diagonal.
             e.open_loop()
-            for buffer_set in range(KV_BUFFER_SETS):
-                self.emit_kv_step(buffer_set)
-            e.close_loop_register(CReg.PAIRS)
-            if self.tiles_needed(slot) % KV_BUFFER_SETS:
-                self.emit_kv_step(0)
+            for step in range(self.group):
+                self.emit_kv_step(step)
+            e.close_loop_register(CReg.GROUPS)
+            for step in range(self.tiles_needed(slot) % self.group):
+                self.emit_kv_step(step)
         steps: list[tuple[int, int]] = [(Reg.Q16, lanes * d * 2), (Reg.QBASE, lanes)]
         if not self.marking:
             self.emit_output(self.sram(RegionKind.OUT))
             steps += [(Reg.Q, lanes * d * 4), (Reg.OUT, lanes * dv * 4)]
         e.advance(steps)
-        if slot is not None and (step := self.pairs(slot + 1) - self.pairs(slot)):
-            e.addi(CReg.PAIRS, CReg.PAIRS, step)
+        if slot is not None and (step := self.rounds(slot + 1) - self.rounds(slot)):
+            e.addi(CReg.GROUPS, CReg.GROUPS, step)
 
     def emit_query_tiles(self) -> None:
         """Every query tile of one head: periods of the causal skip pattern, then a hardware
@@ -226,7 +249,7 @@ class CoordinatedKernel(AttentionKernel):
         query_tiles, skipping, e = self.tiling.query_tiles.data, self.skipping_query_tiles, self.e
         if skipping:
             period = self.skip_period
-            e.set(CReg.PAIRS, self.pairs(0))
+            e.set(CReg.GROUPS, self.rounds(0))
             periods, remainder = divmod(skipping, period)
             if periods:
                 e.open_loop()
@@ -288,7 +311,7 @@ class CoordinatedKernel(AttentionKernel):
     def build(self) -> list[Operation]:
         shape, e = self.shape, self.e
         self.lay_out()
-        self.emit_prologue()
+        self.emit_prologue(self.group)
         if self.lz is None:
             e.open_loop()
             self.emit_kv_head()

@@ -84,17 +84,17 @@ class Emitter:
         body = self.blocks.pop()
         self.blocks[-1].append(LoopRegOp(int(register), body))
 
-    def tile_loop(self, tiles: int, step: Callable[[int], None]) -> None:
-        """`tiles` KV-tile steps alternating between the buffer sets: a loop over pairs, then one
-        more step in set 0 when the count is odd."""
-        pairs, odd = divmod(tiles, KV_BUFFER_SETS)
-        if pairs:
+    def tile_loop(self, tiles: int, step: Callable[[int], None], group: int = KV_BUFFER_SETS) -> None:
+        """`tiles` KV-tile steps ``step(i)``, i going round 0 .. group - 1 (the buffer sets): a loop over
+        whole groups, then the steps left over (0, 1, ...)."""
+        groups, rest = divmod(tiles, group)
+        if groups:
             self.open_loop()
-            for buffer_set in range(KV_BUFFER_SETS):
-                step(buffer_set)
-            self.close_loop(pairs)
-        if odd:
-            step(0)
+            for index in range(group):
+                step(index)
+            self.close_loop(groups)
+        for index in range(rest):
+            step(index)
 
     def ops(self) -> list[Operation]:
         assert len(self.blocks) == 1

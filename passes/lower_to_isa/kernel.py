@@ -13,7 +13,7 @@ from dialects.sofa_isa import Dram, ProgramOp, SegmentAttr, Sram
 from passes.kernel_interface import KernelInterface, KernelLayout, Symbol
 from passes.lower_to_isa.emitter import AttentionStep, Emitter, Predictor
 from passes.lower_to_isa.registers import Reg, Sem
-from passes.tile_plan import AttentionShape, RegionKey, RegionKind
+from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, RegionKey, RegionKind
 from passes.tile_plan import Region as SramRegion
 
 DRAM_PAGE = 4096
@@ -77,9 +77,9 @@ class AttentionKernel:
 
     # --- shared emission ------------------------------------------------------
 
-    def emit_prologue(self) -> None:
-        """Two credits per set semaphore (the buffer sets are double-buffered); the walks start at 0."""
-        for _ in range(2):
+    def emit_prologue(self, sets: int = KV_BUFFER_SETS) -> None:
+        """A credit per buffer set on each set semaphore (`sets` per-tile sets); the walks start at 0."""
+        for _ in range(sets):
             self.e.post((Sem.KHAT_FREE, Sem.KV_FREE))
         for reg in (Reg.Q16, Reg.Q, Reg.OUT, Reg.K, Reg.V, Reg.PRED_HEAD):
             self.e.set(reg, 0)

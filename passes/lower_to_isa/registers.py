@@ -49,8 +49,8 @@ class CoordinatedReg(IntEnum):
     """Without RASS: the K tile address."""
     V_TILE = 14
     """Without RASS: the V tile address."""
-    PAIRS = 15
-    """Causal skipping: KV-tile pairs the current query tile needs."""
+    GROUPS = 15
+    """Causal skipping: whole groups of KV tiles (one per buffer-set round) the current query tile needs."""
     # Shared on purpose (see SHARED): K/V generation runs on RASS kernels only, which never
     # walk whole K/V tiles; its token walk reuses PRED, which the attention pass re-initialises
     # for every query tile.

@@ -218,12 +218,13 @@ def test_attention_pipeline_matches_sofa_semantics_exactly(problem, radius):
     # Through the container, as a .sofa file would be.
     result = _run(kernel, qkv, Program.from_bytes(kernel.program.to_bytes()))
     assert np.array_equal(kernel.output(result.outputs["o"]), _reference(kernel, qkv, 0.25, radius))
-    # Bounded program size: loops, not unrolled tiles, so 4x or 8x longer sequences give the same code size.
+    # Bounded program size: loops, not unrolled tiles, so 4x or 8x longer sequences give the same code size
+    # (a causal period unrolls a few rounds of up to four tile steps, `tile_plan.DEEP_BUFFER_SETS`).
     longer = [
         compile_attention(replace(problem, sq=problem.sq * f, skv=problem.skv * f), keep=0.25, tile=64, radius=radius)
         for f in (4, 8)
     ]
-    assert len(longer[0].program.code) == len(longer[1].program.code) < 120
+    assert len(longer[0].program.code) == len(longer[1].program.code) < 240
 
 
 def test_attention_pipeline_keep_one_is_dense_attention():

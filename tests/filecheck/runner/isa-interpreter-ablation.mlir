@@ -19,7 +19,7 @@ func.func @main(%q: tensor<1x2x40x8xf32>, %k: tensor<1x1x70x8xf32>, %v: tensor<1
   func.return %o : tensor<1x2x40x4xf32>
 }
 
-// COORDINATED: kernel attn0: {{[0-9]+}} instructions: addi barrier dma.load dma.store fa2.step halt loop loopr mul4.score post sads set sufa.init sufa.norm{{$}}
+// COORDINATED: kernel attn0: {{[0-9]+}} instructions: addi barrier dma.load dma.prefetch dma.store fa2.step halt loop loopr mul4.score post sads set sufa.init sufa.norm{{$}}
 // COORDINATED-NEXT: result[0]: (1, 2, 40, 4) float32{{$}}
 // SEPARATE: kernel attn0: {{[0-9]+}} instructions: addi barrier dma.load dma.store fa2.step halt loop mul4.score post sads set sufa.init sufa.norm topk.mask{{$}}
 // SEPARATE-NEXT: result[0]: (1, 2, 40, 4) float32{{$}}

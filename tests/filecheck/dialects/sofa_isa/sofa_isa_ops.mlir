@@ -11,6 +11,7 @@ sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff001122334455667
   sofa_isa.addi rd = r2, rs = r1, imm = 4096
   sofa_isa.loop count = 4 {
     sofa_isa.dma_load dst = temp[r0 + 0], src = dram[r6 + 65536], rows = 64, row_bytes = 128, src_stride = 128, wait = 32, signal = 1
+    sofa_isa.dma_prefetch dst = temp[r0 + 4096], src = dram[r6 + 73728], rows = 64, row_bytes = 128, src_stride = 128, wait = 32, signal = 1
     sofa_isa.dma_gather dst = token[r0 + 49152], src = dram[r0 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, row_bytes = 256, src_stride = 256
     sofa_isa.dma_store src = token[r0 + 0], dst = dram[r4 + 16384], rows = 128, row_bytes = 128, dst_stride = 128
     sofa_isa.dlzs_key x = token[r0 + 0], xexp = token[r0 + 8192], w = weight[r0 + 0], out = temp[r0 + 0], rows = 64, hidden = 128, cols = 64, base = -9
@@ -39,6 +40,7 @@ sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff001122334455667
 // CHECK-NEXT:   sofa_isa.addi rd = r2, rs = r1, imm = 4096
 // CHECK-NEXT:   sofa_isa.loop count = 4 {
 // CHECK-NEXT:     sofa_isa.dma_load dst = temp[r0 + 0], src = dram[r6 + 65536], rows = 64, row_bytes = 128, src_stride = 128, wait = 32, signal = 1
+// CHECK-NEXT:     sofa_isa.dma_prefetch dst = temp[r0 + 4096], src = dram[r6 + 73728], rows = 64, row_bytes = 128, src_stride = 128, wait = 32, signal = 1
 // CHECK-NEXT:     sofa_isa.dma_gather dst = token[r0 + 49152], src = dram[r0 + 0], list = temp[r0 + 24576], key_base = r5, window = 64, row_bytes = 256, src_stride = 256
 // CHECK-NEXT:     sofa_isa.dma_store src = token[r0 + 0], dst = dram[r4 + 16384], rows = 128, row_bytes = 128, dst_stride = 128
 // CHECK-NEXT:     sofa_isa.dlzs_key x = token[r0 + 0], xexp = token[r0 + 8192], w = weight[r0 + 0], out = temp[r0 + 0], rows = 64, hidden = 128, cols = 64, base = -9
