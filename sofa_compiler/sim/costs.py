@@ -170,3 +170,9 @@ def ceil_div_real(amount: int, rate: float) -> int:
 def instruction_cost(event: Event, config: HardwareConfig) -> Cost:
     """Occupancy and latency of one executed instruction on `config`'s hardware."""
     return CostModel.of(config).cost(event)
+
+
+def dram_bound(config: HardwareConfig, work: Work) -> int:
+    """Cycles the run's DRAM traffic needs at peak bandwidth: reads and writes each have their channel."""
+    rate = config.dram_bytes_per_cycle
+    return max(ceil_div_real(work.dram_read_bytes, rate), ceil_div_real(work.dram_write_bytes, rate))

@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.table import Table
 
+from sofa_compiler.sim.costs import dram_bound
 from sofa_compiler.sim.energy import energy_pj
 from sofa_compiler.sim.events import Buffer, SramPeak
 from sofa_compiler.sim.timing import UNITS, TimingResult, UnitStats
@@ -42,6 +43,7 @@ class UnitReport:
     dependency_stall_cycles: int  # waiting on a token (or barrier) from a compute unit
     idle_cycles: int
     utilization: float  # busy / total
+    bound_cycles: int  # the unit's own work at its rate, if nothing stalled it (occupancy summed)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class Report:
     core_gops_per_watt: float
     area_mm2: float
     gops_per_mm2: float
+    dram_bound_cycles: int  # the DRAM traffic at peak bandwidth (reads and writes each on their channel)
+    bound_by: str  # the unit (or "dram") with the largest bound: what the run sits on
+    bound_cycles: int  # that bound; total_cycles / bound_cycles - 1 is time lost to latency and hand-offs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +113,15 @@ def _unit_report(stats: UnitStats, total_cycles: int) -> UnitReport:
         stats.dependency_stall,
         stats.idle,
         _ratio(stats.busy, total_cycles),
+        stats.bound,
     )
+
+
+def _bound(units: dict[str, UnitReport], dram_bound: int) -> dict[str, Any]:
+    """The `Report` fields that name the largest bound (the first in unit order on a tie, DRAM last)."""
+    bounds = {name: unit.bound_cycles for name, unit in units.items()} | {"dram": dram_bound}
+    name = max(bounds, key=lambda key: bounds[key])
+    return {"dram_bound_cycles": dram_bound, "bound_by": name, "bound_cycles": bounds[name]}
 
 
 def _sram_report(result: TimingResult, sram_peak: SramPeak | None) -> dict[str, SramReport]:
@@ -146,6 +159,7 @@ def build_report(result: TimingResult, sram_peak: SramPeak | None = None) -> Rep
     seconds = total / config.clock_hz
     dense_ops = result.work.dense_ops
     area = config.total_area_mm2()
+    dram = dram_bound(config, result.work)
     return Report(
         config_name=config.name,
         config_hash=config.config_hash(),
@@ -163,6 +177,7 @@ def build_report(result: TimingResult, sram_peak: SramPeak | None = None) -> Rep
         dense_ops=dense_ops,
         area_mm2=area,
         **_rates(dense_ops, seconds, total_energy, core_energy, area),
+        **_bound(units, dram),
     )
 
 
@@ -178,6 +193,8 @@ def _summary_table(report: Report) -> Table:
         ("energy efficiency", f"{report.gops_per_watt:,.1f} GOPS/W (core {report.core_gops_per_watt:,.1f})"),
         ("average power", f"{report.average_power_w:.3f} W"),
         ("area efficiency", f"{report.gops_per_mm2:,.1f} GOPS/mm² ({report.area_mm2:.3f} mm²)"),
+        ("bound by", f"{report.bound_by}: {report.bound_cycles:,} cycles ({_share(report.bound_cycles, report)})"),
+        ("DRAM bound", f"{report.dram_bound_cycles:,} cycles ({_share(report.dram_bound_cycles, report)})"),
     ]
     for row in rows:
         table.add_row(*row)
@@ -186,7 +203,7 @@ def _summary_table(report: Report) -> Table:
 
 def _unit_table(report: Report) -> Table:
     table = Table(title="Units (cycles)")
-    for name in ("unit", "instr.", "busy", "mem. stall", "dep. stall", "idle", "util."):
+    for name in ("unit", "instr.", "busy", "mem. stall", "dep. stall", "idle", "util.", "bound", "bound/total"):
         table.add_column(name, justify="left" if name == "unit" else "right")
     for name, unit in report.units.items():
         table.add_row(
@@ -197,8 +214,15 @@ def _unit_table(report: Report) -> Table:
             f"{unit.dependency_stall_cycles:,}",
             f"{unit.idle_cycles:,}",
             f"{unit.utilization:.1%}",
+            f"{unit.bound_cycles:,}",
+            f"{_ratio(unit.bound_cycles, report.total_cycles):.1%}",
         )
     return table
+
+
+def _share(cycles: int, report: Report) -> str:
+    """`cycles` as a share of the run's."""
+    return f"{_ratio(cycles, report.total_cycles):.1%} of the run"
 
 
 def _memory_table(report: Report) -> Table:
@@ -246,6 +270,7 @@ def combine_reports(reports: list[Report]) -> Report:
             sum(p.dependency_stall_cycles for p in parts),
             sum(p.idle_cycles for p in parts),
             _ratio(busy, total),
+            sum(p.bound_cycles for p in parts),
         )
     sram = {}
     for name, part in first.sram.items():
@@ -273,4 +298,5 @@ def combine_reports(reports: list[Report]) -> Report:
         dense_ops=dense_ops,
         area_mm2=first.area_mm2,
         **_rates(dense_ops, seconds, total_energy, core_energy, first.area_mm2),
+        **_bound(units, sum(r.dram_bound_cycles for r in reports)),
     )

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from sofa_compiler.sim.config import load_config
+from sofa_compiler.sim.costs import CostModel
 from sofa_compiler.sim.events import Buffer, Event, SramPeak, Unit, Work
-from sofa_compiler.sim.report import build_report
+from sofa_compiler.sim.report import build_report, combine_reports
 from sofa_compiler.sim.timing import UNITS, simulate
 from sofa_compiler.sim.trace import chrome_trace, write_trace
 from sofa_compiler.sim.trace_rules import violations
@@ -74,12 +75,33 @@ def test_json_is_stable_and_complete():
         "dependency_stall_cycles",
         "idle_cycles",
         "utilization",
+        "bound_cycles",
     }
+    assert list(data)[-3:] == ["dram_bound_cycles", "bound_by", "bound_cycles"]
+
+
+def test_bounds_are_each_units_work_at_its_rate_and_below_the_run():
+    result = simulate(tile_pipeline(4), CONFIG)
+    report = build_report(result)
+    model = CostModel.of(CONFIG)
+    events = tile_pipeline(4)
+    for unit in UNITS:
+        expected = sum(model.cost(event).occupancy for event in events if event.unit is unit)
+        assert report.units[unit.value].bound_cycles == expected
+        assert expected <= report.units[unit.value].busy_cycles
+    # 4 x 32 KiB read at 512 B/cycle; the writes are fewer.
+    assert report.dram_bound_cycles == 4 * 32768 // 512
+    bounds = {name: unit.bound_cycles for name, unit in report.units.items()} | {"dram": report.dram_bound_cycles}
+    assert report.bound_cycles == max(bounds.values()) == bounds[report.bound_by] <= report.total_cycles
+    assert report.bound_by == "sufa"  # 2^20 MACs on 512 PEs a tile, the longest
+    combined = combine_reports([report, report])
+    assert combined.units["sufa"].bound_cycles == 2 * report.units["sufa"].bound_cycles
+    assert (combined.bound_by, combined.dram_bound_cycles) == ("sufa", 2 * report.dram_bound_cycles)
 
 
 def test_table_renders():
     text = build_report(simulate(tile_pipeline(2), CONFIG)).render_text(width=120)
-    for needle in ("total cycles", "GOPS/W", "mem. stall", "dma_load", "token SRAM peak", "sufa", "total"):
+    for needle in ("total cycles", "GOPS/W", "mem. stall", "dma_load", "token SRAM peak", "sufa", "total", "bound by"):
         assert needle in text
 
 
