@@ -13,6 +13,7 @@ from benchmarks.report.gpu import GPU_BOARD_POWER_W, PAPER_TABLE_II
 from benchmarks.report.plots import PLOTS
 from benchmarks.report.real_model import MODEL_NAME, PACKAGE, RealModelResult
 from benchmarks.report.results import Results, accuracy_inputs
+from benchmarks.report.roofline import bound_table
 from sofa_compiler.workloads import ATTENTION_OPS, PREDICTION_OPS, SELECTION_OPS, Measurement, Workload
 
 
@@ -541,7 +542,11 @@ def speed_section(results: Results) -> str:
         "ops (2 per MAC) and dense-equivalent ops (the paper's 'effective' throughput, which can exceed the "
         "roof because skipped work is counted).\n\n"
         + table(["workload", "executed op/B", "executed GOPS", "dense-eq. op/B", "dense-eq. GOPS"], prow)
-        + "\n![roofline](roofline.png)\n"
+        + "\n![roofline](roofline.png)\n\n"
+        "Per-engine bounds (measured in this run): the cycles each engine's work needs at its rate if nothing "
+        "stalled it, and the DRAM traffic's at peak bandwidth, as a share of the workload's simulated cycles; "
+        "the largest is the bound the workload sits on, and the gap to 100% is time lost to latency and "
+        "hand-offs between the engines (docs/simulator.md, Bounds).\n\n" + table(*bound_table(results.points))
     )
 
 

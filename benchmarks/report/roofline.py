@@ -1,8 +1,11 @@
-"""A roofline of the simulated hardware with each simulated workload on it."""
+"""A roofline of the simulated hardware with each simulated workload on it, and each workload's
+per-engine bounds: the cycles every engine's work needs at its rate, and the DRAM traffic's at peak
+bandwidth, beside the simulated cycles, naming the bound the workload sits on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from benchmarks.report.gpu import multipliers
 from sofa_compiler.sim.config import HardwareConfig
@@ -34,6 +37,12 @@ class RooflinePoint:
     executed_gops: float
     dense_intensity: float  # dense-equivalent ops per DRAM byte
     dense_gops: float
+    bound_by: str = ""  # the engine (or "dram") with the largest bound
+    bounds: dict[str, float] = field(default_factory=dict)  # engine or "dram" -> bound / simulated cycles
+
+
+BOUND_COLUMNS = ("dlzs", "sads", "kvgen", "sufa", "dma_load", "dma_prefetch", "dma_store", "dram")
+"""The bounds the report lists, engines in pipeline order, then DRAM."""
 
 
 def place(measurement: Measurement) -> RooflinePoint:
@@ -41,10 +50,29 @@ def place(measurement: Measurement) -> RooflinePoint:
     seconds = report.time_us * 1e-6
     dram = report.dram_read_bytes + report.dram_write_bytes
     executed = 2.0 * measurement.ops["macs"] / measurement.scale
+    cycles = report.total_cycles
+    bounds = {name: unit.bound_cycles / cycles for name, unit in report.units.items()}
+    bounds["dram"] = report.dram_bound_cycles / cycles
     return RooflinePoint(
         measurement.workload.name,
         executed / dram,
         executed / seconds / 1e9,
         report.dense_ops / dram,
         report.effective_gops,
+        report.bound_by,
+        bounds,
     )
+
+
+def bound_table(points: Sequence[RooflinePoint]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the per-engine bounds: each as a share of the workload's simulated cycles."""
+    headers = ["workload", "bound by", *BOUND_COLUMNS]
+    rows = [
+        [
+            p.name,
+            f"{p.bound_by} ({p.bounds[p.bound_by]:.0%})",
+            *(f"{p.bounds.get(name, 0.0):.0%}" for name in BOUND_COLUMNS),
+        ]
+        for p in points
+    ]
+    return headers, rows

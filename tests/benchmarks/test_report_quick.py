@@ -35,6 +35,7 @@ TABLE_HEADERS = (
     "| model | H×S×d | sim s |",
     "| tokens | seconds |",
     "| workload | executed op/B |",
+    "| workload | bound by |",
 )
 PLOTS = ("ablation.png", "accuracy.png", "gpu.png", "compile_time.png", "roofline.png", "workloads.png")
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?%?$")
