@@ -242,7 +242,7 @@ def test_attention_pipeline_is_deterministic_and_counts_work():
     assert np.array_equal(a.outputs["o"], b.outputs["o"])
     assert a.events == b.events
     units = {e.unit for e in a.events}
-    assert {Unit.DMA_LOAD, Unit.DMA_STORE, Unit.DLZS, Unit.SADS, Unit.SUFA, Unit.CTRL} <= units
+    assert {Unit.DMA_LOAD, Unit.DMA_PREFETCH, Unit.DMA_STORE, Unit.DLZS, Unit.SADS, Unit.SUFA, Unit.CTRL} <= units
     steps = [e for e in a.events if e.opcode == "sufa.step"]
     # Causal: the first query tile (keys < 128) needs KV tiles 0 and 1 only, the second all 4 tiles.
     assert len(steps) == 2 + 4

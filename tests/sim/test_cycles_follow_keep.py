@@ -12,6 +12,8 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
+from dialects.sofa import TargetAttr
+from passes.tile_plan import DEEP_BUFFER_SETS, KV_BUFFER_SETS, AttentionShape, RegionKind, plan_sram
 from sofa_compiler.kernels import AttentionProblem, compile_attention
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.sim.functional import Machine, run_with_timing
@@ -75,3 +77,14 @@ def test_same_input_same_binary_and_cycles():
     again, _, binary_again = _run(True, 0.1)
     assert binary == binary_again
     assert report.to_json() == again.to_json()
+
+
+def test_deep_buffer_sets_where_sram_has_room():
+    target = TargetAttr(CONFIG.as_target_dict())
+
+    def sets(depth: int, keep: float) -> int:
+        plan = plan_sram(target, AttentionShape(1, 1, 1, LONG, LONG, depth, depth, keep, True), 32)
+        return sum(1 for key in plan.regions if key.kind is RegionKind.KHAT)
+
+    assert sets(64, 0.05) == DEEP_BUFFER_SETS
+    assert sets(128, 1.0) == KV_BUFFER_SETS  # fp32 Q/K/V at d = 128 leave no room for more
