@@ -20,7 +20,7 @@ func.func @main(%q: tensor<1x2x40x8xf32>, %k: tensor<1x1x70x8xf32>, %v: tensor<1
 // ISA: sofa_isa.loopr count = r{{[0-9]+}} {
 // ISA: sofa_isa.sads {{.*}}causal = 1
 
-// IR: kernel attn0: {{[0-9]+}} instructions: addi barrier dlzs.score dma.gather dma.load dma.store halt loop loopr post rass sads set sufa.init sufa.norm sufa.step{{$}}
+// IR: kernel attn0: {{[0-9]+}} instructions: addi barrier dlzs.score dma.gather dma.load dma.prefetch dma.store halt loop loopr post rass sads set sufa.init sufa.norm sufa.step{{$}}
 // IR-NEXT: result[0]: (1, 2, 40, 4) float32{{$}}
 
 // EXACT: bit-identical: 320 elements
