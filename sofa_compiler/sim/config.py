@@ -104,11 +104,23 @@ def _cycles(default: int, doc: str, positive: bool = False) -> Param:
     return Param(int, default, "cycles", doc, exclusive=positive)
 
 
+MUL4_PJ_PER_CYCLE = 139.15
+"""The baseline's 4-bit multiply predictor at DLZS's throughput (4096 MACs a cycle), active; docs/cost-model.md."""
+MUL4_MM2 = 0.931
+"""Its area; docs/cost-model.md."""
+
+ALTERNATIVE_AREAS = {"mul4_mm2": "dlzs_mm2"}
+"""Area keys of modules that replace one of SOFA's (the baseline's predictor replaces DLZS), not added to it."""
+
 SCHEMA_TABLE: dict[str, dict[str, Param]] = {
     "target": _target_params(),
     "energy": {
         # Table III powers at 1 GHz read as average active power: mW == pJ/cycle.
         "dlzs_pj_per_cycle": _nonnegative(29.05, "pJ/cycle", "DLZS prediction engine, active"),
+        # docs/cost-model.md: Table III's 16-bit PE scaled to 4 bits with Horowitz's (ISSCC 2014) width laws.
+        "mul4_pj_per_cycle": _nonnegative(
+            MUL4_PJ_PER_CYCLE, "pJ/cycle", "the baseline's 4-bit multiply predictor array (DLZS's rate)"
+        ),
         "sads_pj_per_cycle": _nonnegative(112.79, "pJ/cycle", "iterative SADS engine, active"),
         "kvgen_pj_per_cycle": _nonnegative(146.21, "pJ/cycle", "KV-generation PE array, active"),
         "sufa_pj_per_cycle": _nonnegative(485.12, "pJ/cycle", "SU-FA engine, active"),
@@ -140,6 +152,7 @@ SCHEMA_TABLE: dict[str, dict[str, Param]] = {
     },
     "area": {
         "dlzs_mm2": _nonnegative(0.351, "mm²", "DLZS prediction engine"),
+        "mul4_mm2": _nonnegative(MUL4_MM2, "mm²", "the baseline's 4-bit multiply predictor array (replaces DLZS)"),
         "sads_mm2": _nonnegative(0.679, "mm²", "iterative SADS engine"),
         "kvgen_mm2": _nonnegative(0.875, "mm²", "KV-generation PE array"),
         "sufa_mm2": _nonnegative(3.012, "mm²", "SU-FA engine"),
@@ -337,8 +350,23 @@ class HardwareConfig:
         """Capacity in bytes of each buffer, keyed by `Buffer` value."""
         return {buffer: int(self.target[f"{buffer}_sram"]) for buffer in ("token", "weight", "temp")}
 
-    def total_area_mm2(self) -> float:
-        return sum(self.area.values())
+    def unit_pj_per_cycle(self, key: str, shift_adds: int = 0, mul4_macs: int = 0) -> float:
+        """Active pJ/cycle of engine `key` (``dlzs``, ``sads``, ...). The prediction array (``dlzs``) draws
+        DLZS's power for shift-adds and the baseline's 4-bit multipliers' (`mul4_pj_per_cycle`) for
+        4-bit MACs, weighted by the operations each did."""
+        power = float(self.energy[f"{key}_pj_per_cycle"])
+        ops = shift_adds + mul4_macs
+        if key != "dlzs" or not ops:
+            return power
+        return (shift_adds * power + mul4_macs * float(self.energy["mul4_pj_per_cycle"])) / ops
+
+    def total_area_mm2(self, predictor: str = "dlzs") -> float:
+        """The chip's area with `predictor`'s array (``mul4``: the 4-bit multipliers in DLZS's place)."""
+        left_out = {
+            replaced if alternative == f"{predictor}_mm2" else alternative
+            for alternative, replaced in ALTERNATIVE_AREAS.items()
+        }
+        return sum(value for key, value in self.area.items() if key not in left_out)
 
 
 def _ceil_float(quotient: float) -> int:

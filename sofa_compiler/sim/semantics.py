@@ -212,6 +212,18 @@ def check_sufa(machine: MachineState, instr: Instruction, pc: int) -> numerics.S
     return machine.sufa_state
 
 
+def merge_macs(lanes: int, vdepth: int) -> int:
+    """MACs of merging one KV tile's partial sums into the accumulators (Fig. 10b, lines 5-6).
+
+    Per lane, o (vdepth values) and l are combined as ``x e^(m_old - m) + x_j e^(m_j - m)``;
+    one of the two factors is 1 (the larger maximum's), so each element costs one
+    multiply-add. FA-2's per-tile rescale of o and l is the same count: the cost
+    model charges both (the paper merges once at the end; the count is the same
+    per tile merged).
+    """
+    return lanes * (vdepth + 1)
+
+
 def _sufa_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     state = check_sufa(machine, instr, pc)
@@ -241,7 +253,7 @@ def _sufa_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -
     partial = numerics.sufa_tile_step(q64, k, v, slots, None, float(a["scale"]))
     machine.sufa_state = numerics.sufa_accumulate(state, partial)
     selected = lanes * m - empty_slots
-    work.macs = selected * (depth + vdepth)
+    work.macs = selected * (depth + vdepth) + merge_macs(lanes, vdepth)
     work.exps = selected + 2 * lanes
     work.compares = lanes * min(2, m) + lanes
     work.max_updates = partial.max_updates
@@ -252,17 +264,16 @@ def _fa2_step(machine: MachineState, instr: Instruction, pc: int, work: Work) ->
     """The baseline's FlashAttention-2 step: the same numbers as sufa.step, FA-2's costs.
 
     FA-2 does not know where the maximum is, so it compares every score
-    against the running max and rescales l and o by exp(m_old - m_new) on
-    every tile (paper §4.1, lines 5-8), instead of SU-FA's two compares per
-    lane and one merge.
+    against the running max (paper §4.1, lines 5-8), instead of SU-FA's two
+    compares per lane. Its rescale of l and o by exp(m_old - m_new) costs the
+    MACs of SU-FA's tile merge (`merge_macs`), which `sufa.step` already counts.
     """
     _sufa_step(machine, instr, pc, work)
     a = instr.args
     lanes, vdepth = a["lanes"], a["vdepth"]
-    selected = work.macs // (a["depth"] + vdepth)
+    selected = (work.macs - merge_macs(lanes, vdepth)) // (a["depth"] + vdepth)
     work.compares = selected + lanes
     work.exps = selected + lanes
-    work.macs += lanes * (vdepth + 1)
     work.max_updates = 0
 
 
