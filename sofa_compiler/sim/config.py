@@ -31,7 +31,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.sofa import TARGET_DEFAULTS, TargetAttr
+from dialects.sofa import TARGET_CHOICES, TARGET_DEFAULTS, TargetAttr
 from sofa_compiler.documents import DocumentError, parse_document, read_text
 
 
@@ -40,15 +40,16 @@ class ConfigError(Exception):
 
 
 class Param(NamedTuple):
-    """One config key: its type, lower bound, unit and meaning."""
+    """One config key: its type, lower bound (or choices), unit and meaning."""
 
-    type: type  # int or float
-    default: int | float
+    type: type  # int, float or str
+    default: int | float | str
     unit: str
     doc: str
     minimum: float = 0.0
     exclusive: bool = True  # minimum is exclusive (value must be > minimum)
     maximum: float | None = None
+    choices: tuple[str, ...] = ()  # a str key's allowed values
 
 
 _TARGET_DOCS: dict[str, tuple[str, str]] = {
@@ -71,6 +72,7 @@ _TARGET_DOCS: dict[str, tuple[str, str]] = {
     "clock_mhz": ("MHz", "core clock"),
     "dram_bandwidth_gbps": ("GB/s", "peak DRAM bandwidth (10^9 bytes per second)"),
     "dram_latency_ns": ("ns", "DRAM access latency, paid once per DMA instruction"),
+    "row_topk": ("", "separate-stage baselines' whole-row top-k engine: streaming sort cores or quick-select"),
 }
 
 
@@ -80,6 +82,9 @@ def _target_params() -> dict[str, Param]:
     params: dict[str, Param] = {}
     for key, default in TARGET_DEFAULTS.items():
         unit, doc = _TARGET_DOCS.get(key, ("", key))
+        if isinstance(default, str):
+            params[key] = Param(str, default, unit, doc, choices=TARGET_CHOICES[key])
+            continue
         kind = float if isinstance(default, float) else int
         # Latency may be zero (an ideal memory); everything else is a size, rate or count.
         exclusive = key != "dram_latency_ns"
@@ -167,6 +172,8 @@ TOP_LEVEL_STRINGS = ("name", "description")
 
 
 def _param_schema(param: Param) -> dict[str, Any]:
+    if param.type is str:
+        return {"type": "string", "enum": list(param.choices)}
     schema: dict[str, Any] = {"type": "integer" if param.type is int else "number"}
     schema["exclusiveMinimum" if param.exclusive else "minimum"] = param.minimum
     # Without a maximum, 2^63 bytes of SRAM or a 1e308 ns latency reach numpy and crash the simulator.
@@ -248,6 +255,9 @@ def _describe(error: ValidationError) -> list[str]:
             return [f"{dotted} = {value!r}: must be >= {error.validator_value}"]
         case "maximum":
             return [f"{dotted} = {value!r}: must be <= {error.validator_value}"]
+        case "enum":
+            choices = ", ".join(f'"{choice}"' for choice in error.validator_value)
+            return [f"{dotted} = {value!r}: must be one of {choices}"]
         case _:
             return [f"{dotted} = {value!r}: {error.message}"]
 
@@ -259,13 +269,13 @@ def validate_document(document: Mapping[str, Any], source: str) -> None:
         raise ConfigError("\n".join(f"{source}: {line}" for line in lines))
 
 
-def _canonical_section(section: str, values: Mapping[str, Any]) -> dict[str, int | float]:
+def _canonical_section(section: str, values: Mapping[str, Any]) -> dict[str, int | float | str]:
     # Coerce to the declared type so `clock_mhz = 1000` and `1000.0` are the same machine.
     params = SCHEMA_TABLE[section]
     return {key: params[key].type(values.get(key, param.default)) for key, param in params.items()}
 
 
-def target_hash(target: Mapping[str, int | float]) -> str:
+def target_hash(target: Mapping[str, int | float | str]) -> str:
     """sha256 (hex) of the canonical JSON of a `#sofa.target` parameter set.
 
     Missing keys take the paper's defaults, so `target_hash({})` is the hash
@@ -279,7 +289,7 @@ def target_hash(target: Mapping[str, int | float]) -> str:
 class HardwareConfig:
     """A validated hardware configuration. Build it with `load_config` or `parse_config`."""
 
-    target: Mapping[str, int | float] = field(default_factory=lambda: _canonical_section("target", {}))
+    target: Mapping[str, int | float | str] = field(default_factory=lambda: _canonical_section("target", {}))
     energy: Mapping[str, float] = field(default_factory=lambda: _canonical_section("energy", {}))
     timing: Mapping[str, int] = field(default_factory=lambda: _canonical_section("timing", {}))
     area: Mapping[str, float] = field(default_factory=lambda: _canonical_section("area", {}))
@@ -316,11 +326,11 @@ class HardwareConfig:
         """sha256 of the architectural parameters ([target]); programs embed it."""
         return target_hash(self.target)
 
-    def as_target_dict(self) -> dict[str, int | float]:
+    def as_target_dict(self) -> dict[str, int | float | str]:
         """The `#sofa.target` parameters, in `TARGET_DEFAULTS` order."""
         return {key: self.target[key] for key in TARGET_DEFAULTS}
 
-    def with_values(self, overrides: Mapping[str, int | float]) -> HardwareConfig:
+    def with_values(self, overrides: Mapping[str, int | float | str]) -> HardwareConfig:
         """A copy with dotted-path overrides, e.g. `{"target.lanes": 64}`; validated."""
         sections: dict[str, dict[str, Any]] = {section: dict(getattr(self, section)) for section in SCHEMA_TABLE}
         for dotted, value in overrides.items():

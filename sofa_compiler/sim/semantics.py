@@ -252,12 +252,28 @@ def _sufa_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -
     q64 = machine.memo("sufa.q", q, lambda q: q.astype(np.float64))
     partial = numerics.sufa_tile_step(q64, k, v, slots, None, float(a["scale"]))
     machine.sufa_state = numerics.sufa_accumulate(state, partial)
-    selected = lanes * m - empty_slots
-    work.macs = selected * (depth + vdepth) + merge_macs(lanes, vdepth)
-    work.exps = selected + 2 * lanes
-    work.compares = lanes * min(2, m) + lanes
+    counts = attention_step_work("sufa.step", lanes, m, lanes * m - empty_slots, depth, vdepth, window)
+    work.macs, work.exps, work.compares, work.dense_ops = counts.macs, counts.exps, counts.compares, counts.dense_ops
     work.max_updates = partial.max_updates
-    work.dense_ops = 2 * lanes * window * (depth + vdepth)
+
+
+def attention_step_work(op: str, lanes: int, m: int, selected: int, depth: int, vdepth: int, window: int) -> Work:
+    """The work counts of one `sufa.step` or `fa2.step` over `selected` keys (max updates aside).
+
+    SU-FA compares its first two slots per lane (the predicted maximum) plus the
+    merge's compare; FA-2 compares every selected score against the running
+    maximum and takes one EXP a lane for its rescale, where SU-FA takes two for
+    its merge. Both pay `merge_macs`. The separate-stage baselines
+    (`sofa_compiler.baselines`) price their attention steps with this too.
+    """
+    work = Work(
+        macs=selected * (depth + vdepth) + merge_macs(lanes, vdepth), dense_ops=2 * lanes * window * (depth + vdepth)
+    )
+    if op == "fa2.step":
+        work.compares, work.exps = selected + lanes, selected + lanes
+    else:
+        work.compares, work.exps = lanes * min(2, m) + lanes, selected + 2 * lanes
+    return work
 
 
 def _fa2_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
@@ -272,8 +288,8 @@ def _fa2_step(machine: MachineState, instr: Instruction, pc: int, work: Work) ->
     a = instr.args
     lanes, vdepth = a["lanes"], a["vdepth"]
     selected = (work.macs - merge_macs(lanes, vdepth)) // (a["depth"] + vdepth)
-    work.compares = selected + lanes
-    work.exps = selected + lanes
+    counts = attention_step_work("fa2.step", lanes, a["m"], selected, a["depth"], vdepth, a["window"])
+    work.compares, work.exps = counts.compares, counts.exps
     work.max_updates = 0
 
 

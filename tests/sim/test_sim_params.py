@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from dialects.sofa import TargetAttr
+from passes.tile_plan import AttentionShape
+from sofa_compiler.baselines import Layer, fair_separate
 from sofa_compiler.sim.config import SCHEMA_TABLE, HardwareConfig, load_config
 from sofa_compiler.sim.events import Buffer, Event, SramPeak, Unit, Work
 from sofa_compiler.sim.report import build_report
@@ -75,10 +78,16 @@ def sram_occupancy(buffer: Buffer) -> Figure:
     return lambda config: build_report(simulate([], config), peak).sram[buffer.value].occupancy
 
 
+def separate_baseline_cycles(config: HardwareConfig) -> float:
+    """The fair separate-stage baseline's cycles: the only figure the row top-k engine moves."""
+    shape = AttentionShape(1, 1, 1, 512, 512, 64, 64, 0.25, True)
+    return fair_separate(Layer(TargetAttr(config.as_target_dict()), shape, 32), config).cycles
+
+
 @dataclass
 class Case:
     key: str
-    value: int | float
+    value: int | float | str
     figure: Figure
     rises: bool  # the figure goes up with the new value (else down)
 
@@ -114,6 +123,7 @@ TARGET_CASES = [
     Case("target.clock_mhz", 500.0, time_us(KVGEN), rises=True),
     Case("target.dram_bandwidth_gbps", 256.0, cycles(DMA), rises=True),
     Case("target.dram_latency_ns", 300.0, cycles(DMA), rises=True),
+    Case("target.row_topk", "quickselect", separate_baseline_cycles, rises=False),
 ]
 
 FUNCTIONAL_ONLY = ["target.lanes", "target.sads_outputs_per_round"]
