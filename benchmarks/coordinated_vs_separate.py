@@ -34,12 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from dialects import numerics
 from dialects.sofa import TOPK_ENGINES, TargetAttr
 from passes.tile_plan import AttentionShape, choose_tile
 from sofa_compiler.accuracy import cosine_similarity, relative_error
 from sofa_compiler.baselines import Layer, Priced, Rows, fair_separate, paper_vanilla
-from sofa_compiler.baselines.outputs import row_topk_attention
+from sofa_compiler.baselines.outputs import dense_reference, row_topk_outputs
 from sofa_compiler.driver import compile_model
 from sofa_compiler.sim.config import HardwareConfig, load_config
 from sofa_compiler.sim.report import combine_reports
@@ -74,24 +73,6 @@ def scaled(priced: Priced, scale: float, output: np.ndarray, reference: np.ndarr
     )
 
 
-def reference(inputs: dict[str, np.ndarray], causal: bool, scale: float) -> np.ndarray:
-    """Exact dense attention, ``[1, heads, S, d]``."""
-    q, k, v = (inputs[name] for name in ("q", "k", "v"))
-    seq = q.shape[2]
-    bias = np.where(np.tril(np.ones((seq, seq), bool)), 0.0, -np.inf) if causal else np.zeros((seq, seq))
-    return np.stack(
-        [
-            numerics.dense_attention(q[:, h : h + 1], k[:, h : h + 1], v[:, h : h + 1], bias, scale)[0, 0]
-            for h in range(q.shape[1])
-        ]
-    )[None]
-
-
-def baseline_outputs(inputs: dict[str, np.ndarray], rows: Rows, predictor: str, scale: float) -> np.ndarray:
-    q, k, v = (inputs[name][0] for name in ("q", "k", "v"))
-    return np.stack([row_topk_attention(q[h], k[h], v[h], rows, predictor, scale) for h in range(q.shape[0])])[None]
-
-
 def measure(
     workload: Workload, heads: int, keep: float, config: HardwareConfig, log: Callable[[str], None]
 ) -> dict[str, Row]:
@@ -100,7 +81,7 @@ def measure(
     inputs = random_inputs(heads, workload.seq, workload.depth)
     scale = 1 / np.sqrt(workload.depth)
     layer_scale = workload.heads / heads
-    exact = reference(inputs, workload.causal, scale)
+    exact = dense_reference(inputs, workload.causal, scale)
     shape = AttentionShape(
         1, heads, heads, workload.seq, workload.seq, workload.depth, workload.depth, keep, workload.causal
     )
@@ -122,8 +103,8 @@ def measure(
     vanilla = paper_vanilla(Layer(target, shape, tile, "mul4"), config)
     return {
         "coordinated": sofa,
-        "fair separate": scaled(fair, layer_scale, baseline_outputs(inputs, rows, "dlzs", scale), exact),
-        "paper vanilla": scaled(vanilla, layer_scale, baseline_outputs(inputs, rows, "mul4", scale), exact),
+        "fair separate": scaled(fair, layer_scale, row_topk_outputs(inputs, rows, "dlzs", scale), exact),
+        "paper vanilla": scaled(vanilla, layer_scale, row_topk_outputs(inputs, rows, "mul4", scale), exact),
     }
 
 

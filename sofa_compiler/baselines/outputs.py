@@ -35,3 +35,21 @@ def row_topk_attention(
     scores = numerics.predict_scores(predictor, q[None, None], k[None, None])[0, 0]
     bias = row_topk_bias(scores, rows)
     return numerics.dense_attention(q[None, None], k[None, None], v[None, None], bias, scale)[0, 0]
+
+
+def dense_reference(inputs: dict[str, np.ndarray], causal: bool, scale: float) -> np.ndarray:
+    """Exact dense attention of ``q``, ``k``, ``v`` ``[1, heads, S, d]`` (upper-left causal or not), head by head."""
+    q, k, v = (inputs[name] for name in ("q", "k", "v"))
+    seq = q.shape[2]
+    bias = np.where(np.tril(np.ones((seq, k.shape[2]), bool)), 0.0, -np.inf) if causal else np.zeros((seq, k.shape[2]))
+    heads = [
+        numerics.dense_attention(q[:, h : h + 1], k[:, h : h + 1], v[:, h : h + 1], bias, scale)
+        for h in range(q.shape[1])
+    ]
+    return np.concatenate(heads, axis=1)
+
+
+def row_topk_outputs(inputs: dict[str, np.ndarray], rows: Rows, predictor: str, scale: float) -> np.ndarray:
+    """`row_topk_attention` on every head of ``q``, ``k``, ``v`` ``[1, heads, S, d]``."""
+    q, k, v = (inputs[name][0] for name in ("q", "k", "v"))
+    return np.stack([row_topk_attention(q[h], k[h], v[h], rows, predictor, scale) for h in range(q.shape[0])])[None]
