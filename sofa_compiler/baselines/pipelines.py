@@ -90,15 +90,16 @@ class Layer:
         return first, min(self.lanes, self.shape.q_len - first)
 
 
-def _predict_phase(p: PhaseProgram, layer: Layer, rows: Rows, q_bytes: int, k_bytes: int) -> None:
+def _predict_phase(p: PhaseProgram, layer: Layer, rows: Rows, q_row: int, k_row: int) -> None:
     """A-hat tile by tile for every query tile, each tile spilled to DRAM once; masked tiles skipped.
-    `k_bytes` is 0 when the keys the predictor reads are resident on chip."""
+    `q_row` and `k_row` are the bytes of a query and a key row the predictor reads; `k_row` is 0
+    when the keys are resident on chip."""
     d, tile = layer.shape.depth, layer.tile
     for query_tile in range(layer.query_tiles):
         first, count = layer.query_rows(query_tile)
-        p.single(dma_load(count * d * q_bytes))
+        p.single(dma_load(count * q_row))
         for _ in range(rows.tiles_needed(first, count, tile)):
-            chain = [dma_load(tile * d * k_bytes)] if k_bytes else []
+            chain = [dma_load(tile * k_row)] if k_row else []
             work = predict_work(layer.predictor, count, tile, d)
             chain += [compute(Unit.DLZS, work, writes=count * tile * AHAT_BYTES)]
             chain += [dma_store(count * tile * AHAT_BYTES, requests=count)]
@@ -134,7 +135,7 @@ def fair_separate(layer: Layer, config: HardwareConfig, attention: str = "fa2.st
     p = PhaseProgram()
     p.start()
     for _ in range(layer.heads):
-        _predict_phase(p, layer, rows, widths[Symbol.Q16], widths[Symbol.KHAT])
+        _predict_phase(p, layer, rows, d * widths[Symbol.Q16], d * widths[Symbol.KHAT])
         _select_phase(p, layer, rows, max(sram_sizes(layer.target).values()))
         for query_tile in range(layer.query_tiles):
             first, count = layer.query_rows(query_tile)
@@ -161,6 +162,31 @@ def _resident(layer: Layer, row_bytes: int) -> bool:
     return layer.shape.kv_len * row_bytes <= VANILLA_SRAM_BYTES // 2
 
 
+def _formal_phase(p: PhaseProgram, layer: Layer, rows: Rows, symbol: Symbol) -> None:
+    """The vanilla's formal pass over K (S = Q K^T on the kept pairs, A out by row) or V (A back
+    by row: max, exp, sum, A V, normalise, O out); K or V is loaded once a head if it fits."""
+    widths, d, dv = element_bytes(), layer.shape.depth, layer.shape.v_depth
+    row_bytes = (d if symbol is Symbol.K else dv) * widths[symbol]
+    resident = _resident(layer, row_bytes)
+    if resident:
+        p.single(dma_load(layer.shape.kv_len * row_bytes))
+    for query_tile in range(layer.query_tiles):
+        first, count = layer.query_rows(query_tile)
+        kept = int(rows.kept[first : first + count].sum())
+        streamed = rows.tiles_needed(first, count, layer.tile) * layer.tile * row_bytes
+        operands = [dma_load(kept * INDEX_BYTES, requests=count), *([] if resident else [dma_load(streamed)])]
+        if symbol is Symbol.K:
+            work = Work(macs=kept * d)
+            chain = [dma_load(count * d * widths[Symbol.Q]), *operands, compute(Unit.SUFA, work)]
+            chain.append(dma_store(kept * AHAT_BYTES, requests=count))
+        else:
+            work = Work(compares=kept, exps=kept, macs=kept * dv, divs=count * dv)
+            chain = [dma_load(kept * AHAT_BYTES, requests=count), *operands, compute(Unit.SUFA, work)]
+            chain.append(dma_store(count * dv * widths[Symbol.OUT]))
+        p.step(chain)
+    p.barrier()
+
+
 def paper_vanilla(layer: Layer, config: HardwareConfig) -> Priced:
     """The paper's vanilla dynamic-sparsity accelerator (module docstring), priced on `config`.
 
@@ -169,39 +195,16 @@ def paper_vanilla(layer: Layer, config: HardwareConfig) -> Priced:
     The softmax needs a row's maximum before its exponentials, so A makes one
     round trip through DRAM between the score and the A V products.
     """
-    shape, tile = layer.shape, layer.tile
-    d, dv = shape.depth, shape.v_depth
-    widths = element_bytes()
-    rows = Rows.of(shape)
-    k4_row = -(-d // 2)  # 4-bit keys and queries
+    rows = Rows.of(layer.shape)
+    k4_row = -(-layer.shape.depth // 2)  # 4-bit keys and queries
+    keys_resident = _resident(layer, k4_row)
     p = PhaseProgram()
     p.start()
     for _ in range(layer.heads):
-        keys_resident = _resident(layer, k4_row)
         if keys_resident:
-            p.single(dma_load(shape.kv_len * k4_row))
-        _predict_phase(p, layer, rows, 1, 0 if keys_resident else k4_row * 2)
+            p.single(dma_load(layer.shape.kv_len * k4_row))
+        _predict_phase(p, layer, rows, k4_row, 0 if keys_resident else k4_row)
         _select_phase(p, layer, rows, VANILLA_SRAM_BYTES)
-        for symbol, operand_depth in ((Symbol.K, d), (Symbol.V, dv)):
-            resident = _resident(layer, operand_depth * widths[symbol])
-            if resident:
-                p.single(dma_load(shape.kv_len * operand_depth * widths[symbol]))
-            for query_tile in range(layer.query_tiles):
-                first, count = layer.query_rows(query_tile)
-                kept = int(rows.kept[first : first + count].sum())
-                stream = (
-                    []
-                    if resident
-                    else [dma_load(rows.tiles_needed(first, count, tile) * tile * operand_depth * widths[symbol])]
-                )
-                chain = [dma_load(kept * INDEX_BYTES, requests=count), *stream]
-                if symbol is Symbol.K:  # S = Q K^T on the selected pairs; A out by row
-                    chain.insert(0, dma_load(count * d * widths[Symbol.Q]))
-                    chain += [compute(Unit.SUFA, Work(macs=kept * d)), dma_store(kept * AHAT_BYTES, requests=count)]
-                else:  # A back by row: max, exp, sum, A V, normalise
-                    chain.insert(0, dma_load(kept * AHAT_BYTES, requests=count))
-                    work = Work(compares=kept, exps=kept, macs=kept * dv, divs=count * dv)
-                    chain += [compute(Unit.SUFA, work), dma_store(count * dv * widths[Symbol.OUT])]
-                p.step(chain)
-            p.barrier()
+        _formal_phase(p, layer, rows, Symbol.K)
+        _formal_phase(p, layer, rows, Symbol.V)
     return price(p, config)
