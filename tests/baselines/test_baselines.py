@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
-from xdsl.utils.exceptions import VerifyException
+from xdsl.context import Context
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import ParseError, VerifyException
 
 from dialects.numerics import tile_count
-from dialects.sofa import TargetAttr
+from dialects.sofa import Sofa, TargetAttr
 from passes.kernel_interface import Symbol
 from passes.tile_plan import AttentionShape
 from sofa_compiler.baselines import Layer, Rows, fair_separate, paper_vanilla
@@ -68,6 +72,19 @@ def test_the_topk_engine_has_two_values():
     with pytest.raises(ConfigError, match=r'target\.row_topk = .heap.: must be one of "sort", "quickselect"'):
         parse_config('[target]\nrow_topk = "heap"\n')
     assert load_config(None).target["row_topk"] == "sort"
+
+
+def test_the_topk_engine_round_trips_through_the_ir():
+    attr = TargetAttr({"row_topk": "quickselect"})
+    text = io.StringIO()
+    Printer(stream=text).print_attribute(attr)
+    assert text.getvalue() == '#sofa.target<row_topk = "quickselect">'
+    ctx = Context()
+    ctx.load_dialect(Sofa)
+    assert Parser(ctx, text.getvalue()).parse_attribute() == attr
+    assert TargetAttr().config_hash() != attr.config_hash()  # a different machine for the baselines
+    with pytest.raises(ParseError, match="row_topk' must be one of"):
+        Parser(ctx, "#sofa.target<row_topk = 3>").parse_attribute()
 
 
 def test_causal_skips_fully_masked_tiles_in_every_phase():
