@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -126,6 +126,8 @@ class Measurement:
     report: Report
     ops: dict[str, float]
     wall_s: float
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    """The simulated heads' outputs (on `random_inputs`), for accuracy beside the cost."""
 
     @property
     def cycles(self) -> float:
@@ -169,9 +171,9 @@ def simulate(target: Workload, keep: float, heads: int, seq: int | None = None, 
     inputs = random_inputs(heads, seq, target.depth)
     start = time.perf_counter()
     compiled = compile_model(model, keep=keep, **options)
-    _, runs = run_kernels(compiled, inputs)
+    outputs, runs = run_kernels(compiled, inputs)
     wall = time.perf_counter() - start
     report = combine_reports([run.report for run in runs])
     scale = target.heads / heads * (target.seq / seq) ** 2
     counts = {name: float(value) * scale for name, value in op_counts(runs).items()}
-    return Measurement(target, dict(options), heads, seq, scale, report, counts, wall)
+    return Measurement(target, dict(options), heads, seq, scale, report, counts, wall, outputs)

@@ -8,7 +8,16 @@ the ranges of the sparsity knobs that every layer shares.
 
 from xdsl.ir import Dialect
 
-from dialects.sofa.attrs import PREDICTORS, TARGET_DEFAULTS, TILING_KEYS, SparsityAttr, TargetAttr, TilingAttr
+from dialects.sofa.attrs import (
+    PREDICTORS,
+    TARGET_CHOICES,
+    TARGET_DEFAULTS,
+    TILING_KEYS,
+    TOPK_ENGINES,
+    SparsityAttr,
+    TargetAttr,
+    TilingAttr,
+)
 from dialects.sofa.checks import NO_RADIUS, keep_problem, radius_problem, sphere_radius, tile_problem
 from dialects.sofa.ops import (
     AttentionOp,
@@ -31,7 +40,9 @@ Sofa = Dialect(
 __all__ = [
     "NO_RADIUS",
     "PREDICTORS",
+    "TARGET_CHOICES",
     "TARGET_DEFAULTS",
+    "TOPK_ENGINES",
     "TILING_KEYS",
     "AttentionOp",
     "DlzsKeyOp",

@@ -27,7 +27,17 @@ PREDICTORS = ("dlzs", "mul4", "exact")
 
 KeyValue = int | float | str
 
-TARGET_DEFAULTS: Mapping[str, int | float] = MappingProxyType(
+TOPK_ENGINES = ("sort", "quickselect")
+"""How a separate-stage baseline's whole-row top-k is priced: on the streaming 16->4 sort cores
+(ceil(m / outputs) passes of ceil(n / inputs) rounds a row) or as a quick-select
+(n + min(m, n - m) expected comparisons a row, Floyd-Rivest) on the same cores' comparators."""
+
+TARGET_CHOICES: Mapping[str, tuple[str, ...]] = MappingProxyType({"row_topk": TOPK_ENGINES})
+"""The allowed values of the target's string parameters."""
+
+TargetValue = int | float | str
+
+TARGET_DEFAULTS: Mapping[str, TargetValue] = MappingProxyType(
     {
         "lanes": 128,  # queries processed in parallel (one PE line each)
         "token_sram": 192 * 1024,  # bytes
@@ -48,13 +58,15 @@ TARGET_DEFAULTS: Mapping[str, int | float] = MappingProxyType(
         "clock_mhz": 1000.0,
         "dram_bandwidth_gbps": 512.0,  # GB/s; HBM2 16 channels (the paper gives no peak)
         "dram_latency_ns": 100.0,
+        "row_topk": "sort",  # the separate-stage baselines' whole-row top-k engine (TOPK_ENGINES)
     }
 )
 """The paper's design (§6 of the digest): 28 nm, 1 GHz, 192/96/28 KB SRAM.
 
 The one definition of SOFA's hardware defaults: `#sofa.target<>`, the
 simulator's config schema and its SRAM sizes all read it. An ``int`` default
-makes an integer parameter (`IntAttr`), a ``float`` one a `FloatData`.
+makes an integer parameter (`IntAttr`), a ``float`` one a `FloatData`, a ``str``
+one a `StringAttr` whose values `TARGET_CHOICES` lists.
 """
 
 
@@ -102,8 +114,8 @@ def _parameter_names(attr_class: type[ParametrizedAttribute]) -> tuple[str, ...]
     return tuple(name for name, _ in attr_class.get_irdl_definition().parameters)
 
 
-def _field_values(attr: ParametrizedAttribute) -> dict[str, int | float]:
-    """The attribute's fields by name; every parameter is an `IntAttr` or a `FloatData`."""
+def _field_values(attr: ParametrizedAttribute) -> dict[str, TargetValue]:
+    """The attribute's fields by name; every parameter is an `IntAttr`, a `FloatData` or a `StringAttr`."""
     names = _parameter_names(type(attr))
     return {name: param.data for name, param in zip(names, attr.parameters) if isinstance(param, Data)}
 
@@ -232,14 +244,15 @@ class TargetAttr(ParametrizedAttribute):
     clock_mhz: FloatData
     dram_bandwidth_gbps: FloatData
     dram_latency_ns: FloatData
+    row_topk: StringAttr
 
-    def __init__(self, overrides: Mapping[str, int | float] | None = None):
+    def __init__(self, overrides: Mapping[str, TargetValue] | None = None):
         """The paper's design with `overrides` (parameter name -> value) on top."""
         if problem := _target_problem(overrides or {}):
             raise VerifyException(problem)
         super().__init__(*_target_parameters({**TARGET_DEFAULTS, **(overrides or {})}))
 
-    def as_dict(self) -> dict[str, int | float]:
+    def as_dict(self) -> dict[str, TargetValue]:
         """Every parameter by name, in `TARGET_DEFAULTS` order."""
         return _field_values(self)
 
@@ -269,11 +282,15 @@ class TargetAttr(ParametrizedAttribute):
 
 
 def _target_parameters(values: Mapping[str, KeyValue]) -> tuple[Attribute, ...]:
-    """One parameter per `TARGET_DEFAULTS` key, typed as its default (int: `IntAttr`, float: `FloatData`)."""
-    return tuple(
-        IntAttr(int(values[key])) if isinstance(default, int) else FloatData(float(values[key]))
-        for key, default in TARGET_DEFAULTS.items()
-    )
+    """One parameter per `TARGET_DEFAULTS` key, typed as its default (int: `IntAttr`, float: `FloatData`,
+    str: `StringAttr`)."""
+    return tuple(_target_parameter(default, values[key]) for key, default in TARGET_DEFAULTS.items())
+
+
+def _target_parameter(default: TargetValue, value: KeyValue) -> Attribute:
+    if isinstance(default, str):
+        return StringAttr(str(value))
+    return IntAttr(int(value)) if isinstance(default, int) else FloatData(float(value))
 
 
 def _target_problem(values: Mapping[str, KeyValue]) -> str | None:
@@ -282,6 +299,11 @@ def _target_problem(values: Mapping[str, KeyValue]) -> str | None:
     if unknown:
         return f"unknown target parameter(s) {unknown}; known: {', '.join(TARGET_DEFAULTS)}"
     for key, value in values.items():
+        if key in TARGET_CHOICES:
+            if value not in TARGET_CHOICES[key]:
+                choices = ", ".join(f'"{choice}"' for choice in TARGET_CHOICES[key])
+                return f"target parameter '{key}' must be one of {choices}, got {_format_value(value)}"
+            continue
         if isinstance(value, str) or value <= 0:
             return f"target parameter '{key}' must be a positive number, got {_format_value(value)}"
         if isinstance(TARGET_DEFAULTS[key], int) and not isinstance(value, int):

@@ -348,8 +348,8 @@ OPS: tuple[OpSpec, ...] = (
         "sufa",
         _ATTENTION_STEP_FIELDS,
         "Baseline FlashAttention-2 tile step: the same exact result as sufa.step, but the running "
-        "max is tracked over every score and l and o are rescaled each tile (more compares, EXPs "
-        "and multiplies). Used by the separate-stage pipeline only.",
+        "max is tracked over every score and l and o are rescaled each tile (more compares and EXPs; "
+        "the rescale costs the MACs of SU-FA's tile merge). Used by the separate-stage pipeline only.",
     ),
     OpSpec(
         "sufa.norm",

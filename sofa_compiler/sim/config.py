@@ -31,7 +31,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.sofa import TARGET_DEFAULTS, TargetAttr
+from dialects.sofa import TARGET_CHOICES, TARGET_DEFAULTS, TargetAttr
 from sofa_compiler.documents import DocumentError, parse_document, read_text
 
 
@@ -40,15 +40,16 @@ class ConfigError(Exception):
 
 
 class Param(NamedTuple):
-    """One config key: its type, lower bound, unit and meaning."""
+    """One config key: its type, lower bound (or choices), unit and meaning."""
 
-    type: type  # int or float
-    default: int | float
+    type: type  # int, float or str
+    default: int | float | str
     unit: str
     doc: str
     minimum: float = 0.0
     exclusive: bool = True  # minimum is exclusive (value must be > minimum)
     maximum: float | None = None
+    choices: tuple[str, ...] = ()  # a str key's allowed values
 
 
 _TARGET_DOCS: dict[str, tuple[str, str]] = {
@@ -71,6 +72,7 @@ _TARGET_DOCS: dict[str, tuple[str, str]] = {
     "clock_mhz": ("MHz", "core clock"),
     "dram_bandwidth_gbps": ("GB/s", "peak DRAM bandwidth (10^9 bytes per second)"),
     "dram_latency_ns": ("ns", "DRAM access latency, paid once per DMA instruction"),
+    "row_topk": ("", "separate-stage baselines' whole-row top-k engine: streaming sort cores or quick-select"),
 }
 
 
@@ -80,6 +82,9 @@ def _target_params() -> dict[str, Param]:
     params: dict[str, Param] = {}
     for key, default in TARGET_DEFAULTS.items():
         unit, doc = _TARGET_DOCS.get(key, ("", key))
+        if isinstance(default, str):
+            params[key] = Param(str, default, unit, doc, choices=TARGET_CHOICES[key])
+            continue
         kind = float if isinstance(default, float) else int
         # Latency may be zero (an ideal memory); everything else is a size, rate or count.
         exclusive = key != "dram_latency_ns"
@@ -104,11 +109,23 @@ def _cycles(default: int, doc: str, positive: bool = False) -> Param:
     return Param(int, default, "cycles", doc, exclusive=positive)
 
 
+MUL4_PJ_PER_CYCLE = 139.15
+"""The baseline's 4-bit multiply predictor at DLZS's throughput (4096 MACs a cycle), active; docs/cost-model.md."""
+MUL4_MM2 = 0.931
+"""Its area; docs/cost-model.md."""
+
+ALTERNATIVE_AREAS = {"mul4_mm2": "dlzs_mm2"}
+"""Area keys of modules that replace one of SOFA's (the baseline's predictor replaces DLZS), not added to it."""
+
 SCHEMA_TABLE: dict[str, dict[str, Param]] = {
     "target": _target_params(),
     "energy": {
         # Table III powers at 1 GHz read as average active power: mW == pJ/cycle.
         "dlzs_pj_per_cycle": _nonnegative(29.05, "pJ/cycle", "DLZS prediction engine, active"),
+        # docs/cost-model.md: Table III's 16-bit PE scaled to 4 bits with Horowitz's (ISSCC 2014) width laws.
+        "mul4_pj_per_cycle": _nonnegative(
+            MUL4_PJ_PER_CYCLE, "pJ/cycle", "the baseline's 4-bit multiply predictor array (DLZS's rate)"
+        ),
         "sads_pj_per_cycle": _nonnegative(112.79, "pJ/cycle", "iterative SADS engine, active"),
         "kvgen_pj_per_cycle": _nonnegative(146.21, "pJ/cycle", "KV-generation PE array, active"),
         "sufa_pj_per_cycle": _nonnegative(485.12, "pJ/cycle", "SU-FA engine, active"),
@@ -140,6 +157,7 @@ SCHEMA_TABLE: dict[str, dict[str, Param]] = {
     },
     "area": {
         "dlzs_mm2": _nonnegative(0.351, "mm²", "DLZS prediction engine"),
+        "mul4_mm2": _nonnegative(MUL4_MM2, "mm²", "the baseline's 4-bit multiply predictor array (replaces DLZS)"),
         "sads_mm2": _nonnegative(0.679, "mm²", "iterative SADS engine"),
         "kvgen_mm2": _nonnegative(0.875, "mm²", "KV-generation PE array"),
         "sufa_mm2": _nonnegative(3.012, "mm²", "SU-FA engine"),
@@ -154,6 +172,8 @@ TOP_LEVEL_STRINGS = ("name", "description")
 
 
 def _param_schema(param: Param) -> dict[str, Any]:
+    if param.type is str:
+        return {"type": "string", "enum": list(param.choices)}
     schema: dict[str, Any] = {"type": "integer" if param.type is int else "number"}
     schema["exclusiveMinimum" if param.exclusive else "minimum"] = param.minimum
     # Without a maximum, 2^63 bytes of SRAM or a 1e308 ns latency reach numpy and crash the simulator.
@@ -235,6 +255,9 @@ def _describe(error: ValidationError) -> list[str]:
             return [f"{dotted} = {value!r}: must be >= {error.validator_value}"]
         case "maximum":
             return [f"{dotted} = {value!r}: must be <= {error.validator_value}"]
+        case "enum":
+            choices = ", ".join(f'"{choice}"' for choice in error.validator_value)
+            return [f"{dotted} = {value!r}: must be one of {choices}"]
         case _:
             return [f"{dotted} = {value!r}: {error.message}"]
 
@@ -246,13 +269,13 @@ def validate_document(document: Mapping[str, Any], source: str) -> None:
         raise ConfigError("\n".join(f"{source}: {line}" for line in lines))
 
 
-def _canonical_section(section: str, values: Mapping[str, Any]) -> dict[str, int | float]:
+def _canonical_section(section: str, values: Mapping[str, Any]) -> dict[str, int | float | str]:
     # Coerce to the declared type so `clock_mhz = 1000` and `1000.0` are the same machine.
     params = SCHEMA_TABLE[section]
     return {key: params[key].type(values.get(key, param.default)) for key, param in params.items()}
 
 
-def target_hash(target: Mapping[str, int | float]) -> str:
+def target_hash(target: Mapping[str, int | float | str]) -> str:
     """sha256 (hex) of the canonical JSON of a `#sofa.target` parameter set.
 
     Missing keys take the paper's defaults, so `target_hash({})` is the hash
@@ -266,7 +289,7 @@ def target_hash(target: Mapping[str, int | float]) -> str:
 class HardwareConfig:
     """A validated hardware configuration. Build it with `load_config` or `parse_config`."""
 
-    target: Mapping[str, int | float] = field(default_factory=lambda: _canonical_section("target", {}))
+    target: Mapping[str, int | float | str] = field(default_factory=lambda: _canonical_section("target", {}))
     energy: Mapping[str, float] = field(default_factory=lambda: _canonical_section("energy", {}))
     timing: Mapping[str, int] = field(default_factory=lambda: _canonical_section("timing", {}))
     area: Mapping[str, float] = field(default_factory=lambda: _canonical_section("area", {}))
@@ -303,11 +326,11 @@ class HardwareConfig:
         """sha256 of the architectural parameters ([target]); programs embed it."""
         return target_hash(self.target)
 
-    def as_target_dict(self) -> dict[str, int | float]:
+    def as_target_dict(self) -> dict[str, int | float | str]:
         """The `#sofa.target` parameters, in `TARGET_DEFAULTS` order."""
         return {key: self.target[key] for key in TARGET_DEFAULTS}
 
-    def with_values(self, overrides: Mapping[str, int | float]) -> HardwareConfig:
+    def with_values(self, overrides: Mapping[str, int | float | str]) -> HardwareConfig:
         """A copy with dotted-path overrides, e.g. `{"target.lanes": 64}`; validated."""
         sections: dict[str, dict[str, Any]] = {section: dict(getattr(self, section)) for section in SCHEMA_TABLE}
         for dotted, value in overrides.items():
@@ -337,8 +360,23 @@ class HardwareConfig:
         """Capacity in bytes of each buffer, keyed by `Buffer` value."""
         return {buffer: int(self.target[f"{buffer}_sram"]) for buffer in ("token", "weight", "temp")}
 
-    def total_area_mm2(self) -> float:
-        return sum(self.area.values())
+    def unit_pj_per_cycle(self, key: str, shift_adds: int = 0, mul4_macs: int = 0) -> float:
+        """Active pJ/cycle of engine `key` (``dlzs``, ``sads``, ...). The prediction array (``dlzs``) draws
+        DLZS's power for shift-adds and the baseline's 4-bit multipliers' (`mul4_pj_per_cycle`) for
+        4-bit MACs, weighted by the operations each did."""
+        power = float(self.energy[f"{key}_pj_per_cycle"])
+        ops = shift_adds + mul4_macs
+        if key != "dlzs" or not ops:
+            return power
+        return (shift_adds * power + mul4_macs * float(self.energy["mul4_pj_per_cycle"])) / ops
+
+    def total_area_mm2(self, predictor: str = "dlzs") -> float:
+        """The chip's area with `predictor`'s array (``mul4``: the 4-bit multipliers in DLZS's place)."""
+        left_out = {
+            replaced if alternative == f"{predictor}_mm2" else alternative
+            for alternative, replaced in ALTERNATIVE_AREAS.items()
+        }
+        return sum(value for key, value in self.area.items() if key not in left_out)
 
 
 def _ceil_float(quotient: float) -> int:

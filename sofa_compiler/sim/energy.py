@@ -24,7 +24,7 @@ def energy_pj(result: TimingResult) -> dict[str, float]:
     idle = float(energy["idle_power_fraction"])
     out: dict[str, float] = {}
     for unit, key in ENERGY_KEYS.items():
-        power = float(energy[f"{key}_pj_per_cycle"])
+        power = result.config.unit_pj_per_cycle(key, result.work.shift_adds, result.work.mul4_macs)
         busy = result.units[unit].busy
         out[key] = busy * power + (total - busy) * power * idle
     work = result.work

@@ -158,7 +158,7 @@ def build_report(result: TimingResult, sram_peak: SramPeak | None = None) -> Rep
     core_energy = total_energy - energy["dram"] - energy["io"]
     seconds = total / config.clock_hz
     dense_ops = result.work.dense_ops
-    area = config.total_area_mm2()
+    area = config.total_area_mm2("mul4" if result.work.mul4_macs > result.work.shift_adds else "dlzs")
     dram = dram_bound(config, result.work)
     return Report(
         config_name=config.name,

@@ -242,6 +242,18 @@ def check_sufa(machine: MachineState, instr: Instruction, pc: int) -> numerics.S
     return machine.sufa_state
 
 
+def merge_macs(lanes: int, vdepth: int) -> int:
+    """MACs of merging one KV tile's partial sums into the accumulators (Fig. 10b, lines 5-6).
+
+    Per lane, o (vdepth values) and l are combined as ``x e^(m_old - m) + x_j e^(m_j - m)``;
+    one of the two factors is 1 (the larger maximum's), so each element costs one
+    multiply-add. FA-2's per-tile rescale of o and l is the same count: the cost
+    model charges both (the paper merges once at the end; the count is the same
+    per tile merged).
+    """
+    return lanes * (vdepth + 1)
+
+
 def _sufa_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     state = check_sufa(machine, instr, pc)
@@ -270,29 +282,44 @@ def _sufa_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -
     q64 = machine.memo("sufa.q", q, lambda q: q.astype(np.float64))
     partial = numerics.sufa_tile_step(q64, k, v, slots, None, float(a["scale"]))
     machine.sufa_state = numerics.sufa_accumulate(state, partial)
-    selected = lanes * m - empty_slots
-    work.macs = selected * (depth + vdepth)
-    work.exps = selected + 2 * lanes
-    work.compares = lanes * min(2, m) + lanes
+    counts = attention_step_work("sufa.step", lanes, m, lanes * m - empty_slots, depth, vdepth, window)
+    work.macs, work.exps, work.compares, work.dense_ops = counts.macs, counts.exps, counts.compares, counts.dense_ops
     work.max_updates = partial.max_updates
-    work.dense_ops = 2 * lanes * window * (depth + vdepth)
+
+
+def attention_step_work(op: str, lanes: int, m: int, selected: int, depth: int, vdepth: int, window: int) -> Work:
+    """The work counts of one `sufa.step` or `fa2.step` over `selected` keys (max updates aside).
+
+    SU-FA compares its first two slots per lane (the predicted maximum) plus the
+    merge's compare; FA-2 compares every selected score against the running
+    maximum and takes one EXP a lane for its rescale, where SU-FA takes two for
+    its merge. Both pay `merge_macs`. The separate-stage baselines
+    (`sofa_compiler.baselines`) price their attention steps with this too.
+    """
+    work = Work(
+        macs=selected * (depth + vdepth) + merge_macs(lanes, vdepth), dense_ops=2 * lanes * window * (depth + vdepth)
+    )
+    if op == "fa2.step":
+        work.compares, work.exps = selected + lanes, selected + lanes
+    else:
+        work.compares, work.exps = lanes * min(2, m) + lanes, selected + 2 * lanes
+    return work
 
 
 def _fa2_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     """The baseline's FlashAttention-2 step: the same numbers as sufa.step, FA-2's costs.
 
     FA-2 does not know where the maximum is, so it compares every score
-    against the running max and rescales l and o by exp(m_old - m_new) on
-    every tile (paper §4.1, lines 5-8), instead of SU-FA's two compares per
-    lane and one merge.
+    against the running max (paper §4.1, lines 5-8), instead of SU-FA's two
+    compares per lane. Its rescale of l and o by exp(m_old - m_new) costs the
+    MACs of SU-FA's tile merge (`merge_macs`), which `sufa.step` already counts.
     """
     _sufa_step(machine, instr, pc, work)
     a = instr.args
     lanes, vdepth = a["lanes"], a["vdepth"]
-    selected = work.macs // (a["depth"] + vdepth)
-    work.compares = selected + lanes
-    work.exps = selected + lanes
-    work.macs += lanes * (vdepth + 1)
+    selected = (work.macs - merge_macs(lanes, vdepth)) // (a["depth"] + vdepth)
+    counts = attention_step_work("fa2.step", lanes, a["m"], selected, a["depth"], vdepth, a["window"])
+    work.compares, work.exps = counts.compares, counts.exps
     work.max_updates = 0
 
 

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from dialects.sofa import TargetAttr
+from passes.tile_plan import AttentionShape
+from sofa_compiler.baselines import Layer, fair_separate
 from sofa_compiler.sim.config import SCHEMA_TABLE, HardwareConfig, load_config
 from sofa_compiler.sim.events import Buffer, Event, SramPeak, Unit, Work
 from sofa_compiler.sim.report import build_report
@@ -56,15 +59,35 @@ def area(config: HardwareConfig) -> float:
     return build_report(simulate(full_pipeline(), config)).area_mm2
 
 
+def mul4_pipeline() -> list[Event]:
+    """`full_pipeline` with 4-bit multiply MACs in place of the shift-adds (the other counts kept, so the
+    cycles are the same and only the predictor's pricing differs)."""
+    events = full_pipeline()
+    for event in events:
+        if event.unit is Unit.DLZS:
+            event.work = Work(**{**event.work.__dict__, "shift_adds": 0, "mul4_macs": event.work.shift_adds})
+    return events
+
+
+def mul4_area(config: HardwareConfig) -> float:
+    return build_report(simulate(mul4_pipeline(), config)).area_mm2
+
+
 def sram_occupancy(buffer: Buffer) -> Figure:
     peak = SramPeak({Buffer.TOKEN: 65536, Buffer.WEIGHT: 32768, Buffer.TEMP: 8192})
     return lambda config: build_report(simulate([], config), peak).sram[buffer.value].occupancy
 
 
+def separate_baseline_cycles(config: HardwareConfig) -> float:
+    """The fair separate-stage baseline's cycles: the only figure the row top-k engine moves."""
+    shape = AttentionShape(1, 1, 1, 512, 512, 64, 64, 0.25, True)
+    return fair_separate(Layer(TargetAttr(config.as_target_dict()), shape, 32), config).cycles
+
+
 @dataclass
 class Case:
     key: str
-    value: int | float
+    value: int | float | str
     figure: Figure
     rises: bool  # the figure goes up with the new value (else down)
 
@@ -100,6 +123,7 @@ TARGET_CASES = [
     Case("target.clock_mhz", 500.0, time_us(KVGEN), rises=True),
     Case("target.dram_bandwidth_gbps", 256.0, cycles(DMA), rises=True),
     Case("target.dram_latency_ns", 300.0, cycles(DMA), rises=True),
+    Case("target.row_topk", "quickselect", separate_baseline_cycles, rises=False),
 ]
 
 FUNCTIONAL_ONLY = ["target.lanes", "target.sads_outputs_per_round"]
@@ -133,12 +157,24 @@ ENERGY_CASES = [
         ("idle_power_fraction", 0.5, True),
         ("sram_reference_bytes_per_cycle", 64.0, True),  # fewer bytes at full power: each byte costs more
     ]
-]
+] + [Case("energy.mul4_pj_per_cycle", 50.0, energy(mul4_pipeline()), rises=False)]
 
 AREA_CASES = [
     Case(f"area.{key}", BASE.area[key] * 2, area, rises=True)
     for key in ("dlzs_mm2", "sads_mm2", "kvgen_mm2", "sufa_mm2", "sram_mm2", "other_mm2")
-]
+] + [Case("area.mul4_mm2", BASE.area["mul4_mm2"] * 2, mul4_area, rises=True)]
+
+
+def test_predictor_energy_differs_when_the_predictor_differs():
+    """The same work on the prediction array costs DLZS's power as shift-adds and the
+    4-bit multipliers' as MACs; the 4-bit array's own figures make the difference."""
+    dlzs, mul4 = energy(full_pipeline())(BASE), energy(mul4_pipeline())(BASE)
+    assert simulate(full_pipeline(), BASE).total_cycles == simulate(mul4_pipeline(), BASE).total_cycles
+    assert mul4 > dlzs
+    same_power = BASE.with_values({"energy.mul4_pj_per_cycle": BASE.energy["dlzs_pj_per_cycle"]})
+    assert energy(mul4_pipeline())(same_power) == pytest.approx(dlzs)
+    assert mul4_area(BASE) > area(BASE)
+
 
 CASES = TARGET_CASES + TIMING_CASES + ENERGY_CASES + AREA_CASES
 

@@ -303,7 +303,7 @@ def reference_sufa_step(machine, instr, pc, work):
     partial = reference_tile_step(q.astype(np.float64), k, v, slots, None, float(a["scale"]))
     machine.sufa_state = numerics.sufa_accumulate(state, partial)
     selected = lanes * m - int(np.count_nonzero(empty))
-    work.macs = selected * (depth + vdepth)
+    work.macs = selected * (depth + vdepth) + lanes * (vdepth + 1)  # the selected pairs, then the tile merge
     work.exps = selected + 2 * lanes
     work.compares = lanes * min(2, m) + lanes
     work.max_updates = partial.max_updates
