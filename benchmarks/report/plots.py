@@ -68,15 +68,18 @@ def plot_accuracy(results: Results, path: Path) -> None:
             points = sorted(
                 (p for p in results.accuracy if p.inputs == inputs and p.predictor == predictor), key=lambda p: p.keep
             )
+            if not points:
+                continue  # two-phase DLZS needs the projections
             keeps = [p.keep for p in points]
             label = f"{predictor}, {inputs}"
             color = f"C{PREDICTORS.index(predictor)}"
             kwargs = {"marker": "o", "label": label, "color": color}
             axes[0].plot(keeps, [max(p.rel_error, 1e-9) for p in points], style, **kwargs)
             axes[1].plot(keeps, [p.cosine for p in points], style, **kwargs)
-            axes[2].plot(keeps, [p.recall for p in points], style, **kwargs)
+            axes[2].plot(keeps, [p.row_recall for p in points], style, **kwargs)
     axes[0].set_yscale("log")
-    for ax, title in zip(axes, ("output rel. error", "cosine similarity", "per-tile top-k recall"), strict=True):
+    titles = ("output rel. error", "cosine similarity", "recall of the whole-row top-k")
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log")
         ax.set_xlabel("keep ratio")
         ax.set_title(title)
