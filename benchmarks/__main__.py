@@ -40,8 +40,8 @@ from benchmarks.report.render import write_report
 from benchmarks.report.render_models import LM_JSON, load_lm_table
 from benchmarks.report.results import Results
 from benchmarks.report.roofline import place, roof
+from benchmarks.report.selection import INPUTS
 from benchmarks.report.speed import compile_times, simulator_speed
-from benchmarks.sparsity_accuracy import INPUTS
 from dialects.sofa.attrs import TargetAttr
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.workloads import WORKLOADS, Workload, find_workload, simulate

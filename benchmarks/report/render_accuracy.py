@@ -13,7 +13,7 @@ from benchmarks.report.results import Results, accuracy_inputs
 
 METRICS = (
     "*index error* = share of the keys SADS keeps that are not in the exact whole-row top-k "
-    "(k = ⌈keep × valid keys⌉; the paper's \"different K indices are considered as errors\", §3.2); "
+    '(k = ⌈keep × valid keys⌉; the paper\'s "different K indices are considered as errors", §3.2); '
     "*row recall* = share of the exact whole-row top-k that SADS keeps; *tile recall* = share of the exact "
     "per-tile top-k (the same tiling with exact scores) that SADS keeps, i.e. the predictor's error alone. "
     "Predictors: `dlzs-2phase` predicts as the hardware does on demand, K̂ = X·LZ(W_k) from 8-bit tokens "

@@ -161,8 +161,6 @@ def real_model_placement(result: RealModelResult) -> str:
     )
 
 
-
-
 def short_rows_caveat(seq: int) -> str:
     return (
         f"**Scope:** at S={seq} the padded sequence is one KV tile per head (n = 1), so keep here removes keys "
@@ -181,6 +179,7 @@ def shown(path: Path) -> str:
     """A path as the report prints it: relative to the repository when inside it."""
     resolved = path.resolve()
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
 
 LM_COMMAND = "python benchmarks/smollm2_perplexity.py --export-dir DIR --seq 2048 --json"
 

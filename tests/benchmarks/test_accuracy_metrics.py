@@ -1,4 +1,4 @@
-"""The paper's accuracy metrics (benchmarks/sparsity_accuracy.py, benchmarks/report/accuracy.py, calibration.py).
+"""The paper's accuracy metrics (benchmarks/report/selection.py, accuracy.py and calibration.py).
 
 Relations rather than pinned figures, so that a change of the datapath's
 rounding moves the numbers without breaking the tests: two-phase DLZS recalls
@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks.report import accuracy, calibration
 from benchmarks.report.render_models import lm_section, load_lm_table
-from benchmarks.sparsity_accuracy import (
+from benchmarks.report.selection import (
     Heads,
     gaussian,
     predicted_scores,
