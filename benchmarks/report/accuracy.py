@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.report.selection import INPUTS, Heads, exact_rows, predictions, selection_quality
+from benchmarks.report.selection import INPUTS, ExactReference, Heads, Selection, predictions
 from dialects import numerics
 from dialects.sofa.attrs import TargetAttr
 from passes.tile_plan import AttentionShape, choose_tile
@@ -99,14 +99,20 @@ def as_rows(scores: np.ndarray) -> np.ndarray:
     return scores.reshape(-1, scores.shape[-1])
 
 
-def attend(heads: Heads, scores: np.ndarray, keep: float, tile: int, radius: float) -> np.ndarray:
-    """SADS on the predicted ``scores`` then SU-FA: the SOFA output of non-causal heads (``radius`` in logits)."""
+def attend(heads: Heads, indices: np.ndarray, tile: int) -> np.ndarray:
+    """SU-FA over SADS's selection ``[B, H, Sq, Tc, m]``: the SOFA output of non-causal heads."""
     q, k, v = heads.q, heads.k, heads.v
-    scale = scale_of(heads)
     bias = numerics.mask_to_bias(None, False, q.shape[2], k.shape[2])
-    valid = np.ones(scores.shape[-2:], dtype=bool)
-    indices = numerics.sads(scores, valid, tile, keep, radius / scale)
-    return numerics.sufa(q, k, v, indices, bias, scale, tile)[0].astype(np.float64)
+    return numerics.sufa(q, k, v, indices, bias, scale_of(heads), tile)[0].astype(np.float64)
+
+
+def select(
+    reference: ExactReference, heads: Heads, scores: np.ndarray, tile: int, keep: float, radius: float
+) -> tuple[Selection, np.ndarray]:
+    """SADS on ``scores`` ``[B, H, Sq, Skv]`` (radius in logits): how it selects, and the SU-FA output."""
+    indices = reference.sads(as_rows(scores), tile, keep, radius / scale_of(heads))
+    quality = reference.quality(as_rows(scores), tile, keep, radius / scale_of(heads), indices)
+    return quality, attend(heads, indices.reshape(*scores.shape[:-1], *indices.shape[-2:]), tile)
 
 
 def errors(sparse: np.ndarray, dense: np.ndarray) -> tuple[float, float]:
@@ -124,12 +130,12 @@ def dense_output(heads: Heads) -> np.ndarray:
 def keep_sweep(name: str, heads: Heads, tile: int, keeps: tuple[float, ...]) -> list[AccuracyPoint]:
     """Every predictor at every keep ratio on one set of non-causal heads (two-phase DLZS where K-hat is known)."""
     dense = dense_output(heads)
-    exact, valid = exact_rows(heads)
+    reference = ExactReference.of(heads)
     points = []
     for predictor, scores in predictions(heads, PREDICTORS):
         for keep in keeps:
-            error, cosine = errors(attend(heads, scores, keep, tile, math.inf), dense)
-            chosen = selection_quality(as_rows(scores), exact, valid, tile, keep, math.inf)
+            chosen, output = select(reference, heads, scores, tile, keep, math.inf)
+            error, cosine = errors(output, dense)
             points.append(
                 AccuracyPoint(
                     name, predictor, keep, error, cosine, chosen.index_error, chosen.row_recall, chosen.tile_recall
@@ -152,11 +158,11 @@ def segment_sweep(
 ) -> list[SegmentPoint]:
     """Index error and whole-row recall against the number of SADS segments n (Bc = S / n; default: every n)."""
     seq = heads.k.shape[2]
-    exact, valid = exact_rows(heads)
+    reference = ExactReference.of(heads)
     points = []
     for predictor, scores in predictions(heads, SELECTION_PREDICTORS):
         for n in counts or segment_counts(seq):
-            chosen = selection_quality(as_rows(scores), exact, valid, seq // n, keep, math.inf)
+            chosen = reference.quality(as_rows(scores), seq // n, keep, math.inf)
             points.append(SegmentPoint(name, predictor, seq, n, keep, chosen.index_error, chosen.row_recall))
     return points
 
@@ -165,11 +171,11 @@ def radius_sweep(name: str, heads: Heads, tile: int, keep: float = SEGMENT_KEEP)
     """The sphere radius against sorted share, selection quality and output error, for the hardware's predictor."""
     predictor, scores = next(predictions(heads, ("dlzs-2phase", "dlzs")))
     dense = dense_output(heads)
-    exact, valid = exact_rows(heads)
+    reference = ExactReference.of(heads)
     points = []
     for radius in RADII:
-        chosen = selection_quality(as_rows(scores), exact, valid, tile, keep, radius / scale_of(heads))
-        error, _ = errors(attend(heads, scores, keep, tile, radius), dense)
+        chosen, output = select(reference, heads, scores, tile, keep, radius)
+        error, _ = errors(output, dense)
         points.append(
             RadiusPoint(
                 name, predictor, radius, tile, keep, chosen.sorted_share, chosen.index_error, chosen.row_recall, error
@@ -201,9 +207,9 @@ def workload_points(
     for name, make in INPUTS.items():
         heads = make(np.random.default_rng(0), seq, workload.depth)
         queries = Heads(heads.q[:, :, positions], heads.k, heads.v, heads.khat)
-        exact = exact_rows(queries)[0]
+        reference = ExactReference.of(queries, valid)
         for predictor, scores in predictions(queries, SELECTION_PREDICTORS):
-            chosen = selection_quality(as_rows(scores), exact, valid, tile, keep, math.inf)
+            chosen = reference.quality(as_rows(scores), tile, keep, math.inf)
             points.append(
                 WorkloadPoint(
                     workload.name,

@@ -25,7 +25,7 @@ drawn to the keys of its own cluster: the distributed cluster effect, §3.1).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -80,11 +80,56 @@ def clustered(rng: np.random.Generator, seq: int, depth: int) -> Heads:
 INPUTS = {"gaussian": gaussian, "clustered": clustered}
 
 
-def exact_rows(heads: Heads) -> tuple[np.ndarray, np.ndarray]:
-    """The exact scores of every query row of every head ``[rows, keys]``, and their validity (all keys: no mask)."""
-    scores = numerics.exact_score(heads.q, heads.k)
-    scores = scores.reshape(-1, scores.shape[-1])
-    return scores, np.ones(scores.shape, dtype=bool)
+@dataclass
+class ExactReference:
+    """The exact scores of a set of query rows ``[rows, keys]``, their validity, and the selections made from them.
+
+    The exact per-tile and whole-row top-k depend only on the tile and keep,
+    so each is computed once and shared by every predictor measured against it.
+    """
+
+    scores: np.ndarray
+    valid: np.ndarray
+    _tiles: dict[tuple[int, float], np.ndarray] = field(default_factory=dict, repr=False)
+    _rows: dict[float, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, heads: Heads, valid: np.ndarray | None = None) -> ExactReference:
+        """Every query row of every head; ``valid`` ``[rows, keys]`` defaults to all keys (no mask)."""
+        scores = numerics.exact_score(heads.q, heads.k)
+        scores = scores.reshape(-1, scores.shape[-1])
+        return cls(scores, np.ones(scores.shape, dtype=bool) if valid is None else valid)
+
+    def tile_topk(self, tile: int, keep: float) -> np.ndarray:
+        """The exact per-tile top-k (SADS on the exact scores, no clip) as a mask."""
+        if (tile, keep) not in self._tiles:
+            chosen = numerics.sads(self.scores, self.valid, tile, keep, np.inf)
+            self._tiles[tile, keep] = selected_mask(chosen, self.scores.shape[-1])
+        return self._tiles[tile, keep]
+
+    def row_topk(self, keep: float) -> np.ndarray:
+        if keep not in self._rows:
+            self._rows[keep] = row_topk_mask(self.scores, self.valid, keep)
+        return self._rows[keep]
+
+    def sads(self, predicted: np.ndarray, tile: int, keep: float, radius: float) -> np.ndarray:
+        """SADS's global key indices ``[rows, Tc, m]`` on predicted scores ``[rows, keys]`` (radius in A-hat units)."""
+        return numerics.sads(predicted, self.valid, tile, keep, radius)
+
+    def quality(
+        self, predicted: np.ndarray, tile: int, keep: float, radius: float, indices: np.ndarray | None = None
+    ) -> Selection:
+        """SADS on ``predicted`` against the exact scores; ``indices``: its selection, when already made."""
+        if indices is None:
+            indices = self.sads(predicted, tile, keep, radius)
+        chosen = selected_mask(indices.reshape(len(predicted), -1), self.scores.shape[-1])
+        oracle, best = self.tile_topk(tile, keep), self.row_topk(keep)
+        return Selection(
+            index_error=ratio(int(np.sum(chosen & ~best)), int(chosen.sum())),
+            row_recall=ratio(int(np.sum(chosen & best)), int(best.sum())),
+            tile_recall=ratio(int(np.sum(chosen & oracle)), int(oracle.sum())),
+            sorted_share=sphere_share(predicted, self.valid, tile, radius),
+        )
 
 
 def predictions(heads: Heads, predictors: tuple[str, ...]) -> Iterator[tuple[str, np.ndarray]]:
@@ -105,7 +150,7 @@ def predicted_scores(predictor: str, heads: Heads) -> np.ndarray | None:
 
 
 def selected_mask(indices: np.ndarray, keys: int) -> np.ndarray:
-    """SADS's global key indices ``[rows, Tc, m]`` as a boolean mask ``[rows, keys]``."""
+    """SADS's global key indices ``[rows, ...]`` as a boolean mask ``[rows, keys]``."""
     rows = indices.shape[0]
     flat = indices.reshape(rows, -1)
     mask = np.zeros((rows, keys + 1), dtype=bool)  # the last column catches empty slots
@@ -137,22 +182,6 @@ class Selection:
 
 def ratio(part: int, whole: int) -> float:
     return part / whole if whole else 1.0
-
-
-def selection_quality(
-    predicted: np.ndarray, exact: np.ndarray, valid: np.ndarray, tile: int, keep: float, radius: float
-) -> Selection:
-    """SADS on ``predicted`` ``[rows, keys]`` scores against the exact ones (``radius`` in A-hat units)."""
-    keys = exact.shape[-1]
-    chosen = selected_mask(numerics.sads(predicted, valid, tile, keep, radius), keys)
-    oracle = selected_mask(numerics.sads(exact, valid, tile, keep, np.inf), keys)
-    best = row_topk_mask(exact, valid, keep)
-    return Selection(
-        index_error=ratio(int(np.sum(chosen & ~best)), int(chosen.sum())),
-        row_recall=ratio(int(np.sum(chosen & best)), int(best.sum())),
-        tile_recall=ratio(int(np.sum(chosen & oracle)), int(oracle.sum())),
-        sorted_share=sphere_share(predicted, valid, tile, radius),
-    )
 
 
 def sphere_share(scores: np.ndarray, valid: np.ndarray, tile: int, radius: float) -> float:

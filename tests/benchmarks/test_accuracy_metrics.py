@@ -19,12 +19,12 @@ import pytest
 from benchmarks.report import accuracy, calibration
 from benchmarks.report.render_models import lm_section, load_lm_table
 from benchmarks.report.selection import (
+    ExactReference,
     Heads,
     gaussian,
     predicted_scores,
     row_topk_mask,
     selected_mask,
-    selection_quality,
     sphere_share,
 )
 from dialects import numerics
@@ -48,14 +48,14 @@ def test_selected_and_topk_masks_on_a_hand_example() -> None:
 
 
 def test_the_oracle_selects_its_own_tiles_and_keep_one_is_exact(heads: Heads) -> None:
-    exact = accuracy.as_rows(numerics.exact_score(heads.q, heads.k))
-    valid = np.ones(exact.shape, dtype=bool)
-    oracle = selection_quality(exact, exact, valid, 64, 0.25, math.inf)
+    reference = ExactReference.of(heads)
+    exact = reference.scores
+    oracle = reference.quality(exact, 64, 0.25, math.inf)
     assert oracle.tile_recall == 1.0
     assert oracle.sorted_share == 1.0
     # n * ceil(keep * Bc) = keep * S keys per row: the index error is the recall's complement
     assert oracle.index_error == pytest.approx(1.0 - oracle.row_recall)
-    dense = selection_quality(exact, exact, valid, 64, 1.0, math.inf)
+    dense = reference.quality(exact, 64, 1.0, math.inf)
     assert (dense.index_error, dense.row_recall) == (0.0, 1.0)
 
 
