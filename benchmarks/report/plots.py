@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from benchmarks.report.accuracy import PREDICTORS
+from benchmarks.report.gpu import GPU_BOARD_POWER_W
 from benchmarks.report.results import Results, accuracy_inputs
 
 
@@ -92,7 +93,7 @@ def plot_gpu(results: Results, path: Path) -> None:
     names = [c.measurement.workload.name for c in results.gpu]
     xs = list(range(len(names)))
     series = (
-        ("H200 fp16", [c.gpu.ms for c in results.gpu]),
+        ("H200 fp16 (read from file)", [c.gpu.ms for c in results.gpu]),
         ("SOFA (simulated)", [c.sofa_ms for c in results.gpu]),
         ("SOFA, Table II scaled", [c.sofa_scaled_ms for c in results.gpu]),
     )
@@ -103,7 +104,7 @@ def plot_gpu(results: Results, path: Path) -> None:
     axes[0].legend(fontsize=8)
     for index, (label, values) in enumerate(
         (
-            ("H200 (700 W assumed)", [c.gpu_gops_per_w for c in results.gpu]),
+            (f"H200 (file times, {GPU_BOARD_POWER_W:.0f} W assumed)", [c.gpu_gops_per_w for c in results.gpu]),
             ("SOFA (simulated)", [c.sofa_gops_per_w for c in results.gpu]),
         )
     ):

@@ -196,6 +196,7 @@ def calibration_table(results: Results) -> str:
         + (table(["figure", "paper", "measured in this run", "how"], rows) if rows else "Not run.\n")
         + "\nNot reproduced: SU-FA's descending order (−25 % complexity against FlashAttention, −11 % against "
         "ascending, §4.2) and DLZS's −18 % (§7.3) are Brent–Zimmermann-weighted operation counts over real "
-        "models; the paper gives neither the per-operation weights nor the models' selections, so the numerics "
-        "here count no such cost. The ablation (§2) shows the simulator's cycles and energy for those steps.\n"
+        "models; the paper gives neither the per-operation weights nor the models' selections. The SU-FA row "
+        "counts the events those savings come from (each running-max update rescales l and o); the ablation "
+        "(§2) shows the simulator's cycles and energy for those steps.\n"
     )

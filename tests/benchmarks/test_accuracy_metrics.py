@@ -156,3 +156,18 @@ def test_the_lm_table_is_read_from_its_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     assert "is not readable JSON" in lm_section(load_lm_table(path))
     assert "does not exist" in lm_section(load_lm_table(tmp_path / "missing.json"))
+
+
+def test_sufa_rescales_in_sads_order_are_the_max_ensure_events(heads: Heads) -> None:
+    """The SU-FA calibration row counts what the golden SU-FA kernel counts, and the orders rank as the paper says."""
+    selected, counts = calibration.rescale_counts(heads, 64, 0.25)
+    descending, by_key, ascending = counts.values()
+    predicted = predicted_scores("dlzs-2phase", heads)
+    assert predicted is not None
+    valid = np.ones(predicted.shape[-2:], dtype=bool)
+    indices = numerics.sads(predicted, valid, 64, 0.25, math.inf)
+    bias = numerics.mask_to_bias(None, False, 512, 512)
+    _, max_updates = numerics.sufa(heads.q, heads.k, heads.v, indices, bias, 1 / 8, 64)
+    assert descending == max_updates
+    assert descending < by_key < ascending
+    assert ascending == selected - 512 * 8  # every score but each (row, tile)'s first
