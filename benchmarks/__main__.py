@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render_only:
         results = pickle.loads((args.out / "results.pickle").read_bytes())
+        results.lm = load_lm_table(args.lm_json)  # a file read, not a measurement: re-read it
         print(f"wrote {write_report(results, args.out)}")
         return 0
     mode = MODES["quick" if args.quick else "smoke" if args.smoke else "full"]

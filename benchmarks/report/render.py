@@ -58,7 +58,8 @@ def provenance(results: Results) -> str:
         "**Where the numbers come from.** Simulated cycles, DRAM bytes, energy and op counts, the numerics-level "
         "accuracy, the all-MiniLM-L6-v2 runs and the tool speeds were *measured in this run*; ratios compare "
         "figures of this run. *Read from a file*, not measured here: the H200 GPU times "
-        f"(`{baseline_name()}`, see `benchmarks/data/README.md`) and the SmolLM2 perplexity table (`{lm}`). "
+        f"(`{baseline_name()}`, see `benchmarks/data/README.md`) and the SmolLM2 perplexity table (`{lm}`, "
+        "written by the smollm2 benchmark). "
         f"*Assumed*: the GPU's power ({GPU_BOARD_POWER_W:.0f} W, the H200's board power) and the DRAM bandwidth "
         "of the config. Figures labelled *paper* are quoted from docs/sofa-paper.md."
     )
