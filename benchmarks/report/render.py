@@ -398,7 +398,7 @@ def speed_section(results: Results) -> str:
         "Simulator wall time (functional machine + timing model, host ops included, keep 1.0) against "
         "numpy dense attention (`benchmarks/sim_speed.py`'s kernel, per head) and onnxruntime (CPU) on the "
         "same ONNX model, best of the repeats, in this run. The simulator runs BLAS single-threaded "
-        "(threadpoolctl); numpy and onnxruntime use their default threads (2 cores here). "
+        f"(threadpoolctl); numpy and onnxruntime use their default threads ({os.cpu_count()} cores here). "
         "Last column: max |sim − ort| / "
         "max |ort|.\n\n"
         + table(["model", "H×S×d", "sim s", "numpy s", "ort s", "sim/numpy", "sim/ort", "max rel. diff"], rows)
