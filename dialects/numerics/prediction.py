@@ -41,6 +41,20 @@ def dlzs_key(x: np.ndarray, codes: np.ndarray, base: int) -> np.ndarray:
     return dlzs_key_quantized(x_int, row_exponent, codes, base)
 
 
+def dlzs_key_heads(x: np.ndarray, codes: np.ndarray, base: int, kv_heads: int) -> np.ndarray:
+    """`dlzs_key` split into KV heads, as `sofa.dlzs_key` returns it: X ``[B, S, H]`` -> K-hat ``[B, Hkv, S, d]``.
+
+    ``codes`` is ``[H, Hkv * d]`` (`wk_to_lz` of W_k with one column per
+    output feature, heads side by side).
+    """
+    khat = dlzs_key(x, codes, base)
+    batch, length, columns = khat.shape
+    if columns % kv_heads:
+        raise ValueError(f"W_k's {columns} columns do not split into {kv_heads} heads")
+    khat = khat.reshape(batch, length, kv_heads, columns // kv_heads).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(khat)
+
+
 @ieee_arithmetic
 def dlzs_key_quantized(x_int: np.ndarray, row_exponent: np.ndarray, codes: np.ndarray, base: int) -> np.ndarray:
     """DLZS phase 1 on 8-bit block-floating-point tokens ``x_int * 2^row_exponent``.

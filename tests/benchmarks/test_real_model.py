@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from benchmarks.report import real_model
-from benchmarks.report.accuracy import sweep_inputs
+from benchmarks.report.accuracy import keep_sweep
 from benchmarks.report.real_model import kendall, nearest, pair_similarities, spearman
-from benchmarks.report.render import real_model_section
+from benchmarks.report.render_models import real_model_section
 
 MISSING = real_model.missing_dependencies()
 needs_model = pytest.mark.skipif(bool(MISSING), reason=f"benchmark-only packages not installed: {', '.join(MISSING)}")
@@ -76,13 +76,21 @@ def test_dense_sofa_matches_onnxruntime() -> None:
 
 @needs_model
 def test_real_activations_feed_the_accuracy_sweep() -> None:
-    q, k, v = real_model.real_activations(64)
+    heads = real_model.real_activations(64)
+    q, k, v, khat = heads.q, heads.k, heads.v, heads.khat
     assert q.shape == k.shape == v.shape == (1, real_model.LAYERS * 12, 64, 32)
     assert q.dtype == np.float32
     for array in (q, k, v):
         assert np.isfinite(array).all()
     assert not np.allclose(q, k)  # distinct projections were captured
-    points = {(p.predictor, p.keep): p for p in sweep_inputs("minilm", q, k, v, 32, (1.0, 0.25))}
+    # two-phase K-hat from each layer's tokens and W_k: K up to the bias (a constant per head) and the LZ rounding
+    assert khat is not None
+    assert khat.shape == k.shape
+    assert khat.dtype == np.float16
+    centred = [a - a.mean(axis=2, keepdims=True) for a in (khat.astype(np.float64), k.astype(np.float64))]
+    assert np.corrcoef(centred[0].ravel(), centred[1].ravel())[0, 1] > 0.9
+    points = {(p.predictor, p.keep): p for p in keep_sweep("minilm", heads, 32, (1.0, 0.25))}
     assert points["exact", 1.0].rel_error < 1e-5
-    assert points["exact", 1.0].recall == 1.0
+    assert points["exact", 1.0].tile_recall == 1.0
     assert 0.5 < points["dlzs", 0.25].cosine < 1.0
+    assert points["dlzs-2phase", 0.25].row_recall <= points["exact", 0.25].row_recall
