@@ -235,7 +235,7 @@ def ablation_gaps(results: Results) -> str:
         "+SU-FA saves only FA-2's per-score compares and EXPs.\n"
         "* Memory: the paper's −23 % (RASS) and −79 % (with SU-FA + tiling) are against a vanilla "
         "dynamic-sparsity accelerator under LTPP with 2 MB SRAM and A/Â spilled per row: the first row. "
-        "Measured here against it: " + memory_steps(results) + ". " + rass_note(results) + "\n"
+        "Measured here against it: " + memory_steps(results) + ". " + union_gather_note(results) + "\n"
         "* The sparsity here is a fixed keep ratio on random inputs, the same for every layer. The paper tunes "
         "k and Bc per layer (Bayesian DSE, §5.2); `sofa-dse` does that search here (docs/dse.md), but this "
         "report does not use its choices, so that all rows compare at one keep.\n"
@@ -250,9 +250,13 @@ def union_gather_step(rows: list[AblationRow]) -> float | None:
     return done["+ union gather"].dram_bytes / done["+ SU-FA"].dram_bytes - 1.0
 
 
-def rass_note(results: Results) -> str:
-    """Where the + RASS step's DRAM change comes from, split by causal and non-causal workloads."""
-    steps = {target.causal: union_gather_step(rows) for target, rows in results.ablations if union_gather_step(rows) is not None}
+def union_gather_note(results: Results) -> str:
+    """Where the + union gather step's DRAM change comes from, split by causal and non-causal workloads."""
+    steps = {
+        target.causal: union_gather_step(rows)
+        for target, rows in results.ablations
+        if union_gather_step(rows) is not None
+    }
     if not steps:
         return ""
     measured = ", ".join(f"{'causal' if causal else 'non-causal'} {100 * step:+.1f}%" for causal, step in steps.items())

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sofa_compiler.sim.config import HardwareConfig
-from sofa_compiler.sim.events import Buffer, Event, Unit, Work
 from sofa_compiler.sim.energy import energy_pj
+from sofa_compiler.sim.events import Buffer, Event, Unit, Work
 from sofa_compiler.sim.timing import StreamingTiming, TimingResult, gc_paused
 
 BUFFER_CREDITS = 2

@@ -14,10 +14,10 @@ from dialects.sofa_isa import Sram
 from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.sim import functional
 from sofa_compiler.sim.config import load_config
-from sofa_compiler.sim.events import Buffer, Event, Unit, Work
-from sofa_compiler.sim.semantics import merge_macs
 from sofa_compiler.sim.costs import instruction_cost
 from sofa_compiler.sim.energy import energy_pj
+from sofa_compiler.sim.events import Buffer, Event, Unit, Work
+from sofa_compiler.sim.semantics import merge_macs
 from sofa_compiler.sim.timing import simulate
 
 LANES, M, WINDOW, DEPTH, VDEPTH = 8, 4, 16, 8, 8
