@@ -262,8 +262,9 @@ def union_gather_note(results: Results) -> str:
     measured = ", ".join(f"{'causal' if causal else 'non-causal'} {100 * step:+.1f}%" for causal, step in steps.items())
     text = (
         f"The + union gather step ({measured}) replaces whole K/V tile loads with a gather of the union of the "
-        "tile's selected keys (the simulator's `rass`); both fetch a key at most once per tile, so the step measures keys that no "
-        "lane of the tile selects, not reuse across queries (the order RASS gives the union changes no cost "
+        "tile's selected keys (the simulator's `rass`); both fetch a key at most once per tile, so the step "
+        "measures keys that no lane of the tile selects, not reuse across queries "
+        "(the order RASS gives the union changes no cost "
         "in this simulator)."
     )
     if True in steps and False in steps and abs(steps[False]) < 0.01 and steps[True] < steps[False] - 0.01:
