@@ -104,12 +104,21 @@ def executed_instructions(code: Sequence[Any], limit: int) -> tuple[int, int]:
         else:
             write_register(regs, instr)
             pc += 1
-        while stack and pc == stack[-1][1]:
-            stack[-1][2] -= 1
-            if stack[-1][2] > 0:
-                pc = stack[-1][0]
-                break
-            stack.pop()
+        pc = leave_finished_bodies(stack, pc)
+
+
+def leave_finished_bodies(stack: list[list[int]], pc: int) -> int:
+    """Where control goes once it reaches `pc`: back to a body's start while passes remain, else on.
+
+    ``stack`` holds the open loops, innermost last, each ``[start, end, remaining, ...]``;
+    loops whose last pass ends at `pc` are popped.
+    """
+    while stack and pc == stack[-1][1]:
+        stack[-1][2] -= 1
+        if stack[-1][2] > 0:
+            return stack[-1][0]
+        stack.pop()
+    return pc
 
 
 def _closed_form_bodies(code: Sequence[Any]) -> dict[int, BodySummary]:

@@ -35,7 +35,7 @@ from dialects.sofa_isa import BY_MNEMONIC, LOOP_MNEMONICS, MAX_LOOP_DEPTH, SEMAP
 from sofa_compiler.isa.container import Program, RawWord
 from sofa_compiler.isa.encoding import Instruction, format_instruction
 from sofa_compiler.sim import on_demand, semantics
-from sofa_compiler.sim.budget import check_budget
+from sofa_compiler.sim.budget import check_budget, leave_finished_bodies
 from sofa_compiler.sim.events import Event, SramPeak, Unit, Work
 from sofa_compiler.sim.inputs import random_inputs
 from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS, check_dram_bytes
@@ -154,12 +154,7 @@ class Machine(MachineState):
             else:
                 self.execute(instr, pc)
                 pc += 1
-            while stack and pc == stack[-1][1]:
-                stack[-1][2] -= 1
-                if stack[-1][2] > 0:
-                    pc = stack[-1][0]
-                    break
-                stack.pop()
+            pc = leave_finished_bodies(stack, pc)
 
     def execute(self, instr: Instruction, pc: int) -> Event:
         """Execute one instruction (a `loop` only records its event) and record its Event; trap past the budget."""
