@@ -29,8 +29,7 @@ def sads_tile(scores: np.ndarray, valid: np.ndarray, count: int, radius: float) 
     Non-finite scores: NaN ranks as +inf and is never clipped (the sphere's
     reference is the largest score that is a number), so a key whose score is
     NaN or +inf is always kept; a score of -inf is never selected (it carries
-    no weight in softmax) unless ``count`` covers the whole tile. See
-    docs/isa.md, "Non-finite values".
+    no weight in softmax). See docs/isa.md, "Non-finite values".
     """
     return sads_tile_sphere(scores, valid, count, radius)[0]
 
@@ -52,13 +51,10 @@ def sads_tile_sphere(scores: np.ndarray, valid: np.ndarray, count: int, radius: 
     any_nan = bool(nan.any())
     # The sphere's reference is the largest valid score that is a number.
     row_max = np.max(np.where(nan, -np.inf, masked) if any_nan else masked, axis=-1, keepdims=True)
-    # A score of -inf is masked out (the baseline's whole-row top-k writes them); never select it,
-    # unless every key is kept (keep 1.0): then a row whose valid scores are all -inf reaches SU-FA,
-    # which makes it NaN as onnxruntime's softmax does. "Not below the bound" rather than "at least
-    # the bound": NaN lies inside the sphere, and so does everything when the bound is NaN (inf - inf).
-    in_sphere = valid & ~(masked < row_max - radius)
-    if count < scores.shape[-1]:
-        in_sphere &= masked != -np.inf
+    # A score of -inf is masked out (the baseline's whole-row top-k writes them); never select it.
+    # "Not below the bound" rather than "at least the bound": NaN lies inside the sphere, and so
+    # does everything when the bound is NaN (inf - inf).
+    in_sphere = valid & (masked != -np.inf) & ~(masked < row_max - radius)
     if fp16_scores:
         order = _descending_order_fp16(scores, in_sphere, count)
     else:

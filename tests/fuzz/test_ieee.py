@@ -120,22 +120,23 @@ def test_sads_ranks_nan_as_plus_inf_and_never_selects_minus_inf(as_fp16: bool):
     if as_fp16:
         scores = scores.astype(np.float16)
     valid = np.ones(scores.shape, dtype=bool)
-    kept = numerics.sads_tile(scores, valid, 5, np.inf)
-    np.testing.assert_array_equal(kept, [[1, 4, 2, 5, 0], [0, 4, 3, 2, 1]])
+    kept = numerics.sads_tile(scores, valid, 6, np.inf)
+    np.testing.assert_array_equal(kept, [[1, 4, 2, 5, 0, -1], [0, 4, 3, 2, 1, -1]])
     # A finite radius clips below the largest score that is a number; NaN stays inside.
     np.testing.assert_array_equal(numerics.sads_tile(scores, valid, 3, 1.5), [[1, 4, -1], [0, 4, 3]])
 
 
-@pytest.mark.parametrize("as_fp16", [False, True], ids=["fp64", "fp16"])
-def test_sads_keeping_the_whole_tile_selects_minus_inf_last_and_never_a_masked_key(as_fp16: bool):
-    """At keep 1.0 (count = Bc) there is no choice to make: every valid key reaches SU-FA, -inf ones last,
-    so a row whose valid scores are all -inf is selected (SU-FA makes it NaN); invalid keys never are."""
-    scores = np.array([[1.0, -np.inf, 3.0, 2.0], [-np.inf, -np.inf, 5.0, -np.inf]])
-    if as_fp16:
-        scores = scores.astype(np.float16)
-    valid = np.array([[True, True, True, True], [True, True, False, False]])
-    kept = numerics.sads_tile(scores, valid, 4, np.inf)
-    np.testing.assert_array_equal(kept, [[2, 3, 0, 1], [0, 1, -1, -1]])
+@pytest.mark.parametrize("predictor", ["dlzs", "exact"])  # mul4 quantises an infinite row to NaN
+def test_a_key_predicted_minus_inf_ranks_last_but_still_reaches_sufa(predictor: str):
+    """SADS never selects -inf (the baseline's top-k writes it for "not kept"), so prediction gives an
+    arithmetic -inf as the lowest finite value: at keep 1.0 a row whose keys are all -inf reaches SU-FA."""
+    q = np.array([[-np.inf, 1.0], [1.0, 1.0]])
+    k = np.array([[1.0, 0.5], [2.0, -1.0], [0.5, 2.0]])
+    scores = numerics.predict_scores(predictor, q, k)
+    assert np.isfinite(scores).all()
+    assert (scores[0] == scores.min()).all()
+    kept = numerics.sads_tile(scores, np.ones(scores.shape, dtype=bool), 3, np.inf)
+    np.testing.assert_array_equal(np.sort(kept[0]), [0, 1, 2])
 
 
 def test_sufa_poisons_rows_whose_largest_selected_score_is_nan_or_plus_inf():
