@@ -10,7 +10,13 @@ A model with dynamic input dimensions needs them fixed:
 ``compile("model.onnx", input_shapes={"x": [1, 128, 768]})``.
 """
 
-from typing import Any
+# No import here, not even `typing` (18 ms on a loaded machine): a console script imports this package
+# first, and Ctrl-C is quiet only once `sofa_compiler.tools` has installed its loading-phase handler.
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["compile"]
 

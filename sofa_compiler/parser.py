@@ -19,6 +19,7 @@ from typing import Any
 from xdsl.context import Context
 from xdsl.dialects.builtin import AnyFloat, ModuleOp
 from xdsl.dialects.func import FuncOp
+from xdsl.ir import Block, Operation, OpResult
 from xdsl.parser import Parser
 from xdsl.parser.attribute_parser import AttrParser
 from xdsl.parser.generic_parser import ParserState
@@ -133,17 +134,46 @@ class SofaParser(Parser):
         self.parse_comma_separated_list(self.Delimiter.BRACES, group)
 
     def parse_module(self, allow_implicit_module: bool = True) -> ModuleOp:
-        """xDSL's `parse_module`, then the placement rule xDSL 0.74 does not check: a `func.func` is a
-        symbol, so its parent must be a symbol table (a module); one nested in a function is an error,
-        as upstream MLIR reports it."""
+        """xDSL's `parse_module`, then two rules xDSL 0.74 does not check, reported as upstream MLIR does.
+
+        A `func.func` is a symbol, so its parent must be a symbol table (a
+        module); one nested in a function is an error. A value must be defined
+        before its use in a block (`dominates`): xDSL parses a forward
+        reference and its interpreter then fails with a `KeyError`.
+        """
         module = super().parse_module(allow_implicit_module)
+        positions: dict[Block, dict[Operation, int]] = {}
         for op in module.walk():
             if isinstance(op, FuncOp) and op.parent_op() is not None and not op.parent_op().has_trait(SymbolTable):
                 raise VerifyException(
                     f"'func.func' op @{op.sym_name.data}: symbol's parent must have the SymbolTable trait"
                     f" (it is nested in '{op.parent_op().name}')"
                 )
+            for index, operand in enumerate(op.operands):
+                if isinstance(operand, OpResult) and not dominates(operand.op, op, positions):
+                    raise VerifyException(f"'{op.name}' op operand #{index} does not dominate this use")
         return module
+
+
+def dominates(definer: Operation, user: Operation, positions: dict[Block, dict[Operation, int]]) -> bool:
+    """False where `user` (or the op holding it) comes no later than `definer` in `definer`'s block.
+
+    Only the straight-line case: a use outside the defining block (another
+    block of a CFG region) is left to xDSL. ``positions`` caches each block's
+    op order. A module's body is a graph region, where order does not matter.
+    """
+    block = definer.parent_block()
+    if block is None or isinstance(block.parent_op(), ModuleOp):
+        return True
+    holder: Operation | None = user
+    while holder is not None and holder.parent_block() is not block:
+        holder = holder.parent_op()
+    if holder is None:
+        return True
+    if block not in positions:
+        positions[block] = {op: position for position, op in enumerate(block.ops)}
+    order = positions[block]
+    return order[definer] < order[holder]
 
 
 class MalformedInputError(ValueError):

@@ -130,14 +130,16 @@ def dense_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarra
     """Exact softmax attention in fp64, returned as fp32; fully masked rows give zeros.
 
     Non-finite values as in SU-FA: scores past fp32's range are infinite, and a
-    row whose largest score is NaN or +inf is NaN.
+    row whose largest score is NaN or +inf, or whose unmasked scores are all
+    -inf, is NaN.
     """
     heads = q.shape[1]
     k_all = expand_kv_heads(np.asarray(k, np.float64), heads)
     v_all = expand_kv_heads(np.asarray(v, np.float64), heads)
     scores = fp32_overflow(np.asarray(q, np.float64) @ np.swapaxes(k_all, -1, -2)) * scale + bias
     row_max = np.max(scores, axis=-1, keepdims=True)
-    poisoned = np.isnan(row_max) | (row_max == np.inf)
+    unmasked = np.broadcast_to(~np.isneginf(bias), scores.shape).any(axis=-1, keepdims=True)
+    poisoned = np.isnan(row_max) | (row_max == np.inf) | (unmasked & (row_max == -np.inf))
     weights = np.where(poisoned, np.nan, np.exp(scores - np.where(np.isfinite(row_max), row_max, 0.0)))
     total = weights.sum(axis=-1, keepdims=True)
     return (weights @ v_all / np.where(total > 0, total, 1.0)).astype(np.float32)

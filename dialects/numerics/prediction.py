@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dialects.numerics.formats import (
+    FP16_MAX,
     LZ_ZERO_CODE,
     floor_log2,
     ieee_arithmetic,
@@ -85,6 +86,19 @@ def dlzs_score(q: np.ndarray, khat: np.ndarray) -> np.ndarray:
 def dlzs_score_power(q_power: np.ndarray, khat: np.ndarray) -> np.ndarray:
     """`dlzs_score` from Q's LZ values ``q_lz_power(q)`` (so a caller can reuse them across K-hat tiles)."""
     scores = q_power @ np.swapaxes(khat.astype(np.float64), -1, -2)
+    return ahat_fp16(scores)
+
+
+def ahat_fp16(scores: np.ndarray) -> np.ndarray:
+    """Predicted scores as fp16 A-hat: saturated, and -inf as the lowest finite value, -65504.
+
+    SADS never selects -inf, the baseline's top-k mark for "not kept"; a key
+    predicted -inf by arithmetic (an infinity in Q or K) must still reach
+    SU-FA where the tile has room (at keep 1.0 always), so that a row whose
+    scores are all -inf is NaN, as in onnxruntime. It ranks last.
+    """
+    if scores.size and not scores.min() > -np.inf:  # one reduction: -inf (or NaN, which hides it) present
+        scores = np.where(np.isneginf(scores), -FP16_MAX, scores)
     return to_fp16_saturating(scores)
 
 
@@ -98,10 +112,11 @@ def mul4_score(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     q_int, q_step = quantize4_rows(to_fp16_saturating(np.asarray(q, np.float64)))
     k_int, k_step = quantize4_rows(to_fp16_saturating(np.asarray(k, np.float64)))
     products = q_int @ np.swapaxes(k_int, -1, -2)
-    return to_fp16_saturating(products * q_step * np.swapaxes(k_step, -1, -2))
+    return ahat_fp16(products * q_step * np.swapaxes(k_step, -1, -2))
 
 
 @ieee_arithmetic
 def exact_score(q: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Oracle predictor: the exact dot products (fp64)."""
-    return np.asarray(q, np.float64) @ np.swapaxes(np.asarray(k, np.float64), -1, -2)
+    """Oracle predictor: the exact dot products (fp64); -inf as fp64's lowest finite value (see `ahat_fp16`)."""
+    scores = np.asarray(q, np.float64) @ np.swapaxes(np.asarray(k, np.float64), -1, -2)
+    return np.where(np.isneginf(scores), np.finfo(np.float64).min, scores)

@@ -3,8 +3,11 @@
 SU-FA computes in fp64 internally and writes fp32 outputs. It is exact
 softmax attention over the selected keys. Non-finite values follow IEEE
 arithmetic as onnxruntime's fp32 attention does: a score past fp32's range is
-infinite, a selected score of NaN or +inf makes its row NaN, and NaN or inf in
-V reaches the output through the weighted sum.
+infinite, a selected score of NaN or +inf makes its row NaN, a row whose every
+selected score is -inf is NaN (softmax's ``-inf - -inf``), and NaN or inf in V
+reaches the output through the weighted sum. A row that selected no key (every
+key masked: empty slots or a bias of -inf) gives zeros, as `sofa.attention`
+specifies for fully masked rows.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class SufaPartial:
     numerator: np.ndarray
     max_updates: int
     """Max-ensure events: a later score beat the running max (AP mode 1)."""
+    live: np.ndarray | None = None
+    """Rows that selected at least one key no mask hides (None: the rows whose ``row_max`` is above -inf)."""
 
 
 @ieee_arithmetic
@@ -70,8 +75,11 @@ def sufa_tile_step(
     safe_slots = np.where(empty, 0, slots) if any_empty else slots
     flat_slots = safe_slots + (np.arange(rows) * width)[:, None]
     scores = all_scores.reshape(-1)[flat_slots]
+    live = ~empty if any_empty else None  # slots that hold a key no mask hides (None: all of them)
     if bias is not None:
         scores = scores + bias
+        unmasked = ~np.isneginf(bias)
+        live = unmasked if live is None else live & unmasked
     if any_empty:
         scores = np.where(empty, -np.inf, scores)
     if scores.shape[-1]:
@@ -96,7 +104,8 @@ def sufa_tile_step(
     if any_poisoned:
         denominator[poisoned] = np.nan
         numerator[poisoned] = np.nan
-    return SufaPartial(row_max, denominator, numerator, updates)
+    live_rows = np.full(rows, scores.shape[-1] > 0) if live is None else live.any(axis=-1)
+    return SufaPartial(row_max, denominator, numerator, updates, live_rows)
 
 
 def _selected_values(v_window: np.ndarray, selected: np.ndarray) -> np.ndarray:
@@ -148,16 +157,19 @@ class SufaState:
     """The SU-FA unit's per-lane accumulators across KV tiles (fp64).
 
     ``row_max`` is the reference maximum so far (``-inf`` before any key),
-    ``denominator`` and ``numerator`` are ``l`` and ``o`` relative to it.
+    ``denominator`` and ``numerator`` are ``l`` and ``o`` relative to it;
+    ``live`` marks the rows that selected a key no mask hides (a row still
+    at ``-inf`` then had only -inf scores, and is NaN).
     """
 
     row_max: np.ndarray
     denominator: np.ndarray
     numerator: np.ndarray
+    live: np.ndarray
 
     @classmethod
     def empty(cls, rows: int, value_depth: int) -> SufaState:
-        return cls(np.full(rows, -np.inf), np.zeros(rows), np.zeros((rows, value_depth)))
+        return cls(np.full(rows, -np.inf), np.zeros(rows), np.zeros((rows, value_depth)), np.zeros(rows, dtype=bool))
 
 
 @ieee_arithmetic
@@ -177,11 +189,18 @@ def sufa_accumulate(state: SufaState, partial: SufaPartial) -> SufaState:
     numerator = old_factor[:, None] * state.numerator
     numerator += tile_factor[:, None] * partial.numerator
     denominator = old_factor * state.denominator + tile_factor * partial.denominator
-    return SufaState(new_max, denominator, numerator)
+    live = partial.row_max != -np.inf if partial.live is None else partial.live
+    return SufaState(new_max, denominator, numerator, state.live | live)
 
 
 @ieee_arithmetic
 def sufa_finish(state: SufaState) -> np.ndarray:
-    """Normalise, ``O = o / l`` (the DIV units), as fp32; empty rows give zeros."""
+    """Normalise, ``O = o / l`` (the DIV units), as fp32; rows without a key give zeros.
+
+    A row that selected keys whose scores are all -inf has ``l = 0`` too; it is
+    NaN, as softmax's ``exp(-inf - -inf)`` is in onnxruntime.
+    """
     safe_denominator = np.where(state.denominator > 0, state.denominator, 1.0)  # NaN: 1, the NaN numerator stays
-    return (state.numerator / safe_denominator[:, None]).astype(np.float32)
+    out = (state.numerator / safe_denominator[:, None]).astype(np.float32)
+    out[state.live & (state.row_max == -np.inf)] = np.nan
+    return out

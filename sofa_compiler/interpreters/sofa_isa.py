@@ -52,6 +52,7 @@ from dialects.sofa_isa import (
 )
 from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.isa.ir import find_program, ir_to_program
+from sofa_compiler.sim.budget import check_budget
 from sofa_compiler.sim.events import Event
 from sofa_compiler.sim.functional import FunctionalResult, Machine
 from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS
@@ -241,6 +242,7 @@ def run_ir(
     machine = machine or Machine(None, program.dram_bytes)
     machine.reset(max_instructions, on_event)
     machine.load(program, inputs, expected_config_hash)
+    check_budget(program.code, max_instructions)
     machine.prepare_tokens(program.code)
     interpreter = Interpreter(module if isinstance(module, ModuleOp) else program_op)
     interpreter.register_implementations(SofaISAFunctions(machine))

@@ -12,7 +12,8 @@ Every executed instruction makes an `Event` with its `Work` (see
 as they happen (memory then stays bounded however long the run); without
 it they are kept in `FunctionalResult.events`. Every run has an instruction
 budget (`limits.DEFAULT_MAX_INSTRUCTIONS` unless given), counted over every
-executed instruction, loops included.
+executed instruction, loops included; a program that would pass it is refused
+before it runs (`budget.check_budget`: the count follows from the code alone).
 
 Run as a module for a quick check::
 
@@ -34,6 +35,7 @@ from dialects.sofa_isa import BY_MNEMONIC, LOOP_MNEMONICS, MAX_LOOP_DEPTH, SEMAP
 from sofa_compiler.isa.container import Program, RawWord
 from sofa_compiler.isa.encoding import Instruction, format_instruction
 from sofa_compiler.sim import on_demand, semantics
+from sofa_compiler.sim.budget import check_budget, leave_finished_bodies
 from sofa_compiler.sim.events import Event, SramPeak, Unit, Work
 from sofa_compiler.sim.inputs import random_inputs
 from sofa_compiler.sim.limits import DEFAULT_MAX_INSTRUCTIONS, check_dram_bytes
@@ -112,6 +114,7 @@ class Machine(MachineState):
         self.load(program, inputs, expected_config_hash)
         code = program.code
         check_loops(code)
+        check_budget(code, max_instructions)
         self.prepare_tokens(code)
         # One instruction is one small tile: BLAS threads only add synchronisation
         # (10x slower on a loaded 2-core machine), so the simulator runs them single-threaded.
@@ -151,12 +154,7 @@ class Machine(MachineState):
             else:
                 self.execute(instr, pc)
                 pc += 1
-            while stack and pc == stack[-1][1]:
-                stack[-1][2] -= 1
-                if stack[-1][2] > 0:
-                    pc = stack[-1][0]
-                    break
-                stack.pop()
+            pc = leave_finished_bodies(stack, pc)
 
     def execute(self, instr: Instruction, pc: int) -> Event:
         """Execute one instruction (a `loop` only records its event) and record its Event; trap past the budget."""

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy only where a tensor is checked: the tools' --help imports this module
     import numpy as np
 
-DEFAULT_MAX_INSTRUCTIONS = 10_000_000
+DEFAULT_MAX_INSTRUCTIONS = 100_000_000
 """Executed instructions per kernel run. Hardware loops nest four deep with counts up to 2^24, so a
-corrupt loop count could otherwise run for days; past the budget the machine traps."""
+corrupt loop count could otherwise run for days. A run's count follows from its code alone, so a
+program past the budget is refused before it runs (`budget.check_budget`), in milliseconds; the budget
+only bounds how long a legitimate program may simulate (about 12 µs per instruction: 100M is about
+20 minutes). Ten times the largest workload kernel: Llama-7B at S = 16384, all 32 heads, 9,572,555."""
 
 MAX_DRAM_BYTES = 1 << 30
 """The most DRAM the simulator allocates for one machine (1 GiB); the ISA's 32-bit addresses allow 4 GiB."""

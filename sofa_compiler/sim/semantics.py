@@ -24,12 +24,17 @@ def _wrap32(value: int) -> int:
     return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
-def _ctrl(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+def write_register(regs: list[int], instr: Instruction) -> None:
+    """`set` and `addi`, the only instructions that write registers (r0 stays zero); others do nothing."""
     args = instr.args
     if instr.op == "set" and args["rd"]:
-        machine.regs[args["rd"]] = _wrap32(args["imm"])
+        regs[args["rd"]] = _wrap32(args["imm"])
     elif instr.op == "addi" and args["rd"]:
-        machine.regs[args["rd"]] = _wrap32(machine.regs[args["rs"]] + args["imm"])
+        regs[args["rd"]] = _wrap32(regs[args["rs"]] + args["imm"])
+
+
+def _ctrl(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    write_register(machine.regs, instr)
 
 
 def _dma_load(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:

@@ -225,7 +225,7 @@ def ieee_case(rng: random.Random) -> dict:
         causal=causal,
         keep=rng.choice([1.0, 1.0, 0.5]),
         tensor=tensor,
-        special=rng.choice(["nan", "inf", "-inf", "huge"]),
+        special=rng.choice(["nan", "inf", "-inf", "huge", "row-inf", "row-huge"]),
         key=rng.randrange(40),
         column=rng.randrange(4),
         seed=rng.randrange(2**32),
@@ -249,9 +249,16 @@ def ieee_files(case: dict, directory: Path) -> tuple[Path, Path, bool]:
     rng = np.random.default_rng(case["seed"])
     inputs = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
     key = case["key"] % case["skv"] if not case["causal"] else 0
+    row = case["column"] % case["sq"]
     if case["special"] == "huge":  # one same-sign dot product past fp32's range
-        inputs["q"][0, 0, case["column"] % case["sq"], :] = 1e19
+        inputs["q"][0, 0, row, :] = 1e19
         inputs["k"][0, 0, key, :] = 1e19 if case["column"] % 2 else -1e19
+    elif case["special"] == "row-inf":  # every score of one row -inf by arithmetic: onnxruntime's row is NaN
+        inputs["q"][0, 0, row, 0] = -np.inf
+        inputs["k"][0, 0, :, 0] = np.abs(inputs["k"][0, 0, :, 0]) + 0.5
+    elif case["special"] == "row-huge":  # the same by fp32 overflow (predicted finite: fp16 saturates)
+        inputs["q"][0, 0, row, :] = 1e19
+        inputs["k"][0, 0] = -np.abs(inputs["k"][0, 0]) - 1e19
     else:
         tensor = inputs[case["tensor"]]
         row = case["key"] % tensor.shape[2] if case["tensor"] == "q" else key
@@ -261,8 +268,18 @@ def ieee_files(case: dict, directory: Path) -> tuple[Path, Path, bool]:
     np.savez(inputs_path, **inputs)
     # Keys a mask hides reach onnxruntime's rows (NaN + -inf, or an inf in Q times a hidden key); here they
     # never do (docs/isa.md). NaN in Q makes its row NaN either way.
-    in_q = case["tensor"] == "q" and case["special"] != "huge"
-    visible = not case["causal"] or (in_q and case["special"] == "nan") or (not in_q and key == 0)
+    # Under the causal mask onnxruntime adds a finite fill (fp32's lowest) to hidden keys: an infinity in Q
+    # meets them (+inf + fill), and a row whose visible scores are all -inf (an infinity in key 0, or its
+    # overflow) takes its softmax over the hidden keys instead of NaN. A row whose every score is -inf is
+    # NaN in both. NaN in Q, and NaN or inf in V's key 0, reach the same rows in both.
+    special = case["special"]
+    visible = (
+        not case["causal"]
+        or special == "row-huge"
+        or (case["tensor"] == "q" and special == "nan")
+        or (case["tensor"] == "v" and special in ("nan", "inf", "-inf"))
+        or (case["tensor"] == "k" and special == "nan")
+    )
     return model_path, inputs_path, visible and case["keep"] == 1.0
 
 

@@ -27,20 +27,55 @@ def test_func_nested_in_func_is_rejected_as_upstream_mlir_does():
         SofaParser(sofa_context(), NESTED).parse_module()
 
 
-@pytest.mark.parametrize("tool", ["sofa_opt", "sofa_run_ir"])
-def test_tools_reject_a_nested_func_with_one_line(tmp_path, tool):
-    path = tmp_path / "nested.mlir"
-    path.write_text(NESTED)
-    done = subprocess.run(
+def run_tool(tool: str, path) -> subprocess.CompletedProcess:
+    """`python -m sofa_compiler.tools.<tool> path` in a real process, this worktree first on the path."""
+    return subprocess.run(
         [sys.executable, "-m", f"sofa_compiler.tools.{tool}", str(path)],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
+
+
+@pytest.mark.parametrize("tool", ["sofa_opt", "sofa_run_ir"])
+def test_tools_reject_a_nested_func_with_one_line(tmp_path, tool):
+    path = tmp_path / "nested.mlir"
+    path.write_text(NESTED)
+    done = run_tool(tool, path)
     assert done.returncode == 1
     assert "SymbolTable trait" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+USE_BEFORE_DEFINITION = """\
+func.func @main() -> tensor<2x2xf32> {
+  %a = host.constant dense<[[1.0, 2.0], [3.0, 4.0]]> : tensor<2x2xf32>
+  %t = host.onnx "Transpose"(%b) {perm = array<i64: 1, 0>} : (tensor<2x2xf32>) -> tensor<2x2xf32>
+  %b = host.onnx "MatMul"(%a, %a) : (tensor<2x2xf32>, tensor<2x2xf32>) -> tensor<2x2xf32>
+  func.return %t : tensor<2x2xf32>
+}
+"""
+
+
+@pytest.mark.parametrize("tool", ["sofa_opt", "sofa_run_ir"])
+def test_a_use_before_its_definition_is_rejected_as_upstream_mlir_does(tmp_path, tool):
+    """The campaign (mlir-struct, seed 2027, input 175) swapped two lines: sofa-opt printed the module and
+    exited 0, sofa-run-ir died with the interpreter's KeyError traceback."""
+    path = tmp_path / "forward.mlir"
+    path.write_text(USE_BEFORE_DEFINITION)
+    done = run_tool(tool, path)
+    assert done.returncode == 1
+    assert "'host.onnx' op operand #0 does not dominate this use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_use_after_its_definition_still_parses():
+    """The same function with the forward reference removed verifies."""
+    text = USE_BEFORE_DEFINITION.replace(
+        '  %t = host.onnx "Transpose"(%b) {perm = array<i64: 1, 0>} : (tensor<2x2xf32>) -> tensor<2x2xf32>\n', ""
+    ).replace("func.return %t", "func.return %b")
+    SofaParser(sofa_context(), text).parse_module().verify()
 
 
 def test_a_func_in_a_module_still_parses():

@@ -90,7 +90,7 @@ def test_sim_instruction_budget_traps_runaway_loops(tmp_path) -> None:
     start = time.perf_counter()
     outcome = call_main(sofa_sim.main, [str(path), "--max-instructions", "5000"], timeout=20)
     assert outcome.rc == 2, outcome.summary()
-    assert "instruction budget of 5,000 exhausted" in outcome.stderr
+    assert "past the instruction budget of 5,000; refused before running" in outcome.stderr
     assert time.perf_counter() - start < 10
     assert sofa_sim.parse_arguments([str(path)]).max_instructions == sofa_sim.DEFAULT_MAX_INSTRUCTIONS
     clean_error(call_main(sofa_sim.main, [str(path), "--max-instructions", "0"]), "positive integer")

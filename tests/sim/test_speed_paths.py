@@ -63,7 +63,9 @@ def reference_tile_step(q, k_window, v_window, slots, bias, scale) -> numerics.S
     numerator = window_weights @ np.asarray(v_window, np.float64)
     denominator[poisoned] = np.nan
     numerator[poisoned] = np.nan
-    return numerics.SufaPartial(row_max, denominator, numerator, updates)
+    # A row reaches a key when a slot is filled and its bias does not mask it (its score may still be -inf).
+    live = (~empty & (True if bias is None else ~np.isneginf(bias))).any(axis=-1)
+    return numerics.SufaPartial(row_max, denominator, numerator, updates, live)
 
 
 def naive_max_updates(scores: np.ndarray) -> int:
