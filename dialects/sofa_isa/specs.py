@@ -321,6 +321,21 @@ OPS: tuple[OpSpec, ...] = (
         ),
         "On-demand K/V: out[i] (op)= x[i] . W for the listed rows only (numerics.kv_rows, fp32 accumulator).",
     ),
+    OpSpec(
+        "kvround",
+        0x41,
+        "kvgen",
+        (
+            sram_field("src", "f32", "generated rows f32 [window, cols]; row i at (i - key_base)"),
+            sram_field("out", "f16", "the same rows in the datapath's f16 [window, cols]"),
+            sram_field("list", "i32", "index list: count, then indices"),
+            reg_field("key_base", "register: global index of the window's first row"),
+            uint_field("window", 16, "rows in the window"),
+            uint_field("cols", 12, "columns (head dim)"),
+        ),
+        "Round the listed generated K/V rows to the 16-bit datapath (numerics.to_datapath: saturating, "
+        "NaN and inf kept), once their fp32 accumulation over every hidden chunk is done.",
+    ),
     # --- SU-FA ------------------------------------------------------------------
     OpSpec(
         "sufa.init",
@@ -350,11 +365,11 @@ OPS: tuple[OpSpec, ...] = (
         0x52,
         "sufa",
         (
-            sram_field("out", "f32", "O f32 [lanes, vdepth]"),
+            sram_field("out", "f16", "O f16 [lanes, vdepth] (the datapath's element)"),
             _LANES,
             uint_field("vdepth", 12, "value head dim dv"),
         ),
-        "O = o / l (numerics.sufa_finish).",
+        "O = o / l, rounded to f16 (numerics.sufa_finish).",
     ),
 )
 
