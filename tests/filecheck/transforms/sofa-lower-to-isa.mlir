@@ -24,7 +24,7 @@ func.func @main(%q: tensor<1x2x100x16xf32>, %k: tensor<1x1x130x16xf32>, %v: tens
 // CHECK:      func.func @main
 // CHECK-NEXT:   %o = sofa.kernel_call "attn0"(%q, %k, %v) : (tensor<1x2x100x16xf32>, tensor<1x1x130x16xf32>, tensor<1x1x130x8xf32>) -> tensor<1x2x100x8xf32>
 // CHECK-NEXT:   func.return %o
-// CHECK:      sofa_isa.program {{.*}}symbols = [#sofa_isa.symbol<"q", input, f32, [200, 16], {{.*}}#sofa_isa.symbol<"k", input, f32, [160, 16]{{.*}}#sofa_isa.symbol<"o", output, f32, [200, 8]
+// CHECK:      sofa_isa.program {{.*}}symbols = [#sofa_isa.symbol<"q", input, f16, [200, 16], {{.*}}#sofa_isa.symbol<"k", input, f16, [160, 16]{{.*}}#sofa_isa.symbol<"o", output, f16, [200, 8]
 // Two credits for each double-buffered tile set, then the KV-head loop (2 query heads), one query tile.
 // CHECK:      sofa_isa.post signal = 96
 // CHECK-NEXT: sofa_isa.post signal = 96
