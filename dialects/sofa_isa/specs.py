@@ -84,6 +84,14 @@ _ATTENTION_STEP_FIELDS = (
 """Fields of `sufa.step` and of the baseline's `fa2.step`, which differ only in their costs."""
 
 
+_GENERATED_ROWS = (
+    sram_field("list", "i32", "index list: count, then indices"),
+    reg_field("key_base", "register: global index of the window's first row"),
+    uint_field("window", 16, "rows in the window"),
+)
+"""The rows `kvgen` and `kvround` work on: the listed ones of a window."""
+
+
 OPS: tuple[OpSpec, ...] = (
     # --- CTRL: scalar registers, loops, synchronisation -------------------
     OpSpec("halt", 0x01, "ctrl", (), "Stop the machine once every unit is idle."),
@@ -310,9 +318,7 @@ OPS: tuple[OpSpec, ...] = (
             sram_field("x", "dtype", "token rows [window, hidden]; row i at x + (i - key_base) * hidden"),
             sram_field("w", "dtype", "W_k or W_v rows [hidden, cols] (one hidden chunk)"),
             sram_field("out", "dtype", "K or V rows [window, cols]; row i at (i - key_base)"),
-            sram_field("list", "i32", "index list: count, then indices"),
-            reg_field("key_base", "register: global index of the window's first row"),
-            uint_field("window", 16, "rows in the window"),
+            *_GENERATED_ROWS,
             uint_field("hidden", 16, "hidden columns in this chunk"),
             uint_field("cols", 12, "output columns (head dim)"),
             _DTYPE,
@@ -328,9 +334,7 @@ OPS: tuple[OpSpec, ...] = (
         (
             sram_field("src", "f32", "generated rows f32 [window, cols]; row i at (i - key_base)"),
             sram_field("out", "f16", "the same rows in the datapath's f16 [window, cols]"),
-            sram_field("list", "i32", "index list: count, then indices"),
-            reg_field("key_base", "register: global index of the window's first row"),
-            uint_field("window", 16, "rows in the window"),
+            *_GENERATED_ROWS,
             uint_field("cols", 12, "columns (head dim)"),
         ),
         "Round the listed generated K/V rows to the 16-bit datapath (numerics.to_datapath: saturating, "
