@@ -27,7 +27,7 @@ SECTIONS = (
     "### Roofline of the simulated hardware",
 )
 TABLE_HEADERS = (
-    "| layer | H×d | simulated | SOFA ms |",
+    "| layer | H×d | simulated | SOFA Bc/Tc/n | base Bc/Tc/n | SOFA ms |",
     "| configuration | predict ops |",
     "| inputs | predictor | keep |",
     "| layer | simulated | H200 fp16 ms |",

@@ -263,7 +263,9 @@ def ieee_files(case: dict, directory: Path) -> tuple[Path, Path, bool]:
     # never do (docs/isa.md). NaN in Q makes its row NaN either way.
     in_q = case["tensor"] == "q" and case["special"] != "huge"
     visible = not case["causal"] or (in_q and case["special"] == "nan") or (not in_q and key == 0)
-    return model_path, inputs_path, visible and case["keep"] == 1.0
+    # The 16-bit datapath stores 1e19 as 65504 (saturating): the dot product stays finite where
+    # onnxruntime's fp32 one overflows, so sofa-run may report the difference (exit 3) by design.
+    return model_path, inputs_path, visible and case["keep"] == 1.0 and case["special"] != "huge"
 
 
 # ---------------------------------------------------------------------------

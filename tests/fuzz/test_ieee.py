@@ -101,7 +101,11 @@ def test_non_finite_values_propagate_as_onnxruntime(c: dict) -> None:
     np.testing.assert_array_equal(outputs["y"], interpreted)
     # An inf in Q under the causal mask meets hidden keys in onnxruntime (+inf + -inf): not compared.
     hidden_q_inf = c["mask"] == "causal" and c["tensor"] == "q" and c["special"] in ("inf", "-inf")
-    if not hidden_q_inf and (c["keep"] == 1.0 or (c["tensor"] in "qk" and c["special"] == "nan")):
+    if c["special"] == "huge":
+        # fp16 storage saturates 1e19 at 65504, so no dot product can pass fp32's range on the
+        # accelerator (onnxruntime's does): the output stays finite (docs/isa.md, "Numerics").
+        assert np.isfinite(outputs["y"]).all()
+    elif not hidden_q_inf and (c["keep"] == 1.0 or (c["tensor"] in "qk" and c["special"] == "nan")):
         # At keep < 1 a NaN score is still always kept: NaN in Q or K poisons the same rows.
         assert_same_non_finite(outputs["y"], onnxruntime_output(c, inputs))
 
