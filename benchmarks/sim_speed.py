@@ -75,7 +75,8 @@ def kernel_floor(
         scores *= float(np.float32(scale))
         # The maximum does not depend on the order; the denominator is summed in SADS order, as SU-FA does.
         tile_max = scores.max(axis=-1)
-        weights = np.exp(scores - tile_max[..., None])
+        # P is rounded to the datapath's fp16 for the PV product; l sums the same P (numerics.sufa_tile_step).
+        weights = np.exp(scores - tile_max[..., None]).astype(numerics.DATAPATH.numpy).astype(np.float64)
         denominators = np.take_along_axis(weights, order.astype(np.intp), axis=-1).sum(axis=-1)
         numerators = np.matmul(weights.transpose(1, 0, 2), v_tiles)
         state = numerics.SufaState.empty(lanes, v.shape[1])

@@ -7,16 +7,18 @@ inputs, a staging rule (how the host makes it from a `sofa.kernel_call`
 operand). Layouts, with ``Pq``/``Pk`` the padded query/key lengths and
 ``H`` the token width:
 
-    q, q16   [B*Hq*Pq, d]        f32 / f16       Q rows, head after head
-    k, khat  [B*Hkv*Pk, d]       f32 / f16       K rows (khat: predicted on chip on demand)
-    v        [B*Hkv*Pk, dv]      f32
+    q, q16   [B*Hq*Pq, d]        f16             Q rows, head after head (q16: the copy DLZS reads)
+    k, khat  [B*Hkv*Pk, d]       f16             K rows (khat: predicted on chip on demand)
+    v        [B*Hkv*Pk, dv]      f16
     x8, xexp [B*Pk, H] / [B*Pk, 1]  i8           8-bit token rows and their exponents
     codes    [H, Hkv*d]          i8              LZ codes of W_k
     x32      [B*Pk, H]           f32             tokens for on-chip K/V generation
     wk, wv   [Hkv*(H+1), d|dv]   f32             per KV head: W rows, then the bias row
-    o        [B*Hq*Pq, dv]       f32             the output
+    o        [B*Hq*Pq, dv]       f16             the output
 
-The symbols are laid out in this order, each aligned to `DRAM_ALIGN` bytes.
+Q, K, V and O are the datapath's element (`numerics.DATAPATH`, fp16); only the
+fp32 rows of on-chip K/V generation are `numerics.ACCUMULATOR`. The symbols are
+laid out in this order, each aligned to `DRAM_ALIGN` bytes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from enum import Enum, StrEnum
 
 from xdsl.dialects.builtin import ArrayAttr
 
+from dialects.numerics import ACCUMULATOR, DATAPATH
 from dialects.sofa_isa import Dram, SymbolAttr
 from passes.tile_plan import AttentionShape
 
@@ -82,15 +85,13 @@ class Staging(Enum):
     """How the host makes an input symbol from its operand (see `sofa_compiler.runtime`)."""
 
     ROWS = "rows"
-    """fp32 rows, heads flattened, each head's sequence padded with zero rows."""
-    ROWS_FP16 = "rows-fp16"
-    """The fp16 copy of `ROWS` that DLZS reads (saturating)."""
+    """Datapath (fp16, saturating) rows, heads flattened, each head's sequence padded with zero rows."""
     TOKENS_I8 = "tokens-i8"
     """8-bit token rows (`numerics.quantize_token_rows`), padded like `ROWS`."""
     TOKEN_EXPONENTS = "token-exponents"
     """The token rows' exponents, one per row."""
     TOKENS_F32 = "tokens-f32"
-    """fp32 token rows for on-chip K/V generation."""
+    """fp32 token rows for on-chip K/V generation (`numerics.ACCUMULATOR`)."""
 
 
 class KernelKind(Enum):
@@ -142,11 +143,12 @@ class KernelInterface:
         """Every symbol in layout order (kernel-private symbols excepted)."""
         input_, kv_kind = SymbolKind.INPUT, SymbolKind.SCRATCH if self.generates else SymbolKind.INPUT
         kv_staging = None if self.generates else Staging.ROWS
+        element, wide = DATAPATH.name, ACCUMULATOR.name
         specs = [
-            SymbolSpec(Symbol.Q, input_, "f32", Operand.Q, Staging.ROWS),
-            SymbolSpec(Symbol.Q16, input_, "f16", Operand.Q, Staging.ROWS_FP16),
-            SymbolSpec(Symbol.K, kv_kind, "f32", None if self.generates else Operand.K, kv_staging),
-            SymbolSpec(Symbol.V, kv_kind, "f32", None if self.generates else Operand.V, kv_staging),
+            SymbolSpec(Symbol.Q, input_, element, Operand.Q, Staging.ROWS),
+            SymbolSpec(Symbol.Q16, input_, element, Operand.Q, Staging.ROWS),
+            SymbolSpec(Symbol.K, kv_kind, element, None if self.generates else Operand.K, kv_staging),
+            SymbolSpec(Symbol.V, kv_kind, element, None if self.generates else Operand.V, kv_staging),
         ]
         if self.on_demand:
             specs += [
@@ -156,16 +158,16 @@ class KernelInterface:
             ]
         if self.generates:
             specs += [
-                SymbolSpec(Symbol.X32, input_, "f32", Operand.X, Staging.TOKENS_F32),
-                SymbolSpec(Symbol.WK, SymbolKind.CONST, "f32"),
-                SymbolSpec(Symbol.WV, SymbolKind.CONST, "f32"),
+                SymbolSpec(Symbol.X32, input_, wide, Operand.X, Staging.TOKENS_F32),
+                SymbolSpec(Symbol.WK, SymbolKind.CONST, wide),
+                SymbolSpec(Symbol.WV, SymbolKind.CONST, wide),
             ]
         # On demand, the kernel predicts K-hat itself, once per KV head.
         if self.on_demand:
             specs.append(SymbolSpec(Symbol.KHAT, SymbolKind.SCRATCH, "f16"))
         else:
-            specs.append(SymbolSpec(Symbol.KHAT, input_, "f16", Operand.K, Staging.ROWS_FP16))
-        specs.append(SymbolSpec(Symbol.OUT, SymbolKind.OUTPUT, "f32"))
+            specs.append(SymbolSpec(Symbol.KHAT, input_, "f16", Operand.K, Staging.ROWS))
+        specs.append(SymbolSpec(Symbol.OUT, SymbolKind.OUTPUT, element))
         return tuple(specs)
 
     def inputs(self) -> tuple[SymbolSpec, ...]:

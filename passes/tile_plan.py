@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from dialects.numerics import keep_count, tile_count
+from dialects.numerics import ACCUMULATOR, DATAPATH, keep_count, tile_count
 from dialects.sofa import TargetAttr
 
 TILE_CANDIDATES = (16, 32, 64, 128, 256, 512)
@@ -77,6 +77,9 @@ class RegionKind(Enum):
     """K/V generation: the needed-key bitmap; the `GEN_*` regions are the generation phase's."""
     GEN_K = "gen_k"
     GEN_V = "gen_v"
+    GEN_K16 = "gen_k16"
+    """The generated K rows rounded to the datapath's fp16 (`kvround`), which `dma.scatter` writes out."""
+    GEN_V16 = "gen_v16"
     GEN_LIST = "gen_list"
     GEN_BK = "gen_bk"
     GEN_BV = "gen_bv"
@@ -156,19 +159,23 @@ def query_lanes(target: TargetAttr, q_len: int) -> int:
     return min(target.lanes.data, q_len)
 
 
+INDEX_BYTES = 4
+"""SADS indices and RASS lists are i32."""
+
+
 def _alloc_selected_kv(alloc: SramAllocator, buffer_set: int, slots: int, tile: int, d: int, dv: int) -> None:
-    """One KV buffer set's SADS indices (`slots` of them), RASS list and K and V rows."""
+    """One KV buffer set's SADS indices (`slots` of them), RASS list and K and V rows (fp16)."""
     on_chip_first = ("temp", "weight", "token")
-    alloc.alloc(RegionKind.IDX, slots * 4, on_chip_first, buffer_set)
-    alloc.alloc(RegionKind.LIST, (1 + tile) * 4, on_chip_first, buffer_set)
-    alloc.alloc(RegionKind.K, tile * d * 4, buffer_set=buffer_set)
-    alloc.alloc(RegionKind.V, tile * dv * 4, buffer_set=buffer_set)
+    alloc.alloc(RegionKind.IDX, slots * INDEX_BYTES, on_chip_first, buffer_set)
+    alloc.alloc(RegionKind.LIST, (1 + tile) * INDEX_BYTES, on_chip_first, buffer_set)
+    alloc.alloc(RegionKind.K, tile * d * DATAPATH.nbytes, buffer_set=buffer_set)
+    alloc.alloc(RegionKind.V, tile * dv * DATAPATH.nbytes, buffer_set=buffer_set)
 
 
 def plan_sets(target: TargetAttr, shape: AttentionShape, tile: int, sets: int) -> SramPlan:
     """Lay out one kernel's buffers for KV tile `tile` with `sets` per-tile sets; `PlanError` if they do not fit.
 
-    Query-tile buffers (Q in fp32 and fp16, O) are single; per-KV-tile
+    Query-tile buffers (Q for SU-FA and DLZS' copy, O; all fp16) are single; per-KV-tile
     buffers (K-hat, A-hat, SADS indices, the RASS list, K and V rows) come in
     `sets` sets so consecutive tiles overlap.
     """
@@ -176,9 +183,9 @@ def plan_sets(target: TargetAttr, shape: AttentionShape, tile: int, sets: int) -
     m = keep_count(shape.keep, tile)
     d, dv = shape.depth, shape.v_depth
     alloc = SramAllocator(sram_sizes(target))
-    alloc.alloc(RegionKind.Q, lanes * d * 4)
+    alloc.alloc(RegionKind.Q, lanes * d * DATAPATH.nbytes)
     alloc.alloc(RegionKind.Q16, lanes * d * 2)
-    alloc.alloc(RegionKind.OUT, lanes * dv * 4)
+    alloc.alloc(RegionKind.OUT, lanes * dv * DATAPATH.nbytes)
     if shape.hidden:
         alloc.alloc(RegionKind.CODES, shape.hidden * d, ("weight", "token", "temp"))
     on_chip_first = ("temp", "weight", "token")
@@ -226,7 +233,7 @@ def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
     sads = passes * math.ceil(tile / target.sads_inputs_per_round.data) * lanes / target.sads_cores.data
     sufa = lanes * m * (d + dv) / (target.sufa_rows.data * target.sufa_cols.data)
     selected_rows = min(tile, lanes * m)
-    dma = (tile * d * 2 + selected_rows * (d + dv) * 4) / bytes_per_cycle
+    dma = (tile * d * 2 + selected_rows * (d + dv) * DATAPATH.nbytes) / bytes_per_cycle
     step = max(dlzs, sads, sufa, dma) + latency / KV_BUFFER_SETS
     query_tiles = tile_count(shape.q_len, lanes)
     kv_tiles = tile_count(shape.kv_len, tile)
@@ -278,8 +285,8 @@ def plan_separate_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> 
     predict = SramAllocator(sizes)
     predict.alloc(RegionKind.Q16, lanes * d * 2)
     attend = SramAllocator(sizes)
-    attend.alloc(RegionKind.Q, lanes * d * 4)
-    attend.alloc(RegionKind.OUT, lanes * dv * 4)
+    attend.alloc(RegionKind.Q, lanes * d * DATAPATH.nbytes)
+    attend.alloc(RegionKind.OUT, lanes * dv * DATAPATH.nbytes)
     for index in range(KV_BUFFER_SETS):
         predict.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
         predict.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
@@ -364,12 +371,15 @@ def _generation_regions(
     alloc = SramAllocator(sizes)
     for region in kept:
         alloc.used[region.buffer] = max(alloc.used[region.buffer], region.offset + region.size)
-    alloc.alloc(RegionKind.GEN_K, rows * d * 4)
-    alloc.alloc(RegionKind.GEN_V, rows * dv * 4)
-    alloc.alloc(RegionKind.GEN_LIST, (1 + rows) * 4, ("temp", "weight", "token"))
-    alloc.alloc(RegionKind.GEN_BK, d * 4, ("temp", "weight", "token"))
-    alloc.alloc(RegionKind.GEN_BV, dv * 4, ("temp", "weight", "token"))
-    alloc.alloc(RegionKind.GEN_X, rows * width * 4)
-    alloc.alloc(RegionKind.GEN_WK, width * d * 4, ("weight", "token", "temp"))
-    alloc.alloc(RegionKind.GEN_WV, width * dv * 4, ("weight", "token", "temp"))
+    wide, narrow = ACCUMULATOR.nbytes, DATAPATH.nbytes
+    alloc.alloc(RegionKind.GEN_K, rows * d * wide)
+    alloc.alloc(RegionKind.GEN_V, rows * dv * wide)
+    alloc.alloc(RegionKind.GEN_K16, rows * d * narrow)
+    alloc.alloc(RegionKind.GEN_V16, rows * dv * narrow)
+    alloc.alloc(RegionKind.GEN_LIST, (1 + rows) * INDEX_BYTES, ("temp", "weight", "token"))
+    alloc.alloc(RegionKind.GEN_BK, d * wide, ("temp", "weight", "token"))
+    alloc.alloc(RegionKind.GEN_BV, dv * wide, ("temp", "weight", "token"))
+    alloc.alloc(RegionKind.GEN_X, rows * width * wide)
+    alloc.alloc(RegionKind.GEN_WK, width * d * wide, ("weight", "token", "temp"))
+    alloc.alloc(RegionKind.GEN_WV, width * dv * wide, ("weight", "token", "temp"))
     return alloc.regions

@@ -51,6 +51,7 @@ from sofa_compiler.interpreters.host import PartitionSessions
 from sofa_compiler.ir_printing import print_ir
 from sofa_compiler.isa.container import Program
 from sofa_compiler.isa.ir import ir_to_program
+from sofa_compiler.kernel_tiling import KernelTiling, kernel_tilings
 from sofa_compiler.reproducer import PipelineRecord
 from sofa_compiler.runtime import KernelFunctions, KernelRunner
 from sofa_compiler.sim.config import HardwareConfig, load_config
@@ -133,6 +134,11 @@ class CompiledModel:
         """Where each ONNX attention node runs: the accelerator (which kernel) or the host (why)."""
         kernels = [op.kernel.data for op in self.host.walk() if isinstance(op, KernelCallOp)]
         return read_placements(self.host, kernels)
+
+    @property
+    def tilings(self) -> dict[str, KernelTiling]:
+        """The tiling each accelerator kernel runs (Bc, Tc, n, m), by kernel name."""
+        return kernel_tilings(self.host)
 
     @property
     def main(self) -> FuncOp:

@@ -7,7 +7,7 @@ becomes one ONNX `Attention` layer (`attention_model`), which
 coordinated tiling, ISA lowering). `AttentionKernel.inputs` stages Q, K and V
 into the kernel's DRAM symbols as the host runtime does
 (`runtime.stage_attention_inputs`): heads flattened, sequences padded to whole
-tiles, fp32 storage with the fp16 copies DLZS reads.
+tiles, Q, K and V rounded to the datapath's fp16 (`numerics.DATAPATH`).
 """
 
 from __future__ import annotations

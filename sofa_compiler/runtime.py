@@ -2,9 +2,11 @@
 
 A `sofa.kernel_call` hands tensors to a kernel. The host stages them the way
 the kernel's DRAM interface declares (`passes/kernel_interface.py`): heads flattened,
-sequences padded with zeros to whole tiles, and the fp16 copies of Q and K
-that DLZS reads. The kernel then runs on the functional machine and the
-timing model, and its output is cut back to the logical shape.
+sequences padded with zeros to whole tiles, Q, K and V rounded to the
+datapath's fp16 (`numerics.to_datapath`: saturating, NaN and inf kept; bf16
+and fp32 tensors alike round once, directly). The kernel then runs on the
+functional machine and the timing model, and its fp16 output is cut back to
+the logical shape and widened to fp32 (the host casts it to the model's type).
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ class KernelError(Exception):
 
 
 def _pad_rows(values: np.ndarray, padded: int) -> np.ndarray:
-    """``[B, H, S, d]`` -> ``[B*H*padded, d]`` with zero rows after each head's S rows."""
+    """``[B, H, S, d]`` -> ``[B*H*padded, d]`` (of `values`' dtype) with zero rows after each head's S rows."""
     batch, heads, length, depth = values.shape
-    out = np.zeros((batch, heads, padded, depth), values.dtype if values.dtype.kind == "i" else np.float32)
+    out = np.zeros((batch, heads, padded, depth), values.dtype)
     out[:, :, :length] = values
     return out.reshape(-1, depth)
 
@@ -66,9 +68,7 @@ def _staged(staging: Staging, tensor: np.ndarray, padded: int) -> np.ndarray:
     """One input symbol's rows made from its operand (`Staging` says how)."""
     match staging:
         case Staging.ROWS:
-            return _pad_rows(np.asarray(tensor, np.float32), padded)
-        case Staging.ROWS_FP16:
-            return numerics.to_fp16_saturating(_pad_rows(np.asarray(tensor, np.float32), padded))
+            return _pad_rows(numerics.to_datapath(_as_float(tensor)), padded)
         case Staging.TOKENS_I8:
             x_int, _ = numerics.quantize_token_rows(np.asarray(tensor, np.float64))
             return _pad_rows(x_int[:, None], padded).astype(np.int8)
@@ -76,7 +76,13 @@ def _staged(staging: Staging, tensor: np.ndarray, padded: int) -> np.ndarray:
             _, exponent = numerics.quantize_token_rows(np.asarray(tensor, np.float64))
             return _pad_rows(exponent[:, None, :, None], padded).astype(np.int8)
         case Staging.TOKENS_F32:
-            return _pad_rows(np.asarray(tensor, np.float32)[:, None], padded)
+            return _pad_rows(np.asarray(tensor, numerics.ACCUMULATOR.numpy)[:, None], padded)
+
+
+def _as_float(tensor: np.ndarray) -> np.ndarray:
+    """A tensor as a numpy float array (an integer or bf16-as-object array becomes fp32; floats keep their type)."""
+    tensor = np.asarray(tensor)
+    return tensor if tensor.dtype.kind == "f" else tensor.astype(np.float32)
 
 
 def stage_attention_inputs(
@@ -120,7 +126,7 @@ def stage_attention_inputs(
 def unstage_attention_output(program: Program, o: np.ndarray, q_shape: tuple[int, ...]) -> np.ndarray:
     batch, heads, length, _ = q_shape
     padded_q = program.symbol(Symbol.Q.value).shape[0] // (batch * heads)
-    return o.reshape(batch, heads, padded_q, -1)[:, :, :length].copy()
+    return o.reshape(batch, heads, padded_q, -1)[:, :, :length].astype(np.float32)
 
 
 @dataclass

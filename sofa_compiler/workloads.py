@@ -25,6 +25,7 @@ from xdsl.interpreter import Interpreter
 from sofa_compiler import kernels
 from sofa_compiler.driver import CompiledModel, compile_model
 from sofa_compiler.interpreters import register_all
+from sofa_compiler.kernel_tiling import KernelTiling
 from sofa_compiler.kernels import AttentionProblem
 from sofa_compiler.runtime import KernelFunctions, KernelRun, KernelRunner
 from sofa_compiler.sim.events import Work
@@ -128,6 +129,8 @@ class Measurement:
     wall_s: float
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     """The simulated heads' outputs (on `random_inputs`), for accuracy beside the cost."""
+    tiling: KernelTiling | None = None
+    """The tiling the layer's kernel ran (Bc, Tc, n, m) at the simulated length."""
 
     @property
     def cycles(self) -> float:
@@ -176,4 +179,5 @@ def simulate(target: Workload, keep: float, heads: int, seq: int | None = None, 
     report = combine_reports([run.report for run in runs])
     scale = target.heads / heads * (target.seq / seq) ** 2
     counts = {name: float(value) * scale for name, value in op_counts(runs).items()}
-    return Measurement(target, dict(options), heads, seq, scale, report, counts, wall, outputs)
+    tiling = next(iter(compiled.tilings.values()), None)
+    return Measurement(target, dict(options), heads, seq, scale, report, counts, wall, outputs, tiling)

@@ -23,6 +23,12 @@ def simulated(m: Measurement) -> str:
     return text
 
 
+def tiling_cell(m: Measurement) -> str:
+    """Bc/Tc/n the kernel ran (keys per KV tile / KV tiles / SADS sub-segments per row)."""
+    t = m.tiling
+    return f"{t.bc}/{t.tc}/{t.n}" if t else "n/a"
+
+
 # ---------------------------------------------------------------------------
 # Sections
 # ---------------------------------------------------------------------------
@@ -80,6 +86,8 @@ def workloads_section(results: Results) -> str:
                 f"{w.model} S={w.seq}{' causal' if w.causal else ''}",
                 f"{w.heads}×{w.depth}",
                 simulated(sofa),
+                tiling_cell(sofa),
+                tiling_cell(base),
                 fmt(sofa.latency_ms),
                 fmt(base.latency_ms),
                 fmt(sofa.dram_bytes / 1e6),
@@ -104,6 +112,8 @@ def workloads_section(results: Results) -> str:
                 "layer",
                 "H×d",
                 "simulated",
+                "SOFA Bc/Tc/n",
+                "base Bc/Tc/n",
                 "SOFA ms",
                 "base ms",
                 "SOFA DRAM MB",

@@ -11,17 +11,22 @@ baseline's whole-row top-k), `sufa_tiles` (SU-FA tile steps and their
 merge) and `pipelines` (whole tensors, dense and SOFA attention). Every
 public name is re-exported here: use ``from dialects import numerics``.
 
-Accumulations use fp64 or int64, which are exact for these formats at the
-sizes we run, so results do not depend on summation order or tile shapes.
+Q, K, V and O are fp16 (`DATAPATH`); products of fp16 operands are exact, and
+accumulations use fp64 or int64 (at least the hardware's fp32 accumulators),
+so results do not depend on summation order or tile shapes. `sufa_tiles`
+states where values are rounded.
 """
 
 from dialects.numerics.formats import (
+    ACCUMULATOR,
+    DATAPATH,
     FP16_MAX,
     FP32_OVERFLOW,
     LZ_EXPONENT_LEVELS,
     LZ_ZERO_CODE,
     NO_INDEX,
     X_INT_MAX,
+    Element,
     floor_log2,
     fp32_overflow,
     lz_base_exponent,
@@ -30,6 +35,7 @@ from dialects.numerics.formats import (
     q_lz_power,
     quantize4_rows,
     quantize_token_rows,
+    to_datapath,
     to_fp16_saturating,
     wk_to_lz,
 )
@@ -67,6 +73,8 @@ from dialects.numerics.sufa_tiles import (
 from dialects.numerics.sufa_tiles import _max_updates as _max_updates
 
 __all__ = [
+    "ACCUMULATOR",
+    "DATAPATH",
     "FP16_MAX",
     "FP32_OVERFLOW",
     "KVGEN_CHUNK",
@@ -74,6 +82,7 @@ __all__ = [
     "LZ_ZERO_CODE",
     "NO_INDEX",
     "X_INT_MAX",
+    "Element",
     "SufaPartial",
     "SufaState",
     "dense_attention",
@@ -108,6 +117,7 @@ __all__ = [
     "sufa_finish",
     "sufa_tile_step",
     "tile_count",
+    "to_datapath",
     "to_fp16_saturating",
     "topk_mask_rows",
     "wk_to_lz",

@@ -9,6 +9,10 @@
   one power-of-two exponent chosen so that ``max|x_row| <= 127 * 2^e``.
 * K-hat and A-hat are fp16 (16-bit) values; finite values saturate at the
   fp16 range, NaN and infinities are kept (see docs/numerics.md).
+* Q, K, V and O are stored as fp16 (`DATAPATH`, the paper's 16-bit
+  datapath): the host rounds them with `to_datapath`, and the SU-FA PEs
+  multiply fp16 operands. Accumulation is wider (see `sufa_tiles`); only
+  on-chip K/V generation keeps fp32 rows (`ACCUMULATOR`) until `kvround`.
 * Q is fp16; its 5-bit LZ code is its sign plus its exponent field, so the
   DLZS product ``q * k`` becomes ``sign(q) * ldexp(k, floor(log2|q|))``.
 * The baseline predictor quantises Q and K to symmetric 4-bit rows.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import numpy as np
@@ -147,10 +152,34 @@ def fp32_overflow(values: np.ndarray) -> np.ndarray:
     return values
 
 
+@dataclass(frozen=True)
+class Element:
+    """A storage element of the datapath: its ISA dtype name, its width in bytes and its numpy type."""
+
+    name: str
+    nbytes: int
+    numpy: type[np.floating]
+
+
+DATAPATH = Element("f16", 2, np.float16)
+"""Q, K, V and O in DRAM and SRAM and the operands of the SU-FA PEs: the paper's 16-bit datapath."""
+
+ACCUMULATOR = Element("f32", 4, np.float32)
+"""On-chip K/V generation: its fp32 token and weight rows and the K/V accumulators across hidden chunks."""
+
+
+def to_datapath(values: np.ndarray) -> np.ndarray:
+    """Values as the datapath stores them: fp16, saturating finite values, NaN and inf kept; fp16 input as is.
+
+    Rounding is direct from the given type (a bf16 or fp32 tensor rounds once to fp16).
+    """
+    values = np.asarray(values)
+    return values if values.dtype == DATAPATH.numpy else to_fp16_saturating(values)
+
+
 def _q_fp16(q: np.ndarray) -> np.ndarray:
     """Q as the fp16 the LZEs read (saturated as the host stages it; fp16 input as is)."""
-    q = np.asarray(q)
-    return q if q.dtype == np.float16 else to_fp16_saturating(q)
+    return to_datapath(q)
 
 
 @ieee_arithmetic

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dialects.numerics.formats import NO_INDEX, fp32_overflow, ieee_arithmetic, to_fp16_saturating
+from dialects.numerics.formats import NO_INDEX, fp32_overflow, ieee_arithmetic, to_datapath, to_fp16_saturating
 from dialects.numerics.prediction import dlzs_score, exact_score, mul4_score
 from dialects.numerics.sads_tiles import keep_count, sads_tile, tile_count
 from dialects.numerics.sufa_tiles import SufaState, sufa_accumulate, sufa_finish, sufa_tile_step
@@ -57,8 +57,11 @@ def sufa(
     ``[B, Hq, Sq, Tc, m]`` (global key indices) and ``bias`` broadcastable to
     ``[B, Hq, Sq, Skv]`` (``-inf`` marks masked keys). ``tile`` is Bc, by
     default ``ceil(Skv / Tc)``; the last tile is zero-padded to Bc keys.
-    Returns the fp32 output and the number of max-ensure events.
+    Q, K and V are rounded to the datapath's fp16 first, as the host stages
+    them. Returns the output (fp16 values, widened to fp32) and the number of
+    max-ensure events.
     """
+    q, k, v = to_datapath(q), to_datapath(k), to_datapath(v)
     batch, heads, rows, _ = q.shape
     key_length = k.shape[2]
     tiles = indices.shape[-2]
@@ -128,6 +131,8 @@ def predict_scores(predictor: str, q: np.ndarray, k: np.ndarray) -> np.ndarray:
 @ieee_arithmetic
 def dense_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray, scale: float) -> np.ndarray:
     """Exact softmax attention in fp64, returned as fp32; fully masked rows give zeros.
+
+    The reference SOFA is measured against: no datapath rounding.
 
     Non-finite values as in SU-FA: scores past fp32's range are infinite, and a
     row whose largest score is NaN or +inf, or whose unmasked scores are all

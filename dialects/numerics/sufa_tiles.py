@@ -1,7 +1,17 @@
 """SU-FA: sorted-updating FlashAttention, one KV tile step at a time, merged into per-lane accumulators.
 
-SU-FA computes in fp64 internally and writes fp32 outputs. It is exact
-softmax attention over the selected keys. Non-finite values follow IEEE
+The numerics of the 16-bit datapath (docs/isa.md, "Numerics"):
+
+* Q, K and V are fp16 operands (`formats.DATAPATH`); the callers pass
+  stored fp16 values. Each product of two fp16 values is exact in fp32.
+* QK^T, the softmax statistics (running max, ``l``) and ``o`` accumulate
+  in a wide accumulator, modelled in fp64: at least fp32, and wide enough
+  that the result does not depend on summation order or tile shape.
+* ``P = exp(s - m)`` is rounded to fp16 once (the PV product's operand);
+  ``l`` sums the same rounded ``P``, so ``O`` is a convex combination of V.
+* ``O = o / l`` is rounded to fp16 (saturating) when it is written.
+
+Over the selected keys it is exact softmax attention up to these roundings. Non-finite values follow IEEE
 arithmetic as onnxruntime's fp32 attention does: a score past fp32's range is
 infinite, a selected score of NaN or +inf makes its row NaN, a row whose every
 selected score is -inf is NaN (softmax's ``-inf - -inf``), and NaN or inf in V
@@ -16,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dialects.numerics.formats import NO_INDEX, fp32_overflow, ieee_arithmetic
+from dialects.numerics.formats import DATAPATH, NO_INDEX, fp32_overflow, ieee_arithmetic, to_datapath
 
 
 @dataclass
@@ -96,6 +106,8 @@ def sufa_tile_step(
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
     # exp(s - max), in place: `scores` is this function's own array.
     weights = np.exp(np.subtract(scores, safe_max[:, None], out=scores), out=scores)
+    # P is a 16-bit operand of the PV product; l sums the same rounded P (weights lie in [0, 1]).
+    weights = weights.astype(DATAPATH.numpy).astype(np.float64)
     # Scatter-add each slot's weight to its key (bincount adds duplicates in order).
     window_weights = np.bincount(flat_slots.ravel(), weights=weights.ravel(), minlength=all_scores.size)
     window_weights = window_weights.reshape(all_scores.shape)
@@ -195,12 +207,12 @@ def sufa_accumulate(state: SufaState, partial: SufaPartial) -> SufaState:
 
 @ieee_arithmetic
 def sufa_finish(state: SufaState) -> np.ndarray:
-    """Normalise, ``O = o / l`` (the DIV units), as fp32; rows without a key give zeros.
+    """Normalise, ``O = o / l`` (the DIV units), rounded to the datapath's fp16; rows without a key give zeros.
 
     A row that selected keys whose scores are all -inf has ``l = 0`` too; it is
     NaN, as softmax's ``exp(-inf - -inf)`` is in onnxruntime.
     """
     safe_denominator = np.where(state.denominator > 0, state.denominator, 1.0)  # NaN: 1, the NaN numerator stays
-    out = (state.numerator / safe_denominator[:, None]).astype(np.float32)
+    out = to_datapath(state.numerator / safe_denominator[:, None])
     out[state.live & (state.row_max == -np.inf)] = np.nan
     return out

@@ -470,16 +470,36 @@ class KernelCallOp(IRDLOperation):
     ``kernel`` names a `sofa_isa.program` (or a kernel of a compiled bundle).
     The operands fill the kernel's input symbols in order and the results
     come from its output symbols. The interpreter needs a kernel runner
-    (``sofa_compiler.runtime``) to execute it.
+    (``sofa_compiler.runtime``) to execute it. A lowered attention records
+    the tiling its kernel runs (``tiling``: Bc, Tc, m, ...) and how many
+    sub-segments SADS sorts per row (``segments``: n = Tc for per-tile
+    selection, 1 for a whole-row top-k), so that reports can print them.
     """
 
     name = "sofa.kernel_call"
 
     kernel = prop_def(StringAttr)
+    tiling = opt_prop_def(TilingAttr)
+    segments = opt_prop_def(IntegerAttr[I64])
     inputs = var_operand_def(TensorType)
     outputs = var_result_def(TensorType)
 
-    assembly_format = "$kernel `(` $inputs `)` attr-dict `:` functional-type($inputs, $outputs)"
+    assembly_format = (
+        "$kernel `(` $inputs `)` (`tiling` $tiling^)? (`segments` $segments^)? attr-dict `:`"
+        " functional-type($inputs, $outputs)"
+    )
 
-    def __init__(self, kernel: str, inputs: Sequence[SSAValue], result_types: Sequence[Attribute]):
-        super().__init__(operands=[inputs], result_types=[result_types], properties={"kernel": StringAttr(kernel)})
+    def __init__(
+        self,
+        kernel: str,
+        inputs: Sequence[SSAValue],
+        result_types: Sequence[Attribute],
+        tiling: TilingAttr | None = None,
+        segments: int | None = None,
+    ):
+        properties: dict[str, Attribute] = {"kernel": StringAttr(kernel)}
+        if tiling is not None:
+            properties["tiling"] = tiling
+        if segments is not None:
+            properties["segments"] = IntegerAttr(segments, i64)
+        super().__init__(operands=[inputs], result_types=[result_types], properties=properties)

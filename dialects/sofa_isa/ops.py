@@ -303,6 +303,21 @@ class KvgenOp(IsaInstructionOp):
     mode = prop_def(IntegerAttr[I64])
 
 
+@irdl_op_definition
+class KvroundOp(IsaInstructionOp):
+    """`kvround` (opcode 0x41, unit kvgen): round the listed generated K/V rows to f16."""
+
+    name = "sofa_isa.kvround"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["kvround"]
+
+    src = prop_def(SramAttr)
+    out = prop_def(SramAttr)
+    list = prop_def(SramAttr)
+    key_base = prop_def(IntegerAttr[I64])
+    window = prop_def(IntegerAttr[I64])
+    cols = prop_def(IntegerAttr[I64])
+
+
 # --- sufa ---------------------------------------------------------------------
 
 
@@ -382,6 +397,7 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "kvlist": KvlistOp,
     "topk.mask": TopkMaskOp,
     "kvgen": KvgenOp,
+    "kvround": KvroundOp,
     "sufa.init": SufaInitOp,
     "sufa.step": SufaStepOp,
     "fa2.step": Fa2StepOp,

@@ -94,6 +94,14 @@ _STRIDED_LOAD_FIELDS = (
 """Fields of `dma.load` and `dma.prefetch`, which differ only in their queue."""
 
 
+_GENERATED_ROWS = (
+    sram_field("list", "i32", "index list: count, then indices"),
+    reg_field("key_base", "register: global index of the window's first row"),
+    uint_field("window", 16, "rows in the window"),
+)
+"""The rows `kvgen` and `kvround` work on: the listed ones of a window."""
+
+
 OPS: tuple[OpSpec, ...] = (
     # --- CTRL: scalar registers, loops, synchronisation -------------------
     OpSpec("halt", 0x01, "ctrl", (), "Stop the machine once every unit is idle."),
@@ -316,9 +324,7 @@ OPS: tuple[OpSpec, ...] = (
             sram_field("x", "dtype", "token rows [window, hidden]; row i at x + (i - key_base) * hidden"),
             sram_field("w", "dtype", "W_k or W_v rows [hidden, cols] (one hidden chunk)"),
             sram_field("out", "dtype", "K or V rows [window, cols]; row i at (i - key_base)"),
-            sram_field("list", "i32", "index list: count, then indices"),
-            reg_field("key_base", "register: global index of the window's first row"),
-            uint_field("window", 16, "rows in the window"),
+            *_GENERATED_ROWS,
             uint_field("hidden", 16, "hidden columns in this chunk"),
             uint_field("cols", 12, "output columns (head dim)"),
             _DTYPE,
@@ -326,6 +332,19 @@ OPS: tuple[OpSpec, ...] = (
             uint_field("mode", 2, "0: out = x.W; 1: out += x.W (f32 only); 2: out = bias + x.W (f32 only)", lo=0, hi=2),
         ),
         "On-demand K/V: out[i] (op)= x[i] . W for the listed rows only (numerics.kv_rows, fp32 accumulator).",
+    ),
+    OpSpec(
+        "kvround",
+        0x41,
+        "kvgen",
+        (
+            sram_field("src", "f32", "generated rows f32 [window, cols]; row i at (i - key_base)"),
+            sram_field("out", "f16", "the same rows in the datapath's f16 [window, cols]"),
+            *_GENERATED_ROWS,
+            uint_field("cols", 12, "columns (head dim)"),
+        ),
+        "Round the listed generated K/V rows to the 16-bit datapath (numerics.to_datapath: saturating, "
+        "NaN and inf kept), once their fp32 accumulation over every hidden chunk is done.",
     ),
     # --- SU-FA ------------------------------------------------------------------
     OpSpec(
@@ -356,11 +375,11 @@ OPS: tuple[OpSpec, ...] = (
         0x52,
         "sufa",
         (
-            sram_field("out", "f32", "O f32 [lanes, vdepth]"),
+            sram_field("out", "f16", "O f16 [lanes, vdepth] (the datapath's element)"),
             _LANES,
             uint_field("vdepth", 12, "value head dim dv"),
         ),
-        "O = o / l (numerics.sufa_finish).",
+        "O = o / l, rounded to f16 (numerics.sufa_finish).",
     ),
 )
 

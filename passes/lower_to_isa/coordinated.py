@@ -40,6 +40,7 @@ from typing import Any
 from xdsl.dialects.builtin import ArrayAttr
 from xdsl.ir import Operation
 
+from dialects.numerics import DATAPATH
 from dialects.sofa_isa import SegmentAttr
 from passes.kernel_interface import KernelInterface, KernelKind, Symbol, SymbolKind
 from passes.lower_to_isa.emitter import LoadQueue
@@ -216,7 +217,7 @@ class CoordinatedKernel(AttentionKernel):
         """
         tiling, shape, e = self.tiling, self.shape, self.e
         lanes, d, dv = tiling.lanes.data, shape.depth, shape.v_depth
-        loads = ((RegionKind.Q16, Reg.Q16, Symbol.Q16, 2), (RegionKind.Q, Reg.Q, Symbol.Q, 4))
+        loads = ((RegionKind.Q16, Reg.Q16, Symbol.Q16, 2), (RegionKind.Q, Reg.Q, Symbol.Q, DATAPATH.nbytes))
         self.emit_query_loads(loads[: 1 if self.marking else 2], attend_phase=False)
         if not self.marking:
             e.sufa_init(lanes, dv)
@@ -238,7 +239,7 @@ class CoordinatedKernel(AttentionKernel):
         steps: list[tuple[int, int]] = [(Reg.Q16, lanes * d * 2), (Reg.QBASE, lanes)]
         if not self.marking:
             self.emit_output(self.sram(RegionKind.OUT))
-            steps += [(Reg.Q, lanes * d * 4), (Reg.OUT, lanes * dv * 4)]
+            steps += [(Reg.Q, lanes * d * DATAPATH.nbytes), (Reg.OUT, lanes * dv * DATAPATH.nbytes)]
         e.advance(steps)
         if slot is not None and (step := self.rounds(slot + 1) - self.rounds(slot)):
             e.addi(CReg.GROUPS, CReg.GROUPS, step)

@@ -13,6 +13,7 @@ from typing import Any
 
 from xdsl.ir import Operation
 
+from dialects.numerics import ACCUMULATOR, DATAPATH
 from dialects.sofa_isa import INSTRUCTION_OPS, Dram, LoopOp, LoopRegOp, Sram
 from passes.lower_to_isa.registers import Sem
 from passes.tile_plan import KV_BUFFER_SETS
@@ -213,8 +214,12 @@ class Emitter:
         """fp32 K or V rows of the listed keys from a chunk of `hidden` token columns."""
         self._emit(
             "kvgen", (), (), x=x, w=w, out=out, list=rows, key_base=int(key_base), window=window, hidden=hidden,
-            cols=cols, dtype="f32", bias=bias, mode=int(mode),
+            cols=cols, dtype=ACCUMULATOR.name, bias=bias, mode=int(mode),
         )  # fmt: skip
+
+    def kvround(self, src: Sram, out: Sram, rows: Sram, key_base: int, window: int, cols: int) -> None:
+        """The listed generated rows, rounded from fp32 accumulators to the datapath's fp16."""
+        self._emit("kvround", (), (), src=src, out=out, list=rows, key_base=int(key_base), window=window, cols=cols)
 
     # --- attention --------------------------------------------------------------
 
@@ -225,10 +230,10 @@ class Emitter:
         self, step: AttentionStep, q: Sram, k: Sram, v: Sram, idx: Sram, key_base: int, lanes: int, m: int,
         window: int, depth: int, vdepth: int, scale: float, wait: Semaphores = (), signal: Semaphores = (),
     ) -> None:  # fmt: skip
-        """One KV tile of attention over the selected keys, fp32."""
+        """One KV tile of attention over the selected keys, on fp16 (datapath) operands."""
         self._emit(
             step.value, wait, signal, q=q, k=k, v=v, idx=idx, key_base=int(key_base), lanes=lanes, m=m,
-            window=window, depth=depth, vdepth=vdepth, scale=scale, dtype="f32",
+            window=window, depth=depth, vdepth=vdepth, scale=scale, dtype=DATAPATH.name,
         )  # fmt: skip
 
     def sufa_norm(self, out: Sram, lanes: int, vdepth: int, signal: Semaphores = ()) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dialects.numerics import DATAPATH
 from dialects.sofa import NO_RADIUS, TilingAttr
 from dialects.sofa_isa import SegmentAttr, Sram
 from passes.kernel_interface import KernelLayout, Symbol
@@ -125,12 +126,19 @@ class KvGeneration:
             e.close_loop(full - 1)
         if full and rest:
             self.emit_chunk(e, layout, rest, KvGenMode.ACCUMULATE)
-        for kind, reg, symbol, width in (
-            (RegionKind.GEN_K, Reg.K, Symbol.K, d),
-            (RegionKind.GEN_V, Reg.V, Symbol.V, dv),
-        ):
-            destination = layout.dram(reg, symbol)
-            e.dma_scatter(self.region(kind), destination, rows_list, Reg.KBASE, rows, width * 4, width * 4)
+        # The rows leave the fp32 accumulators as the datapath's fp16, once every hidden chunk is in.
+        outputs = (
+            (RegionKind.GEN_K, RegionKind.GEN_K16, Reg.K, Symbol.K, d),
+            (RegionKind.GEN_V, RegionKind.GEN_V16, Reg.V, Symbol.V, dv),
+        )
+        for accumulators, rounded, _, _, width in outputs:
+            e.kvround(self.region(accumulators), self.region(rounded), rows_list, Reg.KBASE, rows, width)
+        e.barrier()
+        for _, rounded, reg, symbol, width in outputs:
+            row_bytes = width * DATAPATH.nbytes
+            e.dma_scatter(
+                self.region(rounded), layout.dram(reg, symbol), rows_list, Reg.KBASE, rows, row_bytes, row_bytes
+            )
         e.advance(((CReg.GEN_WK, -hidden * d * 4), (CReg.GEN_WV, -hidden * dv * 4), (Reg.KBASE, rows)))
         e.barrier()
         e.close_loop(self.tiling.padded_kv.data // rows)

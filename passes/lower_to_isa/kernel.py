@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr, i64
 from xdsl.ir import Block, Operation, Region
 
+from dialects.numerics import DATAPATH
 from dialects.sofa import TilingAttr
 from dialects.sofa_isa import Dram, ProgramOp, SegmentAttr, Sram
 from passes.kernel_interface import KernelInterface, KernelLayout, Symbol
@@ -105,7 +106,7 @@ class AttentionKernel:
         addresses in `tile_registers`), as a dense FlashAttention dataflow does.
         """
         lanes, m, e = self.tiling.lanes.data, self.tiling.keep_count.data, self.e
-        widths = (self.shape.depth * 4, self.shape.v_depth * 4)
+        widths = (self.shape.depth * DATAPATH.nbytes, self.shape.v_depth * DATAPATH.nbytes)
         tile = r.region(RegionKind.K).size // widths[0]
         fetches = ((RegionKind.K, Symbol.K, Reg.K), (RegionKind.V, Symbol.V, Reg.V))
         if self.rass:
@@ -137,12 +138,13 @@ class AttentionKernel:
         """Normalise the query tile's output and store it."""
         lanes, dv = self.tiling.lanes.data, self.shape.v_depth
         self.e.sufa_norm(o, lanes, dv, signal=(Sem.O_READY,))
-        self.e.dma_store(o, self.dram(Reg.OUT, Symbol.OUT), lanes, dv * 4, wait=(Sem.O_READY,))
+        self.e.dma_store(o, self.dram(Reg.OUT, Symbol.OUT), lanes, dv * DATAPATH.nbytes, wait=(Sem.O_READY,))
 
     def kv_head_steps(self) -> list[tuple[int, int]]:
         """How the K, V and K-hat walks advance from one KV head to the next."""
         d, dv, padded_kv = self.shape.depth, self.shape.v_depth, self.tiling.padded_kv.data
-        return [(Reg.K, padded_kv * d * 4), (Reg.V, padded_kv * dv * 4), (Reg.PRED_HEAD, padded_kv * d * 2)]
+        element = DATAPATH.nbytes
+        return [(Reg.K, padded_kv * d * element), (Reg.V, padded_kv * dv * element), (Reg.PRED_HEAD, padded_kv * d * 2)]
 
     # --- the program ------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from xdsl.utils.exceptions import DiagnosticException
 
 from dialects.host import ConstantOp
-from dialects.numerics import keep_count
+from dialects.numerics import keep_count, tile_count
 from dialects.sofa import (
     DlzsKeyOp,
     DlzsScoreOp,
@@ -173,7 +173,8 @@ class LowerTiledAttention(RewritePattern):
         interface = kernel.interface
         operands = [group.operand(operand) for operand in interface.operands]
         projection = group.constant_projection() if interface.generates else None
-        rewriter.replace(op, KernelCallOp(name, operands, [op.output.type]))
+        segments = tile_count(group.tiling.padded_kv.data, group.select.sparsity.tile_size)
+        rewriter.replace(op, KernelCallOp(name, operands, [op.output.type], group.tiling, segments))
         for dead in (group.select, group.score, group.key):
             if dead is not None and not any(True for _ in dead.results[0].uses):
                 rewriter.erase(dead)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from xdsl.ir import Operation
 
+from dialects.numerics import DATAPATH
 from dialects.sofa import NO_RADIUS
 from passes.kernel_interface import KernelInterface, KernelKind, Symbol, SymbolKind
 from passes.lower_to_isa.kernel import AttentionKernel
@@ -116,14 +117,14 @@ class SeparateKernel(AttentionKernel):
         e.set(SReg.AHAT_ROW, 0)
         e.set(Reg.QBASE, 0)
         e.open_loop()
-        self.emit_query_loads(((RegionKind.Q, Reg.Q, Symbol.Q, 4),), attend_phase=True)
+        self.emit_query_loads(((RegionKind.Q, Reg.Q, Symbol.Q, DATAPATH.nbytes),), attend_phase=True)
         e.sufa_init(lanes, dv)
         e.set(Reg.KBASE, 0)
         for reg, base in ((SReg.AHAT_TILE, SReg.AHAT_ROW), (SReg.K_TILE, Reg.K), (SReg.V_TILE, Reg.V)):
             e.addi(reg, base, 0)
         e.tile_loop(tiling.kv_tiles.data, self.emit_attend_step)
         self.emit_output(self.sram(RegionKind.OUT, attend_phase=True))
-        steps = ((Reg.Q, lanes * d * 4), (Reg.QBASE, lanes), (Reg.OUT, lanes * dv * 4))
+        steps = ((Reg.Q, lanes * d * DATAPATH.nbytes), (Reg.QBASE, lanes), (Reg.OUT, lanes * dv * DATAPATH.nbytes))
         e.advance((*steps, (SReg.AHAT_ROW, lanes * self.ahat_row_bytes)))
         e.close_loop(tiling.query_tiles.data)
 

@@ -39,6 +39,7 @@ from dialects.sofa_isa import (
     KvgenOp,
     KvlistOp,
     KvmarkOp,
+    KvroundOp,
     LoopOp,
     LoopRegOp,
     PostOp,
@@ -207,6 +208,10 @@ class SofaISAFunctions(InterpreterFunctions):
 
     @impl(KvgenOp)
     def run_kvgen(self, interpreter: Interpreter, op: KvgenOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(KvroundOp)
+    def run_kvround(self, interpreter: Interpreter, op: KvroundOp, args: Args) -> Args:
         return self.execute(op)
 
     # -- attention: SU-FA and the baseline's FlashAttention-2 step -------------------------

@@ -1,10 +1,11 @@
-"""Semantics of the on-demand K/V instructions: kvmark, kvlist, kvgen and dma.scatter.
+"""Semantics of the on-demand K/V instructions: kvmark, kvlist, kvgen, kvround and dma.scatter.
 
 Together they let a kernel generate only the K/V rows that some query
 selected (paper §2.1): a first pass marks every key SADS selects in a
 bitmap (`kvmark`), a generation pass lists each tile's marked keys
 (`kvlist`), computes just those rows on the K/V-generation array (`kvgen`,
-one hidden chunk at a time) and writes them to their DRAM rows
+one hidden chunk at a time, in fp32), rounds them to the datapath's fp16
+(`kvround`) and writes them to their DRAM rows
 (`dma.scatter`), and the attention pass gathers them as usual.
 """
 
@@ -48,6 +49,21 @@ def _kvgen(machine: MachineState, instr: Instruction, pc: int, work: Work) -> No
         out[rel] = numerics.to_fp16_saturating(rows) if out.dtype == np.float16 else rows
     work.macs = len(indices) * hidden * cols
     work.dense_ops = 2 * window * hidden * cols
+
+
+def _kvround(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    cols = a["cols"]
+    indices = machine._index_list(pc, instr, work)
+    rel = machine._window_rows(pc, instr, indices)
+    if len(indices):
+        top = int(rel.max()) + 1
+        src = machine.sram_view(pc, instr, "src", top * cols, False, work).reshape(top, cols)
+        out = machine.sram_view(pc, instr, "out", top * cols, True, work).reshape(top, cols)
+        unread = top - len(indices)
+        work.sram_read_bytes[Buffer(a["src"].buffer)] -= unread * cols * src.dtype.itemsize
+        work.sram_write_bytes[Buffer(a["out"].buffer)] -= unread * cols * out.dtype.itemsize
+        out[rel] = numerics.to_datapath(src[rel])
 
 
 def _bitmap(machine: MachineState, instr: Instruction, pc: int, keys: int, write: bool, work: Work) -> np.ndarray:
@@ -105,4 +121,4 @@ def _dma_scatter(machine: MachineState, instr: Instruction, pc: int, work: Work)
     work.dram_write_bytes = len(indices) * row_bytes
 
 
-HANDLERS = {"kvgen": _kvgen, "kvmark": _kvmark, "kvlist": _kvlist, "dma.scatter": _dma_scatter}
+HANDLERS = {"kvgen": _kvgen, "kvround": _kvround, "kvmark": _kvmark, "kvlist": _kvlist, "dma.scatter": _dma_scatter}

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from sofa_compiler.accuracy import OutputAccuracy
     from sofa_compiler.driver import CompiledModel, ModelReport
+    from sofa_compiler.sim.report import Report
 
 
 def onnxruntime_outputs(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "non_finite": {name: non_finite_counts(values) for name, values in outputs.items()},
             "comparison": {name: a.to_dict() for name, a in accuracy.items()},
             "placements": [placement.to_dict() for placement in model.placements],
-            "kernels": [{"kernel": name, **r.to_dict()} for name, r in report.kernels],
+            "kernels": [kernel_entry(model, name, r) for name, r in report.kernels],
             "total": report.total.to_dict() if report.total else None,
         }
         print(json.dumps(document, indent=2))
@@ -119,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     return MISMATCH_STATUS if mismatched else 0
 
 
+def kernel_entry(model: CompiledModel, name: str, report: Report) -> dict[str, object]:
+    """One kernel call's JSON figures, with the tiling its kernel ran (Bc, Tc, n, m; null if unknown)."""
+    tiling = model.tilings.get(name)
+    return {"kernel": name, "tiling": tiling.to_dict() if tiling else None, **report.to_dict()}
+
+
 def print_report(
     model: CompiledModel, outputs: dict[str, np.ndarray], accuracy: dict[str, OutputAccuracy], report: ModelReport
 ) -> None:
@@ -129,6 +136,8 @@ def print_report(
 
     for placement in model.placements:
         print(placement.line())
+    for kernel, tiling in model.tilings.items():
+        print(f"kernel {kernel}: {tiling.describe()}")
     for name, values in outputs.items():
         if name in accuracy:
             print(accuracy[name].line(name, "onnxruntime"))

@@ -160,11 +160,17 @@ def run_bundle(args: argparse.Namespace) -> int:
     if args.trace:
         write_model_trace(args.trace, report.timeline)
     if args.json:
-        kernels = [{"kernel": name, **kernel.to_dict()} for name, kernel in report.kernels]
+        tilings = model.tilings
+        kernels = [
+            {"kernel": name, "tiling": tilings[name].to_dict() if name in tilings else None, **kernel.to_dict()}
+            for name, kernel in report.kernels
+        ]
         total = report.total.to_dict() if report.total else None
         print(json.dumps({"kernels": kernels, "total": total}, indent=2))
         return 0
     print_outputs(outputs, args.print)
+    for kernel, tiling in model.tilings.items():
+        print(f"kernel {kernel}: {tiling.describe()}")
     print(f"attention kernels run: {len(report.kernels)}")
     if report.total is not None:
         Console(width=110).print(report.total.render_table())

@@ -32,7 +32,7 @@ SECTIONS = (
     "### Roofline of the simulated hardware",
 )
 TABLE_HEADERS = (
-    "| layer | H×d | simulated | SOFA ms |",
+    "| layer | H×d | simulated | SOFA Bc/Tc/n | base Bc/Tc/n | SOFA ms |",
     "| configuration | predict ops |",
     "| inputs | predictor | keep | rel. error | cosine | index error | row recall | tile recall |",
     "| inputs (S) | predictor | n=1 | n=2 | n=4 |",

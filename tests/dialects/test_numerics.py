@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dialects import numerics
+from tests.fp16_tolerance import assert_fp16_close, fp16
 
 
 def reference_attention(q, k, v, scale, mask=None):
@@ -111,8 +112,8 @@ def test_keep_one_is_exact_attention(predictor, tile):
     q, k, v = random_qkv(0)
     bias = numerics.mask_to_bias(None, False, 70, 150)
     out = numerics.sofa_attention(q, k, v, bias, 0.25, keep=1.0, tile=tile, radius=np.inf, predictor=predictor)
-    expected = reference_attention(q, k, v, 0.25)
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    expected = reference_attention(fp16(q), fp16(k), fp16(v), 0.25)
+    assert_fp16_close(out, expected, v)
 
 
 def test_keep_one_with_causal_and_boolean_mask():
@@ -123,7 +124,7 @@ def test_keep_one_with_causal_and_boolean_mask():
     causal = np.tril(np.ones((150, 150), dtype=bool))
     bias = numerics.mask_to_bias(mask, True, 150, 150)
     out = numerics.sofa_attention(q, k, v, bias, 0.3, keep=1.0, tile=32, radius=np.inf)
-    np.testing.assert_allclose(out, reference_attention(q, k, v, 0.3, mask & causal), rtol=1e-5, atol=1e-6)
+    assert_fp16_close(out, reference_attention(fp16(q), fp16(k), fp16(v), 0.3, mask & causal), v)
 
 
 def test_additive_mask_is_added_to_logits():
@@ -132,12 +133,13 @@ def test_additive_mask_is_added_to_logits():
     bias = numerics.mask_to_bias(additive, False, 70, 150)
     out = numerics.sofa_attention(q, k, v, bias, 0.25, keep=1.0, tile=50, radius=np.inf)
     group = 2
-    logits = np.einsum("bhqd,bhkd->bhqk", q.astype(np.float64), np.repeat(k, group, 1).astype(np.float64)) * 0.25
+    q, k, v = fp16(q), fp16(k), fp16(v)
+    logits = np.einsum("bhqd,bhkd->bhqk", q, np.repeat(k, group, 1)) * 0.25
     logits += additive
     weights = np.exp(logits - logits.max(-1, keepdims=True))
     weights /= weights.sum(-1, keepdims=True)
-    expected = np.einsum("bhqk,bhkd->bhqd", weights, np.repeat(v, group, 1).astype(np.float64))
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    expected = np.einsum("bhqk,bhkd->bhqd", weights, np.repeat(v, group, 1))
+    assert_fp16_close(out, expected, v)
 
 
 def test_fully_masked_rows_give_zeros():
@@ -164,7 +166,7 @@ def test_sparse_attention_matches_attention_over_the_selection():
             selected[b[idx >= 0], h[idx >= 0], r[idx >= 0], idx[idx >= 0]] = True
     assert selected.sum(axis=-1).max() == 5 * 8  # ceil(.25 * 32) per tile, 5 tiles
     out = numerics.sofa_attention(q, k, v, bias, 0.25, keep=0.25, tile=32, radius=np.inf)
-    np.testing.assert_allclose(out, reference_attention(q, k, v, 0.25, selected), rtol=1e-5, atol=1e-6)
+    assert_fp16_close(out, reference_attention(fp16(q), fp16(k), fp16(v), 0.25, selected), v)
 
 
 def test_wrong_prediction_counts_max_updates_but_stays_exact():
@@ -206,7 +208,7 @@ def test_tile_by_tile_merge_equals_one_shot_softmax():
     logits = q @ keys.T
     weights = np.exp(logits - logits.max(-1, keepdims=True))
     expected = weights / weights.sum(-1, keepdims=True) @ values
-    np.testing.assert_allclose(numerics.sufa_finish(state), expected, rtol=1e-6)
+    assert_fp16_close(numerics.sufa_finish(state), expected, values)
 
 
 def test_dlzs_prediction_ranks_well():

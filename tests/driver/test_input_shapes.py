@@ -22,6 +22,7 @@ from sofa_compiler.cli import InputShapeError, input_shapes, parse_input_shape
 from sofa_compiler.driver import CompileError
 from sofa_compiler.frontend import FrontendError
 from sofa_compiler.tools import sofa_compile, sofa_run, sofa_sim
+from tests.fp16_tolerance import FP16_MODEL_RTOL, assert_close_to_fp32_reference
 
 HEADS, DEPTH = 2, 8
 
@@ -100,7 +101,7 @@ def test_compile_with_input_shapes_matches_onnxruntime(model_path: Path, length:
     inputs = qkv(length)
     outputs, report = model.run(inputs)
     assert len(report.kernels) == 1  # the attention ran on the accelerator, not the host
-    np.testing.assert_allclose(outputs["y"], onnxruntime_output(model_path, inputs), rtol=1e-4, atol=1e-5)
+    assert_close_to_fp32_reference(outputs["y"], onnxruntime_output(model_path, inputs))
 
 
 def test_compile_without_shapes_names_the_option(model_path: Path) -> None:
@@ -158,9 +159,9 @@ def test_sofa_run_takes_shapes_from_the_npz(
     argv = [str(model_path), "--inputs", str(tmp_path / "in.npz"), "--output", str(tmp_path / "out.npz"), "--json"]
     assert sofa_run.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["max_relative_error"]["y"] < 1e-5
+    assert report["max_relative_error"]["y"] < FP16_MODEL_RTOL
     assert len(report["kernels"]) == 1
-    np.testing.assert_allclose(np.load(tmp_path / "out.npz")["y"], onnxruntime_output(model_path, inputs), atol=1e-5)
+    assert_close_to_fp32_reference(np.load(tmp_path / "out.npz")["y"], onnxruntime_output(model_path, inputs))
 
 
 def test_sofa_run_flag_and_npz_agree_or_fail(

@@ -115,7 +115,7 @@ def test_max_error_is_a_constraint(two_workers):
 
 def test_misfits_are_pruned_with_a_reason(two_workers):
     # Small SRAM: Bc = 64 does not fit at keep 0.5 (the SADS index buffers grow with keep).
-    sizes = {"target.token_sram": 73728, "target.weight_sram": 24576, "target.temp_sram": 24576}
+    sizes = {"target.token_sram": 57344, "target.weight_sram": 24576, "target.temp_sram": 24576}
     config = load_config(None).with_values(sizes)
     problem = make_problem(2, config)
     assert problem.fit_problem(0, 64, 0.5) is not None

@@ -17,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import sofa_compiler
+from tests.fp16_tolerance import assert_close_to_fp32_reference
 from tests.frontend.frontend_harness import random_inputs, run_onnxruntime
 
 BATCH, HEADS, LENGTH, DEPTH, BUFFER = 1, 2, 13, 8, 64
@@ -181,7 +182,7 @@ def check_on_accelerator(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) 
     outputs, report = compiled.run(inputs)
     assert report.kernels
     (expected,) = run_onnxruntime(model, inputs)[:1]
-    np.testing.assert_allclose(next(iter(outputs.values())), expected, rtol=1e-4, atol=1e-4)
+    assert_close_to_fp32_reference(next(iter(outputs.values())), expected)
 
 
 @pytest.mark.parametrize("name", list(MASKS))

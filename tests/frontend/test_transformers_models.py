@@ -21,6 +21,7 @@ import pytest
 
 import sofa_compiler
 from sofa_compiler.frontend import FrontendWarning
+from tests.fp16_tolerance import assert_close_to_fp32_reference
 from tests.frontend.frontend_harness import run_onnxruntime
 
 torch = pytest.importorskip("torch")
@@ -120,7 +121,7 @@ def check_on_accelerator(model: onnx.ModelProto, layers: int = LAYERS) -> sofa_c
     assert len(report.kernels) == layers
     (expected,) = run_onnxruntime(model, inputs)
     (actual,) = outputs.values()
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+    assert_close_to_fp32_reference(actual, expected)
     return compiled
 
 
@@ -175,4 +176,4 @@ def test_sliding_window_shorter_than_the_sequence_runs_on_host_with_a_warning() 
     inputs = model_inputs(model)
     outputs, report = compiled.run(inputs)
     assert not report.kernels
-    np.testing.assert_allclose(next(iter(outputs.values())), run_onnxruntime(model, inputs)[0], rtol=1e-4, atol=1e-4)
+    assert_close_to_fp32_reference(next(iter(outputs.values())), run_onnxruntime(model, inputs)[0])

@@ -280,7 +280,10 @@ def ieee_files(case: dict, directory: Path) -> tuple[Path, Path, bool]:
         or (case["tensor"] == "v" and special in ("nan", "inf", "-inf"))
         or (case["tensor"] == "k" and special == "nan")
     )
-    return model_path, inputs_path, visible and case["keep"] == 1.0
+    # The 16-bit datapath stores 1e19 as 65504 (saturating): the dot products stay finite where
+    # onnxruntime's fp32 ones overflow, so sofa-run may report the difference (exit 3) by design.
+    overflow_only_in_fp32 = special in ("huge", "row-huge")
+    return model_path, inputs_path, visible and case["keep"] == 1.0 and not overflow_only_in_fp32
 
 
 # ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from sofa_compiler.driver import compile_model
 from sofa_compiler.interpreters import register_all
 from sofa_compiler.parser import SofaParser
 from sofa_compiler.sim.config import HardwareConfig, load_config
+from tests.fp16_tolerance import assert_close_to_fp32_reference
 
 COMPILED_EXAMPLES = int(os.environ.get("COMPILED_EXAMPLES", "200"))
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
@@ -144,7 +145,7 @@ def test_compiled_layer_matches_numpy_and_its_tiled_ir(c: dict) -> None:
     mask = inputs.get("mask")
     bias = numerics.mask_to_bias(mask, c["mask"] == "causal", c["sq"], c["skv"])
     expected = reference_attention(inputs["q"], inputs["k"], inputs["v"], bias, 1.0 / math.sqrt(c["depth"]))
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+    assert_close_to_fp32_reference(actual, expected)
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,11 @@ def test_non_finite_values_propagate_as_onnxruntime(c: dict) -> None:
     # Under the causal mask onnxruntime fills hidden keys with a finite lowest: an inf in Q meets them, and a
     # row whose visible scores are all -inf (inf in key 0, or its overflow) averages them: not compared.
     hidden_fill = c["mask"] == "causal" and (c["special"] == "huge" or (c["tensor"] in "qk" and "inf" in c["special"]))
-    if not hidden_fill and (c["keep"] == 1.0 or (c["tensor"] in "qk" and c["special"] == "nan")):
+    if c["special"] == "huge":
+        # fp16 storage saturates 1e19 at 65504, so no dot product can pass fp32's range on the
+        # accelerator (onnxruntime's does): the output stays finite (docs/isa.md, "Numerics").
+        assert np.isfinite(outputs["y"]).all()
+    elif not hidden_fill and (c["keep"] == 1.0 or (c["tensor"] in "qk" and c["special"] == "nan")):
         # At keep < 1 a NaN score is still always kept: NaN in Q or K poisons the same rows.
         assert_same_non_finite(outputs["y"], onnxruntime_output(c, inputs))
 

@@ -128,7 +128,9 @@ def test_the_budget_counts_loops_and_is_the_default_everywhere() -> None:
         "loop count=16777215, body=2\n  loop count=16777215, body=1\n    addi rd=r1, rs=r1, imm=1\nhalt\n"
     )
     events: list = []
-    with pytest.raises(Trap, match="at least 281,474,959,933,441 instructions, past the instruction budget of 1,000") as caught:
+    with pytest.raises(
+        Trap, match="at least 281,474,959,933,441 instructions, past the instruction budget of 1,000"
+    ) as caught:
         Machine().run(program, {}, max_instructions=1000, on_event=events.append)
     assert caught.value.kind is TrapKind.BUDGET
     assert events == []  # refused before the first instruction

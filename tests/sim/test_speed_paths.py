@@ -56,6 +56,7 @@ def reference_tile_step(q, k_window, v_window, slots, bias, scale) -> numerics.S
     row_max = np.where(poisoned, np.nan, row_max)
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
     weights = np.where(poisoned[:, None], 0.0, np.exp(scores - safe_max[:, None]))
+    weights = weights.astype(np.float16).astype(np.float64)  # P is a 16-bit PV operand (docs/isa.md, "Numerics")
     flat_slots = safe_slots + (np.arange(rows) * width)[:, None]
     window_weights = np.bincount(flat_slots.ravel(), weights=weights.ravel(), minlength=all_scores.size)
     window_weights = window_weights.reshape(all_scores.shape)

@@ -17,7 +17,7 @@ func.func @staged(%q: tensor<1x1x4x4xf32>, %k: tensor<1x1x8x4xf32>, %v: tensor<1
 }
 
 // CHECK:      result[0]: (1, 1, 4, 2) float32
-// CHECK-NEXT: {{\[\[\[\[}} 0.134534  0.613507]
-// CHECK-NEXT: [ 0.367156 -0.837861]
-// CHECK-NEXT: [ 0.10061  -0.086678]
-// CHECK-NEXT: [ 0.266366 -0.74146 ]]]]
+// CHECK-NEXT: {{\[\[\[\[}} 0.134521  0.613281]
+// CHECK-NEXT: [ 0.367188 -0.837891]
+// CHECK-NEXT: [ 0.100647 -0.086792]
+// CHECK-NEXT: [ 0.266357 -0.741699]]]]

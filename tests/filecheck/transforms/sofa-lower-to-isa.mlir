@@ -22,9 +22,10 @@ func.func @main(%q: tensor<1x2x100x16xf32>, %k: tensor<1x1x130x16xf32>, %v: tens
 }
 
 // CHECK:      func.func @main
-// CHECK-NEXT:   %o = sofa.kernel_call "attn0"(%q, %k, %v) : (tensor<1x2x100x16xf32>, tensor<1x1x130x16xf32>, tensor<1x1x130x8xf32>) -> tensor<1x2x100x8xf32>
+// The call records the tiling its kernel runs and SADS's sub-segments per row (n = Tc), for reports.
+// CHECK-NEXT:   %o = sofa.kernel_call "attn0"(%q, %k, %v) tiling <lanes = 100, tile = 32, kv_tiles = 5, keep_count = 8, query_tiles = 1, padded_q = 100, padded_kv = 160> segments 5 : (tensor<1x2x100x16xf32>, tensor<1x1x130x16xf32>, tensor<1x1x130x8xf32>) -> tensor<1x2x100x8xf32>
 // CHECK-NEXT:   func.return %o
-// CHECK:      sofa_isa.program {{.*}}symbols = [#sofa_isa.symbol<"q", input, f32, [200, 16], {{.*}}#sofa_isa.symbol<"k", input, f32, [160, 16]{{.*}}#sofa_isa.symbol<"o", output, f32, [200, 8]
+// CHECK:      sofa_isa.program {{.*}}symbols = [#sofa_isa.symbol<"q", input, f16, [200, 16], {{.*}}#sofa_isa.symbol<"k", input, f16, [160, 16]{{.*}}#sofa_isa.symbol<"o", output, f16, [200, 8]
 // Two credits for each double-buffered tile set, then the KV-head loop (2 query heads), one query tile.
 // CHECK:      sofa_isa.post signal = 96
 // CHECK-NEXT: sofa_isa.post signal = 96

@@ -1,12 +1,14 @@
 // RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32}' | filecheck %s
 // RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32},sofa-lower-to-isa{pipeline=separate attention=fa2 rass=false}' | filecheck %s --check-prefix=ISA
 // RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32},sofa-lower-to-isa{pipeline=separate attention=fa2 rass=false}' --print-op-generic | %mlir-check | filecheck %s --check-prefix=MLIR
-// The baseline's kernel computes what its tiled IR says (whole-row top-k, then exact attention):
+// The baseline's kernel computes what its tiled IR says (whole-row top-k, then exact attention),
+// up to the 16-bit datapath's P rounding, which is relative to each KV tile's maximum and so
+// depends on the tiling (rtol 1e-3, fp16 unit roundoff 4.9e-4; 3.4e-4 measured; 1e-6 with fp32):
 // RUN: sofa-opt %s -p 'sofa-separate-stage-tiling{keep=0.25 tile=32}' -o %t.tiled.mlir
 // RUN: sofa-run-ir %t.tiled.mlir --random-inputs 4 --output %t.tiled.npz
 // RUN: sofa-opt %t.tiled.mlir -p 'sofa-lower-to-isa{pipeline=separate attention=fa2 rass=false}' -o %t.isa.mlir
 // RUN: sofa-run-ir %t.isa.mlir --random-inputs 4 --output %t.isa.npz
-// RUN: %python %S/../../tools/compare_npz.py %t.isa.npz result0 %t.tiled.npz result0 --rtol 1e-6 | filecheck %s --check-prefix=SAME
+// RUN: %python %S/../../tools/compare_npz.py %t.isa.npz result0 %t.tiled.npz result0 --rtol 1e-3 | filecheck %s --check-prefix=SAME
 
 // MLIR: MLIR-OK
 // SAME: max relative error

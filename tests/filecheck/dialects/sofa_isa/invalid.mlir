@@ -10,8 +10,8 @@ sofa_isa.sufa_init lanes = 4096, vdepth = 32
 
 // -----
 
-sofa_isa.sufa_norm out = temp[r0 + 6], lanes = 128, vdepth = 32
-// CHECK: sufa.norm: field 'out' offset 6 is not aligned to its 4-byte elements
+sofa_isa.sufa_norm out = temp[r0 + 5], lanes = 128, vdepth = 32
+// CHECK: sufa.norm: field 'out' offset 5 is not aligned to its 2-byte elements
 
 // -----
 
