@@ -6,11 +6,12 @@
 // RUN: sofa-opt %s -p 'sofa-coordinated-tiling' -o %t.tiled.mlir
 // RUN: sofa-run-ir %t.tiled.mlir --symbol sparse --random-inputs 1 --print > %t.after
 // RUN: diff %t.before %t.after
-// Folding the padding mask changes no number at keep = 1 (up to fp32 rounding):
+// Folding the padding mask changes no number at keep = 1 beyond the 16-bit datapath's rounding
+// (rtol 2e-3 = 4 fp16 unit roundoffs, tests/fp16_tolerance.py; 8.5e-4 measured; 1e-6 with fp32):
 // RUN: sofa-run-ir %s --symbol padding --random-inputs 3 --output %t.mask-before.npz
 // RUN: sofa-opt %s -p 'sofa-coordinated-tiling' -o %t.mask.mlir
 // RUN: sofa-run-ir %t.mask.mlir --symbol padding --random-inputs 3 --output %t.mask-after.npz
-// RUN: %python %S/../../tools/compare_npz.py %t.mask-after.npz result0 %t.mask-before.npz result0 --rtol 1e-6
+// RUN: %python %S/../../tools/compare_npz.py %t.mask-after.npz result0 %t.mask-before.npz result0 --rtol 2e-3
 // Errors: a target whose SRAM cannot hold the smallest tile, a keep ratio outside (0, 1].
 // RUN: sed 's/#sofa.target<>/#sofa.target<token_sram = 4096, weight_sram = 4096, temp_sram = 4096>/' %s | not sofa-opt -p 'sofa-coordinated-tiling' 2>&1 | filecheck %s --check-prefix=NOFIT
 // RUN: not sofa-opt %s -p 'sofa-coordinated-tiling{keep=1.5}' 2>&1 | filecheck %s --check-prefix=KEEP
