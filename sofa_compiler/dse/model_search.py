@@ -99,21 +99,28 @@ def _token_ids(inputs: dict[str, np.ndarray]) -> np.ndarray:
     return next(iter(inputs.values()))
 
 
+def fitting_plan(target: TargetAttr, call: Captured, tile: int, keep: float) -> bool:
+    """Whether the target's SRAM holds the coordinated plan of this layer at (tile, keep)."""
+    batch, q_heads, length, depth = call.q.shape
+    shape = AttentionShape(batch, q_heads, call.k.shape[1], length, call.k.shape[2], depth, call.v.shape[3],
+                           keep, call.spec.causal)  # fmt: skip
+    try:
+        plan_sram(target, shape, tile)
+    except PlanError:
+        return False
+    return True
+
+
 def fitting(call: Captured, grid: list[tuple[int, float]], config: Any) -> list[tuple[int, float]]:
     """The (tile, keep) of `grid` whose SRAM plan fits the target for this layer's shape."""
-    batch, q_heads, length, depth = call.q.shape
     target = TargetAttr(config.as_target_dict())
-    result = []
-    for tile, keep in grid:
-        shape = AttentionShape(batch, q_heads, call.k.shape[1], length, call.k.shape[2], depth, call.v.shape[3],
-                               keep, call.spec.causal)  # fmt: skip
-        try:
-            plan_sram(target, shape, tile)
-        except PlanError:
-            continue
-        result.append((tile, keep))
+    result = [(tile, keep) for tile, keep in grid if fitting_plan(target, call, tile, keep)]
     if not result:
-        raise DseError(f"no (Bc, keep) of the grid fits the target for a layer of shape {list(call.q.shape)}")
+        fits = [tile for tile in (16, 32, 64, 128, 256, 512, 1024) if fitting_plan(target, call, tile, 0.1)]
+        raise DseError(
+            f"no (Bc, keep) of the grid fits the target for a layer of shape {list(call.q.shape)}"
+            f" (tiles that fit at keep 0.1: {', '.join(map(str, fits)) or 'none'})"
+        )
     return result
 
 

@@ -120,4 +120,4 @@ def test_cli_errors_are_clear(tmp_path, causal_model, capsys) -> None:
     assert dse_main([str(path), "--workload", "bert-base-512", "-o", out]) == 1
     assert "not several" in capsys.readouterr().err
     assert dse_main([str(path), "--inputs", str(calib), "--tiles", "4096", "-o", out]) == 1
-    assert "fits the target" in capsys.readouterr().err
+    assert "tiles that fit at keep 0.1: 16, 32, 64" in capsys.readouterr().err
