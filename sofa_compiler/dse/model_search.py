@@ -125,10 +125,13 @@ def fitting(call: Captured, grid: list[tuple[int, float]], config: Any) -> list[
 
 
 def run_model_search(args: Namespace, out: Path, log: Log) -> int:
+    """Tune per-layer (Bc, keep) for each mean keep of ``args.mean_keep``: ``best.json`` for the first,
+    ``best-keep<K>.json`` for every one; ``summary.json`` holds the errors and any loss checks."""
     if args.row_step < 1:
         raise DseError(f"--row-step must be at least 1, got {args.row_step}")
-    if problem := keep_problem(args.mean_keep):
-        raise DseError(f"--mean-keep {problem}")
+    budgets = _numbers(args.mean_keep, float, (), "--mean-keep")
+    if not budgets or any(keep_problem(k) for k in budgets):
+        raise DseError(f"--mean-keep must be keep ratios in (0, 1], got {args.mean_keep}")
     keeps = _numbers(args.keeps if args.keeps != "0.05:0.5:0.05" else None, float, DEFAULT_KEEPS, "--keeps")
     if any(keep_problem(k) for k in keeps):
         raise DseError(f"--keeps must lie in (0, 1], got {args.keeps}")
@@ -145,24 +148,30 @@ def run_model_search(args: Namespace, out: Path, log: Log) -> int:
     log(f"{len(calls)} attention layers; scoring {len(grid)} (Bc, keep) each on every {args.row_step}-th query row")
     grids = [fitting(call, grid, compiled.config) for call in calls]
     errors = layer_errors(calls, grids, args.row_step, radius, log)
-    choice = allocate(errors, args.mean_keep)
-    summary: dict[str, Any] = {
-        "model": str(args.model),
-        "objective": args.objective,
-        "mean_keep": args.mean_keep,
-        "row_step": args.row_step,
-        "layers": [{"tile": t, "keep": k, "error": errors[i][(t, k)]} for i, (t, k) in enumerate(choice)],
-    }
-    if token_ids is not None:
-        summary["perplexity"] = _loss_check(compiled, inputs, token_ids, dense, calls, choice, tiles, args, log)
-        choice = summary["perplexity"]["chosen"]["layers"]
-    meta = {"objective": args.objective, "mean_keep": args.mean_keep, "model": str(args.model)}
-    tuning = as_tuning([tuple(c) for c in choice], meta)
-    atomic_write_text(out / "best.json", tuning.to_json())
+    summary: dict[str, Any] = {"model": str(args.model), "objective": args.objective, "row_step": args.row_step}
+    summary["budgets"] = []
+    for budget in budgets:
+        choice = allocate(errors, budget)
+        entry: dict[str, Any] = {
+            "mean_keep": budget,
+            "layers": [{"tile": t, "keep": k, "error": errors[i][(t, k)]} for i, (t, k) in enumerate(choice)],
+        }
+        if token_ids is not None:
+            entry["perplexity"] = _loss_check(
+                compiled, inputs, token_ids, dense, calls, choice, tiles, budget, radius, log
+            )
+            choice = entry["perplexity"]["chosen"]["layers"]
+        summary["budgets"].append(entry)
+        meta = {"objective": args.objective, "mean_keep": budget, "model": str(args.model)}
+        text = as_tuning([tuple(c) for c in choice], meta).to_json()
+        names = [f"best-keep{budget:g}.json"] + (["best.json"] if budget == budgets[0] else [])
+        for name in names:
+            atomic_write_text(out / name, text)
+        print(f"mean keep {budget:g}: " + ", ".join(f"{i}:{t}/{k:g}" for i, (t, k) in enumerate(choice)))
+        print(
+            f"  mean keep {sum(k for _, k in choice) / len(choice):.4f}; wrote {', '.join(str(out / n) for n in names)}"
+        )
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    for index, (tile, keep) in enumerate(choice):
-        print(f"  layer {index}: tile {tile}, keep {keep}")
-    print(f"mean keep {sum(k for _, k in choice) / len(choice):.4f}; wrote {out / 'best.json'} (sofa-compile --tuning)")
     return 0
 
 
@@ -174,7 +183,8 @@ def _loss_check(
     calls: list[Captured],
     allocated: list[tuple[int, float]],
     tiles: tuple[int, ...],
-    args: Namespace,
+    mean_keep: float,
+    radius: float,
     log: Log,
 ) -> dict[str, Any]:
     """The model's own loss for the allocation and for one uniform (Bc, mean keep) per tile: the lowest wins.
@@ -183,9 +193,8 @@ def _loss_check(
     """
     reference = causal_lm_perplexity(dense, token_ids)
     log(f"dense perplexity {reference:.4f}")
-    radius = math.inf if args.radius is None else args.radius
     candidates = {"allocated": [tuple(c) for c in allocated]}
-    candidates |= {f"uniform Bc={tile}": [(tile, args.mean_keep)] * len(calls) for tile in tiles}
+    candidates |= {f"uniform Bc={tile}": [(tile, mean_keep)] * len(calls) for tile in tiles}
     results = []
     for name, choice in candidates.items():
         selections = [Selection(tile, keep, radius) for tile, keep in choice]

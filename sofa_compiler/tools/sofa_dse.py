@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="model mode: attention-output error per layer, or the model's own loss (perplexity; a causal LM"
         " whose one input is token ids and whose output is logits)",
     )
-    what.add_argument("--mean-keep", type=float, default=0.25, help="model mode: mean keep over the layers")
+    what.add_argument(
+        "--mean-keep", default="0.25", help="model mode: mean keep over the layers (comma-separated: one tuning each)"
+    )
     what.add_argument("--row-step", type=int, default=8, help="model mode: score every N-th query row (default 8)")
     what.add_argument("--workload", help="benchmark attention layer to stack (e.g. bert-base-512)")
     what.add_argument("--layers", type=int, default=None, help="layers in the model (default 1; BERT-base: 12)")

@@ -95,14 +95,17 @@ def test_cli_tunes_an_attention_model_and_writes_a_tuning_file(tmp_path, causal_
     onnx.save(causal_model, path)
     np.savez(calib, **attention_inputs(causal_model))
     out = tmp_path / "out"
-    argv = [str(path), "--inputs", str(calib), "--tiles", "32,64", "--keeps", "0.25,0.5", "--mean-keep", "0.25"]
+    argv = [str(path), "--inputs", str(calib), "--tiles", "32,64", "--keeps", "0.25,0.5", "--mean-keep", "0.25,0.5"]
     assert dse_main([*argv, "--row-step", "4", "-o", str(out), "--quiet"]) == 0
     tuning = load_tuning(out / "best.json")
     assert tuning.layers[0].keep == 0.25
     assert tuning.layers[0].tile in (32, 64)
+    assert tuning == load_tuning(out / "best-keep0.25.json")
+    assert load_tuning(out / "best-keep0.5.json").layers[0].keep == 0.5
     summary = json.loads((out / "summary.json").read_text())
     assert summary["objective"] == "attention"
-    assert "layer 0: tile" in capsys.readouterr().out
+    assert [b["mean_keep"] for b in summary["budgets"]] == [0.25, 0.5]
+    assert "mean keep 0.25: 0:" in capsys.readouterr().out
 
 
 def test_cli_errors_are_clear(tmp_path, causal_model, capsys) -> None:
@@ -119,5 +122,7 @@ def test_cli_errors_are_clear(tmp_path, causal_model, capsys) -> None:
     assert "token ids" in capsys.readouterr().err
     assert dse_main([str(path), "--workload", "bert-base-512", "-o", out]) == 1
     assert "not several" in capsys.readouterr().err
+    assert dse_main([str(path), "--inputs", str(calib), "--mean-keep", "0.25,2", "-o", out]) == 1
+    assert "--mean-keep must be keep ratios" in capsys.readouterr().err
     assert dse_main([str(path), "--inputs", str(calib), "--tiles", "4096", "-o", out]) == 1
     assert "tiles that fit at keep 0.1: 16, 32, 64" in capsys.readouterr().err
