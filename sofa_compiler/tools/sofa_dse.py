@@ -48,18 +48,18 @@ def _numbers(text: str, kind: type, option: str) -> tuple:
         raise DseError(f"{option}: cannot read '{text}' as a list of numbers") from None
 
 
+OBJECTIVE_HELP = (
+    "model mode: attention-output error per layer, or the model's own loss (perplexity; a causal LM whose one"
+    " input is token ids and whose output is logits)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sofa-dse", description=__doc__.split("\n")[0])
     what = parser.add_argument_group("what to explore")
     what.add_argument("model", nargs="?", help="an ONNX model to tune per attention layer (with --inputs)")
     what.add_argument("--inputs", metavar="CALIB.npz", help="the model's calibration inputs, one array per input name")
-    what.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        default="attention",
-        help="model mode: attention-output error per layer, or the model's own loss (perplexity; a causal LM"
-        " whose one input is token ids and whose output is logits)",
-    )
+    what.add_argument("--objective", choices=OBJECTIVES, default="attention", help=OBJECTIVE_HELP)
     what.add_argument(
         "--mean-keep", default="0.25", help="model mode: mean keep over the layers (comma-separated: one tuning each)"
     )
