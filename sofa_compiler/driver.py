@@ -160,12 +160,14 @@ class CompiledModel:
         progress: RunProgress | None = None,
         max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
         trace: bool = False,
+        runner: KernelRunner | None = None,
     ) -> tuple[dict[str, np.ndarray], ModelReport]:
         """Run the model: host ops on numpy and onnxruntime, every kernel call on the simulator.
 
         Each kernel call runs within `max_instructions`. With `trace`, the report's
         timeline records every host partition and kernel event (for a Perfetto
         trace); without it, memory does not grow with the number of instructions.
+        `runner` answers the kernel calls instead of the simulator (`sofa-dse`'s golden evaluation).
         """
         args = []
         for name, shape, dtype in self.input_specs():
@@ -177,7 +179,7 @@ class CompiledModel:
                 raise CompileError(f"input '{name}' has shape {given}, but the model was compiled for {expected}")
             args.append(_input_array(name, value, np.dtype(dtype)))
         timeline = Timeline() if trace else None
-        runner = KernelRunner(
+        runner = runner or KernelRunner(
             self.programs, self.config, progress, timeline=timeline, max_instructions=max_instructions
         )
         interpreter = Interpreter(self.host)

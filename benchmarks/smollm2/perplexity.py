@@ -25,6 +25,7 @@ import onnxruntime
 
 from sofa_compiler.driver import CompiledModel, compile_model
 from sofa_compiler.frontend.placement import Placement
+from sofa_compiler.tuning import Tuning
 
 Log = Callable[[str], None]
 
@@ -65,6 +66,7 @@ class KeepPoint:
     compile_warnings: dict[str, int]  # warnings the compiler raised (node names elided), with counts
     kernel_calls: int  # simulated kernel calls in the run
     cycles: int  # simulated cycles, summed over the kernel calls (0 when none ran)
+    setting: str = "uniform"  # "uniform" (one keep for every layer) or the tuning file that set each layer
 
 
 @dataclass
@@ -112,20 +114,37 @@ def _host_reason(placement: Placement) -> str:
     return placement.host_reason if placement.host_reason is not None else UNPAIRED
 
 
-def _compile(model: str | Path, keep: float) -> tuple[CompiledModel, float, Counter[str]]:
+def _compile(model: str | Path, keep: float, tuning: Tuning | None = None) -> tuple[CompiledModel, float, Counter[str]]:
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        compiled = compile_model(model, keep=keep)
+        compiled = compile_model(model, keep=keep, tuning=tuning)
     return compiled, time.perf_counter() - start, Counter(NODE_NAME.sub("node <name>", str(w.message)) for w in caught)
 
 
+def mean_keep(tuning: Tuning, layers: int, default: float = 1.0) -> float:
+    """The mean keep ratio a tuning gives `layers` attention layers (layers it omits take `default`)."""
+    keeps = [
+        entry.keep if (entry := tuning.layers.get(i)) is not None and entry.keep is not None else default
+        for i in range(layers)
+    ]
+    return sum(keeps) / max(1, layers)
+
+
 def measure(
-    model: str | Path, input_ids: np.ndarray, keep: float, reference_ppl: float, log: Log | None = None
+    model: str | Path,
+    input_ids: np.ndarray,
+    keep: float,
+    reference_ppl: float,
+    log: Log | None = None,
+    tuning: tuple[str, Tuning] | None = None,
 ) -> KeepPoint:
-    """Compile `model` at `keep`, run it on `input_ids` and compute the perplexity."""
+    """Compile `model` at `keep` (or with a named per-layer tuning), run it on `input_ids`: the perplexity."""
     say = log or (lambda _: None)
-    compiled, compile_s, caught = _compile(model, keep)
+    setting, layers = tuning if tuning is not None else ("uniform", None)
+    compiled, compile_s, caught = _compile(model, keep, layers)
+    if layers is not None:
+        keep = round(mean_keep(layers, len(compiled.placements), keep), 4)
     say(f"  keep {keep}: compiled in {compile_s:.1f} s; running {len(compiled.programs)} kernels")
     placements = compiled.placements
     # A placement paired with no kernel call did not reach the accelerator, whatever the importer recorded.
@@ -151,16 +170,27 @@ def measure(
         compile_warnings=dict(caught),
         kernel_calls=len(report.kernels),
         cycles=report.total.total_cycles if report.total is not None else 0,
+        setting=setting,
     )
 
 
-def sweep(model: str | Path, input_ids: np.ndarray, keeps: Sequence[float], log: Log | None = None) -> Sweep:
+def sweep(
+    model: str | Path,
+    input_ids: np.ndarray,
+    keeps: Sequence[float],
+    log: Log | None = None,
+    tunings: Sequence[tuple[str, Tuning]] = (),
+) -> Sweep:
+    """onnxruntime's dense perplexity, then SOFA at each uniform keep and with each named per-layer tuning."""
     say = log or (lambda _: None)
     say(f"onnxruntime: dense reference on {input_ids.shape[1]} tokens")
     result = Sweep(str(model), int(input_ids.shape[1]), reference(model, input_ids))
     say(f"onnxruntime: perplexity {result.reference.perplexity:.4f} ({result.reference.run_s:.1f} s)")
     for keep in keeps:
         result.points.append(measure(model, input_ids, keep, result.reference.perplexity, log))
+    for tuning in tunings:
+        say(f"tuning {tuning[0]}")
+        result.points.append(measure(model, input_ids, 1.0, result.reference.perplexity, log, tuning))
     return result
 
 
@@ -177,20 +207,21 @@ def render(result: Sweep, text: str) -> str:
         "every figure below was measured in this run",
         f"onnxruntime (whole model, dense): perplexity {ref.perplexity:.4f}, run {ref.run_s:.2f} s",
         "",
-        "| keep | perplexity | vs onnxruntime | attention on accelerator | compile s | run s | simulated cycles |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| keep (mean) | per-layer setting | perplexity | ratio to dense | vs onnxruntime | attention on accelerator"
+        " | compile s | run s | simulated cycles |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in result.points:
         lines.append(
-            f"| {p.keep} | {p.perplexity:.4f} | {100 * (p.ratio - 1):+.4f}% | {p.on_accelerator}/{p.attention_nodes}"
-            f" | {p.compile_s:.1f} | {p.run_s:.1f} | {p.cycles:,} |"
+            f"| {p.keep} | {p.setting} | {p.perplexity:.4f} | {p.ratio:.4f} | {100 * (p.ratio - 1):+.4f}%"
+            f" | {p.on_accelerator}/{p.attention_nodes} | {p.compile_s:.1f} | {p.run_s:.1f} | {p.cycles:,} |"
         )
     for p in result.points:
         for reason, count in sorted(p.host_reasons.items()):
             lines.append(f"keep {p.keep}: {count} attention node(s) on the host: {reason}")
         for message, count in sorted(p.compile_warnings.items()):
             lines.append(f"keep {p.keep}: {count} warning(s): {message}")
-    dense = next((p for p in result.points if p.keep == 1.0), None)
+    dense = next((p for p in result.points if p.keep == 1.0 and p.setting == "uniform"), None)
     if dense is not None:
         verdict = "yes" if abs(dense.ratio - 1) <= 1e-3 else "NO"
         lines.append(

@@ -4,6 +4,8 @@ sofa-dse --workload bert-base-512 --layers 12 [--target FILE.toml] [--trials N] 
          [--storage sqlite:///study.db --study-name NAME] [--workers N | --scheduler tcp://host:port]
          [-o DIR] [--baseline]
 sofa-dse --sweep configs/*.toml [--workloads a,b,...] [--keep K] [-o DIR]
+sofa-dse MODEL.onnx --inputs calib.npz [--objective attention|perplexity] [--mean-keep K]
+         [--tiles ...] [--keeps ...] [--row-step N] [--radius R] [--target FILE.toml] [-o DIR]
 
 See docs/dse.md.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 from dialects.sofa import keep_problem
 from sofa_compiler.cli import exit_statuses
 from sofa_compiler.dse.cluster import executor
+from sofa_compiler.dse.model import OBJECTIVES
 from sofa_compiler.dse.objective import Weights
 from sofa_compiler.dse.problem import DseError, workload_problem
 from sofa_compiler.dse.search import (
@@ -45,9 +48,22 @@ def _numbers(text: str, kind: type, option: str) -> tuple:
         raise DseError(f"{option}: cannot read '{text}' as a list of numbers") from None
 
 
+OBJECTIVE_HELP = (
+    "model mode: attention-output error per layer, or the model's own loss (perplexity; a causal LM whose one"
+    " input is token ids and whose output is logits)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sofa-dse", description=__doc__.split("\n")[0])
     what = parser.add_argument_group("what to explore")
+    what.add_argument("model", nargs="?", help="an ONNX model to tune per attention layer (with --inputs)")
+    what.add_argument("--inputs", metavar="CALIB.npz", help="the model's calibration inputs, one array per input name")
+    what.add_argument("--objective", choices=OBJECTIVES, default="attention", help=OBJECTIVE_HELP)
+    what.add_argument(
+        "--mean-keep", default="0.25", help="model mode: mean keep over the layers (comma-separated: one tuning each)"
+    )
+    what.add_argument("--row-step", type=int, default=8, help="model mode: score every N-th query row (default 8)")
     what.add_argument("--workload", help="benchmark attention layer to stack (e.g. bert-base-512)")
     what.add_argument("--layers", type=int, default=None, help="layers in the model (default 1; BERT-base: 12)")
     what.add_argument("--sweep", nargs="+", metavar="CONFIG.toml", help="compare these targets over --workloads")
@@ -193,8 +209,16 @@ def do_search(args: argparse.Namespace, out: Path) -> int:
 @exit_statuses("sofa-dse", DseError, ConfigError)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.model is not None:
+        from sofa_compiler.dse.model_search import run_model_search
+
+        if args.sweep or args.workload:
+            raise DseError("give a MODEL.onnx, --workload (a search) or --sweep CONFIG.toml ..., not several")
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return run_model_search(args, out, lambda line: _log(args, line))
     if bool(args.sweep) == bool(args.workload):
-        raise DseError("give either --workload (a search) or --sweep CONFIG.toml ... (a hardware sweep)")
+        raise DseError("give MODEL.onnx --inputs X.npz, --workload (a search) or --sweep CONFIG.toml ...")
     if args.trials < 1 or args.batch < 1:
         # Before anything is made: the output directory, the Dask cluster, the study.
         raise DseError(f"--trials and --batch must be at least 1, got {args.trials} and {args.batch}")

