@@ -123,14 +123,17 @@ def max_raises(scores: np.ndarray) -> int:
 def rescale_counts(heads: Heads, tile: int, keep: float) -> tuple[int, dict[str, int]]:
     """Selected scores, and running-max updates when SU-FA takes each tile's selection in three orders.
 
-    The selection is two-phase DLZS + SADS; the scores are the exact ones SU-FA computes.
+    The selection is two-phase DLZS + SADS; the scores are the ones SU-FA computes, on the 16-bit
+    datapath's fp16 Q and K.
     """
     predicted = as_rows(predicted_scores("dlzs-2phase", heads))
     reference = ExactReference.of(heads)
     slots = reference.sads(predicted, tile, keep, np.inf).reshape(-1, numerics.keep_count(keep, tile))
     rows = np.repeat(np.arange(len(predicted)), len(slots) // len(predicted))[:, None]
     empty = slots == numerics.NO_INDEX
-    exact = np.where(empty, -np.inf, reference.scores[rows, np.where(empty, 0, slots)])
+    scores = numerics.exact_score(numerics.to_datapath(heads.q), numerics.to_datapath(heads.k))
+    scores = scores.reshape(-1, scores.shape[-1])
+    exact = np.where(empty, -np.inf, scores[rows, np.where(empty, 0, slots)])
     by_key = np.take_along_axis(exact, np.argsort(np.where(empty, np.iinfo(np.int32).max, slots), axis=-1), axis=-1)
     ascending = np.sort(exact, axis=-1)
     orders = {"SADS order (descending DLZS)": exact, "key order (FlashAttention)": by_key, "ascending": ascending}

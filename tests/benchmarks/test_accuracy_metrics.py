@@ -31,6 +31,7 @@ from dialects import numerics
 from dialects.sofa.attrs import TargetAttr
 from sofa_compiler.driver import compile_model
 from sofa_compiler.workloads import Workload, attention_model
+from tests.fp16_tolerance import FP16_MODEL_RTOL
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_two_phase_dlzs_recalls_no_more_than_one_phase(heads: Heads) -> None:
         assert two.row_recall <= one.row_recall
         assert two.tile_recall <= one.tile_recall
         assert points["exact", keep].row_recall >= one.row_recall
-    assert points["dlzs-2phase", 1.0].rel_error < 1e-6
+    assert points["dlzs-2phase", 1.0].rel_error < FP16_MODEL_RTOL  # keep 1: only the 16-bit datapath rounds
 
 
 def test_no_two_phase_without_projections(heads: Heads) -> None:

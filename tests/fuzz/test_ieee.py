@@ -193,8 +193,8 @@ def test_sufa_rows_whose_scores_are_all_minus_inf_by_arithmetic_are_nan_and_mask
 @pytest.mark.parametrize("how", ["inf-in-q", "overflow"])
 @pytest.mark.parametrize("mask", ["none", "causal"])
 def test_compiled_rows_whose_scores_are_all_minus_inf_are_nan_as_in_onnxruntime(how: str, mask: str):
-    """Row 2's scores are all -inf: by an infinity in Q (predicted -inf too) or by fp32 overflow (predicted
-    finite, fp16 saturates). The kernel, the interpreter and onnxruntime agree position for position."""
+    """Row 2's scores are all -inf by an infinity in Q (predicted -inf too): the kernel, the interpreter and
+    onnxruntime agree position for position. By fp32 overflow they are not -inf here: fp16 saturates."""
     c = dict(batch=1, kv_heads=1, heads=1, sq=6, skv=9, depth=4, vdepth=4, mask=mask, tile=4, keep=1.0)
     rng = np.random.default_rng(5)
     inputs = {
@@ -212,8 +212,13 @@ def test_compiled_rows_whose_scores_are_all_minus_inf_are_nan_as_in_onnxruntime(
         outputs, _ = compiled.run(inputs)
         interpreted = tiled_ir_outputs(compiled.ir("tiled"), tuple(inputs[n] for n in compiled.input_names()))
     np.testing.assert_array_equal(outputs["y"], interpreted)
+    if how == "overflow":
+        # fp16 storage saturates 1e19 at 65504, so the scores stay finite on the accelerator where
+        # onnxruntime's fp32 ones overflow to -inf (docs/isa.md, "Numerics"): a finite row by design.
+        assert np.isfinite(outputs["y"]).all()
+        return
     assert np.isnan(outputs["y"][0, 0, 2]).all()
-    if mask == "none" or how == "overflow":  # causal with inf in Q: hidden keys reach onnxruntime (docs/isa.md)
+    if mask == "none":  # causal with inf in Q: hidden keys reach onnxruntime (docs/isa.md)
         assert_same_non_finite(outputs["y"], onnxruntime_output(c, inputs))
 
 

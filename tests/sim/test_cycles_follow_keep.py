@@ -87,4 +87,5 @@ def test_deep_buffer_sets_where_sram_has_room():
         return sum(1 for key in plan.regions if key.kind is RegionKind.KHAT)
 
     assert sets(64, 0.05) == DEEP_BUFFER_SETS
-    assert sets(128, 1.0) == KV_BUFFER_SETS  # fp32 Q/K/V at d = 128 leave no room for more
+    assert sets(128, 1.0) == DEEP_BUFFER_SETS  # fp16 Q/K/V leave room at d = 128
+    assert sets(192, 1.0) == KV_BUFFER_SETS  # not at d = 192
