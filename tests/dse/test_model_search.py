@@ -25,6 +25,7 @@ from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.tools.sofa_dse import main as dse_main
 from sofa_compiler.tuning import load_tuning
 from sofa_compiler.workloads import attention_model
+from tests.fp16_tolerance import FP16_MODEL_RTOL
 
 SEQ, DEPTH, HEADS = 128, 32, 2
 
@@ -69,7 +70,7 @@ def test_layer_errors_fall_with_keep_and_vanish_at_keep_one(causal_model) -> Non
     runner = GoldenRunner(dense.programs, dense.config, capture=True)
     dense.run(attention_inputs(causal_model), runner=runner)
     (errors,) = layer_errors(runner.captured, [[(32, 0.1), (32, 0.25), (32, 0.5), (32, 1.0)]], row_step=4)
-    assert errors[(32, 1.0)] < 1e-6
+    assert errors[(32, 1.0)] < FP16_MODEL_RTOL  # keep 1.0: the 16-bit datapath's rounding only (was 1e-6 in fp32)
     assert errors[(32, 0.1)] > errors[(32, 0.25)] > errors[(32, 0.5)] > errors[(32, 1.0)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -36,6 +37,12 @@ def run_tool(tool: str, path) -> subprocess.CompletedProcess:
         timeout=120,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
+
+
+def default_sigint() -> None:
+    """SIGINT at its default in the child, as in a terminal, even when these tests run with it ignored
+    (a shell's background job or nohup): Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("tool", ["sofa_opt", "sofa_run_ir"])
@@ -137,6 +144,7 @@ def test_a_signal_during_a_write_removes_the_temporary(tmp_path, name, status, s
         capture_output=True,
         text=True,
         timeout=60,
+        preexec_fn=default_sigint,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert done.returncode == status
@@ -202,6 +210,7 @@ def test_ctrl_c_while_a_tool_loads_exits_130_without_a_traceback():
         capture_output=True,
         text=True,
         timeout=60,
+        preexec_fn=default_sigint,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert (done.returncode, done.stderr) == (130, "sofa-compile: interrupted\n")
@@ -217,6 +226,7 @@ def test_ctrl_c_in_main_is_still_keyboard_interrupt_with_cleanup(tmp_path):
         capture_output=True,
         text=True,
         timeout=60,
+        preexec_fn=default_sigint,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert (done.returncode, done.stderr) == (130, "tool: interrupted\n")
