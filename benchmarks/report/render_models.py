@@ -223,6 +223,7 @@ def lm_section(lm: LmTable | None) -> str:
     rows = [
         [
             f"{point.get('keep', 'n/a')}",
+            str(point.get("setting", "uniform")),
             fmt(point.get("perplexity")),
             fmt(point.get("ratio"), 5),
             fmt(point.get("cycles")),
@@ -234,5 +235,6 @@ def lm_section(lm: LmTable | None) -> str:
         title + f"**Read from `{lm.source}`, not measured in this run** (written by `{LM_COMMAND}`): "
         f"model {data.get('model', 'n/a')}, {data.get('tokens', 'n/a')} tokens, onnxruntime's dense perplexity "
         f"{fmt(reference.get('perplexity'))}. *ratio* = SOFA's perplexity / onnxruntime's (goal at keep 0.25: "
-        "≤ 1.01).\n\n" + table(["keep", "perplexity", "ratio to dense", "simulated cycles"], rows)
+        "≤ 1.01); *per-layer setting*: one keep for every layer, or a `sofa-dse` tuning file (keep is then the "
+        "mean).\n\n" + table(["keep", "per-layer setting", "perplexity", "ratio to dense", "simulated cycles"], rows)
     )
