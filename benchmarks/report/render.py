@@ -292,13 +292,13 @@ def memory_steps(results: Results) -> str:
     """The measured RASS step and the total DRAM change of each ablation workload, as text."""
     parts = []
     for target, rows in results.ablations:
-        done = {row.name: row.measurement for row in rows if row.measurement is not None}
         base, last = rows[0].measurement, rows[-1].measurement
         if base is None or last is None:
             continue
         text = f"{target.model} S={target.seq}: total {pct(last.dram_bytes, base.dram_bytes)}"
-        if "+ union gather" in done and "+ SU-FA" in done:
-            text += f", union gather alone {pct(done['+ union gather'].dram_bytes, done['+ SU-FA'].dram_bytes)}"
+        step = union_gather_step(rows)
+        if step is not None:
+            text += f", union gather alone {100 * step:+.1f}%"
         parts.append(text)
     return "; ".join(parts) or "no ablation ran"
 
