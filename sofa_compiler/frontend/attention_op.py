@@ -3,8 +3,9 @@
 Supported: 3-D and 4-D inputs, q_num_heads/kv_num_heads (MHA, GQA, MQA),
 scale, is_causal, boolean and additive attn_mask of rank 2 to 4 (also
 shorter than the KV length, padded as the spec says), past_key/past_value
-with present_key/present_value (a host Concat before the op; causal masking
-is then bottom-right aligned through an explicit mask), softcap and the
+with present_key/present_value (a host Concat before the op), nonpad_kv_seqlen
+(opset 24's external cache), causal masking bottom-right aligned over either
+cache (`kv_cache`), softcap and the
 qk_matmul_output output in every qk_matmul_output_mode. Element types f16,
 f32, f64 and bf16: bf16 operands are cast to f32 at the accelerator's boundary
 (exact) and the output back to bf16, because sofa.attention takes f16/f32/f64;
@@ -18,8 +19,6 @@ These stay numpy `host.onnx` ops rather than an onnxruntime partition holding
 the node: onnxruntime's Attention binds one element type to Q, K and V (the
 spec lets V differ) and writes masked mode-2 scores as the lowest float where
 the spec says -inf.
-
-Rejected with a clear error: nonpad_kv_seqlen.
 """
 
 from __future__ import annotations
@@ -39,12 +38,17 @@ from passes.coordinated_tiling import host_reason
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
+from sofa_compiler.frontend.kv_cache import (
+    KV_CACHE_CAUSAL,
+    check_nonpad,
+    concat_past,
+    explicit_mask,
+    key_only,
+    place,
+)
 from sofa_compiler.frontend.mask_axes import narrow_mask
 from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
-
-KV_CACHE_CAUSAL = "causal masking aligned bottom-right over a KV cache needs an explicit mask (KV caches: issue 18)"
-"""Why causal attention after past keys (`past_key`, or its expanded form) runs on the host."""
 
 QK_OUTPUT_MODES = (0, 1, 2, 3)
 """qk_matmul_output_mode values, as the opset-24 spec and onnxruntime read them: 0 the scaled
@@ -70,8 +74,6 @@ def _check_supported(node: onnx.NodeProto, graph: Graph) -> None:
             f"{where}: qk_matmul_output_mode must be one of {', '.join(map(str, QK_OUTPUT_MODES))}, "
             f"got {attrs['qk_matmul_output_mode']}"
         )
-    if _input(node, 6) is not None:
-        raise FrontendError(f"{where}: nonpad_kv_seqlen (external KV cache) is not supported yet")
     if (_input(node, 4) is None) != (_input(node, 5) is None):
         raise FrontendError(f"{where}: past_key and past_value must be given together")
     for index, what in ((0, "Q"), (1, "K"), (2, "V")):
@@ -136,19 +138,6 @@ def _pad_mask(emitter: Emitter, mask: SSAValue, kv_length: int) -> SSAValue:
     return emitter.host("Concat", [mask, emitter.constant(fill)], [*shape[:-1], kv_length], {"axis": -1})
 
 
-def _causal_mask(emitter: Emitter, mask: SSAValue | None, q_length: int, kv_length: int, offset: int) -> SSAValue:
-    """Bottom-right causal masking (query i sees key j iff j <= i + offset) merged into the mask."""
-    allowed = np.arange(kv_length)[None, :] <= np.arange(q_length)[:, None] + offset
-    if mask is None:
-        return emitter.constant(allowed)
-    shape = np.broadcast_shapes(shape_of(mask), allowed.shape)
-    if element_of(mask) == i1:
-        return emitter.host("And", [mask, emitter.constant(allowed)], shape, element=i1)
-    dtype = numpy_dtype(element_of(mask))
-    bias = np.where(allowed, 0.0, -np.inf).astype(dtype)
-    return emitter.host("Add", [mask, emitter.constant(bias)], shape)
-
-
 def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True) -> str | None:
     """Emit `sofa.attention` (and the host ops around it) for one `Attention` node.
 
@@ -171,42 +160,36 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
 
     past_length = 0
     if (past_key := _input(node, 4)) is not None:
-        past_value = _input(node, 5)
-        assert past_value is not None
         past_length = graph.info(past_key).shape[2]
-        k_shape, v_shape = shape_of(k), shape_of(v)
-        k = emitter.host(
-            "Concat", [emitter.value(past_key), k], [*k_shape[:2], k_shape[2] + past_length, k_shape[3]], {"axis": 2}
-        )
-        v_past = emitter.value(past_value)
-        v = emitter.host("Concat", [v_past, v], [*v_shape[:2], v_shape[2] + past_length, v_shape[3]], {"axis": 2})
+        k, v = concat_past(emitter, (emitter.value(past_key), k), (emitter.value(node.input[5]), v))
     for index, value in ((1, k), (2, v)):
         if (name := _output(node, index)) is not None:
             emitter.values[name] = value
+    lengths = None
+    if (nonpad := _input(node, 6)) is not None:
+        check_nonpad(node, graph, nonpad, past_key is not None)
+        lengths = emitter.value(nonpad)
 
     q_length, kv_length = shape_of(q)[2], shape_of(k)[2]
     mask_name = _input(node, 3)
     attrs = attributes(node)
     causal = bool(attrs.get("is_causal", 0))
-    if mask_name is not None and not past_length:
+    if mask_name is not None and not past_length and lengths is None:
         # A constant causal attn_mask (torch's SDPA export with is_causal=False) is the causal flag.
         term = MaskTerm(mask_name, keep=graph.info(mask_name).dtype == np.bool_)
         if is_causal_mask(term, graph, q_length, kv_length):
             mask_name, causal = None, True
     mask = None if mask_name is None else _pad_mask(emitter, narrow_mask(graph, emitter, mask_name), kv_length)
-    cache_causal = causal and past_length > 0
-    if cache_causal:
-        # sofa.attention's causal flag is upper-left aligned; with a cache the spec's is bottom-right.
-        if mask is not None and shape_of(mask)[-2:] not in ((q_length, kv_length), (1, kv_length)):
-            raise FrontendError(
-                f"{describe(node)}: attn_mask shape {list(shape_of(mask))} does not broadcast to "
-                f"[..., {q_length}, {kv_length}] (queries, past + new keys)"
-            )
-        mask, causal = _causal_mask(emitter, mask, q_length, kv_length, past_length), False
+    if causal and past_length and not key_only(mask) and shape_of(mask)[-2:] != (q_length, kv_length):
+        raise FrontendError(
+            f"{describe(node)}: attn_mask shape {list(shape_of(mask))} does not broadcast to "
+            f"[..., {q_length}, {kv_length}] (queries, past + new keys)"
+        )
     scale = _spec_scale(float(attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))), numpy_dtype(element_of(q)))
     softcap = float(attrs.get("softcap", 0.0))
     if softcap > 0 or _output(node, 3) is not None:
         reason = _warn_host(node, softcap)
+        mask, causal = explicit_mask(emitter, mask, causal, past_length, lengths, q_length, kv_length)
         out, scores = _lower_on_host(emitter, q, k, v, mask, causal, float(scale), softcap, attrs)
         emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
         if (name := _output(node, 3)) is not None:
@@ -214,10 +197,12 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         return reason
     if not scale > 0:
         raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
-    why = KV_CACHE_CAUSAL if cache_causal else None
+    placed = place(emitter, (q, k, v), mask, causal=causal, past_length=past_length, lengths=lengths)
+    why = KV_CACHE_CAUSAL if placed.explicit else None
     out, reason = checked_attention(
-        emitter, describe(node), (q, k, v), scale=float(scale), causal=causal, mask=mask, host_why=why
+        emitter, describe(node), placed.qkv, scale=float(scale), causal=placed.causal, mask=placed.mask, host_why=why
     )
+    out = placed.output(emitter, out)
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
     return reason
 

@@ -16,10 +16,11 @@ from xdsl.transforms.dead_code_elimination import region_dce
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.host import PartitionOp, numpy_dtype
-from sofa_compiler.frontend.attention_op import KV_CACHE_CAUSAL, checked_attention, lower_attention
+from sofa_compiler.frontend.attention_op import checked_attention, lower_attention
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe
+from sofa_compiler.frontend.kv_cache import PlacedAttention, place_static
 from sofa_compiler.frontend.loading import load_graph
 from sofa_compiler.frontend.mask_axes import narrow_mask
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
@@ -179,18 +180,22 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
         # [N, S, d] with N = batch * heads: one batch of N heads.
         q, k, v = (emitter.reshape(x, [1, *shape_of(x)]) for x in (q, k, v))
     k, v = _match_kv_heads(emitter, k, v, shape_of(q)[:2])
-    mask, causal = _core_mask(core.masks, graph, emitter, shape_of(q)[2], shape_of(k)[2])
-    if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
-        mask = emitter.reshape(mask, [1, *shape_of(mask)])
     subject = f"the attention pattern ending at {describe(core.anchor)}"
     q_length, kv_length = shape_of(q)[2], shape_of(k)[2]
-    cache_causal = len(core.masks) == 1 and is_causal_mask(
-        core.masks[0], graph, q_length, kv_length, kv_length - q_length
-    )
-    why = KV_CACHE_CAUSAL if cache_causal and kv_length > q_length else None
+    past_length = kv_length - q_length
+    cache_causal = len(core.masks) == 1 and is_causal_mask(core.masks[0], graph, q_length, kv_length, past_length)
+    if past_length > 0 and cache_causal:
+        # Bottom-right causal after a cache (the Concat(past, new) form): no mask, an offset.
+        placed = place_static(emitter, (q, k, v), None, past_length)
+    else:
+        mask, causal = _core_mask(core.masks, graph, emitter, q_length, kv_length)
+        if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
+            mask = emitter.reshape(mask, [1, *shape_of(mask)])
+        placed = PlacedAttention((q, k, v), mask, causal)
     out, reason = checked_attention(
-        emitter, subject, (q, k, v), scale=core.scale, causal=causal, mask=mask, host_why=why
+        emitter, subject, placed.qkv, scale=core.scale, causal=placed.causal, mask=placed.mask
     )
+    out = placed.output(emitter, out)
     if rank == 3:
         out = emitter.reshape(out, shape_of(out)[1:])
     emitter.values[core.anchor.output[0]] = out

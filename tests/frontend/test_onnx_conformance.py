@@ -6,7 +6,7 @@ and the generators give the same models, inputs and expected outputs. Tolerances
 own (onnx's backend runner: rtol=1e-3, atol=1e-7 unless the case says otherwise), except for
 bfloat16 outputs (`BF16_RTOL`); each output must also have the element type the case expects.
 
-Cases that need a later issue are skipped (sliding windows, opset 25; `nonpad_kv_seqlen`); the
+Cases that need a later issue are skipped (sliding windows, opset 25); the
 ones that fail today are strict xfails naming why, so a fix shows up as an XPASS to remove.
 A summary line `N passed, N failed, N on accelerator, N on host` ends the module's run
 (where attention ran, counted over the passing cases).
@@ -29,7 +29,6 @@ from dialects.sofa import AttentionOp
 from sofa_compiler.frontend.importer import import_model
 
 WINDOW = "sliding-window attention (opset 25) is a later issue"
-NONPAD = "nonpad_kv_seqlen (external KV cache) is a later issue"
 
 KNOWN: dict[str, str] = {}
 """Cases that fail today, with the reason (strict xfail)."""
@@ -43,22 +42,25 @@ masks it cannot take) computes in f32 from the exact bf16 inputs and rounds once
 The two differ by up to 2 bf16 ulps on these cases. (f16 needs no such allowance: one f16 ulp
 is below 1e-3 relative, and the f16 cases agree to one ulp.)"""
 
-NONPAD_FAILING = frozenset(
+CACHE_ON_ACCELERATOR = frozenset(
     {
-        "test_attention_4d_diff_heads_mask4d_padded_kv",
-        "test_attention_4d_padded_kv_bf16",
-        "test_attention_4d_padded_kv_bf16_expanded",
-        "test_attention_4d_causal_padded_kv_bf16",
-        "test_attention_4d_causal_padded_kv_bf16_expanded",
+        "test_attention_4d_causal_with_past_and_present",
+        "test_attention_4d_causal_with_past_and_present_expanded",
         "test_attention_4d_gqa_causal_nonpad_decode",
+        "test_attention_4d_gqa_causal_nonpad_decode_expanded",
         "test_attention_4d_gqa_causal_nonpad_decode_fp16",
+        "test_attention_4d_gqa_causal_nonpad_decode_fp16_expanded",
         "test_attention_4d_causal_nonpad_continued_prefill",
         "test_attention_4d_causal_nonpad_negative_offset_structural_empty",
-        "test_attention_4d_causal_nonpad_attn_mask_composition",
         "test_attention_4d_causal_nonpad_batch_prefill",
     }
 )
-"""Cases with a `nonpad_kv_seqlen` input that do not run yet (the others with one already pass)."""
+"""KV-cache cases (past_key, nonpad_kv_seqlen) whose attention must run on the accelerator.
+
+The other cache cases run on the host: a general attn_mask (random values over queries and
+keys), the qk_matmul_output output or softcap, which the accelerator cannot take; or the
+`_expanded` form of a nonpad case with several queries, whose runtime-built per-batch causal
+mask the importer does not recognise (the node form runs on the accelerator)."""
 
 
 def attention_cases() -> list[TestCase]:
@@ -83,8 +85,6 @@ def case_param(case: TestCase) -> object:
     assert case.model is not None
     if opset(case.model) >= 25:
         return pytest.param(case, id=case.name, marks=pytest.mark.skip(reason=WINDOW))
-    if case.name in NONPAD_FAILING:
-        return pytest.param(case, id=case.name, marks=pytest.mark.skip(reason=NONPAD))
     if case.name in KNOWN:
         return pytest.param(case, id=case.name, marks=pytest.mark.xfail(strict=True, reason=KNOWN[case.name]))
     return pytest.param(case, id=case.name)
@@ -129,6 +129,7 @@ def run_case(case: TestCase, counts: dict[str, int]) -> None:
     (placement,) = compiled.placements
     assert (placement.host_reason is None) == bool(compiled.programs), placement.line()
     assert placement.host_reason is not None or placement.kernel in compiled.programs
+    assert case.name not in CACHE_ON_ACCELERATOR or compiled.programs, placement.line()
     counts["on accelerator" if compiled.programs else "on host"] += 1
 
 
@@ -147,13 +148,13 @@ def test_every_onnx_attention_case_is_collected() -> None:
     names = {case.name for case in CASES}
     assert len(names) == len(CASES) > 150
     assert set(KNOWN) <= names
-    assert names >= NONPAD_FAILING
+    assert names >= CACHE_ON_ACCELERATOR
 
 
 HALF_PRECISION = sorted(
     case.name
     for case in CASES
-    if case.name.endswith(("_fp16", "_bf16")) and case.name not in NONPAD_FAILING and opset(case.model) < 25
+    if case.name.endswith(("_fp16", "_bf16")) and opset(case.model) < 25
 )
 
 
