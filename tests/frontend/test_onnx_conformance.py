@@ -152,9 +152,7 @@ def test_every_onnx_attention_case_is_collected() -> None:
 
 
 HALF_PRECISION = sorted(
-    case.name
-    for case in CASES
-    if case.name.endswith(("_fp16", "_bf16")) and opset(case.model) < 25
+    case.name for case in CASES if case.name.endswith(("_fp16", "_bf16")) and opset(case.model) < 25
 )
 
 
