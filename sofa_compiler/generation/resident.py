@@ -1,0 +1,74 @@
+"""Kernel DRAM images that stay resident between calls, and the bytes the host writes into them.
+
+Each kernel call site (the n-th kernel call of a graph run, so one site per layer) keeps the
+DRAM image of its input symbols from its previous call. A new call writes only the rows
+that differ from that image: for a decode step over a resident KV cache, the new token's
+K/V row of each head and the query rows; the cache itself is not moved again. The first
+call at a site writes every row (a cache that the prefill left in another layout, say).
+
+The functional simulator builds a fresh `Machine` per call and loads its DRAM from these
+images (a simulation detail); the figures here are what a resident runtime moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sofa_compiler.isa.container import Program
+from sofa_compiler.runtime import KernelRunner
+
+
+@dataclass
+class SiteImage:
+    """The DRAM contents of one call site's input symbols, by symbol name."""
+
+    program: Program
+    symbols: dict[str, np.ndarray]
+
+
+def changed_rows(old: np.ndarray | None, new: np.ndarray) -> int:
+    """How many rows of `new` differ from `old` (every row where there is no comparable `old`)."""
+    if old is None or old.shape != new.shape or old.dtype != new.dtype:
+        return len(new)
+    return int(np.count_nonzero(np.any(old.reshape(len(old), -1) != new.reshape(len(new), -1), axis=1)))
+
+
+@dataclass
+class ResidentRunner(KernelRunner):
+    """A `KernelRunner` whose kernels' DRAM images persist between graph runs, per call site."""
+
+    images: dict[int, SiteImage] = field(default_factory=dict)
+    written_bytes: list[int] = field(default_factory=list)
+    """Host-to-DRAM bytes of each call since `start_run` (rows that changed, times their size)."""
+    _site: int = 0
+
+    def start_run(self) -> None:
+        """A graph run starts: call sites count from 0 again."""
+        self._site = 0
+        self.runs.clear()
+        self.written_bytes.clear()
+
+    def stage(
+        self,
+        name: str,
+        program: Program,
+        q: np.ndarray,
+        k: np.ndarray | None,
+        v: np.ndarray | None,
+        x: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        staged = super().stage(name, program, q, k, v, x)
+        site = self._site
+        self._site += 1
+        previous = self.images.get(site)
+        same_layout = previous is not None and previous.program is program
+        written = 0
+        for symbol, rows in staged.items():
+            old = previous.symbols.get(symbol) if same_layout and previous is not None else None
+            row_bytes = rows.nbytes // max(len(rows), 1)
+            written += changed_rows(old, rows) * row_bytes
+        self.images[site] = SiteImage(program, staged)
+        self.written_bytes.append(written)
+        return staged
