@@ -33,6 +33,9 @@ from sofa_compiler.sim.report import Report, build_report
 from sofa_compiler.sim.timing import StreamingTiming, TimingResult, gc_paused, program_units
 from sofa_compiler.sim.trace import Timeline
 
+StagedOperands = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
+"""A kernel call's Q, K, V and X (None where the kernel does not take it)."""
+
 
 class KernelError(Exception):
     """A kernel cannot run on the given tensors."""
@@ -166,7 +169,7 @@ class KernelRunner:
         given = dict(zip(operands[1:], tensors, strict=True))
         k, v, x = given.get("k"), given.get("v"), given.get("x")
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
-        inputs = self.stage(name, program, q, k, v, x)
+        inputs = self.stage(name, program, (q, k, v, x))
         progress = self.progress
         if progress is not None:
             progress.kernel(f"{name} (call {len(self.runs) + 1})")
@@ -189,18 +192,10 @@ class KernelRunner:
             self.timeline.kernel(name, timing)
         return unstage_attention_output(program, result.outputs[Symbol.OUT.value], q.shape)
 
-    def stage(
-        self,
-        name: str,
-        program: Program,
-        q: np.ndarray,
-        k: np.ndarray | None,
-        v: np.ndarray | None,
-        x: np.ndarray | None,
-    ) -> dict[str, np.ndarray]:
+    def stage(self, name: str, program: Program, operands: StagedOperands) -> dict[str, np.ndarray]:
         """The DRAM contents of kernel `name`'s input symbols for one call (a resident cache overrides this)."""
         del name
-        return stage_attention_inputs(program, q, k, v, x)
+        return stage_attention_inputs(program, *operands)
 
 
 @register_impls

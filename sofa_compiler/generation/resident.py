@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sofa_compiler.isa.container import Program
-from sofa_compiler.runtime import KernelRunner
+from sofa_compiler.runtime import KernelRunner, StagedOperands
 
 
 @dataclass
@@ -50,16 +50,8 @@ class ResidentRunner(KernelRunner):
         self.runs.clear()
         self.written_bytes.clear()
 
-    def stage(
-        self,
-        name: str,
-        program: Program,
-        q: np.ndarray,
-        k: np.ndarray | None,
-        v: np.ndarray | None,
-        x: np.ndarray | None,
-    ) -> dict[str, np.ndarray]:
-        staged = super().stage(name, program, q, k, v, x)
+    def stage(self, name: str, program: Program, operands: StagedOperands) -> dict[str, np.ndarray]:
+        staged = super().stage(name, program, operands)
         site = self._site
         self._site += 1
         previous = self.images.get(site)
