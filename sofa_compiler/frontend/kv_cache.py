@@ -51,22 +51,34 @@ class PlacedAttention:
     """Per-batch offsets: a one-hot ``[B, 1, q, N]`` matrix picking each query's row of the kernel's output."""
     explicit: bool = False
     """Bottom-right causal masking became part of a general mask (the host runs it)."""
+    zero_empty_rows: bool = False
+    """Rows that see no key (an empty cache) are zeros, as the spec says, not the kernel's NaN."""
 
     def output(self, emitter: Emitter, out: SSAValue) -> SSAValue:
         """The attention output for the original queries, from the kernel's output."""
+        if self.zero_empty_rows:
+            out = _zero_nan(emitter, out)
         if self.gather is not None:
-            # Rows before a query's place see only masked keys; the kernel leaves them NaN, and 0 * NaN
-            # would spread through the one-hot product: they become 0 first (NaN != NaN).
             batch, heads, _, depth = shape_of(out)
-            real = emitter.host("Equal", [out, out], shape_of(out), element=i1)
-            zero = emitter.constant(np.zeros((), numpy_dtype(element_of(out))))
-            out = emitter.host("Where", [real, out, zero], shape_of(out), element=element_of(out))
             return emitter.host("MatMul", [self.gather, out], [batch, heads, shape_of(self.gather)[2], depth])
         if self.first_row == 0:
             return out
         batch, heads, rows, depth = shape_of(out)
         attrs = {"starts": (self.first_row,), "ends": (rows,), "axes": (2,), "steps": (1,)}
         return emitter.host("Slice", [out], [batch, heads, rows - self.first_row, depth], attrs)
+
+
+def _zero_nan(emitter: Emitter, out: SSAValue) -> SSAValue:
+    """NaN rows as zeros (NaN != NaN).
+
+    A row whose keys the folded key-padding mask hides entirely comes out of the kernel as NaN;
+    the spec gives zeros. With a cache such rows are ordinary: an empty cache (L[b] = 0), or the
+    rows before a query's place in `place_per_batch`, where 0 * NaN would spread through the
+    one-hot product.
+    """
+    real = emitter.host("Equal", [out, out], shape_of(out), element=i1)
+    zero = emitter.constant(np.zeros((), numpy_dtype(element_of(out))))
+    return emitter.host("Where", [real, out, zero], shape_of(out), element=element_of(out))
 
 
 def concat_past(emitter: Emitter, *pairs: tuple[SSAValue, SSAValue]) -> tuple[SSAValue, ...]:
@@ -178,7 +190,8 @@ def place_per_batch(emitter: Emitter, qkv: tuple[SSAValue, SSAValue, SSAValue], 
     zero_key = emitter.constant(np.zeros((), np.int64))
     cached = emitter.host("GreaterOrEqual", [keys, zero_key], shape_of(keys), element=i1)
     mask = emitter.host("And", [valid, cached], [batch, 1, 1, rows], element=i1)
-    return PlacedAttention((placed_q, after_idle_keys(k), after_idle_keys(v)), mask, causal=True, gather=gather)
+    placed = (placed_q, after_idle_keys(k), after_idle_keys(v))
+    return PlacedAttention(placed, mask, causal=True, gather=gather, zero_empty_rows=True)
 
 
 def explicit_mask(
@@ -214,4 +227,5 @@ def place(
     if lengths is None and causal and past_length > 0 and key_only(mask):
         return place_static(emitter, qkv, mask, past_length)
     explicit, flag = explicit_mask(emitter, mask, causal, past_length, lengths, q_length, kv_length)
-    return PlacedAttention(qkv, explicit, flag, explicit=causal and q_length > 1 and explicit is not mask)
+    general = causal and q_length > 1 and explicit is not mask
+    return PlacedAttention(qkv, explicit, flag, explicit=general, zero_empty_rows=lengths is not None)
