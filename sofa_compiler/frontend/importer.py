@@ -20,7 +20,8 @@ from sofa_compiler.frontend.attention_op import checked_attention, lower_attenti
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe
-from sofa_compiler.frontend.kv_cache import PlacedAttention, place_static
+from sofa_compiler.frontend.kv_cache import PlacedAttention, place, place_static
+from sofa_compiler.frontend.kv_masks import nonpad_mask
 from sofa_compiler.frontend.loading import load_graph
 from sofa_compiler.frontend.mask_axes import narrow_mask
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
@@ -184,9 +185,14 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
     q_length, kv_length = shape_of(q)[2], shape_of(k)[2]
     past_length = kv_length - q_length
     cache_causal = len(core.masks) == 1 and is_causal_mask(core.masks[0], graph, q_length, kv_length, past_length)
+    external = nonpad_mask(graph, core.masks[0], q_length, kv_length) if len(core.masks) == 1 else None
     if past_length > 0 and cache_causal:
         # Bottom-right causal after a cache (the Concat(past, new) form): no mask, an offset.
         placed = place_static(emitter, (q, k, v), None, past_length)
+    elif external is not None:
+        # The external-cache mask of Attention's function body: the lengths it was made from.
+        lengths, causal = external
+        placed = place(emitter, (q, k, v), None, causal=causal, past_length=0, lengths=emitter.value(lengths))
     else:
         mask, causal = _core_mask(core.masks, graph, emitter, q_length, kv_length)
         if mask is not None and rank == 3 and len(shape_of(mask)) == 3:

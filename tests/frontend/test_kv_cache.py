@@ -84,3 +84,32 @@ def test_nonpad_with_past_is_refused() -> None:
     model = attention_model(1, 1, 2, nonpad=True, causal=False)
     with pytest.raises(FrontendError, match="nonpad_kv_seqlen cannot be combined with past_key"):
         sofa_compiler.compile(model, keep=1.0)
+
+
+def conformance_case(name: str):
+    from tests.frontend import test_onnx_conformance
+
+    return next(case for case in test_onnx_conformance.CASES if case.name == name)
+
+
+def test_a_lengths_mask_of_another_form_stays_a_general_mask() -> None:
+    """A causal frontier one key earlier (j <= i + L[b] - 1 - q) is not the external-cache mask (host, and right).
+
+    (A frontier one key later, or padding j < L[b] + 1, would be: the other half of the mask hides the same keys.)
+    """
+    case = conformance_case("test_attention_4d_causal_nonpad_continued_prefill_expanded")
+    model = onnx.ModelProto()
+    model.CopyFrom(case.model)
+    graph = model.graph
+    offset = next(n for n in graph.node if n.op_type == "Sub" and n.input[0] == "nonpad_kv_seqlen")
+    offset.input[0] = "lengths_minus_one"
+    one = helper.make_node("Constant", [], ["minus_one"], value=onnx.numpy_helper.from_array(np.array([-1], np.int64)))
+    plus = helper.make_node("Add", ["nonpad_kv_seqlen", "minus_one"], ["lengths_minus_one"])
+    nodes = [one, plus, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    inputs = dict(zip([v.name for v in graph.input], case.data_sets[0][0], strict=True))
+    inputs["nonpad_kv_seqlen"] = np.array([2], np.int64)
+    got, expected, on_accelerator = run_both(model, inputs)
+    assert not on_accelerator
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

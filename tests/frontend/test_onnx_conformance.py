@@ -51,16 +51,17 @@ CACHE_ON_ACCELERATOR = frozenset(
         "test_attention_4d_gqa_causal_nonpad_decode_fp16",
         "test_attention_4d_gqa_causal_nonpad_decode_fp16_expanded",
         "test_attention_4d_causal_nonpad_continued_prefill",
+        "test_attention_4d_causal_nonpad_continued_prefill_expanded",
         "test_attention_4d_causal_nonpad_negative_offset_structural_empty",
+        "test_attention_4d_causal_nonpad_negative_offset_structural_empty_expanded",
         "test_attention_4d_causal_nonpad_batch_prefill",
+        "test_attention_4d_causal_nonpad_batch_prefill_expanded",
     }
 )
 """KV-cache cases (past_key, nonpad_kv_seqlen) whose attention must run on the accelerator.
 
 The other cache cases run on the host: a general attn_mask (random values over queries and
-keys), the qk_matmul_output output or softcap, which the accelerator cannot take; or the
-`_expanded` form of a nonpad case with several queries, whose runtime-built per-batch causal
-mask the importer does not recognise (the node form runs on the accelerator)."""
+keys), the qk_matmul_output output or softcap, which the accelerator cannot take."""
 
 
 def attention_cases() -> list[TestCase]:
