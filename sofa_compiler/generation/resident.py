@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from passes.kernel_interface import Symbol
 from sofa_compiler.isa.container import Program
 from sofa_compiler.runtime import KernelRunner, StagedOperands
 
@@ -64,3 +65,19 @@ class ResidentRunner(KernelRunner):
         self.images[site] = SiteImage(program, staged)
         self.written_bytes.append(written)
         return staged
+
+    def cache(self, site: int, symbol: Symbol, shape: tuple[int, int, int, int]) -> np.ndarray | None:
+        """K or V ``[B, H, S, d]`` as call site `site`'s resident image holds it (fp32), or None if it holds none.
+
+        The image keeps each head's rows padded to the kernel's layout, and K may carry more
+        columns (a folded key-padding bias): the first S rows and d columns are the cache.
+        """
+        image = self.images.get(site)
+        rows = image.symbols.get(symbol.value) if image is not None else None
+        batch, heads, length, depth = shape
+        if rows is None or len(rows) % (batch * heads) or rows.shape[1] < depth:
+            return None
+        per_head = rows.reshape(batch, heads, len(rows) // (batch * heads), rows.shape[1])
+        if per_head.shape[2] < length:
+            return None
+        return per_head[:, :, :length, :depth].astype(np.float32)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from passes.kernel_interface import Symbol
 from sofa_compiler.driver import CompiledModel, CompileError
 from sofa_compiler.generation.contract import (
     CACHE_LENGTH,
@@ -148,9 +149,16 @@ class GenerationSession:
             **self.cache,
         }
         outputs, report = self._run(self.pair.decode, "decode", inputs)
+        # The next step's cache is what the decode kernels' resident images hold (call site i is
+        # layer i); the graph's present_* outputs only where a kernel keeps no K/V (it generates them).
+        runner = self.runners["decode"]
         for layer in range(self.pair.layers):
-            self.cache[past_key(layer)] = outputs[present_key(layer)]
-            self.cache[past_value(layer)] = outputs[present_value(layer)]
+            for symbol, present, past in (
+                (Symbol.K, present_key(layer), past_key(layer)),
+                (Symbol.V, present_value(layer), past_value(layer)),
+            ):
+                resident = runner.cache(layer, symbol, outputs[present].shape)
+                self.cache[past] = outputs[present] if resident is None else resident
         self.length += 1
         return self._finish(report, outputs[LOGITS][:, -1])
 

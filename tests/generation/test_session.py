@@ -14,6 +14,7 @@ import pytest
 from benchmarks.smollm2.cached_graphs import LlamaShape, build, onnxruntime_greedy, random_weights
 from sofa_compiler.driver import compile_model
 from sofa_compiler.generation import GenerationError, GenerationSession, GraphPair, Sampling, generate
+from sofa_compiler.generation.contract import past_key, past_value
 from sofa_compiler.generation.resident import changed_rows
 
 SHAPE = LlamaShape(hidden=32, layers=2, heads=4, kv_heads=2, head_dim=8, intermediate=64, vocab=50)
@@ -69,6 +70,18 @@ def test_a_decode_step_writes_only_the_new_rows(pair: GraphPair) -> None:
     assert steps[0].host_write_bytes * 4 < first.host_write_bytes
     # The kernel itself reads the whole (fixed-capacity) cache every step.
     assert len({r.dram_read_bytes for r in steps}) == 1
+
+
+def test_the_next_steps_cache_is_read_from_the_resident_images(pair: GraphPair) -> None:
+    session = GenerationSession(pair, Sampling())
+    generate(session, PROMPT_IDS, 3)
+    for layer in range(SHAPE.layers):
+        for name in (past_key(layer), past_value(layer)):
+            cache = session.cache[name]
+            # In the datapath's fp16, as the kernels' DRAM holds it; rows past the length still empty.
+            assert np.array_equal(cache, cache.astype(np.float16).astype(np.float32))
+            assert np.abs(cache[:, :, : session.length]).sum(axis=-1).all()
+            assert not cache[:, :, session.length :].any()
 
 
 def test_samples_decode_together_and_seeded_sampling_repeats() -> None:
