@@ -1,10 +1,11 @@
-"""The standard ONNX `Attention` operator (opsets 23 and 24) as `sofa.attention`.
+"""The standard ONNX `Attention` operator (opsets 23 to 25) as `sofa.attention`.
 
 Supported: 3-D and 4-D inputs, q_num_heads/kv_num_heads (MHA, GQA, MQA),
 scale, is_causal, boolean and additive attn_mask of rank 2 to 4 (also
 shorter than the KV length, padded as the spec says), past_key/past_value
 with present_key/present_value (a host Concat before the op; causal masking
-is then bottom-right aligned through an explicit mask), softcap and the
+is then bottom-right aligned through an explicit mask), opset 25's sliding
+window (`frontend.masks`, intersected into the mask), softcap and the
 qk_matmul_output output in every qk_matmul_output_mode. Element types f16,
 f32, f64 and bf16: bf16 operands are cast to f32 at the accelerator's boundary
 (exact) and the output back to bf16, because sofa.attention takes f16/f32/f64;
@@ -40,6 +41,7 @@ from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.mask_axes import narrow_mask
+from sofa_compiler.frontend.masks import PositionMask, apply_window, merge_allowed, window_of
 from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -138,15 +140,7 @@ def _pad_mask(emitter: Emitter, mask: SSAValue, kv_length: int) -> SSAValue:
 
 def _causal_mask(emitter: Emitter, mask: SSAValue | None, q_length: int, kv_length: int, offset: int) -> SSAValue:
     """Bottom-right causal masking (query i sees key j iff j <= i + offset) merged into the mask."""
-    allowed = np.arange(kv_length)[None, :] <= np.arange(q_length)[:, None] + offset
-    if mask is None:
-        return emitter.constant(allowed)
-    shape = np.broadcast_shapes(shape_of(mask), allowed.shape)
-    if element_of(mask) == i1:
-        return emitter.host("And", [mask, emitter.constant(allowed)], shape, element=i1)
-    dtype = numpy_dtype(element_of(mask))
-    bias = np.where(allowed, 0.0, -np.inf).astype(dtype)
-    return emitter.host("Add", [mask, emitter.constant(bias)], shape)
+    return merge_allowed(emitter, mask, PositionMask(offset=offset, causal=True).allowed(q_length, kv_length))
 
 
 def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True) -> str | None:
@@ -203,6 +197,7 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
                 f"[..., {q_length}, {kv_length}] (queries, past + new keys)"
             )
         mask, causal = _causal_mask(emitter, mask, q_length, kv_length, past_length), False
+    mask = apply_window(emitter, mask, window_of(node, past_length), q_length, kv_length)
     scale = _spec_scale(float(attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))), numpy_dtype(element_of(q)))
     softcap = float(attrs.get("softcap", 0.0))
     if softcap > 0 or _output(node, 3) is not None:

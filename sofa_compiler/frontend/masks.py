@@ -1,0 +1,93 @@
+"""Position masks of ONNX `Attention`: causal alignment and opset 25's sliding window.
+
+A query at in-block index ``i`` sits at absolute position ``p = i + offset``, where ``offset``
+counts the valid keys before the query block (the past length of an internal cache, 0 without
+one). After the spec's errata (opset 25) every position constraint is aligned that way:
+
+- ``is_causal``: key ``j`` is visible iff ``j <= p`` (bottom-right; top-left when offset is 0);
+- ``left_window_size = L >= 0``: iff ``j >= p - L``;
+- ``right_window_size = R >= 0``: iff ``j <= p + R`` (-1 leaves a side unbounded).
+
+They compose with ``attn_mask`` by intersection (an additive mask gets a ``-inf`` bias).
+`PositionMask` is the closed form; `allowed` renders it for a (queries, keys) block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from xdsl.dialects.builtin import i1
+from xdsl.ir import SSAValue
+
+from dialects.host import numpy_dtype
+from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
+from sofa_compiler.frontend.errors import FrontendError
+from sofa_compiler.frontend.graph import attributes, describe
+
+UNBOUNDED = -1
+"""A window side without a bound, as the spec writes it."""
+
+
+@dataclass(frozen=True)
+class PositionMask:
+    """Which keys a query sees by position alone: ``max(p - left, 0) <= j <= p + right`` (bounds optional)."""
+
+    offset: int = 0
+    """Absolute position of query 0 (the number of keys before the query block)."""
+    left: int = UNBOUNDED
+    right: int = UNBOUNDED
+    causal: bool = False
+
+    @property
+    def right_bound(self) -> int:
+        """The right window after causality: 0 when causal (a positive right window then adds nothing)."""
+        if self.causal:
+            return 0 if self.right == UNBOUNDED else min(self.right, 0)
+        return self.right
+
+    @property
+    def constrains(self) -> bool:
+        return self.causal or self.left != UNBOUNDED or self.right != UNBOUNDED
+
+    def allowed(self, q_length: int, kv_length: int) -> np.ndarray:
+        """The ``[q_length, kv_length]`` boolean mask, True where the key is visible."""
+        distance = (np.arange(q_length)[:, None] + self.offset) - np.arange(kv_length)[None, :]  # p - j
+        allowed = np.ones((q_length, kv_length), dtype=np.bool_)
+        if self.left != UNBOUNDED:
+            allowed &= distance <= self.left
+        if self.right_bound != UNBOUNDED:
+            allowed &= -distance <= self.right_bound
+        return allowed
+
+
+def window_of(node: onnx.NodeProto, offset: int) -> PositionMask:
+    """The node's sliding window (opset 25 attributes) at `offset`; causality stays the caller's."""
+    attrs = attributes(node)
+    left, right = int(attrs.get("left_window_size", UNBOUNDED)), int(attrs.get("right_window_size", UNBOUNDED))
+    for name, value in (("left_window_size", left), ("right_window_size", right)):
+        if value < UNBOUNDED:
+            raise FrontendError(f"{describe(node)}: {name} must be -1 or nonnegative, got {value}")
+    return PositionMask(offset=offset, left=left, right=right)
+
+
+def merge_allowed(emitter: Emitter, mask: SSAValue | None, allowed: np.ndarray) -> SSAValue:
+    """`mask` restricted to the `allowed` positions: And for a boolean mask, a -inf bias for an additive one."""
+    if mask is None:
+        return emitter.constant(allowed)
+    shape = list(np.broadcast_shapes(shape_of(mask), allowed.shape))
+    if element_of(mask) == i1:
+        return emitter.host("And", [mask, emitter.constant(allowed)], shape, element=i1)
+    dtype = numpy_dtype(element_of(mask))
+    bias = np.where(allowed, 0.0, -np.inf).astype(dtype)
+    return emitter.host("Add", [mask, emitter.constant(bias)], shape)
+
+
+def apply_window(
+    emitter: Emitter, mask: SSAValue | None, window: PositionMask, q_length: int, kv_length: int
+) -> SSAValue | None:
+    """`mask` intersected with the window (unchanged when the window bounds nothing)."""
+    if not window.constrains:
+        return mask
+    return merge_allowed(emitter, mask, window.allowed(q_length, kv_length))
