@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from sofa_compiler.kernels import AttentionProblem, attention_model
 
 ROW_CHUNK = 1024
 """Rows built at a time: the key-offset array of one chunk stays small (S x ROW_CHUNK int64)."""
@@ -227,3 +231,20 @@ def mask_workloads(lengths: tuple[int, ...] = LENGTHS) -> list[MaskWorkload]:
         ("document_packing", {"documents": 8}),
     )
     return [MaskWorkload(pattern, seq, params) for seq in lengths for pattern, params in patterns]
+
+
+def masked_attention_model(
+    heads: int, seq: int, depth: int, mask: np.ndarray, constant: bool = True
+) -> onnx.ModelProto:
+    """An opset-23 `Attention` layer on Q, K, V ``[1, heads, seq, depth]`` with a boolean ``attn_mask`` ``[seq, seq]``:
+    an initializer when `constant`, else the model's fourth input ``mask`` (a mask known only at run time)."""
+    if mask.shape != (seq, seq) or mask.dtype != np.bool_:
+        raise MaskPatternError(f"the mask must be boolean [{seq}, {seq}], got {mask.dtype} {list(mask.shape)}")
+    model = attention_model(AttentionProblem(seq, seq, depth, depth, q_heads=heads, kv_heads=heads))
+    graph = model.graph
+    graph.node[0].input.append("mask")
+    if constant:
+        graph.initializer.append(numpy_helper.from_array(mask, "mask"))
+    else:
+        graph.input.append(helper.make_tensor_value_info("mask", TensorProto.BOOL, [seq, seq]))
+    return model

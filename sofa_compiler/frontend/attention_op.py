@@ -41,7 +41,7 @@ from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.mask_axes import narrow_mask
-from sofa_compiler.frontend.masks import PositionMask, apply_window, merge_allowed, window_of
+from sofa_compiler.frontend.masks import PositionMask, apply_window, as_keep_term, merge_allowed, window_of
 from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -184,7 +184,8 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
     causal = bool(attrs.get("is_causal", 0))
     if mask_name is not None and not past_length:
         # A constant causal attn_mask (torch's SDPA export with is_causal=False) is the causal flag.
-        term = MaskTerm(mask_name, keep=graph.info(mask_name).dtype == np.bool_)
+        term = as_keep_term(MaskTerm(mask_name, keep=graph.info(mask_name).dtype == np.bool_), graph)
+        mask_name = term.name
         if is_causal_mask(term, graph, q_length, kv_length):
             mask_name, causal = None, True
     mask = None if mask_name is None else _pad_mask(emitter, narrow_mask(graph, emitter, mask_name), kv_length)

@@ -10,6 +10,10 @@ one). After the spec's errata (opset 25) every position constraint is aligned th
 
 They compose with ``attn_mask`` by intersection (an additive mask gets a ``-inf`` bias).
 `PositionMask` is the closed form; `allowed` renders it for a (queries, keys) block.
+
+Exporters also write masks as additive constants filled with the dtype's lowest value
+(transformers' eager attention: ``torch.finfo(dtype).min``); `as_keep_term` turns those into the
+boolean mask they mean, which the accelerator's mask analysis takes.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import onnx
 from xdsl.dialects.builtin import i1
 from xdsl.ir import SSAValue
 
-from dialects.host import numpy_dtype
+from dialects.host import is_float_dtype, numpy_dtype
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError
-from sofa_compiler.frontend.graph import attributes, describe
+from sofa_compiler.frontend.graph import Graph, attributes, describe
+from sofa_compiler.frontend.patterns import MASKED_FILL, MaskTerm
 
 UNBOUNDED = -1
 """A window side without a bound, as the spec writes it."""
@@ -91,3 +96,21 @@ def apply_window(
     if not window.constrains:
         return mask
     return merge_allowed(emitter, mask, window.allowed(q_length, kv_length))
+
+
+def as_keep_term(term: MaskTerm, graph: Graph) -> MaskTerm:
+    """A constant additive mask of zeros and 'masked' fills (<= MASKED_FILL) as the boolean mask it means.
+
+    Exact when every query row keeps some key: the fill's exp underflows to exactly 0 in f32, as a
+    hidden key's weight is. (A row of fills alone is a uniform average in the model and zeros under a
+    boolean mask, so such masks stay as they are.) Other terms are returned unchanged.
+    """
+    value = graph.consts.get(term.name)
+    if term.keep or value is None or not is_float_dtype(value.dtype) or value.ndim == 0:
+        return term
+    visible = value == 0
+    if not np.all(visible | (value <= MASKED_FILL)) or not np.all(visible.any(axis=-1)):
+        return term
+    name = f"{term.name}/keep"
+    graph.consts[name] = visible
+    return MaskTerm(name, keep=True)

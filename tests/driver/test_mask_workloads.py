@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
+import sofa_compiler
 from sofa_compiler.mask_workloads import (
     GENERATORS,
     Band,
@@ -17,6 +20,7 @@ from sofa_compiler.mask_workloads import (
     document_packing,
     longformer,
     mask_workloads,
+    masked_attention_model,
     mistral,
 )
 
@@ -109,3 +113,23 @@ def test_the_workload_list_covers_every_pattern_and_length() -> None:
     assert small.band() == Band(99, 0)
     np.testing.assert_array_equal(small.mask(), band_mask(512, small.band()))
     assert MaskWorkload("bigbird", 512, {"density": 0.5}).band() is None
+
+
+def masked_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    scores = np.where(mask, q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1]), -np.inf)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return (weights / weights.sum(axis=-1, keepdims=True)) @ v
+
+
+@pytest.mark.parametrize("constant", [True, False])
+def test_masked_attention_model_computes_masked_attention(constant: bool) -> None:
+    seq, depth = 256, 16
+    mask = MaskWorkload("longformer", seq, {"window": 32, "global_tokens": 2}).mask()
+    model = masked_attention_model(2, seq, depth, mask, constant=constant)
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, seq, depth)).astype(np.float32) for _ in range(3))
+    feeds = {"q": q, "k": k, "v": v} | ({} if constant else {"mask": mask})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outputs, _ = sofa_compiler.compile(model, keep=1.0).run(feeds)
+    np.testing.assert_allclose(outputs["o"], masked_reference(q, k, v, mask), rtol=1e-4, atol=1e-5)
