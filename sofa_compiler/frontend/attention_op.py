@@ -41,7 +41,7 @@ from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.mask_axes import narrow_mask
-from sofa_compiler.frontend.masks import PositionMask, apply_window, as_keep_term, merge_allowed, window_of
+from sofa_compiler.frontend.masks import PositionMask, apply_window, as_keep_term, folded_mask, merge_allowed, window_of
 from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -263,6 +263,7 @@ def checked_attention(
     qkv = (_widened(emitter, qkv[0]), _widened(emitter, qkv[1]), _widened(emitter, qkv[2]))
     if mask is not None and element_of(mask) != i1:
         mask = _widened(emitter, mask)
+    mask = folded_mask(emitter, mask)
     out = emitter.attention(*qkv, scale=scale, causal=causal, mask=mask)
     op = out.owner
     assert isinstance(op, AttentionOp)

@@ -13,7 +13,9 @@ They compose with ``attn_mask`` by intersection (an additive mask gets a ``-inf`
 
 Exporters also write masks as additive constants filled with the dtype's lowest value
 (transformers' eager attention: ``torch.finfo(dtype).min``); `as_keep_term` turns those into the
-boolean mask they mean, which the accelerator's mask analysis takes.
+boolean mask they mean, which the accelerator's mask analysis takes. That analysis needs the
+mask when the program is built: `folded_mask` turns host ops that combine constants (a window
+intersected with a constant mask, a padded or narrowed constant) into one constant.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import onnx
 from xdsl.dialects.builtin import i1
 from xdsl.ir import SSAValue
 
-from dialects.host import is_float_dtype, numpy_dtype
+from dialects.host import ConstantOp, OnnxOp, is_float_dtype, numpy_dtype
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.patterns import MASKED_FILL, MaskTerm
+from sofa_compiler.interpreters.host import run_kernel
 
 UNBOUNDED = -1
 """A window side without a bound, as the spec writes it."""
@@ -114,3 +117,28 @@ def as_keep_term(term: MaskTerm, graph: Graph) -> MaskTerm:
     name = f"{term.name}/keep"
     graph.consts[name] = visible
     return MaskTerm(name, keep=True)
+
+
+def folded_mask(emitter: Emitter, mask: SSAValue | None) -> SSAValue | None:
+    """`mask` as one `host.constant` when host ops build it from constants alone; otherwise unchanged.
+
+    The ops left without a use go with the importer's dead-code elimination.
+    """
+    if mask is None or isinstance(mask.owner, ConstantOp):
+        return mask
+    value = _constant_value(mask)
+    return mask if value is None else emitter.constant(value)
+
+
+def _constant_value(value: SSAValue) -> np.ndarray | None:
+    owner = value.owner
+    if isinstance(owner, ConstantOp):
+        return owner.to_array()
+    if not isinstance(owner, OnnxOp) or len(owner.results) != 1:
+        return None
+    inputs = [_constant_value(operand) for operand in owner.operands]
+    if any(array is None for array in inputs):
+        return None
+    result_type = (tuple(shape_of(value)), numpy_dtype(element_of(value)))
+    (result,) = run_kernel(owner.op_type.data, inputs, owner.attribute_values(), [result_type])  # pyright: ignore
+    return result

@@ -10,8 +10,11 @@ import pytest
 from onnx import helper
 from onnx.reference.ops.op_attention import _apply_causal, _apply_sliding_window
 
+from dialects.host import ConstantOp
+from dialects.sofa import AttentionOp
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.frontend.graph import Graph
+from sofa_compiler.frontend.importer import import_model
 from sofa_compiler.frontend.masks import UNBOUNDED, PositionMask, as_keep_term, window_of
 from sofa_compiler.frontend.patterns import MaskTerm
 
@@ -70,3 +73,39 @@ def test_lowest_value_fills_become_a_boolean_mask() -> None:
 def test_other_additive_masks_stay_as_they_are(value: np.ndarray) -> None:
     term = MaskTerm("mask", keep=False)
     assert as_keep_term(term, graph_with(value)) is term
+
+
+def windowed_model(mask: np.ndarray | None, **window: int) -> onnx.ModelProto:
+    """Attention-25 on Q, K, V [1, 2, 6, 4] with a constant attn_mask (or none) and window attributes."""
+    shape = [1, 2, 6, 4]
+    values = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape) for name in "qkvy"]
+    inputs = ["q", "k", "v"] + ([] if mask is None else ["mask"])
+    initializers = [] if mask is None else [onnx.numpy_helper.from_array(mask, "mask")]
+    node = helper.make_node("Attention", inputs, ["y"], **window)
+    graph = helper.make_graph([node], "g", values[:3], values[3:], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)])
+
+
+def attention_mask_of(model: onnx.ModelProto) -> np.ndarray:
+    (op,) = [op for op in import_model(model).walk() if isinstance(op, AttentionOp)]
+    assert op.mask is not None
+    assert isinstance(op.mask.owner, ConstantOp), "the accelerator needs the mask as a constant"
+    return op.mask.owner.to_array()
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.float32])
+@pytest.mark.filterwarnings("ignore::sofa_compiler.frontend.errors.FrontendWarning")
+def test_a_window_over_a_constant_mask_folds_to_one_constant(dtype: type) -> None:
+    keep = np.random.default_rng(0).random((6, 6)) < 0.7
+    mask = keep if dtype == np.bool_ else np.where(keep, 0.0, -np.inf).astype(dtype)
+    window = PositionMask(left=2, right=1).allowed(6, 6)
+    folded = attention_mask_of(windowed_model(mask, left_window_size=2, right_window_size=1))
+    np.testing.assert_array_equal(folded.reshape(6, 6), keep & window)  # an additive 0/-inf mask as booleans
+
+
+@pytest.mark.filterwarnings("ignore::sofa_compiler.frontend.errors.FrontendWarning")
+def test_a_window_alone_is_a_constant_mask_beside_the_causal_flag() -> None:
+    model = windowed_model(None, left_window_size=1, is_causal=1)
+    np.testing.assert_array_equal(attention_mask_of(model), PositionMask(left=1).allowed(6, 6))
+    (op,) = [op for op in import_model(model).walk() if isinstance(op, AttentionOp)]
+    assert op.causal is not None
