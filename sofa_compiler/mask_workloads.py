@@ -27,7 +27,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from sofa_compiler.driver import CompiledModel, compile_model
 from sofa_compiler.kernels import AttentionProblem, attention_model
+from sofa_compiler.sim.report import Report, combine_reports
+from sofa_compiler.workloads import random_inputs, run_kernels
+
+SCORED_TILES_UNIT = "dlzs"
+"""The unit that runs one instruction per visited (query tile, KV tile) pair: DLZS scores each visited KV tile."""
 
 ROW_CHUNK = 1024
 """Rows built at a time: the key-offset array of one chunk stays small (S x ROW_CHUNK int64)."""
@@ -248,3 +254,54 @@ def masked_attention_model(
     else:
         graph.input.append(helper.make_tensor_value_info("mask", TensorProto.BOOL, [seq, seq]))
     return model
+
+
+@dataclass(frozen=True)
+class MaskedRun:
+    """One masked layer compiled and run on the simulator (all simulated heads)."""
+
+    compiled: CompiledModel
+    report: Report
+    output: np.ndarray
+    """``[1, heads, seq, depth]`` on `random_inputs`."""
+
+    @property
+    def cycles(self) -> int:
+        return self.report.total_cycles
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.report.dram_read_bytes + self.report.dram_write_bytes
+
+    @property
+    def visited_tiles(self) -> int:
+        """(query tile, KV tile) pairs the kernels scored, counted from the simulator's instructions."""
+        return self.report.units[SCORED_TILES_UNIT].instructions
+
+
+def simulate_masked(
+    mask: np.ndarray | None, heads: int, depth: int, keep: float = 1.0, seq: int | None = None, **options: Any
+) -> MaskedRun:
+    """Compile an `Attention` layer with the constant `mask` (None: unmasked, at `seq`); run it on `random_inputs`."""
+    if mask is None:
+        if seq is None:
+            raise MaskPatternError("an unmasked layer needs its sequence length")
+        model = attention_model(AttentionProblem(seq, seq, depth, depth, q_heads=heads, kv_heads=heads))
+    else:
+        seq = mask.shape[0]
+        model = masked_attention_model(heads, seq, depth, mask)
+    compiled = compile_model(model, keep=keep, **options)
+    outputs, runs = run_kernels(compiled, random_inputs(heads, seq, depth))
+    report = combine_reports([run.report for run in runs]) if runs else None
+    if report is None:
+        raise MaskPatternError("the layer ran no kernel: its attention was placed on the host")
+    return MaskedRun(compiled, report, outputs["o"])
+
+
+def nonempty_tiles(mask: np.ndarray, lanes: int, tile: int) -> int:
+    """(query tile of `lanes` rows, KV tile of `tile` keys) pairs in which `mask` keeps some key (counted directly)."""
+    seq_q, seq_kv = mask.shape
+    rows, cols = -(-seq_q // lanes), -(-seq_kv // tile)
+    padded = np.zeros((rows * lanes, cols * tile), np.bool_)
+    padded[:seq_q, :seq_kv] = mask
+    return int(np.count_nonzero(padded.reshape(rows, lanes, cols, tile).any(axis=(1, 3))))

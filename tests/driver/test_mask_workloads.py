@@ -22,6 +22,8 @@ from sofa_compiler.mask_workloads import (
     mask_workloads,
     masked_attention_model,
     mistral,
+    nonempty_tiles,
+    simulate_masked,
 )
 
 
@@ -133,3 +135,18 @@ def test_masked_attention_model_computes_masked_attention(constant: bool) -> Non
         warnings.simplefilter("ignore")
         outputs, _ = sofa_compiler.compile(model, keep=1.0).run(feeds)
     np.testing.assert_allclose(outputs["o"], masked_reference(q, k, v, mask), rtol=1e-4, atol=1e-5)
+
+
+def test_nonempty_tiles_counts_tiles_with_a_kept_key() -> None:
+    mask = np.zeros((300, 200), bool)
+    mask[0, 0] = mask[299, 199] = mask[130, 70] = mask[131, 71] = True
+    assert nonempty_tiles(mask, 128, 64) == 3  # rows 300 and keys 200: partial last tiles count too
+    assert nonempty_tiles(np.ones((256, 256), bool), 128, 64) == 8
+
+
+def test_an_unmasked_layer_visits_every_tile() -> None:
+    run = simulate_masked(None, 1, 32, seq=384)
+    tiling = next(iter(run.compiled.tilings.values()))
+    assert run.visited_tiles == nonempty_tiles(np.ones((384, 384), bool), 128, tiling.bc) == 3 * tiling.tc
+    assert run.cycles > 0
+    assert run.dram_bytes > 0
