@@ -213,16 +213,23 @@ def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
     return plan_sets(target, shape, tile, KV_BUFFER_SETS)
 
 
-def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
-    """Estimated cycles of the whole kernel with KV tile `tile` (a coarse model).
+@dataclass(frozen=True)
+class StepEstimate:
+    """The coarse model's figures for one (query tile, KV tile) step of a coordinated kernel."""
 
-    Per (query tile, KV tile) step the stages run as a pipeline, so a step
-    costs its slowest stage; each step also pays a fixed synchronisation
-    cost (DMA latency, token hand-offs), which is what makes small tiles
-    expensive, while SADS's sort grows with ``m * Bc`` and makes large tiles
-    expensive (paper §5: larger Bc sorts more).
+    cycles: float
+    dram_bytes: int
+
+
+def step_estimate(
+    target: TargetAttr, shape: AttentionShape, tile: int, lanes: int | None = None, extra_bytes: int = 0
+) -> StepEstimate:
+    """One tile step: its slowest pipeline stage plus a share of the DMA latency, and its DRAM reads.
+
+    `lanes` defaults to `query_lanes`; `extra_bytes` are loaded per step besides K-hat and the
+    selected K/V rows (a mask bitmap and its index-list entry).
     """
-    lanes = query_lanes(target, shape.q_len)
+    lanes = query_lanes(target, shape.q_len) if lanes is None else lanes
     m = keep_count(shape.keep, tile)
     d, dv = shape.depth, shape.v_depth
     bytes_per_cycle = target.dram_bandwidth_gbps.data * 1e3 / target.clock_mhz.data
@@ -233,8 +240,26 @@ def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
     sads = passes * math.ceil(tile / target.sads_inputs_per_round.data) * lanes / target.sads_cores.data
     sufa = lanes * m * (d + dv) / (target.sufa_rows.data * target.sufa_cols.data)
     selected_rows = min(tile, lanes * m)
-    dma = (tile * d * 2 + selected_rows * (d + dv) * DATAPATH.nbytes) / bytes_per_cycle
-    step = max(dlzs, sads, sufa, dma) + latency / KV_BUFFER_SETS
+    dram_bytes = tile * d * 2 + selected_rows * (d + dv) * DATAPATH.nbytes + extra_bytes
+    step = max(dlzs, sads, sufa, dram_bytes / bytes_per_cycle) + latency / KV_BUFFER_SETS
+    return StepEstimate(step, dram_bytes)
+
+
+def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
+    """Estimated cycles of the whole kernel with KV tile `tile` (a coarse model).
+
+    Per (query tile, KV tile) step the stages run as a pipeline, so a step
+    costs its slowest stage; each step also pays a fixed synchronisation
+    cost (DMA latency, token hand-offs), which is what makes small tiles
+    expensive, while SADS's sort grows with ``m * Bc`` and makes large tiles
+    expensive (paper §5: larger Bc sorts more).
+    """
+    lanes = query_lanes(target, shape.q_len)
+    d = shape.depth
+    bytes_per_cycle = target.dram_bandwidth_gbps.data * 1e3 / target.clock_mhz.data
+    latency = target.dram_latency_ns.data * target.clock_mhz.data / 1e3
+    dlzs_pes = target.dlzs_rows.data * target.dlzs_cols.data
+    step = step_estimate(target, shape, tile, lanes).cycles
     query_tiles = tile_count(shape.q_len, lanes)
     kv_tiles = tile_count(shape.kv_len, tile)
     if shape.causal:
