@@ -102,7 +102,8 @@ def attention_shape(op: AttentionOp, keep: float) -> AttentionShape:
     batch, q_heads, q_len, depth = op.q.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     _, kv_heads, kv_len, _ = op.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     v_depth = op.v.type.get_shape()[3]  # pyright: ignore[reportAttributeAccessIssue]
-    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, op.causal is not None)
+    causal, masked = op.causal is not None, op.mask is not None
+    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked)
 
 
 def attention_shape_of_sufa(sufa: SufaOp, select: SadsOp) -> AttentionShape:
@@ -111,7 +112,8 @@ def attention_shape_of_sufa(sufa: SufaOp, select: SadsOp) -> AttentionShape:
     _, kv_heads, kv_len, _ = sufa.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     v_depth = sufa.v.type.get_shape()[3]  # pyright: ignore[reportAttributeAccessIssue]
     keep = select.sparsity.keep_ratio
-    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, sufa.causal is not None)
+    causal, masked = sufa.causal is not None, select.mask is not None
+    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked)
 
 
 def make_tiling(target: TargetAttr, shape: AttentionShape, tile: int, lanes: int = 0) -> TilingAttr:
@@ -166,7 +168,8 @@ class TileAttention(RewritePattern):
         if self.separate:
             self.rewrite_separate(op, rewriter, shape, requested_tile, radius)
             return
-        if projection is not None and self.on_demand and self.predictor == "dlzs":
+        # Masked kernels read K-hat from the host: their index-list registers are the on-demand ones.
+        if projection is not None and self.on_demand and self.predictor == "dlzs" and op.mask is None:
             hidden = projection.x.type.get_shape()[2]  # pyright: ignore[reportAttributeAccessIssue]
             on_demand = replace(shape, hidden=hidden)
             if _fits(self.target, on_demand, requested_tile):

@@ -50,6 +50,8 @@ class AttentionShape:
     causal: bool
     hidden: int = 0
     """Token width H when DLZS predicts K-hat from X and LZ(W_k) on chip (on-demand); 0 to predict from K."""
+    masked: bool = False
+    """A general mask: each KV buffer set also holds the tile's mask bitmap (`RegionKind.MASK`)."""
 
 
 class RegionKind(Enum):
@@ -73,6 +75,8 @@ class RegionKind(Enum):
     XEXP = "xexp"
     ROWS = "rows"
     """Separate-stage baseline: whole A-hat rows for the row top-k."""
+    MASK = "mask"
+    """A general mask's bitmap of the current (query tile, KV tile) pair, one bit a (lane, key)."""
     BITMAP = "bitmap"
     """K/V generation: the needed-key bitmap; the `GEN_*` regions are the generation phase's."""
     GEN_K = "gen_k"
@@ -193,6 +197,8 @@ def plan_sets(target: TargetAttr, shape: AttentionShape, tile: int, sets: int) -
         alloc.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
         alloc.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
         _alloc_selected_kv(alloc, index, lanes * m, tile, d, dv)
+        if shape.masked:
+            alloc.alloc(RegionKind.MASK, lanes * -(-tile // 8), on_chip_first, index)
         if shape.hidden:
             alloc.alloc(RegionKind.X, tile * shape.hidden, buffer_set=index)
             alloc.alloc(RegionKind.XEXP, tile, on_chip_first, index)
