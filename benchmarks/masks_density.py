@@ -50,17 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     densities = [float(value) for value in args.densities.split(",")]
     print(f"S = {args.seq}, d = {args.depth}, heads = {args.heads}, keep 1.0, BigBird block 128", flush=True)
     dense = run(np.ones((args.seq, args.seq), np.bool_), args, "dense mask")
+    unmasked = simulate_masked(None, args.heads, args.depth, keep=1.0, seq=args.seq)
     tiling = next(iter(dense.compiled.tilings.values()))
-    lanes = args.seq * 1 // max(1, dense.visited_tiles // tiling.tc)  # query tile rows: visited = Tq * Tc
     rows = []
     for density in densities:
         mask = bigbird(args.seq, density, window_blocks=1, global_blocks=1, seed=args.seed)
         masked = run(mask, args, f"{density:.0%} blocks")
-        nonempty = nonempty_tiles(mask, lanes, tiling.bc)
-        total = -(-args.seq // lanes) * tiling.tc
+        (plan,) = masked.plans
+        lanes, tile = plan.lanes.data, plan.tile.data
+        nonempty = nonempty_tiles(mask, lanes, tile)
+        total = -(-args.seq // lanes) * -(-args.seq // tile)
+        print(f"  plan: {plan.format.data}/{plan.mapping.data}, query tile {lanes} rows, Bc {tile}", flush=True)
         rows.append((density, masked, nonempty, nonempty / total))
     print()
-    print(f"Bc = {tiling.bc}, query tile = {lanes} rows; dense: {dense.cycles} cycles, {dense.dram_bytes} DRAM bytes")
+    print(f"dense mask: Bc = {tiling.bc}, {dense.cycles} cycles, {dense.dram_bytes} DRAM bytes", end="")
+    print(f" (no mask: {unmasked.cycles} cycles, {unmasked.dram_bytes} DRAM bytes)")
     print("density  tile density  cycles      x dense  / (density x dense)  DRAM bytes   / (density x dense)", end="")
     print("  visited  non-empty")
     failed = False

@@ -27,6 +27,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from dialects.sofa import TileMaskAttr
+from passes.masked_attention import TILE_MASK_ATTRIBUTE
 from sofa_compiler.driver import CompiledModel, compile_model
 from sofa_compiler.kernels import AttentionProblem, attention_model
 from sofa_compiler.sim.report import Report, combine_reports
@@ -272,6 +274,13 @@ class MaskedRun:
     @property
     def dram_bytes(self) -> int:
         return self.report.dram_read_bytes + self.report.dram_write_bytes
+
+    @property
+    def plans(self) -> list[TileMaskAttr]:
+        """The `#sofa.tile_mask` plan of each masked attention, as the tiling pass chose it."""
+        tiled = [stage for stage in self.compiled.stages if stage.name == "tiled"][-1].snapshot
+        found = (op.attributes.get(TILE_MASK_ATTRIBUTE) for op in tiled.walk())
+        return [attr for attr in found if isinstance(attr, TileMaskAttr)]
 
     @property
     def visited_tiles(self) -> int:
