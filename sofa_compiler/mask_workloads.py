@@ -38,7 +38,7 @@ SCORED_TILES_UNIT = "dlzs"
 """The unit that runs one instruction per visited (query tile, KV tile) pair: DLZS scores each visited KV tile."""
 
 ROW_CHUNK = 1024
-"""Rows built at a time: the key-offset array of one chunk stays small (S x ROW_CHUNK int64)."""
+"""Rows built (or, in the exact reference, scored) at a time: one chunk's S x ROW_CHUNK arrays stay small."""
 
 BLOCK = 128
 """BigBird's block edge: the accelerator's 128 query lanes, so a block row is one query tile."""
@@ -289,9 +289,16 @@ class MaskedRun:
 
 
 def simulate_masked(
-    mask: np.ndarray | None, heads: int, depth: int, keep: float = 1.0, seq: int | None = None, **options: Any
+    mask: np.ndarray | None,
+    heads: int,
+    depth: int,
+    keep: float = 1.0,
+    seq: int | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    **options: Any,
 ) -> MaskedRun:
-    """Compile an `Attention` layer with the constant `mask` (None: unmasked, at `seq`); run it on `random_inputs`."""
+    """Compile an `Attention` layer with the constant `mask` (None: unmasked, at `seq`); run it on `inputs`
+    (``q``, ``k``, ``v`` ``[1, heads, S, depth]``; default `random_inputs`)."""
     if mask is None:
         if seq is None:
             raise MaskPatternError("an unmasked layer needs its sequence length")
@@ -300,7 +307,7 @@ def simulate_masked(
         seq = mask.shape[0]
         model = masked_attention_model(heads, seq, depth, mask)
     compiled = compile_model(model, keep=keep, **options)
-    outputs, runs = run_kernels(compiled, random_inputs(heads, seq, depth))
+    outputs, runs = run_kernels(compiled, random_inputs(heads, seq, depth) if inputs is None else inputs)
     report = combine_reports([run.report for run in runs]) if runs else None
     if report is None:
         raise MaskPatternError("the layer ran no kernel: its attention was placed on the host")
@@ -314,3 +321,24 @@ def nonempty_tiles(mask: np.ndarray, lanes: int, tile: int) -> int:
     padded = np.zeros((rows * lanes, cols * tile), np.bool_)
     padded[:seq_q, :seq_kv] = mask
     return int(np.count_nonzero(padded.reshape(rows, lanes, cols, tile).any(axis=(1, 3))))
+
+
+def exact_masked_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """One head's exact attention ``[S, d]`` under `mask` (None: unmasked) in float64; rows without a visible key
+    give zeros, as ONNX's spec says."""
+    q, k, v = (x.astype(np.float64) for x in (q, k, v))
+    out = np.zeros((q.shape[0], v.shape[1]))
+    for start in range(0, q.shape[0], ROW_CHUNK):
+        scores = q[start : start + ROW_CHUNK] @ k.T / np.sqrt(q.shape[1])
+        if mask is not None:
+            scores = np.where(mask[start : start + ROW_CHUNK], scores, -np.inf)
+        top = scores.max(axis=1, keepdims=True)
+        weights = np.exp(scores - np.where(np.isfinite(top), top, 0.0))
+        total = weights.sum(axis=1, keepdims=True)
+        out[start : start + ROW_CHUNK] = (weights @ v) / np.where(total > 0, total, 1.0)
+    return out
+
+
+def relative_error(output: np.ndarray, reference: np.ndarray) -> float:
+    """``||output - reference|| / ||reference||`` (Frobenius, in float64)."""
+    return float(np.linalg.norm(output.astype(np.float64) - reference) / np.linalg.norm(reference))
