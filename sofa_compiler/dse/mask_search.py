@@ -1,19 +1,19 @@
 """The two-stage search of a masked layer (STOF, arXiv 2506.06095): the analytical model prunes, the simulator decides.
 
-Stage one prices, for every KV tile Bc that fits the target's SRAM, every mask format and
-mapping with the analytical model (`passes.mask_model.plan_mask`: the tile structure of the
-mask and the per-step cost model) and keeps the (Bc, format, mapping) candidates within
-``margin`` of the cheapest estimate. Stage two compiles the surviving tile sizes at each keep
-of a grid and runs them on the simulator (the tiling pass plans the mask at that Bc with the same
-model, so a survivor's format and mapping are the ones the kernel runs), measuring cycles and the
-output's error against exact masked attention. The result says which candidate the model ranked
+Stage one prices, at each keep of a grid and every KV tile Bc that fits the target's SRAM, every
+mask format and mapping with the analytical model (`passes.mask_model.plan_mask`: the tile
+structure of the mask and the per-step cost model) and keeps the (Bc, keep, format, mapping)
+candidates within ``margin`` of the cheapest estimate at their keep. Stage two compiles each
+surviving (Bc, keep) and runs it on the simulator (the tiling pass plans the mask at that Bc with
+the same model, so the kernel runs the model's best format and mapping there), measuring cycles and
+the output's error against exact masked attention. The result says which candidate the model ranked
 first, which one the simulator found fastest, and the model's estimate over the simulated
 cycles for each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,15 +33,16 @@ class MaskSearchError(ValueError):
 
 @dataclass(frozen=True)
 class Priced:
-    """One stage-one candidate: a KV tile and the model's priced (format, mapping) at it."""
+    """One stage-one candidate: a KV tile and keep, and the model's priced (format, mapping) there."""
 
     tile: int
+    keep: float
     candidate: MaskCandidate
 
 
 @dataclass(frozen=True)
 class Measured:
-    """One stage-two point: a surviving tile at one keep, on the simulator."""
+    """One stage-two point: a surviving (tile, keep) on the simulator, with the format and mapping it ran."""
 
     tile: int
     keep: float
@@ -60,47 +61,58 @@ class Measured:
 @dataclass(frozen=True)
 class SearchResult:
     priced: tuple[Priced, ...]
-    """Every stage-one candidate, cheapest estimate first."""
+    """Every stage-one candidate, by keep, cheapest estimate first."""
     survivors: tuple[Priced, ...]
     measured: tuple[Measured, ...]
 
-    @property
-    def model_choice(self) -> Priced:
-        return self.priced[0]
+    def model_choice(self, keep: float) -> Priced:
+        """The model's first choice at `keep`: its cheapest (tile, format, mapping)."""
+        return next(p for p in self.priced if p.keep == keep)
 
     def fastest(self, keep: float, max_error: float = float("inf")) -> Measured:
         """The simulator's fastest survivor at `keep` whose error is at most `max_error`."""
         points = [m for m in self.measured if m.keep == keep and m.error <= max_error]
         if not points:
-            raise MaskSearchError(f"no measured candidate at keep {keep} with error <= {max_error:g}")
+            raise MaskSearchError(f"no measured candidate at keep {keep:g} with error <= {max_error:g}")
         return min(points, key=lambda m: (m.cycles, m.tile))
 
 
 def layer_shape(mask: np.ndarray, heads: int, depth: int, keep: float) -> AttentionShape:
-    seq = mask.shape[0]
-    return AttentionShape(1, heads, heads, seq, mask.shape[1], depth, depth, keep, False)
+    return AttentionShape(1, heads, heads, mask.shape[0], mask.shape[1], depth, depth, keep, False)
 
 
 def stage_one(
-    target: TargetAttr, mask: np.ndarray, heads: int, depth: int, margin: float, tiles: Sequence[int] = TILE_CANDIDATES
+    target: TargetAttr,
+    mask: np.ndarray,
+    heads: int,
+    depth: int,
+    keeps: Sequence[float],
+    margin: float,
+    tiles: Sequence[int] = TILE_CANDIDATES,
 ) -> tuple[list[Priced], list[Priced]]:
-    """Every (Bc, format, mapping) the model prices at keep 1.0, cheapest first, and those within `margin` of it."""
+    """Every (Bc, format, mapping) the model prices at each keep, cheapest first per keep, and the survivors:
+    those within `margin` of the cheapest at their keep."""
     if margin < 1:
         raise MaskSearchError(f"margin must be >= 1, got {margin}")
-    shape = layer_shape(mask, heads, depth, 1.0)
+    if not keeps or any(not 0 < keep <= 1 for keep in keeps):
+        raise MaskSearchError(f"keeps must lie in (0, 1], got {list(keeps)}")
     priced: list[Priced] = []
-    for tile in tiles:
-        try:
-            plan_sram(target, shape, tile)
-        except PlanError:
-            continue
-        plan = plan_op_mask(target, shape, tile, mask)
-        priced += [Priced(tile, candidate) for candidate in plan.ranked]
-    if not priced:
-        raise MaskSearchError(f"no KV tile of {list(tiles)} fits the target's SRAM for this layer")
-    priced.sort(key=lambda p: (p.candidate.cycles, p.tile))
-    best = priced[0].candidate.cycles
-    return priced, [p for p in priced if p.candidate.cycles <= margin * best]
+    survivors: list[Priced] = []
+    for keep in keeps:
+        shape = layer_shape(mask, heads, depth, keep)
+        at_keep: list[Priced] = []
+        for tile in tiles:
+            try:
+                plan_sram(target, shape, tile)
+            except PlanError:
+                continue
+            at_keep += [Priced(tile, keep, candidate) for candidate in plan_op_mask(target, shape, tile, mask).ranked]
+        if not at_keep:
+            raise MaskSearchError(f"no KV tile of {list(tiles)} fits the target's SRAM at keep {keep:g}")
+        at_keep.sort(key=lambda p: (p.candidate.cycles, p.tile))
+        priced += at_keep
+        survivors += [p for p in at_keep if p.candidate.cycles <= margin * at_keep[0].candidate.cycles]
+    return priced, survivors
 
 
 def two_stage_search(
@@ -108,33 +120,29 @@ def two_stage_search(
     heads: int,
     depth: int,
     keeps: Sequence[float] = (1.0,),
-    margin: float = 1.5,
+    margin: float = 1.25,
     config: HardwareConfig | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
     progress: bool = False,
 ) -> SearchResult:
-    """Stage one on the model, stage two on the simulator (see the module docstring)."""
+    """Stage one on the model, stage two on the simulator (see the module docstring).
+
+    `inputs` (``q``, ``k``, ``v`` ``[1, heads, S, depth]``) default to `random_inputs`.
+    """
     config = config or load_config()
     target = TargetAttr(config.as_target_dict())
-    priced, survivors = stage_one(target, mask, heads, depth, margin)
-    inputs = random_inputs(heads, mask.shape[0], depth)
+    priced, survivors = stage_one(target, mask, heads, depth, keeps, margin)
+    inputs = inputs if inputs is not None else random_inputs(heads, mask.shape[0], depth)
     reference = np.stack([exact_masked_attention(*(inputs[n][0, h] for n in "qkv"), mask) for h in range(heads)])
-    tiles = sorted({p.tile for p in survivors})
     measured = []
-    for tile in tiles:
-        for keep in keeps:
-            run = simulate_masked(mask, heads, depth, keep=keep, tile=tile, target=config)
-            (plan,) = run.plans
-            estimate = plan_op_mask(target, layer_shape(mask, heads, depth, keep), tile, mask).chosen
-            point = Measured(
-                tile,
-                keep,
-                plan.format.data,
-                plan.mapping.data,
-                estimate.cycles,
-                run.cycles,
-                relative_error(run.output[0], reference),
-            )
-            measured.append(point)
-            if progress:
-                print(f"  Bc {tile} keep {keep:g}: {run.cycles} cycles, error {point.error:.3e}", flush=True)
+    for tile, keep in sorted({(p.tile, p.keep) for p in survivors}):
+        run = simulate_masked(mask, heads, depth, keep=keep, inputs=inputs, tile=tile, target=config)
+        (plan,) = run.plans
+        chosen = next(p for p in priced if (p.tile, p.keep) == (tile, keep))  # the plan the tiling pass makes
+        error = relative_error(run.output[0], reference)
+        measured.append(
+            Measured(tile, keep, plan.format.data, plan.mapping.data, chosen.candidate.cycles, run.cycles, error)
+        )
+        if progress:
+            print(f"  Bc {tile}, keep {keep:g}: {run.cycles} cycles, error {error:.3e}", flush=True)
     return SearchResult(tuple(priced), tuple(survivors), tuple(measured))
