@@ -9,7 +9,8 @@ bfloat16 outputs (`BF16_RTOL`); each output must also have the element type the 
 Cases that need a later issue are skipped (`nonpad_kv_seqlen`, opset 24's and 25's); the
 ones that fail today are strict xfails naming why, so a fix shows up as an XPASS to remove.
 A summary line `N passed, N failed, N on accelerator, N on host` ends the module's run
-(where attention ran, counted over the passing cases).
+(where attention ran, counted over the passing cases). Attention runs on the host where the mask
+is only known at run time (an attn_mask input), with softcap or the qk_matmul_output output.
 """
 
 from __future__ import annotations
@@ -169,3 +170,32 @@ def test_node_and_expanded_scale_agree(name: str) -> None:
     node, expanded = scales
     assert node == expanded
     assert node != pytest.approx(1 / np.sqrt(8), rel=1e-6)  # rounded: head size 8, no scale attribute
+
+
+WINDOW_ON_ACCELERATOR = sorted(
+    f"test_attention_{name}{suffix}"
+    for name in (
+        "local_window",
+        "bidirectional_window",
+        "local_window_default",
+        "local_window_with_past",
+        "3d_local_window",
+    )
+    for suffix in ("", "_expanded")
+)
+"""Opset 25's sliding-window cases whose mask is known when the model is compiled (the window alone, or over
+past keys): the front end gives the accelerator the window as a constant mask. (The other window cases feed
+attn_mask or nonpad_kv_seqlen at run time, or use softcap.)"""
+
+
+@pytest.mark.parametrize("name", WINDOW_ON_ACCELERATOR)
+def test_sliding_window_runs_on_the_accelerator(name: str) -> None:
+    (case,) = [case for case in CASES if case.name == name]
+    assert case.model is not None
+    assert opset(case.model) == 25
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = sofa_compiler.compile(case.model, keep=1.0)
+    (placement,) = compiled.placements
+    assert placement.host_reason is None, placement.line()
+    assert compiled.programs
