@@ -14,10 +14,10 @@ themselves are built before the clock starts.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 
+from benchmarks import masks_cli
 from dialects.numerics import tile_mask_of_array
 from dialects.sofa import TargetAttr
 from passes.masked_attention import plan_op_mask
@@ -85,7 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MaskPatternError as error:
-        sys.exit(f"error: {error}")
+    masks_cli.run(main)

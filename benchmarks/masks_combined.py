@@ -15,14 +15,13 @@ checked (their error is the datapath's rounding alone), so the top-k's share sho
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
 
+from benchmarks import masks_cli
 from sofa_compiler.dse.problem import PATTERNS, Layer, synthetic_inputs
 from sofa_compiler.mask_workloads import (
-    MaskPatternError,
     bigbird,
     exact_masked_attention,
     relative_error,
@@ -77,7 +76,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MaskPatternError as error:
-        sys.exit(f"error: {error}")
+    masks_cli.run(main)

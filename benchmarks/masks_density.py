@@ -16,12 +16,12 @@ equals the block density.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
 
-from sofa_compiler.mask_workloads import MaskedRun, MaskPatternError, bigbird, nonempty_tiles, simulate_masked
+from benchmarks import masks_cli
+from sofa_compiler.mask_workloads import MaskedRun, bigbird, nonempty_tiles, simulate_masked
 
 GOAL = 1.3
 """Masked cost over density x dense cost, at most (issue 17)."""
@@ -84,7 +84,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MaskPatternError as error:
-        sys.exit(f"error: {error}")
+    masks_cli.run(main)

@@ -13,14 +13,14 @@ keep the model's first choice against the simulator's fastest survivor.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
 
-from sofa_compiler.dse.mask_search import MaskSearchError, two_stage_search
+from benchmarks import masks_cli
+from sofa_compiler.dse.mask_search import two_stage_search
 from sofa_compiler.dse.problem import PATTERNS, Layer, synthetic_inputs
-from sofa_compiler.mask_workloads import MaskPatternError, MaskWorkload
+from sofa_compiler.mask_workloads import MaskWorkload
 
 DEFAULT_PARAMS = {
     "longformer": {"window": 512, "global_tokens": 16},
@@ -78,7 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (MaskSearchError, MaskPatternError) as error:
-        sys.exit(f"error: {error}")
+    masks_cli.run(main)
