@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from dialects.numerics import BandMask
 from dialects.sofa import TileMaskAttr
 from passes.masked_attention import TILE_MASK_ATTRIBUTE
 from sofa_compiler.driver import CompiledModel, compile_model
@@ -51,15 +52,6 @@ class MaskPatternError(ValueError):
     """A pattern's parameters do not describe a mask; the message says which and why."""
 
 
-@dataclass(frozen=True)
-class Band:
-    """Query i sees key j iff ``-left <= j - i <= right`` and ``(j - i) % dilation == 0`` (top-left aligned)."""
-
-    left: int
-    right: int
-    dilation: int = 1
-
-
 def _rows(seq: int, visible: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """``[seq, seq]`` booleans from ``visible(rows [r, 1], keys [1, seq])``, built ROW_CHUNK rows at a time."""
     mask = np.empty((seq, seq), np.bool_)
@@ -70,15 +62,9 @@ def _rows(seq: int, visible: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> 
     return mask
 
 
-def band_mask(seq: int, band: Band) -> np.ndarray:
-    """The dense mask of a band."""
-
-    def visible(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        delta = keys - rows
-        seen = (delta >= -band.left) & (delta <= band.right)
-        return seen & (delta % band.dilation == 0) if band.dilation > 1 else seen
-
-    return _rows(seq, visible)
+def band_mask(seq: int, band: BandMask) -> np.ndarray:
+    """The dense ``[seq, seq]`` mask of a band (the mask analysis's closed form), built in row chunks."""
+    return _rows(seq, lambda rows, keys: band.visible(rows[:, 0], keys[0]))
 
 
 def _positive(**values: int) -> None:
@@ -87,15 +73,15 @@ def _positive(**values: int) -> None:
             raise MaskPatternError(f"{name} must be >= 1, got {value}")
 
 
-def mistral_band(window: int) -> Band:
+def mistral_band(window: int) -> BandMask:
     _positive(window=window)
-    return Band(left=window - 1, right=0)
+    return BandMask(window - 1, 0)
 
 
-def dilated_band(window: int, dilation: int) -> Band:
+def dilated_band(window: int, dilation: int) -> BandMask:
     """``window`` kept keys on each side of the query, ``dilation`` apart."""
     _positive(window=window, dilation=dilation)
-    return Band(left=window * dilation, right=window * dilation, dilation=dilation)
+    return BandMask(window * dilation, window * dilation, dilation=dilation)
 
 
 def mistral(seq: int, window: int = 4096) -> np.ndarray:
@@ -112,7 +98,7 @@ def longformer(seq: int, window: int = 512, global_tokens: int = 16) -> np.ndarr
     _positive(seq=seq, window=window)
     if not 0 <= global_tokens <= seq:
         raise MaskPatternError(f"global_tokens must be in 0..{seq}, got {global_tokens}")
-    mask = band_mask(seq, Band(window // 2, window // 2))
+    mask = band_mask(seq, BandMask(window // 2, window // 2))
     mask[:global_tokens, :] = True
     mask[:, :global_tokens] = True
     return mask
@@ -199,7 +185,7 @@ GENERATORS: Mapping[str, Callable[..., np.ndarray]] = {
 }
 """Every pattern by name; each takes ``seq`` first and its own keyword parameters."""
 
-BANDS: Mapping[str, Callable[..., Band]] = {"mistral": mistral_band, "dilated": dilated_band}
+BANDS: Mapping[str, Callable[..., BandMask]] = {"mistral": mistral_band, "dilated": dilated_band}
 """The patterns with a closed form, by name (their parameters, without ``seq``)."""
 
 
@@ -223,7 +209,7 @@ class MaskWorkload:
     def mask(self) -> np.ndarray:
         return GENERATORS[self.pattern](self.seq, **self.params)
 
-    def band(self) -> Band | None:
+    def band(self) -> BandMask | None:
         """The closed form, for the band patterns; None for the others."""
         make = BANDS.get(self.pattern)
         return None if make is None else make(**self.params)

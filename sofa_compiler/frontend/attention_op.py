@@ -41,7 +41,7 @@ from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.mask_axes import narrow_mask
-from sofa_compiler.frontend.masks import PositionMask, apply_window, as_keep_term, folded_mask, merge_allowed, window_of
+from sofa_compiler.frontend.masks import apply_window, as_keep_term, causal_band, folded_mask, merge_allowed, window_of
 from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -140,7 +140,7 @@ def _pad_mask(emitter: Emitter, mask: SSAValue, kv_length: int) -> SSAValue:
 
 def _causal_mask(emitter: Emitter, mask: SSAValue | None, q_length: int, kv_length: int, offset: int) -> SSAValue:
     """Bottom-right causal masking (query i sees key j iff j <= i + offset) merged into the mask."""
-    return merge_allowed(emitter, mask, PositionMask(offset=offset, causal=True).allowed(q_length, kv_length))
+    return merge_allowed(emitter, mask, causal_band(offset).dense(q_length, kv_length))
 
 
 def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True) -> str | None:

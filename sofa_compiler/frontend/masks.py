@@ -9,7 +9,8 @@ one). After the spec's errata (opset 25) every position constraint is aligned th
 - ``right_window_size = R >= 0``: iff ``j <= p + R`` (-1 leaves a side unbounded).
 
 They compose with ``attn_mask`` by intersection (an additive mask gets a ``-inf`` bias).
-`PositionMask` is the closed form; `allowed` renders it for a (queries, keys) block.
+Both are bands of the mask analysis (`dialects.numerics.BandMask`), rendered for the
+(queries, keys) block: the accelerator needs the mask as a constant, and finds the band again.
 
 Exporters also write masks as additive constants filled with the dtype's lowest value
 (transformers' eager attention: ``torch.finfo(dtype).min``); `as_keep_term` turns those into the
@@ -20,64 +21,40 @@ intersected with a constant mask, a padded or narrowed constant) into one consta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import onnx
 from xdsl.dialects.builtin import i1
 from xdsl.ir import SSAValue
 
 from dialects.host import ConstantOp, OnnxOp, is_float_dtype, numpy_dtype
+from dialects.numerics import UNBOUNDED, BandMask
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.patterns import MASKED_FILL, MaskTerm
 from sofa_compiler.interpreters.host import run_kernel
 
-UNBOUNDED = -1
+ONNX_UNBOUNDED = -1
 """A window side without a bound, as the spec writes it."""
 
 
-@dataclass(frozen=True)
-class PositionMask:
-    """Which keys a query sees by position alone: ``max(p - left, 0) <= j <= p + right`` (bounds optional)."""
-
-    offset: int = 0
-    """Absolute position of query 0 (the number of keys before the query block)."""
-    left: int = UNBOUNDED
-    right: int = UNBOUNDED
-    causal: bool = False
-
-    @property
-    def right_bound(self) -> int:
-        """The right window after causality: 0 when causal (a positive right window then adds nothing)."""
-        if self.causal:
-            return 0 if self.right == UNBOUNDED else min(self.right, 0)
-        return self.right
-
-    @property
-    def constrains(self) -> bool:
-        return self.causal or self.left != UNBOUNDED or self.right != UNBOUNDED
-
-    def allowed(self, q_length: int, kv_length: int) -> np.ndarray:
-        """The ``[q_length, kv_length]`` boolean mask, True where the key is visible."""
-        distance = (np.arange(q_length)[:, None] + self.offset) - np.arange(kv_length)[None, :]  # p - j
-        allowed = np.ones((q_length, kv_length), dtype=np.bool_)
-        if self.left != UNBOUNDED:
-            allowed &= distance <= self.left
-        if self.right_bound != UNBOUNDED:
-            allowed &= -distance <= self.right_bound
-        return allowed
+def causal_band(offset: int) -> BandMask:
+    """Causal masking aligned at `offset`: query i sees key j iff ``j <= i + offset``."""
+    return BandMask(UNBOUNDED, 0, offset)
 
 
-def window_of(node: onnx.NodeProto, offset: int) -> PositionMask:
-    """The node's sliding window (opset 25 attributes) at `offset`; causality stays the caller's."""
+def window_of(node: onnx.NodeProto, offset: int) -> BandMask | None:
+    """The node's sliding window (opset 25 attributes) at `offset` as a band, None without one; causality
+    stays the caller's (a causal node's right window can only be 0, which the causal mask already implies)."""
     attrs = attributes(node)
-    left, right = int(attrs.get("left_window_size", UNBOUNDED)), int(attrs.get("right_window_size", UNBOUNDED))
-    for name, value in (("left_window_size", left), ("right_window_size", right)):
-        if value < UNBOUNDED:
+    sides = {name: int(attrs.get(name, ONNX_UNBOUNDED)) for name in ("left_window_size", "right_window_size")}
+    for name, value in sides.items():
+        if value < ONNX_UNBOUNDED:
             raise FrontendError(f"{describe(node)}: {name} must be -1 or nonnegative, got {value}")
-    return PositionMask(offset=offset, left=left, right=right)
+    left, right = sides.values()
+    if left == right == ONNX_UNBOUNDED:
+        return None
+    return BandMask(UNBOUNDED if left < 0 else left, UNBOUNDED if right < 0 else right, offset)
 
 
 def merge_allowed(emitter: Emitter, mask: SSAValue | None, allowed: np.ndarray) -> SSAValue:
@@ -93,12 +70,10 @@ def merge_allowed(emitter: Emitter, mask: SSAValue | None, allowed: np.ndarray) 
 
 
 def apply_window(
-    emitter: Emitter, mask: SSAValue | None, window: PositionMask, q_length: int, kv_length: int
+    emitter: Emitter, mask: SSAValue | None, window: BandMask | None, q_length: int, kv_length: int
 ) -> SSAValue | None:
-    """`mask` intersected with the window (unchanged when the window bounds nothing)."""
-    if not window.constrains:
-        return mask
-    return merge_allowed(emitter, mask, window.allowed(q_length, kv_length))
+    """`mask` intersected with the window (unchanged without one)."""
+    return mask if window is None else merge_allowed(emitter, mask, window.dense(q_length, kv_length))
 
 
 def as_keep_term(term: MaskTerm, graph: Graph) -> MaskTerm:

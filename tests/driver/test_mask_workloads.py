@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import sofa_compiler
+from dialects.numerics import BandMask, tile_mask_of_array, tile_mask_of_band
 from sofa_compiler.mask_workloads import (
     GENERATORS,
-    Band,
     MaskPatternError,
     MaskWorkload,
     band_mask,
@@ -37,7 +37,7 @@ def reference_band(seq: int, left: int, right: int, dilation: int = 1) -> np.nda
 def test_band_matches_its_definition_across_row_chunks(left: int, right: int, dilation: int) -> None:
     seq = 2500  # more than one row chunk, not a multiple of it
     np.testing.assert_array_equal(
-        band_mask(seq, Band(left, right, dilation)), reference_band(seq, left, right, dilation)
+        band_mask(seq, BandMask(left, right, dilation=dilation)), reference_band(seq, left, right, dilation)
     )
 
 
@@ -113,7 +113,7 @@ def test_the_workload_list_covers_every_pattern_and_length() -> None:
     assert {w.seq for w in workloads} == {4096, 8192, 16384}
     assert len({w.name for w in workloads}) == len(workloads)
     small = MaskWorkload("mistral", 512, {"window": 100})
-    assert small.band() == Band(99, 0)
+    assert small.band() == BandMask(99, 0)
     np.testing.assert_array_equal(small.mask(), band_mask(512, small.band()))
     assert MaskWorkload("bigbird", 512, {"density": 0.5}).band() is None
 
@@ -153,3 +153,17 @@ def test_an_unmasked_layer_visits_every_tile() -> None:
     assert run.visited_tiles == nonempty_tiles(np.ones((384, 384), bool), 128, tiling.bc) == 3 * tiling.tc
     assert run.cycles > 0
     assert run.dram_bytes > 0
+
+
+@pytest.mark.parametrize(
+    ("pattern", "params"), [("mistral", {"window": 300}), ("dilated", {"window": 20, "dilation": 3})]
+)
+def test_the_closed_form_has_the_dense_masks_tile_structure(pattern: str, params: dict) -> None:
+    workload = MaskWorkload(pattern, 1000, params)
+    band = workload.band()
+    assert band is not None
+    from_band = tile_mask_of_band(band, 1000, 1000, 128, 64)
+    from_mask = tile_mask_of_array(workload.mask(), 128, 64)
+    np.testing.assert_array_equal(from_band.row_ptr, from_mask.row_ptr)
+    np.testing.assert_array_equal(from_band.col_idx, from_mask.col_idx)
+    np.testing.assert_array_equal(from_band.partial, from_mask.partial)

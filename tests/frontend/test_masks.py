@@ -11,11 +11,12 @@ from onnx import helper
 from onnx.reference.ops.op_attention import _apply_causal, _apply_sliding_window
 
 from dialects.host import ConstantOp
+from dialects.numerics import UNBOUNDED, BandMask
 from dialects.sofa import AttentionOp
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.frontend.graph import Graph
 from sofa_compiler.frontend.importer import import_model
-from sofa_compiler.frontend.masks import UNBOUNDED, PositionMask, as_keep_term, window_of
+from sofa_compiler.frontend.masks import ONNX_UNBOUNDED, as_keep_term, causal_band, window_of
 from sofa_compiler.frontend.patterns import MaskTerm
 
 
@@ -28,20 +29,31 @@ def reference_allowed(q_length: int, kv_length: int, offset: int, left: int, rig
     return bias == 0
 
 
+def onnx_masks(q_length: int, kv_length: int, offset: int, left: int, right: int, causal: bool) -> np.ndarray:
+    """The node's position masks as the front end builds them: the causal band and the window, intersected."""
+    attrs = {"left_window_size": left, "right_window_size": right} | ({"is_causal": 1} if causal else {})
+    allowed = np.ones((q_length, kv_length), bool)
+    if causal:
+        allowed &= causal_band(offset).dense(q_length, kv_length)
+    if (window := window_of(helper.make_node("Attention", ["q", "k", "v"], ["y"], **attrs), offset)) is not None:
+        allowed &= window.dense(q_length, kv_length)
+    return allowed
+
+
 @pytest.mark.parametrize(
     ("q_length", "kv_length", "offset"), [(4, 4, 0), (4, 6, 0), (4, 6, 2), (6, 4, 0), (3, 9, 6), (5, 5, -2)]
 )
-def test_position_mask_matches_the_reference(q_length: int, kv_length: int, offset: int) -> None:
-    for left, right, causal in itertools.product((UNBOUNDED, 0, 1, 3), (UNBOUNDED, 0, 2), (False, True)):
-        mask = PositionMask(offset=offset, left=left, right=right, causal=causal)
+def test_position_masks_match_the_reference(q_length: int, kv_length: int, offset: int) -> None:
+    for left, right, causal in itertools.product((ONNX_UNBOUNDED, 0, 1, 3), (ONNX_UNBOUNDED, 0, 2), (False, True)):
         want = reference_allowed(q_length, kv_length, offset, left, right, causal)
-        np.testing.assert_array_equal(mask.allowed(q_length, kv_length), want, err_msg=str(mask))
+        got = onnx_masks(q_length, kv_length, offset, left, right, causal)
+        np.testing.assert_array_equal(got, want, err_msg=f"left {left}, right {right}, causal {causal}")
 
 
 def test_window_of_reads_the_attributes() -> None:
     node = helper.make_node("Attention", ["q", "k", "v"], ["y"], left_window_size=3, is_causal=1)
-    assert window_of(node, 5) == PositionMask(offset=5, left=3)
-    assert not window_of(helper.make_node("Attention", ["q", "k", "v"], ["y"]), 0).constrains
+    assert window_of(node, 5) == BandMask(3, UNBOUNDED, 5)
+    assert window_of(helper.make_node("Attention", ["q", "k", "v"], ["y"]), 0) is None
 
 
 def test_a_window_below_minus_one_is_an_error() -> None:
@@ -98,7 +110,7 @@ def attention_mask_of(model: onnx.ModelProto) -> np.ndarray:
 def test_a_window_over_a_constant_mask_folds_to_one_constant(dtype: type) -> None:
     keep = np.random.default_rng(0).random((6, 6)) < 0.7
     mask = keep if dtype == np.bool_ else np.where(keep, 0.0, -np.inf).astype(dtype)
-    window = PositionMask(left=2, right=1).allowed(6, 6)
+    window = BandMask(2, 1).dense(6, 6)
     folded = attention_mask_of(windowed_model(mask, left_window_size=2, right_window_size=1))
     np.testing.assert_array_equal(folded.reshape(6, 6), keep & window)  # an additive 0/-inf mask as booleans
 
@@ -106,6 +118,6 @@ def test_a_window_over_a_constant_mask_folds_to_one_constant(dtype: type) -> Non
 @pytest.mark.filterwarnings("ignore::sofa_compiler.frontend.errors.FrontendWarning")
 def test_a_window_alone_is_a_constant_mask_beside_the_causal_flag() -> None:
     model = windowed_model(None, left_window_size=1, is_causal=1)
-    np.testing.assert_array_equal(attention_mask_of(model), PositionMask(left=1).allowed(6, 6))
+    np.testing.assert_array_equal(attention_mask_of(model), BandMask(1, UNBOUNDED).dense(6, 6))
     (op,) = [op for op in import_model(model).walk() if isinstance(op, AttentionOp)]
     assert op.causal is not None
