@@ -8,8 +8,12 @@ sub-segment, n = Tc) comes from the target's SRAM sizes and a cost model
 
 A key-padding mask (one that depends only on batch and key, as BERT's) is
 folded into one extra head-dim column of Q and K (`_fold_key_padding_mask`),
-so the accelerator runs it. Attention ops with other (boolean or additive)
-masks are left for the host, marked with a `sofa.host_reason` attribute.
+so the accelerator runs it. Other masks known at compile time (boolean, or
+additive with only 0 and -inf) stay operands of SADS and SU-FA, and the
+mask's plan (`mask_model`: format and mapping) goes on the `sofa.sads` as a
+`#sofa.tile_mask` (`masked_attention`). Attention ops whose mask the
+accelerator cannot take are left for the host, marked with a
+`sofa.host_reason` attribute.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ from dialects.sofa import (
     sphere_radius,
     tile_problem,
 )
+from passes.mask_model import MaskPlan
+from passes.masked_attention import TILE_MASK_ATTRIBUTE, combined_mask, constant_mask, mask_problem, plan_op_mask
 from passes.tile_plan import AttentionShape, PlanError, choose_tile, plan_separate_sram, plan_sram, query_lanes
 
 TARGET_ATTRIBUTE = "sofa.target"
@@ -96,7 +102,8 @@ def attention_shape(op: AttentionOp, keep: float) -> AttentionShape:
     batch, q_heads, q_len, depth = op.q.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     _, kv_heads, kv_len, _ = op.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     v_depth = op.v.type.get_shape()[3]  # pyright: ignore[reportAttributeAccessIssue]
-    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, op.causal is not None)
+    causal, masked = op.causal is not None, op.mask is not None
+    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked)
 
 
 def attention_shape_of_sufa(sufa: SufaOp, select: SadsOp) -> AttentionShape:
@@ -105,11 +112,13 @@ def attention_shape_of_sufa(sufa: SufaOp, select: SadsOp) -> AttentionShape:
     _, kv_heads, kv_len, _ = sufa.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     v_depth = sufa.v.type.get_shape()[3]  # pyright: ignore[reportAttributeAccessIssue]
     keep = select.sparsity.keep_ratio
-    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, sufa.causal is not None)
+    causal, masked = sufa.causal is not None, select.mask is not None
+    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked)
 
 
-def make_tiling(target: TargetAttr, shape: AttentionShape, tile: int) -> TilingAttr:
-    lanes = query_lanes(target, shape.q_len)
+def make_tiling(target: TargetAttr, shape: AttentionShape, tile: int, lanes: int = 0) -> TilingAttr:
+    """The tiling for KV tile `tile` and query tiles of `lanes` rows (0: the target's, `query_lanes`)."""
+    lanes = lanes or query_lanes(target, shape.q_len)
     query_tiles = tile_count(shape.q_len, lanes)
     kv_tiles = tile_count(shape.kv_len, tile)
     return TilingAttr(
@@ -139,10 +148,10 @@ class TileAttention(RewritePattern):
     def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
         if HOST_REASON in op.attributes:
             return
-        if op.mask is not None:
-            if (reason := host_reason(op)) is not None:
-                op.attributes[HOST_REASON] = StringAttr(reason)
-                return
+        if op.mask is not None and (reason := host_reason(op, self.separate)) is not None:
+            op.attributes[HOST_REASON] = StringAttr(reason)
+            return
+        if op.mask is not None and _is_key_padding_mask(op):
             folded, prelude = _fold_key_padding_mask(op)
             rewriter.insert(prelude, InsertPoint.before(op))
             rewriter.replace(op, [folded], [folded.output])
@@ -159,7 +168,8 @@ class TileAttention(RewritePattern):
         if self.separate:
             self.rewrite_separate(op, rewriter, shape, requested_tile, radius)
             return
-        if projection is not None and self.on_demand and self.predictor == "dlzs":
+        # Masked kernels read K-hat from the host: their index-list registers are the on-demand ones.
+        if projection is not None and self.on_demand and self.predictor == "dlzs" and op.mask is None:
             hidden = projection.x.type.get_shape()[2]  # pyright: ignore[reportAttributeAccessIssue]
             on_demand = replace(shape, hidden=hidden)
             if _fits(self.target, on_demand, requested_tile):
@@ -169,7 +179,9 @@ class TileAttention(RewritePattern):
             plan_sram(self.target, shape, tile)
         except PlanError as error:
             raise DiagnosticException(f"cannot tile {op.name} for this target: {error}") from error
-        tiling = make_tiling(self.target, shape, tile)
+        mask_plan = self.plan_mask(op, shape, tile)
+        lanes = mask_plan.tile_mask.lanes if mask_plan is not None else 0
+        tiling = make_tiling(self.target, shape, tile, lanes)
         sparsity = SparsityAttr(keep, tile, radius, self.predictor)
         rows = [shape.batch, shape.q_heads, shape.q_len]
         scores_type = TensorType(f16, [*rows, shape.kv_len])
@@ -180,7 +192,19 @@ class TileAttention(RewritePattern):
             prediction = _on_demand_prediction(projection, shape)
             predictor_input = prediction[-1].results[0]
         score = _score_op(self.predictor, op.q, predictor_input, scores_type, tiling)
-        rewriter.replace(op, [*prediction, *_select_and_attend(op, score, sparsity, index_type, tiling)])
+        stages = _select_and_attend(op, score, sparsity, index_type, tiling)
+        if mask_plan is not None:
+            stages[1].attributes[TILE_MASK_ATTRIBUTE] = mask_plan.attr()
+        rewriter.replace(op, [*prediction, *stages])
+
+    def plan_mask(self, op: AttentionOp, shape: AttentionShape, tile: int) -> MaskPlan | None:
+        """The format and mapping of a general mask (None without one)."""
+        if op.mask is None:
+            return None
+        mask = constant_mask(op.mask)
+        assert mask is not None, "host_reason keeps run-time masks on the host"
+        visible = combined_mask(mask, shape.causal, shape.q_len, shape.kv_len)
+        return plan_op_mask(self.target, shape, tile, visible)
 
     def rewrite_separate(
         self, op: AttentionOp, rewriter: PatternRewriter, shape: AttentionShape, requested_tile: int, radius: float
@@ -206,14 +230,15 @@ def _select_and_attend(
 ) -> list[Operation]:
     """SADS on the predicted scores, then SU-FA on the selection; SU-FA's tile is SADS's segment."""
     causal = op.causal is not None
+    mask = [] if op.mask is None else [op.mask]
     select = SadsOp.create(
-        operands=[score.results[0]],
+        operands=[score.results[0], *mask],
         result_types=[index_type],
         properties=_props(sparsity=sparsity, scale=op.scale, tiling=tiling, causal=causal),
     )
     segment = IntegerAttr(sparsity.tile_size, i64)
     attend = SufaOp.create(
-        operands=[op.q, op.k, op.v, select.indices],
+        operands=[op.q, op.k, op.v, select.indices, *mask],
         result_types=[op.output.type],
         properties=_props(scale=op.scale, tile=segment, tiling=tiling, causal=causal),
     )
@@ -222,11 +247,16 @@ def _select_and_attend(
     return [score, select, attend]
 
 
-def host_reason(op: AttentionOp) -> str | None:
-    """Why this attention must run on the host, or None when the accelerator takes it."""
-    if op.mask is not None and not _is_key_padding_mask(op):
-        return "general attention masks run on the host (the accelerator supports causal and padding masks)"
-    return None
+def host_reason(op: AttentionOp, separate: bool = False) -> str | None:
+    """Why this attention must run on the host, or None when the accelerator takes it.
+
+    `separate`: for the separate-stage baseline, which runs only causal and key-padding masks.
+    """
+    if op.mask is None or _is_key_padding_mask(op):
+        return None
+    if separate:
+        return "the separate-stage baseline runs general attention masks on the host (causal and padding it runs)"
+    return mask_problem(op)
 
 
 def _is_key_padding_mask(op: AttentionOp) -> bool:

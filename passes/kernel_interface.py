@@ -34,7 +34,7 @@ from dialects.sofa_isa import Dram, SymbolAttr
 from passes.tile_plan import AttentionShape
 
 DRAM_ALIGN = 64
-ELEMENT_BYTES = {"i8": 1, "f16": 2, "f32": 4}
+ELEMENT_BYTES = {"i8": 1, "u8": 1, "f16": 2, "f32": 4, "i32": 4}
 
 
 class Symbol(StrEnum):
@@ -56,9 +56,13 @@ class Symbol(StrEnum):
     """Generating kernels at keep 1.0 without a sphere clip: the known needed-key bitmap (kernel-private)."""
     AHAT = "ahat"
     """Separate-stage baseline: one head's A-hat spilled to DRAM (kernel-private)."""
+    MASK_TABLE = "masktab"
+    """A general mask's index lists: per query tile, the KV tiles to visit (kernel-private, constant)."""
+    MASK_BITS = "maskbits"
+    """A general mask's tile bitmaps (kernel-private, constant)."""
 
 
-PRIVATE_SYMBOLS = frozenset({Symbol.NEEDED, Symbol.AHAT})
+PRIVATE_SYMBOLS = frozenset({Symbol.NEEDED, Symbol.AHAT, Symbol.MASK_TABLE, Symbol.MASK_BITS})
 """Symbols a kernel keeps for itself beyond its interface (placed after it); the host never sees them."""
 
 

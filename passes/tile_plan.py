@@ -50,6 +50,8 @@ class AttentionShape:
     causal: bool
     hidden: int = 0
     """Token width H when DLZS predicts K-hat from X and LZ(W_k) on chip (on-demand); 0 to predict from K."""
+    masked: bool = False
+    """A general mask: each KV buffer set also holds the tile's mask bitmap (`RegionKind.MASK`)."""
 
 
 class RegionKind(Enum):
@@ -73,6 +75,8 @@ class RegionKind(Enum):
     XEXP = "xexp"
     ROWS = "rows"
     """Separate-stage baseline: whole A-hat rows for the row top-k."""
+    MASK = "mask"
+    """A general mask's bitmap of the current (query tile, KV tile) pair, one bit a (lane, key)."""
     BITMAP = "bitmap"
     """K/V generation: the needed-key bitmap; the `GEN_*` regions are the generation phase's."""
     GEN_K = "gen_k"
@@ -193,6 +197,8 @@ def plan_sets(target: TargetAttr, shape: AttentionShape, tile: int, sets: int) -
         alloc.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
         alloc.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
         _alloc_selected_kv(alloc, index, lanes * m, tile, d, dv)
+        if shape.masked:
+            alloc.alloc(RegionKind.MASK, lanes * -(-tile // 8), on_chip_first, index)
         if shape.hidden:
             alloc.alloc(RegionKind.X, tile * shape.hidden, buffer_set=index)
             alloc.alloc(RegionKind.XEXP, tile, on_chip_first, index)
@@ -213,16 +219,23 @@ def plan_sram(target: TargetAttr, shape: AttentionShape, tile: int) -> SramPlan:
     return plan_sets(target, shape, tile, KV_BUFFER_SETS)
 
 
-def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
-    """Estimated cycles of the whole kernel with KV tile `tile` (a coarse model).
+@dataclass(frozen=True)
+class StepEstimate:
+    """The coarse model's figures for one (query tile, KV tile) step of a coordinated kernel."""
 
-    Per (query tile, KV tile) step the stages run as a pipeline, so a step
-    costs its slowest stage; each step also pays a fixed synchronisation
-    cost (DMA latency, token hand-offs), which is what makes small tiles
-    expensive, while SADS's sort grows with ``m * Bc`` and makes large tiles
-    expensive (paper §5: larger Bc sorts more).
+    cycles: float
+    dram_bytes: int
+
+
+def step_estimate(
+    target: TargetAttr, shape: AttentionShape, tile: int, lanes: int | None = None, extra_bytes: int = 0
+) -> StepEstimate:
+    """One tile step: its slowest pipeline stage plus a share of the DMA latency, and its DRAM reads.
+
+    `lanes` defaults to `query_lanes`; `extra_bytes` are loaded per step besides K-hat and the
+    selected K/V rows (a mask bitmap and its index-list entry).
     """
-    lanes = query_lanes(target, shape.q_len)
+    lanes = query_lanes(target, shape.q_len) if lanes is None else lanes
     m = keep_count(shape.keep, tile)
     d, dv = shape.depth, shape.v_depth
     bytes_per_cycle = target.dram_bandwidth_gbps.data * 1e3 / target.clock_mhz.data
@@ -233,8 +246,26 @@ def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
     sads = passes * math.ceil(tile / target.sads_inputs_per_round.data) * lanes / target.sads_cores.data
     sufa = lanes * m * (d + dv) / (target.sufa_rows.data * target.sufa_cols.data)
     selected_rows = min(tile, lanes * m)
-    dma = (tile * d * 2 + selected_rows * (d + dv) * DATAPATH.nbytes) / bytes_per_cycle
-    step = max(dlzs, sads, sufa, dma) + latency / KV_BUFFER_SETS
+    dram_bytes = tile * d * 2 + selected_rows * (d + dv) * DATAPATH.nbytes + extra_bytes
+    step = max(dlzs, sads, sufa, dram_bytes / bytes_per_cycle) + latency / KV_BUFFER_SETS
+    return StepEstimate(step, dram_bytes)
+
+
+def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
+    """Estimated cycles of the whole kernel with KV tile `tile` (a coarse model).
+
+    Per (query tile, KV tile) step the stages run as a pipeline, so a step
+    costs its slowest stage; each step also pays a fixed synchronisation
+    cost (DMA latency, token hand-offs), which is what makes small tiles
+    expensive, while SADS's sort grows with ``m * Bc`` and makes large tiles
+    expensive (paper §5: larger Bc sorts more).
+    """
+    lanes = query_lanes(target, shape.q_len)
+    d = shape.depth
+    bytes_per_cycle = target.dram_bandwidth_gbps.data * 1e3 / target.clock_mhz.data
+    latency = target.dram_latency_ns.data * target.clock_mhz.data / 1e3
+    dlzs_pes = target.dlzs_rows.data * target.dlzs_cols.data
+    step = step_estimate(target, shape, tile, lanes).cycles
     query_tiles = tile_count(shape.q_len, lanes)
     kv_tiles = tile_count(shape.kv_len, tile)
     if shape.causal:

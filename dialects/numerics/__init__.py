@@ -8,8 +8,9 @@ Modules: `formats` (the number formats: LZ codes, 8-bit token rows, fp16,
 4-bit rows; see docs/isa.md for the hardware view), `prediction` (DLZS and
 the baseline's 4-bit predictor), `kv_generation`, `sads_tiles` (SADS and the
 baseline's whole-row top-k), `sufa_tiles` (SU-FA tile steps and their
-merge) and `pipelines` (whole tensors, dense and SOFA attention). Every
-public name is re-exported here: use ``from dialects import numerics``.
+merge), `tile_masks` (a mask's empty, full and partial tiles, closed
+forms, bitmaps) and `pipelines` (whole tensors, dense and SOFA attention).
+Every public name is re-exported here: use ``from dialects import numerics``.
 
 Q, K, V and O are fp16 (`DATAPATH`); products of fp16 operands are exact, and
 accumulations use fp64 or int64 (at least the hardware's fp32 accumulators),
@@ -71,6 +72,18 @@ from dialects.numerics.sufa_tiles import (
 
 # Private, re-exported for tests/sim/test_speed_paths.py, which checks it against a naive count.
 from dialects.numerics.sufa_tiles import _max_updates as _max_updates
+from dialects.numerics.tile_masks import (
+    UNBOUNDED,
+    BandMask,
+    MaskError,
+    TileMask,
+    bitmap_valid,
+    boolean_mask,
+    detect_band,
+    tile_bitmap,
+    tile_mask_of_array,
+    tile_mask_of_band,
+)
 
 __all__ = [
     "ACCUMULATOR",
@@ -81,11 +94,18 @@ __all__ = [
     "LZ_EXPONENT_LEVELS",
     "LZ_ZERO_CODE",
     "NO_INDEX",
+    "UNBOUNDED",
     "X_INT_MAX",
+    "BandMask",
     "Element",
+    "MaskError",
     "SufaPartial",
     "SufaState",
+    "TileMask",
+    "bitmap_valid",
+    "boolean_mask",
     "dense_attention",
+    "detect_band",
     "dlzs_key",
     "dlzs_key_heads",
     "dlzs_key_quantized",
@@ -116,7 +136,10 @@ __all__ = [
     "sufa_accumulate",
     "sufa_finish",
     "sufa_tile_step",
+    "tile_bitmap",
     "tile_count",
+    "tile_mask_of_array",
+    "tile_mask_of_band",
     "to_datapath",
     "to_fp16_saturating",
     "topk_mask_rows",

@@ -19,6 +19,7 @@ from dialects.sofa.attrs import (
     TilingAttr,
 )
 from dialects.sofa.checks import NO_RADIUS, keep_problem, radius_problem, sphere_radius, tile_problem
+from dialects.sofa.mask_attrs import MASK_FORMATS, MASK_MAPPINGS, TileMaskAttr
 from dialects.sofa.ops import (
     AttentionOp,
     DlzsKeyOp,
@@ -34,10 +35,12 @@ from dialects.sofa.ops import (
 Sofa = Dialect(
     "sofa",
     [AttentionOp, KvProjectionOp, WkToLzOp, DlzsKeyOp, DlzsScoreOp, Mul4ScoreOp, SadsOp, SufaOp, KernelCallOp],
-    [SparsityAttr, TargetAttr, TilingAttr],
+    [SparsityAttr, TargetAttr, TilingAttr, TileMaskAttr],
 )
 
 __all__ = [
+    "MASK_FORMATS",
+    "MASK_MAPPINGS",
     "NO_RADIUS",
     "PREDICTORS",
     "TARGET_CHOICES",
@@ -55,6 +58,7 @@ __all__ = [
     "SparsityAttr",
     "SufaOp",
     "TargetAttr",
+    "TileMaskAttr",
     "TilingAttr",
     "WkToLzOp",
     "keep_problem",

@@ -58,6 +58,18 @@ class AddiOp(IsaInstructionOp):
 
 
 @irdl_op_definition
+class TloadOp(IsaInstructionOp):
+    """`tload` (opcode 0x08, unit ctrl): rd = rs + a word of a constant table (a mask's index lists)."""
+
+    name = "sofa_isa.tload"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["tload"]
+
+    rd = prop_def(IntegerAttr[I64])
+    rs = prop_def(IntegerAttr[I64])
+    src = prop_def(DramAttr)
+
+
+@irdl_op_definition
 class BarrierOp(IsaInstructionOp):
     """`barrier` (opcode 0x05, unit ctrl): Wait until every unit is idle."""
 
@@ -204,12 +216,8 @@ class IsaMul4ScoreOp(IsaInstructionOp):
 # --- sads ---------------------------------------------------------------------
 
 
-@irdl_op_definition
-class IsaSadsOp(IsaInstructionOp):
-    """`sads` (opcode 0x30, unit sads): Top-m per lane with the sphere clip."""
-
-    name = "sofa_isa.sads"
-    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads"]
+class SadsFieldsOp(IsaInstructionOp):
+    """The fields `sads`, `sads.mask` and `sads.band` share (the masked ones put their mask's fields first)."""
 
     scores = prop_def(SramAttr)
     out = prop_def(SramAttr)
@@ -221,6 +229,36 @@ class IsaSadsOp(IsaInstructionOp):
     query_base = prop_def(IntegerAttr[I64])
     kv_len = prop_def(IntegerAttr[I64])
     causal = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
+class IsaSadsOp(SadsFieldsOp):
+    """`sads` (opcode 0x30, unit sads): Top-m per lane with the sphere clip."""
+
+    name = "sofa_isa.sads"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads"]
+
+
+@irdl_op_definition
+class SadsMaskOp(SadsFieldsOp):
+    """`sads.mask` (opcode 0x35, unit sads): `sads` with a mask bitmap (a partial tile of a general mask)."""
+
+    name = "sofa_isa.sads_mask"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads.mask"]
+
+    bitmap = prop_def(SramAttr)
+
+
+@irdl_op_definition
+class SadsBandOp(SadsFieldsOp):
+    """`sads.band` (opcode 0x36, unit sads): `sads` with a closed-form band mask evaluated on chip."""
+
+    name = "sofa_isa.sads_band"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads.band"]
+
+    left = prop_def(IntegerAttr[I64])
+    right = prop_def(IntegerAttr[I64])
+    dilation = prop_def(IntegerAttr[I64])
 
 
 @irdl_op_definition
@@ -381,6 +419,7 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "halt": HaltOp,
     "set": SetOp,
     "addi": AddiOp,
+    "tload": TloadOp,
     "barrier": BarrierOp,
     "post": PostOp,
     "dma.load": DmaLoadOp,
@@ -392,6 +431,8 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "dlzs.score": IsaDlzsScoreOp,
     "mul4.score": IsaMul4ScoreOp,
     "sads": IsaSadsOp,
+    "sads.mask": SadsMaskOp,
+    "sads.band": SadsBandOp,
     "rass": RassOp,
     "kvmark": KvmarkOp,
     "kvlist": KvlistOp,

@@ -102,6 +102,21 @@ _GENERATED_ROWS = (
 """The rows `kvgen` and `kvround` work on: the listed ones of a window."""
 
 
+_SADS_FIELDS = (
+    sram_field("scores", "f16", "A-hat f16 [lanes, keys]"),
+    sram_field("out", "i32", "selected global key indices i32 [lanes, m], -1 = empty"),
+    _LANES,
+    uint_field("keys", 16, "keys in the tile (Bc)"),
+    uint_field("m", 16, "keys kept per lane (<= keys)"),
+    f32_field("radius", "sphere radius in A-hat units (> 0, inf = no clip)"),
+    reg_field("key_base", "register: global index of the tile's first key"),
+    reg_field("query_base", "register: global index of lane 0's query"),
+    uint_field("kv_len", 32, "valid keys: key_base + j < kv_len", lo=0),
+    flag_field("causal", "1: key must be <= query"),
+)
+"""Fields of `sads`; `sads.mask` and `sads.band` put their mask's fields before them."""
+
+
 OPS: tuple[OpSpec, ...] = (
     # --- CTRL: scalar registers, loops, synchronisation -------------------
     OpSpec("halt", 0x01, "ctrl", (), "Stop the machine once every unit is idle."),
@@ -140,6 +155,18 @@ OPS: tuple[OpSpec, ...] = (
         ),
         "Hardware loop with a run-time count: run the next `body` instructions r[count] times "
         "(nest depth <= 4, shared with `loop`); used to skip fully masked causal KV tiles.",
+    ),
+    OpSpec(
+        "tload",
+        0x08,
+        "ctrl",
+        (
+            reg_field("rd", "destination register (r0: no effect)"),
+            reg_field("rs", "register added to the loaded word"),
+            dram_field("src", "address of a 32-bit little-endian word of a constant table (4-byte aligned)"),
+        ),
+        "rd = rs + table word at src (32-bit, wrapping): the sequencer reads a kernel's constant index "
+        "lists (mask tables) to set loop counts and tile addresses; no unit writes that memory while it runs.",
     ),
     OpSpec("barrier", 0x05, "ctrl", (), "Wait until every unit is idle."),
     OpSpec("post", 0x06, "ctrl", (), "Increment the semaphores in the signal mask (initial credits)."),
@@ -244,22 +271,29 @@ OPS: tuple[OpSpec, ...] = (
     ),
     # --- SADS -----------------------------------------------------------------
     OpSpec(
+        "sads", 0x30, "sads", _SADS_FIELDS, "Top-m per lane with the sphere clip (numerics.sads_tile), plus key_base."
+    ),
+    OpSpec(
+        "sads.mask",
+        0x35,
         "sads",
-        0x30,
+        (sram_field("bitmap", "u8", "mask bitmap [lanes, ceil(keys / 8)]: bit j % 8 of byte j // 8"), *_SADS_FIELDS),
+        "`sads` where only the keys whose bitmap bit is set are valid (numerics.bitmap_valid): a partial "
+        "tile of a general attention mask; masked keys are never selected.",
+    ),
+    OpSpec(
+        "sads.band",
+        0x36,
         "sads",
         (
-            sram_field("scores", "f16", "A-hat f16 [lanes, keys]"),
-            sram_field("out", "i32", "selected global key indices i32 [lanes, m], -1 = empty"),
-            _LANES,
-            uint_field("keys", 16, "keys in the tile (Bc)"),
-            uint_field("m", 16, "keys kept per lane (<= keys)"),
-            f32_field("radius", "sphere radius in A-hat units (> 0, inf = no clip)"),
-            reg_field("key_base", "register: global index of the tile's first key"),
-            reg_field("query_base", "register: global index of lane 0's query"),
-            uint_field("kv_len", 32, "valid keys: key_base + j < kv_len", lo=0),
-            flag_field("causal", "1: key must be <= query"),
+            uint_field("left", 24, "keys before the diagonal (2^24 - 1 reaches every key)", lo=0),
+            uint_field("right", 24, "keys after the diagonal (2^24 - 1 reaches every key)", lo=0),
+            uint_field("dilation", 16, "keep every dilation-th key of the band (>= 1)"),
+            *_SADS_FIELDS,
         ),
-        "Top-m per lane with the sphere clip (numerics.sads_tile), plus key_base.",
+        "`sads` where key j is valid for lane l's query q = r[query_base] + l when -left <= j - q <= right "
+        "and (j - q) % dilation == 0 (numerics.BandMask.visible): closed-form masks, no mask bytes. A "
+        "bottom-right alignment adds its offset Skv - Sq to query_base.",
     ),
     OpSpec(
         "rass",

@@ -194,10 +194,7 @@ class CoordinatedKernel(AttentionKernel):
             self.predictor, self.sram(RegionKind.Q16), r[RegionKind.KHAT], r[RegionKind.AHAT], lanes, tile,
             shape.depth, wait=(Sem.KHAT_LOADED,), signal=(Sem.AHAT_READY,),
         )  # fmt: skip
-        e.sads(
-            r[RegionKind.AHAT], r[RegionKind.IDX], lanes, tile, m, self.radius / self.scale, Reg.KBASE, Reg.QBASE,
-            shape.kv_len, shape.causal, wait=(Sem.AHAT_READY, Sem.KV_FREE), signal=(Sem.INDICES_READY, Sem.KHAT_FREE),
-        )  # fmt: skip
+        self.emit_selection(r)
         if self.marking:
             assert self.gen is not None
             e.kvmark(
@@ -208,6 +205,29 @@ class CoordinatedKernel(AttentionKernel):
             self.emit_kv_fetch(r, (CReg.K_TILE, CReg.V_TILE))
             self.emit_attention_step(self.sram(RegionKind.Q), r)
         e.addi(Reg.KBASE, Reg.KBASE, tile)
+
+    def emit_selection(self, r: TileBuffers) -> None:
+        """SADS on the tile's A-hat (causal and padding masks applied here) into the set's index buffer."""
+        lanes, tile, m = self.tiling.lanes.data, self.tiling.tile.data, self.tiling.keep_count.data
+        self.e.sads(
+            r[RegionKind.AHAT], r[RegionKind.IDX], lanes, tile, m, self.radius / self.scale, Reg.KBASE, Reg.QBASE,
+            self.shape.kv_len, self.shape.causal, wait=(Sem.AHAT_READY, Sem.KV_FREE),
+            signal=(Sem.INDICES_READY, Sem.KHAT_FREE),
+        )  # fmt: skip
+
+    def emit_kv_tiles(self, slot: int | None) -> None:
+        """The query tile's KV tiles: all of them (`slot` None), or those below the causal diagonal."""
+        e = self.e
+        if slot is None:
+            e.tile_loop(self.tiling.kv_tiles.data, self.emit_kv_step, self.group)
+            return
+        # GROUPS holds this query tile's count of whole rounds below the diagonal.
+        e.open_loop()
+        for step in range(self.group):
+            self.emit_kv_step(step)
+        e.close_loop_register(CReg.GROUPS)
+        for step in range(self.tiles_needed(slot) % self.group):
+            self.emit_kv_step(step)
 
     def emit_query_tile(self, slot: int | None = None) -> None:
         """Load a query tile, run its KV tiles (rounds of the buffer sets), normalise and store O.
@@ -226,16 +246,7 @@ class CoordinatedKernel(AttentionKernel):
         if not self.rass:
             e.addi(CReg.K_TILE, Reg.K, 0)
             e.addi(CReg.V_TILE, Reg.V, 0)
-        if slot is None:
-            e.tile_loop(tiling.kv_tiles.data, self.emit_kv_step, self.group)
-        else:
-            # GROUPS holds this query tile's count of whole rounds below the diagonal.
-            e.open_loop()
-            for step in range(self.group):
-                self.emit_kv_step(step)
-            e.close_loop_register(CReg.GROUPS)
-            for step in range(self.tiles_needed(slot) % self.group):
-                self.emit_kv_step(step)
+        self.emit_kv_tiles(slot)
         steps: list[tuple[int, int]] = [(Reg.Q16, lanes * d * 2), (Reg.QBASE, lanes)]
         if not self.marking:
             self.emit_output(self.sram(RegionKind.OUT))
@@ -264,10 +275,14 @@ class CoordinatedKernel(AttentionKernel):
             self.emit_query_tile()
             e.close_loop(query_tiles - skipping)
 
+    def emit_head_start(self) -> None:
+        """Start a query head's walk: its first query is query 0."""
+        self.e.set(Reg.QBASE, 0)
+
     def emit_query_heads(self) -> None:
         """Every query head of the current KV head, each over all its query tiles."""
         self.e.open_loop()
-        self.e.set(Reg.QBASE, 0)
+        self.emit_head_start()
         self.emit_query_tiles()
         self.e.close_loop(self.shape.q_heads // self.shape.kv_heads)
 

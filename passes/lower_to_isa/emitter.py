@@ -118,6 +118,10 @@ class Emitter:
     def addi(self, rd: int, rs: int, imm: int) -> None:
         self._emit("addi", (), (), rd=int(rd), rs=int(rs), imm=imm)
 
+    def tload(self, rd: int, rs: int, src: Dram) -> None:
+        """``rd = rs + table word at src`` (a mask's index lists)."""
+        self._emit("tload", (), (), rd=int(rd), rs=int(rs), src=src)
+
     def advance(self, steps: Iterable[tuple[int, int]]) -> None:
         """``reg += step`` for each ``(reg, step)``, in order."""
         for reg, step in steps:
@@ -184,6 +188,28 @@ class Emitter:
         self._emit(
             "sads", wait, signal, scores=scores, out=out, lanes=lanes, keys=keys, m=m, radius=radius,
             key_base=int(key_base), query_base=int(query_base), kv_len=kv_len, causal=int(causal),
+        )  # fmt: skip
+
+    def sads_mask(
+        self, bitmap: Sram, scores: Sram, out: Sram, lanes: int, keys: int, m: int, radius: float, key_base: int,
+        query_base: int, kv_len: int, causal: bool, wait: Semaphores = (), signal: Semaphores = (),
+    ) -> None:  # fmt: skip
+        """`sads` over the keys whose `bitmap` bit is set (a partial tile of a general mask)."""
+        self._emit(
+            "sads.mask", wait, signal, bitmap=bitmap, scores=scores, out=out, lanes=lanes, keys=keys, m=m,
+            radius=radius, key_base=int(key_base), query_base=int(query_base), kv_len=kv_len, causal=int(causal),
+        )  # fmt: skip
+
+    def sads_band(
+        self, band: tuple[int, int, int], scores: Sram, out: Sram, lanes: int, keys: int, m: int, radius: float,
+        key_base: int, query_base: int, kv_len: int, wait: Semaphores = (), signal: Semaphores = (),
+    ) -> None:  # fmt: skip
+        """`sads` over the keys of a closed-form band ``(left, right, dilation)`` around the lanes' queries."""
+        left, right, dilation = band
+        self._emit(
+            "sads.band", wait, signal, left=left, right=right, dilation=dilation, scores=scores, out=out,
+            lanes=lanes, keys=keys, m=m, radius=radius, key_base=int(key_base), query_base=int(query_base),
+            kv_len=kv_len, causal=0,
         )  # fmt: skip
 
     def rass(self, idx: Sram, out: Sram, lanes: int, m: int, wait: Semaphores = (), signal: Semaphores = ()) -> None:

@@ -14,7 +14,7 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from xdsl.utils.exceptions import DiagnosticException
 
 from dialects.host import ConstantOp
-from dialects.numerics import keep_count, tile_count
+from dialects.numerics import MaskError, keep_count, tile_count
 from dialects.sofa import (
     DlzsKeyOp,
     DlzsScoreOp,
@@ -33,7 +33,9 @@ from passes.lower_to_isa.coordinated import CoordinatedKernel, LzWeights
 from passes.lower_to_isa.emitter import AttentionStep, Predictor
 from passes.lower_to_isa.generation import KvGeneration, head_blocks
 from passes.lower_to_isa.kernel import AttentionKernel
+from passes.lower_to_isa.masked import MaskedKernel
 from passes.lower_to_isa.separate import SeparateKernel
+from passes.masked_attention import MaskedAttention
 from passes.tile_plan import AttentionShape, PlanError, SramPlan, plan_generation, plan_separate_sram, plan_sram
 
 KERNEL_PREFIX = "attn"
@@ -128,6 +130,22 @@ def kv_generation(
     return KvGeneration(wk, wv, generation, shape, group.tiling, radius)
 
 
+def masked_attention(group: TiledGroup, options: LowerToIsaPass) -> MaskedAttention | None:
+    """The general mask of a tiled attention (None without one), checked against what its kernel supports."""
+    try:
+        mask = MaskedAttention.of(group.select)
+    except MaskError as error:
+        raise DiagnosticException(f"cannot lower this masked attention: {error}") from None
+    if mask is None:
+        return None
+    if options.pipeline != "coordinated" or not options.rass or group.key is not None:
+        raise DiagnosticException(
+            "masked attention kernels are coordinated, with RASS and host-given K-hat "
+            "(not pipeline=separate, rass=false or on-demand prediction)"
+        )
+    return mask
+
+
 @dataclass
 class LowerTiledAttention(RewritePattern):
     """Replace a tiled `sofa.sufa` group by a `sofa.kernel_call` to a new program, kept in `programs`."""
@@ -148,6 +166,7 @@ class LowerTiledAttention(RewritePattern):
             "attention": ATTENTION_STEPS[self.options.attention],
             "rass": self.options.rass,
         }
+        mask = masked_attention(group, self.options)
         if self.options.pipeline == "separate":
             plan, rows = plan_separate_sram(self.target, shape, tile)
             row_selection = select.sparsity.tile_size != tile
@@ -156,6 +175,8 @@ class LowerTiledAttention(RewritePattern):
                 regions=plan.regions, group_rows=rows, keep_row=keep_row, row_selection=row_selection, **common
             )
         plan = plan_sram(self.target, shape, tile)
+        if mask is not None:
+            return MaskedKernel(regions=plan.regions, radius=select.sparsity.radius_value, mask=mask, **common)
         lz, radius = group.lz_weights(), select.sparsity.radius_value
         gen = None
         if lz is not None and self.options.kv_generation and self.options.rass:

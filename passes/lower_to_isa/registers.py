@@ -60,6 +60,12 @@ class CoordinatedReg(IntEnum):
     """K/V generation: the KV head's W_v block."""
     GEN_X = 6
     """K/V generation: the token chunk address."""
+    # Masked kernels are never on demand (the tiling pass keeps their K-hat on the host), so the
+    # index-list walk and the bitmap address reuse the on-demand token registers.
+    MASK_TABLE = 10
+    """General masks: byte offset of the next word of the mask's index lists (``masktab``)."""
+    MASK_BITMAP = 11
+    """General masks: byte offset of the current tile's bitmap in ``maskbits``."""
 
 
 class SeparateReg(IntEnum):
@@ -76,7 +82,13 @@ class SeparateReg(IntEnum):
 
 
 SHARED = {
-    CoordinatedReg: {"GEN_WK": "K_TILE", "GEN_WV": "V_TILE", "GEN_X": "PRED"},
+    CoordinatedReg: {
+        "GEN_WK": "K_TILE",
+        "GEN_WV": "V_TILE",
+        "GEN_X": "PRED",
+        "MASK_TABLE": "XEXP",
+        "MASK_BITMAP": "CODES",
+    },
     SeparateReg: {},
 }
 """Per kernel, the roles that share a register on purpose: role -> the role whose register it reuses."""

@@ -1,11 +1,12 @@
-"""The standard ONNX `Attention` operator (opsets 23 and 24) as `sofa.attention`.
+"""The standard ONNX `Attention` operator (opsets 23 to 25) as `sofa.attention`.
 
 Supported: 3-D and 4-D inputs, q_num_heads/kv_num_heads (MHA, GQA, MQA),
 scale, is_causal, boolean and additive attn_mask of rank 2 to 4 (also
 shorter than the KV length, padded as the spec says), past_key/past_value
 with present_key/present_value (a host Concat before the op), nonpad_kv_seqlen
 (opset 24's external cache), causal masking bottom-right aligned over either
-cache (`kv_cache`), softcap and the
+cache (`kv_cache`), opset 25's sliding window (`frontend.masks`, intersected
+into the mask), softcap and the
 qk_matmul_output output in every qk_matmul_output_mode. Element types f16,
 f32, f64 and bf16: bf16 operands are cast to f32 at the accelerator's boundary
 (exact) and the output back to bf16, because sofa.attention takes f16/f32/f64;
@@ -47,6 +48,7 @@ from sofa_compiler.frontend.kv_cache import (
     place,
 )
 from sofa_compiler.frontend.mask_axes import narrow_mask
+from sofa_compiler.frontend.masks import apply_window, apply_window_per_batch, as_keep_term, folded_mask, window_of
 from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -176,7 +178,8 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
     causal = bool(attrs.get("is_causal", 0))
     if mask_name is not None and not past_length and lengths is None:
         # A constant causal attn_mask (torch's SDPA export with is_causal=False) is the causal flag.
-        term = MaskTerm(mask_name, keep=graph.info(mask_name).dtype == np.bool_)
+        term = as_keep_term(MaskTerm(mask_name, keep=graph.info(mask_name).dtype == np.bool_), graph)
+        mask_name = term.name
         if is_causal_mask(term, graph, q_length, kv_length):
             mask_name, causal = None, True
     mask = None if mask_name is None else _pad_mask(emitter, narrow_mask(graph, emitter, mask_name), kv_length)
@@ -185,6 +188,11 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
             f"{describe(node)}: attn_mask shape {list(shape_of(mask))} does not broadcast to "
             f"[..., {q_length}, {kv_length}] (queries, past + new keys)"
         )
+    window = window_of(node, past_length)
+    if lengths is None:
+        mask = apply_window(emitter, mask, window, q_length, kv_length)
+    else:
+        mask = apply_window_per_batch(emitter, mask, window, lengths, q_length, kv_length)
     scale = _spec_scale(float(attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))), numpy_dtype(element_of(q)))
     softcap = float(attrs.get("softcap", 0.0))
     if softcap > 0 or _output(node, 3) is not None:
@@ -252,6 +260,7 @@ def checked_attention(
     qkv = (_widened(emitter, qkv[0]), _widened(emitter, qkv[1]), _widened(emitter, qkv[2]))
     if mask is not None and element_of(mask) != i1:
         mask = _widened(emitter, mask)
+    mask = folded_mask(emitter, mask)
     out = emitter.attention(*qkv, scale=scale, causal=causal, mask=mask)
     op = out.owner
     assert isinstance(op, AttentionOp)

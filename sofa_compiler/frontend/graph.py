@@ -27,8 +27,8 @@ MAX_ELEMENTS = 1 << 32
 
 MIN_OPSET = 13
 """Opset 13 moved Squeeze/Unsqueeze/Split axes to inputs and fixed Softmax's axis semantics."""
-MAX_OPSET = 24
-"""The newest `Attention` the front end implements (opset 25 adds window attributes)."""
+MAX_OPSET = 25
+"""The newest `Attention` the front end implements (opset 25 adds window attributes; it is still the newest)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from sofa_compiler.frontend.kv_cache import PlacedAttention, place, place_static
 from sofa_compiler.frontend.kv_masks import nonpad_mask
 from sofa_compiler.frontend.loading import load_graph
 from sofa_compiler.frontend.mask_axes import narrow_mask
+from sofa_compiler.frontend.masks import as_keep_term
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
 from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores, is_causal_mask, unmatched_reason
 from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
@@ -224,6 +225,7 @@ def _core_mask(
     terms: list[MaskTerm], graph: Graph, emitter: Emitter, q_length: int, kv_length: int
 ) -> tuple[SSAValue | None, bool]:
     """One mask operand for the collected mask terms, and whether it is just upper-left causal."""
+    terms = [as_keep_term(term, graph) for term in terms]
     if len(terms) == 1 and (causal := is_causal_mask(terms[0], graph, q_length, kv_length)):
         return None, causal
     masks: list[SSAValue] = []

@@ -45,10 +45,13 @@ from dialects.sofa_isa import (
     PostOp,
     ProgramOp,
     RassOp,
+    SadsBandOp,
+    SadsMaskOp,
     SetOp,
     SufaInitOp,
     SufaNormOp,
     SufaStepOp,
+    TloadOp,
     TopkMaskOp,
 )
 from sofa_compiler.isa.encoding import Instruction
@@ -138,6 +141,10 @@ class SofaISAFunctions(InterpreterFunctions):
     def run_addi(self, interpreter: Interpreter, op: AddiOp, args: Args) -> Args:
         return self.execute(op)
 
+    @impl(TloadOp)
+    def run_tload(self, interpreter: Interpreter, op: TloadOp, args: Args) -> Args:
+        return self.execute(op)
+
     @impl(BarrierOp)
     def run_barrier(self, interpreter: Interpreter, op: BarrierOp, args: Args) -> Args:
         return self.execute(op)
@@ -186,6 +193,14 @@ class SofaISAFunctions(InterpreterFunctions):
 
     @impl(IsaSadsOp)
     def run_sads(self, interpreter: Interpreter, op: IsaSadsOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(SadsMaskOp)
+    def run_sads_mask(self, interpreter: Interpreter, op: SadsMaskOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(SadsBandOp)
+    def run_sads_band(self, interpreter: Interpreter, op: SadsBandOp, args: Args) -> Args:
         return self.execute(op)
 
     @impl(RassOp)
@@ -247,7 +262,7 @@ def run_ir(
     machine = machine or Machine(None, program.dram_bytes)
     machine.reset(max_instructions, on_event)
     machine.load(program, inputs, expected_config_hash)
-    check_budget(program.code, max_instructions)
+    check_budget(program.code, max_instructions, machine.dram)
     machine.prepare_tokens(program.code)
     interpreter = Interpreter(module if isinstance(module, ModuleOp) else program_op)
     interpreter.register_implementations(SofaISAFunctions(machine))

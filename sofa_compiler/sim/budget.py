@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from dialects.sofa_isa import LOOP_MNEMONICS, REGISTERS
 from sofa_compiler.isa.encoding import Instruction, format_instruction
 from sofa_compiler.sim.semantics import _wrap32, write_register
@@ -61,14 +63,15 @@ class UncountableError(Exception):
         self.pc = pc
 
 
-def executed_instructions(code: Sequence[Any], limit: int) -> tuple[int, int]:
+def executed_instructions(code: Sequence[Any], limit: int, dram: np.ndarray | None = None) -> tuple[int, int]:
     """(instructions a run of `code` executes, pc where the count passed `limit`, or -1).
 
     The count stops growing once it passes `limit` (it is then only known to
     be larger); `UncountableError` once it walks `MAX_WALKED` instructions.
     `code` must have passed `functional.check_loops`. A run that
     traps (an illegal word, running past the end) is counted up to its trap;
-    data-dependent traps can only end a run sooner.
+    data-dependent traps can only end a run sooner. `tload`s read their table words from `dram`
+    (the loaded program's image; its tables are constant).
     """
     summaries = _closed_form_bodies(code)
     regs = [0] * REGISTERS
@@ -102,7 +105,7 @@ def executed_instructions(code: Sequence[Any], limit: int) -> tuple[int, int]:
                 summary.apply(regs, times)
             pc = body_end
         else:
-            write_register(regs, instr)
+            write_register(regs, instr, dram)
             pc += 1
         pc = leave_finished_bodies(stack, pc)
 
@@ -125,7 +128,7 @@ def _closed_form_bodies(code: Sequence[Any]) -> dict[int, BodySummary]:
     """{pc of a loop: its body's `BodySummary`} for the loops whose passes can be multiplied.
 
     A body qualifies when it always runs to its end (no `halt`, no illegal
-    word), holds no `loopr` (whose count would vary between passes), and
+    word), holds no `loopr` (whose count would vary between passes) nor `tload` (a table word), and
     writes each register it writes in one way: stepping it (`addi rX, rX,
     imm`: N passes add N steps) or setting it once from a constant or from a
     register the body never writes (N passes leave one pass's value). Its
@@ -141,7 +144,7 @@ def _closed_form_bodies(code: Sequence[Any]) -> dict[int, BodySummary]:
         set_twice = False  # a register set twice: the order of the sets would matter
         while pc < end:
             instr = code[pc]
-            if not isinstance(instr, Instruction) or instr.op in ("halt", "loopr"):
+            if not isinstance(instr, Instruction) or instr.op in ("halt", "loopr", "tload"):
                 return None
             instructions += 1
             rd = instr.args.get("rd", 0) if instr.op in ("set", "addi") else 0
@@ -177,10 +180,11 @@ def _closed_form_bodies(code: Sequence[Any]) -> dict[int, BodySummary]:
     return summaries
 
 
-def check_budget(code: Sequence[Any], max_instructions: int) -> int:
-    """The instructions a run of `code` executes; a `Trap` (kind budget) before it runs if past `max_instructions`."""
+def check_budget(code: Sequence[Any], max_instructions: int, dram: np.ndarray | None = None) -> int:
+    """The instructions a run of `code` executes (its tables in `dram`); a `Trap` (kind budget) before it runs
+    if past `max_instructions`."""
     try:
-        count, pc = executed_instructions(code, max_instructions)
+        count, pc = executed_instructions(code, max_instructions, dram)
     except UncountableError as error:
         raise Trap(
             error.pc,

@@ -13,7 +13,7 @@ as they happen (memory then stays bounded however long the run); without
 it they are kept in `FunctionalResult.events`. Every run has an instruction
 budget (`limits.DEFAULT_MAX_INSTRUCTIONS` unless given), counted over every
 executed instruction, loops included; a program that would pass it is refused
-before it runs (`budget.check_budget`: the count follows from the code alone).
+before it runs (`budget.check_budget`: the count follows from the code and its constant tables).
 
 Run as a module for a quick check::
 
@@ -114,7 +114,7 @@ class Machine(MachineState):
         self.load(program, inputs, expected_config_hash)
         code = program.code
         check_loops(code)
-        check_budget(code, max_instructions)
+        check_budget(code, max_instructions, self.dram)
         self.prepare_tokens(code)
         # One instruction is one small tile: BLAS threads only add synchronisation
         # (10x slower on a loaded 2-core machine), so the simulator runs them single-threaded.

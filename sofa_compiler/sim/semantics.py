@@ -17,24 +17,46 @@ from dialects import numerics
 from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.sim.events import Buffer, Work
 from sofa_compiler.sim.state import MachineState
-from sofa_compiler.sim.traps import Trap
+from sofa_compiler.sim.traps import Trap, TrapKind
 
 
 def _wrap32(value: int) -> int:
     return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
-def write_register(regs: list[int], instr: Instruction) -> None:
-    """`set` and `addi`, the only instructions that write registers (r0 stays zero); others do nothing."""
+def write_register(regs: list[int], instr: Instruction, dram: np.ndarray | None = None) -> None:
+    """`set`, `addi` and `tload`, the only instructions that write registers (r0 stays zero); others do nothing.
+
+    `tload` reads its word from `dram` (without it, or outside it, the word reads as 0: the functional
+    run traps there, this is for counting ahead).
+    """
     args = instr.args
     if instr.op == "set" and args["rd"]:
         regs[args["rd"]] = _wrap32(args["imm"])
     elif instr.op == "addi" and args["rd"]:
         regs[args["rd"]] = _wrap32(regs[args["rs"]] + args["imm"])
+    elif instr.op == "tload" and args["rd"]:
+        address = regs[args["src"].reg] + args["src"].offset
+        inside = dram is not None and 0 <= address <= len(dram) - 4
+        word = table_word(dram, address) if inside else 0  # pyright: ignore[reportArgumentType]
+        regs[args["rd"]] = _wrap32(regs[args["rs"]] + word)
+
+
+def table_word(dram: np.ndarray, address: int) -> int:
+    """The signed 32-bit little-endian word at `address` (a `tload` table entry)."""
+    return int(dram[address : address + 4].view("<i4")[0])
 
 
 def _ctrl(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     write_register(machine.regs, instr)
+
+
+def _tload(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    start = machine._dram_start(pc, instr, "src", 1, 4, 4)
+    if start % 4:
+        raise Trap(pc, str(instr), f"src: table word at {start} is not 4-byte aligned", TrapKind.ADDRESS)
+    write_register(machine.regs, instr, machine.dram)
+    work.dram_read_bytes = 4  # the sequencer streams the table: its bytes count as DRAM traffic
 
 
 def _dma_load(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
@@ -174,21 +196,50 @@ def _nonzero_columns(values: np.ndarray) -> np.ndarray:
     return np.count_nonzero(values, axis=0).astype(np.int64)
 
 
-def _sads(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+def _sads_valid(machine: MachineState, instr: Instruction) -> np.ndarray:
+    """`sads`'s valid keys ``[lanes, keys]``: below kv_len and, when causal, at most the lane's query."""
     a = instr.args
-    lanes, keys, m = a["lanes"], a["keys"], a["m"]
-    scores = machine.sram_view(pc, instr, "scores", lanes * keys, False, work).reshape(lanes, keys)
+    lanes, keys = a["lanes"], a["keys"]
     key_base = machine.regs[a["key_base"]]
     query_base = machine.regs[a["query_base"]]
     last_key = key_base + keys - 1
     if last_key < a["kv_len"] and (not a["causal"] or last_key <= query_base):
         # Every key of the tile is valid for every lane (the causal bound holds for the first lane).
-        valid = machine.all_true((lanes, keys))
-    else:
-        global_keys = key_base + np.arange(keys)
-        valid = np.broadcast_to(global_keys < a["kv_len"], (lanes, keys))
-        if a["causal"]:
-            valid = valid & (global_keys[None, :] <= (query_base + np.arange(lanes))[:, None])
+        return machine.all_true((lanes, keys))
+    global_keys = key_base + np.arange(keys)
+    valid = np.broadcast_to(global_keys < a["kv_len"], (lanes, keys))
+    if a["causal"]:
+        valid = valid & (global_keys[None, :] <= (query_base + np.arange(lanes))[:, None])
+    return valid
+
+
+def _sads(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    _select(machine, instr, pc, work, _sads_valid(machine, instr))
+
+
+def _sads_mask(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    lanes, keys = a["lanes"], a["keys"]
+    bitmap = machine.sram_view(pc, instr, "bitmap", lanes * -(-keys // 8), False, work)
+    _select(machine, instr, pc, work, _sads_valid(machine, instr) & numerics.bitmap_valid(bitmap, lanes, keys))
+
+
+def _sads_band(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    a = instr.args
+    if a["dilation"] < 1:
+        raise Trap(pc, str(instr), "dilation must be >= 1")
+    band = numerics.BandMask(a["left"], a["right"], 0, a["dilation"])
+    queries = machine.regs[a["query_base"]] + np.arange(a["lanes"])
+    keys = machine.regs[a["key_base"]] + np.arange(a["keys"])
+    _select(machine, instr, pc, work, _sads_valid(machine, instr) & band.visible(queries, keys))
+
+
+def _select(machine: MachineState, instr: Instruction, pc: int, work: Work, valid: np.ndarray) -> None:
+    """SADS over the tile's valid keys: the selection, and its work counts."""
+    a = instr.args
+    lanes, keys, m = a["lanes"], a["keys"], a["m"]
+    scores = machine.sram_view(pc, instr, "scores", lanes * keys, False, work).reshape(lanes, keys)
+    key_base = machine.regs[a["key_base"]]
     radius = float(a["radius"])
     local, surviving = numerics.sads_tile_sphere(scores, valid, m, radius)
     out = machine.sram_view(pc, instr, "out", lanes * m, True, work).reshape(local.shape)
@@ -356,6 +407,7 @@ HANDLERS = {  # mnemonic -> handler; `functional` adds the on-demand K/V ones
     "halt": _ctrl,
     "set": _ctrl,
     "addi": _ctrl,
+    "tload": _tload,
     "loop": _ctrl,
     "loopr": _ctrl,
     "barrier": _ctrl,
@@ -367,6 +419,8 @@ HANDLERS = {  # mnemonic -> handler; `functional` adds the on-demand K/V ones
     "dlzs.key": _dlzs_key,
     "dlzs.score": _dlzs_score,
     "sads": _sads,
+    "sads.mask": _sads_mask,
+    "sads.band": _sads_band,
     "rass": _rass,
     "sufa.init": _sufa_init,
     "sufa.step": _sufa_step,

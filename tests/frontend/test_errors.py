@@ -49,10 +49,10 @@ def test_garbage_and_missing_files(tmp_path: Path):
 
 
 def test_opset_out_of_range():
-    assert "opset 12; sofa-import supports opsets 13 to 24" in error_of(FIXTURES / "bad_opset12.onnx")
+    assert "opset 12; sofa-import supports opsets 13 to 25" in error_of(FIXTURES / "bad_opset12.onnx")
     model = onnx.load(str(FIXTURES / "attn24_mqa_3d_scale.onnx"))
-    model.opset_import[0].version = 25
-    assert "opset 25" in error_of(model)
+    model.opset_import[0].version = 26
+    assert "opset 26" in error_of(model)
 
 
 def test_dynamic_input_shape_needs_a_static_shape():

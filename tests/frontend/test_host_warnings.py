@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import sofa_compiler
+from passes.masked_attention import RUNTIME_MASK_REASON
 from sofa_compiler.driver import CompileWarning
 from sofa_compiler.frontend import FrontendWarning
 from tests.frontend.frontend_harness import FIXTURES
@@ -34,9 +35,7 @@ def compile_recording(name: str, keep: float) -> tuple[sofa_compiler.CompiledMod
 def test_general_mask_warns_with_node_and_reason(name: str, subject: str) -> None:
     compiled, front, driver = compile_recording(name, keep=0.5)
     assert not compiled.programs
-    assert front == [
-        f"{subject}: general attention masks run on the host (the accelerator supports causal and padding masks)"
-    ]
+    assert front == [f"{subject}: {RUNTIME_MASK_REASON}"]
     assert driver == ["no attention runs on the accelerator, so keep=0.5 has no effect (the warnings above say why)"]
 
 
@@ -92,7 +91,5 @@ def test_unmatched_softmax_warns_with_reason() -> None:
 def test_general_mask_is_placed_on_the_host(name: str) -> None:
     compiled, _, _ = compile_recording(name, keep=1.0)
     (placement,) = compiled.placements
-    assert placement.host_reason == (
-        "general attention masks run on the host (the accelerator supports causal and padding masks)"
-    )
+    assert placement.host_reason == RUNTIME_MASK_REASON
     assert placement.line() == f"attention {placement.node}: host ({placement.host_reason})"

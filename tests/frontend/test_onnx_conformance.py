@@ -6,10 +6,11 @@ and the generators give the same models, inputs and expected outputs. Tolerances
 own (onnx's backend runner: rtol=1e-3, atol=1e-7 unless the case says otherwise), except for
 bfloat16 outputs (`BF16_RTOL`); each output must also have the element type the case expects.
 
-Cases that need a later issue are skipped (sliding windows, opset 25); the
+Every case runs (none waits for a later issue); the
 ones that fail today are strict xfails naming why, so a fix shows up as an XPASS to remove.
 A summary line `N passed, N failed, N on accelerator, N on host` ends the module's run
-(where attention ran, counted over the passing cases).
+(where attention ran, counted over the passing cases). Attention runs on the host where the mask
+is only known at run time (an attn_mask input), with softcap or the qk_matmul_output output.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from onnx.backend.test.case.test_case import TestCase
 import sofa_compiler
 from dialects.sofa import AttentionOp
 from sofa_compiler.frontend.importer import import_model
-
-WINDOW = "sliding-window attention (opset 25) is a later issue"
 
 KNOWN: dict[str, str] = {}
 """Cases that fail today, with the reason (strict xfail)."""
@@ -84,14 +83,13 @@ def opset(model: onnx.ModelProto) -> int:
 
 def case_param(case: TestCase) -> object:
     assert case.model is not None
-    if opset(case.model) >= 25:
-        return pytest.param(case, id=case.name, marks=pytest.mark.skip(reason=WINDOW))
     if case.name in KNOWN:
         return pytest.param(case, id=case.name, marks=pytest.mark.xfail(strict=True, reason=KNOWN[case.name]))
     return pytest.param(case, id=case.name)
 
 
 CASES = attention_cases()
+NAMES = frozenset(case.name for case in CASES)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +151,7 @@ def test_every_onnx_attention_case_is_collected() -> None:
 
 
 HALF_PRECISION = sorted(
-    case.name for case in CASES if case.name.endswith(("_fp16", "_bf16")) and opset(case.model) < 25
+    case.name for case in CASES if case.name.endswith(("_fp16", "_bf16")) and f"{case.name}_expanded" in NAMES
 )
 
 
@@ -170,3 +168,32 @@ def test_node_and_expanded_scale_agree(name: str) -> None:
     node, expanded = scales
     assert node == expanded
     assert node != pytest.approx(1 / np.sqrt(8), rel=1e-6)  # rounded: head size 8, no scale attribute
+
+
+WINDOW_ON_ACCELERATOR = sorted(
+    f"test_attention_{name}{suffix}"
+    for name in (
+        "local_window",
+        "bidirectional_window",
+        "local_window_default",
+        "local_window_with_past",
+        "3d_local_window",
+    )
+    for suffix in ("", "_expanded")
+)
+"""Opset 25's sliding-window cases whose mask is known when the model is compiled (the window alone, or over
+past keys): the front end gives the accelerator the window as a constant mask. (The other window cases feed
+attn_mask or nonpad_kv_seqlen at run time, or use softcap.)"""
+
+
+@pytest.mark.parametrize("name", WINDOW_ON_ACCELERATOR)
+def test_sliding_window_runs_on_the_accelerator(name: str) -> None:
+    (case,) = [case for case in CASES if case.name == name]
+    assert case.model is not None
+    assert opset(case.model) == 25
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = sofa_compiler.compile(case.model, keep=1.0)
+    (placement,) = compiled.placements
+    assert placement.host_reason is None, placement.line()
+    assert compiled.programs

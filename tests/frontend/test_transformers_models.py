@@ -55,7 +55,7 @@ def config(name: str) -> Any:
     if name == "bert":
         return transformers.BertConfig(**SIZES, **HEADS)
     if name == "mistral":
-        # A window shorter than LENGTH is a general mask (the masks issue); this one covers every key.
+        # This window covers every key (a causal mask); a shorter one: the sliding-window test below.
         return transformers.MistralConfig(**SIZES, **HEADS, num_key_value_heads=2, sliding_window=POSITIONS)
     raise ValueError(name)
 
@@ -162,18 +162,18 @@ def test_gpt2_torchscript_exporter(attention: str) -> None:
     check_on_accelerator(onnx.load_from_string(buffer.getvalue()))
 
 
-def test_sliding_window_shorter_than_the_sequence_runs_on_host_with_a_warning() -> None:
-    """Mistral's window of 16 < LENGTH keys is a banded mask: the masks issue's; today the host, named."""
+@pytest.mark.parametrize("opset", [18, 23])
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_sliding_window_shorter_than_the_sequence_runs_on_accelerator(attention: str, opset: int) -> None:
+    """Mistral's window of 16 < LENGTH keys is a banded constant mask (eager: additive, lowest-value fills;
+    SDPA: boolean); the accelerator's mask analysis takes it in closed form and visits only the band's tiles."""
+    window = 16
     module, args = build(
-        "mistral", "sdpa", transformers.MistralConfig(**SIZES, **HEADS, num_key_value_heads=2, sliding_window=16)
+        "mistral", attention, transformers.MistralConfig(**SIZES, **HEADS, num_key_value_heads=2, sliding_window=window)
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = torch.onnx.export(module, args, dynamo=True, opset_version=23, verbose=False).model_proto
-    with pytest.warns(FrontendWarning, match="general attention masks run on the host"):
-        compiled = sofa_compiler.compile(model, keep=1.0)
-    assert all("host (general attention masks" in placement.line() for placement in compiled.placements)
-    inputs = model_inputs(model)
-    outputs, report = compiled.run(inputs)
-    assert not report.kernels
-    assert_close_to_fp32_reference(next(iter(outputs.values())), run_onnxruntime(model, inputs)[0])
+        model = torch.onnx.export(module, args, dynamo=True, opset_version=opset, verbose=False).model_proto
+    compiled = check_on_accelerator(model)
+    plans = re.findall(r'#sofa.tile_mask<format = "(\w+)"', compiled.ir("tiled"))
+    assert plans == ["closed"] * LAYERS

@@ -53,9 +53,9 @@ builtin.module attributes {sofa.target = #sofa.target<>} {
 // CHECK:      %[[QAUG:.*]] = host.onnx "Concat"(%q, %{{.*}}) {axis = 3 : i64} : (tensor<2x1x8x4xf32>, tensor<2x1x8x1xf32>) -> tensor<2x1x8x5xf32>
 // CHECK:      sofa.dlzs_score %[[QAUG]], %[[KAUG]]
 // CHECK-NOT:  sofa.attention
-// General masks stay on the host, with the reason recorded.
+// General masks computed at run time stay on the host, with the reason recorded.
 // CHECK-LABEL: func.func @masked
-// CHECK: sofa.attention {{.*}}sofa.host_reason = "general attention masks run on the host
+// CHECK: sofa.attention {{.*}}sofa.host_reason = "general attention masks run on the host when they are computed at run time
 
 // TILE64: sofa.dlzs_score %q, %k tiling <lanes = 128, tile = 64, kv_tiles = 4, keep_count = 16, query_tiles = 2, padded_q = 256, padded_kv = 256>
 

@@ -1,0 +1,223 @@
+"""The coordinated kernel under a general attention mask: each query tile visits only its non-empty KV tiles.
+
+The ISA has no branches, so the kernel does not test and skip tiles: it walks a constant index list
+(the ``masktab`` symbol, i32 words), one per query tile, with `tload` (rd = rs + table word) and `loopr`:
+
+    rounds                       whole rounds of G tiles (G: the buffer sets)
+    rounds * G entries           key base, K-hat offset, bitmap offset, 0 (`MASK_ENTRY_BYTES`)
+    c_0 [entry], ..., c_{G-2} [entry]    the tiles left over: c_j = 1 when slot j runs, then its entry
+
+    loopr rounds { G x (tload entry; tile step) }
+    G - 1 x (tload c_j; loopr c_j { tload entry; tile step j })
+
+The lists are the same for every head (the mask is), so the walk restarts at each query head. Formats
+(`#sofa.tile_mask`, chosen by `mask_model`):
+
+* ``closed``: SADS evaluates the band on chip (`sads.band`); no bitmaps;
+* ``bsr``: partial tiles load their bitmap (``maskbits``) before K-hat, on the prefetch queue, and SADS
+  reads it (`sads.mask`); full tiles read the shared all-ones bitmap at offset 0. Without partial
+  tiles, plain `sads` and no bitmap loads;
+* ``bitmap``: no list; every KV tile is visited with its own bitmap, laid out tile after tile, so
+  the bitmap address just steps.
+
+SADS never selects a masked key, so SU-FA needs no mask: its result over the selection is the masked
+attention, and a row whose keys are all masked gives zeros (`numerics.sufa_finish`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.dialects.builtin import ArrayAttr
+
+from dialects.numerics import TileMask, tile_bitmap
+from dialects.numerics.tile_masks import array_block
+from dialects.sofa_isa import SegmentAttr
+from passes.kernel_interface import Symbol, SymbolKind
+from passes.lower_to_isa.coordinated import CoordinatedKernel
+from passes.lower_to_isa.emitter import LoadQueue
+from passes.lower_to_isa.kernel import TileBuffers
+from passes.lower_to_isa.registers import CoordinatedReg as CReg
+from passes.lower_to_isa.registers import Reg, Sem
+from passes.mask_model import MASK_ENTRY_BYTES, bitmap_bytes
+from passes.masked_attention import MaskedAttention
+from passes.tile_plan import RegionKind
+
+BAND_FIELD_MAX = (1 << 24) - 1
+"""`sads.band`'s left/right fields: wider sides reach every key of any sequence the ISA's 16-bit key counts allow."""
+
+WORD = 4
+
+
+@dataclass(frozen=True)
+class MaskTables:
+    """A masked kernel's constant DRAM data: the index lists (i32 words) and the bitmaps (bytes)."""
+
+    words: np.ndarray
+    bitmaps: np.ndarray
+
+
+def index_lists(tm: TileMask, group: int, bitmap_offsets: dict[tuple[int, int], int], depth: int) -> np.ndarray:
+    """The ``masktab`` words of every query tile of `tm`, in the layout of the module docstring."""
+    tile = tm.tile
+    words: list[int] = []
+
+    def entry(query_tile: int, kv_tile: int) -> list[int]:
+        key_base = kv_tile * tile
+        return [key_base, key_base * depth * 2, bitmap_offsets.get((query_tile, kv_tile), 0), 0]
+
+    for query_tile in range(tm.query_tiles):
+        tiles = tm.tiles(query_tile).tolist()
+        rounds, rest = divmod(len(tiles), group)
+        words.append(rounds)
+        for kv_tile in tiles[: rounds * group]:
+            words += entry(query_tile, kv_tile)
+        for slot in range(group - 1):
+            words.append(int(slot < rest))
+            if slot < rest:
+                words += entry(query_tile, tiles[rounds * group + slot])
+    return np.asarray(words, dtype="<i4")
+
+
+def partial_bitmaps(tm: TileMask, mask: np.ndarray) -> tuple[np.ndarray, dict[tuple[int, int], int]]:
+    """The bitmaps of `tm`'s partial tiles after an all-ones one (full tiles), identical ones stored once."""
+    lanes, tile = tm.lanes, tm.tile
+    stored = {tile_bitmap(np.ones((lanes, tile), bool)).tobytes(): 0}
+    offsets: dict[tuple[int, int], int] = {}
+    for query_tile in range(tm.query_tiles):
+        for kv_tile in tm.partial_tiles(query_tile).tolist():
+            bits = tile_bitmap(array_block(mask, query_tile, kv_tile, lanes, tile)).tobytes()
+            offsets[query_tile, kv_tile] = stored.setdefault(bits, len(stored) * bitmap_bytes(lanes, tile))
+    return np.frombuffer(b"".join(stored), np.uint8), offsets
+
+
+def dense_bitmaps(mask: np.ndarray, lanes: int, tile: int) -> np.ndarray:
+    """Every (query tile, KV tile) pair's bitmap, query tile after query tile, KV tiles in order."""
+    q_len, kv_len = mask.shape
+    query_tiles, kv_tiles = -(-q_len // lanes), -(-kv_len // tile)
+    padded = np.zeros((query_tiles * lanes, kv_tiles * tile), bool)
+    padded[:q_len, :kv_len] = mask
+    blocks = padded.reshape(query_tiles, lanes, kv_tiles, tile).transpose(0, 2, 1, 3)
+    return np.packbits(blocks, axis=3, bitorder="little").reshape(-1)
+
+
+@dataclass(kw_only=True)
+class MaskedKernel(CoordinatedKernel):
+    """SOFA's coordinated kernel visiting only the KV tiles a general mask leaves non-empty."""
+
+    mask: MaskedAttention
+    tables: MaskTables | None = field(default=None, init=False)
+
+    @property
+    def format(self) -> str:
+        return self.mask.attr.format_name
+
+    @property
+    def uses_bitmaps(self) -> bool:
+        return self.format == "bitmap" or (self.format == "bsr" and self.mask.attr.partial.data > 0)
+
+    @property
+    def bitmap_size(self) -> int:
+        return bitmap_bytes(self.tiling.lanes.data, self.tiling.tile.data)
+
+    def lay_out(self) -> None:
+        super().lay_out()
+        lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
+        if self.format == "bitmap":
+            tables = MaskTables(np.zeros(1, "<i4"), dense_bitmaps(self.mask.mask, lanes, tile))
+        else:
+            tm = self.mask.tile_mask()
+            bitmaps, offsets = partial_bitmaps(tm, self.mask.mask) if self.uses_bitmaps else (np.zeros(1, np.uint8), {})
+            tables = MaskTables(index_lists(tm, self.group, offsets, self.shape.depth), bitmaps)
+        self.tables = tables
+        self.layout.add(Symbol.MASK_TABLE, (len(tables.words), 1), "i32", SymbolKind.CONST)
+        self.layout.add(Symbol.MASK_BITS, (len(tables.bitmaps), 1), "u8", SymbolKind.CONST)
+
+    def segments(self) -> ArrayAttr[SegmentAttr]:
+        assert self.tables is not None
+        return ArrayAttr(
+            [
+                SegmentAttr(self.layout.address(Symbol.MASK_TABLE), self.tables.words.tobytes()),
+                SegmentAttr(self.layout.address(Symbol.MASK_BITS), self.tables.bitmaps.tobytes()),
+            ]
+        )
+
+    # --- the walk ---------------------------------------------------------------
+
+    def emit_head_start(self) -> None:
+        band = self.mask.band
+        self.e.set(Reg.QBASE, band.offset if band is not None and self.format == "closed" else 0)
+        self.e.set(CReg.MASK_TABLE, 0)
+        self.e.set(CReg.MASK_BITMAP, 0)
+
+    def emit_query_tiles(self) -> None:
+        """Every query tile runs the same code: what differs is in its index list."""
+        self.e.open_loop()
+        self.emit_query_tile()
+        self.e.close_loop(self.tiling.query_tiles.data)
+
+    def emit_kv_tiles(self, slot: int | None) -> None:
+        if self.format == "bitmap":
+            super().emit_kv_tiles(None)
+            return
+        e = self.e
+        self.emit_table_count()
+        e.open_loop()
+        for step in range(self.group):
+            self.emit_listed_step(step)
+        e.close_loop_register(CReg.GROUPS)
+        for step in range(self.group - 1):
+            self.emit_table_count()
+            e.open_loop()
+            self.emit_listed_step(step)
+            e.close_loop_register(CReg.GROUPS)
+
+    def emit_table_count(self) -> None:
+        """GROUPS = the next word of the index list (a count)."""
+        self.e.tload(CReg.GROUPS, Reg.ZERO, self.dram(CReg.MASK_TABLE, Symbol.MASK_TABLE))
+        self.e.addi(CReg.MASK_TABLE, CReg.MASK_TABLE, WORD)
+
+    def emit_listed_step(self, step: int) -> None:
+        """Set the next listed tile's key base, K-hat address and bitmap, then run its tile step."""
+        e = self.e
+        e.tload(Reg.KBASE, Reg.ZERO, self.dram(CReg.MASK_TABLE, Symbol.MASK_TABLE))
+        e.tload(Reg.PRED, Reg.PRED_HEAD, self.dram(CReg.MASK_TABLE, Symbol.MASK_TABLE, WORD))
+        if self.uses_bitmaps:
+            e.tload(CReg.MASK_BITMAP, Reg.ZERO, self.dram(CReg.MASK_TABLE, Symbol.MASK_TABLE, 2 * WORD))
+        e.addi(CReg.MASK_TABLE, CReg.MASK_TABLE, MASK_ENTRY_BYTES)
+        self.emit_kv_step(step)
+
+    # --- one tile step ---------------------------------------------------------------
+
+    def emit_prediction(self, r: TileBuffers) -> None:
+        """The tile's bitmap (when the format has them), then K-hat, both on the prefetch queue."""
+        if not self.uses_bitmaps:
+            super().emit_prediction(r)
+            return
+        tile, d, e = self.tiling.tile.data, self.shape.depth, self.e
+        size = self.bitmap_size
+        bits = self.dram(CReg.MASK_BITMAP, Symbol.MASK_BITS)
+        e.dma_load(r[RegionKind.MASK], bits, 1, size, wait=(Sem.KHAT_FREE,), queue=LoadQueue.PREFETCH)
+        khat = self.dram(Reg.PRED, Symbol.KHAT)
+        e.dma_load(r[RegionKind.KHAT], khat, tile, d * 2, signal=(Sem.KHAT_LOADED,), queue=LoadQueue.PREFETCH)
+        e.addi(Reg.PRED, Reg.PRED, tile * d * 2)
+        if self.format == "bitmap":
+            e.addi(CReg.MASK_BITMAP, CReg.MASK_BITMAP, size)
+
+    def emit_selection(self, r: TileBuffers) -> None:
+        """SADS restricted to the mask: the band on chip, the tile's bitmap, or (full tiles only) plain SADS."""
+        if self.format != "closed" and not self.uses_bitmaps:
+            super().emit_selection(r)
+            return
+        lanes, tile, m = self.tiling.lanes.data, self.tiling.tile.data, self.tiling.keep_count.data
+        operands = (r[RegionKind.AHAT], r[RegionKind.IDX], lanes, tile, m, self.radius / self.scale)
+        sync = {"wait": (Sem.AHAT_READY, Sem.KV_FREE), "signal": (Sem.INDICES_READY, Sem.KHAT_FREE)}
+        if self.format == "closed":
+            band = self.mask.band
+            assert band is not None
+            sides = (min(band.left, BAND_FIELD_MAX), min(band.right, BAND_FIELD_MAX), band.dilation)
+            self.e.sads_band(sides, *operands, Reg.KBASE, Reg.QBASE, self.shape.kv_len, **sync)
+            return
+        bitmap = r[RegionKind.MASK]
+        self.e.sads_mask(bitmap, *operands, Reg.KBASE, Reg.QBASE, self.shape.kv_len, self.shape.causal, **sync)

@@ -1,0 +1,152 @@
+"""The analytical model that chooses a mask's format and mapping per layer (STOF, arXiv 2506.06095).
+
+For each candidate it prices the kernel the lowering would emit, with the coarse per-step model
+of `tile_plan.step_estimate` (the simulator's unit rates; docs/cost-model.md):
+
+* **formats** (`MASK_FORMATS`): ``closed``, a band SADS evaluates on chip (no mask bytes; only
+  for closed-form masks); ``bsr``, an index list of each query tile's non-empty KV tiles (16 bytes
+  an entry, `MASK_ENTRY_BYTES`) plus, when any tile is partial, a bitmap loaded with every visited
+  tile (full tiles read a shared all-ones bitmap); ``bitmap``, every KV tile visited with its bitmap
+  (no list; wins only when no tile is empty).
+* **mappings** (`MASK_MAPPINGS`): ``block``, query tiles of the target's lanes, and ``row``, query
+  tiles of `ROW_LANES_DIVISOR` times fewer rows: more steps, each cheaper in compute but not in
+  K-hat bytes, so it wins only where thin patterns (narrow windows) skip many more KV tiles.
+
+The cheapest estimated cycles win; ties go to fewer DRAM bytes, then to the earlier format and mapping.
+`sofa-dse`'s second stage searches tile sizes and keep among the survivors (`MaskPlan.ranked`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from dialects.numerics import DATAPATH, tile_count
+from dialects.numerics.tile_masks import BandMask, TileMask, tile_mask_of_array, tile_mask_of_band
+from dialects.sofa import MASK_FORMATS, MASK_MAPPINGS, TargetAttr, TileMaskAttr
+from passes.tile_plan import AttentionShape, query_lanes, step_estimate
+
+MASK_ENTRY_BYTES = 16
+"""One index-list entry: key base, K/K-hat offset, V offset, bitmap offset (i32 each); also a query tile's header."""
+
+ROW_LANES_DIVISOR = 4
+"""The row-wise mapping's query tile is the target's lanes divided by this."""
+
+
+def bitmap_bytes(lanes: int, tile: int) -> int:
+    """One (query tile, KV tile) bitmap: a bit a (row, key), rows of whole bytes."""
+    return lanes * -(-tile // 8)
+
+
+@dataclass(frozen=True)
+class MaskCandidate:
+    """One (format, mapping) and what the model expects it to cost for the whole layer."""
+
+    format: str
+    mapping: str
+    lanes: int
+    steps: int
+    cycles: float
+    dram_bytes: int
+
+
+@dataclass(frozen=True)
+class MaskPlan:
+    """The chosen candidate, its tile structure, and every candidate the model priced (best first)."""
+
+    chosen: MaskCandidate
+    tile_mask: TileMask
+    band: BandMask | None
+    ranked: tuple[MaskCandidate, ...]
+
+    def attr(self) -> TileMaskAttr:
+        """The `#sofa.tile_mask` that shows this plan in the IR."""
+        tm, band = self.tile_mask, self.band
+        band_values = (band.left, band.right, band.offset, band.dilation) if self.chosen.format == "closed" else ()
+        assert band is not None or not band_values
+        return TileMaskAttr(
+            self.chosen.format,
+            self.chosen.mapping,
+            tm.lanes,
+            tm.tile,
+            self.chosen.steps,
+            tm.partial_count,
+            band_values,
+            tm.density.tolist(),
+        )
+
+
+def _candidates(
+    target: TargetAttr, shape: AttentionShape, tm: TileMask, mapping: str, closed: bool
+) -> list[MaskCandidate]:
+    lanes, tile = tm.lanes, tm.tile
+    heads = shape.batch * shape.q_heads
+    query_tiles = tm.query_tiles
+    # Per query tile: Q twice (SU-FA's and DLZS's copy) and O.
+    query_bytes = lanes * (2 * shape.depth + shape.v_depth) * DATAPATH.nbytes
+    bitmap = bitmap_bytes(lanes, tile)
+    options = [("bsr", tm.visited, bitmap if tm.partial_count else 0, MASK_ENTRY_BYTES)]
+    if closed:
+        options.insert(0, ("closed", tm.visited, 0, MASK_ENTRY_BYTES))
+    options.append(("bitmap", query_tiles * tm.kv_tiles, bitmap, 0))
+    out = []
+    for format_name, steps, step_bitmap, entry in options:
+        step = step_estimate(target, shape, tile, lanes, step_bitmap + entry)
+        list_bytes = query_tiles * entry
+        dram = heads * (steps * step.dram_bytes + query_tiles * query_bytes + list_bytes)
+        out.append(MaskCandidate(format_name, mapping, lanes, steps, heads * steps * step.cycles, dram))
+    return out
+
+
+def _order(candidate: MaskCandidate) -> tuple[float, int, int, int]:
+    return (
+        candidate.cycles,
+        candidate.dram_bytes,
+        MASK_FORMATS.index(candidate.format),
+        MASK_MAPPINGS.index(candidate.mapping),
+    )
+
+
+def plan_mask(
+    target: TargetAttr,
+    shape: AttentionShape,
+    tile: int,
+    mask: np.ndarray | None = None,
+    band: BandMask | None = None,
+    mappings: tuple[str, ...] = MASK_MAPPINGS,
+) -> MaskPlan:
+    """Choose the format and mapping of one layer's mask: a boolean ``[Sq, Skv]`` `mask` or a closed-form `band`."""
+    if (mask is None) == (band is None):
+        raise ValueError("plan_mask needs exactly one of a mask array and a band")
+    block_lanes = query_lanes(target, shape.q_len)
+    lanes_of = {"block": block_lanes, "row": max(1, block_lanes // ROW_LANES_DIVISOR)}
+    structures: dict[str, TileMask] = {}
+    ranked: list[MaskCandidate] = []
+    for mapping in mappings:
+        lanes = lanes_of[mapping]
+        if mapping == "row" and lanes == block_lanes:
+            continue
+        if band is not None:
+            tm = tile_mask_of_band(band, shape.q_len, shape.kv_len, lanes, tile)
+        else:
+            assert mask is not None
+            tm = tile_mask_of_array(mask, lanes, tile)
+        structures[mapping] = tm
+        ranked += _candidates(target, shape, tm, mapping, band is not None)
+    ranked.sort(key=_order)
+    best = ranked[0]
+    return MaskPlan(best, structures[best.mapping], band, tuple(ranked))
+
+
+def dense_estimate(target: TargetAttr, shape: AttentionShape, tile: int) -> MaskCandidate:
+    """The same model's figures for the layer without a mask (every KV tile of every query tile)."""
+    lanes = query_lanes(target, shape.q_len)
+    unmasked = replace(shape, causal=False)
+    step = step_estimate(target, unmasked, tile, lanes)
+    query_tiles, kv_tiles = tile_count(shape.q_len, lanes), tile_count(shape.kv_len, tile)
+    heads = shape.batch * shape.q_heads
+    query_bytes = lanes * (2 * shape.depth + shape.v_depth) * DATAPATH.nbytes
+    steps = query_tiles * kv_tiles
+    dram = heads * (steps * step.dram_bytes + query_tiles * query_bytes)
+    return MaskCandidate("none", "block", lanes, steps, heads * steps * step.cycles, dram)

@@ -1,0 +1,148 @@
+"""The two-stage search of a masked layer (STOF, arXiv 2506.06095): the analytical model prunes, the simulator decides.
+
+Stage one prices, at each keep of a grid and every KV tile Bc that fits the target's SRAM, every
+mask format and mapping with the analytical model (`passes.mask_model.plan_mask`: the tile
+structure of the mask and the per-step cost model) and keeps the (Bc, keep, format, mapping)
+candidates within ``margin`` of the cheapest estimate at their keep. Stage two compiles each
+surviving (Bc, keep) and runs it on the simulator (the tiling pass plans the mask at that Bc with
+the same model, so the kernel runs the model's best format and mapping there), measuring cycles and
+the output's error against exact masked attention. The result says which candidate the model ranked
+first, which one the simulator found fastest, and the model's estimate over the simulated
+cycles for each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dialects.sofa import TargetAttr
+from passes.mask_model import MaskCandidate
+from passes.masked_attention import plan_op_mask
+from passes.tile_plan import TILE_CANDIDATES, AttentionShape, PlanError, plan_sram
+from sofa_compiler.mask_workloads import exact_masked_attention, relative_error, simulate_masked
+from sofa_compiler.sim.config import HardwareConfig, load_config
+from sofa_compiler.workloads import random_inputs
+
+
+class MaskSearchError(ValueError):
+    """Bad search options; the message says which."""
+
+
+@dataclass(frozen=True)
+class Priced:
+    """One stage-one candidate: a KV tile and keep, and the model's priced (format, mapping) there."""
+
+    tile: int
+    keep: float
+    candidate: MaskCandidate
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One stage-two point: a surviving (tile, keep) on the simulator, with the format and mapping it ran."""
+
+    tile: int
+    keep: float
+    format: str
+    mapping: str
+    estimated_cycles: float
+    cycles: int
+    error: float
+    """Relative Frobenius error of the output against exact masked attention."""
+
+    @property
+    def model_over_simulator(self) -> float:
+        return self.estimated_cycles / self.cycles
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    priced: tuple[Priced, ...]
+    """Every stage-one candidate, by keep, cheapest estimate first."""
+    survivors: tuple[Priced, ...]
+    measured: tuple[Measured, ...]
+
+    def model_choice(self, keep: float) -> Priced:
+        """The model's first choice at `keep`: its cheapest (tile, format, mapping)."""
+        return next(p for p in self.priced if p.keep == keep)
+
+    def fastest(self, keep: float, max_error: float = float("inf")) -> Measured:
+        """The simulator's fastest survivor at `keep` whose error is at most `max_error`."""
+        points = [m for m in self.measured if m.keep == keep and m.error <= max_error]
+        if not points:
+            raise MaskSearchError(f"no measured candidate at keep {keep:g} with error <= {max_error:g}")
+        return min(points, key=lambda m: (m.cycles, m.tile))
+
+
+def layer_shape(mask: np.ndarray, heads: int, depth: int, keep: float) -> AttentionShape:
+    return AttentionShape(1, heads, heads, mask.shape[0], mask.shape[1], depth, depth, keep, False)
+
+
+def stage_one(
+    target: TargetAttr,
+    mask: np.ndarray,
+    heads: int,
+    depth: int,
+    keeps: Sequence[float],
+    margin: float,
+    tiles: Sequence[int] = TILE_CANDIDATES,
+) -> tuple[list[Priced], list[Priced]]:
+    """Every (Bc, format, mapping) the model prices at each keep, cheapest first per keep, and the survivors:
+    those within `margin` of the cheapest at their keep."""
+    if margin < 1:
+        raise MaskSearchError(f"margin must be >= 1, got {margin}")
+    if not keeps or any(not 0 < keep <= 1 for keep in keeps):
+        raise MaskSearchError(f"keeps must lie in (0, 1], got {list(keeps)}")
+    priced: list[Priced] = []
+    survivors: list[Priced] = []
+    for keep in keeps:
+        shape = layer_shape(mask, heads, depth, keep)
+        at_keep: list[Priced] = []
+        for tile in tiles:
+            try:
+                plan_sram(target, shape, tile)
+            except PlanError:
+                continue
+            at_keep += [Priced(tile, keep, candidate) for candidate in plan_op_mask(target, shape, tile, mask).ranked]
+        if not at_keep:
+            raise MaskSearchError(f"no KV tile of {list(tiles)} fits the target's SRAM at keep {keep:g}")
+        at_keep.sort(key=lambda p: (p.candidate.cycles, p.tile))
+        priced += at_keep
+        survivors += [p for p in at_keep if p.candidate.cycles <= margin * at_keep[0].candidate.cycles]
+    return priced, survivors
+
+
+def two_stage_search(
+    mask: np.ndarray,
+    heads: int,
+    depth: int,
+    keeps: Sequence[float] = (1.0,),
+    margin: float = 1.25,
+    config: HardwareConfig | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    progress: bool = False,
+) -> SearchResult:
+    """Stage one on the model, stage two on the simulator (see the module docstring).
+
+    `inputs` (``q``, ``k``, ``v`` ``[1, heads, S, depth]``) default to `random_inputs`.
+    """
+    config = config or load_config()
+    target = TargetAttr(config.as_target_dict())
+    priced, survivors = stage_one(target, mask, heads, depth, keeps, margin)
+    inputs = inputs if inputs is not None else random_inputs(heads, mask.shape[0], depth)
+    reference = np.stack([exact_masked_attention(*(inputs[n][0, h] for n in "qkv"), mask) for h in range(heads)])
+    measured = []
+    for tile, keep in sorted({(p.tile, p.keep) for p in survivors}):
+        run = simulate_masked(mask, heads, depth, keep=keep, inputs=inputs, tile=tile, target=config)
+        (plan,) = run.plans
+        chosen = next(p for p in priced if (p.tile, p.keep) == (tile, keep))  # the plan the tiling pass makes
+        error = relative_error(run.output[0], reference)
+        measured.append(
+            Measured(tile, keep, plan.format.data, plan.mapping.data, chosen.candidate.cycles, run.cycles, error)
+        )
+        if progress:
+            print(f"  Bc {tile}, keep {keep:g}: {run.cycles} cycles, error {error:.3e}", flush=True)
+    return SearchResult(tuple(priced), tuple(survivors), tuple(measured))
