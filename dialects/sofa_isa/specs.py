@@ -381,6 +381,25 @@ OPS: tuple[OpSpec, ...] = (
         ),
         "O = o / l, rounded to f16 (numerics.sufa_finish).",
     ),
+    OpSpec(
+        "sufa.dense",
+        0x56,
+        "sufa",
+        (
+            sram_field("q", "dtype", "Q rows of the lane range [lanes, depth]"),
+            sram_field("k", "dtype", "K window [keys, depth]"),
+            sram_field("v", "dtype", "V window [keys, vdepth]"),
+            uint_field("lane0", 12, "first accumulator lane the step updates", lo=0),
+            _LANES,
+            uint_field("keys", 16, "rows of the window, every one attended by every lane"),
+            uint_field("depth", 12, "head dim d"),
+            uint_field("vdepth", 12, "value head dim dv"),
+            f32_field("scale", "softmax scale (finite, > 0)"),
+            _DTYPE,
+        ),
+        "Dense SU-FA step on a lane range: lanes lane0 .. lane0+lanes-1 of the open accumulators attend to "
+        "every key of the window (decode: a shared prefix for all lanes, a sample's suffix for its own).",
+    ),
 )
 
 BY_MNEMONIC: dict[str, OpSpec] = {spec.mnemonic: spec for spec in OPS}

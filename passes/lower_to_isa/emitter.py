@@ -238,3 +238,13 @@ class Emitter:
 
     def sufa_norm(self, out: Sram, lanes: int, vdepth: int, signal: Semaphores = ()) -> None:
         self._emit("sufa.norm", (), signal, out=out, lanes=lanes, vdepth=vdepth)
+
+    def sufa_dense(
+        self, q: Sram, k: Sram, v: Sram, lane0: int, lanes: int, keys: int, depth: int, vdepth: int, scale: float,
+        wait: Semaphores = (), signal: Semaphores = (),
+    ) -> None:  # fmt: skip
+        """Lanes ``lane0 .. lane0 + lanes - 1`` attend to all `keys` rows of the K/V window (fp16 operands)."""
+        self._emit(
+            "sufa.dense", wait, signal, q=q, k=k, v=v, lane0=lane0, lanes=lanes, keys=keys, depth=depth,
+            vdepth=vdepth, scale=scale, dtype=DATAPATH.name,
+        )  # fmt: skip

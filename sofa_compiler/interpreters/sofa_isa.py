@@ -46,6 +46,7 @@ from dialects.sofa_isa import (
     ProgramOp,
     RassOp,
     SetOp,
+    SufaDenseOp,
     SufaInitOp,
     SufaNormOp,
     SufaStepOp,
@@ -230,6 +231,10 @@ class SofaISAFunctions(InterpreterFunctions):
 
     @impl(SufaNormOp)
     def run_sufa_norm(self, interpreter: Interpreter, op: SufaNormOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(SufaDenseOp)
+    def run_sufa_dense(self, interpreter: Interpreter, op: SufaDenseOp, args: Args) -> Args:
         return self.execute(op)
 
 

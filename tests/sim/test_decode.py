@@ -1,0 +1,118 @@
+"""Decode kernels (issue 18): a step's queries in the lanes, standard and bifurcated shared-prefix attention."""
+
+import numpy as np
+import pytest
+
+from passes.lower_to_isa.decode import DecodeError, DecodeLowering, DecodeStep, plan_decode
+from sofa_compiler.decode import run_decode, target_of
+from sofa_compiler.isa.asm import assemble
+from sofa_compiler.sim.config import load_config
+from sofa_compiler.sim.functional import Machine
+from sofa_compiler.sim.traps import Trap
+from tests.fp16_tolerance import assert_fp16_close, fp16
+
+STANDARD, BIFURCATED = DecodeLowering.STANDARD, DecodeLowering.BIFURCATED
+
+
+def caches(step: DecodeStep, seed: int = 0):
+    """Q and per-sample caches whose first `prefix` rows are one shared cache."""
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((step.batch, step.q_heads, 1, step.depth)).astype(np.float32)
+    shared_k = rng.standard_normal((step.kv_heads, step.prefix, step.depth))
+    shared_v = rng.standard_normal((step.kv_heads, step.prefix, step.value_depth))
+    k, v = [], []
+    for length in step.cache_lengths:
+        rows = length - step.prefix
+        k.append(np.concatenate([shared_k, rng.standard_normal((step.kv_heads, rows, step.depth))], axis=1))
+        v.append(np.concatenate([shared_v, rng.standard_normal((step.kv_heads, rows, step.value_depth))], axis=1))
+    return q, k, v
+
+
+def reference(step: DecodeStep, q, k, v) -> np.ndarray:
+    """Exact attention on the fp16-stored inputs, ``[B, Hq, 1, dv]``."""
+    out = np.zeros((step.batch, step.q_heads, 1, step.value_depth))
+    for b, length in enumerate(step.cache_lengths):
+        for h in range(step.q_heads):
+            keys, values = fp16(k[b][h // step.group, :length]), fp16(v[b][h // step.group, :length])
+            scores = fp16(q[b, h, 0]) @ keys.T * step.logit_scale
+            weights = np.exp(scores - scores.max())
+            out[b, h, 0] = weights @ values / weights.sum()
+    return out
+
+
+STEPS = [
+    # batch, q heads, kv heads, depth, cache lengths, prefix
+    DecodeStep(3, 4, 2, 64, (155, 220, 151), 150),  # GQA, partial tiles everywhere
+    DecodeStep(4, 2, 2, 32, (128 + 64, 128 + 1, 128 + 130, 128 + 64), 128),  # the prefix in whole tiles
+    DecodeStep(2, 8, 1, 16, (70, 300), 0),  # no shared prefix: batched decode over separate caches
+    DecodeStep(5, 1, 1, 64, (40, 40, 40, 40, 40), 40),  # only the prefix: every suffix is empty
+]
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: f"B{s.batch}-g{s.group}-P{s.prefix}")
+def test_bifurcated_equals_standard_and_exact_attention(step):
+    q, k, v = caches(step)
+    standard = run_decode(step, STANDARD, q, k, v)
+    bifurcated = run_decode(step, BIFURCATED, q, k, v)
+    # Each lane merges the same tiles in the same order: the same bits.
+    np.testing.assert_array_equal(standard.output, bifurcated.output)
+    assert_fp16_close(bifurcated.output, reference(step, q, k, v), np.concatenate([x.ravel() for x in v]))
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: f"B{s.batch}-g{s.group}-P{s.prefix}")
+def test_dram_traffic_is_the_io_lower_bound_when_bifurcated(step):
+    q, k, v = caches(step)
+    standard = run_decode(step, STANDARD, q, k, v).report
+    bifurcated = run_decode(step, BIFURCATED, q, k, v).report
+    assert bifurcated.dram_read_bytes + bifurcated.dram_write_bytes == step.io_lower_bound()
+    # The standard lowering reads the prefix once per sample.
+    prefix_bytes = step.kv_heads * step.prefix * (step.depth + step.value_depth) * 2
+    assert standard.dram_read_bytes - bifurcated.dram_read_bytes == (step.batch - 1) * prefix_bytes
+    if step.prefix and step.batch > 1:
+        assert bifurcated.total_cycles < standard.total_cycles
+        assert bifurcated.total_energy_pj < standard.total_energy_pj
+
+
+def test_cycles_grow_with_the_cache():
+    short = DecodeStep(2, 2, 1, 64, (300, 310), 256)
+    long = DecodeStep(2, 2, 1, 64, (600, 610), 556)
+    for lowering in DecodeLowering:
+        cycles = [run_decode(s, lowering, *caches(s)).report.total_cycles for s in (short, long)]
+        assert cycles[0] < cycles[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((2, 3, 2, 64, (10, 10), 0), "do not share"),
+        ((2, 2, 2, 64, (10,), 0), "cache lengths for a batch"),
+        ((2, 2, 2, 64, (10, 4), 5), "at least one key and the shared prefix"),
+        ((2, 2, 2, 64, (0, 4), 0), "at least one key"),
+    ],
+)
+def test_bad_steps_are_clear_errors(args, message):
+    with pytest.raises(DecodeError, match=message):
+        DecodeStep(*args)
+
+
+def test_a_step_past_the_lanes_is_a_clear_error():
+    step = DecodeStep(33, 32, 8, 128, (100,) * 33, 50)  # 33 samples x 4 heads = 132 queries per KV head
+    with pytest.raises(DecodeError, match="132 queries per KV head exceed the target's 128 lanes"):
+        plan_decode(step, target_of(load_config(None)))
+
+
+def test_sufa_dense_updates_only_its_lanes_and_traps_outside_them():
+    # V = two rows of ones at DRAM 64: the attended lanes give 1, the others keep their empty state (0).
+    ones = np.ones(4, np.float16).tobytes().hex()
+    head = f".data 64 {ones}\ndma.load dst=token[r0+128], src=dram[r0+64], rows=1, row_bytes=8, src_stride=8\n"
+    head += "barrier\nsufa.init lanes=4, vdepth=2\n"
+    step = "sufa.dense q=token[r0+0], k=token[r0+64], v=token[r0+128], lane0={}, lanes=2, keys=2, depth=2, vdepth=2, "
+    step += "scale=1.0, dtype=f16\n"
+    tail = "sufa.norm out=temp[r0+0], lanes=4, vdepth=2\nbarrier\ndma.store src=temp[r0+0], dst=dram[r0+0], rows=1, "
+    tail += "row_bytes=16, dst_stride=16\nbarrier\nhalt\n"
+    machine = Machine({"token": 1024, "weight": 1024, "temp": 1024}, 4096)
+    machine.run(assemble(head + step.format(2) + tail, "t.s"), {})
+    out = machine.dram[:16].view(np.float16).reshape(4, 2)
+    np.testing.assert_array_equal(out, [[0, 0], [0, 0], [1, 1], [1, 1]])
+    with pytest.raises(Trap, match="lie outside the accumulators"):
+        machine.run(assemble(head + step.format(3) + tail, "t.s"), {})
