@@ -5,6 +5,7 @@ import pytest
 
 from passes.lower_to_isa.decode import DecodeError, DecodeLowering, DecodeStep, plan_decode
 from sofa_compiler.decode import run_decode, target_of
+from sofa_compiler.decode_cost import choose_lowering, estimate
 from sofa_compiler.isa.asm import assemble
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.sim.functional import Machine
@@ -116,3 +117,30 @@ def test_sufa_dense_updates_only_its_lanes_and_traps_outside_them():
     np.testing.assert_array_equal(out, [[0, 0], [0, 0], [1, 1], [1, 1]])
     with pytest.raises(Trap, match="lie outside the accumulators"):
         machine.run(assemble(head + step.format(3) + tail, "t.s"), {})
+
+
+# --- the cost model -----------------------------------------------------------------------------------------------
+
+CHOICES = [
+    DecodeStep(8, 1, 1, 64, (1100,) * 8, 1000),  # a long shared prefix: bifurcated
+    DecodeStep(8, 4, 1, 64, (67,) * 8, 64),  # one short prefix tile for 32 lanes, nothing to overlap: standard
+    DecodeStep(3, 4, 2, 64, (155, 220, 151), 150),
+    DecodeStep(2, 2, 1, 32, (130, 400), 0),  # no prefix: the two lowerings are one program
+]
+
+
+@pytest.mark.parametrize("step", CHOICES, ids=lambda s: f"B{s.batch}-g{s.group}-P{s.prefix}")
+def test_cost_model_predicts_the_simulator_and_picks_the_faster_lowering(step):
+    q, k, v = caches(step)
+    measured = {lowering: run_decode(step, lowering, q, k, v).report for lowering in DecodeLowering}
+    for lowering, report in measured.items():
+        predicted = estimate(step, lowering)
+        assert predicted.dram_bytes == report.dram_read_bytes + report.dram_write_bytes
+        assert abs(predicted.cycles / report.total_cycles - 1) < 0.05
+    best = min(measured.values(), key=lambda report: report.total_cycles).total_cycles
+    assert measured[choose_lowering(step).lowering].total_cycles == best
+
+
+def test_bifurcation_pays_for_a_long_prefix_and_not_for_one_short_tile():
+    assert choose_lowering(CHOICES[0]).lowering is BIFURCATED
+    assert choose_lowering(CHOICES[1]).lowering is STANDARD
