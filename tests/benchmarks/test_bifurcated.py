@@ -1,0 +1,27 @@
+"""benchmarks/bifurcated.py: its rows hold the relations the report quotes (on small steps)."""
+
+from benchmarks.bifurcated import PAPER_DRAM_GBPS, measure, one_head_step
+from passes.lower_to_isa.decode import DecodeLowering
+from sofa_compiler.sim.config import load_config
+
+STANDARD, BIFURCATED = DecodeLowering.STANDARD, DecodeLowering.BIFURCATED
+
+
+def test_a_long_shared_prefix_row():
+    config = load_config(None)
+    row = measure(one_head_step(8, 1024, 16), config, scale=32)
+    assert row.same_output
+    assert row.choice is row.faster is BIFURCATED
+    assert row.dram(BIFURCATED) == row.step.io_lower_bound() * 32
+    # SU-FA-bound at 8 lanes: about 2x on the paper's 512 GB/s, far more where DRAM is slower.
+    speedup = row.cycles(STANDARD) / row.cycles(BIFURCATED)
+    assert 1.8 < speedup < 2.5
+    slow = measure(one_head_step(8, 1024, 16), config.with_values({"target.dram_bandwidth_gbps": PAPER_DRAM_GBPS}))
+    assert slow.cycles(STANDARD) / slow.cycles(BIFURCATED) > 2 * speedup
+    assert row.energy_uj(BIFURCATED) < row.energy_uj(STANDARD)
+
+
+def test_a_short_prefix_for_many_lanes_row():
+    row = measure(one_head_step(32, 64, 4, group=4), load_config(None))
+    assert row.same_output
+    assert row.choice is row.faster is STANDARD
