@@ -22,6 +22,7 @@ from passes.lower_to_isa.decode import (
     stage_decode_inputs,
     unstage_decode_output,
 )
+from passes.lower_to_isa.decode_sparse import sparse_decode_program, stage_sparse_decode_inputs
 from sofa_compiler.isa.container import Program
 from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.sim.config import HardwareConfig, load_config
@@ -63,6 +64,25 @@ def run_decode(
     """Compile and simulate `step` on Q ``[B, Hq, 1, d]`` and each sample's cache ``k[b]``/``v[b]`` ``[Hkv, L, d]``."""
     config = config or load_config(None)
     program = compile_decode(step, lowering, config, tile)
+    return _simulate(step, program, stage_decode_inputs(step, q, k, v), config)
+
+
+def run_sparse_decode(
+    step: DecodeStep,
+    keep: float,
+    q: np.ndarray,
+    k: Sequence[np.ndarray],
+    v: Sequence[np.ndarray],
+    config: HardwareConfig | None = None,
+    tile: int = DECODE_TILE,
+) -> DecodeRun:
+    """`run_decode` for the sparse decode kernel (`decode_sparse`): DLZS + SADS select each query's keys."""
+    config = config or load_config(None)
+    program = ir_to_program(sparse_decode_program(step, target_of(config), keep, tile))
+    return _simulate(step, program, stage_sparse_decode_inputs(step, q, k, v), config)
+
+
+def _simulate(step: DecodeStep, program: Program, inputs: dict[str, np.ndarray], config: HardwareConfig) -> DecodeRun:
     machine = Machine.from_target(config.as_target_dict(), dram_bytes=check_dram_bytes(program.dram_bytes))
-    result, timing = run_with_timing(machine, program, stage_decode_inputs(step, q, k, v), config)
+    result, timing = run_with_timing(machine, program, inputs, config)
     return DecodeRun(unstage_decode_output(step, result.outputs["o"]), build_report(timing, result.sram_peak))

@@ -378,6 +378,20 @@ class SufaNormOp(IsaInstructionOp):
 
 
 @irdl_op_definition
+class DmaLz4Op(IsaInstructionOp):
+    """`dma.lz4` (opcode 0x13, unit dma_prefetch): load packed 4-bit K codes, expanded to fp16 K-hat."""
+
+    name = "sofa_isa.dma_lz4"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["dma.lz4"]
+
+    dst = prop_def(SramAttr)
+    src = prop_def(DramAttr)
+    rows = prop_def(IntegerAttr[I64])
+    depth = prop_def(IntegerAttr[I64])
+    src_stride = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
 class SufaDenseOp(IsaInstructionOp):
     """`sufa.dense` (opcode 0x56, unit sufa): a dense SU-FA step on a range of the accumulator lanes."""
 
@@ -404,6 +418,7 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "post": PostOp,
     "dma.load": DmaLoadOp,
     "dma.prefetch": DmaPrefetchOp,
+    "dma.lz4": DmaLz4Op,
     "dma.gather": DmaGatherOp,
     "dma.scatter": DmaScatterOp,
     "dma.store": DmaStoreOp,

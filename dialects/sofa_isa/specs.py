@@ -154,6 +154,20 @@ OPS: tuple[OpSpec, ...] = (
         "of the K/V gathers queued behind `dma.load`; both queues share the DRAM read bandwidth.",
     ),
     OpSpec(
+        "dma.lz4",
+        0x13,
+        "dma_prefetch",
+        (
+            sram_field("dst", "f16", "K-hat f16 [rows, depth]"),
+            dram_field("src", "coded row 0: an int8 row exponent, then depth 4-bit LZ codes, two a byte"),
+            uint_field("rows", 16, "rows to load"),
+            uint_field("depth", 12, "codes per row (head dim d)"),
+            uint_field("src_stride", 32, "DRAM bytes between row starts", lo=0),
+        ),
+        "Load the predictor's cache (K as packed 4-bit LZ codes, numerics.key_codes) on the second load "
+        "queue and expand it to fp16 K-hat on the way in: prediction reads 1 + d/2 bytes a key, not 2d.",
+    ),
+    OpSpec(
         "dma.gather",
         0x11,
         "dma_load",

@@ -53,6 +53,17 @@ def _dma_load(machine: MachineState, instr: Instruction, pc: int, work: Work) ->
     work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
 
 
+def _dma_lz4(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    """`dma.lz4`: coded K rows from DRAM, expanded to fp16 K-hat (`numerics.decode_key_codes`) as they arrive."""
+    a = instr.args
+    rows, depth, stride = a["rows"], a["depth"], a["src_stride"]
+    row_bytes = numerics.key_code_row_bytes(depth)
+    coded = machine._dram_rows(pc, instr, "src", rows, row_bytes, stride)
+    machine.sram_view(pc, instr, "dst", rows * depth, True, work)[...] = numerics.decode_key_codes(coded, depth).ravel()
+    work.dram_read_bytes = rows * row_bytes
+    work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
+
+
 def _dma_gather(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     indices = machine._index_list(pc, instr, work)
@@ -409,4 +420,5 @@ HANDLERS = {  # mnemonic -> handler; `functional` adds the on-demand K/V ones
     "topk.mask": _topk_mask,
     "sufa.norm": _sufa_norm,
     "sufa.dense": _sufa_dense,
+    "dma.lz4": _dma_lz4,
 }
