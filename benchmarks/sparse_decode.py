@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from passes.lower_to_isa.decode import DecodeLowering, DecodeStep
+from passes.lower_to_isa.decode_sparse import SparseDecode
 from sofa_compiler.accuracy import cosine_similarity
-from sofa_compiler.decode import run_decode, run_sparse_decode
+from sofa_compiler.decode import run_decode
 from sofa_compiler.sim.config import load_config
 
 GOAL_KEEP, GOAL_RATIO = 0.25, 0.4
@@ -73,7 +74,7 @@ def main() -> int:
             f"{dense.report.total_energy_pj * layer.scale / 1e6:.2f} | 0 | 1"
         )
         for keep in args.keep:
-            sparse = run_sparse_decode(step, keep, q, k, v, config)
+            sparse = run_decode(step, SparseDecode(keep), q, k, v, config)
             sparse_bytes = (sparse.report.dram_read_bytes + sparse.report.dram_write_bytes) * layer.scale
             error = float(np.max(np.abs(sparse.output - dense.output)) / np.max(np.abs(dense.output)))
             cosine = cosine_similarity(sparse.output, dense.output)

@@ -3,7 +3,9 @@
 `compile_decode` turns a `DecodeStep` into a program for a hardware config
 (`passes.lower_to_isa.decode`); `run_decode` stages Q and the caches, runs it
 with the timing model and returns the output with the simulator's report.
-`choose_lowering` (`sofa_compiler.decode_cost`) picks standard or bifurcated.
+`SparseDecode(keep)` in place of a lowering runs the sparse decode kernel
+(`passes.lower_to_isa.decode_sparse`). `choose_lowering`
+(`sofa_compiler.decode_cost`) picks standard or bifurcated.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from passes.lower_to_isa.decode import (
     stage_decode_inputs,
     unstage_decode_output,
 )
-from passes.lower_to_isa.decode_sparse import sparse_decode_program, stage_sparse_decode_inputs
+from passes.lower_to_isa.decode_sparse import SparseDecode, sparse_decode_program, stage_sparse_decode_inputs
 from sofa_compiler.isa.container import Program
 from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.sim.config import HardwareConfig, load_config
@@ -36,12 +38,18 @@ def target_of(config: HardwareConfig) -> TargetAttr:
     return TargetAttr(config.as_target_dict())
 
 
+DecodeKernelKind = DecodeLowering | SparseDecode
+"""A dense decode lowering (standard or bifurcated), or sparse decode at a keep ratio."""
+
+
 def compile_decode(
-    step: DecodeStep, lowering: DecodeLowering, config: HardwareConfig | None = None, tile: int = DECODE_TILE
+    step: DecodeStep, kind: DecodeKernelKind, config: HardwareConfig | None = None, tile: int = DECODE_TILE
 ) -> Program:
     """The decode kernel of `step` as a binary program for `config` (default: the paper's design)."""
-    config = config or load_config(None)
-    return ir_to_program(decode_program(step, target_of(config), lowering, tile))
+    target = target_of(config or load_config(None))
+    if isinstance(kind, SparseDecode):
+        return ir_to_program(sparse_decode_program(step, target, kind.keep, tile))
+    return ir_to_program(decode_program(step, target, kind, tile))
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ class DecodeRun:
 
 def run_decode(
     step: DecodeStep,
-    lowering: DecodeLowering,
+    kind: DecodeKernelKind,
     q: np.ndarray,
     k: Sequence[np.ndarray],
     v: Sequence[np.ndarray],
@@ -63,26 +71,8 @@ def run_decode(
 ) -> DecodeRun:
     """Compile and simulate `step` on Q ``[B, Hq, 1, d]`` and each sample's cache ``k[b]``/``v[b]`` ``[Hkv, L, d]``."""
     config = config or load_config(None)
-    program = compile_decode(step, lowering, config, tile)
-    return _simulate(step, program, stage_decode_inputs(step, q, k, v), config)
-
-
-def run_sparse_decode(
-    step: DecodeStep,
-    keep: float,
-    q: np.ndarray,
-    k: Sequence[np.ndarray],
-    v: Sequence[np.ndarray],
-    config: HardwareConfig | None = None,
-    tile: int = DECODE_TILE,
-) -> DecodeRun:
-    """`run_decode` for the sparse decode kernel (`decode_sparse`): DLZS + SADS select each query's keys."""
-    config = config or load_config(None)
-    program = ir_to_program(sparse_decode_program(step, target_of(config), keep, tile))
-    return _simulate(step, program, stage_sparse_decode_inputs(step, q, k, v), config)
-
-
-def _simulate(step: DecodeStep, program: Program, inputs: dict[str, np.ndarray], config: HardwareConfig) -> DecodeRun:
+    program = compile_decode(step, kind, config, tile)
+    stage = stage_sparse_decode_inputs if isinstance(kind, SparseDecode) else stage_decode_inputs
     machine = Machine.from_target(config.as_target_dict(), dram_bytes=check_dram_bytes(program.dram_bytes))
-    result, timing = run_with_timing(machine, program, inputs, config)
+    result, timing = run_with_timing(machine, program, stage(step, q, k, v), config)
     return DecodeRun(unstage_decode_output(step, result.outputs["o"]), build_report(timing, result.sram_peak))

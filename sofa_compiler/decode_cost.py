@@ -85,24 +85,25 @@ def estimate(
     """Predicted cycles and DRAM bytes of `step` under `lowering` on `config` (default: the paper's design)."""
     config = config or load_config(None)
     model = CostModel.of(config)
-    kernel = DecodeKernel(step, target_of(config), lowering, tile)
-    element, lanes = DATAPATH.nbytes, step.lanes
-    d, dv = step.depth, step.value_depth
+    kernel = DecodeKernel(step=step, target=target_of(config), lowering=lowering, tile=tile)
+    element, d, dv = DATAPATH.nbytes, step.depth, step.value_depth
     now, dram = 0, 0
     for _ in range(step.kv_heads):
-        pipe = _Pipeline(model, kernel.plan.sets)
-        ready = pipe.load(lanes * d * element, now)  # the queries, between barriers
-        pipe.load_free = pipe.sufa_free = ready
-        pipe.freed = deque([ready] * kernel.plan.sets)
-        for stream in kernel.streams():
-            for keys in _stream_tiles(stream, tile):
-                pipe.tile(keys, stream.lanes, d, dv)
-        norm = model.sufa(Work(divs=lanes * dv))
-        # The SU-FA unit is in order: the norm issues after the last step's occupancy, not its latency.
-        normalised = pipe.sufa_free + norm.occupancy + norm.latency
-        store = model.dma_setup + ceil_div_real(lanes * dv * element, model.dram_bytes_per_cycle)
-        now = normalised + store + model.dram_latency
-        dram += pipe.dram_bytes + lanes * dv * element
+        for samples in kernel.passes():
+            lanes = len(samples) * step.group
+            pipe = _Pipeline(model, kernel.plan.sets)
+            ready = pipe.load(lanes * d * element, now)  # the queries, between barriers
+            pipe.load_free = pipe.sufa_free = ready
+            pipe.freed = deque([ready] * kernel.plan.sets)
+            for stream in kernel.streams(samples):
+                for keys in _stream_tiles(stream, tile):
+                    pipe.tile(keys, stream.lanes, d, dv)
+            norm = model.sufa(Work(divs=lanes * dv))
+            # The SU-FA unit is in order: the norm issues after the last step's occupancy, not its latency.
+            normalised = pipe.sufa_free + norm.occupancy + norm.latency
+            store = model.dma_setup + ceil_div_real(lanes * dv * element, model.dram_bytes_per_cycle)
+            now = normalised + store + model.dram_latency
+            dram += pipe.dram_bytes + lanes * dv * element
     return DecodeEstimate(lowering, now, dram)
 
 

@@ -3,7 +3,10 @@
 A decode step has one new query per (sample, query head). The kernel runs one
 KV head after another; the queries that read that KV head, every sample's GQA
 group, sit in the lanes (lane ``b * group + j`` is sample b's query head
-``h * group + j``), and one `sufa.init` opens their accumulators.
+``h * group + j``), and one `sufa.init` opens their accumulators. Where there
+are more of them than lanes, the KV head runs in passes of as many samples as
+the lanes hold (`DecodeKernel.passes`); a bifurcated prefix is then read once
+per pass.
 
 Each sample's cache is a *prefix* shared by every sample (rows ``0 .. P-1``, one
 copy in DRAM) and its own *suffix* (rows ``P .. L_b - 1``). Two lowerings:
@@ -192,16 +195,19 @@ class DecodePlan:
         return Sram("weight", 0, buffer_set * self.v_window)
 
 
+def samples_per_pass(step: DecodeStep, target: TargetAttr) -> int:
+    """Samples whose queries fit the lanes at once; a KV head runs ``ceil(batch / that)`` passes."""
+    lanes = target.lanes.data
+    if step.group > lanes:
+        raise DecodeError(f"{step.group} query heads per KV head exceed the target's {lanes} lanes")
+    return min(step.batch, lanes // step.group)
+
+
 def plan_decode(step: DecodeStep, target: TargetAttr, tile: int = DECODE_TILE) -> DecodePlan:
     """The buffer sets that fit `target`'s SRAM for `step` with `tile`-key windows; `DecodeError` if none do."""
-    lanes = target.lanes.data
-    if step.lanes > lanes:
-        raise DecodeError(
-            f"a step's {step.batch} samples x {step.group} query heads = {step.lanes} queries per KV head "
-            f"exceed the target's {lanes} lanes"
-        )
+    lanes = samples_per_pass(step, target) * step.group
     element = DATAPATH.nbytes
-    q_bytes, out_bytes = step.lanes * step.depth * element, step.lanes * step.value_depth * element
+    q_bytes, out_bytes = lanes * step.depth * element, lanes * step.value_depth * element
     k_window, v_window = tile * step.depth * element, tile * step.value_depth * element
     room = target.token_sram.data - q_bytes - out_bytes
     sets = min(MAX_BUFFER_SETS, room // k_window, target.weight_sram.data // v_window)
@@ -225,20 +231,46 @@ class Stream:
     lanes: int
 
 
-@dataclass
-class DecodeKernel:
-    """Emits the decode kernel of a `DecodeStep` (module docstring)."""
+@dataclass(kw_only=True)
+class DecodeKernelBase:
+    """What the dense and the sparse decode kernels share: the step, the emitter, the DRAM layout, the program."""
 
     step: DecodeStep
     target: TargetAttr
-    lowering: DecodeLowering
     tile: int = DECODE_TILE
     e: Emitter = field(default_factory=Emitter)
     layout: KernelLayout = field(default_factory=KernelLayout)
     next_set: int = 0
+    """The buffer set the next tile step uses."""
+
+    def dram(self, reg: int, symbol: StrEnum, offset: int = 0) -> Dram:
+        return self.layout.dram(reg, symbol, offset)  # type: ignore[arg-type]
+
+    def program(self, name: str) -> ProgramOp:
+        """The emitted ops, ended by a barrier and `halt`, as a `sofa_isa.program` with the layout's symbols."""
+        self.e.barrier()
+        self.e.halt()
+        return ProgramOp.create(
+            properties={
+                "config_hash": StringAttr(self.target.config_hash()),
+                "dram_bytes": IntegerAttr(max(DRAM_PAGE, -(-self.layout.top // DRAM_PAGE) * DRAM_PAGE), i64),
+                "symbols": self.layout.attrs(),
+                "segments": ArrayAttr([]),
+                "sym_name": StringAttr(name),
+            },
+            regions=[Region(Block(self.e.ops()))],
+        )
+
+
+@dataclass(kw_only=True)
+class DecodeKernel(DecodeKernelBase):
+    """Emits the decode kernel of a `DecodeStep` (module docstring)."""
+
+    lowering: DecodeLowering
 
     def __post_init__(self) -> None:
         self.plan = plan_decode(self.step, self.target, self.tile)
+        self.pass_samples = samples_per_pass(self.step, self.target)
 
     def lay_out(self) -> None:
         step, kv_heads = self.step, self.step.kv_heads
@@ -253,8 +285,10 @@ class DecodeKernel:
                 self.layout.add(v, (kv_heads * rows, dv), dtype, SymbolKind.INPUT)  # type: ignore[arg-type]
         self.layout.add(DecodeSymbol.OUT, (kv_heads * step.lanes, dv), dtype, SymbolKind.OUTPUT)  # type: ignore[arg-type]
 
-    def dram(self, reg: int, symbol: DecodeSymbol, offset: int = 0) -> Dram:
-        return self.layout.dram(reg, symbol, offset)  # type: ignore[arg-type]
+    def passes(self) -> list[range]:
+        """The samples of each pass over a KV head: as many as the lanes hold at once."""
+        batch, size = self.step.batch, self.pass_samples
+        return [range(first, min(first + size, batch)) for first in range(0, batch, size)]
 
     # --- streams ------------------------------------------------------------------
 
@@ -262,23 +296,20 @@ class DecodeKernel:
         regs = (DecodeReg.K_PREFIX, DecodeReg.V_PREFIX)
         return Stream(DecodeSymbol.K_PREFIX, DecodeSymbol.V_PREFIX, regs, 0, self.step.prefix, lane0, lanes)
 
-    def suffix_stream(self, sample: int) -> Stream:
+    def suffix_stream(self, sample: int, lane0: int) -> Stream:
         step, regs = self.step, (DecodeReg.K_SUFFIX, DecodeReg.V_SUFFIX)
-        group = step.group
         offset, length = sample * step.longest_suffix, step.suffix_lengths[sample]
-        return Stream(DecodeSymbol.K_SUFFIX, DecodeSymbol.V_SUFFIX, regs, offset, length, sample * group, group)
+        return Stream(DecodeSymbol.K_SUFFIX, DecodeSymbol.V_SUFFIX, regs, offset, length, lane0, step.group)
 
-    def streams(self) -> list[Stream]:
-        """The lowering's streams, in order: each lane sees its prefix tiles, then its suffix tiles."""
-        step = self.step
-        if not step.prefix:
-            return [self.suffix_stream(b) for b in range(step.batch)]
+    def streams(self, samples: range) -> list[Stream]:
+        """One pass's streams, in order: each lane sees its prefix tiles, then its suffix tiles."""
+        group = self.step.group
+        suffixes = [self.suffix_stream(b, (b - samples.start) * group) for b in samples]
+        if not self.step.prefix:
+            return suffixes
         if self.lowering is DecodeLowering.BIFURCATED:
-            return [self.prefix_stream(0, step.lanes), *(self.suffix_stream(b) for b in range(step.batch))]
-        streams = []
-        for b in range(step.batch):
-            streams += [self.prefix_stream(b * step.group, step.group), self.suffix_stream(b)]
-        return streams
+            return [self.prefix_stream(0, len(samples) * group), *suffixes]
+        return [stream for suffix in suffixes for stream in (self.prefix_stream(suffix.lane0, group), suffix)]
 
     def emit_tile(self, stream: Stream, keys: int) -> None:
         """Load `keys` K and V rows into the next buffer set and attend to them with the stream's lanes."""
@@ -318,25 +349,32 @@ class DecodeKernel:
 
     # --- the program ----------------------------------------------------------------
 
-    def emit_kv_head(self) -> None:
+    def emit_pass(self, samples: range) -> None:
+        """One pass over the current KV head: these samples' queries in the lanes, their streams, their output."""
         step, plan, e = self.step, self.plan, self.e
-        element, lanes = DATAPATH.nbytes, step.lanes
+        element, lanes, first = DATAPATH.nbytes, len(samples) * step.group, samples.start * step.group
         e.barrier()
-        e.dma_load(plan.q(0, step.depth), self.dram(DecodeReg.Q, DecodeSymbol.Q), lanes, step.depth * element)
+        q = self.dram(DecodeReg.Q, DecodeSymbol.Q, first * step.depth * element)
+        e.dma_load(plan.q(0, step.depth), q, lanes, step.depth * element)
         e.barrier()
         e.sufa_init(lanes, step.value_depth)
-        for stream in self.streams():
+        # Each pass starts with a barrier, so its tiles may start at set 0 whatever set the last one ended on.
+        self.next_set = 0
+        for stream in self.streams(samples):
             self.emit_stream(stream)
         e.sufa_norm(plan.out, lanes, step.value_depth, signal=(Sem.O_READY,))
-        e.dma_store(
-            plan.out, self.dram(DecodeReg.OUT, DecodeSymbol.OUT), lanes, step.value_depth * element,
-            wait=(Sem.O_READY,),
-        )  # fmt: skip
+        out = self.dram(DecodeReg.OUT, DecodeSymbol.OUT, first * step.value_depth * element)
+        e.dma_store(plan.out, out, lanes, step.value_depth * element, wait=(Sem.O_READY,))
+
+    def emit_kv_head(self) -> None:
+        step, element = self.step, DATAPATH.nbytes
+        for samples in self.passes():
+            self.emit_pass(samples)
         suffix_rows = step.batch * step.longest_suffix
-        e.advance(
+        self.e.advance(
             (
-                (DecodeReg.Q, lanes * step.depth * element),
-                (DecodeReg.OUT, lanes * step.value_depth * element),
+                (DecodeReg.Q, step.lanes * step.depth * element),
+                (DecodeReg.OUT, step.lanes * step.value_depth * element),
                 (DecodeReg.K_PREFIX, step.prefix * step.depth * element),
                 (DecodeReg.V_PREFIX, step.prefix * step.value_depth * element),
                 (DecodeReg.K_SUFFIX, suffix_rows * step.depth * element),
@@ -345,38 +383,24 @@ class DecodeKernel:
         )
 
     def build(self) -> ProgramOp:
-        """The kernel as a `sofa_isa.program` named ``decode``."""
+        """The kernel as a `sofa_isa.program` named ``decode``: one loop body serves every KV head."""
         e = self.e
         self.lay_out()
         for _ in range(self.plan.sets):
             e.post((Sem.KV_FREE,))
         for reg in DecodeReg:
             e.set(reg, 0)
-        # One loop body serves every KV head: each head starts with a barrier, so its tiles may start
-        # at set 0 again whatever set the previous head ended on.
         e.open_loop()
-        self.next_set = 0
         self.emit_kv_head()
         e.close_loop(self.step.kv_heads)
-        e.barrier()
-        e.halt()
-        return ProgramOp.create(
-            properties={
-                "config_hash": StringAttr(self.target.config_hash()),
-                "dram_bytes": IntegerAttr(max(DRAM_PAGE, -(-self.layout.top // DRAM_PAGE) * DRAM_PAGE), i64),
-                "symbols": self.layout.attrs(),
-                "segments": ArrayAttr([]),
-                "sym_name": StringAttr("decode"),
-            },
-            regions=[Region(Block(e.ops()))],
-        )
+        return self.program("decode")
 
 
 def decode_program(
     step: DecodeStep, target: TargetAttr, lowering: DecodeLowering, tile: int = DECODE_TILE
 ) -> ProgramOp:
     """The decode kernel of `step` for `target` with `lowering` (bifurcated needs no prefix, but gains nothing)."""
-    return DecodeKernel(step, target, lowering, tile).build()
+    return DecodeKernel(step=step, target=target, lowering=lowering, tile=tile).build()
 
 
 # --- host staging ------------------------------------------------------------------------

@@ -23,20 +23,24 @@ whenever it appends a K row (`numerics.encode_key_codes`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 import numpy as np
-from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr, i64
-from xdsl.ir import Block, Region
 
 from dialects.numerics import DATAPATH, encode_key_codes, keep_count, key_code_row_bytes, to_datapath
 from dialects.sofa import NO_RADIUS, TargetAttr
-from dialects.sofa_isa import Dram, ProgramOp, Sram
-from passes.kernel_interface import KernelLayout, SymbolKind
-from passes.lower_to_isa.decode import DECODE_TILE, DecodeError, DecodeStep, DecodeSymbol, stage_decode_inputs
-from passes.lower_to_isa.emitter import AttentionStep, Emitter, Predictor
-from passes.lower_to_isa.kernel import DRAM_PAGE
+from dialects.sofa_isa import ProgramOp, Sram
+from passes.kernel_interface import SymbolKind
+from passes.lower_to_isa.decode import (
+    DECODE_TILE,
+    DecodeError,
+    DecodeKernelBase,
+    DecodeStep,
+    DecodeSymbol,
+    stage_decode_inputs,
+)
+from passes.lower_to_isa.emitter import AttentionStep, Predictor
 from passes.lower_to_isa.registers import Sem
 
 MAX_SPARSE_SETS = 4
@@ -62,6 +66,13 @@ class SparseReg(IntEnum):
     CODE_TILE = 6
     KBASE = 7
     """Global index of the tile's first key."""
+
+
+@dataclass(frozen=True)
+class SparseDecode:
+    """Sparse decode at keep ratio `keep` (what a driver asks for in place of a dense `DecodeLowering`)."""
+
+    keep: float
 
 
 @dataclass(frozen=True)
@@ -102,17 +113,11 @@ def plan_sparse_decode(step: DecodeStep, target: TargetAttr, tile: int, m: int) 
     raise DecodeError(f"SRAM holds fewer than two sparse decode buffer sets of {tile} keys for {lanes} lanes")
 
 
-@dataclass
-class SparseDecodeKernel:
+@dataclass(kw_only=True)
+class SparseDecodeKernel(DecodeKernelBase):
     """Emits the sparse decode kernel of a `DecodeStep` without a shared prefix at keep ratio `keep`."""
 
-    step: DecodeStep
-    target: TargetAttr
     keep: float
-    tile: int = DECODE_TILE
-    e: Emitter = field(default_factory=Emitter)
-    layout: KernelLayout = field(default_factory=KernelLayout)
-    next_set: int = 0
 
     def __post_init__(self) -> None:
         if self.step.prefix:
@@ -134,9 +139,6 @@ class SparseDecodeKernel:
         codes = (rows, key_code_row_bytes(step.depth))
         self.layout.add(SparseSymbol.KEY_CODES, codes, "i8", SymbolKind.INPUT)  # type: ignore[arg-type]
         self.layout.add(DecodeSymbol.OUT, (q_rows, step.value_depth), dtype, SymbolKind.OUTPUT)  # type: ignore[arg-type]
-
-    def dram(self, reg: int, symbol: StrEnum) -> Dram:
-        return self.layout.dram(reg, symbol)  # type: ignore[arg-type]
 
     def emit_tile(self, keys: int, kv_len: int) -> None:
         """One KV tile of `keys` keys: codes -> K-hat -> DLZS -> SADS -> RASS -> gather K, V -> SU-FA."""
@@ -217,29 +219,18 @@ class SparseDecodeKernel:
         e.close_loop(step.kv_heads)
 
     def build(self) -> ProgramOp:
-        e = self.e
+        """The kernel as a `sofa_isa.program` named ``decode_sparse``: samples unrolled, KV heads in a loop."""
         self.lay_out()
         for _ in range(self.plan.sets):
-            e.post((Sem.KHAT_FREE, Sem.KV_FREE))
+            self.e.post((Sem.KHAT_FREE, Sem.KV_FREE))
         for sample in range(self.step.batch):
             self.emit_sample(sample)
-        e.barrier()
-        e.halt()
-        return ProgramOp.create(
-            properties={
-                "config_hash": StringAttr(self.target.config_hash()),
-                "dram_bytes": IntegerAttr(max(DRAM_PAGE, -(-self.layout.top // DRAM_PAGE) * DRAM_PAGE), i64),
-                "symbols": self.layout.attrs(),
-                "segments": ArrayAttr([]),
-                "sym_name": StringAttr("decode_sparse"),
-            },
-            regions=[Region(Block(e.ops()))],
-        )
+        return self.program("decode_sparse")
 
 
 def sparse_decode_program(step: DecodeStep, target: TargetAttr, keep: float, tile: int = DECODE_TILE) -> ProgramOp:
     """The sparse decode kernel of `step` (no shared prefix) for `target` at keep ratio `keep`."""
-    return SparseDecodeKernel(step, target, keep, tile).build()
+    return SparseDecodeKernel(step=step, target=target, keep=keep, tile=tile).build()
 
 
 def stage_sparse_decode_inputs(

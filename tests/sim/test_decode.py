@@ -96,9 +96,26 @@ def test_bad_steps_are_clear_errors(args, message):
         DecodeStep(*args)
 
 
-def test_a_step_past_the_lanes_is_a_clear_error():
-    step = DecodeStep(33, 32, 8, 128, (100,) * 33, 50)  # 33 samples x 4 heads = 132 queries per KV head
-    with pytest.raises(DecodeError, match="132 queries per KV head exceed the target's 128 lanes"):
+@pytest.mark.parametrize("lowering", DecodeLowering)
+def test_more_queries_than_lanes_run_in_passes(lowering):
+    # An 8-lane target: 5 samples x 2 query heads = 10 queries per KV head run as passes of 4 and 1 samples.
+    config = load_config(None).with_values({"target.lanes": 8})
+    step = DecodeStep(5, 4, 2, 32, (90, 100, 71, 64, 65), 60)
+    q, k, v = caches(step)
+    run = run_decode(step, lowering, q, k, v, config)
+    assert_fp16_close(run.output, reference(step, q, k, v), np.concatenate([x.ravel() for x in v]))
+    prefix_reads = 2 if lowering is BIFURCATED else step.batch  # once per pass, or once per sample
+    prefix_bytes = step.kv_heads * step.prefix * (step.depth + step.value_depth) * 2
+    assert (
+        run.report.dram_read_bytes + run.report.dram_write_bytes
+        == step.io_lower_bound() + (prefix_reads - 1) * prefix_bytes
+    )
+    assert abs(estimate(step, lowering, config).cycles / run.report.total_cycles - 1) < 0.05
+
+
+def test_a_group_past_the_lanes_is_a_clear_error():
+    step = DecodeStep(1, 256, 1, 64, (100,), 0)
+    with pytest.raises(DecodeError, match="256 query heads per KV head exceed the target's 128 lanes"):
         plan_decode(step, target_of(load_config(None)))
 
 

@@ -5,8 +5,8 @@ import pytest
 
 from dialects.numerics import decode_key_codes, encode_key_codes, key_code_row_bytes, lz_decode, wk_to_lz
 from passes.lower_to_isa.decode import DecodeError, DecodeLowering, DecodeStep
-from passes.lower_to_isa.decode_sparse import sparse_decode_program
-from sofa_compiler.decode import run_decode, run_sparse_decode, target_of
+from passes.lower_to_isa.decode_sparse import SparseDecode, sparse_decode_program
+from sofa_compiler.decode import run_decode, target_of
 from sofa_compiler.sim.config import load_config
 from tests.sim.test_decode import caches
 
@@ -38,7 +38,7 @@ STEPS = [
 def test_keep_one_equals_dense_decode_and_reads_the_codes_beside(step):
     q, k, v = caches(step)
     dense = run_decode(step, DecodeLowering.STANDARD, q, k, v)
-    sparse = run_sparse_decode(step, 1.0, q, k, v)
+    sparse = run_decode(step, SparseDecode(1.0), q, k, v)
     np.testing.assert_array_equal(sparse.output, dense.output)
     codes = step.kv_heads * sum(step.cache_lengths) * key_code_row_bytes(step.depth)
     assert sparse.report.dram_read_bytes == dense.report.dram_read_bytes + codes
@@ -47,7 +47,7 @@ def test_keep_one_equals_dense_decode_and_reads_the_codes_beside(step):
 @pytest.mark.parametrize("step", STEPS, ids=lambda s: f"B{s.batch}-g{s.group}")
 def test_fewer_bytes_at_lower_keep(step):
     q, k, v = caches(step)
-    read = [run_sparse_decode(step, keep, q, k, v).report.dram_read_bytes for keep in (1.0, 0.5, 0.25)]
+    read = [run_decode(step, SparseDecode(keep), q, k, v).report.dram_read_bytes for keep in (1.0, 0.5, 0.25)]
     assert read[0] > read[1] > read[2]
     if step.group == 1:  # one lane: a tile's union is its own selection, a quarter of the rows
         dense = run_decode(step, DecodeLowering.STANDARD, q, k, v).report.dram_read_bytes
