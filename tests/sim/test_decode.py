@@ -3,9 +3,19 @@
 import numpy as np
 import pytest
 
-from passes.lower_to_isa.decode import DecodeError, DecodeLowering, DecodeStep, plan_decode
+from passes.lower_to_isa.decode import (
+    DecodeError,
+    DecodeLowering,
+    DecodeStep,
+    decode_program,
+    plan_decode,
+    stage_decode_inputs,
+    unstage_decode_output,
+)
+from passes.lower_to_isa.decode_sparse import SparseDecode, sparse_decode_program, stage_sparse_decode_inputs
 from sofa_compiler.decode import run_decode, target_of
 from sofa_compiler.decode_cost import choose_lowering, estimate
+from sofa_compiler.interpreters.sofa_isa import run_ir
 from sofa_compiler.isa.asm import assemble
 from sofa_compiler.sim.config import load_config
 from sofa_compiler.sim.functional import Machine
@@ -161,3 +171,16 @@ def test_cost_model_predicts_the_simulator_and_picks_the_faster_lowering(step):
 def test_bifurcation_pays_for_a_long_prefix_and_not_for_one_short_tile():
     assert choose_lowering(CHOICES[0]).lowering is BIFURCATED
     assert choose_lowering(CHOICES[1]).lowering is STANDARD
+
+
+@pytest.mark.parametrize("kind", [*DecodeLowering, SparseDecode(0.5)], ids=str)
+def test_the_ir_interpreter_runs_decode_kernels_as_the_machine_does(kind):
+    step = DecodeStep(2, 2, 1, 32, (70, 90), 0 if isinstance(kind, SparseDecode) else 40)
+    q, k, v = caches(step)
+    target = target_of(load_config(None))
+    if isinstance(kind, SparseDecode):
+        program, inputs = sparse_decode_program(step, target, kind.keep), stage_sparse_decode_inputs(step, q, k, v)
+    else:
+        program, inputs = decode_program(step, target, kind), stage_decode_inputs(step, q, k, v)
+    from_ir = run_ir(program, inputs).outputs["o"]
+    np.testing.assert_array_equal(unstage_decode_output(step, from_ir), run_decode(step, kind, q, k, v).output)
