@@ -8,8 +8,13 @@ Per step it prints the simulated decode-attention cycles, DRAM bytes and energy
 of the standard batched lowering (each sample streams the prefix and its suffix)
 and of the bifurcated one (the prefix once for every sample's lanes, then each
 suffix for its own lanes), their ratios, DRAM against the IO lower bound
-(prefix once plus every suffix, plus Q and O), and the cost model's choice
-(`sofa_compiler.decode_cost`) against the measured faster lowering.
+(prefix once plus every suffix, plus Q and O), the cost model's choice
+(`sofa_compiler.decode_cost`) against the measured faster lowering, what bounds
+the bifurcated kernel and the speedup cap: the standard lowering's cycles over
+the SU-FA array's cycles for the step's FLOPs alone, which both lowerings do.
+At 512 GB/s a one-lane (MHA) stream is DRAM-bound and the bifurcated prefix,
+all samples in the lanes, SU-FA-bound: the cap is about 2x however many
+samples share the prefix (docs/cost-model.md, "Decode").
 
 One KV head is simulated and the figures are scaled by 32: the kernel runs its
 KV heads one after another, each exactly alike (a barrier between them), so
@@ -77,6 +82,12 @@ class Row:
         return min(DecodeLowering, key=lambda lowering: (self.cycles(lowering), lowering is DecodeLowering.STANDARD))
 
     @property
+    def speedup_cap(self) -> float:
+        """Standard's cycles over the SU-FA work alone (the same FLOPs in both): no lowering beats this speedup."""
+        sufa = self.reports[DecodeLowering.BIFURCATED].units["sufa"].bound_cycles * self.scale
+        return self.cycles(DecodeLowering.STANDARD) / sufa
+
+    @property
     def regret(self) -> float:
         """How much slower the chosen lowering ran than the faster one."""
         return self.cycles(self.choice) / self.cycles(self.faster) - 1
@@ -113,6 +124,7 @@ def main_table(config: HardwareConfig, generated: int, title: str) -> list[Row]:
     print(
         "context | samples | standard cycles | bifurcated cycles | speedup | standard DRAM MB | bifurcated DRAM MB"
         " | IO bound MB | DRAM / bound | standard energy uJ | bifurcated energy uJ | model picks | faster"
+        " | bifurcated bound by | speedup cap"
     )
     rows = []
     for context in (8192, 16384):
@@ -126,7 +138,7 @@ def main_table(config: HardwareConfig, generated: int, title: str) -> list[Row]:
                 f"{row.cycles(standard) / row.cycles(bifurcated):.2f}x | {row.dram(standard) / 1e6:.1f} | "
                 f"{row.dram(bifurcated) / 1e6:.1f} | {bound / 1e6:.1f} | {row.dram(bifurcated) / bound:.3f} | "
                 f"{row.energy_uj(standard):.1f} | {row.energy_uj(bifurcated):.1f} | {row.choice.value} | "
-                f"{row.faster.value}"
+                f"{row.faster.value} | {row.reports[bifurcated].bound_by} | {row.speedup_cap:.2f}x"
             )
     return rows
 
