@@ -62,6 +62,10 @@ MAX_BUFFER_SETS = 8
 """Most K/V buffer sets a decode kernel rotates through (the loop body holds one tile step per set)."""
 
 
+MAX_HEAD_DIM = 4095
+"""The largest head dim the ISA's 12-bit `depth`/`vdepth` fields hold."""
+
+
 class DecodeError(ValueError):
     """A decode step the kernel cannot run (shape, lengths, lanes or SRAM); the message says which."""
 
@@ -126,6 +130,8 @@ class DecodeStep:
     def problem(self) -> str | None:
         if min(self.batch, self.q_heads, self.kv_heads, self.depth, self.value_depth) < 1:
             return "batch, heads and head dims must be positive"
+        if max(self.depth, self.value_depth) > MAX_HEAD_DIM:
+            return f"head dims past {MAX_HEAD_DIM} do not fit the ISA's 12-bit depth fields"
         if self.q_heads % self.kv_heads:
             return f"{self.q_heads} query heads do not share {self.kv_heads} KV heads evenly"
         if len(self.cache_lengths) != self.batch:
@@ -195,6 +201,12 @@ class DecodePlan:
         return Sram("weight", 0, buffer_set * self.v_window)
 
 
+def check_tile(tile: int) -> None:
+    """`DecodeError` unless `tile` keys a K/V window is a positive count the ISA's 16-bit fields hold."""
+    if not 1 <= tile < 1 << 16:
+        raise DecodeError(f"a K/V window holds 1 to 65535 keys, got {tile}")
+
+
 def samples_per_pass(step: DecodeStep, target: TargetAttr) -> int:
     """Samples whose queries fit the lanes at once; a KV head runs ``ceil(batch / that)`` passes."""
     lanes = target.lanes.data
@@ -205,6 +217,7 @@ def samples_per_pass(step: DecodeStep, target: TargetAttr) -> int:
 
 def plan_decode(step: DecodeStep, target: TargetAttr, tile: int = DECODE_TILE) -> DecodePlan:
     """The buffer sets that fit `target`'s SRAM for `step` with `tile`-key windows; `DecodeError` if none do."""
+    check_tile(tile)
     lanes = samples_per_pass(step, target) * step.group
     element = DATAPATH.nbytes
     q_bytes, out_bytes = lanes * step.depth * element, lanes * step.value_depth * element

@@ -38,6 +38,7 @@ from passes.lower_to_isa.decode import (
     DecodeKernelBase,
     DecodeStep,
     DecodeSymbol,
+    check_tile,
     stage_decode_inputs,
 )
 from passes.lower_to_isa.emitter import AttentionStep, Predictor
@@ -90,6 +91,7 @@ class SparsePlan:
 
 def plan_sparse_decode(step: DecodeStep, target: TargetAttr, tile: int, m: int) -> SparsePlan:
     """Place the regions (`SparsePlan`) in `target`'s SRAM, as many buffer sets as fit (2 .. `MAX_SPARSE_SETS`)."""
+    check_tile(tile)
     lanes, d, dv, element = step.group, step.depth, step.value_depth, DATAPATH.nbytes
     fixed = {"q": ("token", lanes * d * element), "o": ("token", lanes * dv * element)}
     per_set = {

@@ -99,6 +99,7 @@ def test_cycles_grow_with_the_cache():
         ((2, 2, 2, 64, (10,), 0), "cache lengths for a batch"),
         ((2, 2, 2, 64, (10, 4), 5), "at least one key and the shared prefix"),
         ((2, 2, 2, 64, (0, 4), 0), "at least one key"),
+        ((1, 1, 1, 4096, (4,), 0), "12-bit depth fields"),
     ],
 )
 def test_bad_steps_are_clear_errors(args, message):
@@ -121,6 +122,15 @@ def test_more_queries_than_lanes_run_in_passes(lowering):
         == step.io_lower_bound() + (prefix_reads - 1) * prefix_bytes
     )
     assert abs(estimate(step, lowering, config).cycles / run.report.total_cycles - 1) < 0.05
+
+
+def test_a_bad_tile_is_a_clear_error():
+    step, target = DecodeStep(1, 1, 1, 64, (100,), 0), target_of(load_config(None))
+    for tile in (0, 1 << 16):
+        with pytest.raises(DecodeError, match="a K/V window holds 1 to 65535 keys"):
+            plan_decode(step, target, tile)
+    with pytest.raises(DecodeError, match="a K/V window holds"):
+        sparse_decode_program(step, target, 0.5, 0)
 
 
 def test_a_group_past_the_lanes_is_a_clear_error():
