@@ -15,6 +15,12 @@ tile by tile with the simulator's own cost rules (`sim.costs.CostModel`,
 `choose_lowering` picks the lowering with fewer predicted cycles (ties: fewer
 DRAM bytes). The functional machine never runs: an estimate costs microseconds
 per tile.
+
+`step_floor` bounds every lowering from below by the same rules: the SU-FA
+array's cycles for the step's MACs alone and the DRAM read channel's cycles for
+the bytes a step must load. Splitting the KV sequence across lane groups
+(flash-decoding) cannot go under it: it leaves the MACs and bytes as they are
+and adds its merges (docs/cost-model.md, "Decode").
 """
 
 from __future__ import annotations
@@ -105,6 +111,35 @@ def estimate(
             now = normalised + store + model.dram_latency
             dram += pipe.dram_bytes + lanes * dv * element
     return DecodeEstimate(lowering, now, dram)
+
+
+@dataclass(frozen=True)
+class DecodeFloor:
+    """Cycles no lowering of a step can beat on a config: its MAC and its DRAM-read bounds."""
+
+    mac_cycles: int
+    """The step's MACs (every query against each of its keys, Q·K and P·V) over the SU-FA array's PEs."""
+    read_cycles: int
+    """Q and the K/V rows a step must read (the prefix once, every suffix row once) over the DRAM bandwidth."""
+
+    @property
+    def cycles(self) -> int:
+        return max(self.mac_cycles, self.read_cycles)
+
+
+def step_floor(step: DecodeStep, config: HardwareConfig | None = None) -> DecodeFloor:
+    """The floor of `step` on `config`, by the rules `estimate` and the simulator charge.
+
+    A SU-FA instruction occupies its unit for at least ``macs / PEs`` cycles
+    (`CostModel.sufa`), whatever lanes it uses, and the loads share one DRAM
+    read channel at ``bytes / bandwidth``; per-tile merges, DMA setup and
+    latencies only add to these.
+    """
+    model = CostModel.of(config or load_config(None))
+    d, dv = step.depth, step.value_depth
+    macs = step.kv_heads * step.group * sum(step.cache_lengths) * (d + dv)
+    reads = step.io_lower_bound() - step.batch * step.q_heads * dv * DATAPATH.nbytes
+    return DecodeFloor(-(-macs // model.sufa_pes), ceil_div_real(reads, model.dram_bytes_per_cycle))
 
 
 def choose_lowering(step: DecodeStep, config: HardwareConfig | None = None, tile: int = DECODE_TILE) -> DecodeEstimate:

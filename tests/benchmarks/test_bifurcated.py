@@ -25,3 +25,18 @@ def test_a_short_prefix_for_many_lanes_row():
     row = measure(one_head_step(32, 64, 4, group=4), load_config(None))
     assert row.same_output
     assert row.choice is row.faster is STANDARD
+
+
+def test_no_lowering_beats_the_floor():
+    """The floor (MACs over the SU-FA PEs, necessary reads over the bandwidth) bounds both lowerings from below."""
+    config = load_config(None)
+    for samples, prefix, group in ((8, 1024, 1), (4, 256, 4), (32, 64, 4)):
+        row = measure(one_head_step(samples, prefix, 16, group), config)
+        assert row.floor_cycles <= min(row.cycles(STANDARD), row.cycles(BIFURCATED))
+        assert row.cycles(STANDARD) / row.cycles(BIFURCATED) <= row.speedup_cap
+    # A long prefix, MHA: the bifurcated kernel runs within 10% of the MAC floor, so nothing is left for a
+    # KV split across lanes to gain, and the cap is about 2.25x (the standard lowering is DRAM-bound).
+    row = measure(one_head_step(16, 2048, 16), config)
+    assert row.floor.mac_cycles > row.floor.read_cycles
+    assert row.cycles(BIFURCATED) < 1.1 * row.floor_cycles
+    assert 2.0 < row.speedup_cap < 2.5
