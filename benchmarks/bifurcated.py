@@ -6,8 +6,8 @@ DRAM) plus the tokens it has decoded itself (``--generated``, 256 by default),
 so "context 8K" is a prefix of 8192 - 256 and a suffix of 256 per sample.
 Per step it prints the simulated decode-attention cycles, DRAM bytes and energy
 of the standard batched lowering (each sample streams the prefix and its suffix)
-and of the bifurcated one (the prefix once for every sample's lanes, then each
-suffix for its own lanes), their ratios, DRAM against the IO lower bound
+and of the bifurcated one (the prefix once for every sample's lanes, each
+suffix for its own lanes, spread among the prefix tiles), their ratios, DRAM against the IO lower bound
 (prefix once plus every suffix, plus Q and O), the cost model's choice
 (`sofa_compiler.decode_cost`) against the measured faster lowering, what bounds
 the bifurcated kernel, and the floor (`step_floor`): the cycles no lowering can

@@ -13,12 +13,15 @@ copy in DRAM) and its own *suffix* (rows ``P .. L_b - 1``). Two lowerings:
 
 * **standard** (`DecodeLowering.STANDARD`): what a batched decode does without
   knowing the prefix is shared: sample after sample, its lanes stream the prefix
-  and then its suffix, so the prefix is read once per sample;
+  and its suffix, so the prefix is read once per sample;
 * **bifurcated** (`DecodeLowering.BIFURCATED`, arXiv 2403.08845): the prefix's
-  K/V tiles stream once, to every lane; then each sample's suffix tiles stream
-  to that sample's lanes only (`sufa.dense` on a lane range).
+  K/V tiles stream once, to every lane, and each sample's suffix tiles stream
+  to that sample's lanes only (`sufa.dense` on a lane range), spread evenly
+  among the prefix tiles (`DecodeKernel.tile_order`) so that the suffixes'
+  DRAM-bound loads overlap the prefix's SU-FA-bound steps.
 
-Both merge, per lane, the same tiles in the same order with SU-FA's running
+Both merge, per lane, the same tiles in the same order (the standard lowering
+follows `tile_order` too, restricted to each sample) with SU-FA's running
 (m, l, o) merge, so their outputs are equal bit for bit (and exact, not an
 approximation). Each K/V tile is a dense `sufa.dense` step (keep 1.0: no
 prediction); K and V windows rotate through `DecodePlan.sets` buffer sets.
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum, IntEnum, StrEnum
 
 import numpy as np
@@ -314,15 +317,54 @@ class DecodeKernel(DecodeKernelBase):
         offset, length = sample * step.longest_suffix, step.suffix_lengths[sample]
         return Stream(DecodeSymbol.K_SUFFIX, DecodeSymbol.V_SUFFIX, regs, offset, length, lane0, step.group)
 
+    def tile_order(self, samples: range) -> list[tuple[int | None, int]]:
+        """One pass's tiles in the order the bifurcated kernel streams them: ``(None, i)`` is prefix tile i,
+        ``(b, i)`` sample b's suffix tile i.
+
+        The suffix tiles are spread evenly among the prefix tiles, so that their
+        loads (one-lane streams, DRAM-bound) overlap the prefix's SU-FA work
+        (all lanes, SU-FA-bound) rather than follow it.
+        """
+        step, tile = self.step, self.tile
+        prefix_tiles = -(-step.prefix // tile)
+        suffix = [(b, i) for b in samples for i in range(-(-step.suffix_lengths[b] // tile))]
+        order: list[tuple[int | None, int]] = []
+        placed = 0
+        for t in range(prefix_tiles):
+            order.append((None, t))
+            due = (t + 1) * len(suffix) // prefix_tiles
+            order.extend(suffix[placed:due])
+            placed = due
+        return order + suffix[placed:]
+
+    def runs(self, order: list[tuple[int | None, int]], samples: range, lane0: int, lanes: int) -> list[Stream]:
+        """Consecutive tiles of one stream in `order` as one run (a `Stream` over their rows); the prefix's
+        runs go to lanes ``lane0 .. lane0 + lanes - 1``, a suffix's to its sample's lanes in the pass."""
+        group, tile, runs = self.step.group, self.tile, []
+        for source, index in order:
+            if runs and runs[-1][0] == source and runs[-1][2] == index:
+                runs[-1][2] += 1
+            else:
+                runs.append([source, index, index + 1])
+        streams = []
+        for source, first, end in runs:
+            whole = (
+                self.prefix_stream(lane0, lanes)
+                if source is None
+                else self.suffix_stream(source, (source - samples.start) * group)
+            )
+            rows = min(end * tile, whole.length) - first * tile
+            streams.append(replace(whole, offset=whole.offset + first * tile, length=rows))
+        return streams
+
     def streams(self, samples: range) -> list[Stream]:
-        """One pass's streams, in order: each lane sees its prefix tiles, then its suffix tiles."""
-        group = self.step.group
-        suffixes = [self.suffix_stream(b, (b - samples.start) * group) for b in samples]
-        if not self.step.prefix:
-            return suffixes
+        """One pass's runs of tiles, in order. Every lane merges the same tiles in the same order under both
+        lowerings (`tile_order` restricted to its sample), so their outputs are equal bit for bit."""
+        group, order = self.step.group, self.tile_order(samples)
         if self.lowering is DecodeLowering.BIFURCATED:
-            return [self.prefix_stream(0, len(samples) * group), *suffixes]
-        return [stream for suffix in suffixes for stream in (self.prefix_stream(suffix.lane0, group), suffix)]
+            return self.runs(order, samples, 0, len(samples) * group)
+        own = {b: [entry for entry in order if entry[0] in (None, b)] for b in samples}
+        return [run for b in samples for run in self.runs(own[b], samples, (b - samples.start) * group, group)]
 
     def emit_tile(self, stream: Stream, keys: int) -> None:
         """Load `keys` K and V rows into the next buffer set and attend to them with the stream's lanes."""

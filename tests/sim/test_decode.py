@@ -5,6 +5,7 @@ import pytest
 
 from passes.lower_to_isa.decode import (
     DecodeError,
+    DecodeKernel,
     DecodeLowering,
     DecodeStep,
     decode_program,
@@ -194,3 +195,14 @@ def test_the_ir_interpreter_runs_decode_kernels_as_the_machine_does(kind):
         program, inputs = decode_program(step, target, kind), stage_decode_inputs(step, q, k, v)
     from_ir = run_ir(program, inputs).outputs["o"]
     np.testing.assert_array_equal(unstage_decode_output(step, from_ir), run_decode(step, kind, q, k, v).output)
+
+
+def test_the_bifurcated_tile_order_spreads_every_suffix_tile_among_the_prefix():
+    step = DecodeStep(3, 1, 1, 16, (320 + 130, 320 + 200, 320 + 66), prefix=64 * 5)
+    kernel = DecodeKernel(step=step, target=target_of(load_config(None)), lowering=BIFURCATED, tile=64)
+    order = kernel.tile_order(range(3))
+    suffix = [(b, i) for b in range(3) for i in range(-(-step.suffix_lengths[b] // 64))]
+    assert [entry for entry in order if entry[0] is None] == [(None, t) for t in range(5)]
+    assert [entry for entry in order if entry[0] is not None] == suffix
+    assert order[-1] != (None, 4)  # the last prefix tile is followed by suffix tiles, not the other way round
+    assert order[0] == (None, 0)
