@@ -40,6 +40,7 @@ from dialects.numerics.formats import (
     to_fp16_saturating,
     wk_to_lz,
 )
+from dialects.numerics.key_codes import decode_key_codes, encode_key_codes, key_code_row_bytes
 from dialects.numerics.kv_generation import KVGEN_CHUNK, kv_rows
 from dialects.numerics.pipelines import (
     dense_attention,
@@ -104,6 +105,7 @@ __all__ = [
     "TileMask",
     "bitmap_valid",
     "boolean_mask",
+    "decode_key_codes",
     "dense_attention",
     "detect_band",
     "dlzs_key",
@@ -112,11 +114,13 @@ __all__ = [
     "dlzs_multiply",
     "dlzs_score",
     "dlzs_score_power",
+    "encode_key_codes",
     "exact_score",
     "expand_kv_heads",
     "floor_log2",
     "fp32_overflow",
     "keep_count",
+    "key_code_row_bytes",
     "kv_rows",
     "lz_base_exponent",
     "lz_decode",
