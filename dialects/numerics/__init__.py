@@ -7,9 +7,10 @@ the two levels agree bit for bit.
 Modules: `formats` (the number formats: LZ codes, 8-bit token rows, fp16,
 4-bit rows; see docs/isa.md for the hardware view), `prediction` (DLZS and
 the baseline's 4-bit predictor), `kv_generation`, `sads_tiles` (SADS and the
-baseline's whole-row top-k), `sufa_tiles` (SU-FA tile steps and their
-merge) and `pipelines` (whole tensors, dense and SOFA attention). Every
-public name is re-exported here: use ``from dialects import numerics``.
+baseline's whole-row top-k), `sads_budget` (budgeted SADS: row budgets that move
+between tiles), `sufa_tiles` (SU-FA tile steps and their merge) and
+`pipelines` (whole tensors, dense and SOFA attention). Every public
+name is re-exported here: use ``from dialects import numerics``.
 
 Q, K, V and O are fp16 (`DATAPATH`); products of fp16 operands are exact, and
 accumulations use fp64 or int64 (at least the hardware's fp32 accumulators),
@@ -60,6 +61,7 @@ from dialects.numerics.prediction import (
     exact_score,
     mul4_score,
 )
+from dialects.numerics.sads_budget import budget_slots, far_count, last_valid_keys, sads_budget_tile, tiles_to_last
 from dialects.numerics.sads_tiles import keep_count, sads_tile, sads_tile_sphere, tile_count, topk_mask_rows
 from dialects.numerics.sufa_tiles import (
     SufaPartial,
@@ -85,6 +87,7 @@ __all__ = [
     "Element",
     "SufaPartial",
     "SufaState",
+    "budget_slots",
     "dense_attention",
     "dlzs_key",
     "dlzs_key_heads",
@@ -94,10 +97,12 @@ __all__ = [
     "dlzs_score_power",
     "exact_score",
     "expand_kv_heads",
+    "far_count",
     "floor_log2",
     "fp32_overflow",
     "keep_count",
     "kv_rows",
+    "last_valid_keys",
     "lz_base_exponent",
     "lz_decode",
     "mask_to_bias",
@@ -109,6 +114,7 @@ __all__ = [
     "quantize4_rows",
     "quantize_token_rows",
     "sads",
+    "sads_budget_tile",
     "sads_tile",
     "sads_tile_sphere",
     "sofa_attention",
@@ -117,6 +123,7 @@ __all__ = [
     "sufa_finish",
     "sufa_tile_step",
     "tile_count",
+    "tiles_to_last",
     "to_datapath",
     "to_fp16_saturating",
     "topk_mask_rows",
