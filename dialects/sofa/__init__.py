@@ -18,7 +18,15 @@ from dialects.sofa.attrs import (
     TargetAttr,
     TilingAttr,
 )
-from dialects.sofa.checks import NO_RADIUS, keep_problem, radius_problem, sphere_radius, tile_problem
+from dialects.sofa.checks import (
+    NO_RADIUS,
+    PLAIN_SADS,
+    far_problem,
+    keep_problem,
+    radius_problem,
+    sphere_radius,
+    tile_problem,
+)
 from dialects.sofa.ops import (
     AttentionOp,
     DlzsKeyOp,
@@ -39,6 +47,7 @@ Sofa = Dialect(
 
 __all__ = [
     "NO_RADIUS",
+    "PLAIN_SADS",
     "PREDICTORS",
     "TARGET_CHOICES",
     "TARGET_DEFAULTS",
@@ -57,6 +66,7 @@ __all__ = [
     "TargetAttr",
     "TilingAttr",
     "WkToLzOp",
+    "far_problem",
     "keep_problem",
     "radius_problem",
     "sphere_radius",

@@ -265,6 +265,37 @@ class KvlistOp(IsaInstructionOp):
 
 
 @irdl_op_definition
+class SadsResetOp(IsaInstructionOp):
+    """`sads.reset` (opcode 0x3a, unit sads): zero the per-lane row budgets of budgeted SADS."""
+
+    name = "sofa_isa.sads_reset"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads.reset"]
+
+    lanes = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
+class SadsBudgetOp(IsaInstructionOp):
+    """`sads.budget` (opcode 0x3b, unit sads): budgeted SADS, row budgets carried across KV tiles."""
+
+    name = "sofa_isa.sads_budget"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads.budget"]
+
+    scores = prop_def(SramAttr)
+    out = prop_def(SramAttr)
+    lanes = prop_def(IntegerAttr[I64])
+    keys = prop_def(IntegerAttr[I64])
+    m = prop_def(IntegerAttr[I64])
+    quota = prop_def(IntegerAttr[I64])
+    far = prop_def(IntegerAttr[I64])
+    radius = prop_def(FloatAttr[Float32Type])
+    key_base = prop_def(IntegerAttr[I64])
+    query_base = prop_def(IntegerAttr[I64])
+    kv_len = prop_def(IntegerAttr[I64])
+    causal = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
 class TopkMaskOp(IsaInstructionOp):
     """`topk.mask` (opcode 0x32, unit sads): baseline whole-row top-k mask."""
 
@@ -396,6 +427,8 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "kvmark": KvmarkOp,
     "kvlist": KvlistOp,
     "topk.mask": TopkMaskOp,
+    "sads.reset": SadsResetOp,
+    "sads.budget": SadsBudgetOp,
     "kvgen": KvgenOp,
     "kvround": KvroundOp,
     "sufa.init": SufaInitOp,

@@ -45,6 +45,8 @@ from dialects.sofa_isa import (
     PostOp,
     ProgramOp,
     RassOp,
+    SadsBudgetOp,
+    SadsResetOp,
     SetOp,
     SufaInitOp,
     SufaNormOp,
@@ -202,6 +204,14 @@ class SofaISAFunctions(InterpreterFunctions):
 
     @impl(TopkMaskOp)
     def run_topk_mask(self, interpreter: Interpreter, op: TopkMaskOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(SadsResetOp)
+    def run_sads_reset(self, interpreter: Interpreter, op: SadsResetOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(SadsBudgetOp)
+    def run_sads_budget(self, interpreter: Interpreter, op: SadsBudgetOp, args: Args) -> Args:
         return self.execute(op)
 
     # -- K/V generation ------------------------------------------------------------------
