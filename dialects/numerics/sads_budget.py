@@ -31,8 +31,12 @@ from dialects.numerics.sads_tiles import keep_count, sads_tile_sphere
 NEAR_TILES = 2
 """Tiles at the end of a row (its last one and the one before) that the carried budget is spent on."""
 
-SLOT_FACTOR = 4
-"""The SADS output width of budgeted selection: at most ``SLOT_FACTOR * m`` keys of one tile per lane."""
+SLOT_FACTOR = 2
+"""The SADS output width of budgeted selection: at most ``SLOT_FACTOR * m`` keys of one tile per lane.
+
+Twice plain SADS's width keeps the index buffers within the paper's SRAM at S = 2048, Bc = 128
+(whole-row top-25% keeps 60 to 80 keys in a row's last two tiles of 128 on SmolLM2); budget that
+a capped tile cannot spend stays in the counter."""
 
 
 def far_count(far: float, keep: float, tile: int) -> int:

@@ -157,6 +157,8 @@ def run_model_search(args: Namespace, out: Path, log: Log) -> int:
     summary: dict[str, Any] = {"model": str(args.model), "objective": args.objective, "row_step": args.row_step}
     summary["far"] = far
     template = Selection(0, 0.0, radius, far=far)  # each candidate's tile and keep replace the zeros
+    # The uniform candidates of the loss check: tiles whose SRAM plan every layer holds (a tuning must compile).
+    usable = tuple(tile for tile in tiles if all(any(t == tile for t, _ in grid) for grid in grids))
     summary["budgets"] = []
     for budget in budgets:
         choice = allocate(errors, budget)
@@ -166,7 +168,7 @@ def run_model_search(args: Namespace, out: Path, log: Log) -> int:
         }
         if token_ids is not None:
             entry["perplexity"] = _loss_check(
-                compiled, inputs, token_ids, dense, calls, choice, tiles, budget, template, log
+                compiled, inputs, token_ids, dense, calls, choice, usable, budget, template, log
             )
             choice = entry["perplexity"]["chosen"]["layers"]
         summary["budgets"].append(entry)
