@@ -204,12 +204,8 @@ class IsaMul4ScoreOp(IsaInstructionOp):
 # --- sads ---------------------------------------------------------------------
 
 
-@irdl_op_definition
-class IsaSadsOp(IsaInstructionOp):
-    """`sads` (opcode 0x30, unit sads): Top-m per lane with the sphere clip."""
-
-    name = "sofa_isa.sads"
-    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads"]
+class SadsSelectOp(IsaInstructionOp):
+    """The fields `sads` and budgeted SADS's `sads.budget` share."""
 
     scores = prop_def(SramAttr)
     out = prop_def(SramAttr)
@@ -221,6 +217,14 @@ class IsaSadsOp(IsaInstructionOp):
     query_base = prop_def(IntegerAttr[I64])
     kv_len = prop_def(IntegerAttr[I64])
     causal = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
+class IsaSadsOp(SadsSelectOp):
+    """`sads` (opcode 0x30, unit sads): Top-m per lane with the sphere clip."""
+
+    name = "sofa_isa.sads"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads"]
 
 
 @irdl_op_definition
@@ -275,24 +279,14 @@ class SadsResetOp(IsaInstructionOp):
 
 
 @irdl_op_definition
-class SadsBudgetOp(IsaInstructionOp):
+class SadsBudgetOp(SadsSelectOp):
     """`sads.budget` (opcode 0x3b, unit sads): budgeted SADS, row budgets carried across KV tiles."""
 
     name = "sofa_isa.sads_budget"
     SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads.budget"]
 
-    scores = prop_def(SramAttr)
-    out = prop_def(SramAttr)
-    lanes = prop_def(IntegerAttr[I64])
-    keys = prop_def(IntegerAttr[I64])
-    m = prop_def(IntegerAttr[I64])
     quota = prop_def(IntegerAttr[I64])
     far = prop_def(IntegerAttr[I64])
-    radius = prop_def(FloatAttr[Float32Type])
-    key_base = prop_def(IntegerAttr[I64])
-    query_base = prop_def(IntegerAttr[I64])
-    kv_len = prop_def(IntegerAttr[I64])
-    causal = prop_def(IntegerAttr[I64])
 
 
 @irdl_op_definition

@@ -94,6 +94,20 @@ _STRIDED_LOAD_FIELDS = (
 """Fields of `dma.load` and `dma.prefetch`, which differ only in their queue."""
 
 
+_SADS_TILE = (
+    sram_field("scores", "f16", "A-hat f16 [lanes, keys]"),
+    sram_field("out", "i32", "selected global key indices i32 [lanes, m], -1 = empty"),
+    _LANES,
+    uint_field("keys", 16, "keys in the tile (Bc)"),
+)
+_SADS_BOUNDS = (
+    f32_field("radius", "sphere radius in A-hat units (> 0, inf = no clip)"),
+    reg_field("key_base", "register: global index of the tile's first key"),
+    reg_field("query_base", "register: global index of lane 0's query"),
+    uint_field("kv_len", 32, "valid keys: key_base + j < kv_len", lo=0),
+    flag_field("causal", "1: key must be <= query"),
+)
+"""The fields `sads` and `sads.budget` share: the tile in and out, then the sphere and the validity bounds."""
 _GENERATED_ROWS = (
     sram_field("list", "i32", "index list: count, then indices"),
     reg_field("key_base", "register: global index of the window's first row"),
@@ -247,18 +261,7 @@ OPS: tuple[OpSpec, ...] = (
         "sads",
         0x30,
         "sads",
-        (
-            sram_field("scores", "f16", "A-hat f16 [lanes, keys]"),
-            sram_field("out", "i32", "selected global key indices i32 [lanes, m], -1 = empty"),
-            _LANES,
-            uint_field("keys", 16, "keys in the tile (Bc)"),
-            uint_field("m", 16, "keys kept per lane (<= keys)"),
-            f32_field("radius", "sphere radius in A-hat units (> 0, inf = no clip)"),
-            reg_field("key_base", "register: global index of the tile's first key"),
-            reg_field("query_base", "register: global index of lane 0's query"),
-            uint_field("kv_len", 32, "valid keys: key_base + j < kv_len", lo=0),
-            flag_field("causal", "1: key must be <= query"),
-        ),
+        (*_SADS_TILE, uint_field("m", 16, "keys kept per lane (<= keys)"), *_SADS_BOUNDS),
         "Top-m per lane with the sphere clip (numerics.sads_tile), plus key_base.",
     ),
     OpSpec(
@@ -327,18 +330,11 @@ OPS: tuple[OpSpec, ...] = (
         0x3B,
         "sads",
         (
-            sram_field("scores", "f16", "A-hat f16 [lanes, keys]"),
-            sram_field("out", "i32", "selected global key indices i32 [lanes, m], -1 = empty"),
-            _LANES,
-            uint_field("keys", 16, "keys in the tile (Bc)"),
+            *_SADS_TILE,
             uint_field("m", 16, "output slots per lane (<= keys)"),
             uint_field("quota", 16, "plain SADS's keys per lane and tile (added to the budget)"),
             uint_field("far", 16, "most keys a far tile keeps per lane (<= quota)"),
-            f32_field("radius", "sphere radius in A-hat units (> 0, inf = no clip)"),
-            reg_field("key_base", "register: global index of the tile's first key"),
-            reg_field("query_base", "register: global index of lane 0's query"),
-            uint_field("kv_len", 32, "valid keys: key_base + j < kv_len", lo=0),
-            flag_field("causal", "1: key must be <= query"),
+            *_SADS_BOUNDS,
         ),
         "Budgeted SADS (numerics.sads_budget_tile): the lane's budget grows by min(quota, valid keys); "
         "far tiles keep <= far, the tile before the lane's last keeps its own plus half the carry, "
