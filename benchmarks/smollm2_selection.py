@@ -11,13 +11,16 @@ leaves out (mean over rows and heads), and the share of the keys it keeps:
 * ``tile<Bc>+sink``: the same with key 0 ranked first in its tile (an always-kept attention sink);
 * ``tile<Bc>+window<W>``: the same with the W most recent keys ranked first (a kept local window);
 * ``row@tile<Bc>``: whole-row top-n with n = what per-tile kept in that row (the same budget, free to move
-  between tiles).
+  between tiles);
+* ``tile<Bc>+far<F>``: budgeted SADS (`numerics.sads_budget`, the compiler's ``far`` option): far tiles keep
+  ceil(F * m) keys, the rest of the row's budget moves to its last two tiles.
 
 Selections rank exact scores (``--predictor exact``, the oracle) or DLZS's
 (``dlzs``). Every figure is measured in the run. Progress goes to stderr.
 
     python benchmarks/smollm2_selection.py --onnx smollm2-135m-s2048-opset23-sdpa.onnx --inputs tokens-s2048.npz
         [--keep 0.25] [--tiles 128,512] [--window 16] [--row-step 8] [--predictor exact|dlzs] [--save-qkv F.npz]
+        [--far 0.5,0.75]
 """
 
 from __future__ import annotations
@@ -64,10 +67,12 @@ def row_top(scores: np.ndarray, valid: np.ndarray, counts: np.ndarray) -> np.nda
     return (ranks < counts[:, None]) & valid
 
 
-def tile_top(scores: np.ndarray, valid: np.ndarray, tile: int, keep: float, forced: np.ndarray | None) -> np.ndarray:
-    """SADS per KV tile (`numerics.sads`), with ``forced`` keys ranked first."""
+def tile_top(
+    scores: np.ndarray, valid: np.ndarray, tile: int, keep: float, forced: np.ndarray | None, far: float = 1.0
+) -> np.ndarray:
+    """SADS per KV tile (`numerics.sads`; budgeted when ``far`` < 1), with ``forced`` keys ranked first."""
     ranked = np.where(forced, scores + RANK_FIRST, scores) if forced is not None else scores
-    indices = numerics.sads(ranked, valid, tile, keep, np.inf).reshape(len(scores), -1)
+    indices = numerics.sads(ranked, valid, tile, keep, np.inf, far).reshape(len(scores), -1)
     mask = np.zeros(scores.shape, bool)
     rows = np.broadcast_to(np.arange(len(scores))[:, None], indices.shape)
     chosen = indices != numerics.NO_INDEX
@@ -100,6 +105,8 @@ def layer_study(call: Captured, args: argparse.Namespace) -> dict[str, tuple[flo
             selections[f"tile{tile}+sink"] = tile_top(predicted, valid, tile, args.keep, sink & valid)
             selections[f"tile{tile}+window{args.window}"] = tile_top(predicted, valid, tile, args.keep, recent)
             selections[f"row@tile{tile}"] = row_top(predicted, valid, plain.sum(-1))
+            for far in args.far:
+                selections[f"tile{tile}+far{far:g}"] = tile_top(predicted, valid, tile, args.keep, None, far)
         for name, mask in selections.items():
             missed = float(np.mean(1.0 - (weights * mask).sum(-1)))
             results.setdefault(name, []).append((missed, mask.sum() / valid.sum()))
@@ -117,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=16, help="recent keys of the local-window variant")
     parser.add_argument("--row-step", type=int, default=8)
     parser.add_argument("--predictor", choices=("exact", "dlzs"), default="exact")
+    parser.add_argument("--far", default="0.5,0.75", help="budgeted SADS's far-tile ratios, comma-separated")
     args = parser.parse_args(argv)
     args.tiles = [int(t) for t in args.tiles.split(",")]
+    args.far = [float(f) for f in args.far.split(",")] if args.far else []
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

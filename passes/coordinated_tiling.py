@@ -50,6 +50,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from dialects.host import ConstantOp, OnnxOp, numpy_dtype
 from dialects.numerics import keep_count, tile_count
 from dialects.sofa import (
+    PLAIN_SADS,
     AttentionOp,
     DlzsKeyOp,
     DlzsScoreOp,
@@ -61,6 +62,7 @@ from dialects.sofa import (
     TargetAttr,
     TilingAttr,
     WkToLzOp,
+    far_problem,
     keep_problem,
     radius_problem,
     sphere_radius,
@@ -111,9 +113,9 @@ def attention_shape_of_sufa(sufa: SufaOp, select: SadsOp) -> AttentionShape:
     batch, q_heads, q_len, depth = sufa.q.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     _, kv_heads, kv_len, _ = sufa.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     v_depth = sufa.v.type.get_shape()[3]  # pyright: ignore[reportAttributeAccessIssue]
-    keep = select.sparsity.keep_ratio
+    keep, far = select.sparsity.keep_ratio, select.sparsity.far_ratio
     causal, masked = sufa.causal is not None, select.mask is not None
-    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked)
+    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked, far=far)
 
 
 def make_tiling(target: TargetAttr, shape: AttentionShape, tile: int, lanes: int = 0) -> TilingAttr:
@@ -143,6 +145,7 @@ class TileAttention(RewritePattern):
     on_demand: bool
     separate: bool = False
     predictor: str = "dlzs"
+    far: float = PLAIN_SADS
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
@@ -164,7 +167,8 @@ class TileAttention(RewritePattern):
         radius = sparsity.radius_value if sparsity is not None else self.radius
         requested_tile = tuned_tile or self.tile or (sparsity.tile_size if sparsity is not None else 0)
         projection = _projection_of(op)
-        shape = attention_shape(op, keep)
+        far = sparsity.far_ratio if sparsity is not None and self.far == PLAIN_SADS else self.far
+        shape = replace(attention_shape(op, keep), far=far)
         if self.separate:
             self.rewrite_separate(op, rewriter, shape, requested_tile, radius)
             return
@@ -182,10 +186,10 @@ class TileAttention(RewritePattern):
         mask_plan = self.plan_mask(op, shape, tile)
         lanes = mask_plan.tile_mask.lanes if mask_plan is not None else 0
         tiling = make_tiling(self.target, shape, tile, lanes)
-        sparsity = SparsityAttr(keep, tile, radius, self.predictor)
+        sparsity = SparsityAttr(keep, tile, radius, self.predictor, far)
         rows = [shape.batch, shape.q_heads, shape.q_len]
         scores_type = TensorType(f16, [*rows, shape.kv_len])
-        index_type = TensorType(i32, [*rows, tiling.kv_tiles.data, tiling.keep_count.data])
+        index_type = TensorType(i32, [*rows, tiling.kv_tiles.data, shape.slots(tile)])
         prediction: list[Operation] = []
         predictor_input = op.k
         if shape.hidden and projection is not None:
@@ -201,6 +205,8 @@ class TileAttention(RewritePattern):
         """The format and mapping of a general mask (None without one)."""
         if op.mask is None:
             return None
+        if shape.far < PLAIN_SADS:
+            raise DiagnosticException(f"{op.name}: budgeted SADS (far < 1) is not built for general masks yet")
         mask = constant_mask(op.mask)
         assert mask is not None, "host_reason keeps run-time masks on the host"
         visible = combined_mask(mask, shape.causal, shape.q_len, shape.kv_len)
@@ -388,7 +394,9 @@ class CoordinatedTilingPass(ModulePass):
     model choose from the target's SRAM), ``predictor`` (``dlzs``, or the
     ``mul4`` 4-bit multiply baseline for ablations), ``on_demand`` (where K and V come
     from a `sofa.kv_projection`, predict K-hat on chip from X and LZ(W_k)
-    when the target's SRAM holds the LZ codes and token tiles). An attention that already carries
+    when the target's SRAM holds the LZ codes and token tiles), ``far`` (budgeted SADS,
+    `numerics.sads_budget`, when below 1: far tiles keep ``ceil(far * m)`` keys per row and
+    the rest moves to the row's last two tiles; 1 is plain SADS). An attention that already carries
     a `#sofa.sparsity` keeps its keep ratio, radius and tile (the ``tile``
     option still overrides the tile). A `sofa.tuning` attribute (from
     `sofa-apply-tuning`) overrides both, per op.
@@ -401,10 +409,14 @@ class CoordinatedTilingPass(ModulePass):
     tile: int = 0
     on_demand: bool = True
     predictor: str = "dlzs"
+    far: float = PLAIN_SADS
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         radius = _checked_radius(self.keep, self.radius, self.tile, self.predictor)
-        pattern = TileAttention(module_target(op), self.keep, radius, self.tile, self.on_demand, False, self.predictor)
+        if problem := far_problem(self.far):
+            raise DiagnosticException(f"far {problem}")
+        target = module_target(op)
+        pattern = TileAttention(target, self.keep, radius, self.tile, self.on_demand, False, self.predictor, self.far)
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
 
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from dialects.numerics import ACCUMULATOR, DATAPATH, keep_count, tile_count
-from dialects.sofa import TargetAttr
+from dialects.numerics import ACCUMULATOR, DATAPATH, budget_slots, keep_count, tile_count
+from dialects.sofa import PLAIN_SADS, TargetAttr
 
 TILE_CANDIDATES = (16, 32, 64, 128, 256, 512)
 """KV tile sizes Bc the cost model considers (powers of two, as the paper's Tc grid)."""
@@ -52,6 +52,12 @@ class AttentionShape:
     """Token width H when DLZS predicts K-hat from X and LZ(W_k) on chip (on-demand); 0 to predict from K."""
     masked: bool = False
     """A general mask: each KV buffer set also holds the tile's mask bitmap (`RegionKind.MASK`)."""
+    far: float = PLAIN_SADS
+    """Budgeted SADS's far-tile ratio (`numerics.sads_budget`); `PLAIN_SADS` keeps m in every tile."""
+
+    def slots(self, tile: int) -> int:
+        """SADS output slots per lane and KV tile: m, or budgeted SADS's wider `budget_slots`."""
+        return budget_slots(self.far, self.keep, tile)
 
 
 class RegionKind(Enum):
@@ -184,7 +190,7 @@ def plan_sets(target: TargetAttr, shape: AttentionShape, tile: int, sets: int) -
     `sets` sets so consecutive tiles overlap.
     """
     lanes = query_lanes(target, shape.q_len)
-    m = keep_count(shape.keep, tile)
+    slots = shape.slots(tile)
     d, dv = shape.depth, shape.v_depth
     alloc = SramAllocator(sram_sizes(target))
     alloc.alloc(RegionKind.Q, lanes * d * DATAPATH.nbytes)
@@ -196,7 +202,7 @@ def plan_sets(target: TargetAttr, shape: AttentionShape, tile: int, sets: int) -
     for index in range(sets):
         alloc.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
         alloc.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
-        _alloc_selected_kv(alloc, index, lanes * m, tile, d, dv)
+        _alloc_selected_kv(alloc, index, lanes * slots, tile, d, dv)
         if shape.masked:
             alloc.alloc(RegionKind.MASK, lanes * -(-tile // 8), on_chip_first, index)
         if shape.hidden:

@@ -35,6 +35,12 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radius", type=float, help="SADS sphere radius in logits (default: no clip)")
     parser.add_argument("--pipeline", default="coordinated", help=PIPELINE_HELP)
     parser.add_argument(
+        "--far",
+        type=float,
+        help="budgeted SADS: far KV tiles keep ceil(far * m) keys per row, the rest moves to the row's "
+        "last two tiles (0 < far < 1; default 1 = plain SADS)",
+    )
+    parser.add_argument(
         "--no-kv-generation",
         dest="kv_generation",
         action="store_false",
@@ -50,7 +56,7 @@ def check_compile_options(args: argparse.Namespace) -> None:
     """
     from sofa_compiler.driver import CompileError, check_options, resolve_features
 
-    resolve_features(args.pipeline, {})
+    resolve_features(args.pipeline, {"far": args.far})
     check_options(args.keep, args.tile, args.radius)
     if args.tile is not None and (args.tile < 2 or args.tile & (args.tile - 1)):
         # SADS sorts each tile's scores with bitonic sort cores, which take powers of two. The Python
@@ -131,6 +137,7 @@ def compile_from_options(
         args.pipeline,
         on_stage,
         kv_generation=args.kv_generation,
+        far=args.far,
         input_shapes=shapes,
         **extra,
     )

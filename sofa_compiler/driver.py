@@ -35,7 +35,16 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import ArgSpecParseError, InterpretationError
 
 from dialects.host import BFLOAT16, numpy_dtype
-from dialects.sofa import KernelCallOp, TargetAttr, keep_problem, radius_problem, sphere_radius, tile_problem
+from dialects.sofa import (
+    PLAIN_SADS,
+    KernelCallOp,
+    TargetAttr,
+    far_problem,
+    keep_problem,
+    radius_problem,
+    sphere_radius,
+    tile_problem,
+)
 from dialects.sofa_isa import ProgramOp
 from passes import get_all_passes
 from passes.apply_tuning import ApplyTuningPass
@@ -243,7 +252,9 @@ class Features:
     * ``rass``: gather the RASS-ordered union of selected K/V rows, or load whole tiles;
     * ``dataflow``: ``coordinated`` (A-hat stays on chip) or ``separate`` (A-hat via DRAM);
     * ``kv_generation``: where K/V come from a constant projection of the tokens, generate
-      only the selected rows on chip (paper §2.1) instead of reading host-computed K/V.
+      only the selected rows on chip (paper §2.1) instead of reading host-computed K/V;
+    * ``far``: below 1, budgeted SADS (`numerics.sads_budget`): far KV tiles keep
+      ``ceil(far * m)`` keys per row and the rest moves to the row's last two tiles.
     """
 
     predictor: str = "dlzs"
@@ -252,6 +263,7 @@ class Features:
     rass: bool = True
     dataflow: str = "coordinated"
     kv_generation: bool = True
+    far: float = PLAIN_SADS
 
 
 PRESETS = {
@@ -277,6 +289,11 @@ def resolve_features(pipeline: str, overrides: Mapping[str, Any]) -> Features:
     features = replace(PRESETS[pipeline], **knobs)
     if features.selection == "row" and features.dataflow == "coordinated":
         raise CompileError("whole-row selection needs every A-hat tile at once: use dataflow 'separate'")
+    if problem := far_problem(features.far):
+        raise CompileError(f"--far {problem}")
+    if features.far != PLAIN_SADS and features.dataflow != "coordinated":
+        raise CompileError("budgeted SADS (far < 1) carries row budgets across the coordinated tile loop: "
+                           "use dataflow 'coordinated'")  # fmt: skip
     return features
 
 
@@ -295,7 +312,9 @@ def _pipeline(
             keep=keep, radius=radius, tile=tile, predictor=features.predictor, selection=features.selection
         )
     else:
-        tiling = CoordinatedTilingPass(keep=keep, radius=radius, tile=tile, predictor=features.predictor)
+        tiling = CoordinatedTilingPass(
+            keep=keep, radius=radius, tile=tile, predictor=features.predictor, far=features.far
+        )
     # No config_hash: the pass takes the hash of the module's target, as the simulator does of its config.
     lower = LowerToIsaPass(
         pipeline=features.dataflow,
@@ -359,6 +378,7 @@ def compile_model(
     rass: bool | None = None,
     dataflow: str | None = None,
     kv_generation: bool | None = None,
+    far: float | None = None,
     tuning: Tuning | Mapping[str, Any] | str | Path | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     pass_pipeline: str | None = None,
@@ -390,6 +410,7 @@ def compile_model(
         "rass": rass,
         "dataflow": dataflow,
         "kv_generation": kv_generation,
+        "far": far,
     }
     features = resolve_features(pipeline, overrides)
     config = target if isinstance(target, HardwareConfig) else load_config(target)

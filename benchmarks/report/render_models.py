@@ -224,6 +224,7 @@ def lm_section(lm: LmTable | None) -> str:
         [
             f"{point.get('keep', 'n/a')}",
             str(point.get("setting", "uniform")),
+            lm_selection(point),
             fmt(point.get("perplexity")),
             fmt(point.get("ratio"), 5),
             fmt(point.get("cycles")),
@@ -236,5 +237,14 @@ def lm_section(lm: LmTable | None) -> str:
         f"model {data.get('model', 'n/a')}, {data.get('tokens', 'n/a')} tokens, onnxruntime's dense perplexity "
         f"{fmt(reference.get('perplexity'))}. *ratio* = SOFA's perplexity / onnxruntime's (goal at keep 0.25: "
         "≤ 1.01); *per-layer setting*: one keep for every layer, or a `sofa-dse` tuning file (keep is then the "
-        "mean).\n\n" + table(["keep", "per-layer setting", "perplexity", "ratio to dense", "simulated cycles"], rows)
+        "mean); *SADS*: plain (m keys per KV tile) or budgeted (`--far F`: far tiles keep ceil(F m), the rest of "
+        "each row's budget moves to its last two tiles; `numerics.sads_budget`).\n\n"
+        + table(["keep", "per-layer setting", "SADS", "perplexity", "ratio to dense", "simulated cycles"], rows)
     )
+
+
+def lm_selection(point: dict[str, Any]) -> str:
+    """A sweep point's SADS selection: plain or budgeted (its ``far``), and a uniform Bc when one was asked for."""
+    far = point.get("far", 1.0)
+    text = "plain" if far == 1.0 else f"budgeted, far {far:g}"
+    return text + (f", Bc {point['tile']}" if point.get("tile") else "")

@@ -16,7 +16,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,8 @@ class KeepPoint:
     kernel_calls: int  # simulated kernel calls in the run
     cycles: int  # simulated cycles, summed over the kernel calls (0 when none ran)
     setting: str = "uniform"  # "uniform" (one keep for every layer) or the tuning file that set each layer
+    far: float = 1.0  # budgeted SADS's far-tile ratio (1.0: plain SADS)
+    tile: int | None = None  # the uniform KV tile Bc asked for (None: the cost model's choice or the tuning's)
 
 
 @dataclass
@@ -114,11 +116,21 @@ def _host_reason(placement: Placement) -> str:
     return placement.host_reason if placement.host_reason is not None else UNPAIRED
 
 
-def _compile(model: str | Path, keep: float, tuning: Tuning | None = None) -> tuple[CompiledModel, float, Counter[str]]:
+@dataclass(frozen=True)
+class Selecting:
+    """How SADS selects in a run: budgeted SADS's ``far`` (1.0: plain SADS) and a uniform KV tile (None: chosen)."""
+
+    far: float = 1.0
+    tile: int | None = None
+
+
+def _compile(
+    model: str | Path, keep: float, tuning: Tuning | None = None, selecting: Selecting = Selecting()
+) -> tuple[CompiledModel, float, Counter[str]]:
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        compiled = compile_model(model, keep=keep, tuning=tuning)
+        compiled = compile_model(model, keep=keep, tile=selecting.tile, tuning=tuning, far=selecting.far)
     return compiled, time.perf_counter() - start, Counter(NODE_NAME.sub("node <name>", str(w.message)) for w in caught)
 
 
@@ -138,11 +150,14 @@ def measure(
     reference_ppl: float,
     log: Log | None = None,
     tuning: tuple[str, Tuning] | None = None,
+    selecting: Selecting = Selecting(),
 ) -> KeepPoint:
     """Compile `model` at `keep` (or with a named per-layer tuning), run it on `input_ids`: the perplexity."""
     say = log or (lambda _: None)
     setting, layers = tuning if tuning is not None else ("uniform", None)
-    compiled, compile_s, caught = _compile(model, keep, layers)
+    if layers is not None:
+        selecting = replace(selecting, tile=None)  # the tuning sets each layer's tile
+    compiled, compile_s, caught = _compile(model, keep, layers, selecting)
     if layers is not None:
         keep = round(mean_keep(layers, len(compiled.placements), keep), 4)
     say(f"  keep {keep}: compiled in {compile_s:.1f} s; running {len(compiled.programs)} kernels")
@@ -171,6 +186,8 @@ def measure(
         kernel_calls=len(report.kernels),
         cycles=report.total.total_cycles if report.total is not None else 0,
         setting=setting,
+        far=selecting.far,
+        tile=selecting.tile,
     )
 
 
@@ -180,17 +197,22 @@ def sweep(
     keeps: Sequence[float],
     log: Log | None = None,
     tunings: Sequence[tuple[str, Tuning]] = (),
+    selectings: Sequence[Selecting] = (Selecting(),),
 ) -> Sweep:
-    """onnxruntime's dense perplexity, then SOFA at each uniform keep and with each named per-layer tuning."""
+    """onnxruntime's dense perplexity, then SOFA at each uniform keep and with each named per-layer tuning,
+    each under every selection of `selectings` (plain SADS by default)."""
     say = log or (lambda _: None)
     say(f"onnxruntime: dense reference on {input_ids.shape[1]} tokens")
     result = Sweep(str(model), int(input_ids.shape[1]), reference(model, input_ids))
     say(f"onnxruntime: perplexity {result.reference.perplexity:.4f} ({result.reference.run_s:.1f} s)")
-    for keep in keeps:
-        result.points.append(measure(model, input_ids, keep, result.reference.perplexity, log))
-    for tuning in tunings:
-        say(f"tuning {tuning[0]}")
-        result.points.append(measure(model, input_ids, 1.0, result.reference.perplexity, log, tuning))
+    dense = result.reference.perplexity
+    for selecting in selectings:
+        say(f"selection: far {selecting.far:g}, tile {selecting.tile or 'chosen'}")
+        for keep in keeps:
+            result.points.append(measure(model, input_ids, keep, dense, log, None, selecting))
+        for tuning in tunings:
+            say(f"tuning {tuning[0]}")
+            result.points.append(measure(model, input_ids, 1.0, dense, log, tuning, selecting))
     return result
 
 
@@ -207,13 +229,14 @@ def render(result: Sweep, text: str) -> str:
         "every figure below was measured in this run",
         f"onnxruntime (whole model, dense): perplexity {ref.perplexity:.4f}, run {ref.run_s:.2f} s",
         "",
-        "| keep (mean) | per-layer setting | perplexity | ratio to dense | vs onnxruntime | attention on accelerator"
-        " | compile s | run s | simulated cycles |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| keep (mean) | per-layer setting | SADS | perplexity | ratio to dense | vs onnxruntime"
+        " | attention on accelerator | compile s | run s | simulated cycles |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in result.points:
+        sads = ("plain" if p.far == 1.0 else f"budgeted, far {p.far:g}") + (f", Bc {p.tile}" if p.tile else "")
         lines.append(
-            f"| {p.keep} | {p.setting} | {p.perplexity:.4f} | {p.ratio:.4f} | {100 * (p.ratio - 1):+.4f}%"
+            f"| {p.keep} | {p.setting} | {sads} | {p.perplexity:.4f} | {p.ratio:.4f} | {100 * (p.ratio - 1):+.4f}%"
             f" | {p.on_accelerator}/{p.attention_nodes} | {p.compile_s:.1f} | {p.run_s:.1f} | {p.cycles:,} |"
         )
     for p in result.points:
@@ -221,7 +244,7 @@ def render(result: Sweep, text: str) -> str:
             lines.append(f"keep {p.keep}: {count} attention node(s) on the host: {reason}")
         for message, count in sorted(p.compile_warnings.items()):
             lines.append(f"keep {p.keep}: {count} warning(s): {message}")
-    dense = next((p for p in result.points if p.keep == 1.0 and p.setting == "uniform"), None)
+    dense = next((p for p in result.points if p.keep == 1.0 and p.setting == "uniform" and p.far == 1.0), None)
     if dense is not None:
         verdict = "yes" if abs(dense.ratio - 1) <= 1e-3 else "NO"
         lines.append(

@@ -7,7 +7,8 @@ the two levels agree bit for bit.
 Modules: `formats` (the number formats: LZ codes, 8-bit token rows, fp16,
 4-bit rows; see docs/isa.md for the hardware view), `prediction` (DLZS and
 the baseline's 4-bit predictor), `kv_generation`, `sads_tiles` (SADS and the
-baseline's whole-row top-k), `sufa_tiles` (SU-FA tile steps and their
+baseline's whole-row top-k), `sads_budget` (budgeted SADS: row budgets that move
+between tiles), `sufa_tiles` (SU-FA tile steps and their
 merge), `tile_masks` (a mask's empty, full and partial tiles, closed
 forms, bitmaps) and `pipelines` (whole tensors, dense and SOFA attention).
 Every public name is re-exported here: use ``from dialects import numerics``.
@@ -62,6 +63,7 @@ from dialects.numerics.prediction import (
     exact_score,
     mul4_score,
 )
+from dialects.numerics.sads_budget import budget_slots, far_count, last_valid_keys, sads_budget_tile, tiles_to_last
 from dialects.numerics.sads_tiles import keep_count, sads_tile, sads_tile_sphere, tile_count, topk_mask_rows
 from dialects.numerics.sufa_tiles import (
     SufaPartial,
@@ -105,6 +107,7 @@ __all__ = [
     "TileMask",
     "bitmap_valid",
     "boolean_mask",
+    "budget_slots",
     "decode_key_codes",
     "dense_attention",
     "detect_band",
@@ -117,11 +120,13 @@ __all__ = [
     "encode_key_codes",
     "exact_score",
     "expand_kv_heads",
+    "far_count",
     "floor_log2",
     "fp32_overflow",
     "keep_count",
     "key_code_row_bytes",
     "kv_rows",
+    "last_valid_keys",
     "lz_base_exponent",
     "lz_decode",
     "mask_to_bias",
@@ -133,6 +138,7 @@ __all__ = [
     "quantize4_rows",
     "quantize_token_rows",
     "sads",
+    "sads_budget_tile",
     "sads_tile",
     "sads_tile_sphere",
     "sofa_attention",
@@ -144,6 +150,7 @@ __all__ = [
     "tile_count",
     "tile_mask_of_array",
     "tile_mask_of_band",
+    "tiles_to_last",
     "to_datapath",
     "to_fp16_saturating",
     "topk_mask_rows",

@@ -6,6 +6,7 @@ import numpy as np
 
 from dialects.numerics.formats import NO_INDEX, fp32_overflow, ieee_arithmetic, to_datapath, to_fp16_saturating
 from dialects.numerics.prediction import dlzs_score, exact_score, mul4_score
+from dialects.numerics.sads_budget import budget_slots, far_count, last_valid_keys, sads_budget_tile, tiles_to_last
 from dialects.numerics.sads_tiles import keep_count, sads_tile, tile_count
 from dialects.numerics.sufa_tiles import SufaState, sufa_accumulate, sufa_finish, sufa_tile_step
 
@@ -15,26 +16,40 @@ def pad_keys(length: int, tile: int) -> int:
     return tile_count(length, tile) * tile
 
 
-def sads(scores: np.ndarray, valid: np.ndarray, tile: int, keep: float, radius: float) -> np.ndarray:
-    """SADS over whole rows: ``[..., Sq, Skv]`` -> global key indices ``[..., Sq, Tc, m]``.
+def sads(scores: np.ndarray, valid: np.ndarray, tile: int, keep: float, radius: float, far: float = 1.0) -> np.ndarray:
+    """SADS over whole rows: ``[..., Sq, Skv]`` -> global key indices ``[..., Sq, Tc, slots]``.
 
     Each KV tile of ``tile`` keys is one SADS sub-segment (n = Tc). Keys past
-    ``Skv`` in the last tile are padding and never selected.
+    ``Skv`` in the last tile are padding and never selected. ``far`` below 1
+    selects budgeted SADS (`sads_budget`: far tiles keep ``ceil(far * m)``, the
+    rest of each row's budget moves to its last tiles); ``slots`` is
+    `budget_slots` (``m`` for plain SADS).
     """
     *lead, rows, length = scores.shape
     tiles = tile_count(length, tile)
     count = keep_count(keep, tile)
+    slots = budget_slots(far, keep, tile)
     padded = pad_keys(length, tile)
     flat_scores = np.zeros((int(np.prod(lead, dtype=np.int64)) * rows, padded))
     flat_valid = np.zeros(flat_scores.shape, dtype=bool)
     flat_scores[:, :length] = np.asarray(scores, np.float64).reshape(-1, length)
     flat_valid[:, :length] = np.broadcast_to(valid, scores.shape).reshape(-1, length)
-    result = np.empty((flat_scores.shape[0], tiles, count), dtype=np.int32)
+    result = np.empty((flat_scores.shape[0], tiles, slots), dtype=np.int32)
+    budgeted = slots != count
+    last_valid = last_valid_keys(flat_valid)
+    budget = np.zeros(len(flat_scores), np.int64)
     for j in range(tiles):
         window = slice(j * tile, (j + 1) * tile)
-        local = sads_tile(flat_scores[:, window], flat_valid[:, window], count, radius)
+        if budgeted:
+            distance = tiles_to_last(last_valid, j * tile, tile)
+            local, budget, _ = sads_budget_tile(
+                flat_scores[:, window], flat_valid[:, window], budget, distance, count,
+                far_count(far, keep, tile), slots, radius,
+            )  # fmt: skip
+        else:
+            local = sads_tile(flat_scores[:, window], flat_valid[:, window], count, radius)
         result[:, j, :] = np.where(local == NO_INDEX, NO_INDEX, local + j * tile)
-    return result.reshape(*lead, rows, tiles, count)
+    return result.reshape(*lead, rows, tiles, slots)
 
 
 def expand_kv_heads(kv: np.ndarray, q_heads: int) -> np.ndarray:
@@ -160,8 +175,9 @@ def sofa_attention(
     tile: int,
     radius: float,
     predictor: str = "dlzs",
+    far: float = 1.0,
 ) -> np.ndarray:
-    """The full SOFA pipeline: predict, select per tile (SADS), SU-FA.
+    """The full SOFA pipeline: predict, select per tile (SADS; budgeted when ``far`` < 1), SU-FA.
 
     ``radius`` is in logit units; A-hat is in unscaled dot-product units, so
     SADS clips at ``radius / scale``.
@@ -169,6 +185,6 @@ def sofa_attention(
     heads = q.shape[1]
     scores = predict_scores(predictor, q, expand_kv_heads(np.asarray(k), heads))
     valid = np.isfinite(np.broadcast_to(bias, scores.shape))
-    indices = sads(scores, valid, tile, keep, radius / scale)
+    indices = sads(scores, valid, tile, keep, radius / scale, far)
     out, _ = sufa(q, k, v, indices, bias, scale, tile)
     return out

@@ -18,7 +18,15 @@ from dialects.sofa.attrs import (
     TargetAttr,
     TilingAttr,
 )
-from dialects.sofa.checks import NO_RADIUS, keep_problem, radius_problem, sphere_radius, tile_problem
+from dialects.sofa.checks import (
+    NO_RADIUS,
+    PLAIN_SADS,
+    far_problem,
+    keep_problem,
+    radius_problem,
+    sphere_radius,
+    tile_problem,
+)
 from dialects.sofa.mask_attrs import MASK_FORMATS, MASK_MAPPINGS, TileMaskAttr
 from dialects.sofa.ops import (
     AttentionOp,
@@ -42,6 +50,7 @@ __all__ = [
     "MASK_FORMATS",
     "MASK_MAPPINGS",
     "NO_RADIUS",
+    "PLAIN_SADS",
     "PREDICTORS",
     "TARGET_CHOICES",
     "TARGET_DEFAULTS",
@@ -61,6 +70,7 @@ __all__ = [
     "TileMaskAttr",
     "TilingAttr",
     "WkToLzOp",
+    "far_problem",
     "keep_problem",
     "radius_problem",
     "sphere_radius",

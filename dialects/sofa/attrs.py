@@ -20,7 +20,7 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.sofa.checks import NO_RADIUS, keep_problem, radius_problem, tile_problem
+from dialects.sofa.checks import NO_RADIUS, PLAIN_SADS, far_problem, keep_problem, radius_problem, tile_problem
 
 PREDICTORS = ("dlzs", "mul4", "exact")
 """Score predictors: SOFA's DLZS, a 4-bit multiply baseline, and the exact oracle."""
@@ -138,8 +138,11 @@ class SparsityAttr(ParametrizedAttribute):
       value, so this is a parameter.
     * ``predictor``: ``dlzs`` (SOFA), ``mul4`` (4-bit multiply baseline) or
       ``exact`` (oracle).
+    * ``far``: budgeted SADS (`numerics.sads_budget`) when below 1: far KV tiles
+      keep ``ceil(far * m)`` keys per row and the rest of the row's budget moves
+      to its last two tiles; 1 (the default, not printed) is plain SADS.
 
-    Syntax: ``#sofa.sparsity<keep = 0.25, tile = 64, radius = 8.0, predictor = "dlzs">``.
+    Syntax: ``#sofa.sparsity<keep = 0.25, tile = 64, radius = 8.0, predictor = "dlzs", far = 0.5>``.
     """
 
     name = "sofa.sparsity"
@@ -148,9 +151,15 @@ class SparsityAttr(ParametrizedAttribute):
     tile: IntegerAttr[I64]
     radius: FloatAttr[Float64Type]
     predictor: StringAttr
+    far: FloatAttr[Float64Type]
 
-    def __init__(self, keep: float, tile: int, radius: float = NO_RADIUS, predictor: str = "dlzs"):
-        super().__init__(FloatAttr(keep, f64), IntegerAttr(tile, i64), FloatAttr(radius, f64), StringAttr(predictor))
+    def __init__(
+        self, keep: float, tile: int, radius: float = NO_RADIUS, predictor: str = "dlzs", far: float = PLAIN_SADS
+    ):
+        super().__init__(
+            FloatAttr(keep, f64), IntegerAttr(tile, i64), FloatAttr(radius, f64), StringAttr(predictor),
+            FloatAttr(far, f64),
+        )  # fmt: skip
 
     @property
     def keep_ratio(self) -> float:
@@ -164,36 +173,46 @@ class SparsityAttr(ParametrizedAttribute):
     def radius_value(self) -> float:
         return self.radius.value.data
 
+    @property
+    def far_ratio(self) -> float:
+        return self.far.value.data
+
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         values = _parse_key_values(parser)
-        unknown = set(values) - {"keep", "tile", "radius", "predictor"}
+        unknown = set(values) - {"keep", "tile", "radius", "predictor", "far"}
         if unknown:
-            known = "keep, tile, radius, predictor"
+            known = "keep, tile, radius, predictor, far"
             parser.raise_error(f"unknown sparsity parameter(s) {sorted(unknown)}; expected {known}")
         for required in ("keep", "tile"):
             if required not in values:
                 parser.raise_error(f"sparsity parameter '{required}' is required")
         keep, tile = values["keep"], values["tile"]
         radius, predictor = values.get("radius", NO_RADIUS), values.get("predictor", "dlzs")
+        far = values.get("far", PLAIN_SADS)
         if not isinstance(tile, int):
             parser.raise_error(f"sparsity 'tile' must be an integer, got {tile}")
-        if isinstance(keep, str) or isinstance(radius, str) or not isinstance(predictor, str):
-            parser.raise_error("sparsity keep and radius must be numbers and predictor a string")
-        if problem := _sparsity_problem(keep, tile, radius, predictor):
+        if any(isinstance(v, str) for v in (keep, radius, far)) or not isinstance(predictor, str):
+            parser.raise_error("sparsity keep, radius and far must be numbers and predictor a string")
+        if problem := _sparsity_problem(keep, tile, radius, predictor, far):
             parser.raise_error(problem)
-        return FloatAttr(float(keep), f64), IntegerAttr(tile, i64), FloatAttr(float(radius), f64), StringAttr(predictor)
+        return (
+            FloatAttr(float(keep), f64), IntegerAttr(tile, i64), FloatAttr(float(radius), f64), StringAttr(predictor),
+            FloatAttr(float(far), f64),
+        )  # fmt: skip
 
     def print_parameters(self, printer: Printer) -> None:
         values = {"keep": self.keep_ratio, "tile": self.tile_size, "radius": self.radius_value}
-        _print_key_values(printer, {**values, "predictor": self.predictor.data})
+        far = {} if self.far_ratio == PLAIN_SADS else {"far": self.far_ratio}
+        _print_key_values(printer, {**values, "predictor": self.predictor.data, **far})
 
     def verify(self) -> None:
-        if problem := _sparsity_problem(self.keep_ratio, self.tile_size, self.radius_value, self.predictor.data):
+        values = (self.keep_ratio, self.tile_size, self.radius_value, self.predictor.data, self.far_ratio)
+        if problem := _sparsity_problem(*values):
             raise VerifyException(problem)
 
 
-def _sparsity_problem(keep: float, tile: int, radius: float, predictor: str) -> str | None:
+def _sparsity_problem(keep: float, tile: int, radius: float, predictor: str, far: float = PLAIN_SADS) -> str | None:
     """What is wrong with a sparsity configuration, or None."""
     if problem := keep_problem(keep, "k"):
         return f"sparsity keep ratio {problem}"
@@ -203,6 +222,8 @@ def _sparsity_problem(keep: float, tile: int, radius: float, predictor: str) -> 
         return f"sparsity radius {problem}"
     if predictor not in PREDICTORS:
         return f"unknown predictor '{predictor}'; expected one of {', '.join(PREDICTORS)}"
+    if problem := far_problem(far):
+        return f"sparsity far {problem}"
     return None
 
 

@@ -14,6 +14,17 @@ NO_RADIUS = math.inf
 """The SADS sphere radius that clips nothing; the one spelling of "no radius" (printed ``inf``)."""
 
 
+PLAIN_SADS = 1.0
+"""The budgeted-SADS ``far`` ratio that moves nothing: every tile keeps ``m`` (plain SADS)."""
+
+
+def far_problem(far: float) -> str | None:
+    """Why ``far`` is not a budgeted-SADS far-tile ratio (0 < far <= 1), or None."""
+    if 0.0 < far <= 1.0:
+        return None
+    return f"must satisfy 0 < far <= 1, got {far}"
+
+
 def keep_problem(keep: float, symbol: str = "keep") -> str | None:
     """Why ``keep`` is not a top-k keep ratio (0 < k <= 1), or None; `symbol` names it in the message."""
     if 0.0 < keep <= 1.0:

@@ -49,7 +49,7 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.numerics import keep_count, tile_count
+from dialects.numerics import budget_slots, tile_count
 from dialects.sofa.attrs import SparsityAttr, TilingAttr
 from dialects.sofa.checks import tile_problem
 from dialects.sofa.verification import (
@@ -383,7 +383,8 @@ class SadsOp(IRDLOperation):
         tile = self.sparsity.tile_size
         tiles = tile_count(kv_len, tile)
         # Bc must divide the padded length Tc * Bc and leave no empty tile.
-        expected = (batch, heads, q_len, tiles, keep_count(self.sparsity.keep_ratio, tile))
+        slots = budget_slots(self.sparsity.far_ratio, self.sparsity.keep_ratio, tile)
+        expected = (batch, heads, q_len, tiles, slots)
         indices = tensor_of(self.indices, "indices")
         expect(
             tuple(indices.get_shape()) == expected and indices.element_type == i32,

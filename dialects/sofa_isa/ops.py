@@ -217,7 +217,7 @@ class IsaMul4ScoreOp(IsaInstructionOp):
 
 
 class SadsFieldsOp(IsaInstructionOp):
-    """The fields `sads`, `sads.mask` and `sads.band` share (the masked ones put their mask's fields first)."""
+    """The fields `sads`, `sads.mask`, `sads.band` and `sads.budget` share (masked ones put the mask's first)."""
 
     scores = prop_def(SramAttr)
     out = prop_def(SramAttr)
@@ -300,6 +300,27 @@ class KvlistOp(IsaInstructionOp):
     key_base = prop_def(IntegerAttr[I64])
     window = prop_def(IntegerAttr[I64])
     clear = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
+class SadsResetOp(IsaInstructionOp):
+    """`sads.reset` (opcode 0x3a, unit sads): zero the per-lane row budgets of budgeted SADS."""
+
+    name = "sofa_isa.sads_reset"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads.reset"]
+
+    lanes = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
+class SadsBudgetOp(SadsFieldsOp):
+    """`sads.budget` (opcode 0x3b, unit sads): budgeted SADS, row budgets carried across KV tiles."""
+
+    name = "sofa_isa.sads_budget"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads.budget"]
+
+    quota = prop_def(IntegerAttr[I64])
+    far = prop_def(IntegerAttr[I64])
 
 
 @irdl_op_definition
@@ -471,6 +492,8 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "kvmark": KvmarkOp,
     "kvlist": KvlistOp,
     "topk.mask": TopkMaskOp,
+    "sads.reset": SadsResetOp,
+    "sads.budget": SadsBudgetOp,
     "kvgen": KvgenOp,
     "kvround": KvroundOp,
     "sufa.init": SufaInitOp,

@@ -94,6 +94,20 @@ _STRIDED_LOAD_FIELDS = (
 """Fields of `dma.load` and `dma.prefetch`, which differ only in their queue."""
 
 
+_SADS_TILE = (
+    sram_field("scores", "f16", "A-hat f16 [lanes, keys]"),
+    sram_field("out", "i32", "selected global key indices i32 [lanes, m], -1 = empty"),
+    _LANES,
+    uint_field("keys", 16, "keys in the tile (Bc)"),
+)
+_SADS_BOUNDS = (
+    f32_field("radius", "sphere radius in A-hat units (> 0, inf = no clip)"),
+    reg_field("key_base", "register: global index of the tile's first key"),
+    reg_field("query_base", "register: global index of lane 0's query"),
+    uint_field("kv_len", 32, "valid keys: key_base + j < kv_len", lo=0),
+    flag_field("causal", "1: key must be <= query"),
+)
+"""The fields `sads` and `sads.budget` share: the tile in and out, then the sphere and the validity bounds."""
 _GENERATED_ROWS = (
     sram_field("list", "i32", "index list: count, then indices"),
     reg_field("key_base", "register: global index of the window's first row"),
@@ -102,18 +116,7 @@ _GENERATED_ROWS = (
 """The rows `kvgen` and `kvround` work on: the listed ones of a window."""
 
 
-_SADS_FIELDS = (
-    sram_field("scores", "f16", "A-hat f16 [lanes, keys]"),
-    sram_field("out", "i32", "selected global key indices i32 [lanes, m], -1 = empty"),
-    _LANES,
-    uint_field("keys", 16, "keys in the tile (Bc)"),
-    uint_field("m", 16, "keys kept per lane (<= keys)"),
-    f32_field("radius", "sphere radius in A-hat units (> 0, inf = no clip)"),
-    reg_field("key_base", "register: global index of the tile's first key"),
-    reg_field("query_base", "register: global index of lane 0's query"),
-    uint_field("kv_len", 32, "valid keys: key_base + j < kv_len", lo=0),
-    flag_field("causal", "1: key must be <= query"),
-)
+_SADS_FIELDS = (*_SADS_TILE, uint_field("m", 16, "keys kept per lane (<= keys)"), *_SADS_BOUNDS)
 """Fields of `sads`; `sads.mask` and `sads.band` put their mask's fields before them."""
 
 
@@ -363,6 +366,28 @@ OPS: tuple[OpSpec, ...] = (
         "Baseline whole-row top-k: keep each row's m best valid scores, set the rest to -inf "
         "(numerics.topk_mask_rows). Used by the separate-stage pipeline only.",
     ),
+    OpSpec(
+        "sads.reset",
+        0x3A,
+        "sads",
+        (_LANES,),
+        "Zero the per-lane row budgets of budgeted SADS (one query tile starts).",
+    ),
+    OpSpec(
+        "sads.budget",
+        0x3B,
+        "sads",
+        (
+            uint_field("quota", 16, "plain SADS's keys per lane and tile (added to the budget)"),
+            uint_field("far", 16, "most keys a far tile keeps per lane (<= quota)"),
+            *_SADS_TILE,
+            uint_field("m", 16, "output slots per lane (<= keys)"),
+            *_SADS_BOUNDS,
+        ),
+        "Budgeted SADS (numerics.sads_budget_tile): the lane's budget grows by min(quota, valid keys); "
+        "far tiles keep <= far, the tile before the lane's last keeps its own plus half the carry, "
+        "the last spends the rest; top of SADS's order per lane, plus key_base.",
+    ),
     # --- KV generation ----------------------------------------------------------
     OpSpec(
         "kvgen",
@@ -498,6 +523,8 @@ def instruction_problems(spec: OpSpec, args: Mapping[str, Any], wait: int = 0, s
                 )
     if "m" in args and "keys" in args and args["m"] > args["keys"]:
         problems.append(f"{spec.mnemonic}: m = {args['m']} exceeds keys = {args['keys']}")
+    if spec.mnemonic == "sads.budget" and not args["far"] <= args["quota"] <= args["m"]:
+        problems.append(f"sads.budget: needs far <= quota <= m, got {args['far']}, {args['quota']}, {args['m']}")
     if spec.mnemonic == "sufa.step" and args["m"] > args["window"]:
         problems.append(f"sufa.step: m = {args['m']} exceeds window = {args['window']}")
     return problems

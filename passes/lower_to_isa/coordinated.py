@@ -40,7 +40,7 @@ from typing import Any
 from xdsl.dialects.builtin import ArrayAttr
 from xdsl.ir import Operation
 
-from dialects.numerics import DATAPATH
+from dialects.numerics import DATAPATH, far_count
 from dialects.sofa_isa import SegmentAttr
 from passes.kernel_interface import KernelInterface, KernelKind, Symbol, SymbolKind
 from passes.lower_to_isa.emitter import LoadQueue
@@ -187,7 +187,7 @@ class CoordinatedKernel(AttentionKernel):
     def emit_kv_step(self, step: int) -> None:
         """One KV tile (step `step` of a round of the buffer sets) through DLZS, SADS, RASS, K/V gather, SU-FA."""
         tiling, shape, e = self.tiling, self.shape, self.e
-        lanes, tile, m = tiling.lanes.data, tiling.tile.data, tiling.keep_count.data
+        lanes, tile = tiling.lanes.data, tiling.tile.data
         r = self.buffers(step)
         self.emit_prediction(r)
         e.score(
@@ -198,7 +198,7 @@ class CoordinatedKernel(AttentionKernel):
         if self.marking:
             assert self.gen is not None
             e.kvmark(
-                r[RegionKind.IDX], at(self.gen.bitmap), lanes, m, tiling.padded_kv.data,
+                r[RegionKind.IDX], at(self.gen.bitmap), lanes, self.slots, tiling.padded_kv.data,
                 wait=(Sem.INDICES_READY,), signal=(Sem.KV_FREE,),
             )  # fmt: skip
         else:
@@ -207,13 +207,17 @@ class CoordinatedKernel(AttentionKernel):
         e.addi(Reg.KBASE, Reg.KBASE, tile)
 
     def emit_selection(self, r: TileBuffers) -> None:
-        """SADS on the tile's A-hat (causal and padding masks applied here) into the set's index buffer."""
-        lanes, tile, m = self.tiling.lanes.data, self.tiling.tile.data, self.tiling.keep_count.data
-        self.e.sads(
-            r[RegionKind.AHAT], r[RegionKind.IDX], lanes, tile, m, self.radius / self.scale, Reg.KBASE, Reg.QBASE,
-            self.shape.kv_len, self.shape.causal, wait=(Sem.AHAT_READY, Sem.KV_FREE),
-            signal=(Sem.INDICES_READY, Sem.KHAT_FREE),
-        )  # fmt: skip
+        """SADS on the tile's A-hat (budgeted when the shape asks for it); frees K-hat, hands on the indices."""
+        tiling, shape, e = self.tiling, self.shape, self.e
+        lanes, tile, m = tiling.lanes.data, tiling.tile.data, tiling.keep_count.data
+        common = (Reg.KBASE, Reg.QBASE, shape.kv_len, shape.causal)
+        sems = {"wait": (Sem.AHAT_READY, Sem.KV_FREE), "signal": (Sem.INDICES_READY, Sem.KHAT_FREE)}
+        radius = self.radius / self.scale
+        if not self.budgeted:
+            e.sads(r[RegionKind.AHAT], r[RegionKind.IDX], lanes, tile, m, radius, *common, **sems)
+            return
+        far = far_count(shape.far, shape.keep, tile)
+        e.sads_budget(r[RegionKind.AHAT], r[RegionKind.IDX], lanes, tile, self.slots, m, far, radius, *common, **sems)
 
     def emit_kv_tiles(self, slot: int | None) -> None:
         """The query tile's KV tiles: all of them (`slot` None), or those below the causal diagonal."""
@@ -241,6 +245,8 @@ class CoordinatedKernel(AttentionKernel):
         self.emit_query_loads(loads[: 1 if self.marking else 2], attend_phase=False)
         if not self.marking:
             e.sufa_init(lanes, dv)
+        if self.budgeted:
+            e.sads_reset(lanes)
         e.set(Reg.KBASE, 0)
         e.addi(Reg.PRED, Reg.PRED_HEAD, 0)
         if not self.rass:

@@ -219,6 +219,20 @@ class Emitter:
             kv_len=kv_len, causal=0,
         )  # fmt: skip
 
+    def sads_reset(self, lanes: int) -> None:
+        self._emit("sads.reset", (), (), lanes=lanes)
+
+    def sads_budget(
+        self, scores: Sram, out: Sram, lanes: int, keys: int, slots: int, quota: int, far: int, radius: float,
+        key_base: int, query_base: int, kv_len: int, causal: bool, wait: Semaphores = (), signal: Semaphores = (),
+    ) -> None:  # fmt: skip
+        """Budgeted SADS (`numerics.sads_budget_tile`) into `slots` indices per lane."""
+        self._emit(
+            "sads.budget", wait, signal, scores=scores, out=out, lanes=lanes, keys=keys, m=slots, quota=quota,
+            far=far, radius=radius, key_base=int(key_base), query_base=int(query_base), kv_len=kv_len,
+            causal=int(causal),
+        )  # fmt: skip
+
     def rass(self, idx: Sram, out: Sram, lanes: int, m: int, wait: Semaphores = (), signal: Semaphores = ()) -> None:
         self._emit("rass", wait, signal, idx=idx, out=out, lanes=lanes, m=m)
 

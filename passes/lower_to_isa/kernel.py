@@ -9,7 +9,7 @@ from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr, i64
 from xdsl.ir import Block, Operation, Region
 
 from dialects.numerics import DATAPATH
-from dialects.sofa import TilingAttr
+from dialects.sofa import PLAIN_SADS, TilingAttr
 from dialects.sofa_isa import Dram, ProgramOp, SegmentAttr, Sram
 from passes.kernel_interface import KernelInterface, KernelLayout, Symbol
 from passes.lower_to_isa.emitter import AttentionStep, Emitter, Predictor
@@ -76,6 +76,16 @@ class AttentionKernel:
     def buffers(self, buffer_set: int, attend_phase: bool = False) -> TileBuffers:
         return TileBuffers(self.regions, buffer_set, attend_phase)
 
+    @property
+    def budgeted(self) -> bool:
+        """Budgeted SADS (`numerics.sads_budget`): row budgets move between the KV tiles."""
+        return self.shape.far != PLAIN_SADS
+
+    @property
+    def slots(self) -> int:
+        """Index slots per lane and KV tile (SADS's output width): m, or budgeted SADS's wider one."""
+        return self.shape.slots(self.tiling.tile.data) if self.budgeted else self.tiling.keep_count.data
+
     # --- shared emission ------------------------------------------------------
 
     def emit_prologue(self, sets: int = KV_BUFFER_SETS) -> None:
@@ -105,7 +115,7 @@ class AttentionKernel:
         first (paper §4.5); without it, the whole K and V tiles are loaded (from the
         addresses in `tile_registers`), as a dense FlashAttention dataflow does.
         """
-        lanes, m, e = self.tiling.lanes.data, self.tiling.keep_count.data, self.e
+        lanes, m, e = self.tiling.lanes.data, self.slots, self.e
         widths = (self.shape.depth * DATAPATH.nbytes, self.shape.v_depth * DATAPATH.nbytes)
         tile = r.region(RegionKind.K).size // widths[0]
         fetches = ((RegionKind.K, Symbol.K, Reg.K), (RegionKind.V, Symbol.V, Reg.V))
@@ -128,7 +138,7 @@ class AttentionKernel:
 
     def emit_attention_step(self, q: Sram, r: TileBuffers) -> None:
         """Attention over the tile's selected keys once they are on chip; frees the set, moves to the next tile."""
-        lanes, tile, m = self.tiling.lanes.data, self.tiling.tile.data, self.tiling.keep_count.data
+        lanes, tile, m = self.tiling.lanes.data, self.tiling.tile.data, self.slots
         self.e.attention_step(
             self.attention, q, r[RegionKind.K], r[RegionKind.V], r[RegionKind.IDX], Reg.KBASE, lanes, m, tile,
             self.shape.depth, self.shape.v_depth, self.scale, wait=(Sem.KV_FETCHED,), signal=(Sem.KV_FREE,),

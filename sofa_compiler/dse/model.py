@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from dialects import numerics
+from dialects.sofa import PLAIN_SADS
 from sofa_compiler.dse.problem import DseError
 from sofa_compiler.isa.encoding import Instruction
 from sofa_compiler.runtime import KernelRunner
@@ -63,12 +64,13 @@ def kernel_spec(code: Sequence[Any]) -> KernelSpec:
 
 @dataclass(frozen=True)
 class Selection:
-    """One layer's sparsity: KV tile Bc, keep ratio, sphere radius (logits) and predictor."""
+    """One layer's sparsity: KV tile Bc, keep ratio, sphere radius (logits), predictor and budgeted SADS's far."""
 
     tile: int
     keep: float
     radius: float = math.inf
     predictor: str = "dlzs"
+    far: float = PLAIN_SADS
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ def golden_attention(call: Captured, selection: Selection | None, rows: np.ndarr
     if selection is None:
         return numerics.dense_attention(q, call.k, call.v, bias, call.spec.scale)
     s = selection
-    return numerics.sofa_attention(q, call.k, call.v, bias, call.spec.scale, s.keep, s.tile, s.radius, s.predictor)
+    scale = call.spec.scale
+    return numerics.sofa_attention(q, call.k, call.v, bias, scale, s.keep, s.tile, s.radius, s.predictor, s.far)
 
 
 @dataclass
@@ -140,6 +143,7 @@ def layer_errors(
     row_step: int,
     radius: float = math.inf,
     log: Log | None = None,
+    far: float = PLAIN_SADS,
 ) -> list[dict[tuple[int, float], float]]:
     """Per layer, the attention-output error of each (tile, keep) of its grid on the captured activations."""
     result = []
@@ -149,7 +153,7 @@ def layer_errors(
         reference = golden_attention(call, None, rows)
         errors = {}
         for tile, keep in grid:
-            output = golden_attention(call, Selection(tile, keep, radius), rows)
+            output = golden_attention(call, Selection(tile, keep, radius, far=far), rows)
             errors[(tile, keep)] = relative_error(output, reference)
         result.append(errors)
         if log is not None:

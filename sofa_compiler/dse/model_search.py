@@ -7,12 +7,13 @@ import math
 import time
 import warnings
 from argparse import Namespace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dialects.sofa import TargetAttr, keep_problem
+from dialects.sofa import PLAIN_SADS, TargetAttr, far_problem, keep_problem
 from passes.tile_plan import AttentionShape, PlanError, plan_sram
 from sofa_compiler.dse.model import (
     Captured,
@@ -99,11 +100,11 @@ def _token_ids(inputs: dict[str, np.ndarray]) -> np.ndarray:
     return next(iter(inputs.values()))
 
 
-def fitting_plan(target: TargetAttr, call: Captured, tile: int, keep: float) -> bool:
+def fitting_plan(target: TargetAttr, call: Captured, tile: int, keep: float, far: float = PLAIN_SADS) -> bool:
     """Whether the target's SRAM holds the coordinated plan of this layer at (tile, keep)."""
     batch, q_heads, length, depth = call.q.shape
     shape = AttentionShape(batch, q_heads, call.k.shape[1], length, call.k.shape[2], depth, call.v.shape[3],
-                           keep, call.spec.causal)  # fmt: skip
+                           keep, call.spec.causal, far=far)  # fmt: skip
     try:
         plan_sram(target, shape, tile)
     except PlanError:
@@ -111,10 +112,12 @@ def fitting_plan(target: TargetAttr, call: Captured, tile: int, keep: float) -> 
     return True
 
 
-def fitting(call: Captured, grid: list[tuple[int, float]], config: Any) -> list[tuple[int, float]]:
+def fitting(
+    call: Captured, grid: list[tuple[int, float]], config: Any, far: float = PLAIN_SADS
+) -> list[tuple[int, float]]:
     """The (tile, keep) of `grid` whose SRAM plan fits the target for this layer's shape."""
     target = TargetAttr(config.as_target_dict())
-    result = [(tile, keep) for tile, keep in grid if fitting_plan(target, call, tile, keep)]
+    result = [(tile, keep) for tile, keep in grid if fitting_plan(target, call, tile, keep, far)]
     if not result:
         fits = [tile for tile in (16, 32, 64, 128, 256, 512, 1024) if fitting_plan(target, call, tile, 0.1)]
         raise DseError(
@@ -145,10 +148,17 @@ def run_model_search(args: Namespace, out: Path, log: Log) -> int:
     tiles = _numbers(args.tiles, int, default_tiles(seq), "--tiles")
     grid = [(tile, keep) for tile in tiles for keep in keeps]
     radius = math.inf if args.radius is None else args.radius
+    far = PLAIN_SADS if args.far is None else args.far
+    if problem := far_problem(far):
+        raise DseError(f"--far {problem}")
     log(f"{len(calls)} attention layers; scoring {len(grid)} (Bc, keep) each on every {args.row_step}-th query row")
-    grids = [fitting(call, grid, compiled.config) for call in calls]
-    errors = layer_errors(calls, grids, args.row_step, radius, log)
+    grids = [fitting(call, grid, compiled.config, far) for call in calls]
+    errors = layer_errors(calls, grids, args.row_step, radius, log, far)
     summary: dict[str, Any] = {"model": str(args.model), "objective": args.objective, "row_step": args.row_step}
+    summary["far"] = far
+    template = Selection(0, 0.0, radius, far=far)  # each candidate's tile and keep replace the zeros
+    # The uniform candidates of the loss check: tiles whose SRAM plan every layer holds (a tuning must compile).
+    usable = tuple(tile for tile in tiles if all(any(t == tile for t, _ in grid) for grid in grids))
     summary["budgets"] = []
     for budget in budgets:
         choice = allocate(errors, budget)
@@ -158,11 +168,11 @@ def run_model_search(args: Namespace, out: Path, log: Log) -> int:
         }
         if token_ids is not None:
             entry["perplexity"] = _loss_check(
-                compiled, inputs, token_ids, dense, calls, choice, tiles, budget, radius, log
+                compiled, inputs, token_ids, dense, calls, choice, usable, budget, template, log
             )
             choice = entry["perplexity"]["chosen"]["layers"]
         summary["budgets"].append(entry)
-        meta = {"objective": args.objective, "mean_keep": budget, "model": str(args.model)}
+        meta = {"objective": args.objective, "mean_keep": budget, "model": str(args.model), "far": far}
         text = as_tuning([tuple(c) for c in choice], meta).to_json()
         names = [f"best-keep{budget:g}.json"] + (["best.json"] if budget == budgets[0] else [])
         for name in names:
@@ -184,7 +194,7 @@ def _loss_check(
     allocated: list[tuple[int, float]],
     tiles: tuple[int, ...],
     mean_keep: float,
-    radius: float,
+    template: Selection,
     log: Log,
 ) -> dict[str, Any]:
     """The model's own loss for the allocation and for one uniform (Bc, mean keep) per tile: the lowest wins.
@@ -197,7 +207,7 @@ def _loss_check(
     candidates |= {f"uniform Bc={tile}": [(tile, mean_keep)] * len(calls) for tile in tiles}
     results = []
     for name, choice in candidates.items():
-        selections = [Selection(tile, keep, radius) for tile, keep in choice]
+        selections = [replace(template, tile=tile, keep=keep) for tile, keep in choice]
         logits, _ = _forward(compiled, inputs, selections, log, name)
         value = causal_lm_perplexity(logits, token_ids)
         log(f"{name}: perplexity {value:.4f} ({value / reference:.4f} x dense)")

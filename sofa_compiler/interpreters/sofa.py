@@ -103,7 +103,8 @@ class SofaFunctions(InterpreterFunctions):
         sparsity = op.sparsity
         # A-hat is in unscaled dot-product units; the radius is in logits.
         radius = sparsity.radius_value / op.scale.value.data
-        indices = numerics.sads(scores, np.isfinite(bias), sparsity.tile_size, sparsity.keep_ratio, radius)
+        tile, keep, far = sparsity.tile_size, sparsity.keep_ratio, sparsity.far_ratio
+        indices = numerics.sads(scores, np.isfinite(bias), tile, keep, radius, far)
         return (indices,)
 
     @impl(SufaOp)

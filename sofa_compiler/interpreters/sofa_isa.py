@@ -47,7 +47,9 @@ from dialects.sofa_isa import (
     ProgramOp,
     RassOp,
     SadsBandOp,
+    SadsBudgetOp,
     SadsMaskOp,
+    SadsResetOp,
     SetOp,
     SufaDenseOp,
     SufaInitOp,
@@ -219,6 +221,14 @@ class SofaISAFunctions(InterpreterFunctions):
 
     @impl(TopkMaskOp)
     def run_topk_mask(self, interpreter: Interpreter, op: TopkMaskOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(SadsResetOp)
+    def run_sads_reset(self, interpreter: Interpreter, op: SadsResetOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(SadsBudgetOp)
+    def run_sads_budget(self, interpreter: Interpreter, op: SadsBudgetOp, args: Args) -> Args:
         return self.execute(op)
 
     # -- K/V generation ------------------------------------------------------------------

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--calibration", metavar="X.npz", help="calibration inputs (layer<i>.q/k/v or q/k/v)")
     what.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs and the sampler")
     what.add_argument("--radius", type=float, default=None, help="SADS radius in logits (default: no clip)")
+    what.add_argument(
+        "--far", type=float, default=None, help="model mode: budgeted SADS's far-tile ratio (default 1: plain SADS)"
+    )
     what.add_argument("--keep", type=float, default=0.25, help="keep ratio of the sweep (default 0.25)")
     space = parser.add_argument_group("search space and objective")
     space.add_argument("--tiles", help="KV tiles Bc to choose from (default: S/Tc for Tc = 2, 4, ..., 32)")

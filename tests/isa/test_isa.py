@@ -48,6 +48,8 @@ def test_encoding_round_trip_every_opcode(spec):
     args = {f.name: sample_value(f) for f in spec.fields}
     if spec.mnemonic in ("sads",):
         args["keys"] = args["m"] = 17
+    if spec.mnemonic == "sads.budget":
+        args.update(keys=17, m=17, quota=9, far=5)
     if spec.mnemonic == "sufa.step":
         args["window"], args["m"] = 20, 20
     signal = 0b1010_0101 if spec.unit != "ctrl" or spec.mnemonic == "post" else 0
