@@ -292,6 +292,38 @@ def bitmap_valid(bitmap: np.ndarray, lanes: int, tile: int) -> np.ndarray:
     return np.unpackbits(bitmap.reshape(lanes, -1), axis=1, count=tile, bitorder="little").astype(bool)
 
 
+SAMPLED_ROWS = 64
+"""Rows `detect_band` checks first: a mask with a row of several key runs is no band."""
+
+
+def _sampled_rows_are_runs(mask: np.ndarray) -> bool:
+    """Whether evenly spaced rows each keep at most one contiguous run of keys."""
+    rows = mask[np.linspace(0, mask.shape[0] - 1, min(SAMPLED_ROWS, mask.shape[0])).astype(np.int64)]
+    starts = np.count_nonzero(rows[:, 1:] & ~rows[:, :-1], axis=1) + rows[:, 0]
+    return bool(np.all(starts <= 1))
+
+
+def _run_ends(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's first and last kept key (0 and Skv - 1 for an empty row; callers test the counts).
+
+    Scans eight keys per step where the rows allow it (a contiguous mask, Skv a multiple of 8):
+    the first and last non-zero 64-bit word, then the byte inside it.
+    """
+    q_len, kv_len = mask.shape
+    if kv_len % 8 or not mask.flags.c_contiguous:
+        return np.argmax(mask, axis=1), kv_len - 1 - np.argmax(mask[:, ::-1], axis=1)
+    words = mask.view(np.uint64)
+    nonzero = words != 0
+    rows = np.arange(q_len)
+    first_word = np.argmax(nonzero, axis=1)
+    last_word = words.shape[1] - 1 - np.argmax(nonzero[:, ::-1], axis=1)
+    first_bytes = mask[rows[:, None], first_word[:, None] * 8 + np.arange(8)]
+    last_bytes = mask[rows[:, None], last_word[:, None] * 8 + np.arange(8)]
+    first = first_word * 8 + np.argmax(first_bytes, axis=1)
+    last = last_word * 8 + 7 - np.argmax(last_bytes[:, ::-1], axis=1)
+    return first, last
+
+
 def detect_band(mask: np.ndarray) -> BandMask | None:
     """The closed form of a boolean ``[Sq, Skv]`` mask when it is a (non-dilated) band, else None.
 
@@ -301,11 +333,12 @@ def detect_band(mask: np.ndarray) -> BandMask | None:
     """
     mask = boolean_mask(mask)
     q_len, kv_len = mask.shape
+    if not _sampled_rows_are_runs(mask):
+        return None  # cheap rejection of scattered masks before the full scans
     counts = np.count_nonzero(mask, axis=1)
     if not counts.any():
         return None
-    first = np.argmax(mask, axis=1)
-    last = kv_len - 1 - np.argmax(mask[:, ::-1], axis=1)
+    first, last = _run_ends(mask)
     kept = counts > 0
     if np.any(counts[kept] != last[kept] - first[kept] + 1):
         return None  # a row keeps more than one run of keys
