@@ -92,7 +92,9 @@ def _candidates(
     options.append(("bitmap", query_tiles * tm.kv_tiles, bitmap, 0))
     out = []
     for format_name, steps, step_bitmap, entry in options:
-        step = step_estimate(target, shape, tile, lanes, step_bitmap + entry)
+        # The fraction of a visited tile's pairs the mask keeps (SADS and SU-FA work only on those).
+        kept = min(1.0, tm.overall_density * query_tiles * tm.kv_tiles / steps) if steps else 1.0
+        step = step_estimate(target, shape, tile, lanes, step_bitmap + entry, kept)
         list_bytes = query_tiles * entry
         dram = heads * (steps * step.dram_bytes + query_tiles * query_bytes + list_bytes)
         out.append(MaskCandidate(format_name, mapping, lanes, steps, heads * steps * step.cycles, dram))
