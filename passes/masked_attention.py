@@ -24,7 +24,7 @@ from dialects.numerics import (
     BandMask,
     MaskError,
     TileMask,
-    boolean_mask,
+    boolean_masks,
     detect_band,
     tile_mask_of_array,
     tile_mask_of_band,
@@ -46,8 +46,10 @@ def constant_mask(value: SSAValue) -> np.ndarray | None:
 
 
 def combined_mask(mask: np.ndarray, causal: bool, q_len: int, kv_len: int) -> np.ndarray:
-    """The boolean ``[Sq, Skv]`` mask an attention applies: its mask, and the causal flag (upper-left)."""
-    visible = np.broadcast_to(boolean_mask(mask), (q_len, kv_len))
+    """The boolean ``[B', H', Sq, Skv]`` masks an attention applies: its mask (B', H' = 1 where it
+    broadcasts over batch or heads), and the causal flag (upper-left)."""
+    masks = boolean_masks(mask)
+    visible = np.broadcast_to(masks, (*masks.shape[:2], q_len, kv_len))
     if causal:
         visible = visible & np.tri(q_len, kv_len, dtype=bool)
     return np.ascontiguousarray(visible)
@@ -60,7 +62,7 @@ def mask_problem(op: AttentionOp) -> str | None:
     if mask is None:
         return RUNTIME_MASK_REASON
     try:
-        boolean_mask(mask)
+        boolean_masks(mask)
     except MaskError as error:
         return f"this mask runs on the host: {error}"
     return None
@@ -73,17 +75,21 @@ RUNTIME_MASK_REASON = (
 """The `sofa.host_reason` of an attention whose general mask is not a compile-time constant."""
 
 
-def plan_op_mask(target: TargetAttr, shape: AttentionShape, tile: int, mask: np.ndarray) -> MaskPlan:
-    """Plan a combined boolean mask: closed form when it is a band, else its tile structure."""
-    band = detect_band(mask)
+def plan_op_mask(target: TargetAttr, shape: AttentionShape, tile: int, masks: np.ndarray) -> MaskPlan:
+    """Plan combined boolean masks ``[B', H', Sq, Skv]``: closed form when one mask is a band, else the
+    tile structure of each."""
+    if masks.shape[:2] != (1, 1):
+        return plan_mask(target, shape, tile, masks=tuple(masks.reshape(-1, *masks.shape[2:])))
+    band = detect_band(masks[0, 0])
     if band is not None:
         return plan_mask(target, shape, tile, band=band)
-    return plan_mask(target, shape, tile, mask=mask)
+    return plan_mask(target, shape, tile, mask=masks[0, 0])
 
 
 @dataclass(frozen=True)
 class MaskedAttention:
-    """What the lowering needs of a masked, tiled attention: the plan's attribute and the boolean mask."""
+    """What the lowering needs of a masked, tiled attention: the plan's attribute and the boolean masks
+    ``[B', H', Sq, Skv]`` (B', H' = 1 where the mask is the same for every batch element or head)."""
 
     attr: TileMaskAttr
     mask: np.ndarray
@@ -107,11 +113,20 @@ class MaskedAttention:
         values = self.attr.band_values
         return BandMask(*values) if values else None
 
-    def tile_mask(self) -> TileMask:
-        """The tile structure for the attribute's query and KV tiles."""
+    @property
+    def shared(self) -> bool:
+        """One mask for every batch element and head."""
+        return self.mask.shape[:2] == (1, 1)
+
+    def head_mask(self, batch: int, head: int) -> np.ndarray:
+        """The ``[Sq, Skv]`` mask of (batch element, query head)."""
+        return self.mask[batch if self.mask.shape[0] > 1 else 0, head if self.mask.shape[1] > 1 else 0]
+
+    def tile_mask(self, batch: int = 0, head: int = 0) -> TileMask:
+        """The tile structure of one (batch element, query head)'s mask for the attribute's tiles."""
         lanes, tile = self.attr.lanes.data, self.attr.tile.data
-        q_len, kv_len = self.mask.shape
+        q_len, kv_len = self.mask.shape[2:]
         band = self.band
         if band is not None:
             return tile_mask_of_band(band, q_len, kv_len, lanes, tile)
-        return tile_mask_of_array(self.mask, lanes, tile)
+        return tile_mask_of_array(self.head_mask(batch, head), lanes, tile)

@@ -10,7 +10,8 @@ The ISA has no branches, so the kernel does not test and skip tiles: it walks a 
     loopr rounds { G x (tload entry; tile step) }
     G - 1 x (tload c_j; loopr c_j { tload entry; tile step j })
 
-The lists are the same for every head (the mask is), so the walk restarts at each query head. Formats
+A mask shared by every head restarts the walk at each query head; where the mask differs per batch
+element or head, the lists of every (batch element, query head) follow one another in loop order. Formats
 (`#sofa.tile_mask`, chosen by `mask_model`):
 
 * ``closed``: SADS evaluates the band on chip (`sads.band`); no bitmaps;
@@ -42,7 +43,7 @@ from passes.lower_to_isa.registers import CoordinatedReg as CReg
 from passes.lower_to_isa.registers import Reg, Sem
 from passes.mask_model import MASK_ENTRY_BYTES, bitmap_bytes
 from passes.masked_attention import MaskedAttention
-from passes.tile_plan import RegionKind
+from passes.tile_plan import KV_BUFFER_SETS, RegionKind
 
 BAND_FIELD_MAX = (1 << 24) - 1
 """`sads.band`'s left/right fields: wider sides reach every key of any sequence the ISA's 16-bit key counts allow."""
@@ -80,16 +81,24 @@ def index_lists(tm: TileMask, group: int, bitmap_offsets: dict[tuple[int, int], 
     return np.asarray(words, dtype="<i4")
 
 
-def partial_bitmaps(tm: TileMask, mask: np.ndarray) -> tuple[np.ndarray, dict[tuple[int, int], int]]:
-    """The bitmaps of `tm`'s partial tiles after an all-ones one (full tiles), identical ones stored once."""
-    lanes, tile = tm.lanes, tm.tile
-    stored = {tile_bitmap(np.ones((lanes, tile), bool)).tobytes(): 0}
-    offsets: dict[tuple[int, int], int] = {}
-    for query_tile in range(tm.query_tiles):
-        for kv_tile in tm.partial_tiles(query_tile).tolist():
-            bits = tile_bitmap(array_block(mask, query_tile, kv_tile, lanes, tile)).tobytes()
-            offsets[query_tile, kv_tile] = stored.setdefault(bits, len(stored) * bitmap_bytes(lanes, tile))
-    return np.frombuffer(b"".join(stored), np.uint8), offsets
+class BitmapStore:
+    """The ``maskbits`` image: an all-ones bitmap (full tiles) first, then each distinct partial tile's bitmap."""
+
+    def __init__(self, lanes: int, tile: int):
+        self.lanes, self.tile = lanes, tile
+        self.stored = {tile_bitmap(np.ones((lanes, tile), bool)).tobytes(): 0}
+
+    def partial_bitmaps(self, tm: TileMask, mask: np.ndarray) -> dict[tuple[int, int], int]:
+        """Store the bitmaps of `tm`'s partial tiles (of the ``[Sq, Skv]`` `mask`); their byte offsets."""
+        offsets: dict[tuple[int, int], int] = {}
+        for query_tile in range(tm.query_tiles):
+            for kv_tile in tm.partial_tiles(query_tile).tolist():
+                bits = tile_bitmap(array_block(mask, query_tile, kv_tile, self.lanes, self.tile)).tobytes()
+                offsets[query_tile, kv_tile] = self.stored.setdefault(bits, len(self.stored) * len(bits))
+        return offsets
+
+    def image(self) -> np.ndarray:
+        return np.frombuffer(b"".join(self.stored), np.uint8)
 
 
 def dense_bitmaps(mask: np.ndarray, lanes: int, tile: int) -> np.ndarray:
@@ -121,15 +130,25 @@ class MaskedKernel(CoordinatedKernel):
     def bitmap_size(self) -> int:
         return bitmap_bytes(self.tiling.lanes.data, self.tiling.tile.data)
 
+    def heads(self) -> list[tuple[int, int]]:
+        """The (batch element, query head) pairs with their own mask, in the kernel's loop order."""
+        if self.mask.shared:
+            return [(0, 0)]
+        return [(batch, head) for batch in range(self.shape.batch) for head in range(self.shape.q_heads)]
+
     def lay_out(self) -> None:
         super().lay_out()
         lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
         if self.format == "bitmap":
-            tables = MaskTables(np.zeros(1, "<i4"), dense_bitmaps(self.mask.mask, lanes, tile))
+            bitmaps = [dense_bitmaps(self.mask.head_mask(b, h), lanes, tile) for b, h in self.heads()]
+            tables = MaskTables(np.zeros(1, "<i4"), np.concatenate(bitmaps))
         else:
-            tm = self.mask.tile_mask()
-            bitmaps, offsets = partial_bitmaps(tm, self.mask.mask) if self.uses_bitmaps else (np.zeros(1, np.uint8), {})
-            tables = MaskTables(index_lists(tm, self.group, offsets, self.shape.depth), bitmaps)
+            store, words = BitmapStore(lanes, tile), []
+            for batch, head in self.heads():
+                tm = self.mask.tile_mask(batch, head)
+                offsets = store.partial_bitmaps(tm, self.mask.head_mask(batch, head)) if self.uses_bitmaps else {}
+                words.append(index_lists(tm, self.group, offsets, self.shape.depth))
+            tables = MaskTables(np.concatenate(words), store.image())
         self.tables = tables
         self.layout.add(Symbol.MASK_TABLE, (len(tables.words), 1), "i32", SymbolKind.CONST)
         self.layout.add(Symbol.MASK_BITS, (len(tables.bitmaps), 1), "u8", SymbolKind.CONST)
@@ -145,11 +164,18 @@ class MaskedKernel(CoordinatedKernel):
 
     # --- the walk ---------------------------------------------------------------
 
-    def emit_head_start(self) -> None:
-        band = self.mask.band
-        self.e.set(Reg.QBASE, band.offset if band is not None and self.format == "closed" else 0)
+    def emit_prologue(self, sets: int = KV_BUFFER_SETS) -> None:
+        super().emit_prologue(sets)
         self.e.set(CReg.MASK_TABLE, 0)
         self.e.set(CReg.MASK_BITMAP, 0)
+
+    def emit_head_start(self) -> None:
+        """A shared mask's lists restart at every query head; per-head masks' lists follow one another."""
+        band = self.mask.band
+        self.e.set(Reg.QBASE, band.offset if band is not None and self.format == "closed" else 0)
+        if self.mask.shared:
+            self.e.set(CReg.MASK_TABLE, 0)
+            self.e.set(CReg.MASK_BITMAP, 0)
 
     def emit_query_tiles(self) -> None:
         """Every query tile runs the same code: what differs is in its index list."""
