@@ -46,7 +46,8 @@ from passes.masked_attention import MaskedAttention
 from passes.tile_plan import KV_BUFFER_SETS, RegionKind
 
 BAND_FIELD_MAX = (1 << 24) - 1
-"""`sads.band`'s left/right fields: wider sides reach every key of any sequence the ISA's 16-bit key counts allow."""
+"""`sads.band`'s left/right fields (24 bits): a wider side is clipped to it, the same band for sequences of up to
+16M keys."""
 
 WORD = 4
 
