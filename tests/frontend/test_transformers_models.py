@@ -162,18 +162,12 @@ def test_gpt2_torchscript_exporter(attention: str) -> None:
     check_on_accelerator(onnx.load_from_string(buffer.getvalue()))
 
 
-def test_sliding_window_shorter_than_the_sequence_runs_on_host_with_a_warning() -> None:
-    """Mistral's window of 16 < LENGTH keys is a banded mask: the masks issue's; today the host, named."""
+def test_sliding_window_shorter_than_the_sequence_runs_on_the_accelerator() -> None:
+    """Mistral's window of 16 < LENGTH keys is a banded mask: a closed-form `#sofa.tile_mask`, on the accelerator."""
     module, args = build(
         "mistral", "sdpa", transformers.MistralConfig(**SIZES, **HEADS, num_key_value_heads=2, sliding_window=16)
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = torch.onnx.export(module, args, dynamo=True, opset_version=23, verbose=False).model_proto
-    with pytest.warns(FrontendWarning, match="general attention masks run on the host"):
-        compiled = sofa_compiler.compile(model, keep=1.0)
-    assert all("host (general attention masks" in placement.line() for placement in compiled.placements)
-    inputs = model_inputs(model)
-    outputs, report = compiled.run(inputs)
-    assert not report.kernels
-    assert_close_to_fp32_reference(next(iter(outputs.values())), run_onnxruntime(model, inputs)[0])
+    check_on_accelerator(model)
