@@ -60,9 +60,12 @@ class Symbol(StrEnum):
     """A general mask's index lists: per query tile, the KV tiles to visit (kernel-private, constant)."""
     MASK_BITS = "maskbits"
     """A general mask's tile bitmaps (kernel-private, constant)."""
+    MASK_GEOMETRY = "maskgeom"
+    """A run-time mask's kernel: what the host needs to build `MASK_TABLE` and `MASK_BITS` at launch
+    (`lower_to_isa.masked.LaunchGeometry`; constant). Those two are then inputs, sized for the worst case."""
 
 
-PRIVATE_SYMBOLS = frozenset({Symbol.NEEDED, Symbol.AHAT, Symbol.MASK_TABLE, Symbol.MASK_BITS})
+PRIVATE_SYMBOLS = frozenset({Symbol.NEEDED, Symbol.AHAT, Symbol.MASK_TABLE, Symbol.MASK_BITS, Symbol.MASK_GEOMETRY})
 """Symbols a kernel keeps for itself beyond its interface (placed after it); the host never sees them."""
 
 
@@ -83,6 +86,8 @@ class Operand(StrEnum):
     K = "k"
     V = "v"
     X = "x"
+    MASK = "mask"
+    """A boolean mask computed at run time (its kernel's index lists and bitmaps are built at launch)."""
 
 
 class Staging(Enum):
@@ -125,6 +130,8 @@ class KernelInterface:
     """The DRAM symbols and `sofa.kernel_call` operands of one kernel kind."""
 
     kind: KernelKind
+    launch_mask: bool = False
+    """The kernel takes a run-time mask last; the host builds its `Symbol.MASK_TABLE` and `Symbol.MASK_BITS`."""
 
     @property
     def on_demand(self) -> bool:
@@ -136,12 +143,14 @@ class KernelInterface:
 
     @property
     def operands(self) -> tuple[Operand, ...]:
-        """The `sofa.kernel_call` operands, in order: Q, then K and V unless generated, then X on demand."""
+        """The `sofa.kernel_call` operands, in order: Q, then K and V unless generated, then X on demand, then
+        a run-time mask."""
+        mask = (Operand.MASK,) if self.launch_mask else ()
         if self.generates:
-            return (Operand.Q, Operand.X)
+            return (Operand.Q, Operand.X, *mask)
         if self.on_demand:
-            return (Operand.Q, Operand.K, Operand.V, Operand.X)
-        return (Operand.Q, Operand.K, Operand.V)
+            return (Operand.Q, Operand.K, Operand.V, Operand.X, *mask)
+        return (Operand.Q, Operand.K, Operand.V, *mask)
 
     def symbols(self) -> tuple[SymbolSpec, ...]:
         """Every symbol in layout order (kernel-private symbols excepted)."""
@@ -206,8 +215,9 @@ class KernelInterface:
         `ValueError` if it matches no kernel kind."""
         private = {symbol.value for symbol in PRIVATE_SYMBOLS}
         found = {name: kind for name, kind in symbols.items() if name not in private}
+        launch_mask = symbols.get(Symbol.MASK_TABLE.value) == SymbolKind.INPUT.value
         for kind in KernelKind:
-            interface = cls(kind)
+            interface = cls(kind, launch_mask)
             if found == {spec.name.value: spec.kind.value for spec in interface.symbols()}:
                 return interface
         raise ValueError(f"the program's DRAM symbols ({', '.join(sorted(found))}) match no attention kernel")

@@ -27,23 +27,23 @@ attention, and a row whose keys are all masked gives zeros (`numerics.sufa_finis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 from xdsl.dialects.builtin import ArrayAttr
 
-from dialects.numerics import TileMask, tile_bitmap
+from dialects.numerics import MaskError, TileMask, boolean_masks, tile_bitmap, tile_mask_of_array
 from dialects.numerics.tile_masks import array_block
 from dialects.sofa_isa import SegmentAttr
-from passes.kernel_interface import Symbol, SymbolKind
+from passes.kernel_interface import KernelInterface, KernelKind, Symbol, SymbolKind
 from passes.lower_to_isa.coordinated import CoordinatedKernel
 from passes.lower_to_isa.emitter import LoadQueue
 from passes.lower_to_isa.kernel import TileBuffers
 from passes.lower_to_isa.registers import CoordinatedReg as CReg
 from passes.lower_to_isa.registers import Reg, Sem
 from passes.mask_model import MASK_ENTRY_BYTES, bitmap_bytes
-from passes.masked_attention import MaskedAttention
-from passes.tile_plan import KV_BUFFER_SETS, RegionKind
+from passes.masked_attention import LAUNCH_FORMAT, MaskedAttention
+from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, RegionKind
 
 BAND_FIELD_MAX = (1 << 24) - 1
 """`sads.band`'s left/right fields (24 bits): a wider side is clipped to it, the same band for sequences of up to
@@ -112,12 +112,96 @@ def dense_bitmaps(mask: np.ndarray, lanes: int, tile: int) -> np.ndarray:
     return np.packbits(blocks, axis=3, bitorder="little").reshape(-1)
 
 
+def walk_order(shared: bool, batch: int, q_heads: int) -> list[tuple[int, int]]:
+    """The (batch element, query head) pairs with their own index lists, in the kernel's loop order."""
+    if shared:
+        return [(0, 0)]
+    return [(b, h) for b in range(batch) for h in range(q_heads)]
+
+
+def listed_tables(
+    masks: list[tuple[np.ndarray, TileMask]], lanes: int, tile: int, group: int, depth: int, bitmaps: bool
+) -> MaskTables:
+    """The index lists (and, with `bitmaps`, the partial tiles' bitmaps) of each (batch element, query head)'s
+    ``[Sq, Skv]`` mask and its tile structure, in the kernel's loop order: the lists one after another,
+    the bitmaps shared."""
+    store, words = BitmapStore(lanes, tile), []
+    for mask, tm in masks:
+        offsets = store.partial_bitmaps(tm, mask) if bitmaps else {}
+        words.append(index_lists(tm, group, offsets, depth))
+    return MaskTables(np.concatenate(words), store.image())
+
+
+@dataclass(frozen=True)
+class LaunchGeometry:
+    """What the host needs to build a run-time mask's tables (the ``maskgeom`` words, in this order): the
+    query and KV tile, the kernel's buffer sets per round (`MaskedKernel.group`), the head depth, the causal
+    flag and the mask's batch and head extents (B', H')."""
+
+    lanes: int
+    tile: int
+    group: int
+    depth: int
+    causal: int
+    mask_batch: int
+    mask_heads: int
+
+    def words(self) -> np.ndarray:
+        return np.asarray(astuple(self), "<i4")
+
+    @staticmethod
+    def of_words(words: np.ndarray) -> LaunchGeometry:
+        return LaunchGeometry(*(int(w) for w in np.asarray(words).reshape(-1)))
+
+    def walks(self, batch: int, q_heads: int) -> list[tuple[int, int]]:
+        return walk_order((self.mask_batch, self.mask_heads) == (1, 1), batch, q_heads)
+
+    def worst_case(self, shape: AttentionShape) -> tuple[int, int]:
+        """The table words and bitmap bytes when every tile is non-empty and partial (and no bitmap repeats)."""
+        query_tiles, kv_tiles = -(-shape.q_len // self.lanes), -(-shape.kv_len // self.tile)
+        walks = len(self.walks(shape.batch, shape.q_heads))
+        # Per query tile: the round count, a 4-word entry per tile and a count per leftover slot.
+        words = walks * query_tiles * (MASK_ENTRY_BYTES // WORD * kv_tiles + self.group)
+        bitmaps = (1 + walks * query_tiles * kv_tiles) * bitmap_bytes(self.lanes, self.tile)
+        return words, bitmaps
+
+
+def launch_tables(
+    geometry: LaunchGeometry, mask: np.ndarray, batch: int, q_heads: int, q_len: int, kv_len: int
+) -> MaskTables:
+    """A run-time mask's tables, built by the host at launch from the actual mask (boolean or 0/-inf,
+    broadcastable to ``[B, Hq, Sq, Skv]`` with the compiled extents). `MaskError` for other masks."""
+    masks = boolean_masks(mask)
+    extents = (geometry.mask_batch, geometry.mask_heads, q_len, kv_len)
+    try:
+        if masks.shape[:2] != extents[:2]:
+            raise ValueError
+        visible = np.broadcast_to(masks, extents)
+    except ValueError:
+        raise MaskError(
+            f"the mask has shape {list(np.shape(mask))}; the kernel was compiled for masks of {list(extents)}"
+        ) from None
+    if geometry.causal:
+        visible = visible & np.tri(q_len, kv_len, dtype=bool)
+    heads = []
+    for b, h in geometry.walks(batch, q_heads):
+        head = np.ascontiguousarray(visible[b if extents[0] > 1 else 0, h if extents[1] > 1 else 0])
+        heads.append((head, tile_mask_of_array(head, geometry.lanes, geometry.tile)))
+    return listed_tables(heads, geometry.lanes, geometry.tile, geometry.group, geometry.depth, bitmaps=True)
+
+
 @dataclass(kw_only=True)
 class MaskedKernel(CoordinatedKernel):
     """SOFA's coordinated kernel visiting only the KV tiles a general mask leaves non-empty."""
 
     mask: MaskedAttention
     tables: MaskTables | None = field(default=None, init=False)
+    geometry: LaunchGeometry | None = field(default=None, init=False)
+    """A run-time mask's: what the host needs to build the tables at launch."""
+
+    @property
+    def interface(self) -> KernelInterface:
+        return KernelInterface(KernelKind.PLAIN, launch_mask=self.mask.at_launch)
 
     @property
     def format(self) -> str:
@@ -125,7 +209,8 @@ class MaskedKernel(CoordinatedKernel):
 
     @property
     def uses_bitmaps(self) -> bool:
-        return self.format == "bitmap" or (self.format == "bsr" and self.mask.attr.partial.data > 0)
+        partial = self.mask.attr.partial.data > 0
+        return self.format == "bitmap" or (self.format in ("bsr", LAUNCH_FORMAT) and partial)
 
     @property
     def bitmap_size(self) -> int:
@@ -133,28 +218,45 @@ class MaskedKernel(CoordinatedKernel):
 
     def heads(self) -> list[tuple[int, int]]:
         """The (batch element, query head) pairs with their own mask, in the kernel's loop order."""
-        if self.mask.shared:
-            return [(0, 0)]
-        return [(batch, head) for batch in range(self.shape.batch) for head in range(self.shape.q_heads)]
+        return walk_order(self.mask.shared, self.shape.batch, self.shape.q_heads)
 
     def lay_out(self) -> None:
         super().lay_out()
+        if self.mask.at_launch:
+            self.lay_out_launch()
+            return
         lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
+        heads = self.heads()
         if self.format == "bitmap":
-            bitmaps = [dense_bitmaps(self.mask.head_mask(b, h), lanes, tile) for b, h in self.heads()]
+            bitmaps = [dense_bitmaps(self.mask.head_mask(b, h), lanes, tile) for b, h in heads]
             tables = MaskTables(np.zeros(1, "<i4"), np.concatenate(bitmaps))
         else:
-            store, words = BitmapStore(lanes, tile), []
-            for batch, head in self.heads():
-                tm = self.mask.tile_mask(batch, head)
-                offsets = store.partial_bitmaps(tm, self.mask.head_mask(batch, head)) if self.uses_bitmaps else {}
-                words.append(index_lists(tm, self.group, offsets, self.shape.depth))
-            tables = MaskTables(np.concatenate(words), store.image())
+            masks = [(self.mask.head_mask(b, h), self.mask.tile_mask(b, h)) for b, h in heads]
+            tables = listed_tables(masks, lanes, tile, self.group, self.shape.depth, self.uses_bitmaps)
         self.tables = tables
         self.layout.add(Symbol.MASK_TABLE, (len(tables.words), 1), "i32", SymbolKind.CONST)
         self.layout.add(Symbol.MASK_BITS, (len(tables.bitmaps), 1), "u8", SymbolKind.CONST)
 
+    def lay_out_launch(self) -> None:
+        """A run-time mask: its tables are inputs of the worst case's size; the geometry tells the host how to
+        build them."""
+        geometry = LaunchGeometry(
+            self.tiling.lanes.data,
+            self.tiling.tile.data,
+            self.group,
+            self.shape.depth,
+            int(self.shape.causal),
+            *self.mask.heads,
+        )
+        words, bitmaps = geometry.worst_case(self.shape)
+        self.geometry = geometry
+        self.layout.add(Symbol.MASK_TABLE, (words, 1), "i32", SymbolKind.INPUT)
+        self.layout.add(Symbol.MASK_BITS, (bitmaps, 1), "u8", SymbolKind.INPUT)
+        self.layout.add(Symbol.MASK_GEOMETRY, (len(geometry.words()), 1), "i32", SymbolKind.CONST)
+
     def segments(self) -> ArrayAttr[SegmentAttr]:
+        if self.geometry is not None:
+            return ArrayAttr([SegmentAttr(self.layout.address(Symbol.MASK_GEOMETRY), self.geometry.words().tobytes())])
         assert self.tables is not None
         return ArrayAttr(
             [
