@@ -16,6 +16,10 @@ operand). Layouts, with ``Pq``/``Pk`` the padded query/key lengths and
     wk, wv   [Hkv*(H+1), d|dv]   f32             per KV head: W rows, then the bias row
     o        [B*Hq*Pq, dv]       f16             the output
 
+A kernel for a mask computed at run time (`KernelInterface.launch_mask`) also takes the mask as its
+last operand; its private ``masktab`` / ``maskbits`` are then inputs the host builds at launch
+(``sofa_compiler.runtime.stage_launch_mask``), described by the constant ``maskgeom``.
+
 Q, K, V and O are the datapath's element (`numerics.DATAPATH`, fp16); only the
 fp32 rows of on-chip K/V generation are `numerics.ACCUMULATOR`. The symbols are
 laid out in this order, each aligned to `DRAM_ALIGN` bytes.

@@ -9,9 +9,11 @@ from xdsl.interpreter import Interpreter
 from xdsl.parser import Parser
 
 from dialects.numerics import tile_mask_of_array
+from dialects.sofa_isa import ProgramOp
 from passes.coordinated_tiling import CoordinatedTilingPass
 from passes.lower_to_isa import LowerToIsaPass
 from sofa_compiler.interpreters import register_all
+from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.runtime import KernelError, KernelRunner
 from sofa_compiler.tools.sofa_run_ir import register_kernels, sofa_context
 from tests.fp16_tolerance import assert_fp16_close
@@ -123,3 +125,36 @@ def test_a_mask_of_the_wrong_shape_is_a_clear_error() -> None:
     inputs = random_qkv(3, 2, 64, 64, 16)
     with pytest.raises(KernelError, match="compiled for masks of"):
         lowered(inputs, np.ones((1, 3, 64, 64), bool))
+
+
+def launch_build_times(length: int = 4096, depth: int = 128) -> None:
+    """Print the host's build time of a run-time mask's tables (S x S, one shared mask) and the worst-case
+    table sizes: the figure docs/isa.md quotes (`python tests/sim/test_launch_masks.py`)."""
+    import time
+
+    from sofa_compiler.runtime import stage_launch_mask
+
+    text = runtime_mask_module((length, length), 1, depth, length, length)
+    ctx = sofa_context()
+    module = Parser(ctx, text).parse_module()
+    CoordinatedTilingPass(keep=1.0).apply(ctx, module)  # the tile the pass chooses
+    LowerToIsaPass().apply(ctx, module)
+    program = ir_to_program(next(op for op in module.walk() if isinstance(op, ProgramOp)))
+    sizes = {symbol.name: symbol.size for symbol in program.symbols}
+    masks = {
+        "bigbird 10%": bigbird(length, 64, 0.10),
+        "scattered 20%": np.random.default_rng(0).random((length, length)) < 0.2,
+        "causal": np.tri(length, length, dtype=bool),
+    }
+    for name, mask in masks.items():
+        start = time.perf_counter()
+        seconds = min(stage_launch_mask(program, mask, (1, 1, length, depth), length).seconds for _ in range(3))
+        total = (time.perf_counter() - start) / 3
+        print(
+            f"{length} x {length} {name:14s} host build {seconds * 1e3:6.1f} ms (whole staging, mean of 3: {total * 1e3:6.1f} ms);"
+            f" worst case: masktab {sizes['masktab']} B, maskbits {sizes['maskbits']} B"
+        )
+
+
+if __name__ == "__main__":
+    launch_build_times()
