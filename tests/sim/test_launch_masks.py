@@ -13,13 +13,17 @@ from dialects.sofa_isa import ProgramOp
 from passes.coordinated_tiling import CoordinatedTilingPass
 from passes.lower_to_isa import LowerToIsaPass
 from sofa_compiler.interpreters import register_all
+from sofa_compiler.isa.container import Program
 from sofa_compiler.isa.ir import ir_to_program
 from sofa_compiler.runtime import KernelError, KernelRunner
+from sofa_compiler.sim.config import load_config
+from sofa_compiler.sim.functional import Machine, random_inputs, run_with_timing
 from sofa_compiler.tools.sofa_run_ir import register_kernels, sofa_context
 from tests.fp16_tolerance import assert_fp16_close
 from tests.sim.test_masked_kernels import PATTERNS, bigbird, exact_masked, random_qkv
 
 TILING = CoordinatedTilingPass(keep=1.0, tile=32)
+TILING_CHOSEN = CoordinatedTilingPass(keep=1.0)
 
 
 def runtime_mask_module(mask_shape: tuple[int, ...], heads: int, depth: int, q_len: int, kv_len: int,
@@ -127,6 +131,27 @@ def test_a_mask_of_the_wrong_shape_is_a_clear_error() -> None:
         lowered(inputs, np.ones((1, 3, 64, 64), bool))
 
 
+def launch_program(text: str, tiling: CoordinatedTilingPass = TILING) -> Program:
+    """The one kernel program `text` lowers to."""
+    ctx = sofa_context()
+    module = Parser(ctx, text).parse_module()
+    tiling.apply(ctx, module)
+    LowerToIsaPass().apply(ctx, module)
+    return ir_to_program(next(op for op in module.walk() if isinstance(op, ProgramOp)))
+
+
+def test_random_inputs_give_a_valid_launch_table() -> None:
+    """Standalone runs (`sofa-sim` on a program) draw random inputs: the launch tables are zeros, a valid walk
+    that visits nothing (every key masked), so the output is zeros."""
+    program = launch_program(runtime_mask_module((64, 64), 2, 16, 64, 64))
+    inputs = random_inputs(program, seed=1)
+    assert not inputs["masktab"].any()
+    config = load_config(None)
+    machine = Machine.from_target(config.as_target_dict(), dram_bytes=program.dram_bytes)
+    result, _ = run_with_timing(machine, program, inputs, config)
+    assert not result.outputs["o"].any()
+
+
 def launch_build_times(length: int = 4096, depth: int = 128) -> None:
     """Print the host's build time of a run-time mask's tables (S x S, one shared mask) and the worst-case
     table sizes: the figure docs/isa.md quotes (`python tests/sim/test_launch_masks.py`)."""
@@ -134,12 +159,8 @@ def launch_build_times(length: int = 4096, depth: int = 128) -> None:
 
     from sofa_compiler.runtime import stage_launch_mask
 
-    text = runtime_mask_module((length, length), 1, depth, length, length)
-    ctx = sofa_context()
-    module = Parser(ctx, text).parse_module()
-    CoordinatedTilingPass(keep=1.0).apply(ctx, module)  # the tile the pass chooses
-    LowerToIsaPass().apply(ctx, module)
-    program = ir_to_program(next(op for op in module.walk() if isinstance(op, ProgramOp)))
+    # The tile the tiling pass chooses.
+    program = launch_program(runtime_mask_module((length, length), 1, depth, length, length), TILING_CHOSEN)
     sizes = {symbol.name: symbol.size for symbol in program.symbols}
     masks = {
         "bigbird 10%": bigbird(length, 64, 0.10),
