@@ -60,6 +60,7 @@ from dialects.sofa import (
     SparsityAttr,
     SufaOp,
     TargetAttr,
+    TileMaskAttr,
     TilingAttr,
     WkToLzOp,
     far_problem,
@@ -68,8 +69,15 @@ from dialects.sofa import (
     sphere_radius,
     tile_problem,
 )
-from passes.mask_model import MaskPlan
-from passes.masked_attention import TILE_MASK_ATTRIBUTE, combined_mask, constant_mask, mask_problem, plan_op_mask
+from passes.masked_attention import (
+    TILE_MASK_ATTRIBUTE,
+    combined_mask,
+    constant_mask,
+    launch_mask_attr,
+    mask_heads,
+    mask_problem,
+    plan_op_mask,
+)
 from passes.tile_plan import AttentionShape, PlanError, choose_tile, plan_separate_sram, plan_sram, query_lanes
 
 TARGET_ATTRIBUTE = "sofa.target"
@@ -183,8 +191,8 @@ class TileAttention(RewritePattern):
             plan_sram(self.target, shape, tile)
         except PlanError as error:
             raise DiagnosticException(f"cannot tile {op.name} for this target: {error}") from error
-        mask_plan = self.plan_mask(op, shape, tile)
-        lanes = mask_plan.tile_mask.lanes if mask_plan is not None else 0
+        mask_attr = self.mask_attr(op, shape, tile)
+        lanes = mask_attr.lanes.data if mask_attr is not None else 0
         tiling = make_tiling(self.target, shape, tile, lanes)
         sparsity = SparsityAttr(keep, tile, radius, self.predictor, far)
         rows = [shape.batch, shape.q_heads, shape.q_len]
@@ -197,20 +205,21 @@ class TileAttention(RewritePattern):
             predictor_input = prediction[-1].results[0]
         score = _score_op(self.predictor, op.q, predictor_input, scores_type, tiling)
         stages = _select_and_attend(op, score, sparsity, index_type, tiling)
-        if mask_plan is not None:
-            stages[1].attributes[TILE_MASK_ATTRIBUTE] = mask_plan.attr()
+        if mask_attr is not None:
+            stages[1].attributes[TILE_MASK_ATTRIBUTE] = mask_attr
         rewriter.replace(op, [*prediction, *stages])
 
-    def plan_mask(self, op: AttentionOp, shape: AttentionShape, tile: int) -> MaskPlan | None:
-        """The format and mapping of a general mask (None without one)."""
+    def mask_attr(self, op: AttentionOp, shape: AttentionShape, tile: int) -> TileMaskAttr | None:
+        """The format and mapping of a general mask (None without one); a run-time mask's are fixed (`launch`)."""
         if op.mask is None:
             return None
         if shape.far < PLAIN_SADS:
             raise DiagnosticException(f"{op.name}: budgeted SADS (far < 1) is not built for general masks yet")
         mask = constant_mask(op.mask)
-        assert mask is not None, "host_reason keeps run-time masks on the host"
+        if mask is None:
+            return launch_mask_attr(self.target, shape, tile, mask_heads(op.mask))
         visible = combined_mask(mask, shape.causal, shape.q_len, shape.kv_len)
-        return plan_op_mask(self.target, shape, tile, visible)
+        return plan_op_mask(self.target, shape, tile, visible).attr()
 
     def rewrite_separate(
         self, op: AttentionOp, rewriter: PatternRewriter, shape: AttentionShape, requested_tile: int, radius: float

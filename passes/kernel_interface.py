@@ -16,6 +16,10 @@ operand). Layouts, with ``Pq``/``Pk`` the padded query/key lengths and
     wk, wv   [Hkv*(H+1), d|dv]   f32             per KV head: W rows, then the bias row
     o        [B*Hq*Pq, dv]       f16             the output
 
+A kernel for a mask computed at run time (`KernelInterface.launch_mask`) also takes the mask as its
+last operand; its private ``masktab`` / ``maskbits`` are then inputs the host builds at launch
+(``sofa_compiler.runtime.stage_launch_mask``), described by the constant ``maskgeom``.
+
 Q, K, V and O are the datapath's element (`numerics.DATAPATH`, fp16); only the
 fp32 rows of on-chip K/V generation are `numerics.ACCUMULATOR`. The symbols are
 laid out in this order, each aligned to `DRAM_ALIGN` bytes.
@@ -60,9 +64,12 @@ class Symbol(StrEnum):
     """A general mask's index lists: per query tile, the KV tiles to visit (kernel-private, constant)."""
     MASK_BITS = "maskbits"
     """A general mask's tile bitmaps (kernel-private, constant)."""
+    MASK_GEOMETRY = "maskgeom"
+    """A run-time mask's kernel: what the host needs to build `MASK_TABLE` and `MASK_BITS` at launch
+    (`lower_to_isa.masked.LaunchGeometry`; constant). Those two are then inputs, sized for the worst case."""
 
 
-PRIVATE_SYMBOLS = frozenset({Symbol.NEEDED, Symbol.AHAT, Symbol.MASK_TABLE, Symbol.MASK_BITS})
+PRIVATE_SYMBOLS = frozenset({Symbol.NEEDED, Symbol.AHAT, Symbol.MASK_TABLE, Symbol.MASK_BITS, Symbol.MASK_GEOMETRY})
 """Symbols a kernel keeps for itself beyond its interface (placed after it); the host never sees them."""
 
 
@@ -83,6 +90,8 @@ class Operand(StrEnum):
     K = "k"
     V = "v"
     X = "x"
+    MASK = "mask"
+    """A boolean mask computed at run time (its kernel's index lists and bitmaps are built at launch)."""
 
 
 class Staging(Enum):
@@ -125,6 +134,8 @@ class KernelInterface:
     """The DRAM symbols and `sofa.kernel_call` operands of one kernel kind."""
 
     kind: KernelKind
+    launch_mask: bool = False
+    """The kernel takes a run-time mask last; the host builds its `Symbol.MASK_TABLE` and `Symbol.MASK_BITS`."""
 
     @property
     def on_demand(self) -> bool:
@@ -136,12 +147,14 @@ class KernelInterface:
 
     @property
     def operands(self) -> tuple[Operand, ...]:
-        """The `sofa.kernel_call` operands, in order: Q, then K and V unless generated, then X on demand."""
+        """The `sofa.kernel_call` operands, in order: Q, then K and V unless generated, then X on demand, then
+        a run-time mask."""
+        mask = (Operand.MASK,) if self.launch_mask else ()
         if self.generates:
-            return (Operand.Q, Operand.X)
+            return (Operand.Q, Operand.X, *mask)
         if self.on_demand:
-            return (Operand.Q, Operand.K, Operand.V, Operand.X)
-        return (Operand.Q, Operand.K, Operand.V)
+            return (Operand.Q, Operand.K, Operand.V, Operand.X, *mask)
+        return (Operand.Q, Operand.K, Operand.V, *mask)
 
     def symbols(self) -> tuple[SymbolSpec, ...]:
         """Every symbol in layout order (kernel-private symbols excepted)."""
@@ -206,8 +219,9 @@ class KernelInterface:
         `ValueError` if it matches no kernel kind."""
         private = {symbol.value for symbol in PRIVATE_SYMBOLS}
         found = {name: kind for name, kind in symbols.items() if name not in private}
+        launch_mask = symbols.get(Symbol.MASK_TABLE.value) == SymbolKind.INPUT.value
         for kind in KernelKind:
-            interface = cls(kind)
+            interface = cls(kind, launch_mask)
             if found == {spec.name.value: spec.kind.value for spec in interface.symbols()}:
                 return interface
         raise ValueError(f"the program's DRAM symbols ({', '.join(sorted(found))}) match no attention kernel")

@@ -56,32 +56,38 @@ class MaskPlan:
     """The chosen candidate, its tile structure, and every candidate the model priced (best first)."""
 
     chosen: MaskCandidate
-    tile_mask: TileMask
+    tile_masks: tuple[TileMask, ...]
+    """One per distinct mask (several where the mask differs per batch or head), for the chosen mapping."""
     band: BandMask | None
     ranked: tuple[MaskCandidate, ...]
 
+    @property
+    def tile_mask(self) -> TileMask:
+        return self.tile_masks[0]
+
     def attr(self) -> TileMaskAttr:
-        """The `#sofa.tile_mask` that shows this plan in the IR."""
+        """The `#sofa.tile_mask` that shows this plan in the IR (several masks: summed counts, mean densities)."""
         tm, band = self.tile_mask, self.band
         band_values = (band.left, band.right, band.offset, band.dilation) if self.chosen.format == "closed" else ()
         assert band is not None or not band_values
+        density = np.mean([each.density for each in self.tile_masks], axis=0)
         return TileMaskAttr(
             self.chosen.format,
             self.chosen.mapping,
             tm.lanes,
             tm.tile,
             self.chosen.steps,
-            tm.partial_count,
+            sum(each.partial_count for each in self.tile_masks),
             band_values,
-            tm.density.tolist(),
+            density.tolist(),
         )
 
 
 def _candidates(
-    target: TargetAttr, shape: AttentionShape, tm: TileMask, mapping: str, closed: bool
+    target: TargetAttr, shape: AttentionShape, tm: TileMask, mapping: str, closed: bool, heads: float
 ) -> list[MaskCandidate]:
+    """Each format's figures for `heads` (query head, batch) pairs that apply `tm`'s mask."""
     lanes, tile = tm.lanes, tm.tile
-    heads = shape.batch * shape.q_heads
     query_tiles = tm.query_tiles
     # Per query tile: Q twice (SU-FA's and DLZS's copy) and O.
     query_bytes = lanes * (2 * shape.depth + shape.v_depth) * DATAPATH.nbytes
@@ -92,11 +98,26 @@ def _candidates(
     options.append(("bitmap", query_tiles * tm.kv_tiles, bitmap, 0))
     out = []
     for format_name, steps, step_bitmap, entry in options:
-        step = step_estimate(target, shape, tile, lanes, step_bitmap + entry)
+        # The fraction of a visited tile's pairs the mask keeps (SADS and SU-FA work only on those).
+        kept = min(1.0, tm.overall_density * query_tiles * tm.kv_tiles / steps) if steps else 1.0
+        step = step_estimate(target, shape, tile, lanes, step_bitmap + entry, kept)
         list_bytes = query_tiles * entry
         dram = heads * (steps * step.dram_bytes + query_tiles * query_bytes + list_bytes)
-        out.append(MaskCandidate(format_name, mapping, lanes, steps, heads * steps * step.cycles, dram))
+        out.append(MaskCandidate(format_name, mapping, lanes, steps, heads * steps * step.cycles, round(dram)))
     return out
+
+
+def _summed(candidates: list[list[MaskCandidate]]) -> list[MaskCandidate]:
+    """Per format, the figures of several masks' candidates added up."""
+    return [
+        replace(
+            group[0],
+            steps=sum(c.steps for c in group),
+            cycles=sum(c.cycles for c in group),
+            dram_bytes=sum(c.dram_bytes for c in group),
+        )
+        for group in zip(*candidates, strict=True)
+    ]
 
 
 def _order(candidate: MaskCandidate) -> tuple[float, int, int, int]:
@@ -115,25 +136,28 @@ def plan_mask(
     mask: np.ndarray | None = None,
     band: BandMask | None = None,
     mappings: tuple[str, ...] = MASK_MAPPINGS,
+    masks: tuple[np.ndarray, ...] = (),
 ) -> MaskPlan:
-    """Choose the format and mapping of one layer's mask: a boolean ``[Sq, Skv]`` `mask` or a closed-form `band`."""
-    if (mask is None) == (band is None):
-        raise ValueError("plan_mask needs exactly one of a mask array and a band")
+    """Choose the format and mapping of one layer's mask: a boolean ``[Sq, Skv]`` `mask`, a closed-form `band`,
+    or `masks`, one per (batch, head) group where the mask differs between them (no closed form then)."""
+    masks = masks or (() if mask is None else (mask,))
+    if bool(masks) == (band is not None):
+        raise ValueError("plan_mask needs exactly one of mask arrays and a band")
     block_lanes = query_lanes(target, shape.q_len)
     lanes_of = {"block": block_lanes, "row": max(1, block_lanes // ROW_LANES_DIVISOR)}
-    structures: dict[str, TileMask] = {}
+    heads = shape.batch * shape.q_heads / max(1, len(masks))
+    structures: dict[str, tuple[TileMask, ...]] = {}
     ranked: list[MaskCandidate] = []
     for mapping in mappings:
         lanes = lanes_of[mapping]
         if mapping == "row" and lanes == block_lanes:
             continue
         if band is not None:
-            tm = tile_mask_of_band(band, shape.q_len, shape.kv_len, lanes, tile)
+            tms = (tile_mask_of_band(band, shape.q_len, shape.kv_len, lanes, tile),)
         else:
-            assert mask is not None
-            tm = tile_mask_of_array(mask, lanes, tile)
-        structures[mapping] = tm
-        ranked += _candidates(target, shape, tm, mapping, band is not None)
+            tms = tuple(tile_mask_of_array(each, lanes, tile) for each in masks)
+        structures[mapping] = tms
+        ranked += _summed([_candidates(target, shape, tm, mapping, band is not None, heads) for tm in tms])
     ranked.sort(key=_order)
     best = ranked[0]
     return MaskPlan(best, structures[best.mapping], band, tuple(ranked))

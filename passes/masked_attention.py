@@ -6,9 +6,15 @@ interpreter defines. The tiling pass also plans the mask (`mask_model.plan_mask`
 mapping) and shows the plan as a `#sofa.tile_mask` on the `sofa.sads` op, which the lowering reads
 (`MaskedAttention.of`) to emit the kernel's KV-tile index lists and bitmaps.
 
-The mask must be known when the program is built: a `host.constant` (the front end folds masks
-built from shapes and constants). A mask computed at run time from model inputs would need its
-description built at launch: such masks stay on the host (`RUNTIME_MASK_REASON`).
+A mask known when the program is built is a `host.constant` (the front end folds masks built from
+shapes and constants): its lists and bitmaps are constants of the program. A boolean mask computed at
+run time from model inputs (an ``attn_mask`` graph input) gets a kernel of format ``launch``
+(`launch_mask_attr`): its lists and bitmaps are inputs sized for the worst case, which the host builds
+at launch from the actual mask (`lower_to_isa.masked.launch_tables`). The host holds the mask when the
+call starts, and one pass over it is O(Sq * Skv) numpy work (`tile_mask_of_array`); shipping the mask
+to the chip to build the lists there would cost its DRAM bytes and a kernel phase the ISA (no branches)
+could only do by visiting every tile. An additive (float) mask computed at run time may hold a bias
+(finite non-zero entries), which SADS cannot rank with: it stays on the host (`RUNTIME_MASK_REASON`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from xdsl.dialects.builtin import DenseResourceAttr
+from xdsl.dialects.builtin import DenseResourceAttr, i1
 from xdsl.ir import SSAValue
 
 from dialects.host import ConstantOp
@@ -24,14 +30,14 @@ from dialects.numerics import (
     BandMask,
     MaskError,
     TileMask,
-    boolean_mask,
+    boolean_masks,
     detect_band,
     tile_mask_of_array,
     tile_mask_of_band,
 )
 from dialects.sofa import AttentionOp, SadsOp, TargetAttr, TileMaskAttr
 from passes.mask_model import MaskPlan, plan_mask
-from passes.tile_plan import AttentionShape
+from passes.tile_plan import AttentionShape, query_lanes
 
 TILE_MASK_ATTRIBUTE = "sofa.tile_mask"
 """The `sofa.sads` attribute holding the mask's `#sofa.tile_mask` (set by the tiling pass, read by the lowering)."""
@@ -46,11 +52,24 @@ def constant_mask(value: SSAValue) -> np.ndarray | None:
 
 
 def combined_mask(mask: np.ndarray, causal: bool, q_len: int, kv_len: int) -> np.ndarray:
-    """The boolean ``[Sq, Skv]`` mask an attention applies: its mask, and the causal flag (upper-left)."""
-    visible = np.broadcast_to(boolean_mask(mask), (q_len, kv_len))
+    """The boolean ``[B', H', Sq, Skv]`` masks an attention applies: its mask (B', H' = 1 where it
+    broadcasts over batch or heads), and the causal flag (upper-left)."""
+    masks = boolean_masks(mask)
+    visible = np.broadcast_to(masks, (*masks.shape[:2], q_len, kv_len))
     if causal:
         visible = visible & np.tri(q_len, kv_len, dtype=bool)
     return np.ascontiguousarray(visible)
+
+
+def mask_heads(value: SSAValue) -> tuple[int, int]:
+    """(B', H') of a mask value's type: its batch and head extents as a rank-4 mask (1 where it broadcasts)."""
+    shape = list(value.type.get_shape())  # pyright: ignore[reportAttributeAccessIssue]
+    padded = [1] * (4 - len(shape)) + shape
+    return padded[0], padded[1]
+
+
+def is_boolean(value: SSAValue) -> bool:
+    return value.type.get_element_type() == i1  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def mask_problem(op: AttentionOp) -> str | None:
@@ -58,35 +77,56 @@ def mask_problem(op: AttentionOp) -> str | None:
     assert op.mask is not None
     mask = constant_mask(op.mask)
     if mask is None:
-        return RUNTIME_MASK_REASON
+        rank = len(op.mask.type.get_shape())  # pyright: ignore[reportAttributeAccessIssue]
+        if rank > 4:
+            return f"this mask runs on the host: a mask has rank at most 4, got rank {rank}"
+        return None if is_boolean(op.mask) else RUNTIME_MASK_REASON
     try:
-        boolean_mask(mask)
+        boolean_masks(mask)
     except MaskError as error:
         return f"this mask runs on the host: {error}"
     return None
 
 
 RUNTIME_MASK_REASON = (
-    "general attention masks run on the host when they are computed at run time "
-    "(the accelerator takes causal, padding and compile-time masks)"
+    "additive attention masks computed at run time run on the host: they may hold a bias (entries other than "
+    "0 and -inf); the accelerator takes causal, padding, compile-time and run-time boolean masks"
 )
-"""The `sofa.host_reason` of an attention whose general mask is not a compile-time constant."""
+"""The `sofa.host_reason` of an attention whose additive (float) mask is not a compile-time constant."""
+
+LAUNCH_FORMAT = "launch"
+"""The `#sofa.tile_mask` format of a run-time mask: index lists and bitmaps built by the host at launch."""
 
 
-def plan_op_mask(target: TargetAttr, shape: AttentionShape, tile: int, mask: np.ndarray) -> MaskPlan:
-    """Plan a combined boolean mask: closed form when it is a band, else its tile structure."""
-    band = detect_band(mask)
+def launch_mask_attr(target: TargetAttr, shape: AttentionShape, tile: int, heads: tuple[int, int]) -> TileMaskAttr:
+    """The description of a run-time mask: block mapping, every tile counted as visited and partial (the
+    worst case its inputs are sized for); no densities, since the mask is not known yet."""
+    lanes = query_lanes(target, shape.q_len)
+    tiles = -(-shape.q_len // lanes) * -(-shape.kv_len // tile)
+    walks = 1 if heads == (1, 1) else shape.batch * shape.q_heads
+    return TileMaskAttr(LAUNCH_FORMAT, "block", lanes, tile, walks * tiles, walks * tiles, (), ())
+
+
+def plan_op_mask(target: TargetAttr, shape: AttentionShape, tile: int, masks: np.ndarray) -> MaskPlan:
+    """Plan combined boolean masks ``[B', H', Sq, Skv]``: closed form when one mask is a band, else the
+    tile structure of each."""
+    if masks.shape[:2] != (1, 1):
+        return plan_mask(target, shape, tile, masks=tuple(masks.reshape(-1, *masks.shape[2:])))
+    band = detect_band(masks[0, 0])
     if band is not None:
         return plan_mask(target, shape, tile, band=band)
-    return plan_mask(target, shape, tile, mask=mask)
+    return plan_mask(target, shape, tile, mask=masks[0, 0])
 
 
 @dataclass(frozen=True)
 class MaskedAttention:
-    """What the lowering needs of a masked, tiled attention: the plan's attribute and the boolean mask."""
+    """What the lowering needs of a masked, tiled attention: the plan's attribute, the mask's extents
+    (B', H') (1 where the mask is the same for every batch element or head) and, when known at compile
+    time, the boolean masks ``[B', H', Sq, Skv]`` (None: a run-time mask, built into tables at launch)."""
 
     attr: TileMaskAttr
-    mask: np.ndarray
+    heads: tuple[int, int]
+    mask: np.ndarray | None
 
     @staticmethod
     def of(select: SadsOp) -> MaskedAttention | None:
@@ -97,21 +137,39 @@ class MaskedAttention:
         if not isinstance(attr, TileMaskAttr):
             raise MaskError(f"a masked sofa.sads needs a {TILE_MASK_ATTRIBUTE} (run sofa-coordinated-tiling)")
         mask = constant_mask(select.mask)
+        heads = mask_heads(select.mask)
         if mask is None:
-            raise MaskError(RUNTIME_MASK_REASON)
+            if attr.format_name != LAUNCH_FORMAT or not is_boolean(select.mask):
+                raise MaskError(f"a run-time mask must be boolean, with a {LAUNCH_FORMAT} {TILE_MASK_ATTRIBUTE}")
+            return MaskedAttention(attr, heads, None)
         _, _, q_len, kv_len = select.scores.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
-        return MaskedAttention(attr, combined_mask(mask, select.causal is not None, q_len, kv_len))
+        return MaskedAttention(attr, heads, combined_mask(mask, select.causal is not None, q_len, kv_len))
 
     @property
     def band(self) -> BandMask | None:
         values = self.attr.band_values
         return BandMask(*values) if values else None
 
-    def tile_mask(self) -> TileMask:
-        """The tile structure for the attribute's query and KV tiles."""
+    @property
+    def shared(self) -> bool:
+        """One mask for every batch element and head."""
+        return self.heads == (1, 1)
+
+    @property
+    def at_launch(self) -> bool:
+        """A run-time mask: its tables are built by the host at launch."""
+        return self.mask is None
+
+    def head_mask(self, batch: int, head: int) -> np.ndarray:
+        """The ``[Sq, Skv]`` mask of (batch element, query head)."""
+        assert self.mask is not None
+        return self.mask[batch if self.mask.shape[0] > 1 else 0, head if self.mask.shape[1] > 1 else 0]
+
+    def tile_mask(self, batch: int = 0, head: int = 0) -> TileMask:
+        """The tile structure of one (batch element, query head)'s mask for the attribute's tiles."""
         lanes, tile = self.attr.lanes.data, self.attr.tile.data
-        q_len, kv_len = self.mask.shape
+        q_len, kv_len = self.mask.shape[2:]
         band = self.band
         if band is not None:
             return tile_mask_of_band(band, q_len, kv_len, lanes, tile)
-        return tile_mask_of_array(self.mask, lanes, tile)
+        return tile_mask_of_array(self.head_mask(batch, head), lanes, tile)

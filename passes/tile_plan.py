@@ -234,12 +234,18 @@ class StepEstimate:
 
 
 def step_estimate(
-    target: TargetAttr, shape: AttentionShape, tile: int, lanes: int | None = None, extra_bytes: int = 0
+    target: TargetAttr,
+    shape: AttentionShape,
+    tile: int,
+    lanes: int | None = None,
+    extra_bytes: int = 0,
+    kept: float = 1.0,
 ) -> StepEstimate:
     """One tile step: its slowest pipeline stage plus a share of the DMA latency, and its DRAM reads.
 
     `lanes` defaults to `query_lanes`; `extra_bytes` are loaded per step besides K-hat and the
-    selected K/V rows (a mask bitmap and its index-list entry).
+    selected K/V rows (a mask bitmap and its index-list entry); `kept` is the fraction of the
+    tile's (query, key) pairs a mask keeps: SADS sorts, and SU-FA attends to, only those.
     """
     lanes = query_lanes(target, shape.q_len) if lanes is None else lanes
     m = keep_count(shape.keep, tile)
@@ -249,8 +255,9 @@ def step_estimate(
     dlzs_pes = target.dlzs_rows.data * target.dlzs_cols.data
     dlzs = lanes * tile * d / dlzs_pes
     passes = math.ceil(m / target.sads_outputs_per_round.data)
-    sads = passes * math.ceil(tile / target.sads_inputs_per_round.data) * lanes / target.sads_cores.data
-    sufa = lanes * m * (d + dv) / (target.sufa_rows.data * target.sufa_cols.data)
+    sorted_keys = math.ceil(kept * tile)
+    sads = passes * math.ceil(sorted_keys / target.sads_inputs_per_round.data) * lanes / target.sads_cores.data
+    sufa = lanes * min(m, sorted_keys) * (d + dv) / (target.sufa_rows.data * target.sufa_cols.data)
     selected_rows = min(tile, lanes * m)
     dram_bytes = tile * d * 2 + selected_rows * (d + dv) * DATAPATH.nbytes + extra_bytes
     step = max(dlzs, sads, sufa, dram_bytes / bytes_per_cycle) + latency / KV_BUFFER_SETS

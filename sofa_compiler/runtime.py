@@ -11,6 +11,7 @@ the logical shape and widened to fp32 (the host casts it to the model's type).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +20,11 @@ import numpy as np
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 
 from dialects import numerics
+from dialects.numerics import MaskError
 from dialects.sofa import KernelCallOp
 from dialects.sofa_isa import ProgramOp
 from passes.kernel_interface import KernelInterface, Operand, Staging, Symbol
+from passes.lower_to_isa.masked import LaunchGeometry, launch_tables
 from sofa_compiler.interpreters.sofa import as_array
 from sofa_compiler.interpreters.sofa_isa import run_ir
 from sofa_compiler.isa.container import Program
@@ -126,6 +129,42 @@ def stage_attention_inputs(
     return staged
 
 
+def stage_launch_mask(
+    program: Program, mask: np.ndarray | None, q_shape: tuple[int, ...], kv_len: int
+) -> LaunchStaging:
+    """A run-time mask's index lists and bitmaps, built on the host from the actual mask
+    (`lower_to_isa.masked.launch_tables`) and padded to the kernel's worst-case symbols."""
+    if mask is None:
+        raise KernelError("this kernel takes a run-time mask: pass it as its last operand")
+    batch, q_heads, q_len, _ = q_shape
+    address = program.symbol(Symbol.MASK_GEOMETRY.value).address
+    data = next(segment.data for segment in program.segments if segment.address == address)
+    geometry = LaunchGeometry.of_words(np.frombuffer(data, "<i4"))
+    start = time.perf_counter()
+    try:
+        tables = launch_tables(geometry, np.asarray(mask), batch, q_heads, q_len, kv_len)
+    except MaskError as error:
+        raise KernelError(f"cannot run this mask on the accelerator: {error}") from None
+    seconds = time.perf_counter() - start
+    staged = {}
+    for symbol, values in ((Symbol.MASK_TABLE, tables.words), (Symbol.MASK_BITS, tables.bitmaps)):
+        declared = program.symbol(symbol.value)
+        padded = np.zeros(declared.shape, values.dtype)
+        if values.size > padded.size:
+            raise KernelError(f"the mask's {symbol.value} ({values.size} entries) exceeds the kernel's worst case")
+        padded.reshape(-1)[: values.size] = values
+        staged[symbol.value] = padded
+    return LaunchStaging(staged, seconds)
+
+
+@dataclass(frozen=True)
+class LaunchStaging:
+    """A run-time mask's staged tables and the host time spent building them (reported, not hidden)."""
+
+    inputs: dict[str, np.ndarray]
+    seconds: float
+
+
 def unstage_attention_output(program: Program, o: np.ndarray, q_shape: tuple[int, ...]) -> np.ndarray:
     batch, heads, length, _ = q_shape
     padded_q = program.symbol(Symbol.Q.value).shape[0] // (batch * heads)
@@ -139,6 +178,8 @@ class KernelRun:
     kernel: str
     timing: TimingResult
     report: Report
+    mask_build_seconds: float = 0.0
+    """Host time spent building a run-time mask's index lists and bitmaps at launch (0 without one)."""
 
 
 @dataclass
@@ -159,7 +200,8 @@ class KernelRunner:
     """Keep every event and its schedule in each run's `timing` (for traces); otherwise only the totals."""
 
     def call(self, name: str, q: np.ndarray, *tensors: np.ndarray) -> np.ndarray:
-        """Run kernel `name` on Q and its other operands: K, V (and X on demand), or X alone when it generates K/V."""
+        """Run kernel `name` on Q and its other operands: K, V (and X on demand), or X alone when it generates K/V,
+        then a run-time mask where the kernel takes one."""
         if name not in self.programs:
             raise KernelError(f"no kernel named '{name}' (kernels: {', '.join(self.programs) or 'none'})")
         program = self.programs[name]
@@ -170,6 +212,11 @@ class KernelRunner:
         k, v, x = given.get("k"), given.get("v"), given.get("x")
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
         inputs = self.stage(name, program, (q, k, v, x))
+        launch = None
+        if kernel_interface(program).launch_mask:
+            assert k is not None  # masked kernels read host-given K (stage_attention_inputs checked)
+            launch = stage_launch_mask(program, given.get("mask"), q.shape, k.shape[2])
+            inputs.update(launch.inputs)
         progress = self.progress
         if progress is not None:
             progress.kernel(f"{name} (call {len(self.runs) + 1})")
@@ -187,7 +234,8 @@ class KernelRunner:
                 result = run_ir(self.ir_programs[name], inputs, machine, self.config.config_hash(),
                                 self.max_instructions, schedule.add)  # fmt: skip
                 timing = schedule.finish()
-        self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak)))
+        seconds = launch.seconds if launch is not None else 0.0
+        self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak), seconds))
         if self.timeline is not None:
             self.timeline.kernel(name, timing)
         return unstage_attention_output(program, result.outputs[Symbol.OUT.value], q.shape)

@@ -200,19 +200,16 @@ def _add_byte_lanes(words: np.ndarray) -> np.ndarray:
     return ((pairs * np.uint64(0x0001000100010001)) >> np.uint64(48)).astype(np.int64)
 
 
-def boolean_mask(mask: np.ndarray) -> np.ndarray:
-    """A mask as booleans ``[Sq, Skv]`` (keep where true): boolean as is, additive ``-inf`` entries hidden.
+def boolean_masks(mask: np.ndarray) -> np.ndarray:
+    """A mask as booleans ``[B', H', Sq, Skv]`` (keep where true; B' and H' are 1 where it broadcasts).
 
-    Leading dimensions of size 1 are dropped. `MaskError` for masks that differ per batch or head,
-    or additive masks with finite non-zero entries (a bias, not a mask).
+    `MaskError` for additive masks with finite non-zero entries (a bias, not a mask), other dtypes,
+    or a rank above 4.
     """
     mask = np.asarray(mask)
-    while mask.ndim > 2 and mask.shape[0] == 1:
-        mask = mask[0]
-    if mask.ndim == 1:
-        mask = mask[None, :]
-    if mask.ndim != 2:
-        raise MaskError(f"the mask must be the same for every batch and head (shape {list(np.shape(mask))})")
+    if mask.ndim > 4:
+        raise MaskError(f"a mask has rank at most 4, got shape {list(mask.shape)}")
+    mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
     if mask.dtype == np.bool_:
         return mask
     if not np.issubdtype(mask.dtype, np.floating):
@@ -221,6 +218,18 @@ def boolean_mask(mask: np.ndarray) -> np.ndarray:
     if np.isnan(mask).any() or np.any(mask[~hidden] != 0):
         raise MaskError("an additive mask with entries other than 0 and -inf is a bias, not a mask")
     return ~hidden
+
+
+def boolean_mask(mask: np.ndarray) -> np.ndarray:
+    """A mask as booleans ``[Sq, Skv]`` (keep where true): boolean as is, additive ``-inf`` entries hidden.
+
+    Leading dimensions of size 1 are dropped. `MaskError` for masks that differ per batch or head,
+    and as `boolean_masks`.
+    """
+    masks = boolean_masks(mask)
+    if masks.shape[:2] != (1, 1):
+        raise MaskError(f"the mask must be the same for every batch and head (shape {list(np.shape(mask))})")
+    return masks[0, 0]
 
 
 def tile_mask_of_array(mask: np.ndarray, lanes: int, tile: int) -> TileMask:

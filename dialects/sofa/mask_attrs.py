@@ -5,7 +5,9 @@ partial = 4, band = [], density = [0.5, 0.25]>``:
 
 * ``format``: how the kernel reads the mask (`MASK_FORMATS`): ``closed`` (a band computed on chip from
   ``band``, no mask bytes), ``bsr`` (per query tile an index list of the non-empty KV tiles, a bitmap
-  for each partial one) or ``bitmap`` (every KV tile visited, each with its bitmap);
+  for each partial one), ``bitmap`` (every KV tile visited, each with its bitmap) or ``launch`` (a mask
+  computed at run time: ``bsr`` lists and bitmaps the host builds at launch; ``visited`` and ``partial``
+  are the worst case its inputs are sized for, ``density`` is empty);
 * ``mapping``: ``block`` (query tiles of the target's lanes) or ``row`` (narrower query tiles, so that
   thin patterns skip more KV tiles; STOF's row-wise kernels) (`MASK_MAPPINGS`);
 * ``lanes``, ``tile``: the query and KV tile the structure is for;
@@ -26,7 +28,7 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
-MASK_FORMATS = ("closed", "bsr", "bitmap")
+MASK_FORMATS = ("closed", "bsr", "bitmap", "launch")
 MASK_MAPPINGS = ("block", "row")
 _SCALARS = ("lanes", "tile", "visited", "partial")
 _KEYS = ("format", "mapping", *_SCALARS, "band", "density")

@@ -106,6 +106,9 @@ class TiledGroup:
         if operand is Operand.X:
             assert self.key is not None
             return self.key.x
+        if operand is Operand.MASK:
+            assert self.select.mask is not None
+            return self.select.mask
         return {Operand.Q: self.sufa.q, Operand.K: self.sufa.k, Operand.V: self.sufa.v}[operand]
 
 

@@ -10,7 +10,8 @@ The ISA has no branches, so the kernel does not test and skip tiles: it walks a 
     loopr rounds { G x (tload entry; tile step) }
     G - 1 x (tload c_j; loopr c_j { tload entry; tile step j })
 
-The lists are the same for every head (the mask is), so the walk restarts at each query head. Formats
+A mask shared by every head restarts the walk at each query head; where the mask differs per batch
+element or head, the lists of every (batch element, query head) follow one another in loop order. Formats
 (`#sofa.tile_mask`, chosen by `mask_model`):
 
 * ``closed``: SADS evaluates the band on chip (`sads.band`); no bitmaps;
@@ -26,26 +27,27 @@ attention, and a row whose keys are all masked gives zeros (`numerics.sufa_finis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 from xdsl.dialects.builtin import ArrayAttr
 
-from dialects.numerics import TileMask, tile_bitmap
+from dialects.numerics import MaskError, TileMask, boolean_masks, tile_bitmap, tile_mask_of_array
 from dialects.numerics.tile_masks import array_block
 from dialects.sofa_isa import SegmentAttr
-from passes.kernel_interface import Symbol, SymbolKind
+from passes.kernel_interface import KernelInterface, KernelKind, Symbol, SymbolKind
 from passes.lower_to_isa.coordinated import CoordinatedKernel
 from passes.lower_to_isa.emitter import LoadQueue
 from passes.lower_to_isa.kernel import TileBuffers
 from passes.lower_to_isa.registers import CoordinatedReg as CReg
 from passes.lower_to_isa.registers import Reg, Sem
 from passes.mask_model import MASK_ENTRY_BYTES, bitmap_bytes
-from passes.masked_attention import MaskedAttention
-from passes.tile_plan import RegionKind
+from passes.masked_attention import LAUNCH_FORMAT, MaskedAttention
+from passes.tile_plan import KV_BUFFER_SETS, AttentionShape, RegionKind
 
 BAND_FIELD_MAX = (1 << 24) - 1
-"""`sads.band`'s left/right fields: wider sides reach every key of any sequence the ISA's 16-bit key counts allow."""
+"""`sads.band`'s left/right fields (24 bits): a wider side is clipped to it, the same band for sequences of up to
+16M keys."""
 
 WORD = 4
 
@@ -80,16 +82,24 @@ def index_lists(tm: TileMask, group: int, bitmap_offsets: dict[tuple[int, int], 
     return np.asarray(words, dtype="<i4")
 
 
-def partial_bitmaps(tm: TileMask, mask: np.ndarray) -> tuple[np.ndarray, dict[tuple[int, int], int]]:
-    """The bitmaps of `tm`'s partial tiles after an all-ones one (full tiles), identical ones stored once."""
-    lanes, tile = tm.lanes, tm.tile
-    stored = {tile_bitmap(np.ones((lanes, tile), bool)).tobytes(): 0}
-    offsets: dict[tuple[int, int], int] = {}
-    for query_tile in range(tm.query_tiles):
-        for kv_tile in tm.partial_tiles(query_tile).tolist():
-            bits = tile_bitmap(array_block(mask, query_tile, kv_tile, lanes, tile)).tobytes()
-            offsets[query_tile, kv_tile] = stored.setdefault(bits, len(stored) * bitmap_bytes(lanes, tile))
-    return np.frombuffer(b"".join(stored), np.uint8), offsets
+class BitmapStore:
+    """The ``maskbits`` image: an all-ones bitmap (full tiles) first, then each distinct partial tile's bitmap."""
+
+    def __init__(self, lanes: int, tile: int):
+        self.lanes, self.tile = lanes, tile
+        self.stored = {tile_bitmap(np.ones((lanes, tile), bool)).tobytes(): 0}
+
+    def partial_bitmaps(self, tm: TileMask, mask: np.ndarray) -> dict[tuple[int, int], int]:
+        """Store the bitmaps of `tm`'s partial tiles (of the ``[Sq, Skv]`` `mask`); their byte offsets."""
+        offsets: dict[tuple[int, int], int] = {}
+        for query_tile in range(tm.query_tiles):
+            for kv_tile in tm.partial_tiles(query_tile).tolist():
+                bits = tile_bitmap(array_block(mask, query_tile, kv_tile, self.lanes, self.tile)).tobytes()
+                offsets[query_tile, kv_tile] = self.stored.setdefault(bits, len(self.stored) * len(bits))
+        return offsets
+
+    def image(self) -> np.ndarray:
+        return np.frombuffer(b"".join(self.stored), np.uint8)
 
 
 def dense_bitmaps(mask: np.ndarray, lanes: int, tile: int) -> np.ndarray:
@@ -102,12 +112,96 @@ def dense_bitmaps(mask: np.ndarray, lanes: int, tile: int) -> np.ndarray:
     return np.packbits(blocks, axis=3, bitorder="little").reshape(-1)
 
 
+def walk_order(shared: bool, batch: int, q_heads: int) -> list[tuple[int, int]]:
+    """The (batch element, query head) pairs with their own index lists, in the kernel's loop order."""
+    if shared:
+        return [(0, 0)]
+    return [(b, h) for b in range(batch) for h in range(q_heads)]
+
+
+def listed_tables(
+    masks: list[tuple[np.ndarray, TileMask]], lanes: int, tile: int, group: int, depth: int, bitmaps: bool
+) -> MaskTables:
+    """The index lists (and, with `bitmaps`, the partial tiles' bitmaps) of each (batch element, query head)'s
+    ``[Sq, Skv]`` mask and its tile structure, in the kernel's loop order: the lists one after another,
+    the bitmaps shared."""
+    store, words = BitmapStore(lanes, tile), []
+    for mask, tm in masks:
+        offsets = store.partial_bitmaps(tm, mask) if bitmaps else {}
+        words.append(index_lists(tm, group, offsets, depth))
+    return MaskTables(np.concatenate(words), store.image())
+
+
+@dataclass(frozen=True)
+class LaunchGeometry:
+    """What the host needs to build a run-time mask's tables (the ``maskgeom`` words, in this order): the
+    query and KV tile, the kernel's buffer sets per round (`MaskedKernel.group`), the head depth, the causal
+    flag and the mask's batch and head extents (B', H')."""
+
+    lanes: int
+    tile: int
+    group: int
+    depth: int
+    causal: int
+    mask_batch: int
+    mask_heads: int
+
+    def words(self) -> np.ndarray:
+        return np.asarray(astuple(self), "<i4")
+
+    @staticmethod
+    def of_words(words: np.ndarray) -> LaunchGeometry:
+        return LaunchGeometry(*(int(w) for w in np.asarray(words).reshape(-1)))
+
+    def walks(self, batch: int, q_heads: int) -> list[tuple[int, int]]:
+        return walk_order((self.mask_batch, self.mask_heads) == (1, 1), batch, q_heads)
+
+    def worst_case(self, shape: AttentionShape) -> tuple[int, int]:
+        """The table words and bitmap bytes when every tile is non-empty and partial (and no bitmap repeats)."""
+        query_tiles, kv_tiles = -(-shape.q_len // self.lanes), -(-shape.kv_len // self.tile)
+        walks = len(self.walks(shape.batch, shape.q_heads))
+        # Per query tile: the round count, a 4-word entry per tile and a count per leftover slot.
+        words = walks * query_tiles * (MASK_ENTRY_BYTES // WORD * kv_tiles + self.group)
+        bitmaps = (1 + walks * query_tiles * kv_tiles) * bitmap_bytes(self.lanes, self.tile)
+        return words, bitmaps
+
+
+def launch_tables(
+    geometry: LaunchGeometry, mask: np.ndarray, batch: int, q_heads: int, q_len: int, kv_len: int
+) -> MaskTables:
+    """A run-time mask's tables, built by the host at launch from the actual mask (boolean or 0/-inf,
+    broadcastable to ``[B, Hq, Sq, Skv]`` with the compiled extents). `MaskError` for other masks."""
+    masks = boolean_masks(mask)
+    extents = (geometry.mask_batch, geometry.mask_heads, q_len, kv_len)
+    try:
+        if masks.shape[:2] != extents[:2]:
+            raise ValueError
+        visible = np.broadcast_to(masks, extents)
+    except ValueError:
+        raise MaskError(
+            f"the mask has shape {list(np.shape(mask))}; the kernel was compiled for masks of {list(extents)}"
+        ) from None
+    if geometry.causal:
+        visible = visible & np.tri(q_len, kv_len, dtype=bool)
+    heads = []
+    for b, h in geometry.walks(batch, q_heads):
+        head = np.ascontiguousarray(visible[b if extents[0] > 1 else 0, h if extents[1] > 1 else 0])
+        heads.append((head, tile_mask_of_array(head, geometry.lanes, geometry.tile)))
+    return listed_tables(heads, geometry.lanes, geometry.tile, geometry.group, geometry.depth, bitmaps=True)
+
+
 @dataclass(kw_only=True)
 class MaskedKernel(CoordinatedKernel):
     """SOFA's coordinated kernel visiting only the KV tiles a general mask leaves non-empty."""
 
     mask: MaskedAttention
     tables: MaskTables | None = field(default=None, init=False)
+    geometry: LaunchGeometry | None = field(default=None, init=False)
+    """A run-time mask's: what the host needs to build the tables at launch."""
+
+    @property
+    def interface(self) -> KernelInterface:
+        return KernelInterface(KernelKind.PLAIN, launch_mask=self.mask.at_launch)
 
     @property
     def format(self) -> str:
@@ -115,26 +209,54 @@ class MaskedKernel(CoordinatedKernel):
 
     @property
     def uses_bitmaps(self) -> bool:
-        return self.format == "bitmap" or (self.format == "bsr" and self.mask.attr.partial.data > 0)
+        partial = self.mask.attr.partial.data > 0
+        return self.format == "bitmap" or (self.format in ("bsr", LAUNCH_FORMAT) and partial)
 
     @property
     def bitmap_size(self) -> int:
         return bitmap_bytes(self.tiling.lanes.data, self.tiling.tile.data)
 
+    def heads(self) -> list[tuple[int, int]]:
+        """The (batch element, query head) pairs with their own mask, in the kernel's loop order."""
+        return walk_order(self.mask.shared, self.shape.batch, self.shape.q_heads)
+
     def lay_out(self) -> None:
         super().lay_out()
+        if self.mask.at_launch:
+            self.lay_out_launch()
+            return
         lanes, tile = self.tiling.lanes.data, self.tiling.tile.data
+        heads = self.heads()
         if self.format == "bitmap":
-            tables = MaskTables(np.zeros(1, "<i4"), dense_bitmaps(self.mask.mask, lanes, tile))
+            bitmaps = [dense_bitmaps(self.mask.head_mask(b, h), lanes, tile) for b, h in heads]
+            tables = MaskTables(np.zeros(1, "<i4"), np.concatenate(bitmaps))
         else:
-            tm = self.mask.tile_mask()
-            bitmaps, offsets = partial_bitmaps(tm, self.mask.mask) if self.uses_bitmaps else (np.zeros(1, np.uint8), {})
-            tables = MaskTables(index_lists(tm, self.group, offsets, self.shape.depth), bitmaps)
+            masks = [(self.mask.head_mask(b, h), self.mask.tile_mask(b, h)) for b, h in heads]
+            tables = listed_tables(masks, lanes, tile, self.group, self.shape.depth, self.uses_bitmaps)
         self.tables = tables
         self.layout.add(Symbol.MASK_TABLE, (len(tables.words), 1), "i32", SymbolKind.CONST)
         self.layout.add(Symbol.MASK_BITS, (len(tables.bitmaps), 1), "u8", SymbolKind.CONST)
 
+    def lay_out_launch(self) -> None:
+        """A run-time mask: its tables are inputs of the worst case's size; the geometry tells the host how to
+        build them."""
+        geometry = LaunchGeometry(
+            self.tiling.lanes.data,
+            self.tiling.tile.data,
+            self.group,
+            self.shape.depth,
+            int(self.shape.causal),
+            *self.mask.heads,
+        )
+        words, bitmaps = geometry.worst_case(self.shape)
+        self.geometry = geometry
+        self.layout.add(Symbol.MASK_TABLE, (words, 1), "i32", SymbolKind.INPUT)
+        self.layout.add(Symbol.MASK_BITS, (bitmaps, 1), "u8", SymbolKind.INPUT)
+        self.layout.add(Symbol.MASK_GEOMETRY, (len(geometry.words()), 1), "i32", SymbolKind.CONST)
+
     def segments(self) -> ArrayAttr[SegmentAttr]:
+        if self.geometry is not None:
+            return ArrayAttr([SegmentAttr(self.layout.address(Symbol.MASK_GEOMETRY), self.geometry.words().tobytes())])
         assert self.tables is not None
         return ArrayAttr(
             [
@@ -145,11 +267,18 @@ class MaskedKernel(CoordinatedKernel):
 
     # --- the walk ---------------------------------------------------------------
 
-    def emit_head_start(self) -> None:
-        band = self.mask.band
-        self.e.set(Reg.QBASE, band.offset if band is not None and self.format == "closed" else 0)
+    def emit_prologue(self, sets: int = KV_BUFFER_SETS) -> None:
+        super().emit_prologue(sets)
         self.e.set(CReg.MASK_TABLE, 0)
         self.e.set(CReg.MASK_BITMAP, 0)
+
+    def emit_head_start(self) -> None:
+        """A shared mask's lists restart at every query head; per-head masks' lists follow one another."""
+        band = self.mask.band
+        self.e.set(Reg.QBASE, band.offset if band is not None and self.format == "closed" else 0)
+        if self.mask.shared:
+            self.e.set(CReg.MASK_TABLE, 0)
+            self.e.set(CReg.MASK_BITMAP, 0)
 
     def emit_query_tiles(self) -> None:
         """Every query tile runs the same code: what differs is in its index list."""

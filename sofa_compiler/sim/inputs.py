@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
+from passes.kernel_interface import Symbol
 from sofa_compiler.files import NpzError, read_npz
 from sofa_compiler.isa.container import Program
 from sofa_compiler.sim.limits import check_tensor
@@ -29,14 +30,21 @@ def load_inputs(path: str | Path) -> dict[str, np.ndarray]:
         raise SimError(str(error)) from error
 
 
+LAUNCH_TABLES = frozenset({Symbol.MASK_TABLE.value, Symbol.MASK_BITS.value})
+"""Inputs the host builds at launch from a run-time mask: random words would be no valid index list, so random
+inputs hold zeros there (every query tile visits no KV tile: every key masked, a zero output)."""
+
+
 def random_inputs(program: Program, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic random inputs for every input symbol (floats N(0,1), ints small)."""
+    """Deterministic random inputs for every input symbol (floats N(0,1), ints small; `LAUNCH_TABLES` zero)."""
     rng = np.random.default_rng(seed)
     out = {}
     for sym in program.symbols:
         if sym.kind != "input":
             continue
-        if sym.np_dtype.kind == "f":
+        if sym.name in LAUNCH_TABLES:
+            out[sym.name] = np.zeros(sym.shape, sym.np_dtype)
+        elif sym.np_dtype.kind == "f":
             out[sym.name] = rng.standard_normal(sym.shape).astype(sym.np_dtype)
         else:
             out[sym.name] = rng.integers(-8, 8, sym.shape).astype(sym.np_dtype)

@@ -24,9 +24,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx.backend.test.case.test_case import TestCase
+from xdsl.dialects.builtin import i1
 
 import sofa_compiler
 from dialects.sofa import AttentionOp
+from passes.masked_attention import RUNTIME_MASK_REASON
 from sofa_compiler.frontend.importer import import_model
 
 KNOWN: dict[str, str] = {}
@@ -129,6 +131,12 @@ def run_case(case: TestCase, counts: dict[str, int]) -> None:
     assert (placement.host_reason is None) == bool(compiled.programs), placement.line()
     assert placement.host_reason is not None or placement.kernel in compiled.programs
     assert case.name not in CACHE_ON_ACCELERATOR or compiled.programs, placement.line()
+    if "attn_mask" in names and placement.host_reason == RUNTIME_MASK_REASON:
+        # A mask input keeps attention on the host only as an additive mask computed at run time (maybe a bias);
+        # boolean masks run on the accelerator unless another reason (softcap, qk_matmul output) keeps them.
+        masks = [op.mask for op in compiled.main.walk() if isinstance(op, AttentionOp) and op.mask is not None]
+        assert masks, placement.line()
+        assert all(mask.type.get_element_type() != i1 for mask in masks), placement.line()  # pyright: ignore
     counts["on accelerator" if compiled.programs else "on host"] += 1
 
 

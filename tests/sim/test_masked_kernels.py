@@ -24,17 +24,19 @@ from sofa_compiler.tools.sofa_run_ir import register_kernels, sofa_context
 from tests.fp16_tolerance import assert_fp16_close, fp16
 
 
-def attention_module(mask: np.ndarray, heads: int, depth: int, causal: bool = False) -> str:
-    """One masked `sofa.attention` with a constant boolean mask ``[Sq, Skv]``."""
-    q_len, kv_len = mask.shape
-    q_type, kv_type = f"tensor<1x{heads}x{q_len}x{depth}xf32>", f"tensor<1x{heads}x{kv_len}x{depth}xf32>"
+def attention_module(mask: np.ndarray, heads: int, depth: int, causal: bool = False, batch: int = 1) -> str:
+    """One masked `sofa.attention` with a constant boolean mask ``[..., Sq, Skv]``."""
+    q_len, kv_len = mask.shape[-2:]
+    q_type = f"tensor<{batch}x{heads}x{q_len}x{depth}xf32>"
+    kv_type = f"tensor<{batch}x{heads}x{kv_len}x{depth}xf32>"
+    mask_type = f"tensor<{'x'.join(map(str, mask.shape))}xi1>"
     literal = '"0x' + mask.astype(np.uint8).tobytes().hex().upper() + '"'
     flag = " causal" if causal else ""
     return (
         f"func.func @main(%q: {q_type}, %k: {kv_type}, %v: {kv_type}) -> {q_type} {{\n"
-        f"  %m = host.constant dense<{literal}> : tensor<{q_len}x{kv_len}xi1>\n"
+        f"  %m = host.constant dense<{literal}> : {mask_type}\n"
         f"  %o = sofa.attention %q, %k, %v mask %m scale {depth**-0.5} heads {heads} / {heads}{flag} : "
-        f"{q_type}, {kv_type}, {kv_type}, tensor<{q_len}x{kv_len}xi1> -> {q_type}\n"
+        f"{q_type}, {kv_type}, {kv_type}, {mask_type} -> {q_type}\n"
         f"  func.return %o : {q_type}\n}}\n"
     )
 
@@ -72,9 +74,10 @@ def run(text: str, passes: list[ModulePass], inputs: list[np.ndarray]) -> Run:
     return Run(output, report.total_cycles, dram, attr, report.instructions, dict(kernel.timing.opcodes))
 
 
-def random_qkv(seed: int, heads: int, q_len: int, kv_len: int, depth: int) -> list[np.ndarray]:
+def random_qkv(seed: int, heads: int, q_len: int, kv_len: int, depth: int, batch: int = 1) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal((1, heads, length, depth)).astype(np.float32) for length in (q_len, kv_len, kv_len)]
+    shapes = [(batch, heads, length, depth) for length in (q_len, kv_len, kv_len)]
+    return [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
 
 
 def exact_masked(inputs: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
@@ -127,6 +130,27 @@ def test_masked_kernel_is_exact_at_keep_one_and_matches_the_interpreter(pattern:
     assert_fp16_close(lowered.output, exact_masked(inputs, mask), inputs[2])
     empty = ~mask.any(axis=1)
     assert (lowered.output[:, :, empty] == 0).all()
+
+
+@pytest.mark.parametrize("scattered", [False, True])
+def test_masks_that_differ_per_batch_and_head(scattered: bool) -> None:
+    """A ``[B, H, Sq, Skv]`` mask: each (batch element, head) walks its own index lists."""
+    length = 200
+    if scattered:
+        rng = np.random.default_rng(7)
+        mask = rng.random((2, 2, length, length)) < rng.uniform(0.1, 0.5, (2, 2, 1, 1))
+    else:
+        patterns = [bigbird(length, 32, 0.3, seed) for seed in range(3)] + [BandMask(30, 0).dense(length, length)]
+        mask = np.stack(patterns).reshape(2, 2, length, length)
+        mask[1, 1, :50] = False  # rows that see nothing
+    text = attention_module(mask, heads=2, depth=16, batch=2)
+    inputs = random_qkv(6, 2, length, length, 16, batch=2)
+    tiled = run(text, [CoordinatedTilingPass(keep=1.0)], inputs)
+    lowered = run(text, [CoordinatedTilingPass(keep=1.0), LowerToIsaPass()], inputs)
+    assert tiled.attr is not None
+    assert tiled.attr.format_name == ("bitmap" if scattered else "bsr")
+    assert lowered.output.tobytes() == tiled.output.tobytes()
+    assert_fp16_close(lowered.output, exact_masked(inputs, mask), inputs[2])
 
 
 def test_causal_flag_and_mask_combine() -> None:

@@ -37,6 +37,10 @@ builtin.module attributes {sofa.target = #sofa.target<>} {
     %o = sofa.attention %q, %q, %q mask %m scale 0.5 heads 1 / 1 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<8x8xi1> -> tensor<1x1x8x4xf32>
     func.return %o : tensor<1x1x8x4xf32>
   }
+  func.func @masked_bias(%q: tensor<1x1x8x4xf32>, %m: tensor<8x8xf32>) -> tensor<1x1x8x4xf32> {
+    %o = sofa.attention %q, %q, %q mask %m scale 0.5 heads 1 / 1 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<8x8xf32> -> tensor<1x1x8x4xf32>
+    func.return %o : tensor<1x1x8x4xf32>
+  }
 }
 
 // The cost model picks Bc = 32 here (costs: Bc 16: 8176, 32: 7744, 64: 8680, 128: 9816 cycles); one tiling is shared by all three stages.
@@ -53,9 +57,12 @@ builtin.module attributes {sofa.target = #sofa.target<>} {
 // CHECK:      %[[QAUG:.*]] = host.onnx "Concat"(%q, %{{.*}}) {axis = 3 : i64} : (tensor<2x1x8x4xf32>, tensor<2x1x8x1xf32>) -> tensor<2x1x8x5xf32>
 // CHECK:      sofa.dlzs_score %[[QAUG]], %[[KAUG]]
 // CHECK-NOT:  sofa.attention
-// General masks computed at run time stay on the host, with the reason recorded.
+// A boolean mask computed at run time: the host builds its lists and bitmaps at launch (worst case shown).
 // CHECK-LABEL: func.func @masked
-// CHECK: sofa.attention {{.*}}sofa.host_reason = "general attention masks run on the host when they are computed at run time
+// CHECK: sofa.sads %{{.*}} mask %m {{.*}}#sofa.tile_mask<format = "launch", mapping = "block", lanes = 8, tile = 16, visited = 1, partial = 1, band = [], density = []>
+// An additive mask computed at run time may be a bias: it stays on the host, with the reason recorded.
+// CHECK-LABEL: func.func @masked_bias
+// CHECK: sofa.attention {{.*}}sofa.host_reason = "additive attention masks computed at run time run on the host
 
 // TILE64: sofa.dlzs_score %q, %k tiling <lanes = 128, tile = 64, kv_tiles = 4, keep_count = 16, query_tiles = 2, padded_q = 256, padded_kv = 256>
 
