@@ -39,6 +39,7 @@ from dialects.numerics.formats import (
     to_fp16_saturating,
     wk_to_lz,
 )
+from dialects.numerics.key_codes import decode_key_codes, encode_key_codes, key_code_row_bytes
 from dialects.numerics.kv_generation import KVGEN_CHUNK, kv_rows
 from dialects.numerics.pipelines import (
     dense_attention,
@@ -85,6 +86,7 @@ __all__ = [
     "Element",
     "SufaPartial",
     "SufaState",
+    "decode_key_codes",
     "dense_attention",
     "dlzs_key",
     "dlzs_key_heads",
@@ -92,11 +94,13 @@ __all__ = [
     "dlzs_multiply",
     "dlzs_score",
     "dlzs_score_power",
+    "encode_key_codes",
     "exact_score",
     "expand_kv_heads",
     "floor_log2",
     "fp32_overflow",
     "keep_count",
+    "key_code_row_bytes",
     "kv_rows",
     "lz_base_exponent",
     "lz_decode",

@@ -377,6 +377,39 @@ class SufaNormOp(IsaInstructionOp):
     vdepth = prop_def(IntegerAttr[I64])
 
 
+@irdl_op_definition
+class DmaLz4Op(IsaInstructionOp):
+    """`dma.lz4` (opcode 0x13, unit dma_prefetch): load packed 4-bit K codes, expanded to fp16 K-hat."""
+
+    name = "sofa_isa.dma_lz4"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["dma.lz4"]
+
+    dst = prop_def(SramAttr)
+    src = prop_def(DramAttr)
+    rows = prop_def(IntegerAttr[I64])
+    depth = prop_def(IntegerAttr[I64])
+    src_stride = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
+class SufaDenseOp(IsaInstructionOp):
+    """`sufa.dense` (opcode 0x56, unit sufa): a dense SU-FA step on a range of the accumulator lanes."""
+
+    name = "sofa_isa.sufa_dense"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sufa.dense"]
+
+    q = prop_def(SramAttr)
+    k = prop_def(SramAttr)
+    v = prop_def(SramAttr)
+    lane0 = prop_def(IntegerAttr[I64])
+    lanes = prop_def(IntegerAttr[I64])
+    keys = prop_def(IntegerAttr[I64])
+    depth = prop_def(IntegerAttr[I64])
+    vdepth = prop_def(IntegerAttr[I64])
+    scale = prop_def(FloatAttr[Float32Type])
+    dtype = prop_def(StringAttr)
+
+
 INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "halt": HaltOp,
     "set": SetOp,
@@ -385,6 +418,7 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "post": PostOp,
     "dma.load": DmaLoadOp,
     "dma.prefetch": DmaPrefetchOp,
+    "dma.lz4": DmaLz4Op,
     "dma.gather": DmaGatherOp,
     "dma.scatter": DmaScatterOp,
     "dma.store": DmaStoreOp,
@@ -402,5 +436,6 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "sufa.step": SufaStepOp,
     "fa2.step": Fa2StepOp,
     "sufa.norm": SufaNormOp,
+    "sufa.dense": SufaDenseOp,
 }
 """mnemonic -> op class (e.g. ``INSTRUCTION_OPS["sads"]`` is `IsaSadsOp`); `loop` and `loopr` are region ops."""

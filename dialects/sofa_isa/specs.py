@@ -154,6 +154,20 @@ OPS: tuple[OpSpec, ...] = (
         "of the K/V gathers queued behind `dma.load`; both queues share the DRAM read bandwidth.",
     ),
     OpSpec(
+        "dma.lz4",
+        0x13,
+        "dma_prefetch",
+        (
+            sram_field("dst", "f16", "K-hat f16 [rows, depth]"),
+            dram_field("src", "coded row 0: an int8 row exponent, then depth 4-bit LZ codes, two a byte"),
+            uint_field("rows", 16, "rows to load"),
+            uint_field("depth", 12, "codes per row (head dim d)"),
+            uint_field("src_stride", 32, "DRAM bytes between row starts", lo=0),
+        ),
+        "Load the predictor's cache (K as packed 4-bit LZ codes, numerics.key_codes) on the second load "
+        "queue and expand it to fp16 K-hat on the way in: prediction reads 1 + d/2 bytes a key, not 2d.",
+    ),
+    OpSpec(
         "dma.gather",
         0x11,
         "dma_load",
@@ -380,6 +394,25 @@ OPS: tuple[OpSpec, ...] = (
             uint_field("vdepth", 12, "value head dim dv"),
         ),
         "O = o / l, rounded to f16 (numerics.sufa_finish).",
+    ),
+    OpSpec(
+        "sufa.dense",
+        0x56,
+        "sufa",
+        (
+            sram_field("q", "dtype", "Q rows of the lane range [lanes, depth]"),
+            sram_field("k", "dtype", "K window [keys, depth]"),
+            sram_field("v", "dtype", "V window [keys, vdepth]"),
+            uint_field("lane0", 12, "first accumulator lane the step updates", lo=0),
+            _LANES,
+            uint_field("keys", 16, "rows of the window, every one attended by every lane"),
+            uint_field("depth", 12, "head dim d"),
+            uint_field("vdepth", 12, "value head dim dv"),
+            f32_field("scale", "softmax scale (finite, > 0)"),
+            _DTYPE,
+        ),
+        "Dense SU-FA step on a lane range: lanes lane0 .. lane0+lanes-1 of the open accumulators attend to "
+        "every key of the window (decode: a shared prefix for all lanes, a sample's suffix for its own).",
     ),
 )
 

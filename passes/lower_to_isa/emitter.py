@@ -140,6 +140,13 @@ class Emitter:
         stride = row_bytes if dst_stride is None else dst_stride
         self._emit("dma.store", wait, signal, src=src, dst=dst, rows=rows, row_bytes=row_bytes, dst_stride=stride)
 
+    def dma_lz4(
+        self, dst: Sram, src: Dram, rows: int, depth: int, wait: Semaphores = (), signal: Semaphores = ()
+    ) -> None:
+        """Coded K rows (the predictor's cache, packed one after another) as fp16 K-hat, on the prefetch queue."""
+        row_bytes = 1 + -(-depth // 2)
+        self._emit("dma.lz4", wait, signal, dst=dst, src=src, rows=rows, depth=depth, src_stride=row_bytes)
+
     def dma_gather(
         self, dst: Sram, src: Dram, rows: Sram, key_base: int, window: int, row_bytes: int, src_stride: int,
         wait: Semaphores = (), signal: Semaphores = (),
@@ -238,3 +245,13 @@ class Emitter:
 
     def sufa_norm(self, out: Sram, lanes: int, vdepth: int, signal: Semaphores = ()) -> None:
         self._emit("sufa.norm", (), signal, out=out, lanes=lanes, vdepth=vdepth)
+
+    def sufa_dense(
+        self, q: Sram, k: Sram, v: Sram, lane0: int, lanes: int, keys: int, depth: int, vdepth: int, scale: float,
+        wait: Semaphores = (), signal: Semaphores = (),
+    ) -> None:  # fmt: skip
+        """Lanes ``lane0 .. lane0 + lanes - 1`` attend to all `keys` rows of the K/V window (fp16 operands)."""
+        self._emit(
+            "sufa.dense", wait, signal, q=q, k=k, v=v, lane0=lane0, lanes=lanes, keys=keys, depth=depth,
+            vdepth=vdepth, scale=scale, dtype=DATAPATH.name,
+        )  # fmt: skip

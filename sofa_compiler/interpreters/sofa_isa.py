@@ -27,6 +27,7 @@ from dialects.sofa_isa import (
     BarrierOp,
     DmaGatherOp,
     DmaLoadOp,
+    DmaLz4Op,
     DmaPrefetchOp,
     DmaScatterOp,
     DmaStoreOp,
@@ -46,6 +47,7 @@ from dialects.sofa_isa import (
     ProgramOp,
     RassOp,
     SetOp,
+    SufaDenseOp,
     SufaInitOp,
     SufaNormOp,
     SufaStepOp,
@@ -230,6 +232,14 @@ class SofaISAFunctions(InterpreterFunctions):
 
     @impl(SufaNormOp)
     def run_sufa_norm(self, interpreter: Interpreter, op: SufaNormOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(DmaLz4Op)
+    def run_dma_lz4(self, interpreter: Interpreter, op: DmaLz4Op, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(SufaDenseOp)
+    def run_sufa_dense(self, interpreter: Interpreter, op: SufaDenseOp, args: Args) -> Args:
         return self.execute(op)
 
 

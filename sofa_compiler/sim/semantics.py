@@ -53,6 +53,17 @@ def _dma_load(machine: MachineState, instr: Instruction, pc: int, work: Work) ->
     work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
 
 
+def _dma_lz4(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    """`dma.lz4`: coded K rows from DRAM, expanded to fp16 K-hat (`numerics.decode_key_codes`) as they arrive."""
+    a = instr.args
+    rows, depth, stride = a["rows"], a["depth"], a["src_stride"]
+    row_bytes = numerics.key_code_row_bytes(depth)
+    coded = machine._dram_rows(pc, instr, "src", rows, row_bytes, stride)
+    machine.sram_view(pc, instr, "dst", rows * depth, True, work)[...] = numerics.decode_key_codes(coded, depth).ravel()
+    work.dram_read_bytes = rows * row_bytes
+    work.dram_requests = 1 if stride == row_bytes or rows == 1 else rows
+
+
 def _dma_gather(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     indices = machine._index_list(pc, instr, work)
@@ -328,6 +339,40 @@ def _fa2_step(machine: MachineState, instr: Instruction, pc: int, work: Work) ->
     work.max_updates = 0
 
 
+def _sufa_dense(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    """`sufa.dense`: lanes ``lane0 ..`` of the open accumulators attend to every key of the window.
+
+    The other lanes keep their state, so a decode kernel can stream a shared
+    prefix to every lane and then each sample's suffix to its own lanes; the
+    per-lane merge is SU-FA's, so the result equals one stream over both.
+    """
+    a = instr.args
+    state = machine.sufa_state
+    if state is None or machine.sufa_shape is None:
+        raise Trap(pc, str(instr), "SU-FA accumulators are not initialised (no sufa.init before)")
+    lane0, lanes, keys, depth, vdepth = a["lane0"], a["lanes"], a["keys"], a["depth"], a["vdepth"]
+    open_lanes, open_vdepth = machine.sufa_shape
+    if lane0 + lanes > open_lanes or vdepth != open_vdepth:
+        raise Trap(
+            pc, str(instr),
+            f"lanes {lane0}..{lane0 + lanes - 1} (vdepth {vdepth}) lie outside the accumulators sufa.init opened "
+            f"({open_lanes} lanes, vdepth {open_vdepth})",
+        )  # fmt: skip
+    q = machine.sram_view(pc, instr, "q", lanes * depth, False, work).reshape(lanes, depth)
+    k = machine.sram_view(pc, instr, "k", keys * depth, False, work).reshape(keys, depth)
+    v = machine.sram_view(pc, instr, "v", keys * vdepth, False, work).reshape(keys, vdepth)
+    slots = np.broadcast_to(np.arange(keys, dtype=np.int64), (lanes, keys))
+    partial = numerics.sufa_tile_step(q.astype(np.float64), k, v, slots, None, float(a["scale"]))
+    rows = slice(lane0, lane0 + lanes)
+    part = numerics.SufaState(state.row_max[rows], state.denominator[rows], state.numerator[rows], state.live[rows])
+    merged = numerics.sufa_accumulate(part, partial)
+    state.row_max[rows], state.denominator[rows] = merged.row_max, merged.denominator
+    state.numerator[rows], state.live[rows] = merged.numerator, merged.live
+    counts = attention_step_work("sufa.step", lanes, keys, lanes * keys, depth, vdepth, keys)
+    work.macs, work.exps, work.compares, work.dense_ops = counts.macs, counts.exps, counts.compares, counts.dense_ops
+    work.max_updates = partial.max_updates
+
+
 def _topk_mask(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     lanes, keys, m = a["lanes"], a["keys"], a["m"]
@@ -374,4 +419,6 @@ HANDLERS = {  # mnemonic -> handler; `functional` adds the on-demand K/V ones
     "mul4.score": _mul4_score,
     "topk.mask": _topk_mask,
     "sufa.norm": _sufa_norm,
+    "sufa.dense": _sufa_dense,
+    "dma.lz4": _dma_lz4,
 }
