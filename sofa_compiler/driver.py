@@ -254,6 +254,16 @@ class Features:
     kv_generation: bool = True
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How one-query attentions (decode steps) lower: on the decode kernel (``enabled``) with ``lowering``
+    (``standard`` or ``bifurcated``) and ``prefix`` cache rows every sample shares (`sofa-coordinated-tiling`)."""
+
+    enabled: bool = True
+    lowering: str = "standard"
+    prefix: int = 0
+
+
 PRESETS = {
     "coordinated": Features(),
     "separate": Features(selection="row", attention="fa2", rass=False, dataflow="separate"),
@@ -281,7 +291,13 @@ def resolve_features(pipeline: str, overrides: Mapping[str, Any]) -> Features:
 
 
 def _pipeline(
-    target: TargetAttr, keep: float, tile: int, radius: float | None, features: Features, tuning: Tuning | None = None
+    target: TargetAttr,
+    keep: float,
+    tile: int,
+    radius: float | None,
+    features: Features,
+    tuning: Tuning | None = None,
+    decode: DecodeOptions = DecodeOptions(),
 ) -> list[tuple[str, ModulePass]]:
     """(stage, pass) in order; a stage's IR is the one after its last pass."""
     bind: list[tuple[str, ModulePass]] = [("sofa", BindTargetPass.for_target(target))]
@@ -295,7 +311,15 @@ def _pipeline(
             keep=keep, radius=radius, tile=tile, predictor=features.predictor, selection=features.selection
         )
     else:
-        tiling = CoordinatedTilingPass(keep=keep, radius=radius, tile=tile, predictor=features.predictor)
+        tiling = CoordinatedTilingPass(
+            keep=keep,
+            radius=radius,
+            tile=tile,
+            predictor=features.predictor,
+            decode=decode.enabled,
+            decode_lowering=decode.lowering,
+            decode_prefix=decode.prefix,
+        )
     # No config_hash: the pass takes the hash of the module's target, as the simulator does of its config.
     lower = LowerToIsaPass(
         pipeline=features.dataflow,
@@ -362,6 +386,7 @@ def compile_model(
     tuning: Tuning | Mapping[str, Any] | str | Path | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     pass_pipeline: str | None = None,
+    decode: DecodeOptions = DecodeOptions(),
 ) -> CompiledModel:
     """Compile an ONNX model for a SOFA target (default: the paper's 28 nm design).
 
@@ -371,6 +396,7 @@ def compile_model(
     keep ratio per attention layer; its ``defaults`` replace ``tile``/``keep``.
     ``input_shapes`` (name -> shape) fixes the dynamic dimensions of graph inputs;
     the compiled model then runs on inputs of exactly those shapes.
+    ``decode`` (`DecodeOptions`): whether decode steps run on the decode kernel, and how.
     ``pass_pipeline`` (MLIR's ``--pass-pipeline`` syntax) replaces the passes
     the options would run after ``sofa-bind-target``.
     """
@@ -397,7 +423,7 @@ def compile_model(
     if pass_pipeline is not None:
         passes = parse_pass_pipeline(bound, pass_pipeline)
     else:
-        passes = _pipeline(bound, keep, tile or 0, radius, features, resolved)
+        passes = _pipeline(bound, keep, tile or 0, radius, features, resolved, decode)
     ctx = make_context()
     module = import_model(model, input_shapes)
     specs = tuple(str(compiler_pass.pipeline_pass_spec()) for _, compiler_pass in passes)
@@ -426,4 +452,6 @@ def compile_model(
     options = {"keep": keep, "tile": tile, "radius": sphere_radius(radius), **asdict(features)}
     if resolved is not None:
         options["tuning"] = resolved.to_dict()
+    if decode != DecodeOptions():
+        options["decode"] = asdict(decode)
     return CompiledModel(config, host, programs, stages, options)

@@ -85,7 +85,11 @@ def stage_kernel_inputs(program: Program, operands: StagedOperands) -> dict[str,
     if k is None or v is None:
         raise KernelError("a decode kernel reads K and V: pass Q, K and V")
     q, k, v = _as_float(q), _as_float(k), _as_float(v)
-    return stage_decode_inputs(decode_step_of(program, q, k, v), q, list(k), list(v))
+    step = decode_step_of(program, q, k, v)
+    prefix = step.prefix
+    if any(not np.array_equal(cache[:, :, :prefix], cache[:1, :, :prefix]) for cache in (k, v)):
+        raise KernelError(f"the decode kernel shares the first {prefix} cache rows, but the samples' rows differ")
+    return stage_decode_inputs(step, q, list(k), list(v))
 
 
 def unstage_kernel_output(program: Program, o: np.ndarray, operands: StagedOperands) -> np.ndarray:
