@@ -87,7 +87,7 @@ def stage_kernel_inputs(program: Program, operands: StagedOperands) -> dict[str,
     q, k, v = _as_float(q), _as_float(k), _as_float(v)
     step = decode_step_of(program, q, k, v)
     prefix = step.prefix
-    if any(not np.array_equal(cache[:, :, :prefix], cache[:1, :, :prefix]) for cache in (k, v)):
+    if any(not (cache[:, :, :prefix] == cache[:1, :, :prefix]).all() for cache in (k, v)):
         raise KernelError(f"the decode kernel shares the first {prefix} cache rows, but the samples' rows differ")
     return stage_decode_inputs(step, q, list(k), list(v))
 
