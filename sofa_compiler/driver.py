@@ -44,6 +44,7 @@ from passes.coordinated_tiling import CoordinatedTilingPass, SeparateStageTiling
 from passes.lower_to_isa import LowerToIsaPass
 from passes.preprocess_weights import PreprocessWeightsPass
 from sofa_compiler.context import sofa_context
+from sofa_compiler.decode_choice import AUTO, DecodeChoice, choose_decode_lowerings
 from sofa_compiler.frontend import import_model
 from sofa_compiler.frontend.placement import Placement, read_placements
 from sofa_compiler.interpreters import register_all
@@ -257,7 +258,8 @@ class Features:
 @dataclass(frozen=True)
 class DecodeOptions:
     """How one-query attentions (decode steps) lower: on the decode kernel (``enabled``) with ``lowering``
-    (``standard`` or ``bifurcated``) and ``prefix`` cache rows every sample shares (`sofa-coordinated-tiling`)."""
+    (``standard``, ``bifurcated``, or ``auto``: the cost model's choice per step, `decode_choice`) and
+    ``prefix`` cache rows every sample shares (`sofa-coordinated-tiling`)."""
 
     enabled: bool = True
     lowering: str = "standard"
@@ -317,7 +319,7 @@ def _pipeline(
             tile=tile,
             predictor=features.predictor,
             decode=decode.enabled,
-            decode_lowering=decode.lowering,
+            decode_lowering="standard" if decode.lowering == AUTO else decode.lowering,
             decode_prefix=decode.prefix,
         )
     # No config_hash: the pass takes the hash of the module's target, as the simulator does of its config.
@@ -436,8 +438,11 @@ def compile_model(
             on_stage(stage)
 
     record(0)
+    decode_choices: list[DecodeChoice] = []
     for applied, (_, compiler_pass) in enumerate(passes, start=1):
         compiler_pass.apply(ctx, module)
+        if isinstance(compiler_pass, CoordinatedTilingPass) and decode.lowering == AUTO:
+            decode_choices = choose_decode_lowerings(module, config)
         module.verify()
         record(applied)
     programs = {op.sym_name.data: ir_to_program(op) for op in module.body.block.ops if isinstance(op, ProgramOp)}
@@ -453,5 +458,5 @@ def compile_model(
     if resolved is not None:
         options["tuning"] = resolved.to_dict()
     if decode != DecodeOptions():
-        options["decode"] = asdict(decode)
+        options["decode"] = asdict(decode) | {"choices": [choice.to_dict() for choice in decode_choices]}
     return CompiledModel(config, host, programs, stages, options)

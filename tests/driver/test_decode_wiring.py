@@ -9,10 +9,12 @@ import numpy as np
 import onnx
 import pytest
 
+from passes.lower_to_isa.decode import DecodeStep
+from sofa_compiler.decode_cost import choose_lowering
 from sofa_compiler.driver import CompiledModel, DecodeOptions, compile_model
 from sofa_compiler.runtime import KernelError, is_decode_kernel
 from tests.fp16_tolerance import fp16_attention_atol
-from tests.frontend.test_kv_cache import attention_model, feeds_for
+from tests.frontend.test_kv_cache import BATCH, DEPTH, HEADS, KV_HEADS, attention_model, feeds_for
 
 LENGTHS = np.array([3, 6, 5, 1], np.int64)
 
@@ -69,3 +71,15 @@ def test_a_prefix_the_samples_do_not_share_is_a_clear_error() -> None:
     bifurcated = compiled(model, decode=DecodeOptions(lowering="bifurcated", prefix=64))
     with pytest.raises(KernelError, match="the samples' rows differ"):
         bifurcated.run(feeds_for(model))
+
+
+@pytest.mark.parametrize("prefix", [64, 0])
+def test_auto_takes_the_cost_models_choice_per_step(prefix: int) -> None:
+    model = attention_model(1, 70, 0, nonpad=False, causal=False)
+    auto = compiled(model, decode=DecodeOptions(lowering="auto", prefix=prefix))
+    step = DecodeStep(BATCH, HEADS, KV_HEADS, DEPTH, (70,) * BATCH, prefix, DEPTH, DEPTH**-0.5)
+    best = choose_lowering(step, auto.config)
+    (choice,) = auto.options["decode"]["choices"]
+    assert choice["lowering"] == best.lowering.value
+    assert set(choice["predicted"]) == {"standard", "bifurcated"}
+    assert f'#sofa.decode<lowering = "{best.lowering.value}", prefix = {prefix}, tile = 64>' in auto.ir("tiled")
