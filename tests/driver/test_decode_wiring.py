@@ -8,7 +8,9 @@ import warnings
 import numpy as np
 import onnx
 import pytest
+from xdsl.utils.exceptions import DiagnosticException
 
+from passes.coordinated_tiling import CoordinatedTilingPass
 from passes.lower_to_isa.decode import DecodeStep
 from sofa_compiler.decode_cost import choose_lowering
 from sofa_compiler.driver import CompiledModel, DecodeOptions, compile_model
@@ -83,3 +85,13 @@ def test_auto_takes_the_cost_models_choice_per_step(prefix: int) -> None:
     assert choice["lowering"] == best.lowering.value
     assert set(choice["predicted"]) == {"standard", "bifurcated"}
     assert f'#sofa.decode<lowering = "{best.lowering.value}", prefix = {prefix}, tile = 64>' in auto.ir("tiled")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"decode_lowering": "cascade"}, "decode_lowering must be one of standard, bifurcated"),
+     ({"decode_tile": 0}, "decode_tile 1 to 65535")],
+)  # fmt: skip
+def test_bad_decode_options_are_clear_errors(options: dict, message: str) -> None:
+    with pytest.raises(DiagnosticException, match=message):
+        CoordinatedTilingPass(**options).decode_attr()
