@@ -72,8 +72,8 @@ def main() -> int:
     print(f"K/V cache (fp16, whole capacity, every sample): {cache_bytes:,} bytes")
     ways = {
         "prefill kernel": DecodeOptions(enabled=False),
-        "decode kernel, standard": DecodeOptions(),
-        "decode kernel, auto": DecodeOptions(lowering="auto", prefix=args.prompt),
+        "decode kernel, standard": DecodeOptions(enabled=True),
+        "decode kernel, auto": DecodeOptions(True, "auto", args.prompt),
     }
     reference = None
     for name, decode in ways.items():

@@ -380,8 +380,8 @@ class CoordinatedTilingPass(ModulePass):
     model choose from the target's SRAM), ``predictor`` (``dlzs``, or the
     ``mul4`` 4-bit multiply baseline for ablations), ``on_demand`` (where K and V come
     from a `sofa.kv_projection`, predict K-hat on chip from X and LZ(W_k)
-    when the target's SRAM holds the LZ codes and token tiles). ``decode`` (default on): a dense
-    attention with one query per (sample, head), a decode step, gets a `#sofa.decode` attribute
+    when the target's SRAM holds the LZ codes and token tiles). ``decode`` (default off; `sofa-generate`
+    turns it on): a dense attention with one query per (sample, head), a decode step, gets a `#sofa.decode` attribute
     instead of the SOFA stages, and `sofa-lower-to-isa` lowers it to the decode kernel (the step's
     batch x GQA-group queries in the lanes of one kernel per KV head, the cache streamed once), with
     ``decode_lowering`` (``standard`` or ``bifurcated``), ``decode_prefix`` (cache rows every sample
@@ -398,7 +398,7 @@ class CoordinatedTilingPass(ModulePass):
     tile: int = 0
     on_demand: bool = True
     predictor: str = "dlzs"
-    decode: bool = True
+    decode: bool = False
     decode_lowering: str = "standard"
     decode_prefix: int = 0
     decode_tile: int = DECODE_TILE

@@ -261,7 +261,8 @@ class DecodeOptions:
     (``standard``, ``bifurcated``, or ``auto``: the cost model's choice per step, `decode_choice`) and
     ``prefix`` cache rows every sample shares (`sofa-coordinated-tiling`)."""
 
-    enabled: bool = True
+    enabled: bool = False
+    """Off by default: the tiled IR's interpreter runs an unexpanded attention exactly, not as the decode kernel."""
     lowering: str = "standard"
     prefix: int = 0
 

@@ -69,7 +69,7 @@ DECODE_CHOICES = ("auto", "standard", "bifurcated", "prefill")
 def decode_summary(options: dict[str, Any] | None) -> str:
     """One line: how decode steps ran, and the cost model's predictions where it chose."""
     if options is None or not options["enabled"]:
-        return "decode steps: prefill kernel" if options is not None else "decode steps: decode kernel, standard"
+        return "decode steps: prefill kernel"
     line = f"decode steps: decode kernel, {options['lowering']}, shared prefix {options['prefix']} rows"
     choices = options.get("choices") or []
     if not choices:

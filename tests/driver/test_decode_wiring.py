@@ -21,7 +21,10 @@ from tests.frontend.test_kv_cache import BATCH, DEPTH, HEADS, KV_HEADS, attentio
 LENGTHS = np.array([3, 6, 5, 1], np.int64)
 
 
-def compiled(model: onnx.ModelProto, keep: float = 1.0, decode: DecodeOptions = DecodeOptions()) -> CompiledModel:
+ON = DecodeOptions(enabled=True)
+
+
+def compiled(model: onnx.ModelProto, keep: float = 1.0, decode: DecodeOptions = ON) -> CompiledModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return compile_model(model, keep=keep, decode=decode)
@@ -60,7 +63,7 @@ def test_a_shared_prefix_lowers_bifurcated_with_the_standard_numbers() -> None:
     for name in ("K", "V"):
         feeds[name][1:, :, :64] = feeds[name][0, :, :64]  # every sample shares its first 64 rows
     standard = compiled(model)
-    bifurcated = compiled(model, decode=DecodeOptions(lowering="bifurcated", prefix=64))
+    bifurcated = compiled(model, decode=DecodeOptions(True, "bifurcated", 64))
     assert '#sofa.decode<lowering = "bifurcated", prefix = 64, tile = 64>' in bifurcated.ir("tiled")
     got, bifurcated_bytes = run(bifurcated, feeds)
     expected, standard_bytes = run(standard, feeds)
@@ -70,7 +73,7 @@ def test_a_shared_prefix_lowers_bifurcated_with_the_standard_numbers() -> None:
 
 def test_a_prefix_the_samples_do_not_share_is_a_clear_error() -> None:
     model = attention_model(1, 70, 0, nonpad=False, causal=False)
-    bifurcated = compiled(model, decode=DecodeOptions(lowering="bifurcated", prefix=64))
+    bifurcated = compiled(model, decode=DecodeOptions(True, "bifurcated", 64))
     with pytest.raises(KernelError, match="the samples' rows differ"):
         bifurcated.run(feeds_for(model))
 
@@ -78,7 +81,7 @@ def test_a_prefix_the_samples_do_not_share_is_a_clear_error() -> None:
 @pytest.mark.parametrize("prefix", [64, 0])
 def test_auto_takes_the_cost_models_choice_per_step(prefix: int) -> None:
     model = attention_model(1, 70, 0, nonpad=False, causal=False)
-    auto = compiled(model, decode=DecodeOptions(lowering="auto", prefix=prefix))
+    auto = compiled(model, decode=DecodeOptions(True, "auto", prefix))
     step = DecodeStep(BATCH, HEADS, KV_HEADS, DEPTH, (70,) * BATCH, prefix, DEPTH, DEPTH**-0.5)
     best = choose_lowering(step, auto.config)
     (choice,) = auto.options["decode"]["choices"]
@@ -94,4 +97,4 @@ def test_auto_takes_the_cost_models_choice_per_step(prefix: int) -> None:
 )  # fmt: skip
 def test_bad_decode_options_are_clear_errors(options: dict, message: str) -> None:
     with pytest.raises(DiagnosticException, match=message):
-        CoordinatedTilingPass(**options).decode_attr()
+        CoordinatedTilingPass(decode=True, **options).decode_attr()

@@ -1,9 +1,9 @@
 // A decode step (one query per sample and head) is marked #sofa.decode by the tiling pass and lowered to
-// the decode kernel; several queries, decode=false, or keep < 1 keep the SOFA stages.
+// the decode kernel (option decode=true; off by default); several queries or keep < 1 keep the SOFA stages.
 // (decode=false, bad options and the driver's options: tests/driver/test_decode_wiring.py.)
 // The mark round-trips through the printer and the parser:
-// RUN: sofa-opt %s -p 'sofa-coordinated-tiling{decode_lowering=bifurcated decode_prefix=32 decode_tile=16}' | sofa-opt | filecheck %s
-// RUN: sofa-opt %s -p 'sofa-coordinated-tiling,sofa-lower-to-isa' | filecheck %s --check-prefix=ISA
+// RUN: sofa-opt %s -p 'sofa-coordinated-tiling{decode=true decode_lowering=bifurcated decode_prefix=32 decode_tile=16}' | sofa-opt | filecheck %s
+// RUN: sofa-opt %s -p 'sofa-coordinated-tiling{decode=true},sofa-lower-to-isa' | filecheck %s --check-prefix=ISA
 
 builtin.module attributes {sofa.target = #sofa.target<>} {
   // 2 samples, GQA 4 query heads on 2 KV heads, a 96-row cache.
