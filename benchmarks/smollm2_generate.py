@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
 from benchmarks.smollm2.cached_graphs import onnxruntime_greedy  # noqa: E402
-from sofa_compiler.driver import compile_model  # noqa: E402
+from sofa_compiler.driver import DecodeOptions, compile_model  # noqa: E402
 from sofa_compiler.generation import GenerationSession, GraphPair, Sampling, generate  # noqa: E402
 
 
@@ -52,7 +52,10 @@ def main() -> int:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pair = GraphPair(compile_model(str(prefill_path), keep=1.0), compile_model(str(decode_path), keep=1.0))
+        pair = GraphPair(
+            compile_model(str(prefill_path), keep=1.0),
+            compile_model(str(decode_path), keep=1.0, decode=DecodeOptions(enabled=True)),
+        )
     compile_s = time.perf_counter() - start
     on_accelerator = [sum(p.host_reason is None for p in m.placements) for m in (pair.prefill, pair.decode)]
     print(f"compiled in {compile_s:.1f} s; attention on the accelerator: {on_accelerator}", file=sys.stderr)

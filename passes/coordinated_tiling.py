@@ -50,8 +50,11 @@ from xdsl.utils.exceptions import DiagnosticException
 from dialects.host import ConstantOp, OnnxOp, numpy_dtype
 from dialects.numerics import keep_count, tile_count
 from dialects.sofa import (
+    DECODE_LOWERINGS,
+    DECODE_TILE,
     PLAIN_SADS,
     AttentionOp,
+    DecodeAttr,
     DlzsKeyOp,
     DlzsScoreOp,
     KvProjectionOp,
@@ -84,6 +87,9 @@ TARGET_ATTRIBUTE = "sofa.target"
 """The module attribute holding the `#sofa.target` the module is compiled for."""
 
 HOST_REASON = "sofa.host_reason"
+
+DECODE_ATTRIBUTE = "sofa.decode"
+"""On a `sofa.attention` with one query per (sample, head): the `#sofa.decode` it runs on (`sofa-lower-to-isa`)."""
 
 TUNING_ATTRIBUTE = "sofa.tuning"
 """Per-op ``{tile, keep}`` from `sofa-apply-tuning`; it overrides the tiling pass's global options."""
@@ -154,10 +160,12 @@ class TileAttention(RewritePattern):
     separate: bool = False
     predictor: str = "dlzs"
     far: float = PLAIN_SADS
+    decode: DecodeAttr | None = None
+    """Where given, dense one-query attentions run on the decode kernel with this lowering."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
-        if HOST_REASON in op.attributes:
+        if HOST_REASON in op.attributes or DECODE_ATTRIBUTE in op.attributes:
             return
         if op.mask is not None and (reason := host_reason(op, self.separate)) is not None:
             op.attributes[HOST_REASON] = StringAttr(reason)
@@ -177,6 +185,10 @@ class TileAttention(RewritePattern):
         projection = _projection_of(op)
         far = sparsity.far_ratio if sparsity is not None and self.far == PLAIN_SADS else self.far
         shape = replace(attention_shape(op, keep), far=far)
+        # A general mask (a key-padding one is folded above) needs the masked kernel, not the decode kernel.
+        if self.decode is not None and op.mask is None and runs_on_decode_kernel(self.target, shape):
+            op.attributes[DECODE_ATTRIBUTE] = self.decode
+            return
         if self.separate:
             self.rewrite_separate(op, rewriter, shape, requested_tile, radius)
             return
@@ -260,6 +272,17 @@ def _select_and_attend(
     score.results[0].name_hint = "scores"
     select.indices.name_hint = "selected"
     return [score, select, attend]
+
+
+def runs_on_decode_kernel(target: TargetAttr, shape: AttentionShape) -> bool:
+    """Whether a (mask-folded) attention is a dense decode step the decode kernel takes.
+
+    One query per (sample, head), at keep 1.0, not causal (upper-left causal would hide all but
+    key 0; a cache's bottom-right causal hides nothing of it and comes without the flag), and a
+    GQA group that fits the lanes.
+    """
+    one_query = shape.q_len == 1 and not shape.causal
+    return one_query and shape.keep >= 1.0 and shape.q_heads // shape.kv_heads <= target.lanes.data
 
 
 def host_reason(op: AttentionOp, separate: bool = False) -> str | None:
@@ -405,7 +428,12 @@ class CoordinatedTilingPass(ModulePass):
     from a `sofa.kv_projection`, predict K-hat on chip from X and LZ(W_k)
     when the target's SRAM holds the LZ codes and token tiles), ``far`` (budgeted SADS,
     `numerics.sads_budget`, when below 1: far tiles keep ``ceil(far * m)`` keys per row and
-    the rest moves to the row's last two tiles; 1 is plain SADS). An attention that already carries
+    the rest moves to the row's last two tiles; 1 is plain SADS). ``decode`` (default off; `sofa-generate`
+    turns it on): a dense attention with one query per (sample, head), a decode step, gets a `#sofa.decode` attribute
+    instead of the SOFA stages, and `sofa-lower-to-isa` lowers it to the decode kernel (the step's
+    batch x GQA-group queries in the lanes of one kernel per KV head, the cache streamed once), with
+    ``decode_lowering`` (``standard`` or ``bifurcated``), ``decode_prefix`` (cache rows every sample
+    shares, given by the driver) and ``decode_tile`` (keys per K/V window). An attention that already carries
     a `#sofa.sparsity` keeps its keep ratio, radius and tile (the ``tile``
     option still overrides the tile). A `sofa.tuning` attribute (from
     `sofa-apply-tuning`) overrides both, per op.
@@ -419,14 +447,33 @@ class CoordinatedTilingPass(ModulePass):
     on_demand: bool = True
     predictor: str = "dlzs"
     far: float = PLAIN_SADS
+    decode: bool = False
+    decode_lowering: str = "standard"
+    decode_prefix: int = 0
+    decode_tile: int = DECODE_TILE
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         radius = _checked_radius(self.keep, self.radius, self.tile, self.predictor)
         if problem := far_problem(self.far):
             raise DiagnosticException(f"far {problem}")
+        decode = self.decode_attr()
         target = module_target(op)
-        pattern = TileAttention(target, self.keep, radius, self.tile, self.on_demand, False, self.predictor, self.far)
+        pattern = TileAttention(
+            target, self.keep, radius, self.tile, self.on_demand, False, self.predictor, self.far, decode
+        )
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
+
+    def decode_attr(self) -> DecodeAttr | None:
+        """The `#sofa.decode` the options ask for (None: decode steps take the prefill kernel)."""
+        if not self.decode:
+            return None
+        if self.decode_lowering not in DECODE_LOWERINGS:
+            raise DiagnosticException(
+                f"decode_lowering must be one of {', '.join(DECODE_LOWERINGS)}, got '{self.decode_lowering}'"
+            )
+        if self.decode_prefix < 0 or not 1 <= self.decode_tile < 1 << 16:
+            raise DiagnosticException("decode_prefix must be >= 0 and decode_tile 1 to 65535 keys")
+        return DecodeAttr(self.decode_lowering, self.decode_prefix, self.decode_tile)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from passes.coordinated_tiling import CoordinatedTilingPass, SeparateStageTiling
 from passes.lower_to_isa import LowerToIsaPass
 from passes.preprocess_weights import PreprocessWeightsPass
 from sofa_compiler.context import sofa_context
+from sofa_compiler.decode_choice import AUTO, DecodeChoice, choose_decode_lowerings
 from sofa_compiler.frontend import import_model
 from sofa_compiler.frontend.placement import Placement, read_placements
 from sofa_compiler.interpreters import register_all
@@ -266,6 +267,18 @@ class Features:
     far: float = PLAIN_SADS
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How one-query attentions (decode steps) lower: on the decode kernel (``enabled``) with ``lowering``
+    (``standard``, ``bifurcated``, or ``auto``: the cost model's choice per step, `decode_choice`) and
+    ``prefix`` cache rows every sample shares (`sofa-coordinated-tiling`)."""
+
+    enabled: bool = False
+    """Off by default: the tiled IR's interpreter runs an unexpanded attention exactly, not as the decode kernel."""
+    lowering: str = "standard"
+    prefix: int = 0
+
+
 PRESETS = {
     "coordinated": Features(),
     "separate": Features(selection="row", attention="fa2", rass=False, dataflow="separate"),
@@ -298,7 +311,13 @@ def resolve_features(pipeline: str, overrides: Mapping[str, Any]) -> Features:
 
 
 def _pipeline(
-    target: TargetAttr, keep: float, tile: int, radius: float | None, features: Features, tuning: Tuning | None = None
+    target: TargetAttr,
+    keep: float,
+    tile: int,
+    radius: float | None,
+    features: Features,
+    tuning: Tuning | None = None,
+    decode: DecodeOptions = DecodeOptions(),
 ) -> list[tuple[str, ModulePass]]:
     """(stage, pass) in order; a stage's IR is the one after its last pass."""
     bind: list[tuple[str, ModulePass]] = [("sofa", BindTargetPass.for_target(target))]
@@ -313,7 +332,14 @@ def _pipeline(
         )
     else:
         tiling = CoordinatedTilingPass(
-            keep=keep, radius=radius, tile=tile, predictor=features.predictor, far=features.far
+            keep=keep,
+            radius=radius,
+            tile=tile,
+            predictor=features.predictor,
+            far=features.far,
+            decode=decode.enabled,
+            decode_lowering="standard" if decode.lowering == AUTO else decode.lowering,
+            decode_prefix=decode.prefix,
         )
     # No config_hash: the pass takes the hash of the module's target, as the simulator does of its config.
     lower = LowerToIsaPass(
@@ -382,6 +408,7 @@ def compile_model(
     tuning: Tuning | Mapping[str, Any] | str | Path | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     pass_pipeline: str | None = None,
+    decode: DecodeOptions = DecodeOptions(),
 ) -> CompiledModel:
     """Compile an ONNX model for a SOFA target (default: the paper's 28 nm design).
 
@@ -391,6 +418,7 @@ def compile_model(
     keep ratio per attention layer; its ``defaults`` replace ``tile``/``keep``.
     ``input_shapes`` (name -> shape) fixes the dynamic dimensions of graph inputs;
     the compiled model then runs on inputs of exactly those shapes.
+    ``decode`` (`DecodeOptions`): whether decode steps run on the decode kernel, and how.
     ``pass_pipeline`` (MLIR's ``--pass-pipeline`` syntax) replaces the passes
     the options would run after ``sofa-bind-target``.
     """
@@ -418,7 +446,7 @@ def compile_model(
     if pass_pipeline is not None:
         passes = parse_pass_pipeline(bound, pass_pipeline)
     else:
-        passes = _pipeline(bound, keep, tile or 0, radius, features, resolved)
+        passes = _pipeline(bound, keep, tile or 0, radius, features, resolved, decode)
     ctx = make_context()
     module = import_model(model, input_shapes)
     specs = tuple(str(compiler_pass.pipeline_pass_spec()) for _, compiler_pass in passes)
@@ -431,8 +459,11 @@ def compile_model(
             on_stage(stage)
 
     record(0)
+    decode_choices: list[DecodeChoice] = []
     for applied, (_, compiler_pass) in enumerate(passes, start=1):
         compiler_pass.apply(ctx, module)
+        if isinstance(compiler_pass, CoordinatedTilingPass) and decode.lowering == AUTO:
+            decode_choices = choose_decode_lowerings(module, config)
         module.verify()
         record(applied)
     programs = {op.sym_name.data: ir_to_program(op) for op in module.body.block.ops if isinstance(op, ProgramOp)}
@@ -447,4 +478,6 @@ def compile_model(
     options = {"keep": keep, "tile": tile, "radius": sphere_radius(radius), **asdict(features)}
     if resolved is not None:
         options["tuning"] = resolved.to_dict()
+    if decode != DecodeOptions():
+        options["decode"] = asdict(decode) | {"choices": [choice.to_dict() for choice in decode_choices]}
     return CompiledModel(config, host, programs, stages, options)

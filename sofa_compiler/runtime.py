@@ -24,6 +24,7 @@ from dialects.numerics import MaskError
 from dialects.sofa import KernelCallOp
 from dialects.sofa_isa import ProgramOp
 from passes.kernel_interface import KernelInterface, Operand, Staging, Symbol
+from passes.lower_to_isa.decode import DecodeStep, DecodeSymbol, stage_decode_inputs, unstage_decode_output
 from passes.lower_to_isa.masked import LaunchGeometry, launch_tables
 from sofa_compiler.interpreters.sofa import as_array
 from sofa_compiler.interpreters.sofa_isa import run_ir
@@ -52,6 +53,59 @@ def _pad_rows(values: np.ndarray, padded: int) -> np.ndarray:
     return out.reshape(-1, depth)
 
 
+def is_decode_kernel(program: Program) -> bool:
+    """Whether the program is a decode kernel (`passes.lower_to_isa.decode`: it has no ``k`` but a prefix or suffix)."""
+    names = {symbol.name for symbol in program.symbols}
+    return Symbol.K.value not in names and bool(names & {DecodeSymbol.K_PREFIX.value, DecodeSymbol.K_SUFFIX.value})
+
+
+def decode_step_of(program: Program, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> DecodeStep:
+    """The `DecodeStep` a decode kernel runs for logical Q ``[B, Hq, 1, d]`` and K/V ``[B, Hkv, L, d|dv]``.
+
+    The prefix is the ``kp`` rows per KV head; every sample's cache is K's L rows, which must
+    equal the prefix and the suffix the kernel streams.
+    """
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise KernelError("a decode kernel takes 4-D Q, K and V")
+    batch, q_heads, _, depth = q.shape
+    kv_heads, length = k.shape[1], k.shape[2]
+    rows = {symbol.name: symbol.shape[0] for symbol in program.symbols}
+    prefix = rows.get(DecodeSymbol.K_PREFIX.value, 0) // kv_heads
+    suffix = rows.get(DecodeSymbol.K_SUFFIX.value, 0) // (kv_heads * batch)
+    if prefix + suffix != length or q.shape[2] != 1:
+        raise KernelError(
+            f"tensors of shape Q {list(q.shape)}, K {list(k.shape)} do not fit the decode kernel"
+            f" ({prefix} prefix and {suffix} suffix rows, one query)"
+        )
+    return DecodeStep(batch, q_heads, kv_heads, depth, (length,) * batch, prefix, v.shape[3])
+
+
+def stage_kernel_inputs(program: Program, operands: StagedOperands) -> dict[str, np.ndarray]:
+    """The input symbols of any kernel (an attention kernel's or a decode kernel's) for one call."""
+    q, k, v, x = operands
+    if not is_decode_kernel(program):
+        return stage_attention_inputs(program, q, k, v, x)
+    if k is None or v is None:
+        raise KernelError("a decode kernel reads K and V: pass Q, K and V")
+    q, k, v = _as_float(q), _as_float(k), _as_float(v)
+    step = decode_step_of(program, q, k, v)
+    prefix = step.prefix
+    if any(not (cache[:, :, :prefix] == cache[:1, :, :prefix]).all() for cache in (k, v)):
+        raise KernelError(f"the decode kernel shares the first {prefix} cache rows, but the samples' rows differ")
+    return stage_decode_inputs(step, q, list(k), list(v))
+
+
+def unstage_kernel_output(program: Program, o: np.ndarray, operands: StagedOperands) -> np.ndarray:
+    """Any kernel's output cut back to the logical ``[B, Hq, Sq, dv]`` (fp32)."""
+    q, k, v, _ = operands
+    if not is_decode_kernel(program):
+        return unstage_attention_output(program, o, q.shape)
+    if k is None or v is None:
+        raise KernelError("a decode kernel reads K and V: pass Q, K and V")
+    step = decode_step_of(program, np.asarray(q), np.asarray(k), np.asarray(v))
+    return unstage_decode_output(step, o).astype(np.float32)
+
+
 def kernel_interface(program: Program) -> KernelInterface:
     """The DRAM interface a program's symbol table declares (`passes.kernel_interface`)."""
     try:
@@ -67,6 +121,8 @@ def generates_kv(program: Program) -> bool:
 
 def kernel_operands(program: Program) -> tuple[str, ...]:
     """The tensors a `sofa.kernel_call` passes, in order: Q, then K and V unless generated, then X on demand."""
+    if is_decode_kernel(program):
+        return (Operand.Q.value, Operand.K.value, Operand.V.value)
     return tuple(operand.value for operand in kernel_interface(program).operands)
 
 
@@ -211,9 +267,10 @@ class KernelRunner:
         given = dict(zip(operands[1:], tensors, strict=True))
         k, v, x = given.get("k"), given.get("v"), given.get("x")
         machine = Machine.from_target(self.config.as_target_dict(), dram_bytes=program.dram_bytes)
-        inputs = self.stage(name, program, (q, k, v, x))
+        call_operands = (q, k, v, x)
+        inputs = self.stage(name, program, call_operands)
         launch = None
-        if kernel_interface(program).launch_mask:
+        if not is_decode_kernel(program) and kernel_interface(program).launch_mask:
             assert k is not None  # masked kernels read host-given K (stage_attention_inputs checked)
             launch = stage_launch_mask(program, given.get("mask"), q.shape, k.shape[2])
             inputs.update(launch.inputs)
@@ -238,12 +295,12 @@ class KernelRunner:
         self.runs.append(KernelRun(name, timing, build_report(timing, result.sram_peak), seconds))
         if self.timeline is not None:
             self.timeline.kernel(name, timing)
-        return unstage_attention_output(program, result.outputs[Symbol.OUT.value], q.shape)
+        return unstage_kernel_output(program, result.outputs[Symbol.OUT.value], call_operands)
 
     def stage(self, name: str, program: Program, operands: StagedOperands) -> dict[str, np.ndarray]:
         """The DRAM contents of kernel `name`'s input symbols for one call (a resident cache overrides this)."""
         del name
-        return stage_attention_inputs(program, *operands)
+        return stage_kernel_inputs(program, operands)
 
 
 @register_impls

@@ -9,11 +9,14 @@ the ranges of the sparsity knobs that every layer shares.
 from xdsl.ir import Dialect
 
 from dialects.sofa.attrs import (
+    DECODE_LOWERINGS,
+    DECODE_TILE,
     PREDICTORS,
     TARGET_CHOICES,
     TARGET_DEFAULTS,
     TILING_KEYS,
     TOPK_ENGINES,
+    DecodeAttr,
     SparsityAttr,
     TargetAttr,
     TilingAttr,
@@ -43,10 +46,12 @@ from dialects.sofa.ops import (
 Sofa = Dialect(
     "sofa",
     [AttentionOp, KvProjectionOp, WkToLzOp, DlzsKeyOp, DlzsScoreOp, Mul4ScoreOp, SadsOp, SufaOp, KernelCallOp],
-    [SparsityAttr, TargetAttr, TilingAttr, TileMaskAttr],
+    [SparsityAttr, TargetAttr, TilingAttr, TileMaskAttr, DecodeAttr],
 )
 
 __all__ = [
+    "DECODE_LOWERINGS",
+    "DECODE_TILE",
     "MASK_FORMATS",
     "MASK_MAPPINGS",
     "NO_RADIUS",
@@ -57,6 +62,7 @@ __all__ = [
     "TILING_KEYS",
     "TOPK_ENGINES",
     "AttentionOp",
+    "DecodeAttr",
     "DlzsKeyOp",
     "DlzsScoreOp",
     "KernelCallOp",

@@ -397,3 +397,54 @@ TILING_KEYS = _parameter_names(TilingAttr)
 """The `#sofa.tiling` fields in their printed order."""
 
 assert _parameter_names(TargetAttr) == tuple(TARGET_DEFAULTS), "TargetAttr's parameters must be TARGET_DEFAULTS' keys"
+
+
+# ---------------------------------------------------------------------------
+# #sofa.decode
+# ---------------------------------------------------------------------------
+
+DECODE_TILE = 64
+"""Keys per K/V window of a decode kernel: 64 fp16 rows of d = 128 are 16 KiB, so the paper's SRAM holds six."""
+
+DECODE_LOWERINGS = ("standard", "bifurcated")
+"""How a decode step streams a shared prefix (`passes.lower_to_isa.decode.DecodeLowering`'s values)."""
+
+
+@irdl_attr_definition
+class DecodeAttr(ParametrizedAttribute):
+    """A one-query attention (a decode step) that runs on the decode kernel (issue 18).
+
+    * ``lowering``: ``standard`` or ``bifurcated`` (the shared prefix streams once for every sample);
+    * ``prefix``: cache rows ``0 .. prefix-1`` that every sample of the batch shares (0: none);
+    * ``tile``: keys per K/V window.
+
+    Syntax: ``#sofa.decode<lowering = "standard", prefix = 0, tile = 64>``.
+    """
+
+    name = "sofa.decode"
+
+    lowering: StringAttr
+    prefix: IntAttr
+    tile: IntAttr
+
+    def __init__(self, lowering: str, prefix: int, tile: int):
+        super().__init__(StringAttr(lowering), IntAttr(prefix), IntAttr(tile))
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        values = _parse_key_values(parser)
+        if set(values) != {"lowering", "prefix", "tile"}:
+            parser.raise_error("a decode attribute takes exactly lowering, prefix and tile")
+        lowering, prefix, tile = values["lowering"], values["prefix"], values["tile"]
+        if not isinstance(lowering, str) or not isinstance(prefix, int) or not isinstance(tile, int):
+            parser.raise_error("decode lowering must be a string, prefix and tile integers")
+        return StringAttr(lowering), IntAttr(prefix), IntAttr(tile)
+
+    def print_parameters(self, printer: Printer) -> None:
+        _print_key_values(printer, _field_values(self))
+
+    def verify(self) -> None:
+        if self.lowering.data not in DECODE_LOWERINGS:
+            raise VerifyException(f"decode lowering must be one of {', '.join(DECODE_LOWERINGS)}")
+        if self.prefix.data < 0 or not 1 <= self.tile.data < 1 << 16:
+            raise VerifyException("decode prefix must be >= 0 and tile 1 to 65535 keys")

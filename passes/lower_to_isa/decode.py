@@ -51,15 +51,12 @@ from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr, i64
 from xdsl.ir import Block, Region
 
 from dialects.numerics import DATAPATH, to_datapath
-from dialects.sofa import TargetAttr
+from dialects.sofa import DECODE_TILE, TargetAttr
 from dialects.sofa_isa import Dram, ProgramOp, Sram
 from passes.kernel_interface import KernelLayout, SymbolKind
 from passes.lower_to_isa.emitter import Emitter
 from passes.lower_to_isa.kernel import DRAM_PAGE
 from passes.lower_to_isa.registers import Sem
-
-DECODE_TILE = 64
-"""Keys per K/V window: 64 fp16 rows of d = 128 are 16 KiB, so the paper's SRAM holds six buffer sets."""
 
 MAX_BUFFER_SETS = 8
 """Most K/V buffer sets a decode kernel rotates through (the loop body holds one tile step per set)."""

@@ -7,15 +7,23 @@ from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 from xdsl.utils.exceptions import DiagnosticException
 
 from dialects.host import ConstantOp
 from dialects.numerics import MaskError, keep_count, tile_count
 from dialects.sofa import (
+    AttentionOp,
+    DecodeAttr,
     DlzsKeyOp,
     DlzsScoreOp,
     KernelCallOp,
@@ -27,9 +35,10 @@ from dialects.sofa import (
     TilingAttr,
 )
 from dialects.sofa_isa import ProgramOp
-from passes.coordinated_tiling import attention_shape_of_sufa, module_target
+from passes.coordinated_tiling import DECODE_ATTRIBUTE, attention_shape, attention_shape_of_sufa, module_target
 from passes.kernel_interface import Operand
 from passes.lower_to_isa.coordinated import CoordinatedKernel, LzWeights
+from passes.lower_to_isa.decode import DecodeError, DecodeLowering, DecodeStep, decode_program
 from passes.lower_to_isa.emitter import AttentionStep, Predictor
 from passes.lower_to_isa.generation import KvGeneration, head_blocks
 from passes.lower_to_isa.kernel import AttentionKernel
@@ -206,6 +215,42 @@ class LowerTiledAttention(RewritePattern):
             rewriter.erase(projection)
 
 
+def decode_step(op: AttentionOp, decode: DecodeAttr) -> DecodeStep:
+    """The `DecodeStep` of a one-query attention: every sample's cache is the op's whole K/V (a key-padding
+    mask is folded into Q and K by then), its first ``decode.prefix`` rows shared."""
+    shape = attention_shape(op, 1.0)
+    lengths = (shape.kv_len,) * shape.batch
+    return DecodeStep(
+        shape.batch, shape.q_heads, shape.kv_heads, shape.depth, lengths, decode.prefix.data, shape.v_depth,
+        op.scale.value.data,
+    )  # fmt: skip
+
+
+@dataclass
+class LowerDecodeAttention(RewritePattern):
+    """Replace a `sofa.attention` marked `#sofa.decode` by a `sofa.kernel_call` to a decode kernel."""
+
+    options: LowerToIsaPass
+    target: TargetAttr
+    programs: list[ProgramOp]
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
+        decode = op.attributes.get(DECODE_ATTRIBUTE)
+        if not isinstance(decode, DecodeAttr):
+            return
+        lowering = DecodeLowering(decode.lowering.data)
+        try:
+            program = decode_program(decode_step(op, decode), self.target, lowering, decode.tile.data)
+        except DecodeError as error:
+            raise DiagnosticException(f"cannot lower {op.name} to the decode kernel: {error}") from error
+        name = f"{KERNEL_PREFIX}{len(self.programs)}"
+        program.properties["sym_name"] = StringAttr(name)
+        program.properties["config_hash"] = StringAttr(self.options.config_hash)
+        self.programs.append(program)
+        rewriter.replace(op, KernelCallOp(name, [op.q, op.k, op.v], [op.output.type]))
+
+
 @dataclass(frozen=True)
 class LowerToIsaPass(ModulePass):
     """Replace each tiled attention by a `sofa.kernel_call` to a new `sofa_isa.program`.
@@ -218,7 +263,8 @@ class LowerToIsaPass(ModulePass):
     instead of SU-FA, ``rass=false`` loads whole K/V tiles instead of the
     RASS-ordered union of the selected rows. ``kv_generation=false`` keeps
     on-demand kernels reading host-computed K/V rows instead of generating the
-    selected rows on chip.
+    selected rows on chip. A `sofa.attention` marked `#sofa.decode` (by the tiling pass) becomes a
+    call to a decode kernel (`passes.lower_to_isa.decode`).
     """
 
     name = "sofa-lower-to-isa"
@@ -236,8 +282,9 @@ class LowerToIsaPass(ModulePass):
             raise DiagnosticException(f"attention must be one of {', '.join(ATTENTION_STEPS)}, got '{self.attention}'")
         target = module_target(op)
         options = self if self.config_hash else replace(self, config_hash=target.config_hash())
-        pattern = LowerTiledAttention(options, target)
+        tiled = LowerTiledAttention(options, target)
+        patterns = GreedyRewritePatternApplier([tiled, LowerDecodeAttention(options, target, tiled.programs)])
         # Not recursive: the walk visits the attentions once, in IR order, which names the programs.
-        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
-        for program in pattern.programs:
+        PatternRewriteWalker(patterns, apply_recursively=False).rewrite_module(op)
+        for program in tiled.programs:
             op.body.block.add_op(program)

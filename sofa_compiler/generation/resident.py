@@ -17,8 +17,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from passes.kernel_interface import Symbol
+from passes.lower_to_isa.decode import DecodeSymbol
 from sofa_compiler.isa.container import Program
-from sofa_compiler.runtime import KernelRunner, StagedOperands
+from sofa_compiler.runtime import KernelRunner, StagedOperands, is_decode_kernel
+
+DECODE_CACHE_SYMBOLS = {
+    Symbol.K: (DecodeSymbol.K_PREFIX, DecodeSymbol.K_SUFFIX),
+    Symbol.V: (DecodeSymbol.V_PREFIX, DecodeSymbol.V_SUFFIX),
+}
+"""A decode kernel's symbols that hold the shared prefix and each sample's suffix of K or V."""
 
 
 @dataclass
@@ -73,11 +80,27 @@ class ResidentRunner(KernelRunner):
         columns (a folded key-padding bias): the first S rows and d columns are the cache.
         """
         image = self.images.get(site)
-        rows = image.symbols.get(symbol.value) if image is not None else None
         batch, heads, length, depth = shape
-        if rows is None or len(rows) % (batch * heads) or rows.shape[1] < depth:
+        if image is None:
             return None
-        per_head = rows.reshape(batch, heads, len(rows) // (batch * heads), rows.shape[1])
-        if per_head.shape[2] < length:
+        if is_decode_kernel(image.program):
+            per_head = decode_image_rows(image, symbol, batch, heads)
+        else:
+            rows = image.symbols.get(symbol.value)
+            fits = rows is not None and not len(rows) % (batch * heads)
+            per_head = rows.reshape(batch, heads, -1, rows.shape[1]) if fits and rows is not None else None
+        if per_head is None or per_head.shape[2] < length or per_head.shape[3] < depth:
             return None
         return per_head[:, :, :length, :depth].astype(np.float32)
+
+
+def decode_image_rows(image: SiteImage, symbol: Symbol, batch: int, heads: int) -> np.ndarray | None:
+    """K or V ``[B, H, P + S, width]`` from a decode kernel's image: the shared prefix, then each sample's suffix."""
+    parts = []
+    prefix_symbol, suffix_symbol = DECODE_CACHE_SYMBOLS[symbol]
+    if (prefix := image.symbols.get(prefix_symbol.value)) is not None:
+        per_head = prefix.reshape(heads, -1, prefix.shape[1])
+        parts.append(np.broadcast_to(per_head[None], (batch, *per_head.shape)))
+    if (suffix := image.symbols.get(suffix_symbol.value)) is not None:
+        parts.append(suffix.reshape(heads, batch, -1, suffix.shape[1]).transpose(1, 0, 2, 3))
+    return np.concatenate(parts, axis=2) if parts else None

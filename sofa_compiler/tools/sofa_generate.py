@@ -6,6 +6,11 @@ after the first, greedy or sampled (``--temperature``, ``--seed``) for the decod
 samples. Prints, per token: the simulated cycles of its attention kernels, their latency at
 the target clock, their DRAM traffic, the bytes the host wrote into the resident cache, the
 energy; and the totals. ``--json`` prints the same as one JSON document.
+
+Decode steps run on the decode kernel (``--decode``): ``auto`` (default) lets the cost model
+choose, per layer, the standard lowering or the bifurcated one that streams the prompt's
+cache (the prefix every sample shares) once for all M samples; the choice is printed.
+``prefill`` runs decode steps on the prefill kernel instead.
 """
 
 from __future__ import annotations
@@ -58,6 +63,24 @@ def read_prompt(text: str) -> np.ndarray:
         raise GenerationError(f"--prompt: cannot read {text}: {error}") from None
 
 
+DECODE_CHOICES = ("auto", "standard", "bifurcated", "prefill")
+
+
+def decode_summary(options: dict[str, Any] | None) -> str:
+    """One line: how decode steps ran, and the cost model's predictions where it chose."""
+    if options is None or not options["enabled"]:
+        return "decode steps: prefill kernel"
+    line = f"decode steps: decode kernel, {options['lowering']}, shared prefix {options['prefix']} rows"
+    choices = options.get("choices") or []
+    if not choices:
+        return line
+    chosen = sorted({choice["lowering"] for choice in choices})
+    predicted = ", ".join(
+        f"{name} {cycles:,} cycles {dram:,} B" for name, (cycles, dram) in choices[0]["predicted"].items()
+    )
+    return f"{line}; cost model chose {'/'.join(chosen)} ({len(choices)} layers; layer 0 predicted: {predicted})"
+
+
 def totals(reports: list[StepReport]) -> dict[str, Any]:
     keys = ("cycles", "latency_us", "dram_read_bytes", "dram_write_bytes", "host_write_bytes", "energy_pj", "wall_s")
     return {"steps": len(reports), **{key: sum(getattr(r, key) for r in reports) for key in keys}}
@@ -97,16 +120,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", metavar="FILE.toml", help="hardware config (default: the paper's sofa-28nm)")
     parser.add_argument("--keep", type=float, default=1.0, help="top-k keep ratio, 0 < k <= 1 (1.0 = exact)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--decode", choices=DECODE_CHOICES, default="auto", dest="decode_lowering",
+        help="decode-step attention: the decode kernel's lowering (auto: the cost model's), or the prefill kernel",
+    )  # fmt: skip
     add_budget_option(parser)
     args = parser.parse_args(argv)
-    from sofa_compiler.driver import check_options, compile_model
+    from sofa_compiler.driver import DecodeOptions, check_options, compile_model
     from sofa_compiler.generation import GenerationSession, GraphPair, Sampling, generate
 
     check_options(args.keep, None, None)
     sampling = Sampling(args.temperature, args.seed)
     prompt = read_prompt(args.prompt)
+    on_decode_kernel = args.decode_lowering != "prefill"
+    lowering = args.decode_lowering if on_decode_kernel else "auto"
+    decode = DecodeOptions(on_decode_kernel, lowering, prompt.shape[-1])
     with user_warnings("sofa-generate"):
-        pair = GraphPair(*(compile_model(path, args.target, args.keep) for path in (args.prefill, args.decode)))
+        pair = GraphPair(
+            compile_model(args.prefill, args.target, args.keep),
+            compile_model(args.decode, args.target, args.keep, decode=decode),
+        )
+    summary = decode_summary(pair.decode.options.get("decode"))
     session = GenerationSession(pair, sampling, max_instructions=args.max_instructions)
     with token_progress(sys.stderr.isatty() and not args.json, args.tokens) as advance:
         reports = generate(session, prompt, args.tokens, advance)
@@ -115,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         document = {
             "tokens": session.tokens.tolist(),
             "clock_mhz": clock,
+            "decode": pair.decode.options.get("decode"),
             "steps": [report.to_dict() for report in reports],
             "total": totals(reports),
         }
         print(json.dumps(document, indent=2))
     else:
+        print(summary)
         print_table(reports, clock)
         for sample, tokens in enumerate(session.tokens.tolist()):
             print(f"sample {sample}: {' '.join(map(str, tokens))}")

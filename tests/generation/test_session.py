@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks.smollm2.cached_graphs import LlamaShape, build, onnxruntime_greedy, random_weights
-from sofa_compiler.driver import compile_model
+from sofa_compiler.driver import DecodeOptions, compile_model
 from sofa_compiler.generation import GenerationError, GenerationSession, GraphPair, Sampling, generate
 from sofa_compiler.generation.contract import past_key, past_value
 from sofa_compiler.generation.resident import changed_rows
@@ -33,7 +33,8 @@ def compiled(samples: int) -> GraphPair:
     prefill, decode = graphs(samples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return GraphPair(compile_model(prefill, keep=1.0), compile_model(decode, keep=1.0))
+        decode_kernel = DecodeOptions(enabled=True)
+        return GraphPair(compile_model(prefill, keep=1.0), compile_model(decode, keep=1.0, decode=decode_kernel))
 
 
 @pytest.fixture(scope="module")

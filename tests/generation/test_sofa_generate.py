@@ -78,3 +78,30 @@ def test_swapped_graphs_are_refused(graphs, capsys) -> None:
     prefill, decode = graphs
     assert main([str(decode), str(prefill), "--prompt", PROMPT, "--tokens", "2"]) == 1
     assert "sofa-generate: error:" in capsys.readouterr().err
+
+
+def run_json(graphs, capsys, *options: str) -> dict:
+    prefill, decode = graphs
+    assert main([str(prefill), str(decode), "--prompt", PROMPT, "--tokens", "4", "--json", *options]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_samples_decode_bifurcated_over_the_prompts_cache_with_the_same_tokens(graphs, capsys) -> None:
+    runs = {choice: run_json(graphs, capsys, "--decode", choice) for choice in ("prefill", "standard", "bifurcated")}
+    assert runs["prefill"]["decode"] == {"enabled": False, "lowering": "auto", "prefix": 8, "choices": []}
+    assert runs["bifurcated"]["decode"]["prefix"] == 8  # the prompt's cache is the shared prefix
+    assert runs["prefill"]["tokens"] == runs["standard"]["tokens"] == runs["bifurcated"]["tokens"]
+
+    def decode_bytes(run: dict) -> int:
+        return sum(step["dram_read_bytes"] for step in run["steps"][1:])
+
+    assert decode_bytes(runs["bifurcated"]) < decode_bytes(runs["standard"]) < decode_bytes(runs["prefill"])
+
+
+def test_auto_prints_the_cost_models_choice(graphs, capsys) -> None:
+    prefill, decode = graphs
+    assert main([str(prefill), str(decode), "--prompt", PROMPT, "--tokens", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "decode steps: decode kernel, auto, shared prefix 8 rows; cost model chose" in out
+    assert "standard" in out
+    assert "bifurcated" in out
