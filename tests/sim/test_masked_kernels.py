@@ -227,6 +227,12 @@ def test_masks_the_lowering_cannot_take_give_clear_errors() -> None:
         run(text, [CoordinatedTilingPass(), LowerToIsaPass(rass=False)], random_qkv(0, 1, 256, 256, 16))
 
 
+def test_budgeted_sads_with_a_general_mask_is_a_clear_error() -> None:
+    text = attention_module(bigbird(256, 32, 0.3), 1, 16)
+    with pytest.raises(DiagnosticException, match=r"budgeted SADS \(far < 1\) is not built for general masks"):
+        run(text, [CoordinatedTilingPass(keep=0.5, far=0.75), LowerToIsaPass()], random_qkv(0, 1, 256, 256, 16))
+
+
 def test_numerics_bitmaps_decode_as_sads_reads_them() -> None:
     block = np.random.default_rng(0).random((128, 64)) < 0.5
     assert np.array_equal(numerics.bitmap_valid(numerics.tile_bitmap(block), 128, 64), block)
