@@ -109,7 +109,8 @@ def launch_mask_attr(target: TargetAttr, shape: AttentionShape, tile: int, heads
 
 def plan_op_mask(target: TargetAttr, shape: AttentionShape, tile: int, masks: np.ndarray) -> MaskPlan:
     """Plan combined boolean masks ``[B', H', Sq, Skv]``: closed form when one mask is a band, else the
-    tile structure of each."""
+    tile structure of each. A mask of lower rank is broadcast as ``[1, 1, Sq, Skv]``."""
+    masks = boolean_masks(masks)
     if masks.shape[:2] != (1, 1):
         return plan_mask(target, shape, tile, masks=tuple(masks.reshape(-1, *masks.shape[2:])))
     band = detect_band(masks[0, 0])
