@@ -136,7 +136,7 @@ def test_masked_attention_model_computes_masked_attention(constant: bool) -> Non
         warnings.simplefilter("ignore")
         compiled = sofa_compiler.compile(model, keep=1.0)
     outputs, _ = compiled.run(feeds)
-    assert bool(compiled.programs) == constant  # a mask known only at run time stays on the host
+    assert compiled.programs  # a boolean mask runs on the accelerator, constant or given at run time (tables at launch)
     assert_close_to_fp32_reference(outputs["o"], masked_reference(q, k, v, mask))
 
 
