@@ -8,7 +8,7 @@ analytical model's pricing of every format) and, inside it, the tile structure a
 (`dialects.numerics.tile_mask_of_array` at the target's query lanes and Bc = 64). The masks
 themselves are built before the clock starts.
 
-    python benchmarks/mask_analysis_speed.py [--seq 32768] [--tile 64] [--repeat 3] [--patterns bigbird,...]
+    python -m benchmarks.mask_analysis_speed [--seq 32768] [--tile 64] [--repeat 3] [--patterns bigbird,...]
 """
 
 from __future__ import annotations

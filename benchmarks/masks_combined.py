@@ -9,7 +9,7 @@ ones (`--pattern`: ``broad`` is random Q/K, whose flat attention no top-k fits; 
 ``||O - O_exact|| / ||O_exact||`` and the largest absolute error. At keep 1.0 both runs are also
 checked (their error is the datapath's rounding alone), so the top-k's share shows.
 
-    python benchmarks/masks_combined.py [--seq 8192] [--depth 128] [--heads 1] [--density 0.1] [--keep 0.25]
+    python -m benchmarks.masks_combined [--seq 8192] [--depth 128] [--heads 1] [--density 0.1] [--keep 0.25]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ issue's goal: at most 1.3), the tiles the kernel visited (DLZS instructions, one
 be equal. Density here is the fraction of non-empty tiles, which for these block-aligned masks
 equals the block density.
 
-    python benchmarks/masks_density.py [--seq 8192] [--depth 128] [--heads 1] [--densities 0.05,0.1,0.25,0.5]
+    python -m benchmarks.masks_density [--seq 8192] [--depth 128] [--heads 1] [--densities 0.05,0.1,0.25,0.5]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ model and keeps those within --margin of the cheapest per keep; stage two simula
 Prints every survivor with the model's estimate, the simulated cycles and their ratio, then per
 keep the model's first choice against the simulator's fastest survivor.
 
-    python benchmarks/masks_two_stage.py [--pattern longformer] [--seq 4096] [--depth 128] [--keeps 1,0.5,0.25]
+    python -m benchmarks.masks_two_stage [--pattern longformer] [--seq 4096] [--depth 128] [--keeps 1,0.5,0.25]
 """
 
 from __future__ import annotations
