@@ -33,6 +33,7 @@ from dialects.host import numpy_dtype
 from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.frontend.graph import Graph, describe
+from sofa_compiler.frontend.masks import merge_allowed
 
 KV_CACHE_CAUSAL = "bottom-right causal masking over a KV cache with a query-dependent attn_mask is an explicit mask"
 """Why causal attention after past keys, with a general attn_mask, runs on the host."""
@@ -107,19 +108,6 @@ def check_nonpad(node: onnx.NodeProto, graph: Graph, name: str, has_past: bool) 
 def causal_allowed(q_length: int, kv_length: int, offset: int) -> np.ndarray:
     """Bottom-right causal visibility ``[q, kv]``: query i sees key j iff j <= i + offset."""
     return np.arange(kv_length)[None, :] <= np.arange(q_length)[:, None] + offset
-
-
-def merge_allowed(emitter: Emitter, mask: SSAValue | None, allowed: SSAValue) -> SSAValue:
-    """`mask` (boolean keep, or additive float) restricted to the boolean `allowed`, in `mask`'s form."""
-    if mask is None:
-        return allowed
-    shape = np.broadcast_shapes(shape_of(mask), shape_of(allowed))
-    if element_of(mask) == i1:
-        return emitter.host("And", [mask, allowed], shape, element=i1)
-    dtype = numpy_dtype(element_of(mask))
-    zero, masked = emitter.constant(np.array(0.0, dtype)), emitter.constant(np.array(-np.inf, dtype))
-    bias = emitter.host("Where", [allowed, zero, masked], shape_of(allowed), element=element_of(mask))
-    return emitter.host("Add", [mask, bias], shape)
 
 
 def nonpad_allowed(emitter: Emitter, lengths: SSAValue, q_length: int, kv_length: int, causal: bool) -> SSAValue:

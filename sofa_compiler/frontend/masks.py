@@ -57,16 +57,22 @@ def window_of(node: onnx.NodeProto, offset: int) -> BandMask | None:
     return BandMask(UNBOUNDED if left < 0 else left, UNBOUNDED if right < 0 else right, offset)
 
 
-def merge_allowed(emitter: Emitter, mask: SSAValue | None, allowed: np.ndarray) -> SSAValue:
-    """`mask` restricted to the `allowed` positions: And for a boolean mask, a -inf bias for an additive one."""
+def merge_allowed(emitter: Emitter, mask: SSAValue | None, allowed: np.ndarray | SSAValue) -> SSAValue:
+    """`mask` restricted to the boolean `allowed` positions (a constant array, or a value computed on the host):
+    And for a boolean mask, a -inf bias for an additive one. A constant `allowed` stays a constant bias."""
+    constant = isinstance(allowed, np.ndarray)
     if mask is None:
-        return emitter.constant(allowed)
-    shape = list(np.broadcast_shapes(shape_of(mask), allowed.shape))
+        return emitter.constant(allowed) if constant else allowed
+    shape = list(np.broadcast_shapes(shape_of(mask), allowed.shape if constant else shape_of(allowed)))
     if element_of(mask) == i1:
-        return emitter.host("And", [mask, emitter.constant(allowed)], shape, element=i1)
+        return emitter.host("And", [mask, emitter.constant(allowed) if constant else allowed], shape, element=i1)
     dtype = numpy_dtype(element_of(mask))
-    bias = np.where(allowed, 0.0, -np.inf).astype(dtype)
-    return emitter.host("Add", [mask, emitter.constant(bias)], shape)
+    if constant:
+        bias = emitter.constant(np.where(allowed, 0.0, -np.inf).astype(dtype))
+    else:
+        zero, masked = emitter.constant(np.zeros((), dtype)), emitter.constant(np.array(-np.inf, dtype))
+        bias = emitter.host("Where", [allowed, zero, masked], shape_of(allowed), element=element_of(mask))
+    return emitter.host("Add", [mask, bias], shape)
 
 
 def apply_window(
@@ -97,17 +103,7 @@ def apply_window_per_batch(
             continue
         side = emitter.host(op_type, [delta, emitter.constant(np.array(bound, np.int64))], shape, element=i1)
         allowed = side if allowed is None else emitter.host("And", [allowed, side], shape, element=i1)
-    if allowed is None:
-        return mask
-    if mask is None:
-        return allowed
-    merged = list(np.broadcast_shapes(shape_of(mask), shape))
-    if element_of(mask) == i1:
-        return emitter.host("And", [mask, allowed], merged, element=i1)
-    dtype = numpy_dtype(element_of(mask))
-    zero, lowest = emitter.constant(np.zeros((), dtype)), emitter.constant(np.array(-np.inf, dtype))
-    bias = emitter.host("Where", [allowed, zero, lowest], shape, element=element_of(mask))
-    return emitter.host("Add", [mask, bias], merged)
+    return mask if allowed is None else merge_allowed(emitter, mask, allowed)
 
 
 def as_keep_term(term: MaskTerm, graph: Graph) -> MaskTerm:
