@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from dialects.numerics import DATAPATH, tile_count
-from dialects.numerics.tile_masks import BandMask, TileMask, tile_mask_of_array, tile_mask_of_band
+from dialects.numerics.tile_masks import BandMask, TileMask, tile_mask_of_band, tile_masks_of_array
 from dialects.sofa import MASK_FORMATS, MASK_MAPPINGS, TargetAttr, TileMaskAttr
 from passes.tile_plan import AttentionShape, query_lanes, step_estimate
 
@@ -129,6 +129,19 @@ def _order(candidate: MaskCandidate) -> tuple[float, int, int, int]:
     )
 
 
+def _structures(
+    shape: AttentionShape, tile: int, lanes_of: dict[str, int], masks: tuple[np.ndarray, ...], band: BandMask | None
+) -> dict[str, tuple[TileMask, ...]]:
+    """Per mapping, the tile structure of each mask (one pass over each mask array for all mappings)."""
+    if band is not None:
+        return {
+            mapping: (tile_mask_of_band(band, shape.q_len, shape.kv_len, lanes, tile),)
+            for mapping, lanes in lanes_of.items()
+        }
+    per_mask = [tile_masks_of_array(each, tuple(lanes_of.values()), tile) for each in masks]
+    return {mapping: tuple(tms[index] for tms in per_mask) for index, mapping in enumerate(lanes_of)}
+
+
 def plan_mask(
     target: TargetAttr,
     shape: AttentionShape,
@@ -146,17 +159,12 @@ def plan_mask(
     block_lanes = query_lanes(target, shape.q_len)
     lanes_of = {"block": block_lanes, "row": max(1, block_lanes // ROW_LANES_DIVISOR)}
     heads = shape.batch * shape.q_heads / max(1, len(masks))
-    structures: dict[str, tuple[TileMask, ...]] = {}
+    used = {mapping: lanes_of[mapping] for mapping in mappings}
+    if "row" in used and used["row"] == block_lanes:
+        del used["row"]  # no row-wise mapping distinct from the block-wise one
+    structures = _structures(shape, tile, used, masks, band)
     ranked: list[MaskCandidate] = []
-    for mapping in mappings:
-        lanes = lanes_of[mapping]
-        if mapping == "row" and lanes == block_lanes:
-            continue
-        if band is not None:
-            tms = (tile_mask_of_band(band, shape.q_len, shape.kv_len, lanes, tile),)
-        else:
-            tms = tuple(tile_mask_of_array(each, lanes, tile) for each in masks)
-        structures[mapping] = tms
+    for mapping, tms in structures.items():
         ranked += _summed([_candidates(target, shape, tm, mapping, band is not None, heads) for tm in tms])
     ranked.sort(key=_order)
     best = ranked[0]

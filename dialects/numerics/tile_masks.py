@@ -23,6 +23,8 @@ partial, and the density of each query tile. It is built
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,30 +166,41 @@ def _from_counts(counts: np.ndarray, q_len: int, kv_len: int, lanes: int, tile: 
     return TileMask(lanes, tile, q_len, kv_len, row_ptr, col_idx.astype(np.int32), partial, density)
 
 
-def _row_tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
-    """Visible keys of each (row, KV tile): ``[Sq, Tc]`` int64, in one pass over the mask.
+def _group_tile_counts(mask: np.ndarray, rows_per_group: int, tile: int) -> np.ndarray:
+    """Visible pairs of each (group of `rows_per_group` rows, KV tile): ``[ceil(Sq / g), Tc]`` int64, in one
+    pass over the mask.
 
-    Fast path (rows of a multiple of 8 bytes, tiles of a multiple of 8 keys): the booleans are
-    read as uint64 words of 8 bytes and summed per tile (each byte lane holds a count <= tile / 8 <= 255,
-    so no carry crosses lanes); the 8 byte lanes of each small sum are then added.
+    The rows of each group are added key by key first, as bytes (a count <= g <= 255 fits; wider groups
+    add in int64): a reduction over whole rows, which numpy vectorises, leaving a mask ``g`` times
+    smaller whose keys are then added per tile.
     """
     q_len, kv_len = mask.shape
-    kv_tiles = -(-kv_len // tile)
-    words_per_tile = tile // 8
-    if kv_len % 8 == 0 and tile % 8 == 0 and words_per_tile <= 255 and mask.flags.c_contiguous:
-        words = mask.view(np.uint64)  # [Sq, Skv / 8]
-        whole = kv_len // tile
-        counts = np.zeros((q_len, kv_tiles), np.int64)
-        if whole:
-            block = words[:, : whole * words_per_tile].reshape(q_len, whole, words_per_tile)
-            lane_sums = np.add.reduce(block, axis=2, dtype=np.uint64)
-            counts[:, :whole] = _add_byte_lanes(lane_sums)
-        if whole < kv_tiles:
-            counts[:, whole] = np.count_nonzero(mask[:, whole * tile :], axis=1)
-        return counts
-    padded = np.zeros((q_len, kv_tiles * tile), bool)
-    padded[:, :kv_len] = mask
-    return padded.reshape(q_len, kv_tiles, tile).sum(axis=2, dtype=np.int64)
+    groups, kv_tiles = -(-q_len // rows_per_group), -(-kv_len // tile)
+    dtype = np.uint8 if rows_per_group <= 255 else np.int64
+    whole = q_len // rows_per_group
+    per_key = np.zeros((groups, kv_tiles * tile), dtype)
+    rows = mask.view(np.uint8)
+    per_key[:whole, :kv_len] = np.add.reduce(
+        rows[: whole * rows_per_group].reshape(whole, rows_per_group, kv_len), axis=1, dtype=dtype
+    )
+    if whole < groups:
+        per_key[whole, :kv_len] = rows[whole * rows_per_group :].sum(axis=0, dtype=dtype)
+    return per_key.reshape(groups, kv_tiles, tile).sum(axis=2, dtype=np.int64)
+
+
+def _row_counts(mask: np.ndarray) -> np.ndarray:
+    """Kept keys of each row, ``[Sq]`` int64.
+
+    Fast path (a contiguous mask, Skv a multiple of 8): the booleans are read as uint64 words of 8
+    bytes and added in runs of at most 255 words (each byte lane then holds a count <= 255, so no
+    carry crosses lanes); the 8 byte lanes of each run's sum are then added.
+    """
+    kv_len = mask.shape[1]
+    if kv_len % 8 or not mask.flags.c_contiguous:
+        return np.count_nonzero(mask, axis=1).astype(np.int64)
+    words = mask.view(np.uint64)
+    runs = np.add.reduceat(words, np.arange(0, words.shape[1], 255), axis=1)
+    return _add_byte_lanes(runs).sum(axis=1)
 
 
 _LOW_BYTES = np.uint64(0x00FF00FF00FF00FF)
@@ -235,46 +248,63 @@ def boolean_mask(mask: np.ndarray) -> np.ndarray:
 def tile_mask_of_array(mask: np.ndarray, lanes: int, tile: int) -> TileMask:
     """The tile structure of a boolean (or 0/-inf additive) mask ``[Sq, Skv]`` (broadcast rows allowed:
     a ``[1, Skv]`` mask is the same for every query)."""
-    mask = boolean_mask(mask)
+    (tm,) = tile_masks_of_array(mask, (lanes,), tile)
+    return tm
+
+
+def tile_masks_of_array(mask: np.ndarray, lanes: Sequence[int], tile: int) -> tuple[TileMask, ...]:
+    """`tile_mask_of_array` for each query tile height of `lanes` at once, from one pass over the mask: the
+    pair counts of row groups of the heights' greatest common divisor, added up per height."""
+    mask = np.ascontiguousarray(boolean_mask(mask))
     q_len, kv_len = mask.shape
-    _check_tiling(q_len, kv_len, lanes, tile)
-    row_counts = _row_tile_counts(np.ascontiguousarray(mask), tile)
-    query_tiles = -(-q_len // lanes)
-    padded = np.zeros((query_tiles * lanes, row_counts.shape[1]), np.int64)
-    padded[:q_len] = row_counts
-    return _from_counts(padded.reshape(query_tiles, lanes, -1).sum(axis=1), q_len, kv_len, lanes, tile)
+    for each in lanes:
+        _check_tiling(q_len, kv_len, each, tile)
+    group = math.gcd(*lanes)
+    group_counts = _group_tile_counts(mask, group, tile)
+    out = []
+    for each in lanes:
+        per_tile = each // group
+        query_tiles = -(-q_len // each)
+        padded = np.zeros((query_tiles * per_tile, group_counts.shape[1]), np.int64)
+        padded[: len(group_counts)] = group_counts
+        counts = padded.reshape(query_tiles, per_tile, -1).sum(axis=1)
+        out.append(_from_counts(counts, q_len, kv_len, each, tile))
+    return tuple(out)
 
 
 def tile_mask_of_band(band: BandMask, q_len: int, kv_len: int, lanes: int, tile: int) -> TileMask:
     """The tile structure of a closed-form mask, never building the ``[Sq, Skv]`` mask.
 
-    Per query tile only the KV tiles that meet the band are examined; a plain band's pairs are
-    counted in closed form, a dilated one's on the (lanes x tile) pairs of those tiles.
+    Per query tile only the KV tiles that meet the band are examined, all at once: a plain band's pairs
+    are counted in closed form, a dilated one's on the (lanes x tile) pairs of those tiles.
     """
     _check_tiling(q_len, kv_len, lanes, tile)
     query_tiles, kv_tiles = -(-q_len // lanes), -(-kv_len // tile)
     counts = np.zeros((query_tiles, kv_tiles), np.int64)
     for query_tile in range(query_tiles):
         first_row = query_tile * lanes
-        rows = np.arange(first_row, min(q_len, first_row + lanes))
+        rows = np.arange(first_row, min(q_len, first_row + lanes), dtype=np.int64)
         low = max(0, first_row + band.offset - band.left)
-        high = min(kv_len - 1, rows[-1] + band.offset + band.right)
+        high = min(kv_len - 1, int(rows[-1]) + band.offset + band.right)
         if low > high:
             continue
-        for kv_tile in range(low // tile, high // tile + 1):
-            keys_start, keys_end = kv_tile * tile, min(kv_len, (kv_tile + 1) * tile)
-            counts[query_tile, kv_tile] = _band_pairs(band, rows, keys_start, keys_end)
+        first, last = low // tile, high // tile
+        counts[query_tile, first : last + 1] = _band_pairs(band, rows, first, last, tile, kv_len)
     return _from_counts(counts, q_len, kv_len, lanes, tile)
 
 
-def _band_pairs(band: BandMask, rows: np.ndarray, keys_start: int, keys_end: int) -> int:
-    """Visible pairs of `rows` x keys ``[keys_start, keys_end)``."""
+def _band_pairs(band: BandMask, rows: np.ndarray, first: int, last: int, tile: int, kv_len: int) -> np.ndarray:
+    """Visible pairs of `rows` x each KV tile ``first..last``, ``[last - first + 1]``."""
+    bounds = np.minimum(np.arange(first, last + 2, dtype=np.int64) * tile, kv_len)
     if band.dilation > 1:
-        return int(np.count_nonzero(band.visible(rows, np.arange(keys_start, keys_end))))
-    centre = rows.astype(np.int64) + band.offset
-    low = np.maximum(centre - band.left, keys_start)
-    high = np.minimum(centre + band.right, keys_end - 1)
-    return int(np.sum(np.maximum(high - low + 1, 0)))
+        seen = band.visible(rows, np.arange(bounds[0], bounds[-1])).sum(axis=0)
+        return np.add.reduceat(seen, bounds[:-1] - bounds[0])
+    centre = rows + band.offset
+    low = np.maximum(centre - band.left, 0)
+    width = np.maximum(np.minimum(centre + band.right, kv_len - 1) - low + 1, 0)
+    # Keys before each bound that each row sees, summed over the rows: its differences count per tile.
+    before = np.clip(bounds[None, :] - low[:, None], 0, width[:, None]).sum(axis=0)
+    return np.diff(before)
 
 
 def band_block(band: BandMask, query_tile: int, kv_tile: int, lanes: int, tile: int) -> np.ndarray:
@@ -344,7 +374,7 @@ def detect_band(mask: np.ndarray) -> BandMask | None:
     q_len, kv_len = mask.shape
     if not _sampled_rows_are_runs(mask):
         return None  # cheap rejection of scattered masks before the full scans
-    counts = np.count_nonzero(mask, axis=1)
+    counts = _row_counts(mask)
     if not counts.any():
         return None
     first, last = _run_ends(mask)
