@@ -19,6 +19,7 @@ it is built on demand, in row chunks, never through an ``[S, S]`` integer array)
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -215,16 +216,31 @@ class MaskWorkload:
         return None if make is None else make(**self.params)
 
 
+PATTERN_PARAMS: Mapping[str, Mapping[str, Any]] = {
+    "longformer": {"window": 512, "global_tokens": 16},
+    "bigbird": {"density": 0.1},
+    "mistral": {"window": 4096},
+    "dilated": {"window": 256, "dilation": 4},
+    "document_packing": {"documents": 8},
+}
+"""The parameters of the issue's masked workloads, by pattern (the report's and `sofa-dse --mask`'s defaults)."""
+
+
 def mask_workloads(lengths: tuple[int, ...] = LENGTHS) -> list[MaskWorkload]:
     """The issue's masked workloads at each length: Longformer, BigBird (10%), Mistral, dilated, packing."""
-    patterns: tuple[tuple[str, dict[str, Any]], ...] = (
-        ("longformer", {"window": 512, "global_tokens": 16}),
-        ("bigbird", {"density": 0.1}),
-        ("mistral", {"window": 4096}),
-        ("dilated", {"window": 256, "dilation": 4}),
-        ("document_packing", {"documents": 8}),
-    )
-    return [MaskWorkload(pattern, seq, params) for seq in lengths for pattern, params in patterns]
+    return [MaskWorkload(pattern, seq, params) for seq in lengths for pattern, params in PATTERN_PARAMS.items()]
+
+
+def mask_workload(pattern: str, seq: int, overrides: Mapping[str, Any] | None = None) -> MaskWorkload:
+    """`pattern` at `seq` with `PATTERN_PARAMS` updated by `overrides`; `MaskPatternError` names a parameter the
+    pattern does not take."""
+    if pattern not in GENERATORS:
+        raise MaskPatternError(f"unknown mask pattern '{pattern}' (known: {', '.join(GENERATORS)})")
+    overrides = overrides or {}
+    known = [name for name in inspect.signature(GENERATORS[pattern]).parameters if name != "seq"]
+    if unknown := sorted(set(overrides) - set(known)):
+        raise MaskPatternError(f"{pattern} has no parameter {', '.join(unknown)} (it takes {', '.join(known)})")
+    return MaskWorkload(pattern, seq, {**PATTERN_PARAMS[pattern], **overrides})
 
 
 def masked_attention_model(

@@ -135,7 +135,7 @@ def run_model_search(args: Namespace, out: Path, log: Log) -> int:
     budgets = _numbers(args.mean_keep, float, (), "--mean-keep")
     if not budgets or any(keep_problem(k) for k in budgets):
         raise DseError(f"--mean-keep must be keep ratios in (0, 1], got {args.mean_keep}")
-    keeps = _numbers(args.keeps if args.keeps != "0.05:0.5:0.05" else None, float, DEFAULT_KEEPS, "--keeps")
+    keeps = _numbers(args.keeps, float, DEFAULT_KEEPS, "--keeps")
     if any(keep_problem(k) for k in keeps):
         raise DseError(f"--keeps must lie in (0, 1], got {args.keeps}")
     compiled = _compile(args.model, args.target, log)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dialects.sofa import TargetAttr
 from passes.tile_plan import AttentionShape, PlanError, plan_sram
+from sofa_compiler.mask_workloads import MaskWorkload, exact_masked_attention, masked_attention_model
 from sofa_compiler.sim.config import HardwareConfig
 from sofa_compiler.workloads import WORKLOADS, attention_model, run_kernels
 
@@ -44,6 +46,9 @@ class Layer:
     seq: int
     depth: int
     causal: bool = False
+    mask: MaskWorkload | None = field(default=None, repr=False)
+    """A constant mask pattern (``[seq, seq]``, built on demand); None: unmasked. Out of the repr, so the
+    fingerprints of unmasked problems stay as they were; `Problem.fingerprint` adds it where present."""
 
     def shape(self, heads: int, keep: float) -> AttentionShape:
         return AttentionShape(1, heads, heads, self.seq, self.seq, self.depth, self.depth, keep, self.causal)
@@ -73,6 +78,9 @@ class Problem:
     radius: float | None = None
     """SADS sphere radius in logits; None: no clip."""
     references: list[np.ndarray] = field(default_factory=list)
+    pruned: Mapping[tuple[int, float], str] = field(default_factory=dict)
+    """(tile, keep) pairs a first stage ruled out for every layer (the mask search's analytical model),
+    with the reason: told to the search as pruned, never simulated."""
 
     def __post_init__(self) -> None:
         if not self.references:
@@ -83,6 +91,8 @@ class Problem:
         digest = hashlib.sha256()
         digest.update(self.config.config_hash().encode())
         digest.update(repr((self.layers, self.simulated_heads, self.radius)).encode())
+        if masks := [layer.mask for layer in self.layers if layer.mask is not None]:
+            digest.update(repr((masks, sorted(self.pruned))).encode())
         for values in self.inputs:
             for name in INPUT_NAMES:
                 digest.update(np.ascontiguousarray(values[name]).tobytes())
@@ -91,6 +101,8 @@ class Problem:
     def fit_problem(self, index: int, tile: int, keep: float) -> str | None:
         """Why (tile, keep) cannot run layer `index` on the target, or None (checked before simulating)."""
         layer = self.layers[index]
+        if reason := self.pruned.get((tile, keep)):
+            return f"layer {index}: {reason}"
         if tile > max(16, layer.seq):
             return f"layer {index}: tile {tile} exceeds the layer's {layer.seq} keys"
         try:
@@ -101,7 +113,14 @@ class Problem:
 
 
 def dense_attention(layer: Layer, values: dict[str, np.ndarray]) -> np.ndarray:
-    """Exact softmax attention in float64: the reference the error proxy compares against."""
+    """Exact softmax attention in float64: the reference the error proxy compares against (under the layer's
+    mask, if any)."""
+    if layer.mask is not None:
+        mask = layer.mask.mask()
+        heads = values["q"].shape[1]
+        return np.stack([exact_masked_attention(*(values[n][0, h] for n in INPUT_NAMES), mask) for h in range(heads)])[
+            None
+        ]
     q, k, v = (values[name].astype(np.float64) for name in INPUT_NAMES)
     logits = q @ np.swapaxes(k, -1, -2) / np.sqrt(layer.depth)
     if layer.causal:
@@ -213,7 +232,10 @@ def evaluate_layer(problem: Problem, index: int, tile: int | None, keep: float) 
     heads = problem.simulated_heads
     start = time.perf_counter()
     with threadpool_limits(1):
-        model = attention_model(heads, layer.seq, layer.depth, layer.causal)
+        if layer.mask is None:
+            model = attention_model(heads, layer.seq, layer.depth, layer.causal)
+        else:
+            model = masked_attention_model(heads, layer.seq, layer.depth, layer.mask.mask())
         try:
             compiled = compile_model(model, problem.config, keep=keep, tile=tile, radius=problem.radius)
         except (CompileError, DiagnosticException) as error:

@@ -73,20 +73,21 @@ class SearchSpace:
         return tiles, [self.keeps[params[name]] for name in names]
 
     def fitting(self, problem: Problem) -> tuple[SearchSpace, list[int]]:
-        """This space without tiles no layer can use even at the smallest keep (and those tiles).
+        """This space without tiles no layer can use at any keep (and those tiles).
 
         Sampling them would prune nearly every trial of a deep model; what
-        still depends on the keep ratio is pruned per trial.
+        still depends on the keep ratio is pruned per trial. (SRAM misfits grow
+        with the keep, so for them the smallest keep decides; a first stage's
+        pruning, `Problem.pruned`, may depend on the keep either way.)
         """
-        smallest = min(self.keeps)
         dropped = [
             tile
             for tile in self.tiles
-            if all(problem.fit_problem(i, tile, smallest) for i in range(len(problem.layers)))
+            if all(problem.fit_problem(i, tile, keep) for i in range(len(problem.layers)) for keep in self.keeps)
         ]
         kept = tuple(tile for tile in self.tiles if tile not in dropped)
         if not kept:
-            reason = problem.fit_problem(0, self.tiles[0], smallest)
+            reason = problem.fit_problem(0, self.tiles[0], min(self.keeps))
             raise DseError(f"no tile of the search space fits the target: {reason}")
         return SearchSpace(kept, self.keeps, self.per_layer_keep), dropped
 
