@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         return run_model_search(args, out, lambda line: _log(args, line))
     if bool(args.sweep) + bool(args.workload) + bool(args.mask) != 1:
-        raise DseError("give one of MODEL.onnx --inputs X.npz, --workload or --mask (a search), --sweep CONFIG.toml")
+        raise DseError("give MODEL.onnx --inputs X.npz, --workload or --mask (a search), or --sweep CONFIG.toml ...")
     if args.trials < 1 or args.batch < 1:
         # Before anything is made: the output directory, the Dask cluster, the study.
         raise DseError(f"--trials and --batch must be at least 1, got {args.trials} and {args.batch}")
