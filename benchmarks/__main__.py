@@ -29,6 +29,7 @@ from benchmarks.report.accuracy import (
 )
 from benchmarks.report.calibration import calibration
 from benchmarks.report.gpu import compare, default_baseline_path, load_baseline, multipliers, table_ii_row
+from benchmarks.report.masks import mask_rows
 from benchmarks.report.real_model import (
     MODEL_NAME,
     RealModelResult,
@@ -63,6 +64,7 @@ class Mode:
     real_model: tuple[int, tuple[float, ...]] | None  # (sentences, keeps); None: skipped
     real_seq: int | None = None  # tokens of the real-activation accuracy inputs; None: random only
     accuracy_rows: int = 32  # query rows sampled per workload for the index error at the compiler's n
+    mask_lengths: tuple[int, ...] = ()  # S of the masked workloads (issue 17); () = not measured
 
     def heads(self, target: Workload) -> int:
         return self.long_heads if target.seq > 4096 else self.short_heads
@@ -87,6 +89,7 @@ MODES = {
         (16, (1.0, 0.5, 0.25, 0.1)),
         256,
         256,
+        (4096, 8192, 16384),
     ),
     "quick": Mode(
         "quick",
@@ -101,6 +104,7 @@ MODES = {
         (8, (1.0, 0.25)),
         128,
         64,
+        (4096,),
     ),
     "smoke": Mode(
         "smoke",
@@ -224,6 +228,7 @@ def run(mode: Mode, keep: float, baseline: Path, lm_json: Path, out: Path, comma
     timed(results, "real model", log, real_model)
     timed(results, "gpu", log, gpu)
     timed(results, "speed", log, speed)
+    timed(results, "masks", log, lambda: results.masks.extend(mask_rows(mode.mask_lengths, log)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.pickle").write_bytes(pickle.dumps(results))
     path = write_report(results, out)

@@ -218,7 +218,7 @@ class MaskWorkload:
 
 PATTERN_PARAMS: Mapping[str, Mapping[str, Any]] = {
     "longformer": {"window": 512, "global_tokens": 16},
-    "bigbird": {"density": 0.1},
+    "bigbird": {"density": 0.1, "window_blocks": 1},
     "mistral": {"window": 4096},
     "dilated": {"window": 256, "dilation": 4},
     "document_packing": {"documents": 8},

@@ -8,6 +8,7 @@ from pathlib import Path
 from benchmarks.report.ablation import PAPER_COMPLEXITY, PAPER_MEMORY, AblationRow
 from benchmarks.report.gpu import GPU_BOARD_POWER_W, PAPER_TABLE_II, default_baseline_path
 from benchmarks.report.markdown import fmt, pct, table
+from benchmarks.report.masks import masks_section
 from benchmarks.report.plots import PLOTS
 from benchmarks.report.render_accuracy import accuracy_section
 from benchmarks.report.render_models import LM_JSON, shown
@@ -455,6 +456,7 @@ def render_markdown(results: Results) -> str:
             accuracy_section(results),
             gpu_section(results),
             speed_section(results),
+            masks_section(getattr(results, "masks", []), results.section_s.get("masks"), results.mode),
         ]
     )
 

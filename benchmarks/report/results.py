@@ -8,6 +8,7 @@ from benchmarks.report.ablation import AblationRow
 from benchmarks.report.accuracy import AccuracyPoint, RadiusPoint, SegmentPoint, WorkloadPoint
 from benchmarks.report.calibration import CalibrationRow
 from benchmarks.report.gpu import GpuComparison
+from benchmarks.report.masks import MaskRow
 from benchmarks.report.real_model import RealModelResult
 from benchmarks.report.render_models import LmTable
 from benchmarks.report.roofline import Roof, RooflinePoint
@@ -39,6 +40,7 @@ class Results:
     multipliers: int = 0
     speed: list[SpeedRow] = field(default_factory=list)
     compile: list[CompileRow] = field(default_factory=list)
+    masks: list[MaskRow] = field(default_factory=list)
     roof: Roof | None = None
     points: list[RooflinePoint] = field(default_factory=list)
     section_s: dict[str, float] = field(default_factory=dict)

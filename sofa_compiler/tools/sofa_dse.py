@@ -224,14 +224,15 @@ def mask_stage_one(
 
 def mask_summary(args: argparse.Namespace, stage: StageOne, cache: dict) -> dict:
     """The model against the simulator on every survivor the search ran, and per keep its first choice against
-    the fastest survivor; printed unless --json."""
+    the fastest survivor (within --max-error, if given); printed unless --json."""
     measured = compare(stage, cache)
     per_keep = []
     for keep in sorted({p.keep for p in stage.priced}, reverse=True):
         first = stage.first_choice(keep)
         points = [m for m in measured if m.keep == keep]
         chosen = next((m for m in points if m.tile == first.tile), None)
-        fastest = min(points, key=lambda m: (m.cycles, m.tile)) if points else None
+        feasible = [m for m in points if args.max_error is None or m.error <= args.max_error]
+        fastest = min(feasible, key=lambda m: (m.cycles, m.tile)) if feasible else None
         if chosen is None or fastest is None:
             continue
         per_keep.append({"keep": keep, "model_first": chosen.to_dict(), "fastest": fastest.to_dict()})
