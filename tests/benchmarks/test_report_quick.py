@@ -8,12 +8,15 @@ more keep ratios. `--smoke` is smaller still (~15 s) for local iteration.
 from __future__ import annotations
 
 import math
+import pickle
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from sofa_compiler.mask_workloads import GENERATORS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +33,7 @@ SECTIONS = (
     "## 4. Against the GPU",
     "## 5. Tool speed",
     "### Roofline of the simulated hardware",
+    "## 6. Flexible masks (issue 17)",
 )
 TABLE_HEADERS = (
     "| layer | H×d | simulated | SOFA Bc/Tc/n | base Bc/Tc/n | SOFA ms |",
@@ -45,6 +49,7 @@ TABLE_HEADERS = (
     "| tokens | seconds |",
     "| workload | executed op/B |",
     "| workload | bound by |",
+    "| workload | density | tiles visited | plan | cycles | / dense | DRAM bytes | / dense | wall (s) |",
 )
 PLOTS = ("ablation.png", "accuracy.png", "gpu.png", "compile_time.png", "roofline.png", "workloads.png")
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?%?$")
@@ -109,6 +114,19 @@ def test_numbers_are_finite(report: Path) -> None:
         assert math.isfinite(float(cell.rstrip("%"))), cell
     bad = [cell for cell in cells if cell.lower() in ("nan", "inf", "-inf", "n/a", "+nan%", "+inf%")]
     assert not bad
+
+
+def test_mask_workloads_cost_tracks_density(report: Path) -> None:
+    """Every masked workload at S = 4096 costs its density times the dense-mask layer's cycles, within 1.3x."""
+    results = pickle.loads((report / "results.pickle").read_bytes())
+    assert {row.workload.split("-")[0] for row in results.masks} == set(GENERATORS)
+    for row in results.masks:
+        assert row.seq == 4096
+        assert row.cycles / row.dense_cycles <= 1.3 * row.density, row
+        assert row.density <= row.visited / row.pairs  # a visited tile holds at least its share of pairs
+        assert row.dram_bytes < row.dense_dram_bytes
+    text = (report / "report.md").read_text()
+    assert "causal/block" in text  # Mistral's 4096-key window at S = 4096 is causal attention
 
 
 def test_real_model_parts(report: Path) -> None:
