@@ -13,7 +13,9 @@ ARGV = ["--mask", "mistral", "--seq", "512", "--depth", "32", "--mask-param", "w
 
 
 def test_the_search_runs_only_stage_ones_survivors(capsys, tmp_path) -> None:
-    status = dse_main([*ARGV, "--threads", "--keeps", "1,0.5", "--margin", "1.05", "--trials", "12", "--json", "-o", str(tmp_path)])
+    status = dse_main(
+        [*ARGV, "--threads", "--keeps", "1,0.5", "--margin", "1.05", "--trials", "12", "--json", "-o", str(tmp_path)]
+    )
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert "stage one:" in captured.err
