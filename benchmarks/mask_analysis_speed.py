@@ -2,7 +2,7 @@
 
 Builds constant boolean masks ``[S, S]`` (default S = 32768, 1 GiB each) from
 `sofa_compiler.mask_workloads` (BigBird at 10% block density, Longformer, document packing, Mistral's
-window) and times, best of --repeat, what the compiler runs on a constant mask at compile time
+window, dilated) and times, best of --repeat, what the compiler runs on a constant mask at compile time
 (`passes.masked_attention.plan_op_mask`: band detection, the tile structure for each mapping, the
 analytical model's pricing of every format) and, inside it, the tile structure alone
 (`dialects.numerics.tile_mask_of_array` at the target's query lanes and Bc = 64). The masks
@@ -31,6 +31,7 @@ PATTERNS: dict[str, dict[str, float]] = {
     "longformer": {"window": 512, "global_tokens": 16},
     "document_packing": {"documents": 8},
     "mistral": {"window": 4096},
+    "dilated": {"window": 256, "dilation": 4},
 }
 
 

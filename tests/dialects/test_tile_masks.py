@@ -57,6 +57,34 @@ def test_visited_tiles_are_exactly_the_nonempty_tiles(seed: int) -> None:
 
 
 @pytest.mark.parametrize(
+    ("q_len", "kv_len", "lanes"),
+    [(700, 640, (128, 32)), (333, 517, (300, 100)), (64, 8, (1, 4)), (260, 1024, (256, 64))],
+)
+def test_several_query_tile_heights_from_one_pass(q_len: int, kv_len: int, lanes: tuple[int, ...]) -> None:
+    """`tile_masks_of_array` (row groups of gcd(lanes) rows, a partial last group and KV tile, groups over 255
+    rows) gives for each height what the brute force finds."""
+    rng = np.random.default_rng(q_len)
+    mask = random_block_mask(rng, q_len, kv_len, 16, 0.3)
+    for tile in (8, 48, 64):
+        for height, tm in zip(lanes, numerics.tile_masks.tile_masks_of_array(mask, lanes, tile), strict=True):
+            tiles, partial = brute_force(mask, height, tile)
+            assert [tm.tiles(qt).tolist() for qt in range(tm.query_tiles)] == tiles
+            assert [tm.partial_tiles(qt).tolist() for qt in range(tm.query_tiles)] == [
+                [t for t, p in zip(row, flags) if p] for row, flags in zip(tiles, partial)
+            ]
+            assert tm.overall_density == pytest.approx(mask.mean())
+
+
+def test_band_detection_reads_row_counts_from_words() -> None:
+    """A band whose rows span many 64-bit words (more than 255 per row) and one that is broken in a single row."""
+    band = numerics.BandMask(2100, 17, 0)
+    mask = band.dense(2400, 4096)  # the last rows keep 2118 keys: 265 words
+    assert numerics.detect_band(mask) == band
+    mask[2300, 4000] = True  # a second run of keys in one row
+    assert numerics.detect_band(mask) is None
+
+
+@pytest.mark.parametrize(
     "band",
     [
         numerics.BandMask.causal(300, 300),
