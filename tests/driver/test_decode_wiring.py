@@ -107,9 +107,15 @@ def test_auto_takes_the_cost_models_choice_per_step(prefix: int) -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"decode_lowering": "cascade"}, "decode_lowering must be one of standard, bifurcated"),
+    [({"decode_lowering": "cascade"}, "decode_lowering must be one of standard, bifurcated, sparse"),
      ({"decode_tile": 0}, "decode_tile 1 to 65535")],
 )  # fmt: skip
 def test_bad_decode_options_are_clear_errors(options: dict, message: str) -> None:
     with pytest.raises(DiagnosticException, match=message):
         CoordinatedTilingPass(decode=True, **options).decode_attr()
+
+
+def test_sparse_decode_with_a_shared_prefix_is_a_clear_error() -> None:
+    model = attention_model(1, 70, 0, nonpad=False, causal=False)
+    with pytest.raises(DiagnosticException, match="sparse decode reads each sample's cache whole"):
+        compiled(model, decode=DecodeOptions(True, "sparse", 64))
