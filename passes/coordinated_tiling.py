@@ -53,6 +53,7 @@ from dialects.sofa import (
     DECODE_LOWERINGS,
     DECODE_TILE,
     PLAIN_SADS,
+    SPARSE_DECODE,
     AttentionOp,
     DecodeAttr,
     DlzsKeyOp,
@@ -189,6 +190,12 @@ class TileAttention(RewritePattern):
         if self.decode is not None and op.mask is None and runs_on_decode_kernel(self.target, shape):
             op.attributes[DECODE_ATTRIBUTE] = self.decode
             return
+        sparse_decode = self.predictor == "dlzs" and runs_on_sparse_decode_kernel(self.target, shape, far)
+        if self.decode is not None and op.mask is None and sparse_decode:
+            tile = self.decode.tile.data
+            op.attributes[DECODE_ATTRIBUTE] = DecodeAttr(SPARSE_DECODE, 0, tile)
+            op.sparsity = SparsityAttr(keep, tile, radius, self.predictor, far)
+            return
         if self.separate:
             self.rewrite_separate(op, rewriter, shape, requested_tile, radius)
             return
@@ -283,6 +290,17 @@ def runs_on_decode_kernel(target: TargetAttr, shape: AttentionShape) -> bool:
     """
     one_query = shape.q_len == 1 and not shape.causal
     return one_query and shape.keep >= 1.0 and shape.q_heads // shape.kv_heads <= target.lanes.data
+
+
+def runs_on_sparse_decode_kernel(target: TargetAttr, shape: AttentionShape, far: float) -> bool:
+    """Whether a (mask-folded) attention is a decode step at keep < 1 the sparse decode kernel takes.
+
+    One query per (sample, head) as `runs_on_decode_kernel`, plain SADS (the kernel keeps the top
+    keys of each tile; no budget), and a GQA group that fits the lanes. The kernel runs DLZS.
+    """
+    one_query = shape.q_len == 1 and not shape.causal
+    group_fits = shape.q_heads // shape.kv_heads <= target.lanes.data
+    return one_query and shape.keep < 1.0 and far == PLAIN_SADS and group_fits
 
 
 def host_reason(op: AttentionOp, separate: bool = False) -> str | None:

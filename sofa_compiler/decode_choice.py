@@ -3,8 +3,9 @@
 `sofa-coordinated-tiling` marks each one-query attention with a `#sofa.decode`; with
 ``DecodeOptions(lowering="auto")`` the driver then replaces each mark's lowering by the one
 the cost model predicts faster for that step on the compile's hardware config, so the
-choice shows in the tiled IR. (The pass cannot call the cost model itself: it lives above
-the passes and needs the whole config, energy and costs included, not only the target.)
+choice shows in the tiled IR; a sparse mark (keep < 1) stays sparse. (The pass cannot call the
+cost model itself: it lives above the passes and needs the whole config, energy and costs
+included, not only the target.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects.builtin import ModuleOp
 
-from dialects.sofa import AttentionOp, DecodeAttr
+from dialects.sofa import SPARSE_DECODE, AttentionOp, DecodeAttr
 from passes.coordinated_tiling import DECODE_ATTRIBUTE
 from passes.lower_to_isa.decode import DecodeLowering
 from passes.lower_to_isa.lower import decode_step
@@ -42,6 +43,8 @@ def choose_decode_lowerings(module: ModuleOp, config: HardwareConfig) -> list[De
     for op in module.walk():
         decode = op.attributes.get(DECODE_ATTRIBUTE)
         if not isinstance(op, AttentionOp) or not isinstance(decode, DecodeAttr):
+            continue
+        if decode.lowering.data == SPARSE_DECODE:  # keep < 1: no dense lowering to choose
             continue
         step, tile = decode_step(op, decode), decode.tile.data
         best = choose_lowering(step, config, tile)

@@ -25,6 +25,7 @@ from dialects.sofa import KernelCallOp
 from dialects.sofa_isa import ProgramOp
 from passes.kernel_interface import KernelInterface, Operand, Staging, Symbol
 from passes.lower_to_isa.decode import DecodeStep, DecodeSymbol, stage_decode_inputs, unstage_decode_output
+from passes.lower_to_isa.decode_sparse import is_sparse_decode_symbols, stage_sparse_decode_inputs
 from passes.lower_to_isa.masked import LaunchGeometry, launch_tables
 from sofa_compiler.interpreters.sofa import as_array
 from sofa_compiler.interpreters.sofa_isa import run_ir
@@ -57,6 +58,11 @@ def is_decode_kernel(program: Program) -> bool:
     """Whether the program is a decode kernel (`passes.lower_to_isa.decode`: it has no ``k`` but a prefix or suffix)."""
     names = {symbol.name for symbol in program.symbols}
     return Symbol.K.value not in names and bool(names & {DecodeSymbol.K_PREFIX.value, DecodeSymbol.K_SUFFIX.value})
+
+
+def is_sparse_decode_kernel(program: Program) -> bool:
+    """Whether the program is a sparse decode kernel (`passes.lower_to_isa.decode_sparse`)."""
+    return is_sparse_decode_symbols({symbol.name for symbol in program.symbols})
 
 
 def decode_step_of(program: Program, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> DecodeStep:
@@ -92,7 +98,8 @@ def stage_kernel_inputs(program: Program, operands: StagedOperands) -> dict[str,
     prefix = step.prefix
     if any(not (cache[:, :, :prefix] == cache[:1, :, :prefix]).all() for cache in (k, v)):
         raise KernelError(f"the decode kernel shares the first {prefix} cache rows, but the samples' rows differ")
-    return stage_decode_inputs(step, q, list(k), list(v))
+    stage = stage_sparse_decode_inputs if is_sparse_decode_kernel(program) else stage_decode_inputs
+    return stage(step, q, list(k), list(v))
 
 
 def unstage_kernel_output(program: Program, o: np.ndarray, operands: StagedOperands) -> np.ndarray:

@@ -406,15 +406,20 @@ assert _parameter_names(TargetAttr) == tuple(TARGET_DEFAULTS), "TargetAttr's par
 DECODE_TILE = 64
 """Keys per K/V window of a decode kernel: 64 fp16 rows of d = 128 are 16 KiB, so the paper's SRAM holds six."""
 
-DECODE_LOWERINGS = ("standard", "bifurcated")
-"""How a decode step streams a shared prefix (`passes.lower_to_isa.decode.DecodeLowering`'s values)."""
+SPARSE_DECODE = "sparse"
+"""The `#sofa.decode` lowering of a one-query attention at keep < 1: DLZS + SADS over the cache's key codes,
+only the selected K/V rows fetched (`passes.lower_to_isa.decode_sparse`; the op's sparsity gives the keep)."""
+
+DECODE_LOWERINGS = ("standard", "bifurcated", SPARSE_DECODE)
+"""How a decode step streams its cache: `passes.lower_to_isa.decode.DecodeLowering`'s values, or sparse."""
 
 
 @irdl_attr_definition
 class DecodeAttr(ParametrizedAttribute):
     """A one-query attention (a decode step) that runs on the decode kernel (issue 18).
 
-    * ``lowering``: ``standard`` or ``bifurcated`` (the shared prefix streams once for every sample);
+    * ``lowering``: ``standard`` or ``bifurcated`` (the shared prefix streams once for every sample),
+      or ``sparse`` (keep < 1: the op's ``sparsity`` gives the keep; no shared prefix);
     * ``prefix``: cache rows ``0 .. prefix-1`` that every sample of the batch shares (0: none);
     * ``tile``: keys per K/V window.
 

@@ -29,16 +29,18 @@ from enum import IntEnum, StrEnum
 import numpy as np
 
 from dialects.numerics import DATAPATH, encode_key_codes, keep_count, key_code_row_bytes, to_datapath
-from dialects.sofa import NO_RADIUS, TargetAttr
+from dialects.sofa import NO_RADIUS, SPARSE_DECODE, TargetAttr
 from dialects.sofa_isa import ProgramOp, Sram
 from passes.kernel_interface import SymbolKind
 from passes.lower_to_isa.decode import (
     DECODE_TILE,
     DecodeError,
     DecodeKernelBase,
+    DecodeLowering,
     DecodeStep,
     DecodeSymbol,
     check_tile,
+    decode_program,
     stage_decode_inputs,
 )
 from passes.lower_to_isa.emitter import AttentionStep, Predictor
@@ -233,6 +235,18 @@ class SparseDecodeKernel(DecodeKernelBase):
 def sparse_decode_program(step: DecodeStep, target: TargetAttr, keep: float, tile: int = DECODE_TILE) -> ProgramOp:
     """The sparse decode kernel of `step` (no shared prefix) for `target` at keep ratio `keep`."""
     return SparseDecodeKernel(step=step, target=target, keep=keep, tile=tile).build()
+
+
+def marked_decode_program(step: DecodeStep, target: TargetAttr, lowering: str, tile: int, keep: float) -> ProgramOp:
+    """The kernel a `#sofa.decode` mark names: sparse decode at `keep`, or a dense `DecodeLowering`."""
+    if lowering == SPARSE_DECODE:
+        return sparse_decode_program(step, target, keep, tile)
+    return decode_program(step, target, DecodeLowering(lowering), tile)
+
+
+def is_sparse_decode_symbols(names: set[str]) -> bool:
+    """Whether a kernel's DRAM symbols are a sparse decode kernel's (it reads the predictor's key codes)."""
+    return SparseSymbol.KEY_CODES.value in names and DecodeSymbol.K_SUFFIX.value in names
 
 
 def stage_sparse_decode_inputs(

@@ -38,7 +38,8 @@ from dialects.sofa_isa import ProgramOp
 from passes.coordinated_tiling import DECODE_ATTRIBUTE, attention_shape, attention_shape_of_sufa, module_target
 from passes.kernel_interface import Operand
 from passes.lower_to_isa.coordinated import CoordinatedKernel, LzWeights
-from passes.lower_to_isa.decode import DecodeError, DecodeLowering, DecodeStep, decode_program
+from passes.lower_to_isa.decode import DecodeError, DecodeStep
+from passes.lower_to_isa.decode_sparse import marked_decode_program
 from passes.lower_to_isa.emitter import AttentionStep, Predictor
 from passes.lower_to_isa.generation import KvGeneration, head_blocks
 from passes.lower_to_isa.kernel import AttentionKernel
@@ -239,9 +240,10 @@ class LowerDecodeAttention(RewritePattern):
         decode = op.attributes.get(DECODE_ATTRIBUTE)
         if not isinstance(decode, DecodeAttr):
             return
-        lowering = DecodeLowering(decode.lowering.data)
+        keep = op.sparsity.keep_ratio if op.sparsity is not None else 1.0
         try:
-            program = decode_program(decode_step(op, decode), self.target, lowering, decode.tile.data)
+            step = decode_step(op, decode)
+            program = marked_decode_program(step, self.target, decode.lowering.data, decode.tile.data, keep)
         except DecodeError as error:
             raise DiagnosticException(f"cannot lower {op.name} to the decode kernel: {error}") from error
         name = f"{KERNEL_PREFIX}{len(self.programs)}"

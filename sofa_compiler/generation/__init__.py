@@ -2,7 +2,8 @@
 
 `contract` names the inputs and outputs a prefill graph and a decode-step graph must have;
 `resident` keeps each kernel call site's DRAM image between calls and counts what the host
-writes; `session` runs prefill and the decode steps and reports each token.
+writes; `session` runs prefill and the decode steps and reports each token; `agreement` compares
+one decoder's tokens and teacher-forced perplexity with a reference decoder's.
 """
 
 from sofa_compiler.generation.contract import GenerationError, GraphPair

@@ -98,6 +98,8 @@ class GenerationSession:
         self.cache: dict[str, np.ndarray] = {}
         self.length = 0
         self.generated: list[np.ndarray] = []
+        self.logits: np.ndarray | None = None
+        """The last run's next-token logits ``[M, V]`` (float64), from which its tokens were chosen."""
         self.steps = 0
 
     @property
@@ -162,6 +164,16 @@ class GenerationSession:
         self.length += 1
         return self._finish(report, outputs[LOGITS][:, -1])
 
+    def force(self, tokens: np.ndarray) -> None:
+        """Teacher forcing: `tokens` (one per sample) replace the ones the last run chose; the next step feeds them."""
+        tokens = np.asarray(tokens)
+        if not self.generated:
+            raise GenerationError("run the prefill before forcing a token")
+        if tokens.shape != (self.pair.samples,) or not np.issubdtype(tokens.dtype, np.integer):
+            shape = list(tokens.shape)
+            raise GenerationError(f"forced tokens must be {self.pair.samples} integer ids, got shape {shape}")
+        self.generated[-1] = tokens.astype(np.int64)
+
     def _run(self, model: CompiledModel, phase: str, inputs: dict[str, np.ndarray]) -> tuple[dict, Callable]:
         runner = self.runners[phase]
         runner.start_run()
@@ -192,7 +204,8 @@ class GenerationSession:
         return outputs, report
 
     def _finish(self, report: Callable[[list[int]], StepReport], logits: np.ndarray) -> StepReport:
-        tokens = self._choose(np.asarray(logits, np.float64))
+        self.logits = np.asarray(logits, np.float64)
+        tokens = self._choose(self.logits)
         self.generated.append(tokens)
         result = report([int(t) for t in tokens])
         self.steps += 1

@@ -10,7 +10,10 @@ energy; and the totals. ``--json`` prints the same as one JSON document.
 Decode steps run on the decode kernel (``--decode``): ``auto`` (default) lets the cost model
 choose, per layer, the standard lowering or the bifurcated one that streams the prompt's
 cache (the prefix every sample shares) once for all M samples; the choice is printed.
-``prefill`` runs decode steps on the prefill kernel instead.
+``prefill`` runs decode steps on the prefill kernel instead. At a decode keep below 1
+(``--decode-keep``, default ``--keep``) the decode steps run on the sparse decode kernel: DLZS
+over 4-bit codes of the cached keys, SADS keeping ceil(keep * 64) keys of each 64-key tile per
+query, only the selected K/V rows fetched (docs/generation.md).
 """
 
 from __future__ import annotations
@@ -66,10 +69,19 @@ def read_prompt(text: str) -> np.ndarray:
 DECODE_CHOICES = ("auto", "standard", "bifurcated", "prefill")
 
 
-def decode_summary(options: dict[str, Any] | None) -> str:
+def decode_summary(options: dict[str, Any] | None, sparse_layers: int = 0, keep: float = 1.0) -> str:
     """One line: how decode steps ran, and the cost model's predictions where it chose."""
     if options is None or not options["enabled"]:
         return "decode steps: prefill kernel"
+    if sparse_layers:
+        from dialects.numerics import keep_count
+        from dialects.sofa import DECODE_TILE
+
+        kept = keep_count(keep, DECODE_TILE)
+        return (
+            f"decode steps: sparse decode kernel at keep {keep:g} on {sparse_layers} layers "
+            f"(each query keeps {kept} of every {DECODE_TILE} cached keys)"
+        )
     line = f"decode steps: decode kernel, {options['lowering']}, shared prefix {options['prefix']} rows"
     choices = options.get("choices") or []
     if not choices:
@@ -119,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
     parser.add_argument("--target", metavar="FILE.toml", help="hardware config (default: the paper's sofa-28nm)")
     parser.add_argument("--keep", type=float, default=1.0, help="top-k keep ratio, 0 < k <= 1 (1.0 = exact)")
+    parser.add_argument(
+        "--decode-keep", type=float, help="keep ratio of the decode steps (default: --keep); < 1 is sparse decode"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
         "--decode", choices=DECODE_CHOICES, default="auto", dest="decode_lowering",
@@ -129,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     from sofa_compiler.driver import DecodeOptions, check_options, compile_model
     from sofa_compiler.generation import GenerationSession, GraphPair, Sampling, generate
 
+    decode_keep = args.keep if args.decode_keep is None else args.decode_keep
     check_options(args.keep, None, None)
+    check_options(decode_keep, None, None)
     sampling = Sampling(args.temperature, args.seed)
     prompt = read_prompt(args.prompt)
     on_decode_kernel = args.decode_lowering != "prefill"
@@ -138,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     with user_warnings("sofa-generate"):
         pair = GraphPair(
             compile_model(args.prefill, args.target, args.keep),
-            compile_model(args.decode, args.target, args.keep, decode=decode),
+            compile_model(args.decode, args.target, decode_keep, decode=decode),
         )
-    summary = decode_summary(pair.decode.options.get("decode"))
+    from sofa_compiler.runtime import is_sparse_decode_kernel
+
+    sparse_layers = sum(map(is_sparse_decode_kernel, pair.decode.programs.values()))
+    summary = decode_summary(pair.decode.options.get("decode"), sparse_layers, decode_keep)
     session = GenerationSession(pair, sampling, max_instructions=args.max_instructions)
     with token_progress(sys.stderr.isatty() and not args.json, args.tokens) as advance:
         reports = generate(session, prompt, args.tokens, advance)
@@ -150,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             "tokens": session.tokens.tolist(),
             "clock_mhz": clock,
             "decode": pair.decode.options.get("decode"),
+            "decode_keep": decode_keep,
+            "sparse_decode_layers": sparse_layers,
             "steps": [report.to_dict() for report in reports],
             "total": totals(reports),
         }

@@ -14,7 +14,7 @@ from passes.coordinated_tiling import CoordinatedTilingPass
 from passes.lower_to_isa.decode import DecodeStep
 from sofa_compiler.decode_cost import choose_lowering
 from sofa_compiler.driver import CompiledModel, DecodeOptions, compile_model
-from sofa_compiler.runtime import KernelError, is_decode_kernel
+from sofa_compiler.runtime import KernelError, is_decode_kernel, is_sparse_decode_kernel
 from tests.fp16_tolerance import fp16_attention_atol
 from tests.frontend.test_kv_cache import BATCH, DEPTH, HEADS, KV_HEADS, attention_model, feeds_for
 
@@ -51,10 +51,25 @@ def test_a_decode_step_runs_on_the_decode_kernel_with_the_prefill_kernels_number
     assert decode_bytes < prefill_bytes
 
 
-@pytest.mark.parametrize(("q_len", "keep"), [(3, 1.0), (1, 0.5)])
-def test_several_queries_or_sparsity_keep_the_prefill_kernel(q_len: int, keep: float) -> None:
-    model = attention_model(q_len, 64, 0, nonpad=False, causal=False)
-    assert not any(is_decode_kernel(p) for p in compiled(model, keep).programs.values())
+def test_several_queries_keep_the_prefill_kernel() -> None:
+    model = attention_model(3, 64, 0, nonpad=False, causal=False)
+    assert not any(is_decode_kernel(p) for p in compiled(model).programs.values())
+
+
+@pytest.mark.parametrize("nonpad", [False, True])
+def test_a_sparse_decode_step_runs_on_the_sparse_decode_kernel(nonpad: bool) -> None:
+    model = attention_model(1, 130, 0, nonpad=nonpad, causal=nonpad)
+    feeds = feeds_for(model, seed=5) | ({"lengths": np.array([130, 70, 129, 1], np.int64)} if nonpad else {})
+    sparse, dense = compiled(model, keep=0.25), compiled(model)
+    assert [is_sparse_decode_kernel(p) for p in sparse.programs.values()] == [True]
+    assert '#sofa.decode<lowering = "sparse", prefix = 0, tile = 64>' in sparse.ir("tiled")
+    got, sparse_bytes = run(sparse, feeds)
+    expected, dense_bytes = run(dense, feeds)
+    assert np.isfinite(got).all()
+    assert sparse_bytes < 0.7 * dense_bytes
+    # Every query attends over a subset of its own keys: the output is a convex mix of V's rows.
+    assert (np.abs(got) <= np.abs(feeds["V"]).max() * 1.01).all()
+    assert not np.array_equal(got, expected)
 
 
 def test_a_shared_prefix_lowers_bifurcated_with_the_standard_numbers() -> None:
@@ -92,9 +107,15 @@ def test_auto_takes_the_cost_models_choice_per_step(prefix: int) -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"decode_lowering": "cascade"}, "decode_lowering must be one of standard, bifurcated"),
+    [({"decode_lowering": "cascade"}, "decode_lowering must be one of standard, bifurcated, sparse"),
      ({"decode_tile": 0}, "decode_tile 1 to 65535")],
 )  # fmt: skip
 def test_bad_decode_options_are_clear_errors(options: dict, message: str) -> None:
     with pytest.raises(DiagnosticException, match=message):
         CoordinatedTilingPass(decode=True, **options).decode_attr()
+
+
+def test_sparse_decode_with_a_shared_prefix_is_a_clear_error() -> None:
+    model = attention_model(1, 70, 0, nonpad=False, causal=False)
+    with pytest.raises(DiagnosticException, match="sparse decode reads each sample's cache whole"):
+        compiled(model, decode=DecodeOptions(True, "sparse", 64))

@@ -43,6 +43,21 @@ def test_json_report_has_every_step_and_greedy_tokens(graphs, capsys) -> None:
         assert step["latency_us"] == pytest.approx(step["cycles"] / document["clock_mhz"])
 
 
+def test_decode_keep_runs_the_sparse_decode_kernel(graphs, capsys) -> None:
+    prefill, decode = graphs
+    args = [str(prefill), str(decode), "--prompt", PROMPT, "--tokens", "4", "--decode-keep", "0.25"]
+    assert main([*args, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["decode_keep"], document["sparse_decode_layers"]) == (0.25, SHAPE.layers)
+    # A 16-row cache is less than one 64-key tile, whose 16 kept keys are then all of them: dense tokens.
+    expected = onnxruntime_greedy(
+        onnx.load(str(prefill)), onnx.load(str(decode)), np.array([3, 1, 4, 1, 5, 9, 2, 6]), 4
+    )
+    assert document["tokens"] == expected.tolist()
+    assert main(args) == 0
+    assert "sparse decode kernel at keep 0.25 on 2 layers (each query keeps 16 of every 64" in capsys.readouterr().out
+
+
 def test_table_and_seeded_samples(graphs, capsys) -> None:
     prefill, decode = graphs
     args = [str(prefill), str(decode), "--prompt", PROMPT, "--tokens", "3", "--temperature", "1.5", "--seed", "4"]
