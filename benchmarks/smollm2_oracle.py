@@ -20,8 +20,8 @@ ways, because they differ by a factor of four on this model:
 Every figure is measured in the run. Progress goes to stderr.
 
     PYTHONPATH=$PWD:/tmp/wt/smollm-pkgs python benchmarks/smollm2_oracle.py [--seq 2048] [--keep 0.25]
-        [--tiles 128,512] [--sink 1] [--window 64] [--floors 64,128,256] [--only TEXT]
-        [--predictor exact|dlzs] [--json FILE]
+        [--tiles 128,512] [--sink 1] [--window 64] [--floors 64,128,256] [--only NAME,NAME]
+        [--predictor exact|dlzs] [--tuning best.json] [--json FILE]
 """
 
 from __future__ import annotations
@@ -150,8 +150,11 @@ def keep_mask(scores: torch.Tensor, selection: Selection, keep: float) -> torch.
 class OracleAttention:
     """A transformers attention function: causal softmax over the keys a selection keeps; counts kept keys."""
 
-    def __init__(self, selection: Selection | None, keep: float, predictor: str) -> None:
+    def __init__(
+        self, selection: Selection | None, keep: float, predictor: str, layer_keeps: dict[int, float] | None = None
+    ) -> None:
         self.selection, self.keep, self.predictor = selection, keep, predictor
+        self.layer_keeps = layer_keeps or {}
         self.kept = 0
         self.valid = 0
 
@@ -186,7 +189,9 @@ class OracleAttention:
         causal = torch.ones(seq, seq, dtype=torch.bool).tril()
         scores = torch.where(causal, torch.matmul(query, key.transpose(2, 3)) * scaling, -math.inf)
         if self.selection is not None:
-            mask = keep_mask(self.predicted(query, key, scores)[0], self.selection, self.keep)[None]
+            mask = keep_mask(
+                self.predicted(query, key, scores)[0], self.selection, self.layer_keeps.get(module.layer_idx, self.keep)
+            )[None]
             scores = torch.where(mask, scores, -math.inf)
             self.kept += int(mask.sum())
             self.valid += int(causal.sum()) * mask.shape[1]
@@ -226,6 +231,15 @@ def late_perplexity(logits: np.ndarray, input_ids: np.ndarray) -> float:
     return perplexity(logits[:, half - 1 :], input_ids[:, half - 1 :])
 
 
+def layer_keeps(tuning: Path | None) -> dict[int, float]:
+    """Per-layer keep ratios of a `sofa-dse` tuning file (its tiles are not used: whole rows and --tiles)."""
+    if tuning is None:
+        return {}
+    from sofa_compiler.tuning import load_tuning
+
+    return {index: entry.keep for index, entry in load_tuning(tuning).layers.items() if entry.keep is not None}
+
+
 def measure_all(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[float, list[Result]]:
     import torch
 
@@ -240,10 +254,10 @@ def measure_all(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[f
     log(f"dense: perplexity {reference:.4f}")
     results = []
     for selection in selections(args):
-        if args.only is not None and args.only not in selection.name:
+        if args.only is not None and selection.name not in args.only.split(","):
             continue
         start = time.perf_counter()
-        attention = OracleAttention(selection, args.keep, args.predictor)
+        attention = OracleAttention(selection, args.keep, args.predictor, layer_keeps(args.tuning))
         logits = run(model, input_ids, attention)
         ppl = perplexity(logits, input_ids)
         result = Result(
@@ -266,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sink", type=int, default=1, help="first keys always kept (inside the count)")
     parser.add_argument("--window", type=int, default=64, help="most recent keys always kept (inside the count)")
     parser.add_argument("--floors", default="64,128,256", help="least keys a whole row keeps (share held at keep)")
-    parser.add_argument("--only", help="measure only the selections whose name contains this text")
+    parser.add_argument("--only", help="measure only these selections (names, comma-separated)")
     parser.add_argument("--predictor", choices=("exact", "dlzs"), default="exact")
+    parser.add_argument("--tuning", type=Path, help="per-layer keep ratios from a sofa-dse tuning file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
@@ -284,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelUnavailable, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"SmolLM2-135M, S = {args.seq}, keep {args.keep}, {args.predictor} scores; dense perplexity {reference:.4f}")
+    keep = f"per-layer keep of {args.tuning}" if args.tuning else f"keep {args.keep}"
+    print(f"SmolLM2-135M, S = {args.seq}, {keep}, {args.predictor} scores; dense perplexity {reference:.4f}")
     print("every figure below was measured in this run (fp32 host model, no simulator)\n")
     print("| selection | perplexity | ratio to dense | ratio, tokens S/2..S | share of valid keys kept |")
     print("|---|---:|---:|---:|---:|")
@@ -294,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {result.kept:.3f} |"
         )
     if args.json is not None:
-        figures = {"seq": args.seq, "keep": args.keep, "predictor": args.predictor, "dense": reference}
+        figures = {"seq": args.seq, "keep": args.keep, "tuning": str(args.tuning), "predictor": args.predictor}
+        figures["dense"] = reference
         args.json.write_text(json.dumps({**figures, "results": [asdict(r) for r in results]}, indent=2) + "\n")
     return 0
 
