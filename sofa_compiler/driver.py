@@ -32,7 +32,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.interpreter import Interpreter
 from xdsl.passes import ModulePass
-from xdsl.utils.exceptions import ArgSpecParseError, InterpretationError
+from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, InterpretationError
 
 from dialects.host import BFLOAT16, numpy_dtype
 from dialects.sofa import (
@@ -461,7 +461,10 @@ def compile_model(
     record(0)
     decode_choices: list[DecodeChoice] = []
     for applied, (_, compiler_pass) in enumerate(passes, start=1):
-        compiler_pass.apply(ctx, module)
+        try:
+            compiler_pass.apply(ctx, module)
+        except DiagnosticException as error:  # a pass that cannot handle this model on this target: say why
+            raise CompileError(str(error)) from error
         if isinstance(compiler_pass, CoordinatedTilingPass) and decode.lowering == AUTO:
             decode_choices = choose_decode_lowerings(module, config)
         module.verify()

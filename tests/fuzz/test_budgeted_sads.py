@@ -156,3 +156,12 @@ def test_far_is_checked():
         compile_model(layer, keep=0.25, far=1.5)
     with pytest.raises(CompileError, match="coordinated"):
         compile_model(layer, keep=0.25, far=0.5, pipeline="separate")
+
+
+def test_budgeted_sads_that_does_not_fit_is_a_compile_error():
+    """At keep 0.5, Bc = 128 budgeted SADS's 2m = 128 index slots a lane overflow SRAM at d = 64: the library
+    call raises `CompileError` (the tools' clean error), not the tiling pass's `DiagnosticException`."""
+    wide = dict(batch=1, kv_heads=2, heads=8, sq=512, skv=512, depth=64, vdepth=64, mask="causal", seed=1)
+    compile_model(attention_layer(wide), keep=0.5, tile=128)  # plain SADS fits
+    with pytest.raises(CompileError, match=r"cannot tile sofa.attention for this target: .* does not fit"):
+        compile_model(attention_layer(wide), keep=0.5, tile=128, far=0.75)
