@@ -42,6 +42,7 @@ from dialects.sofa.ops import (
     SufaOp,
     WkToLzOp,
 )
+from dialects.sofa.verification import softcap_value
 
 Sofa = Dialect(
     "sofa",
@@ -79,6 +80,7 @@ __all__ = [
     "far_problem",
     "keep_problem",
     "radius_problem",
+    "softcap_value",
     "sphere_radius",
     "tile_problem",
 ]
