@@ -82,8 +82,10 @@ class AttentionOp(IRDLOperation):
 
     Without ``sparsity`` this is exact attention. With it, the semantics are
     the SOFA pipeline: predict A-hat, keep the top ``ceil(k * Bc)`` keys of
-    every KV tile (SADS), and run SU-FA on them. With ``keep = 1`` and no
-    radius, the result equals exact attention.
+    every KV tile (SADS), and run SU-FA on them; where the mask holds a bias
+    (entries other than 0 and -inf), SADS ranks ``softcap(scale * A-hat) + mask``
+    (`numerics.sofa_attention`). With ``keep = 1`` and no radius, the result
+    equals exact attention.
     """
 
     name = "sofa.attention"

@@ -196,3 +196,24 @@ def test_softcap_with_a_key_padding_mask_is_not_folded() -> None:
     padding[..., 60:] = -np.inf
     _, lowered = check(padding, 50, 80, softcap=1.0)
     assert "sads.bias" in lowered.opcodes()
+
+
+def bias_costs(length: int = 2048, depth: int = 64, density: float = 0.25) -> None:
+    """Print simulated cycles and DRAM bytes read of one head under a BigBird-style mask given as a boolean mask,
+    as an additive one (the same visibility plus a bias) and as that with a softcap: the figures docs/cost-model.md
+    quotes (`python tests/sim/test_bias_masks.py`)."""
+    mask = bigbird(length, 64, density, seed=1)
+    bias = np.where(mask, random_bias((length, length), 0.0, 2), -np.inf).astype(np.float32)
+    inputs = random_qkv(3, 1, length, length, depth)
+    for name, value, element, cap in (("boolean", mask, "i1", 0.0), ("additive", bias, "f32", 0.0),
+                                      ("additive+softcap", bias, "f32", 30.0)):  # fmt: skip
+        text = module_text(length, length, 1, depth, value.shape, mask_type=element, softcap=cap)
+        compiled = Compiled(text, [CoordinatedTilingPass(keep=1.0), LowerToIsaPass()])
+        compiled(*inputs, value)
+        assert compiled.runner is not None
+        report = compiled.runner.runs[-1].report
+        print(f"{name:17s} cycles {report.total_cycles:>9,}  DRAM read {report.dram_read_bytes:>11,} B")
+
+
+if __name__ == "__main__":
+    bias_costs()
