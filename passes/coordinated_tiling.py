@@ -77,6 +77,7 @@ from passes.masked_attention import (
     TILE_MASK_ATTRIBUTE,
     combined_mask,
     constant_mask,
+    is_runtime_bias,
     launch_mask_attr,
     mask_heads,
     mask_problem,
@@ -120,7 +121,10 @@ def attention_shape(op: AttentionOp, keep: float) -> AttentionShape:
     _, kv_heads, kv_len, _ = op.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     v_depth = op.v.type.get_shape()[3]  # pyright: ignore[reportAttributeAccessIssue]
     causal, masked = op.causal is not None, op.mask is not None
-    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked)
+    biased = masked and is_runtime_bias(op.mask)  # pyright: ignore[reportArgumentType]
+    return AttentionShape(
+        batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked, biased=biased
+    )
 
 
 def attention_shape_of_sufa(sufa: SufaOp, select: SadsOp) -> AttentionShape:
@@ -129,8 +133,10 @@ def attention_shape_of_sufa(sufa: SufaOp, select: SadsOp) -> AttentionShape:
     _, kv_heads, kv_len, _ = sufa.k.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
     v_depth = sufa.v.type.get_shape()[3]  # pyright: ignore[reportAttributeAccessIssue]
     keep, far = select.sparsity.keep_ratio, select.sparsity.far_ratio
-    causal, masked = sufa.causal is not None, select.mask is not None
-    return AttentionShape(batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked, far=far)
+    causal, masked, biased = sufa.causal is not None, select.mask is not None, select.biased is not None
+    return AttentionShape(
+        batch, q_heads, kv_heads, q_len, kv_len, depth, v_depth, keep, causal, masked=masked, far=far, biased=biased
+    )
 
 
 def make_tiling(target: TargetAttr, shape: AttentionShape, tile: int, lanes: int = 0) -> TilingAttr:
@@ -168,10 +174,11 @@ class TileAttention(RewritePattern):
     def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
         if HOST_REASON in op.attributes or DECODE_ATTRIBUTE in op.attributes:
             return
-        if op.mask is not None and (reason := host_reason(op, self.separate)) is not None:
+        if (reason := host_reason(op, self.separate)) is not None:
             op.attributes[HOST_REASON] = StringAttr(reason)
             return
-        if op.mask is not None and _is_key_padding_mask(op):
+        # A softcap applies before the mask, so a key-padding mask cannot ride in the dot product.
+        if op.mask is not None and op.softcap is None and _is_key_padding_mask(op):
             folded, prelude = _fold_key_padding_mask(op)
             rewriter.insert(prelude, InsertPoint.before(op))
             rewriter.replace(op, [folded], [folded.output])
@@ -186,8 +193,9 @@ class TileAttention(RewritePattern):
         projection = _projection_of(op)
         far = sparsity.far_ratio if sparsity is not None and self.far == PLAIN_SADS else self.far
         shape = replace(attention_shape(op, keep), far=far)
-        # A general mask (a key-padding one is folded above) needs the masked kernel, not the decode kernel.
-        if self.decode is not None and op.mask is None and runs_on_decode_kernel(self.target, shape):
+        # A general mask (a key-padding one is folded above) or a softcap needs the prefill kernels.
+        plain = op.mask is None and op.softcap is None
+        if self.decode is not None and plain and runs_on_decode_kernel(self.target, shape):
             op.attributes[DECODE_ATTRIBUTE] = self.decode
             return
         sparse_decode = self.predictor == "dlzs" and runs_on_sparse_decode_kernel(self.target, shape, far)
@@ -265,16 +273,19 @@ def _select_and_attend(
     """SADS on the predicted scores, then SU-FA on the selection; SU-FA's tile is SADS's segment."""
     causal = op.causal is not None
     mask = [] if op.mask is None else [op.mask]
+    biased = op.mask is not None and is_runtime_bias(op.mask)
     select = SadsOp.create(
         operands=[score.results[0], *mask],
         result_types=[index_type],
-        properties=_props(sparsity=sparsity, scale=op.scale, tiling=tiling, causal=causal),
+        properties=_props(
+            sparsity=sparsity, scale=op.scale, tiling=tiling, causal=causal, softcap=op.softcap, biased=biased
+        ),
     )
     segment = IntegerAttr(sparsity.tile_size, i64)
     attend = SufaOp.create(
         operands=[op.q, op.k, op.v, select.indices, *mask],
         result_types=[op.output.type],
-        properties=_props(scale=op.scale, tile=segment, tiling=tiling, causal=causal),
+        properties=_props(scale=op.scale, tile=segment, tiling=tiling, causal=causal, softcap=op.softcap),
     )
     score.results[0].name_hint = "scores"
     select.indices.name_hint = "selected"
@@ -306,9 +317,11 @@ def runs_on_sparse_decode_kernel(target: TargetAttr, shape: AttentionShape, far:
 def host_reason(op: AttentionOp, separate: bool = False) -> str | None:
     """Why this attention must run on the host, or None when the accelerator takes it.
 
-    `separate`: for the separate-stage baseline, which runs only causal and key-padding masks.
+    `separate`: for the separate-stage baseline, which runs only causal and key-padding masks, and no softcap.
     """
-    if op.mask is None or _is_key_padding_mask(op):
+    if separate and op.softcap is not None:
+        return "the separate-stage baseline runs softcap on the host"
+    if op.mask is None or (op.softcap is None and _is_key_padding_mask(op)):
         return None
     if separate:
         return "the separate-stage baseline runs general attention masks on the host (causal and padding it runs)"
@@ -430,9 +443,12 @@ def _checked_radius(keep: float, radius: float | None, tile: int, predictor: str
     return radius
 
 
-def _props(causal: bool, **props: Attribute) -> dict[str, Attribute]:
-    """Op properties, with the unit `causal` flag only when set."""
-    return {**props, "causal": UnitAttr()} if causal else props
+def _props(causal: bool, biased: bool = False, **props: Attribute | None) -> dict[str, Attribute]:
+    """Op properties without the absent ones, with the unit `causal` and `biased` flags only when set."""
+    flags = {"causal": causal, "biased": biased}
+    return {key: value for key, value in props.items() if value is not None} | {
+        key: UnitAttr() for key, on in flags.items() if on
+    }
 
 
 @dataclass(frozen=True)

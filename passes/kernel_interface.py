@@ -18,7 +18,9 @@ operand). Layouts, with ``Pq``/``Pk`` the padded query/key lengths and
 
 A kernel for a mask computed at run time (`KernelInterface.launch_mask`) also takes the mask as its
 last operand; its private ``masktab`` / ``maskbits`` are then inputs the host builds at launch
-(``sofa_compiler.runtime.stage_launch_mask``), described by the constant ``maskgeom``.
+(``sofa_compiler.runtime.stage_launch_mask``), described by the constant ``maskgeom``. A run-time
+additive mask's kernel has ``maskbias`` (fp32 bias tiles ``[lanes, Bc]``, one per visited tile pair)
+in place of ``maskbits``.
 
 Q, K, V and O are the datapath's element (`numerics.DATAPATH`, fp16); only the
 fp32 rows of on-chip K/V generation are `numerics.ACCUMULATOR`. The symbols are
@@ -64,12 +66,16 @@ class Symbol(StrEnum):
     """A general mask's index lists: per query tile, the KV tiles to visit (kernel-private, constant)."""
     MASK_BITS = "maskbits"
     """A general mask's tile bitmaps (kernel-private, constant)."""
+    MASK_BIAS = "maskbias"
+    """A run-time additive mask's fp32 bias tiles, built by the host at launch (kernel-private, input)."""
     MASK_GEOMETRY = "maskgeom"
     """A run-time mask's kernel: what the host needs to build `MASK_TABLE` and `MASK_BITS` at launch
     (`lower_to_isa.masked.LaunchGeometry`; constant). Those two are then inputs, sized for the worst case."""
 
 
-PRIVATE_SYMBOLS = frozenset({Symbol.NEEDED, Symbol.AHAT, Symbol.MASK_TABLE, Symbol.MASK_BITS, Symbol.MASK_GEOMETRY})
+PRIVATE_SYMBOLS = frozenset(
+    {Symbol.NEEDED, Symbol.AHAT, Symbol.MASK_TABLE, Symbol.MASK_BITS, Symbol.MASK_BIAS, Symbol.MASK_GEOMETRY}
+)
 """Symbols a kernel keeps for itself beyond its interface (placed after it); the host never sees them."""
 
 
@@ -91,7 +97,7 @@ class Operand(StrEnum):
     V = "v"
     X = "x"
     MASK = "mask"
-    """A boolean mask computed at run time (its kernel's index lists and bitmaps are built at launch)."""
+    """A mask computed at run time (its kernel's index lists and bitmaps or bias tiles are built at launch)."""
 
 
 class Staging(Enum):

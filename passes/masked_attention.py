@@ -13,8 +13,14 @@ run time from model inputs (an ``attn_mask`` graph input) gets a kernel of forma
 at launch from the actual mask (`lower_to_isa.masked.launch_tables`). The host holds the mask when the
 call starts, and one pass over it is O(Sq * Skv) numpy work (`tile_mask_of_array`); shipping the mask
 to the chip to build the lists there would cost its DRAM bytes and a kernel phase the ISA (no branches)
-could only do by visiting every tile. An additive (float) mask computed at run time may hold a bias
-(finite non-zero entries), which SADS cannot rank with: it stays on the host (`RUNTIME_MASK_REASON`).
+could only do by visiting every tile.
+
+An additive (float) mask computed at run time may hold a bias (finite entries other than 0). Its -inf
+entries define the visible keys (empty, full and partial tiles) exactly as a boolean mask's false ones;
+its finite entries are a bias. Such a kernel is *biased* (`MaskedAttention.biased`, `sofa.sads`'s
+``biased``): the host stages, for every visited (query tile, KV tile) pair, an fp32 bias tile (-inf where
+the mask, the causal flag or padding hides a key) instead of a bitmap; SADS ranks the capped, scaled
+prediction plus the bias (`sads.bias`) and SU-FA adds it to the exact scores (`sufa.bias`).
 """
 
 from __future__ import annotations
@@ -80,7 +86,7 @@ def mask_problem(op: AttentionOp) -> str | None:
         rank = len(op.mask.type.get_shape())  # pyright: ignore[reportAttributeAccessIssue]
         if rank > 4:
             return f"this mask runs on the host: a mask has rank at most 4, got rank {rank}"
-        return None if is_boolean(op.mask) else RUNTIME_MASK_REASON
+        return None
     try:
         boolean_masks(mask)
     except MaskError as error:
@@ -88,14 +94,13 @@ def mask_problem(op: AttentionOp) -> str | None:
     return None
 
 
-RUNTIME_MASK_REASON = (
-    "additive attention masks computed at run time run on the host: they may hold a bias (entries other than "
-    "0 and -inf); the accelerator takes causal, padding, compile-time and run-time boolean masks"
-)
-"""The `sofa.host_reason` of an attention whose additive (float) mask is not a compile-time constant."""
-
 LAUNCH_FORMAT = "launch"
 """The `#sofa.tile_mask` format of a run-time mask: index lists and bitmaps built by the host at launch."""
+
+
+def is_runtime_bias(value: SSAValue) -> bool:
+    """A float mask known only at run time: it may hold a bias, so its kernel is biased."""
+    return constant_mask(value) is None and not is_boolean(value)
 
 
 def launch_mask_attr(target: TargetAttr, shape: AttentionShape, tile: int, heads: tuple[int, int]) -> TileMaskAttr:
@@ -123,11 +128,13 @@ def plan_op_mask(target: TargetAttr, shape: AttentionShape, tile: int, masks: np
 class MaskedAttention:
     """What the lowering needs of a masked, tiled attention: the plan's attribute, the mask's extents
     (B', H') (1 where the mask is the same for every batch element or head) and, when known at compile
-    time, the boolean masks ``[B', H', Sq, Skv]`` (None: a run-time mask, built into tables at launch)."""
+    time, the boolean masks ``[B', H', Sq, Skv]`` (None: a run-time mask, built into tables at launch).
+    `biased`: a run-time float mask, whose kernel reads bias tiles instead of bitmaps."""
 
     attr: TileMaskAttr
     heads: tuple[int, int]
     mask: np.ndarray | None
+    biased: bool = False
 
     @staticmethod
     def of(select: SadsOp) -> MaskedAttention | None:
@@ -140,9 +147,13 @@ class MaskedAttention:
         mask = constant_mask(select.mask)
         heads = mask_heads(select.mask)
         if mask is None:
-            if attr.format_name != LAUNCH_FORMAT or not is_boolean(select.mask):
-                raise MaskError(f"a run-time mask must be boolean, with a {LAUNCH_FORMAT} {TILE_MASK_ATTRIBUTE}")
-            return MaskedAttention(attr, heads, None)
+            if attr.format_name != LAUNCH_FORMAT:
+                raise MaskError(f"a run-time mask needs a {LAUNCH_FORMAT} {TILE_MASK_ATTRIBUTE}")
+            if is_boolean(select.mask) == (select.biased is not None):
+                raise MaskError("sofa.sads is biased exactly when its run-time mask is a float (additive) one")
+            return MaskedAttention(attr, heads, None, biased=select.biased is not None)
+        if select.biased is not None:
+            raise MaskError("a compile-time mask holds no bias: its sofa.sads cannot be biased")
         _, _, q_len, kv_len = select.scores.type.get_shape()  # pyright: ignore[reportAttributeAccessIssue]
         return MaskedAttention(attr, heads, combined_mask(mask, select.causal is not None, q_len, kv_len))
 

@@ -54,6 +54,8 @@ class AttentionShape:
     """A general mask: each KV buffer set also holds the tile's mask bitmap (`RegionKind.MASK`)."""
     far: float = PLAIN_SADS
     """Budgeted SADS's far-tile ratio (`numerics.sads_budget`); `PLAIN_SADS` keeps m in every tile."""
+    biased: bool = False
+    """A run-time additive mask: each KV buffer set holds the tile's fp32 bias (`RegionKind.BIAS`), not a bitmap."""
 
     def slots(self, tile: int) -> int:
         """SADS output slots per lane and KV tile: m, or budgeted SADS's wider `budget_slots`."""
@@ -83,6 +85,8 @@ class RegionKind(Enum):
     """Separate-stage baseline: whole A-hat rows for the row top-k."""
     MASK = "mask"
     """A general mask's bitmap of the current (query tile, KV tile) pair, one bit a (lane, key)."""
+    BIAS = "bias"
+    """A run-time additive mask's fp32 bias tile of the current (query tile, KV tile) pair (-inf: masked)."""
     BITMAP = "bitmap"
     """K/V generation: the needed-key bitmap; the `GEN_*` regions are the generation phase's."""
     GEN_K = "gen_k"
@@ -172,6 +176,10 @@ def query_lanes(target: TargetAttr, q_len: int) -> int:
 INDEX_BYTES = 4
 """SADS indices and RASS lists are i32."""
 
+BIAS_BYTES = 4
+"""A run-time additive mask's bias tiles are fp32: an fp16 bias would move every score by up to |b| 2^-11
+(0.5 at |b| = 1000), more than the conformance tolerance, where fp32 holds an f32 model's bias exactly."""
+
 
 def _alloc_selected_kv(alloc: SramAllocator, buffer_set: int, slots: int, tile: int, d: int, dv: int) -> None:
     """One KV buffer set's SADS indices (`slots` of them), RASS list and K and V rows (fp16)."""
@@ -203,7 +211,9 @@ def plan_sets(target: TargetAttr, shape: AttentionShape, tile: int, sets: int) -
         alloc.alloc(RegionKind.KHAT, tile * d * 2, on_chip_first, index)
         alloc.alloc(RegionKind.AHAT, lanes * tile * 2, on_chip_first, index)
         _alloc_selected_kv(alloc, index, lanes * slots, tile, d, dv)
-        if shape.masked:
+        if shape.biased:
+            alloc.alloc(RegionKind.BIAS, lanes * tile * BIAS_BYTES, on_chip_first, index)
+        elif shape.masked:
             alloc.alloc(RegionKind.MASK, lanes * -(-tile // 8), on_chip_first, index)
         if shape.hidden:
             alloc.alloc(RegionKind.X, tile * shape.hidden, buffer_set=index)
@@ -278,7 +288,8 @@ def tile_cycles(target: TargetAttr, shape: AttentionShape, tile: int) -> float:
     bytes_per_cycle = target.dram_bandwidth_gbps.data * 1e3 / target.clock_mhz.data
     latency = target.dram_latency_ns.data * target.clock_mhz.data / 1e3
     dlzs_pes = target.dlzs_rows.data * target.dlzs_cols.data
-    step = step_estimate(target, shape, tile, lanes).cycles
+    bias_bytes = lanes * tile * BIAS_BYTES if shape.biased else 0  # a biased kernel loads a bias tile a step
+    step = step_estimate(target, shape, tile, lanes, extra_bytes=bias_bytes).cycles
     query_tiles = tile_count(shape.q_len, lanes)
     kv_tiles = tile_count(shape.kv_len, tile)
     if shape.causal:

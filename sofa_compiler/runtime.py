@@ -195,8 +195,8 @@ def stage_attention_inputs(
 def stage_launch_mask(
     program: Program, mask: np.ndarray | None, q_shape: tuple[int, ...], kv_len: int
 ) -> LaunchStaging:
-    """A run-time mask's index lists and bitmaps, built on the host from the actual mask
-    (`lower_to_isa.masked.launch_tables`) and padded to the kernel's worst-case symbols."""
+    """A run-time mask's index lists and bitmaps (bias tiles for an additive mask's kernel), built on the host
+    from the actual mask (`lower_to_isa.masked.launch_tables`) and padded to the kernel's worst-case symbols."""
     if mask is None:
         raise KernelError("this kernel takes a run-time mask: pass it as its last operand")
     batch, q_heads, q_len, _ = q_shape
@@ -210,7 +210,8 @@ def stage_launch_mask(
         raise KernelError(f"cannot run this mask on the accelerator: {error}") from None
     seconds = time.perf_counter() - start
     staged = {}
-    for symbol, values in ((Symbol.MASK_TABLE, tables.words), (Symbol.MASK_BITS, tables.bitmaps)):
+    tiles = (Symbol.MASK_BITS, tables.bitmaps) if tables.bias is None else (Symbol.MASK_BIAS, tables.bias)
+    for symbol, values in ((Symbol.MASK_TABLE, tables.words), tiles):
         declared = program.symbol(symbol.value)
         padded = np.zeros(declared.shape, values.dtype)
         if values.size > padded.size:

@@ -44,8 +44,10 @@ from dialects.numerics.formats import (
 from dialects.numerics.key_codes import decode_key_codes, encode_key_codes, key_code_row_bytes
 from dialects.numerics.kv_generation import KVGEN_CHUNK, kv_rows
 from dialects.numerics.pipelines import (
+    biased_sads_inputs,
     dense_attention,
     expand_kv_heads,
+    has_bias,
     mask_to_bias,
     pad_keys,
     predict_scores,
@@ -64,7 +66,15 @@ from dialects.numerics.prediction import (
     mul4_score,
 )
 from dialects.numerics.sads_budget import budget_slots, far_count, last_valid_keys, sads_budget_tile, tiles_to_last
-from dialects.numerics.sads_tiles import keep_count, sads_tile, sads_tile_sphere, tile_count, topk_mask_rows
+from dialects.numerics.sads_tiles import (
+    biased_ranking,
+    keep_count,
+    sads_tile,
+    sads_tile_sphere,
+    soft_cap,
+    tile_count,
+    topk_mask_rows,
+)
 from dialects.numerics.sufa_tiles import (
     SufaPartial,
     SufaState,
@@ -106,6 +116,8 @@ __all__ = [
     "SufaPartial",
     "SufaState",
     "TileMask",
+    "biased_ranking",
+    "biased_sads_inputs",
     "bitmap_valid",
     "boolean_mask",
     "boolean_masks",
@@ -125,6 +137,7 @@ __all__ = [
     "far_count",
     "floor_log2",
     "fp32_overflow",
+    "has_bias",
     "keep_count",
     "key_code_row_bytes",
     "kv_rows",
@@ -144,6 +157,7 @@ __all__ = [
     "sads_tile",
     "sads_tile_sphere",
     "sofa_attention",
+    "soft_cap",
     "sufa",
     "sufa_accumulate",
     "sufa_finish",

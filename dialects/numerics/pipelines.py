@@ -7,7 +7,7 @@ import numpy as np
 from dialects.numerics.formats import NO_INDEX, fp32_overflow, ieee_arithmetic, to_datapath, to_fp16_saturating
 from dialects.numerics.prediction import dlzs_score, exact_score, mul4_score
 from dialects.numerics.sads_budget import budget_slots, far_count, last_valid_keys, sads_budget_tile, tiles_to_last
-from dialects.numerics.sads_tiles import keep_count, sads_tile, tile_count
+from dialects.numerics.sads_tiles import biased_ranking, keep_count, sads_tile, soft_cap, tile_count
 from dialects.numerics.sufa_tiles import SufaState, sufa_accumulate, sufa_finish, sufa_tile_step
 
 
@@ -65,6 +65,7 @@ def sufa(
     bias: np.ndarray,
     scale: float,
     tile: int | None = None,
+    softcap: float = 0.0,
 ) -> tuple[np.ndarray, int]:
     """SU-FA over all tiles: per-tile steps in SADS order, merged tile by tile.
 
@@ -72,9 +73,9 @@ def sufa(
     ``[B, Hq, Sq, Tc, m]`` (global key indices) and ``bias`` broadcastable to
     ``[B, Hq, Sq, Skv]`` (``-inf`` marks masked keys). ``tile`` is Bc, by
     default ``ceil(Skv / Tc)``; the last tile is zero-padded to Bc keys.
-    Q, K and V are rounded to the datapath's fp16 first, as the host stages
-    them. Returns the output (fp16 values, widened to fp32) and the number of
-    max-ensure events.
+    ``softcap`` c > 0 caps the scaled scores before the bias (`soft_cap`). Q, K and V are rounded
+    to the datapath's fp16 first, as the host stages them. Returns the output (fp16 values, widened
+    to fp32) and the number of max-ensure events.
     """
     q, k, v = to_datapath(q), to_datapath(k), to_datapath(v)
     batch, heads, rows, _ = q.shape
@@ -101,7 +102,13 @@ def sufa(
                 slot_bias = np.where(empty, -np.inf, np.take_along_axis(bias_all[b, h], safe, axis=-1))
                 local = np.where(empty, NO_INDEX, global_slots - j * tile)
                 partial = sufa_tile_step(
-                    q[b, h], k_all[b, h // group, window], v_all[b, h // group, window], local, slot_bias, scale
+                    q[b, h],
+                    k_all[b, h // group, window],
+                    v_all[b, h // group, window],
+                    local,
+                    slot_bias,
+                    scale,
+                    softcap,
                 )
                 state = sufa_accumulate(state, partial)
                 max_updates += partial.max_updates
@@ -143,11 +150,30 @@ def predict_scores(predictor: str, q: np.ndarray, k: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown predictor '{predictor}' (expected dlzs, mul4 or exact)")
 
 
+def biased_sads_inputs(
+    scores: np.ndarray, bias: np.ndarray, scale: float, softcap: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """What SADS ranks under a bias (`sads.bias`): ``softcap(scale * A-hat) + bias`` and the valid keys (bias
+    above -inf), for A-hat ``[..., Sq, Skv]`` and a bias broadcastable to it. The bias is held in fp32 (the
+    bias tiles' format)."""
+    bias = np.broadcast_to(np.asarray(bias, np.float32).astype(np.float64), scores.shape)
+    return biased_ranking(scores, bias, scale, softcap), ~np.isneginf(bias)
+
+
+def has_bias(bias: np.ndarray) -> bool:
+    """Whether an additive bias holds entries other than 0 and -inf (a bias, not only a mask)."""
+    values = np.asarray(bias)
+    return bool(np.any((values != 0) & ~np.isneginf(values)))
+
+
 @ieee_arithmetic
-def dense_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray, scale: float) -> np.ndarray:
+def dense_attention(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray, scale: float, softcap: float = 0.0
+) -> np.ndarray:
     """Exact softmax attention in fp64, returned as fp32; fully masked rows give zeros.
 
-    The reference SOFA is measured against: no datapath rounding.
+    The reference SOFA is measured against: no datapath rounding. ``softcap`` c > 0 caps the scaled
+    scores as ``c * tanh(s / c)`` before the bias, in ONNX's order.
 
     Non-finite values as in SU-FA: scores past fp32's range are infinite, and a
     row whose largest score is NaN or +inf, or whose unmasked scores are all
@@ -156,7 +182,7 @@ def dense_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarra
     heads = q.shape[1]
     k_all = expand_kv_heads(np.asarray(k, np.float64), heads)
     v_all = expand_kv_heads(np.asarray(v, np.float64), heads)
-    scores = fp32_overflow(np.asarray(q, np.float64) @ np.swapaxes(k_all, -1, -2)) * scale + bias
+    scores = soft_cap(fp32_overflow(np.asarray(q, np.float64) @ np.swapaxes(k_all, -1, -2)) * scale, softcap) + bias
     row_max = np.max(scores, axis=-1, keepdims=True)
     unmasked = np.broadcast_to(~np.isneginf(bias), scores.shape).any(axis=-1, keepdims=True)
     poisoned = np.isnan(row_max) | (row_max == np.inf) | (unmasked & (row_max == -np.inf))
@@ -176,15 +202,22 @@ def sofa_attention(
     radius: float,
     predictor: str = "dlzs",
     far: float = 1.0,
+    softcap: float = 0.0,
 ) -> np.ndarray:
     """The full SOFA pipeline: predict, select per tile (SADS; budgeted when ``far`` < 1), SU-FA.
 
     ``radius`` is in logit units; A-hat is in unscaled dot-product units, so
-    SADS clips at ``radius / scale``.
+    SADS clips at ``radius / scale``. Where ``bias`` holds a bias (entries other than 0 and -inf), SADS
+    ranks ``softcap(scale * A-hat) + bias`` and clips at ``radius`` (`biased_sads_inputs`); the cap
+    alone is monotonic and leaves the ranking as it is.
     """
     heads = q.shape[1]
     scores = predict_scores(predictor, q, expand_kv_heads(np.asarray(k), heads))
-    valid = np.isfinite(np.broadcast_to(bias, scores.shape))
-    indices = sads(scores, valid, tile, keep, radius / scale, far)
-    out, _ = sufa(q, k, v, indices, bias, scale, tile)
+    if has_bias(bias):
+        ranked, valid = biased_sads_inputs(scores, bias, scale, softcap)
+        indices = sads(ranked, valid, tile, keep, radius, far)
+    else:
+        valid = np.isfinite(np.broadcast_to(bias, scores.shape))
+        indices = sads(scores, valid, tile, keep, radius / scale, far)
+    out, _ = sufa(q, k, v, indices, bias, scale, tile, softcap)
     return out

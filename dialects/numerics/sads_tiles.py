@@ -112,6 +112,30 @@ def _descending_order_fp16(scores: np.ndarray, in_sphere: np.ndarray | None, cou
     return np.sort(keys, axis=-1)[:, :count] & low
 
 
+@ieee_arithmetic
+def soft_cap(scores: np.ndarray, softcap: float) -> np.ndarray:
+    """``c * tanh(s / c)`` for ``softcap`` c > 0 (an fp32 register of the unit), ``scores`` as they are for 0.
+
+    ONNX `Attention` order: scale, softcap, then the mask's bias, then softmax."""
+    cap = float(np.float32(softcap))
+    if cap == 0:
+        return scores
+    return cap * np.tanh(np.asarray(scores, np.float64) / cap)
+
+
+@ieee_arithmetic
+def biased_ranking(scores: np.ndarray, bias: np.ndarray, scale: float, softcap: float = 0.0) -> np.ndarray:
+    """What `sads.bias` ranks: predicted logits ``softcap(scale * A-hat) + bias`` (fp64 of fp32 operands).
+
+    ``scores`` is A-hat ``[rows, keys]`` (fp16, unscaled dot-product units) and ``bias`` the fp32 bias tile
+    ``[rows, keys]``; -inf entries of the bias are masked keys (they rank last and are never selected).
+    The scale is the unit's fp32 register; the product of an fp16 and an fp32 value is exact in fp64, so
+    without a cap and a bias the order is A-hat's own.
+    """
+    logits = np.asarray(scores, np.float64) * float(np.float32(scale))
+    return soft_cap(logits, softcap) + np.asarray(bias, np.float64)
+
+
 def topk_mask_rows(scores: np.ndarray, valid: np.ndarray, count: int) -> np.ndarray:
     """Whole-row top-k as prior accelerators do it: keep each row's ``count`` best valid scores.
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dialects.numerics.formats import DATAPATH, NO_INDEX, fp32_overflow, ieee_arithmetic, to_datapath
+from dialects.numerics.sads_tiles import soft_cap
 
 
 @dataclass
@@ -55,13 +56,15 @@ def sufa_tile_step(
     slots: np.ndarray,
     bias: np.ndarray | None,
     scale: float,
+    softcap: float = 0.0,
 ) -> SufaPartial:
     """SU-FA on one KV tile; ``slots`` lists each row's selected keys, in order.
 
     ``q`` is ``[rows, d]``; ``k_window``/``v_window`` ``[W, d]``/``[W, dv]`` are
     the tile's key and value rows; ``slots`` ``[rows, m]`` holds window-local
     indices (``NO_INDEX`` for empty slots) and ``bias`` ``[rows, m]`` the
-    additive mask of each slot (None: no mask). The first slot is the predicted maximum. Where
+    additive mask of each slot (None: no mask); ``softcap`` c > 0 caps the scaled scores as
+    ``c * tanh(s / c)`` before the bias (`soft_cap`, the ONNX order). The first slot is the predicted maximum. Where
     a later score beats it, the AP unit raises the reference (max-ensure), so
     the tile's reference is the true maximum of its selected scores and the
     result is exact.
@@ -76,6 +79,8 @@ def sufa_tile_step(
     # A dot product past fp32's range is infinite, as onnxruntime's (it scales after the product).
     all_scores = fp32_overflow(q64 @ np.asarray(k_window, np.float64).T)
     all_scores *= float(np.float32(scale))
+    if softcap:
+        all_scores = soft_cap(all_scores, softcap)
     rows, width = all_scores.shape
     # One reduction shows the usual case, no empty slot (NO_INDEX is the only negative a valid slot list holds).
     any_empty = False

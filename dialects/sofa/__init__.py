@@ -43,6 +43,7 @@ from dialects.sofa.ops import (
     SufaOp,
     WkToLzOp,
 )
+from dialects.sofa.verification import softcap_value
 
 Sofa = Dialect(
     "sofa",
@@ -81,6 +82,7 @@ __all__ = [
     "far_problem",
     "keep_problem",
     "radius_problem",
+    "softcap_value",
     "sphere_radius",
     "tile_problem",
 ]

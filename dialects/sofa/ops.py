@@ -56,11 +56,13 @@ from dialects.sofa.verification import (
     expect,
     expect_float,
     expect_positive_scale,
+    is_boolean_mask,
     static_shape,
     tensor_of,
     verify_heads,
     verify_mask,
     verify_score_shapes,
+    verify_softcap,
 )
 
 
@@ -74,12 +76,16 @@ class AttentionOp(IRDLOperation):
 
     The mask is boolean (keep where true) or additive float, broadcastable to
     ``[B, Hq, Sq, Skv]``. ``causal`` hides keys ``j > i`` (upper-left aligned,
-    as in ONNX and torch). Rows with no visible key give zeros.
+    as in ONNX and torch). Rows with no visible key give zeros. ``softcap`` c (> 0) caps
+    the scaled scores as ``c * tanh(s / c)`` before the mask is added (ONNX's order:
+    scale, softcap, mask, softmax).
 
     Without ``sparsity`` this is exact attention. With it, the semantics are
     the SOFA pipeline: predict A-hat, keep the top ``ceil(k * Bc)`` keys of
-    every KV tile (SADS), and run SU-FA on them. With ``keep = 1`` and no
-    radius, the result equals exact attention.
+    every KV tile (SADS), and run SU-FA on them; where the mask holds a bias
+    (entries other than 0 and -inf), SADS ranks ``softcap(scale * A-hat) + mask``
+    (`numerics.sofa_attention`). With ``keep = 1`` and no radius, the result
+    equals exact attention.
     """
 
     name = "sofa.attention"
@@ -94,13 +100,14 @@ class AttentionOp(IRDLOperation):
     kv_heads = prop_def(IntegerAttr[I64])
     causal = opt_prop_def(UnitAttr)
     sparsity = opt_prop_def(SparsityAttr)
+    softcap = opt_prop_def(FloatAttr[Float64Type])
 
     output = result_def(TensorType)
 
     traits = traits_def(Pure())
 
     assembly_format = (
-        "$q `,` $k `,` $v (`mask` $mask^)? `scale` $scale `heads` $q_heads `/` $kv_heads"
+        "$q `,` $k `,` $v (`mask` $mask^)? `scale` $scale (`softcap` $softcap^)? `heads` $q_heads `/` $kv_heads"
         " (`causal` $causal^)? (`sparsity` $sparsity^)? attr-dict"
         " `:` type($q) `,` type($k) `,` type($v) (`,` type($mask)^)? `->` type($output)"
     )
@@ -118,6 +125,7 @@ class AttentionOp(IRDLOperation):
         causal: bool = False,
         mask: SSAValue | None = None,
         sparsity: SparsityAttr | None = None,
+        softcap: float = 0.0,
     ):
         properties: dict[str, Attribute | None] = {
             "scale": FloatAttr(scale, f64),
@@ -125,6 +133,7 @@ class AttentionOp(IRDLOperation):
             "kv_heads": IntegerAttr(kv_heads, i64),
             "causal": UnitAttr() if causal else None,
             "sparsity": sparsity,
+            "softcap": FloatAttr(softcap, f64) if softcap else None,
         }
         super().__init__(
             operands=[q, k, v, mask],
@@ -139,6 +148,7 @@ class AttentionOp(IRDLOperation):
         k_batch, kv_heads, kv_len, k_depth = static_shape(self.k, "K", 4)
         v_batch, v_heads, v_len, v_depth = static_shape(self.v, "V", 4)
         expect_positive_scale(self.scale)
+        verify_softcap(self.softcap)
         verify_heads(self.q_heads.value.data, self.kv_heads.value.data)
         expect(
             q_heads == self.q_heads.value.data,
@@ -355,6 +365,10 @@ class SadsOp(IRDLOperation):
     order (ties: lower index first), so top-1 and top-2 come first; unused
     slots hold -1. Masked keys (boolean false, additive -inf, or causal) are
     never selected.
+
+    ``biased`` (a float mask whose finite entries are a bias, known only at run time): SADS
+    ranks the predicted logits ``softcap(scale * A-hat) + mask`` (`numerics.biased_sads_inputs`)
+    and clips at ``radius`` logits; ``softcap`` matters only then (the cap alone is monotonic).
     """
 
     name = "sofa.sads"
@@ -363,6 +377,8 @@ class SadsOp(IRDLOperation):
     mask = opt_operand_def(TensorType)
     sparsity = prop_def(SparsityAttr)
     scale = prop_def(FloatAttr[Float64Type])
+    softcap = opt_prop_def(FloatAttr[Float64Type])
+    biased = opt_prop_def(UnitAttr)
     causal = opt_prop_def(UnitAttr)
     tiling = opt_prop_def(TilingAttr)
     indices = result_def(TensorType)
@@ -370,7 +386,8 @@ class SadsOp(IRDLOperation):
     traits = traits_def(Pure())
 
     assembly_format = (
-        "$scores (`mask` $mask^)? `scale` $scale (`causal` $causal^)? `sparsity` $sparsity"
+        "$scores (`mask` $mask^)? `scale` $scale (`softcap` $softcap^)? (`biased` $biased^)? (`causal` $causal^)?"
+        " `sparsity` $sparsity"
         " (`tiling` $tiling^)? attr-dict"
         " `:` type($scores) (`,` type($mask)^)? `->` type($indices)"
     )
@@ -379,7 +396,12 @@ class SadsOp(IRDLOperation):
         expect_float(self.scores, "scores")
         batch, heads, q_len, kv_len = static_shape(self.scores, "scores", 4)
         expect_positive_scale(self.scale)
+        verify_softcap(self.softcap)
         verify_mask(self.mask, (batch, heads, q_len, kv_len))
+        expect(
+            self.biased is None or (self.mask is not None and not is_boolean_mask(self.mask)),
+            "biased needs a float mask (its finite entries are the bias)",
+        )
         tile = self.sparsity.tile_size
         tiles = tile_count(kv_len, tile)
         # Bc must divide the padded length Tc * Bc and leave no empty tile.
@@ -407,7 +429,8 @@ class SufaOp(IRDLOperation):
     Precision: the functional reference computes in fp64 and writes fp32.
     Operands: Q ``[B, Hq, Sq, d]``, K/V ``[B, Hkv, Skv, *]``, indices
     ``[B, Hq, Sq, Tc, m]`` from `sofa.sads` with the same ``tile`` (Bc); the
-    optional mask adds to the exact scores (its -inf entries weigh nothing).
+    optional mask adds to the exact scores (its -inf entries weigh nothing), after
+    ``softcap`` c (> 0) has capped them as ``c * tanh(s / c)``.
     """
 
     name = "sofa.sufa"
@@ -418,6 +441,7 @@ class SufaOp(IRDLOperation):
     indices = operand_def(TensorType)
     mask = opt_operand_def(TensorType)
     scale = prop_def(FloatAttr[Float64Type])
+    softcap = opt_prop_def(FloatAttr[Float64Type])
     tile = prop_def(IntegerAttr[I64])
     causal = opt_prop_def(UnitAttr)
     tiling = opt_prop_def(TilingAttr)
@@ -426,7 +450,8 @@ class SufaOp(IRDLOperation):
     traits = traits_def(Pure())
 
     assembly_format = (
-        "$q `,` $k `,` $v `,` $indices (`mask` $mask^)? `scale` $scale `tile` $tile (`causal` $causal^)?"
+        "$q `,` $k `,` $v `,` $indices (`mask` $mask^)? `scale` $scale (`softcap` $softcap^)? `tile` $tile"
+        " (`causal` $causal^)?"
         " (`tiling` $tiling^)? attr-dict"
         " `:` type($q) `,` type($k) `,` type($v) `,` type($indices) (`,` type($mask)^)? `->` type($output)"
     )
@@ -457,6 +482,7 @@ class SufaOp(IRDLOperation):
             f"indices [..., Tc = {index_shape[3]}, m = {index_shape[4]}] do not fit Skv = {kv_len} in tiles of {tile}",
         )
         expect_positive_scale(self.scale)
+        verify_softcap(self.softcap)
         verify_mask(self.mask, (batch, q_heads, q_len, kv_len))
         expect(
             static_shape(self.output, "result", 4) == (batch, q_heads, q_len, v_depth),

@@ -6,6 +6,8 @@ Each raises `VerifyException` with a message naming the operand, so an op's
 
 from __future__ import annotations
 
+import math
+
 from xdsl.dialects.builtin import Float16Type, Float32Type, Float64Type, FloatAttr, TensorType, i1
 from xdsl.ir import Attribute, SSAValue
 from xdsl.utils.exceptions import VerifyException
@@ -45,6 +47,22 @@ def expect(condition: bool, message: str) -> None:
 def expect_positive_scale(scale: FloatAttr) -> None:
     """The softmax scale multiplies every score; it must be positive."""
     expect(scale.value.data > 0, f"scale must be positive, got {scale.value.data}")
+
+
+def verify_softcap(softcap: FloatAttr | None) -> None:
+    """A softcap c caps scores as c * tanh(s / c): finite and positive where given (absent: no cap)."""
+    if softcap is not None:
+        value = softcap.value.data
+        expect(math.isfinite(value) and value > 0, f"softcap must be finite and positive, got {value}")
+
+
+def softcap_value(softcap: FloatAttr | None) -> float:
+    """An op's softcap as a number: 0.0 where it has none."""
+    return 0.0 if softcap is None else softcap.value.data
+
+
+def is_boolean_mask(mask: SSAValue) -> bool:
+    return tensor_of(mask, "mask").element_type == i1
 
 
 def verify_heads(q_heads: int, kv_heads: int) -> None:

@@ -161,6 +161,8 @@ def _f32_problem(name: str, value: Any) -> str | None:
         return f"field 'radius' = {v} must be positive (or inf)"
     if name == "scale" and not (math.isfinite(v) and v > 0):
         return f"field 'scale' = {v} must be finite and positive"
+    if name == "cap" and not (math.isfinite(v) and v >= 0):
+        return f"field 'cap' = {v} must be finite and non-negative (0: no cap)"
     if math.isfinite(v) and abs(v) > FP32_MAX:
         return f"field '{name}' = {v} overflows fp32"
     return None

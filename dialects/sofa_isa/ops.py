@@ -70,6 +70,16 @@ class TloadOp(IsaInstructionOp):
 
 
 @irdl_op_definition
+class SoftcapOp(IsaInstructionOp):
+    """`softcap` (opcode 0x09, unit ctrl): set the SADS and SU-FA units' score-cap register (0: no cap)."""
+
+    name = "sofa_isa.softcap"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["softcap"]
+
+    cap = prop_def(FloatAttr[Float32Type])
+
+
+@irdl_op_definition
 class BarrierOp(IsaInstructionOp):
     """`barrier` (opcode 0x05, unit ctrl): Wait until every unit is idle."""
 
@@ -250,6 +260,24 @@ class SadsMaskOp(SadsFieldsOp):
 
 
 @irdl_op_definition
+class SadsBiasOp(IsaInstructionOp):
+    """`sads.bias` (opcode 0x37, unit sads): `sads` ranking cap(scale A-hat) + an fp32 bias tile (-inf: masked)."""
+
+    name = "sofa_isa.sads_bias"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sads.bias"]
+
+    bias = prop_def(SramAttr)
+    scores = prop_def(SramAttr)
+    out = prop_def(SramAttr)
+    lanes = prop_def(IntegerAttr[I64])
+    keys = prop_def(IntegerAttr[I64])
+    m = prop_def(IntegerAttr[I64])
+    radius = prop_def(FloatAttr[Float32Type])
+    key_base = prop_def(IntegerAttr[I64])
+    scale = prop_def(FloatAttr[Float32Type])
+
+
+@irdl_op_definition
 class SadsBandOp(SadsFieldsOp):
     """`sads.band` (opcode 0x36, unit sads): `sads` with a closed-form band mask evaluated on chip."""
 
@@ -417,6 +445,16 @@ class SufaStepOp(AttentionStepOp):
 
 
 @irdl_op_definition
+class SufaBiasOp(AttentionStepOp):
+    """`sufa.bias` (opcode 0x54, unit sufa): `sufa.step` adding an fp32 bias tile to the exact scores."""
+
+    name = "sofa_isa.sufa_bias"
+    SPEC: ClassVar[OpSpec] = BY_MNEMONIC["sufa.bias"]
+
+    bias = prop_def(SramAttr)
+
+
+@irdl_op_definition
 class Fa2StepOp(AttentionStepOp):
     """`fa2.step` (opcode 0x53, unit sufa): baseline FlashAttention-2 tile step."""
 
@@ -474,6 +512,7 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "set": SetOp,
     "addi": AddiOp,
     "tload": TloadOp,
+    "softcap": SoftcapOp,
     "barrier": BarrierOp,
     "post": PostOp,
     "dma.load": DmaLoadOp,
@@ -487,6 +526,7 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "mul4.score": IsaMul4ScoreOp,
     "sads": IsaSadsOp,
     "sads.mask": SadsMaskOp,
+    "sads.bias": SadsBiasOp,
     "sads.band": SadsBandOp,
     "rass": RassOp,
     "kvmark": KvmarkOp,
@@ -498,6 +538,7 @@ INSTRUCTION_OPS: dict[str, type[IsaInstructionOp]] = {
     "kvround": KvroundOp,
     "sufa.init": SufaInitOp,
     "sufa.step": SufaStepOp,
+    "sufa.bias": SufaBiasOp,
     "fa2.step": Fa2StepOp,
     "sufa.norm": SufaNormOp,
     "sufa.dense": SufaDenseOp,

@@ -171,6 +171,15 @@ OPS: tuple[OpSpec, ...] = (
         "rd = rs + table word at src (32-bit, wrapping): the sequencer reads a kernel's constant index "
         "lists (mask tables) to set loop counts and tile addresses; no unit writes that memory while it runs.",
     ),
+    OpSpec(
+        "softcap",
+        0x09,
+        "ctrl",
+        (f32_field("cap", "score cap c (finite, >= 0; 0: no cap)"),),
+        "Set the score-cap register of the SADS and SU-FA units: scaled scores s become c tanh(s / c) "
+        "(numerics.soft_cap) in `sufa.step`, `sufa.bias`, `fa2.step` and `sads.bias`; a kernel sets it once, "
+        "in its prologue, before any unit instruction. Reset: 0.",
+    ),
     OpSpec("barrier", 0x05, "ctrl", (), "Wait until every unit is idle."),
     OpSpec("post", 0x06, "ctrl", (), "Increment the semaphores in the signal mask (initial credits)."),
     # --- DMA ----------------------------------------------------------------
@@ -297,6 +306,22 @@ OPS: tuple[OpSpec, ...] = (
         (sram_field("bitmap", "u8", "mask bitmap [lanes, ceil(keys / 8)]: bit j % 8 of byte j // 8"), *_SADS_FIELDS),
         "`sads` where only the keys whose bitmap bit is set are valid (numerics.bitmap_valid): a partial "
         "tile of a general attention mask; masked keys are never selected.",
+    ),
+    OpSpec(
+        "sads.bias",
+        0x37,
+        "sads",
+        (
+            sram_field("bias", "f32", "bias tile f32 [lanes, keys]; -inf: the key is masked"),
+            *_SADS_TILE,
+            uint_field("m", 16, "keys kept per lane (<= keys)"),
+            f32_field("radius", "sphere radius in logits (> 0, inf = no clip)"),
+            reg_field("key_base", "register: global index of the tile's first key"),
+            f32_field("scale", "softmax scale (finite, > 0)"),
+        ),
+        "`sads` over a run-time additive mask's tile: ranks the predicted logits cap(scale A-hat) + bias "
+        "(numerics.biased_ranking; cap: the softcap register) and clips at radius logits; keys whose bias is "
+        "-inf (masked, causal, padding) are never selected. Plus key_base.",
     ),
     OpSpec(
         "sads.band",
@@ -435,6 +460,14 @@ OPS: tuple[OpSpec, ...] = (
         "One KV tile of SU-FA (numerics.sufa_tile_step + sufa_accumulate).",
     ),
     OpSpec(
+        "sufa.bias",
+        0x54,
+        "sufa",
+        (sram_field("bias", "f32", "bias tile f32 [lanes, window] of the window's keys"), *_ATTENTION_STEP_FIELDS),
+        "`sufa.step` adding a run-time additive mask's bias to the exact scores, after the softcap register's "
+        "cap: s = cap(scale q.k) + bias[lane, key - key_base] (numerics.sufa_tile_step).",
+    ),
+    OpSpec(
         "fa2.step",
         0x53,
         "sufa",
@@ -525,6 +558,6 @@ def instruction_problems(spec: OpSpec, args: Mapping[str, Any], wait: int = 0, s
         problems.append(f"{spec.mnemonic}: m = {args['m']} exceeds keys = {args['keys']}")
     if spec.mnemonic == "sads.budget" and not args["far"] <= args["quota"] <= args["m"]:
         problems.append(f"sads.budget: needs far <= quota <= m, got {args['far']}, {args['quota']}, {args['m']}")
-    if spec.mnemonic == "sufa.step" and args["m"] > args["window"]:
-        problems.append(f"sufa.step: m = {args['m']} exceeds window = {args['window']}")
+    if spec.mnemonic in ("sufa.step", "sufa.bias") and args["m"] > args["window"]:
+        problems.append(f"{spec.mnemonic}: m = {args['m']} exceeds window = {args['window']}")
     return problems

@@ -122,6 +122,10 @@ class Emitter:
         """``rd = rs + table word at src`` (a mask's index lists)."""
         self._emit("tload", (), (), rd=int(rd), rs=int(rs), src=src)
 
+    def softcap(self, cap: float) -> None:
+        """Set the SADS and SU-FA units' score-cap register (0: no cap)."""
+        self._emit("softcap", (), (), cap=cap)
+
     def advance(self, steps: Iterable[tuple[int, int]]) -> None:
         """``reg += step`` for each ``(reg, step)``, in order."""
         for reg, step in steps:
@@ -207,6 +211,16 @@ class Emitter:
             radius=radius, key_base=int(key_base), query_base=int(query_base), kv_len=kv_len, causal=int(causal),
         )  # fmt: skip
 
+    def sads_bias(
+        self, bias: Sram, scores: Sram, out: Sram, lanes: int, keys: int, m: int, radius: float, key_base: int,
+        scale: float, wait: Semaphores = (), signal: Semaphores = (),
+    ) -> None:  # fmt: skip
+        """`sads` ranking cap(scale A-hat) + the fp32 `bias` tile (-inf: masked); `radius` in logits."""
+        self._emit(
+            "sads.bias", wait, signal, bias=bias, scores=scores, out=out, lanes=lanes, keys=keys, m=m,
+            radius=radius, key_base=int(key_base), scale=scale,
+        )  # fmt: skip
+
     def sads_band(
         self, band: tuple[int, int, int], scores: Sram, out: Sram, lanes: int, keys: int, m: int, radius: float,
         key_base: int, query_base: int, kv_len: int, wait: Semaphores = (), signal: Semaphores = (),
@@ -281,6 +295,16 @@ class Emitter:
         self._emit(
             step.value, wait, signal, q=q, k=k, v=v, idx=idx, key_base=int(key_base), lanes=lanes, m=m,
             window=window, depth=depth, vdepth=vdepth, scale=scale, dtype=DATAPATH.name,
+        )  # fmt: skip
+
+    def sufa_bias(
+        self, q: Sram, k: Sram, v: Sram, idx: Sram, bias: Sram, key_base: int, lanes: int, m: int, window: int,
+        depth: int, vdepth: int, scale: float, wait: Semaphores = (), signal: Semaphores = (),
+    ) -> None:  # fmt: skip
+        """`sufa.step` adding the fp32 `bias` tile [lanes, window] to the exact scores."""
+        self._emit(
+            "sufa.bias", wait, signal, q=q, k=k, v=v, idx=idx, key_base=int(key_base), lanes=lanes, m=m,
+            window=window, depth=depth, vdepth=vdepth, scale=scale, dtype=DATAPATH.name, bias=bias,
         )  # fmt: skip
 
     def sufa_norm(self, out: Sram, lanes: int, vdepth: int, signal: Semaphores = ()) -> None:

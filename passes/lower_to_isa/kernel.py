@@ -52,6 +52,8 @@ class AttentionKernel:
     predictor: Predictor = Predictor.DLZS
     attention: AttentionStep = AttentionStep.SUFA
     rass: bool = True
+    softcap: float = 0.0
+    """The score cap c (0: none): the prologue sets the SADS and SU-FA units' register (`softcap`)."""
     e: Emitter = field(default_factory=Emitter)
     layout: KernelLayout = field(default_factory=KernelLayout)
 
@@ -90,6 +92,8 @@ class AttentionKernel:
 
     def emit_prologue(self, sets: int = KV_BUFFER_SETS) -> None:
         """A credit per buffer set on each set semaphore (`sets` per-tile sets); the walks start at 0."""
+        if self.softcap:
+            self.e.softcap(self.softcap)
         for _ in range(sets):
             self.e.post((Sem.KHAT_FREE, Sem.KV_FREE))
         for reg in (Reg.Q16, Reg.Q, Reg.OUT, Reg.K, Reg.V, Reg.PRED_HEAD):

@@ -33,6 +33,7 @@ from dialects.sofa import (
     SufaOp,
     TargetAttr,
     TilingAttr,
+    softcap_value,
 )
 from dialects.sofa_isa import ProgramOp
 from passes.coordinated_tiling import DECODE_ATTRIBUTE, attention_shape, attention_shape_of_sufa, module_target
@@ -156,6 +157,8 @@ def masked_attention(group: TiledGroup, options: LowerToIsaPass) -> MaskedAttent
             "masked attention kernels are coordinated, with RASS and host-given K-hat "
             "(not pipeline=separate, rass=false or on-demand prediction)"
         )
+    if mask.biased and options.attention != "sufa":
+        raise DiagnosticException("a run-time additive mask's kernel runs SU-FA steps (sufa.bias), not attention=fa2")
     return mask
 
 
@@ -178,6 +181,7 @@ class LowerTiledAttention(RewritePattern):
             "predictor": group.predictor,
             "attention": ATTENTION_STEPS[self.options.attention],
             "rass": self.options.rass,
+            "softcap": softcap_value(group.sufa.softcap),
         }
         mask = masked_attention(group, self.options)
         if self.options.pipeline == "separate":

@@ -65,7 +65,7 @@ class CoordinatedReg(IntEnum):
     MASK_TABLE = 10
     """General masks: byte offset of the next word of the mask's index lists (``masktab``)."""
     MASK_BITMAP = 11
-    """General masks: byte offset of the current tile's bitmap in ``maskbits``."""
+    """General masks: byte offset of the current tile's bitmap in ``maskbits`` (bias tile in ``maskbias``)."""
 
 
 class SeparateReg(IntEnum):

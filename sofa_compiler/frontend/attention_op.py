@@ -12,8 +12,8 @@ f32, f64 and bf16: bf16 operands are cast to f32 at the accelerator's boundary
 (exact) and the output back to bf16, because sofa.attention takes f16/f32/f64;
 the kernel computes in f32 for every input type.
 
-The accelerator has no score capping and never materialises the score
-matrix, so an `Attention` with softcap or with the qk_matmul_output output
+The accelerator caps scores (softcap, `sofa.attention`'s softcap) but never materialises the score
+matrix, so an `Attention` with the qk_matmul_output output
 runs on the host, decomposed into MatMul/Tanh/Softmax host ops that follow
 the ONNX reference implementation (`_lower_on_host`); the importer warns.
 These stay numpy `host.onnx` ops rather than an onnxruntime partition holding
@@ -195,7 +195,8 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         mask = apply_window_per_batch(emitter, mask, window, lengths, q_length, kv_length)
     scale = _spec_scale(float(attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))), numpy_dtype(element_of(q)))
     softcap = float(attrs.get("softcap", 0.0))
-    if softcap > 0 or _output(node, 3) is not None:
+    # The accelerator caps scores (`sofa.attention`'s softcap); only the score output runs on the host.
+    if _output(node, 3) is not None:
         reason = _warn_host(node, softcap)
         mask, causal = explicit_mask(emitter, mask, causal, past_length, lengths, q_length, kv_length)
         out, scores = _lower_on_host(emitter, q, k, v, mask, causal, float(scale), softcap, attrs)
@@ -208,8 +209,9 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
     placed = place(emitter, (q, k, v), mask, causal=causal, past_length=past_length, lengths=lengths)
     why = KV_CACHE_CAUSAL if placed.explicit else None
     out, reason = checked_attention(
-        emitter, describe(node), placed.qkv, scale=float(scale), causal=placed.causal, mask=placed.mask, host_why=why
-    )
+        emitter, describe(node), placed.qkv, scale=float(scale), causal=placed.causal, mask=placed.mask, host_why=why,
+        softcap=softcap,
+    )  # fmt: skip
     out = placed.output(emitter, out)
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
     return reason
@@ -248,6 +250,7 @@ def checked_attention(
     causal: bool,
     mask: SSAValue | None,
     host_why: str | None = None,
+    softcap: float = 0.0,
 ) -> tuple[SSAValue, str | None]:
     """`emitter.attention`, verified; its output and why it runs on the host (a general mask), or None.
 
@@ -261,7 +264,7 @@ def checked_attention(
     if mask is not None and element_of(mask) != i1:
         mask = _widened(emitter, mask)
     mask = folded_mask(emitter, mask)
-    out = emitter.attention(*qkv, scale=scale, causal=causal, mask=mask)
+    out = emitter.attention(*qkv, scale=scale, causal=causal, mask=mask, softcap=softcap)
     op = out.owner
     assert isinstance(op, AttentionOp)
     try:

@@ -95,11 +95,14 @@ class Emitter:
         scale: float,
         causal: bool,
         mask: SSAValue | None,
+        softcap: float = 0.0,
     ) -> SSAValue:
         batch, q_heads, q_length, _ = shape_of(q)
         kv_heads = shape_of(k)[1]
         result = TensorType(element_of(q), [batch, q_heads, q_length, shape_of(v)[3]])
-        op = AttentionOp(q, k, v, result, scale=scale, q_heads=q_heads, kv_heads=kv_heads, causal=causal, mask=mask)
+        op = AttentionOp(
+            q, k, v, result, scale=scale, q_heads=q_heads, kv_heads=kv_heads, causal=causal, mask=mask, softcap=softcap
+        )
         return self.add(op).results[0]
 
     def kv_projection(

@@ -16,7 +16,17 @@ from xdsl.interpreters.shaped_array import ShapedArray
 from xdsl.ir import SSAValue
 
 from dialects import numerics
-from dialects.sofa import AttentionOp, DlzsKeyOp, DlzsScoreOp, KvProjectionOp, Mul4ScoreOp, SadsOp, SufaOp, WkToLzOp
+from dialects.sofa import (
+    AttentionOp,
+    DlzsKeyOp,
+    DlzsScoreOp,
+    KvProjectionOp,
+    Mul4ScoreOp,
+    SadsOp,
+    SufaOp,
+    WkToLzOp,
+    softcap_value,
+)
 
 
 def as_array(value: Any) -> np.ndarray:
@@ -44,6 +54,11 @@ def _bias(
     return np.broadcast_to(numerics.mask_to_bias(mask, causal, query_length, key_length), shape)
 
 
+def _held_bias(bias: np.ndarray) -> np.ndarray:
+    """The bias as the accelerator holds it: fp32 bias tiles (0 and -inf are exact in any float type)."""
+    return np.asarray(bias, np.float32).astype(np.float64)
+
+
 @register_impls
 class SofaFunctions(InterpreterFunctions):
     @impl(AttentionOp)
@@ -54,9 +69,9 @@ class SofaFunctions(InterpreterFunctions):
         mask = as_array(args[3]) if op.mask is not None else None
         scores_shape = (*q.shape[:3], k.shape[2])
         bias = _bias(mask, op.causal is not None, scores_shape)
-        scale = op.scale.value.data
+        scale, softcap = op.scale.value.data, softcap_value(op.softcap)
         if op.sparsity is None:
-            return (numerics.dense_attention(q, k, v, bias, scale),)
+            return (numerics.dense_attention(q, k, v, bias, scale, softcap),)
         sparsity = op.sparsity
         out = numerics.sofa_attention(
             q,
@@ -68,6 +83,7 @@ class SofaFunctions(InterpreterFunctions):
             tile=sparsity.tile_size,
             radius=sparsity.radius_value,
             predictor=sparsity.predictor.data,
+            softcap=softcap,
         )
         return (out,)
 
@@ -104,6 +120,11 @@ class SofaFunctions(InterpreterFunctions):
         # A-hat is in unscaled dot-product units; the radius is in logits.
         radius = sparsity.radius_value / op.scale.value.data
         tile, keep, far = sparsity.tile_size, sparsity.keep_ratio, sparsity.far_ratio
+        if op.biased is not None:
+            # Ranked in logits (`sads.bias`): the capped, scaled prediction plus the bias; the radius is in logits.
+            softcap = softcap_value(op.softcap)
+            ranked, valid = numerics.biased_sads_inputs(scores, bias, op.scale.value.data, softcap)
+            return (numerics.sads(ranked, valid, tile, keep, sparsity.radius_value, far),)
         indices = numerics.sads(scores, np.isfinite(bias), tile, keep, radius, far)
         return (indices,)
 
@@ -111,8 +132,9 @@ class SofaFunctions(InterpreterFunctions):
     def run_sufa(self, interpreter: Interpreter, op: SufaOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
         q, k, v, indices = (as_array(a) for a in args[:4])
         mask = as_array(args[4]) if op.mask is not None else None
-        bias = _bias(mask, op.causal is not None, (*q.shape[:3], k.shape[2]))
-        out, _ = numerics.sufa(q, k, v, indices.astype(np.int32), bias, op.scale.value.data, op.tile.value.data)
+        bias = _held_bias(_bias(mask, op.causal is not None, (*q.shape[:3], k.shape[2])))
+        scale, tile = op.scale.value.data, op.tile.value.data
+        out, _ = numerics.sufa(q, k, v, indices.astype(np.int32), bias, scale, tile, softcap_value(op.softcap))
         return (out,)
 
     @impl(KvProjectionOp)

@@ -47,10 +47,13 @@ from dialects.sofa_isa import (
     ProgramOp,
     RassOp,
     SadsBandOp,
+    SadsBiasOp,
     SadsBudgetOp,
     SadsMaskOp,
     SadsResetOp,
     SetOp,
+    SoftcapOp,
+    SufaBiasOp,
     SufaDenseOp,
     SufaInitOp,
     SufaNormOp,
@@ -149,6 +152,10 @@ class SofaISAFunctions(InterpreterFunctions):
     def run_tload(self, interpreter: Interpreter, op: TloadOp, args: Args) -> Args:
         return self.execute(op)
 
+    @impl(SoftcapOp)
+    def run_softcap(self, interpreter: Interpreter, op: SoftcapOp, args: Args) -> Args:
+        return self.execute(op)
+
     @impl(BarrierOp)
     def run_barrier(self, interpreter: Interpreter, op: BarrierOp, args: Args) -> Args:
         return self.execute(op)
@@ -203,6 +210,10 @@ class SofaISAFunctions(InterpreterFunctions):
     def run_sads_mask(self, interpreter: Interpreter, op: SadsMaskOp, args: Args) -> Args:
         return self.execute(op)
 
+    @impl(SadsBiasOp)
+    def run_sads_bias(self, interpreter: Interpreter, op: SadsBiasOp, args: Args) -> Args:
+        return self.execute(op)
+
     @impl(SadsBandOp)
     def run_sads_band(self, interpreter: Interpreter, op: SadsBandOp, args: Args) -> Args:
         return self.execute(op)
@@ -249,6 +260,10 @@ class SofaISAFunctions(InterpreterFunctions):
 
     @impl(SufaStepOp)
     def run_sufa_step(self, interpreter: Interpreter, op: SufaStepOp, args: Args) -> Args:
+        return self.execute(op)
+
+    @impl(SufaBiasOp)
+    def run_sufa_bias(self, interpreter: Interpreter, op: SufaBiasOp, args: Args) -> Args:
         return self.execute(op)
 
     @impl(Fa2StepOp)

@@ -1,7 +1,7 @@
 """The functional SOFA machine: executes programs in order on numpy memories.
 
 The machine's memories and registers are `sofa_compiler/sim/state.py`; what
-each instruction does is `semantics.py`, `on_demand.py` and `budgeted_sads.py`, one whole tile
+each instruction does is `semantics.py`, `on_demand.py`, `budgeted_sads.py` and `biased.py`, one whole tile
 per instruction, so Python overhead is paid per tile, never per element. The
 arithmetic is `dialects.numerics`, the same kernels as the `sofa` dialect's
 interpreter, so results match it bit for bit.
@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from dialects.sofa_isa import BY_MNEMONIC, LOOP_MNEMONICS, MAX_LOOP_DEPTH, SEMAPHORES
 from sofa_compiler.isa.container import Program, RawWord
 from sofa_compiler.isa.encoding import Instruction, format_instruction
-from sofa_compiler.sim import budgeted_sads, on_demand, semantics
+from sofa_compiler.sim import biased, budgeted_sads, on_demand, semantics
 from sofa_compiler.sim.budget import check_budget, leave_finished_bodies
 from sofa_compiler.sim.events import Event, SramPeak, Unit, Work
 from sofa_compiler.sim.inputs import random_inputs
@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # the config module validates with jsonschema, slow to import
 
 __all__ = ["DEFAULT_SRAM", "FunctionalResult", "InputError", "Machine", "check_loops", "random_inputs"]
 
-_HANDLERS = {**semantics.HANDLERS, **on_demand.HANDLERS, **budgeted_sads.HANDLERS}
+_HANDLERS = {**semantics.HANDLERS, **on_demand.HANDLERS, **budgeted_sads.HANDLERS, **biased.HANDLERS}
 
 
 @dataclass

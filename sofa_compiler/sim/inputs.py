@@ -30,7 +30,7 @@ def load_inputs(path: str | Path) -> dict[str, np.ndarray]:
         raise SimError(str(error)) from error
 
 
-LAUNCH_TABLES = frozenset({Symbol.MASK_TABLE.value, Symbol.MASK_BITS.value})
+LAUNCH_TABLES = frozenset({Symbol.MASK_TABLE.value, Symbol.MASK_BITS.value, Symbol.MASK_BIAS.value})
 """Inputs the host builds at launch from a run-time mask: random words would be no valid index list, so random
 inputs hold zeros there (every query tile visits no KV tile: every key masked, a zero output)."""
 

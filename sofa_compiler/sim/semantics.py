@@ -225,14 +225,14 @@ def _sads_valid(machine: MachineState, instr: Instruction) -> np.ndarray:
 
 
 def _sads(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
-    _select(machine, instr, pc, work, _sads_valid(machine, instr))
+    select_tile(machine, instr, pc, work, _sads_valid(machine, instr))
 
 
 def _sads_mask(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
     a = instr.args
     lanes, keys = a["lanes"], a["keys"]
     bitmap = machine.sram_view(pc, instr, "bitmap", lanes * -(-keys // 8), False, work)
-    _select(machine, instr, pc, work, _sads_valid(machine, instr) & numerics.bitmap_valid(bitmap, lanes, keys))
+    select_tile(machine, instr, pc, work, _sads_valid(machine, instr) & numerics.bitmap_valid(bitmap, lanes, keys))
 
 
 def _sads_band(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
@@ -242,14 +242,18 @@ def _sads_band(machine: MachineState, instr: Instruction, pc: int, work: Work) -
     band = numerics.BandMask(a["left"], a["right"], 0, a["dilation"])
     queries = machine.regs[a["query_base"]] + np.arange(a["lanes"])
     keys = machine.regs[a["key_base"]] + np.arange(a["keys"])
-    _select(machine, instr, pc, work, _sads_valid(machine, instr) & band.visible(queries, keys))
+    select_tile(machine, instr, pc, work, _sads_valid(machine, instr) & band.visible(queries, keys))
 
 
-def _select(machine: MachineState, instr: Instruction, pc: int, work: Work, valid: np.ndarray) -> None:
-    """SADS over the tile's valid keys: the selection, and its work counts."""
+def select_tile(
+    machine: MachineState, instr: Instruction, pc: int, work: Work, valid: np.ndarray, scores: np.ndarray | None = None
+) -> None:
+    """SADS over the tile's valid keys: the selection, and its work counts. `scores`: what it ranks (default:
+    the A-hat tile at the ``scores`` operand)."""
     a = instr.args
     lanes, keys, m = a["lanes"], a["keys"], a["m"]
-    scores = machine.sram_view(pc, instr, "scores", lanes * keys, False, work).reshape(lanes, keys)
+    if scores is None:
+        scores = machine.sram_view(pc, instr, "scores", lanes * keys, False, work).reshape(lanes, keys)
     key_base = machine.regs[a["key_base"]]
     radius = float(a["radius"])
     local, surviving = numerics.sads_tile_sphere(scores, valid, m, radius)
@@ -322,6 +326,14 @@ def merge_macs(lanes: int, vdepth: int) -> int:
 
 
 def _sufa_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -> None:
+    attention_tile(machine, instr, pc, work)
+
+
+def attention_tile(
+    machine: MachineState, instr: Instruction, pc: int, work: Work, bias: np.ndarray | None = None
+) -> None:
+    """One SU-FA tile step over the selected keys; `bias` ``[lanes, window]`` (fp32 of `sufa.bias`) is added
+    to the exact scores after the softcap register's cap."""
     a = instr.args
     state = check_sufa(machine, instr, pc)
     lanes, m, window, depth, vdepth = a["lanes"], a["m"], a["window"], a["depth"], a["vdepth"]
@@ -345,13 +357,34 @@ def _sufa_step(machine: MachineState, instr: Instruction, pc: int, work: Work) -
         empty_slots = int(np.count_nonzero(empty))
     k = machine.sram_view(pc, instr, "k", window * depth, False, work).reshape(window, depth)
     v = machine.sram_view(pc, instr, "v", window * vdepth, False, work).reshape(window, vdepth)
-    # SADS never selects masked keys, so selected slots carry no extra bias.
+    # SADS never selects masked keys, so without a bias tile selected slots carry no extra bias.
+    slot_bias = None if bias is None else slot_values(bias, slots)
     q64 = machine.memo("sufa.q", q, lambda q: q.astype(np.float64))
-    partial = numerics.sufa_tile_step(q64, k, v, slots, None, float(a["scale"]))
+    partial = numerics.sufa_tile_step(q64, k, v, slots, slot_bias, float(a["scale"]), machine.softcap)
     machine.sufa_state = numerics.sufa_accumulate(state, partial)
-    counts = attention_step_work("sufa.step", lanes, m, lanes * m - empty_slots, depth, vdepth, window)
+    selected = lanes * m - empty_slots
+    counts = attention_step_work("sufa.step", lanes, m, selected, depth, vdepth, window)
     work.macs, work.exps, work.compares, work.dense_ops = counts.macs, counts.exps, counts.compares, counts.dense_ops
     work.max_updates = partial.max_updates
+    add_score_work(machine, work, selected, bias is not None)
+
+
+def slot_values(tile: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """``tile[lane, slot]`` as fp64 for each lane's window-local slots ``[lanes, m]``; -inf for empty slots."""
+    empty = slots == numerics.NO_INDEX
+    safe = np.where(empty, 0, slots)
+    values = np.take_along_axis(np.asarray(tile, np.float64), safe, axis=-1)
+    return np.where(empty, -np.inf, values)
+
+
+def add_score_work(machine: MachineState, work: Work, scores: int, biased: bool) -> None:
+    """SU-FA's extra work per selected score (docs/cost-model.md): the cap's tanh on the EXP and DIV units
+    (tanh x = 1 - 2 / (e^2x + 1)) and a bias tile's add in the MAC stage."""
+    if machine.softcap:
+        work.exps += scores
+        work.divs += scores
+    if biased:
+        work.macs += scores
 
 
 def attention_step_work(op: str, lanes: int, m: int, selected: int, depth: int, vdepth: int, window: int) -> Work:
@@ -386,7 +419,7 @@ def _fa2_step(machine: MachineState, instr: Instruction, pc: int, work: Work) ->
     lanes, vdepth = a["lanes"], a["vdepth"]
     selected = (work.macs - merge_macs(lanes, vdepth)) // (a["depth"] + vdepth)
     counts = attention_step_work("fa2.step", lanes, a["m"], selected, a["depth"], vdepth, a["window"])
-    work.compares, work.exps = counts.compares, counts.exps
+    work.compares, work.exps = counts.compares, counts.exps + (selected if machine.softcap else 0)
     work.max_updates = 0
 
 

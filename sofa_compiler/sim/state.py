@@ -96,6 +96,7 @@ class MachineState:
         self.signallers: list[set[str]] = [set() for _ in range(SEMAPHORES)]
         self.sufa_state: numerics.SufaState | None = None
         self.sufa_shape = (0, 0)
+        self.softcap = 0.0  # the SADS and SU-FA units' score-cap register (`softcap`; 0: no cap)
         self.sads_budget: np.ndarray | None = None  # budgeted SADS's per-lane row budgets (`sads.reset`)
         self.lz_latch: Any = None  # the DLZS LZEs' latched Q codes (`semantics.LzLatch`)
         self.events: list[Event] = []

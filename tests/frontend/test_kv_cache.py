@@ -93,7 +93,8 @@ def conformance_case(name: str):
 
 
 def test_a_lengths_mask_of_another_form_stays_a_general_mask() -> None:
-    """A causal frontier one key earlier (j <= i + L[b] - 1 - q) is not the external-cache mask (host, and right).
+    """A causal frontier one key earlier (j <= i + L[b] - 1 - q) is not the external-cache mask: it runs as a
+    general run-time additive mask (on the accelerator, and right).
 
     (A frontier one key later, or padding j < L[b] + 1, would be: the other half of the mask hides the same keys.)
     """
@@ -111,5 +112,5 @@ def test_a_lengths_mask_of_another_form_stays_a_general_mask() -> None:
     inputs = dict(zip([v.name for v in graph.input], case.data_sets[0][0], strict=True))
     inputs["nonpad_kv_seqlen"] = np.array([2], np.int64)
     got, expected, on_accelerator = run_both(model, inputs)
-    assert not on_accelerator
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert on_accelerator
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-6)

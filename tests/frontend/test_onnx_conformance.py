@@ -9,8 +9,8 @@ bfloat16 outputs (`BF16_RTOL`); each output must also have the element type the 
 Every case runs (none waits for a later issue); the
 ones that fail today are strict xfails naming why, so a fix shows up as an XPASS to remove.
 A summary line `N passed, N failed, N on accelerator, N on host` ends the module's run
-(where attention ran, counted over the passing cases). Attention runs on the host where the mask
-is only known at run time (an attn_mask input), with softcap or the qk_matmul_output output.
+(where attention ran, counted over the passing cases). Attention runs on the host with the
+qk_matmul_output output; run-time additive masks and softcap run on the accelerator (`BIAS_ON_ACCELERATOR`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,81 @@ import numpy as np
 import onnx
 import pytest
 from onnx.backend.test.case.test_case import TestCase
-from xdsl.dialects.builtin import i1
 
 import sofa_compiler
 from dialects.sofa import AttentionOp
-from passes.masked_attention import RUNTIME_MASK_REASON
 from sofa_compiler.frontend.importer import import_model
+
+BIAS_ON_ACCELERATOR = frozenset(
+    {
+        "test_attention_3d_attn_mask",
+        "test_attention_3d_attn_mask_expanded",
+        "test_attention_3d_diff_heads_sizes_attn_mask",
+        "test_attention_3d_diff_heads_sizes_attn_mask_expanded",
+        "test_attention_3d_diff_heads_sizes_softcap",
+        "test_attention_3d_diff_heads_with_past_and_present",
+        "test_attention_3d_diff_heads_with_past_and_present_expanded",
+        "test_attention_3d_gqa_attn_mask",
+        "test_attention_3d_gqa_attn_mask_expanded",
+        "test_attention_3d_gqa_softcap",
+        "test_attention_3d_gqa_with_past_and_present",
+        "test_attention_3d_gqa_with_past_and_present_expanded",
+        "test_attention_3d_softcap",
+        "test_attention_3d_with_past_and_present",
+        "test_attention_3d_with_past_and_present_expanded",
+        "test_attention_4d_attn_mask",
+        "test_attention_4d_attn_mask_3d",
+        "test_attention_4d_attn_mask_3d_causal",
+        "test_attention_4d_attn_mask_3d_causal_expanded",
+        "test_attention_4d_attn_mask_3d_expanded",
+        "test_attention_4d_attn_mask_4d",
+        "test_attention_4d_attn_mask_4d_causal",
+        "test_attention_4d_attn_mask_4d_causal_expanded",
+        "test_attention_4d_attn_mask_4d_expanded",
+        "test_attention_4d_attn_mask_causal_bf16",
+        "test_attention_4d_attn_mask_causal_bf16_expanded",
+        "test_attention_4d_attn_mask_expanded",
+        "test_attention_4d_causal_padded_kv_bf16",
+        "test_attention_4d_causal_padded_kv_bf16_expanded",
+        "test_attention_4d_diff_heads_mask4d_padded_kv",
+        "test_attention_4d_diff_heads_mask4d_padded_kv_expanded",
+        "test_attention_4d_diff_heads_sizes_attn_mask",
+        "test_attention_4d_diff_heads_sizes_attn_mask_expanded",
+        "test_attention_4d_diff_heads_sizes_softcap",
+        "test_attention_4d_diff_heads_with_past_and_present",
+        "test_attention_4d_diff_heads_with_past_and_present_expanded",
+        "test_attention_4d_diff_heads_with_past_and_present_mask3d",
+        "test_attention_4d_diff_heads_with_past_and_present_mask3d_expanded",
+        "test_attention_4d_diff_heads_with_past_and_present_mask4d",
+        "test_attention_4d_diff_heads_with_past_and_present_mask4d_expanded",
+        "test_attention_4d_gqa_attn_mask",
+        "test_attention_4d_gqa_attn_mask_expanded",
+        "test_attention_4d_gqa_softcap",
+        "test_attention_4d_gqa_with_past_and_present",
+        "test_attention_4d_gqa_with_past_and_present_expanded",
+        "test_attention_4d_gqa_with_past_and_present_fp16",
+        "test_attention_4d_gqa_with_past_and_present_fp16_expanded",
+        "test_attention_4d_padded_kv_bf16",
+        "test_attention_4d_padded_kv_bf16_expanded",
+        "test_attention_4d_softcap",
+        "test_attention_4d_softcap_neginf_mask",
+        "test_attention_4d_softcap_neginf_mask_poison",
+        "test_attention_4d_with_past_and_present",
+        "test_attention_4d_with_past_and_present_expanded",
+        "test_attention_local_window_ext_cache_float16_mask",
+        "test_attention_local_window_ext_cache_float16_mask_expanded",
+        "test_attention_local_window_ext_cache_rank2_mask",
+        "test_attention_local_window_ext_cache_rank2_mask_expanded",
+        "test_attention_local_window_ext_cache_rank3_head_mask",
+        "test_attention_local_window_ext_cache_rank3_head_mask_expanded",
+        "test_attention_local_window_ext_cache_rank4_batch_mask",
+        "test_attention_local_window_ext_cache_rank4_batch_mask_expanded",
+    }
+)
+"""Cases whose attn_mask is an additive mask computed at run time (it may hold a bias; past_key/past_value and
+nonpad_kv_seqlen caches among them), or whose Attention node has softcap: their attention runs on the
+accelerator (a biased kernel: launch-built index lists and fp32 bias tiles; the units' softcap register).
+The softcap cases' `_expanded` twins are not listed: the front end does not yet recognise their Div/Tanh/Mul."""
 
 KNOWN: dict[str, str] = {}
 """Cases that fail today, with the reason (strict xfail)."""
@@ -131,12 +200,7 @@ def run_case(case: TestCase, counts: dict[str, int]) -> None:
     assert (placement.host_reason is None) == bool(compiled.programs), placement.line()
     assert placement.host_reason is not None or placement.kernel in compiled.programs
     assert case.name not in CACHE_ON_ACCELERATOR or compiled.programs, placement.line()
-    if "attn_mask" in names and placement.host_reason == RUNTIME_MASK_REASON:
-        # A mask input keeps attention on the host only as an additive mask computed at run time (maybe a bias);
-        # boolean masks run on the accelerator unless another reason (softcap, qk_matmul output) keeps them.
-        masks = [op.mask for op in compiled.main.walk() if isinstance(op, AttentionOp) and op.mask is not None]
-        assert masks, placement.line()
-        assert all(mask.type.get_element_type() != i1 for mask in masks), placement.line()  # pyright: ignore
+    assert case.name not in BIAS_ON_ACCELERATOR or compiled.programs, placement.line()
     counts["on accelerator" if compiled.programs else "on host"] += 1
 
 
@@ -156,6 +220,7 @@ def test_every_onnx_attention_case_is_collected() -> None:
     assert len(names) == len(CASES) > 150
     assert set(KNOWN) <= names
     assert names >= CACHE_ON_ACCELERATOR
+    assert names >= BIAS_ON_ACCELERATOR
 
 
 HALF_PRECISION = sorted(

@@ -60,9 +60,12 @@ builtin.module attributes {sofa.target = #sofa.target<>} {
 // A boolean mask computed at run time: the host builds its lists and bitmaps at launch (worst case shown).
 // CHECK-LABEL: func.func @masked
 // CHECK: sofa.sads %{{.*}} mask %m {{.*}}#sofa.tile_mask<format = "launch", mapping = "block", lanes = 8, tile = 16, visited = 1, partial = 1, band = [], density = []>
-// An additive mask computed at run time may be a bias: it stays on the host, with the reason recorded.
+// An additive mask computed at run time may be a bias: SADS is biased (it ranks the scaled prediction plus the
+// bias) and the host builds its lists and fp32 bias tiles at launch.
 // CHECK-LABEL: func.func @masked_bias
-// CHECK: sofa.attention {{.*}}sofa.host_reason = "additive attention masks computed at run time run on the host
+// CHECK: sofa.sads %{{.*}} mask %m scale 5.000000e-01 biased sparsity {{.*}}#sofa.tile_mask<format = "launch"
+// CHECK: sofa.sufa {{.*}} mask %m scale 5.000000e-01 tile
+// CHECK-NOT: sofa.host_reason
 
 // TILE64: sofa.dlzs_score %q, %k tiling <lanes = 128, tile = 64, kv_tiles = 4, keep_count = 16, query_tiles = 2, padded_q = 256, padded_kv = 256>
 

@@ -207,3 +207,19 @@ func.func @kernel_call_scalar(%x: f32) {
 }
 // CHECK: f32 should be of base attribute tensor
 
+
+// -----
+
+func.func @negative_softcap(%q: tensor<1x1x8x4xf32>) -> tensor<1x1x8x4xf32> {
+  %0 = sofa.attention %q, %q, %q scale 0.5 softcap -1.0 heads 1 / 1 : tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32>, tensor<1x1x8x4xf32> -> tensor<1x1x8x4xf32>
+  func.return %0 : tensor<1x1x8x4xf32>
+}
+// CHECK: softcap must be finite and positive, got -1.0
+
+// -----
+
+func.func @biased_boolean_mask(%s: tensor<1x1x8x8xf16>, %m: tensor<8x8xi1>) -> tensor<1x1x8x1x8xi32> {
+  %0 = sofa.sads %s mask %m scale 0.5 biased sparsity <keep = 1.0, tile = 8, radius = inf, predictor = "dlzs"> : tensor<1x1x8x8xf16>, tensor<8x8xi1> -> tensor<1x1x8x1x8xi32>
+  func.return %0 : tensor<1x1x8x1x8xi32>
+}
+// CHECK: biased needs a float mask (its finite entries are the bias)

@@ -74,3 +74,19 @@ func.func @baseline_and_kernels(%q: tensor<1x4x80x64xf32>, %k: tensor<1x2x96x64x
 
 // GENERIC: "sofa.mul4_score"(%q, %k) : (tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>) -> tensor<1x4x80x96xf16>
 // GENERIC: "sofa.kernel_call"(%q, %k) <{kernel = "attn0"}> : (tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>) -> tensor<1x4x80x96xf16>
+
+// softcap caps the scaled scores (c tanh(s / c)) before the mask; a biased sofa.sads ranks the capped, scaled
+// prediction plus a run-time additive mask's bias.
+func.func @softcap(%q: tensor<1x4x80x64xf32>, %k: tensor<1x2x96x64xf32>, %v: tensor<1x2x96x64xf32>,
+                   %scores: tensor<1x4x80x96xf16>, %bias: tensor<1x1x80x96xf32>) -> tensor<1x4x80x64xf32> {
+  %a = sofa.attention %q, %k, %v mask %bias scale 0.125 softcap 30.0 heads 4 / 2 : tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>, tensor<1x2x96x64xf32>, tensor<1x1x80x96xf32> -> tensor<1x4x80x64xf32>
+  %idx = sofa.sads %scores mask %bias scale 0.125 softcap 30.0 biased causal sparsity <keep = 0.5, tile = 32, radius = inf, predictor = "dlzs"> : tensor<1x4x80x96xf16>, tensor<1x1x80x96xf32> -> tensor<1x4x80x3x16xi32>
+  %out = sofa.sufa %q, %k, %v, %idx mask %bias scale 0.125 softcap 30.0 tile 32 causal : tensor<1x4x80x64xf32>, tensor<1x2x96x64xf32>, tensor<1x2x96x64xf32>, tensor<1x4x80x3x16xi32>, tensor<1x1x80x96xf32> -> tensor<1x4x80x64xf32>
+  func.return %out : tensor<1x4x80x64xf32>
+}
+
+// CHECK-LABEL: func.func @softcap
+// CHECK: %a = sofa.attention %q, %k, %v mask %bias scale 1.250000e-01 softcap 3.000000e+01 heads 4 / 2 :
+// CHECK: %idx = sofa.sads %scores mask %bias scale 1.250000e-01 softcap 3.000000e+01 biased causal sparsity
+// CHECK: %out = sofa.sufa %q, %k, %v, %idx mask %bias scale 1.250000e-01 softcap 3.000000e+01 tile 32 causal :
+// GENERIC: "sofa.sads"(%scores, %bias) <{scale = 1.250000e-01 : f64, softcap = 3.000000e+01 : f64, biased, causal,

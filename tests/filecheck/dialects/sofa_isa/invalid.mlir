@@ -138,3 +138,11 @@ sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff001122334455667
 }
 // CHECK: segment data is not a hex byte string
 
+
+// -----
+
+sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", dram_bytes = 4096 : i64, symbols = [], segments = []} {
+  sofa_isa.softcap cap = -2.0
+  sofa_isa.halt
+}
+// CHECK: field 'cap' = -2.0 must be finite and non-negative (0: no cap)

@@ -67,3 +67,16 @@ sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff001122334455667
 // GENERIC: "sofa_isa.loop"() <{count = 4 : i64}> ({
 // GENERIC: "sofa_isa.dlzs_score"() <{q = #sofa_isa.sram<token, r1 + 4>, khat = #sofa_isa.sram<temp, r0 + 0>, out = #sofa_isa.sram<temp, r0 + 8192>, lanes = 128 : i64, keys = 64 : i64, depth = 64 : i64, wait = 1 : i64, signal = 2 : i64}> : () -> ()
 // GENERIC: "sofa_isa.sads"() <{{.*}}radius = 2.500000e+00 : f32, key_base = 5 : i64
+
+// A run-time additive mask's instructions and the score-cap register.
+sofa_isa.program {config_hash = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", dram_bytes = 4096 : i64, symbols = [], segments = []} {
+  sofa_isa.softcap cap = 30.0
+  sofa_isa.sads_bias bias = weight[r0 + 0], scores = temp[r0 + 1024], out = temp[r0 + 7424], lanes = 100, keys = 32, m = 32, radius = inf, key_base = r5, scale = 0.25, wait = 2, signal = 36
+  sofa_isa.sufa_bias bias = weight[r0 + 0], q = token[r0 + 0], k = token[r0 + 9600], v = token[r0 + 10624], idx = temp[r0 + 7424], key_base = r5, lanes = 100, m = 32, window = 32, depth = 16, vdepth = 16, scale = 0.25, dtype = f16, wait = 16, signal = 64
+  sofa_isa.halt
+}
+
+// CHECK:      sofa_isa.softcap cap = 30.0
+// CHECK-NEXT: sofa_isa.sads_bias bias = weight[r0 + 0], scores = temp[r0 + 1024], out = temp[r0 + 7424], lanes = 100, keys = 32, m = 32, radius = inf, key_base = r5, scale = 0.25, wait = 2, signal = 36
+// CHECK-NEXT: sofa_isa.sufa_bias bias = weight[r0 + 0], q = token[r0 + 0], k = token[r0 + 9600], v = token[r0 + 10624], idx = temp[r0 + 7424], key_base = r5, lanes = 100, m = 32, window = 32, depth = 16, vdepth = 16, scale = 0.25, dtype = f16, wait = 16, signal = 64
+// GENERIC: "sofa_isa.softcap"() <{cap = 3.000000e+01 : f32, wait = 0 : i64, signal = 0 : i64}>
