@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,8 +13,10 @@ from onnx import TensorProto, helper
 
 import sofa_compiler
 from passes.masked_attention import RUNTIME_MASK_REASON
+from sofa_compiler.bundle import bundle_bytes, load_bundle
 from sofa_compiler.driver import CompileWarning
 from sofa_compiler.frontend import FrontendWarning
+from sofa_compiler.tools.sofa_run import main as sofa_run
 from tests.fp16_tolerance import assert_close_to_fp32_reference
 from tests.frontend.frontend_harness import FIXTURES, run_onnxruntime
 
@@ -116,3 +120,34 @@ def test_general_mask_is_placed_on_the_host(name: str) -> None:
     (placement,) = compiled.placements
     assert placement.host_reason == RUNTIME_MASK_REASON
     assert placement.line() == f"attention {placement.node}: host ({placement.host_reason})"
+
+
+def test_the_qk_output_note_survives_a_bundle_and_reaches_sofa_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An `Attention` node with the qk_matmul_output output: accelerator, and the note that the host computes it."""
+    shape = [1, 2, 4, 8]
+    node = helper.make_node("Attention", ["q", "k", "v"], ["y", "", "", "qk"], name="att", qk_matmul_output_mode=3)
+    graph = helper.make_graph(
+        [node],
+        "qk_output",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in "qkv"],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, shape),
+            helper.make_tensor_value_info("qk", TensorProto.FLOAT, [1, 2, 4, 4]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 24)], ir_version=10)
+    note = "its qk_matmul_output output (the softmax) is computed by host ops"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = sofa_compiler.compile(model, keep=1.0)
+    line = f"attention att: accelerator (kernel attn0); {note}"
+    assert [placement.line() for placement in load_bundle(bundle_bytes(compiled)).placements] == [line]
+    path = tmp_path / "qk_output.onnx"
+    onnx.save(model, path)
+    assert sofa_run([str(path)]) == 0
+    assert line in capsys.readouterr().out.splitlines()
+    assert sofa_run([str(path), "--json"]) == 0
+    (placement,) = json.loads(capsys.readouterr().out)["placements"]
+    assert placement == {"node": "att", "where": "accelerator", "kernel": "attn0", "note": note}
