@@ -71,7 +71,8 @@ def _parts(graph: Graph, name: str, padded: bool, depth: int) -> list[MaskTerm]:
 def _keep_condition(graph: Graph, node: onnx.NodeProto) -> tuple[str, bool] | None:
     """For Where(cond, 0, -inf): (cond, False); for Where(cond, -inf, 0): (cond, True) (keep where cond is false)."""
     condition, visible, masked = node.input
-    if graph.info(condition).dtype != np.bool_ or graph.info(node.output[0]).shape != graph.info(condition).shape:
+    cond, result = graph.known(condition), graph.known(node.output[0])
+    if cond is None or result is None or cond.dtype != np.bool_ or result.shape != cond.shape:
         return None
     values = graph.scalar(visible), graph.scalar(masked)
     if values == (0.0, -np.inf):
@@ -85,10 +86,12 @@ def _padding_with_masked(graph: Graph, node: onnx.NodeProto) -> int | None:
     """For a Pad that only appends -inf at the end of the last axis: how many; None for any other Pad."""
     if attributes(node).get("mode", "constant") != "constant" or len(node.input) < 3:
         return None
-    pads, fill = graph.consts.get(node.input[1]), graph.scalar(node.input[2])
-    rank = len(graph.info(node.input[0]).shape)
+    pads, fill, data = graph.consts.get(node.input[1]), graph.scalar(node.input[2]), graph.known(node.input[0])
+    if data is None or pads is None or fill is None or not np.isneginf(fill):
+        return None
+    rank = len(data.shape)
     axes = graph.consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else np.arange(rank)
-    if pads is None or axes is None or fill is None or not np.isneginf(fill) or pads.size != 2 * axes.size:
+    if axes is None or pads.size != 2 * axes.size:
         return None
     begins, ends = np.ravel(pads)[: axes.size], np.ravel(pads)[axes.size :]
     last = np.ravel(axes) % rank == rank - 1
@@ -102,8 +105,8 @@ def zero_or_masked(graph: Graph, name: str, depth: int = MAX_DEPTH) -> bool:
     value = graph.consts.get(name)
     if value is not None:
         return is_float_dtype(value.dtype) and bool(np.all((value == 0) | np.isneginf(value)))
-    node = graph.producer.get(name)
-    if node is None or depth == 0 or not is_float_dtype(graph.info(name).dtype):
+    node, info = graph.producer.get(name), graph.known(name)
+    if node is None or info is None or depth == 0 or not is_float_dtype(info.dtype):
         return False
     if node.op_type == "Where":
         operands = node.input[1:]

@@ -264,10 +264,11 @@ def _share(graph: Graph, core: AttentionCore) -> None:
 
 
 def is_float_cast(graph: Graph, node: onnx.NodeProto) -> bool:
-    """A Cast or CastLike from a float type to a float type."""
+    """A Cast or CastLike from a float type to a float type (both known)."""
     if node.op_type not in ("Cast", "CastLike"):
         return False
-    return all(is_float_dtype(graph.info(name).dtype) for name in (node.input[0], node.output[0]))
+    infos = graph.known(node.input[0]), graph.known(node.output[0])
+    return all(info is not None and is_float_dtype(info.dtype) for info in infos)
 
 
 def is_exact_cast(graph: Graph, node: onnx.NodeProto) -> bool:
@@ -316,7 +317,8 @@ def _is_probability_step(graph: Graph, node: onnx.NodeProto, name: str) -> bool:
         return True
     if node.op_type != "Where" or list(node.input[2:]) != [name] or graph.scalar(node.input[1]) != 0.0:
         return False
-    return graph.info(node.output[0]).shape == graph.info(name).shape
+    guarded = graph.known(node.output[0])
+    return guarded is not None and guarded.shape == graph.info(name).shape
 
 
 def _nan_guard(graph: Graph, name: str) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
