@@ -22,7 +22,7 @@ from sofa_compiler.frontend.importer import UNMATCHED_REASON, import_model
 from sofa_compiler.frontend.loading import load_graph
 from sofa_compiler.frontend.patterns import MaskTerm, find_cores
 from tests.fp16_tolerance import assert_close_to_fp32_reference
-from tests.frontend.frontend_harness import run_onnxruntime
+from tests.frontend.frontend_harness import random_inputs, run_onnxruntime
 
 BATCH, HEADS, Q_LEN, KV_LEN, DEPTH = 2, 2, 5, 7, 8
 SCORES = [BATCH, HEADS, Q_LEN, KV_LEN]
@@ -84,21 +84,6 @@ class Builder:
         return onnx.shape_inference.infer_shapes(model, strict_mode=True)
 
 
-def feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    values = {}
-    for value in model.graph.input:
-        shape = [dim.dim_value for dim in value.type.tensor_type.shape.dim]
-        dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
-        if dtype == np.bool_:
-            keep = rng.random(shape) < 0.6
-            keep[..., 0] = True
-            values[value.name] = keep
-        else:
-            values[value.name] = (rng.standard_normal(shape) * 2).astype(dtype)
-    return values
-
-
 def compile_quietly(model: onnx.ModelProto) -> sofa_compiler.CompiledModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -112,7 +97,7 @@ def attention_ops(model: onnx.ModelProto) -> list[AttentionOp]:
 
 
 def check_outputs(model: onnx.ModelProto, compiled: sofa_compiler.CompiledModel) -> None:
-    inputs = feeds(model)
+    inputs = random_inputs(model)
     outputs, _ = compiled.run(inputs)
     for value, expected in zip(model.graph.output, run_onnxruntime(model, inputs), strict=True):
         assert_close_to_fp32_reference(outputs[value.name].astype(np.float32), expected.astype(np.float32))
