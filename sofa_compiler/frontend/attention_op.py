@@ -12,10 +12,10 @@ f32, f64 and bf16: bf16 operands are cast to f32 at the accelerator's boundary
 (exact) and the output back to bf16, because sofa.attention takes f16/f32/f64;
 the kernel computes in f32 for every input type.
 
-The accelerator caps scores (softcap, `sofa.attention`'s softcap) but never materialises the score
-matrix, so an `Attention` with the qk_matmul_output output
-runs on the host, decomposed into MatMul/Tanh/Softmax host ops that follow
-the ONNX reference implementation (`_lower_on_host`); the importer warns.
+The accelerator caps scores (softcap, `sofa.attention`'s softcap) but never materialises the
+score matrix: with the qk_matmul_output output, Y still runs on the accelerator and host ops
+(`_lower_on_host`, decomposed into MatMul/Tanh/Softmax as the ONNX reference implementation does)
+compute the scores in the requested mode beside it; the placement says so.
 These stay numpy `host.onnx` ops rather than an onnxruntime partition holding
 the node: onnxruntime's Attention binds one element type to Q, K and V (the
 spec lets V differ) and writes masked mode-2 scores as the lowest float where
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -40,7 +41,6 @@ from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import Graph, attributes, describe
 from sofa_compiler.frontend.kv_cache import (
-    KV_CACHE_CAUSAL,
     check_nonpad,
     concat_past,
     explicit_mask,
@@ -48,14 +48,27 @@ from sofa_compiler.frontend.kv_cache import (
     place,
 )
 from sofa_compiler.frontend.mask_axes import narrow_mask
-from sofa_compiler.frontend.masks import apply_window, apply_window_per_batch, as_keep_term, folded_mask, window_of
+from sofa_compiler.frontend.masks import (
+    apply_window,
+    apply_window_per_batch,
+    as_keep_term,
+    folded_mask,
+    pad_mask,
+    window_of,
+)
 from sofa_compiler.frontend.patterns import MaskTerm, is_causal_mask
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
-QK_OUTPUT_MODES = (0, 1, 2, 3)
-"""qk_matmul_output_mode values, as the opset-24 spec and onnxruntime read them: 0 the scaled
-scores, 1 after softcap, 2 after softcap and the mask bias, 3 the softmax (fully masked rows 0).
-(onnx's reference evaluator returns the softcapped scores for mode 0, against its own spec.)"""
+QK_OUTPUT_NAMES = {
+    0: "the scaled scores",
+    1: "the scores after softcap",
+    2: "the scores after softcap and the mask",
+    3: "the softmax",
+}
+"""qk_matmul_output_mode values, as the opset-24 spec and onnxruntime read them (fully masked rows of
+the softmax are 0). onnx's reference evaluator returns the softcapped scores for mode 0, against its
+own spec; the front end follows the spec."""
+QK_OUTPUT_MODES = tuple(QK_OUTPUT_NAMES)
 
 
 def _input(node: onnx.NodeProto, index: int) -> str | None:
@@ -129,21 +142,13 @@ def _key_values(
     return k, v
 
 
-def _pad_mask(emitter: Emitter, mask: SSAValue, kv_length: int) -> SSAValue:
-    """A mask shorter than the KV length is padded with 'masked' (False or -inf), as the spec says."""
-    shape = shape_of(mask)
-    missing = kv_length - shape[-1]
-    if missing <= 0:
-        return mask
-    dtype = numpy_dtype(element_of(mask))
-    fill = np.full((*shape[:-1], missing), False if dtype == np.bool_ else -np.inf, dtype=dtype)
-    return emitter.host("Concat", [mask, emitter.constant(fill)], [*shape[:-1], kv_length], {"axis": -1})
-
-
-def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True) -> str | None:
+def lower_attention(
+    node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_projection: bool = True
+) -> tuple[str | None, str | None]:
     """Emit `sofa.attention` (and the host ops around it) for one `Attention` node.
 
-    Returns why the node runs on the host instead, or None when the accelerator runs it.
+    Returns why the node runs on the host instead (None when the accelerator runs it), and the
+    placement note of what host ops compute beside it (the qk_matmul_output output), or None.
     """
     _check_supported(node, graph)
     rank = len(graph.info(node.input[0]).shape)
@@ -182,7 +187,7 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         mask_name = term.name
         if is_causal_mask(term, graph, q_length, kv_length):
             mask_name, causal = None, True
-    mask = None if mask_name is None else _pad_mask(emitter, narrow_mask(graph, emitter, mask_name), kv_length)
+    mask = None if mask_name is None else pad_mask(emitter, narrow_mask(graph, emitter, mask_name), kv_length)
     if causal and past_length and not key_only(mask) and shape_of(mask)[-2:] != (q_length, kv_length):
         raise FrontendError(
             f"{describe(node)}: attn_mask shape {list(shape_of(mask))} does not broadcast to "
@@ -195,26 +200,59 @@ def lower_attention(node: onnx.NodeProto, graph: Graph, emitter: Emitter, kv_pro
         mask = apply_window_per_batch(emitter, mask, window, lengths, q_length, kv_length)
     scale = _spec_scale(float(attrs.get("scale", 1.0 / math.sqrt(shape_of(q)[3]))), numpy_dtype(element_of(q)))
     softcap = float(attrs.get("softcap", 0.0))
-    # The accelerator caps scores (`sofa.attention`'s softcap); only the score output runs on the host.
-    if _output(node, 3) is not None:
-        reason = _warn_host(node, softcap)
-        mask, causal = explicit_mask(emitter, mask, causal, past_length, lengths, q_length, kv_length)
-        out, scores = _lower_on_host(emitter, q, k, v, mask, causal, float(scale), softcap, attrs)
-        emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
-        if (name := _output(node, 3)) is not None:
-            emitter.values[name] = scores
-        return reason
-    if not scale > 0:
-        raise FrontendError(f"{describe(node)}: scale must be positive for the accelerator, got {scale}")
-    placed = place(emitter, (q, k, v), mask, causal=causal, past_length=past_length, lengths=lengths)
-    why = KV_CACHE_CAUSAL if placed.explicit else None
-    out, reason = checked_attention(
-        emitter, describe(node), placed.qkv, scale=float(scale), causal=placed.causal, mask=placed.mask, host_why=why,
-        softcap=softcap,
-    )  # fmt: skip
-    out = placed.output(emitter, out)
+    cache = CacheLayout(past_length, lengths)
+    out, reason = emit_attention(
+        emitter, describe(node), (q, k, v), mask, scale=float(scale), causal=causal, cache=cache, softcap=softcap
+    )
     emitter.values[node.output[0]] = emitter.merge_heads(out) if rank == 3 else out
-    return reason
+    if (name := _output(node, 3)) is None:
+        return reason, None
+    mode = attrs.get("qk_matmul_output_mode", 0)
+    mask, causal = explicit_mask(emitter, mask, causal, past_length, lengths, q_length, kv_length)
+    _, emitter.values[name] = _lower_on_host(emitter, q, k, v, mask, causal, float(scale), softcap, mode)
+    note = qk_output_note(mode)
+    warn_host(describe(node), f"{note} (the accelerator never materialises the scores)")
+    return reason, note
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """Where the queries sit over the keys: after `past_length` static rows, or per batch after `lengths`."""
+
+    past_length: int = 0
+    lengths: SSAValue | None = None
+    """`nonpad_kv_seqlen`, the valid length of each batch row of an external cache."""
+
+
+def emit_attention(
+    emitter: Emitter,
+    subject: str,
+    qkv: tuple[SSAValue, SSAValue, SSAValue],
+    mask: SSAValue | None,
+    *,
+    scale: float,
+    causal: bool,
+    cache: CacheLayout = CacheLayout(),
+    softcap: float = 0.0,
+) -> tuple[SSAValue, str | None]:
+    """The output of one attention (``[B, H, S, d]`` operands) and why it runs on the host, or None.
+
+    The `Attention` operator and the decomposed patterns (`importer`) both come here, so that a
+    node and its `_expanded` twin give the accelerator the same operands. `causal` is aligned
+    bottom-right over the `cache` (`kv_cache.place`).
+    """
+    if not scale > 0:
+        raise FrontendError(f"{subject}: scale must be positive for the accelerator, got {scale}")
+    placed = place(emitter, qkv, mask, causal=causal, past_length=cache.past_length, lengths=cache.lengths)
+    out, reason = checked_attention(
+        emitter, subject, placed.qkv, scale=scale, causal=placed.causal, mask=placed.mask, softcap=softcap
+    )
+    return placed.output(emitter, out), reason
+
+
+def qk_output_note(mode: int) -> str:
+    """The placement note of an `Attention` whose qk_matmul_output output the host computes."""
+    return f"its qk_matmul_output output ({QK_OUTPUT_NAMES[mode]}) is computed by host ops"
 
 
 def _spec_scale(scale: float, dtype: np.dtype) -> float:
@@ -227,13 +265,6 @@ def _spec_scale(scale: float, dtype: np.dtype) -> float:
     if not scale > 0 or dtype.itemsize >= 4:
         return scale  # (a scale <= 0 is the caller's to report)
     return float(np.asarray(math.sqrt(scale), dtype=dtype)) ** 2
-
-
-def _warn_host(node: onnx.NodeProto, softcap: float) -> str:
-    """Warn that `node` runs on the host; the reason, for its placement."""
-    reason = f"softcap={softcap:g}" if softcap > 0 else "its qk_matmul_output output"
-    warn_host(describe(node), f"runs on the host because of {reason} (the accelerator cannot)")
-    return f"{reason}: the accelerator cannot"
 
 
 def warn_host(subject: str, reason: str) -> None:
@@ -249,12 +280,9 @@ def checked_attention(
     scale: float,
     causal: bool,
     mask: SSAValue | None,
-    host_why: str | None = None,
     softcap: float = 0.0,
 ) -> tuple[SSAValue, str | None]:
     """`emitter.attention`, verified; its output and why it runs on the host (a general mask), or None.
-
-    `host_why`, when given, names the cause of the mask in that reason (a KV cache, say).
 
     bf16 operands are cast to f32 at the boundary (exact) and the output back to bf16:
     sofa.attention takes f16, f32 and f64, and the kernel computes in f32 whatever it is given.
@@ -273,7 +301,6 @@ def checked_attention(
     except VerifyException as error:
         raise FrontendError(f"{subject}: Q, K, V and mask shapes do not fit together: {error}") from None
     if (reason := host_reason(op)) is not None:
-        reason = reason if host_why is None else f"{host_why}; {reason}"
         warn_host(subject, reason)
     return _cast(emitter, out, element), reason
 
@@ -334,7 +361,7 @@ def _lower_on_host(
     causal: bool,
     scale: float,
     softcap: float,
-    attrs: dict,
+    mode: int,
 ) -> tuple[SSAValue, SSAValue]:
     """Attention as host ops, in the ONNX spec's order; returns (output, qk_matmul_output).
 
@@ -367,5 +394,4 @@ def _lower_on_host(
     all_masked = emitter.host("Equal", [bias_max, scalar(-np.inf)], bias_max_shape, element=i1)
     weights = emitter.host("Where", [all_masked, scalar(0.0), weights], score_shape, element=element_of(weights))
     out = emitter.host("MatMul", [weights, v_all], [batch, q_heads, q_length, v_depth])
-    mode = attrs.get("qk_matmul_output_mode", 0)
     return out, {0: raw_scores, 1: scores, 2: with_bias, 3: weights}[mode]

@@ -63,6 +63,12 @@ class Graph:
             )
         return self.infos[name]
 
+    def known(self, name: str) -> TensorInfo | None:
+        """The static shape and type of `name`, or None where the model leaves them open (no error)."""
+        if name in self.consts:
+            return TensorInfo(self.consts[name].shape, self.consts[name].dtype)
+        return self.infos.get(name)
+
     def uses(self, name: str) -> list[onnx.NodeProto]:
         """The nodes `name` feeds that run (a folded node, such as CastLike's type operand use, does not)."""
         return [node for node in self.consumers.get(name, []) if not all(out in self.consts for out in node.output)]

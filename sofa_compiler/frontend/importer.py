@@ -7,26 +7,23 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import onnx
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, i1
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
 from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.transforms.dead_code_elimination import region_dce
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.host import PartitionOp, numpy_dtype
-from sofa_compiler.frontend.attention_op import checked_attention, lower_attention
-from sofa_compiler.frontend.emitter import Emitter, element_of, shape_of, tensor_type
+from dialects.host import PartitionOp
+from sofa_compiler.frontend.attention_op import CacheLayout, emit_attention, lower_attention, warn_host
+from sofa_compiler.frontend.core_masks import core_mask
+from sofa_compiler.frontend.emitter import Emitter, shape_of, tensor_type
 from sofa_compiler.frontend.errors import FrontendError, FrontendWarning
 from sofa_compiler.frontend.graph import MAX_OPSET, MIN_OPSET, Graph, attributes, describe
-from sofa_compiler.frontend.kv_cache import PlacedAttention, place, place_static
 from sofa_compiler.frontend.kv_masks import nonpad_mask
 from sofa_compiler.frontend.loading import load_graph
-from sofa_compiler.frontend.mask_axes import narrow_mask
-from sofa_compiler.frontend.masks import as_keep_term
 from sofa_compiler.frontend.partition import boundary_inputs, levels, partition_model, produced_values, prune_partitions
-from sofa_compiler.frontend.patterns import AttentionCore, MaskTerm, find_cores, is_causal_mask, unmatched_reason
+from sofa_compiler.frontend.patterns import AttentionCore, find_cores, unmatched_reason
 from sofa_compiler.frontend.placement import PLACEMENTS_ATTR, Placement, placements_attr
 from sofa_compiler.frontend.projection import emit_kv_projection, head_split_source
 
@@ -85,7 +82,7 @@ def _build_function(graph: Graph, kv_projection: bool) -> tuple[FuncOp, list[Pla
     cores = find_cores(graph)
     units: dict[int, AttentionCore | onnx.NodeProto] = {id(core): core for core in cores}
     units.update((id(node), node) for node in live if node.op_type == "Attention")
-    unit_of = {id(node): id(core) for core in cores for node in (*core.absorbed, core.anchor)}
+    unit_of = {id(node): id(core) for core in cores for node in (*core.fused, core.anchor)}
     unit_of.update((id(node), id(node)) for node in live if node.op_type == "Attention")
     node_levels, unit_levels = levels(graph, live, unit_of)
     placements: list[Placement] = []
@@ -96,11 +93,11 @@ def _build_function(graph: Graph, kv_projection: bool) -> tuple[FuncOp, list[Pla
                 continue
             unit = units[key]
             if isinstance(unit, AttentionCore):
-                reason = _emit_core(unit, graph, emitter, kv_projection)
-                placements.append(Placement(_node_name(unit.absorbed[0]), reason))
+                reason, note = _emit_core(unit, graph, emitter, kv_projection)
+                placements.append(Placement(_node_name(unit.absorbed[0]), reason, note=note))
             else:
-                reason = lower_attention(unit, graph, emitter, kv_projection)
-                placements.append(Placement(_node_name(unit), reason))
+                reason, note = lower_attention(unit, graph, emitter, kv_projection)
+                placements.append(Placement(_node_name(unit), reason, note=note))
     placements += _unmatched(graph, cores)
 
     results = [emitter.value(name) for name in graph.outputs]
@@ -159,8 +156,10 @@ def _unmatched(graph: Graph, cores: Sequence[AttentionCore]) -> list[Placement]:
 # ---------------------------------------------------------------------------
 
 
-def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projection: bool) -> str | None:
-    """Emit one matched core as `sofa.attention`; why it runs on the host, or None."""
+def _emit_core(
+    core: AttentionCore, graph: Graph, emitter: Emitter, kv_projection: bool
+) -> tuple[str | None, str | None]:
+    """Emit one matched core as `sofa.attention`; why it runs on the host (or None), and its placement note."""
     rank = len(graph.info(core.q).shape)
     ranks = [len(graph.info(name).shape) for name in (core.q, core.k, core.v)]
     if rank not in (3, 4) or ranks != [rank] * 3 or len(core.k_perm) != rank:
@@ -184,29 +183,27 @@ def _emit_core(core: AttentionCore, graph: Graph, emitter: Emitter, kv_projectio
     k, v = _match_kv_heads(emitter, k, v, shape_of(q)[:2])
     subject = f"the attention pattern ending at {describe(core.anchor)}"
     q_length, kv_length = shape_of(q)[2], shape_of(k)[2]
-    past_length = kv_length - q_length
-    cache_causal = len(core.masks) == 1 and is_causal_mask(core.masks[0], graph, q_length, kv_length, past_length)
     external = nonpad_mask(graph, core.masks[0], q_length, kv_length) if len(core.masks) == 1 else None
-    if past_length > 0 and cache_causal:
-        # Bottom-right causal after a cache (the Concat(past, new) form): no mask, an offset.
-        placed = place_static(emitter, (q, k, v), None, past_length)
-    elif external is not None:
+    if external is not None:
         # The external-cache mask of Attention's function body: the lengths it was made from.
         lengths, causal = external
-        placed = place(emitter, (q, k, v), None, causal=causal, past_length=0, lengths=emitter.value(lengths))
+        mask, cache = None, CacheLayout(lengths=emitter.value(lengths))
     else:
-        mask, causal = _core_mask(core.masks, graph, emitter, q_length, kv_length)
+        mask, causal, offset = core_mask(core.masks, graph, emitter, q_length, kv_length)
         if mask is not None and rank == 3 and len(shape_of(mask)) == 3:
             mask = emitter.reshape(mask, [1, *shape_of(mask)])
-        placed = PlacedAttention((q, k, v), mask, causal)
-    out, reason = checked_attention(
-        emitter, subject, placed.qkv, scale=core.scale, causal=placed.causal, mask=placed.mask
+        cache = CacheLayout(past_length=offset)
+    out, reason = emit_attention(
+        emitter, subject, (q, k, v), mask, scale=core.scale, causal=causal, cache=cache, softcap=core.softcap
     )
-    out = placed.output(emitter, out)
     if rank == 3:
         out = emitter.reshape(out, shape_of(out)[1:])
     emitter.values[core.anchor.output[0]] = out
-    return reason
+    if not core.read_outside:
+        return reason, None
+    note = f"host ops also compute {', '.join(core.read_outside)}, which the model reads elsewhere"
+    warn_host(subject, f"{note} (the accelerator never materialises the scores)")
+    return reason, note
 
 
 def _match_kv_heads(emitter: Emitter, k: SSAValue, v: SSAValue, lead: tuple[int, ...]) -> tuple[SSAValue, SSAValue]:
@@ -219,35 +216,3 @@ def _match_kv_heads(emitter: Emitter, k: SSAValue, v: SSAValue, lead: tuple[int,
         target = [batch, heads, *shape[2:]]
         expanded.append(value if list(shape) == target else emitter.host("Expand", [value], target))
     return expanded[0], expanded[1]
-
-
-def _core_mask(
-    terms: list[MaskTerm], graph: Graph, emitter: Emitter, q_length: int, kv_length: int
-) -> tuple[SSAValue | None, bool]:
-    """One mask operand for the collected mask terms, and whether it is just upper-left causal."""
-    terms = [as_keep_term(term, graph) for term in terms]
-    if len(terms) == 1 and (causal := is_causal_mask(terms[0], graph, q_length, kv_length)):
-        return None, causal
-    masks: list[SSAValue] = []
-    for term in terms:
-        value = narrow_mask(graph, emitter, term.name)
-        if term.keep and term.invert:
-            value = emitter.host("Not", [value], shape_of(value), element=i1)
-        if term.keep and element_of(value) != i1:
-            value = emitter.host("Cast", [value], shape_of(value), {"to": onnx.TensorProto.BOOL}, element=i1)
-        masks.append(value)
-    if len(masks) <= 1:
-        return (masks[0] if masks else None), False
-    # Several masks: add them as float biases.
-    float_type = next((element_of(m) for m in masks if element_of(m) != i1), None)
-    dtype = np.float32 if float_type is None else numpy_dtype(float_type)
-    biases = []
-    for mask in masks:
-        if element_of(mask) == i1:
-            zero, masked = emitter.constant(np.zeros((), dtype)), emitter.constant(np.array(-np.inf, dtype))
-            mask = emitter.host("Where", [mask, zero, masked], shape_of(mask), element=element_of(zero))
-        biases.append(mask)
-    total = biases[0]
-    for bias in biases[1:]:
-        total = emitter.host("Add", [total, bias], np.broadcast_shapes(shape_of(total), shape_of(bias)))
-    return total, False

@@ -16,8 +16,11 @@ the spec aligns it bottom-right (query i sees key j <= i + offset). The accelera
   its inverse are one-hot MatMuls on the host (exact: one nonzero term per sum). The kernel
   runs S_kv + q query rows over S_kv + q keys.
 
-A general attn_mask (one that varies along the query axis) with bottom-right causal stays an
-explicit mask, which runs on the host.
+A general attn_mask (one that varies along the query axis) with bottom-right causal becomes one
+explicit mask: the causal band (and the key padding) intersected into it, of the attn_mask's size.
+A boolean attn_mask stays boolean and runs on the accelerator; an additive one stays additive.
+(Placing the queries instead, with the mask, would need a mask of (P + q) or (S_kv + q) rows; a
+causal-offset operand on `sofa.attention` would avoid both, and is not built.)
 """
 
 from __future__ import annotations
@@ -35,9 +38,6 @@ from sofa_compiler.frontend.errors import FrontendError
 from sofa_compiler.frontend.graph import Graph, describe
 from sofa_compiler.frontend.masks import merge_allowed
 
-KV_CACHE_CAUSAL = "bottom-right causal masking over a KV cache with a query-dependent attn_mask is an explicit mask"
-"""Why causal attention after past keys, with a general attn_mask, runs on the host."""
-
 
 @dataclass(frozen=True)
 class PlacedAttention:
@@ -50,8 +50,6 @@ class PlacedAttention:
     """Static offset: the output is rows [first_row, first_row + q) of the kernel's."""
     gather: SSAValue | None = None
     """Per-batch offsets: a one-hot ``[B, 1, q, N]`` matrix picking each query's row of the kernel's output."""
-    explicit: bool = False
-    """Bottom-right causal masking became part of a general mask (the host runs it)."""
     zero_empty_rows: bool = False
     """Rows that see no key (an empty cache) are zeros, as the spec says, not the kernel's NaN."""
 
@@ -215,5 +213,4 @@ def place(
     if lengths is None and causal and past_length > 0 and key_only(mask):
         return place_static(emitter, qkv, mask, past_length)
     explicit, flag = explicit_mask(emitter, mask, causal, past_length, lengths, q_length, kv_length)
-    general = causal and q_length > 1 and explicit is not mask
-    return PlacedAttention(qkv, explicit, flag, explicit=general, zero_empty_rows=lengths is not None)
+    return PlacedAttention(qkv, explicit, flag, zero_empty_rows=lengths is not None)

@@ -75,6 +75,17 @@ def merge_allowed(emitter: Emitter, mask: SSAValue | None, allowed: np.ndarray |
     return emitter.host("Add", [mask, bias], shape)
 
 
+def pad_mask(emitter: Emitter, mask: SSAValue, kv_length: int) -> SSAValue:
+    """A mask shorter than the KV length is padded with 'masked' (False or -inf), as the spec says."""
+    shape = shape_of(mask)
+    missing = kv_length - shape[-1]
+    if missing <= 0:
+        return mask
+    dtype = numpy_dtype(element_of(mask))
+    fill = np.full((*shape[:-1], missing), False if dtype == np.bool_ else -np.inf, dtype=dtype)
+    return emitter.host("Concat", [mask, emitter.constant(fill)], [*shape[:-1], kv_length], {"axis": -1})
+
+
 def apply_window(
     emitter: Emitter, mask: SSAValue | None, window: BandMask | None, q_length: int, kv_length: int
 ) -> SSAValue | None:

@@ -2,18 +2,22 @@
 
     scores = MatMul(Q', K')          Q' = Q scaled, K' = K^T (Transpose, scaled)
     scores = scores * c | scores / c  (any number, any order)
+    scores = c * tanh(scores / c)     (softcap, at most once, before the masks)
     scores = scores + mask            (additive, either operand order)
            | Where(keep, scores, -big)
-    P      = Softmax(scores, axis=-1)
+    P      = Softmax(scores, axis=-1)  (exact float Casts anywhere between; float Casts of P)
     out    = MatMul(P, V)
 
-Every intermediate must have no other use, so absorbing the chain into one
-`sofa.attention` cannot change another value. Softmaxes that do not match
-stay on the host.
+An intermediate may have other uses (ONNX's expanded `Attention` returns the scores or the
+probabilities as qk_matmul_output): the nodes that compute such a value, and the nodes before
+them, stay on the host as well (`AttentionCore.shared`), so every other use reads the value the
+model computes, while `sofa.attention` computes the output. Softmaxes that do not match stay
+on the host.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +37,8 @@ class MaskTerm:
     """True: a boolean 'keep where true' mask; False: an additive float mask."""
     invert: bool = False
     """For a keep mask written as Where(cond, -big, scores): keep where cond is false."""
+    padded: bool = False
+    """Shorter than the keys: padded at the end of the key axis with masked entries (the spec's mask padding)."""
 
 
 @dataclass
@@ -48,8 +54,21 @@ class AttentionCore:
     scale: float
     masks: list[MaskTerm]
     absorbed: list[onnx.NodeProto] = field(default_factory=list)
+    """The pattern's nodes; the first is its Softmax."""
+    softcap: float = 0.0
+    """c of c * tanh(scores / c), applied before the masks; 0 without one."""
+    shared: list[onnx.NodeProto] = field(default_factory=list)
+    """Nodes of `absorbed` the host runs as well: they compute a value read outside the pattern, or feed one."""
+    read_outside: list[str] = field(default_factory=list)
+    """The values of the pattern read outside it (a model output, say)."""
     blocker: onnx.NodeProto | None = None
     """While matching: the last node looked at on the scores side."""
+
+    @property
+    def fused(self) -> list[onnx.NodeProto]:
+        """The nodes `sofa.attention` replaces: `absorbed` less `shared`."""
+        shared = {id(node) for node in self.shared}
+        return [node for node in self.absorbed if id(node) not in shared]
 
 
 def _scalar_factor(graph: Graph, node: onnx.NodeProto) -> tuple[str, float] | None:
@@ -84,25 +103,45 @@ def _peel_scales(graph: Graph, name: str, core: AttentionCore, transposes: bool)
     return name, perm
 
 
-def _peel_masks(graph: Graph, name: str, core: AttentionCore) -> str | None:
-    """From the Softmax input up to the scores MatMul, collecting masks and scales; the MatMul output.
+def _softcap(graph: Graph, node: onnx.NodeProto) -> tuple[str, float, list[onnx.NodeProto]] | None:
+    """For c * tanh(x / c) (Mul by c of a Tanh of x divided by c, or times 1 / c): x, c and the Tanh and inner nodes."""
+    if node.op_type != "Mul":
+        return None
+    for tanh_at in (0, 1):
+        cap, tanh = graph.scalar(node.input[1 - tanh_at]), graph.producer.get(node.input[tanh_at])
+        if cap is None or not cap > 0 or tanh is None or tanh.op_type != "Tanh":
+            continue
+        inner = graph.producer.get(tanh.input[0])
+        scaled = None if inner is None else _scalar_factor(graph, inner)
+        if inner is not None and scaled is not None and math.isclose(scaled[1] * cap, 1.0, rel_tol=1e-6):
+            return scaled[0], cap, [tanh, inner]
+    return None
 
-    On a mismatch, `core.blocker` is the node the walk could not pass (None: a value with other uses).
+
+def _peel_masks(graph: Graph, name: str, core: AttentionCore) -> str | None:
+    """From the Softmax input up to the scores MatMul, collecting masks, a softcap and scales; the MatMul output.
+
+    On a mismatch, `core.blocker` is the node the walk could not pass (None: a value no node computes).
     """
     scores_shape = graph.info(name).shape
-    scaled_outside = False  # a scaling seen so far is applied after any mask found further up
-    while graph.single_use(name) and (node := graph.producer.get(name)) is not None:
+    scaled_outside = False  # a scaling seen so far is applied after any mask or softcap found further up
+    while name not in graph.consts and (node := graph.producer.get(name)) is not None:
         core.blocker = node
         if node.op_type == "MatMul":
             return name
-        if (scaled := _scalar_factor(graph, node)) is not None:
+        if (capped := _softcap(graph, node)) is not None:
+            if scaled_outside or core.softcap:
+                return None  # s * softcap(x), or a second softcap: not sofa.attention's form
+            name, core.softcap, inner = capped
+            core.absorbed.extend(inner)
+        elif (scaled := _scalar_factor(graph, node)) is not None:
             name, factor = scaled
             core.scale *= factor
             scaled_outside = True
-        elif _is_noop_cast(graph, node):
+        elif is_exact_cast(graph, node):
             name = node.input[0]
-        elif scaled_outside:
-            return None  # (QK + mask) * c scales the mask too
+        elif scaled_outside or core.softcap:
+            return None  # (QK + mask) * c scales the mask too; a softcap after the mask caps it
         elif node.op_type == "Add":
             data = next((i for i in (0, 1) if _leads_to_matmul(graph, node.input[i])), None)
             if data is None or graph.info(node.input[data]).shape != scores_shape:
@@ -132,9 +171,11 @@ def _leads_to_matmul(graph: Graph, name: str) -> bool:
             return False
         if node.op_type == "MatMul":
             return True
-        if (scaled := _scalar_factor(graph, node)) is not None:
+        if (capped := _softcap(graph, node)) is not None:
+            name = capped[0]
+        elif (scaled := _scalar_factor(graph, node)) is not None:
             name = scaled[0]
-        elif _is_noop_cast(graph, node):
+        elif is_exact_cast(graph, node):
             name = node.input[0]
         elif node.op_type in ("Add", "Where"):
             return any(_leads_to_matmul(graph, operand) for operand in node.input)
@@ -172,11 +213,8 @@ def match_core(graph: Graph, softmax: onnx.NodeProto) -> AttentionCore | None:
     if len(shape) not in (3, 4) or attributes(softmax).get("axis", -1) % len(shape) != len(shape) - 1:
         return None
     probabilities, after, guards = _peel_probabilities(graph, softmax.output[0])
-    consumers = graph.uses(probabilities)
-    if not graph.single_use(probabilities) or consumers[0].op_type != "MatMul":
-        return None
-    anchor = consumers[0]
-    if anchor.input[0] != probabilities:
+    anchor = _product_with_v(graph, probabilities)
+    if anchor is None:
         return None
     core = AttentionCore(anchor, q="", k="", k_perm=(), v=anchor.input[1], scale=1.0, masks=[])
     core.absorbed.extend([softmax, *after])
@@ -193,14 +231,52 @@ def match_core(graph: Graph, softmax: onnx.NodeProto) -> AttentionCore | None:
     core.k, core.k_perm = k_transposed, tuple(perm[swap[i]] for i in range(rank))
     if not _shapes_fit(graph, core, rank) or not core.scale > 0:
         return None
+    _share(graph, core)
     return core
 
 
-def _is_noop_cast(graph: Graph, node: onnx.NodeProto) -> bool:
-    """A Cast or CastLike to the element type its input already has."""
+def _product_with_v(graph: Graph, probabilities: str) -> onnx.NodeProto | None:
+    """The one MatMul(P, V) that reads the probabilities, or None (none, or several)."""
+    products = [
+        node for node in graph.uses(probabilities) if node.op_type == "MatMul" and node.input[0] == probabilities
+    ]
+    return products[0] if len(products) == 1 else None
+
+
+def _share(graph: Graph, core: AttentionCore) -> None:
+    """Fill `core.shared` and `core.read_outside`: what the host still computes for uses outside the pattern."""
+    inside = {id(node) for node in (*core.absorbed, core.anchor)}
+    core.read_outside = [
+        name
+        for node in core.absorbed
+        for name in node.output
+        if name and (name in graph.outputs or any(id(use) not in inside for use in graph.uses(name)))
+    ]
+    producer = {name: node for node in core.absorbed for name in node.output}
+    shared: set[int] = set()
+    pending = [producer[name] for name in core.read_outside]
+    while pending:
+        node = pending.pop()
+        if id(node) not in shared:
+            shared.add(id(node))
+            pending.extend(producer[name] for name in node.input if name in producer)
+    core.shared = [node for node in core.absorbed if id(node) in shared]
+
+
+def is_float_cast(graph: Graph, node: onnx.NodeProto) -> bool:
+    """A Cast or CastLike from a float type to a float type (both known)."""
     if node.op_type not in ("Cast", "CastLike"):
         return False
-    return graph.info(node.output[0]).dtype == graph.info(node.input[0]).dtype
+    infos = graph.known(node.input[0]), graph.known(node.output[0])
+    return all(info is not None and is_float_dtype(info.dtype) for info in infos)
+
+
+def is_exact_cast(graph: Graph, node: onnx.NodeProto) -> bool:
+    """A float Cast or CastLike that changes no value: to the same type, or a wider one (f16 to f32, say)."""
+    if not is_float_cast(graph, node):
+        return False
+    source, target = graph.info(node.input[0]).dtype, graph.info(node.output[0]).dtype
+    return source == target or target.itemsize > source.itemsize
 
 
 def _masks_nothing(graph: Graph, term: MaskTerm) -> bool:
@@ -210,30 +286,39 @@ def _masks_nothing(graph: Graph, term: MaskTerm) -> bool:
 
 
 def _peel_probabilities(graph: Graph, name: str) -> tuple[str, list[onnx.NodeProto], list[str]]:
-    """From the Softmax output down to P: no-op Casts and Where(rows_all_masked, 0, P) guards.
+    """From the Softmax output down to P: float Casts and Where(rows_all_masked, 0, P) guards.
 
     Returns P's name, the nodes passed and the guards' conditions, which
-    `_zeroes_masked_rows` checks once the masks are known.
+    `_zeroes_masked_rows` checks once the masks are known. A value on the way may have other
+    uses (`_share`); the walk follows the one use that continues the chain. A float Cast of P
+    (softmax_precision's round trip, say) is passed: the kernel computes P in f32 whatever the
+    types, as it does for the `Attention` node's softmax_precision.
     """
     passed, guards = [], []
-    while (nan_guard := _nan_guard(graph, name)) is not None or graph.single_use(name):
-        if nan_guard is not None:
+    while True:
+        if (nan_guard := _nan_guard(graph, name)) is not None:
             passed.extend(nan_guard)
             guards.append(nan_guard[0].output[0])
             name = nan_guard[1].output[0]
             continue
-        node = graph.uses(name)[0]
-        if _is_noop_cast(graph, node):
-            pass
-        elif node.op_type == "Where" and node.input[2] == name and graph.scalar(node.input[1]) == 0.0:
-            if graph.info(node.output[0]).shape != graph.info(name).shape:
-                break
+        steps = [node for node in graph.uses(name) if _is_probability_step(graph, node, name)]
+        if len(steps) != 1:
+            return name, passed, guards
+        (node,) = steps
+        if node.op_type == "Where":
             guards.append(node.input[0])
-        else:
-            break
         passed.append(node)
         name = node.output[0]
-    return name, passed, guards
+
+
+def _is_probability_step(graph: Graph, node: onnx.NodeProto, name: str) -> bool:
+    """A float Cast of P, or Where(guard, 0, P) of P's shape."""
+    if is_float_cast(graph, node):
+        return True
+    if node.op_type != "Where" or list(node.input[2:]) != [name] or graph.scalar(node.input[1]) != 0.0:
+        return False
+    guarded = graph.known(node.output[0])
+    return guarded is not None and guarded.shape == graph.info(name).shape
 
 
 def _nan_guard(graph: Graph, name: str) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
@@ -243,14 +328,15 @@ def _nan_guard(graph: Graph, name: str) -> tuple[onnx.NodeProto, onnx.NodeProto]
     sofa.attention sets to zero, so the guard is what the accelerator computes anyway.
     """
     uses = graph.uses(name)
-    if len(uses) != 2 or name in graph.outputs:
-        return None
-    isnan, where = sorted(uses, key=lambda node: node.op_type != "IsNaN")
-    if isnan.op_type != "IsNaN" or where.op_type != "Where" or not graph.single_use(isnan.output[0]):
-        return None
-    if list(where.input) != [isnan.output[0], where.input[1], name] or graph.scalar(where.input[1]) != 0.0:
-        return None
-    return (isnan, where) if graph.info(where.output[0]).shape == graph.info(name).shape else None
+    for isnan in uses:
+        if isnan.op_type != "IsNaN" or not graph.single_use(isnan.output[0]):
+            continue
+        (where,) = graph.uses(isnan.output[0])
+        if where not in uses or where.op_type != "Where" or graph.scalar(where.input[1]) != 0.0:
+            continue
+        if list(where.input) == [isnan.output[0], where.input[1], name]:
+            return (isnan, where) if graph.info(where.output[0]).shape == graph.info(name).shape else None
+    return None
 
 
 def _zeroes_masked_rows(graph: Graph, guard: str, masks: list[MaskTerm], shape: tuple[int, ...]) -> bool:
@@ -312,16 +398,20 @@ def unmatched_reason(graph: Graph, softmax: onnx.NodeProto) -> str:
     if len(shape) not in (3, 4) or axis % len(shape) != len(shape) - 1:
         return f"it normalises axis {axis} of a rank-{len(shape)} tensor, not the key axis of 3-D or 4-D scores"
     probabilities, _, _ = _peel_probabilities(graph, softmax.output[0])
-    if not graph.single_use(probabilities):
-        return "its probabilities have uses besides the product with V (a model output, say)"
-    use = graph.uses(probabilities)[0]
-    if use.op_type != "MatMul" or use.input[0] != probabilities:
-        return f"its probabilities feed {describe(use)}, not a MatMul with V"
+    use = _product_with_v(graph, probabilities)
+    if use is None:
+        uses = graph.uses(probabilities)
+        if len(uses) == 1:
+            return f"its probabilities feed {describe(uses[0])}, not a MatMul with V"
+        return f"its probabilities feed {len(uses)} nodes, not one MatMul with V"
     scratch = AttentionCore(use, q="", k="", k_perm=(), v=use.input[1], scale=1.0, masks=[])
     if _peel_masks(graph, softmax.input[0], scratch) is None:
         if scratch.blocker is None:
-            return "its scores have other uses, or come from no MatMul"
-        return f"its scores pass through {describe(scratch.blocker)}, which is not a scaling or a mask SOFA can take"
+            return "its scores come from no MatMul"
+        return (
+            f"its scores pass through {describe(scratch.blocker)}, which is not a scaling, a softcap "
+            "or a mask SOFA can take (in that order)"
+        )
     return "Q, K, V, the scale or a mask guard do not fit sofa.attention (shapes, element types, fully masked rows)"
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
 
 PLACEMENTS_ATTR = "sofa.placements"
-"""Module attribute: ``[{node = "...", host = "<reason>"}, {node = "..."}, ...]`` (no ``host``: the accelerator)."""
+"""Module attribute: ``[{node = "...", host = "<reason>"}, {node = "...", note = "..."}, ...]`` (no ``host``: the
+accelerator; ``note``: what host ops compute beside it)."""
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,22 @@ class Placement:
     """Why the node runs on the host; None when the accelerator runs it."""
     kernel: str | None = None
     """The accelerator kernel, once the driver knows it."""
+    note: str | None = None
+    """What host ops compute beside the attention (an extra output such as the scores), or None."""
 
     def line(self) -> str:
         if self.host_reason is not None:
-            return f"attention {self.node}: host ({self.host_reason})"
-        return f"attention {self.node}: accelerator (kernel {self.kernel or '?'})"
+            where = f"host ({self.host_reason})"
+        else:
+            where = f"accelerator (kernel {self.kernel or '?'})"
+        return f"attention {self.node}: {where}" + (f"; {self.note}" if self.note else "")
 
     def to_dict(self) -> dict[str, str]:
         if self.host_reason is not None:
-            return {"node": self.node, "where": "host", "reason": self.host_reason}
-        return {"node": self.node, "where": "accelerator", "kernel": self.kernel or ""}
+            entry = {"node": self.node, "where": "host", "reason": self.host_reason}
+        else:
+            entry = {"node": self.node, "where": "accelerator", "kernel": self.kernel or ""}
+        return entry | ({"note": self.note} if self.note else {})
 
 
 def placements_attr(placements: list[Placement]) -> ArrayAttr[DictionaryAttr]:
@@ -43,6 +50,8 @@ def placements_attr(placements: list[Placement]) -> ArrayAttr[DictionaryAttr]:
         fields = {"node": StringAttr(placement.node)}
         if placement.host_reason is not None:
             fields["host"] = StringAttr(placement.host_reason)
+        if placement.note is not None:
+            fields["note"] = StringAttr(placement.note)
         entries.append(DictionaryAttr(fields))
     return ArrayAttr(entries)
 
@@ -57,10 +66,11 @@ def read_placements(module: ModuleOp, kernels: list[str]) -> list[Placement]:
     for entry in attr.data:
         if not isinstance(entry, DictionaryAttr):
             continue
-        node, host = entry.data.get("node"), entry.data.get("host")
+        node, host, note = (entry.data.get(key) for key in ("node", "host", "note"))
         name = node.data if isinstance(node, StringAttr) else "?"
+        text = note.data if isinstance(note, StringAttr) else None
         if isinstance(host, StringAttr):
-            placements.append(Placement(name, host.data))
+            placements.append(Placement(name, host.data, note=text))
         else:
-            placements.append(Placement(name, None, next(remaining, None)))
+            placements.append(Placement(name, None, next(remaining, None), note=text))
     return placements

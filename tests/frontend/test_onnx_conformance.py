@@ -9,8 +9,10 @@ bfloat16 outputs (`BF16_RTOL`); each output must also have the element type the 
 Every case runs (none waits for a later issue); the
 ones that fail today are strict xfails naming why, so a fix shows up as an XPASS to remove.
 A summary line `N passed, N failed, N on accelerator, N on host` ends the module's run
-(where attention ran, counted over the passing cases). Attention runs on the host with the
-qk_matmul_output output; run-time additive masks and softcap run on the accelerator (`BIAS_ON_ACCELERATOR`).
+(where attention ran, counted over the passing cases). Run-time additive masks and softcap run on the
+accelerator (`BIAS_ON_ACCELERATOR`). With the qk_matmul_output output, Y runs on the accelerator and host
+ops compute the scores beside it (`QK_OUTPUT_ON_ACCELERATOR`). An `_expanded` case reaches the accelerator
+as its node form does (`test_node_and_expanded_agree`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import pytest
 from onnx.backend.test.case.test_case import TestCase
 
 import sofa_compiler
+from dialects.host import ConstantOp
 from dialects.sofa import AttentionOp
 from sofa_compiler.frontend.importer import import_model
+from sofa_compiler.frontend.placement import read_placements
 
 BIAS_ON_ACCELERATOR = frozenset(
     {
@@ -130,8 +134,36 @@ CACHE_ON_ACCELERATOR = frozenset(
 )
 """KV-cache cases (past_key, nonpad_kv_seqlen) whose attention must run on the accelerator.
 
-The other cache cases run on the host: a general attn_mask (random values over queries and
-keys), the qk_matmul_output output or softcap, which the accelerator cannot take."""
+The other cache cases run on the host: an additive attn_mask computed at run time (random values over
+queries and keys) or softcap, which the accelerator cannot take yet."""
+
+QK_OUTPUT_ON_ACCELERATOR = frozenset(
+    f"test_attention_{name}{suffix}"
+    for name in (
+        "4d_with_qk_matmul",
+        "23_fullymasked_qk_matmul_output_mode3_zero",
+        "24_fullymasked_qk_matmul_output_mode3_zero",
+        "24_qk_matmul_output_mode3_softmax_precision",
+    )
+    for suffix in ("", "_expanded")
+)
+"""Cases with the qk_matmul_output output whose attention must run on the accelerator (the scores are host
+ops beside it, and the placement says so). The other qk_matmul_output cases have an additive attn_mask
+computed at run time or softcap."""
+
+BOOLEAN_MASK_EXPANDED = frozenset(
+    f"test_attention_{name}_expanded"
+    for name in (
+        "4d_attn_mask_bool",
+        "4d_attn_mask_bool_4d",
+        "causal_boolmask_nan_robustness",
+        "23_boolmask_fullymasked_row_nan_robustness",
+        "4d_causal_nonpad_attn_mask_composition",
+        "local_window_rank1_boolean_mask",
+    )
+)
+"""`_expanded` cases whose boolean attn_mask reaches the Softmax as Where(mask, 0, -inf) (padded, plus the
+causal and window biases): a run-time boolean mask on the accelerator, as in their node form."""
 
 
 def attention_cases() -> list[TestCase]:
@@ -199,8 +231,11 @@ def run_case(case: TestCase, counts: dict[str, int]) -> None:
     (placement,) = compiled.placements
     assert (placement.host_reason is None) == bool(compiled.programs), placement.line()
     assert placement.host_reason is not None or placement.kernel in compiled.programs
-    assert case.name not in CACHE_ON_ACCELERATOR or compiled.programs, placement.line()
-    assert case.name not in BIAS_ON_ACCELERATOR or compiled.programs, placement.line()
+    on_accelerator = CACHE_ON_ACCELERATOR | BIAS_ON_ACCELERATOR | QK_OUTPUT_ON_ACCELERATOR | BOOLEAN_MASK_EXPANDED
+    assert case.name not in on_accelerator or compiled.programs, placement.line()
+    if len(case.model.graph.output) > 1 and case.model.graph.output[-1].name == "qk_matmul_output":
+        # Honest placement: the scores never leave the accelerator, so host ops compute that output.
+        assert placement.note is not None, placement.line()
     counts["on accelerator" if compiled.programs else "on host"] += 1
 
 
@@ -219,8 +254,7 @@ def test_every_onnx_attention_case_is_collected() -> None:
     names = {case.name for case in CASES}
     assert len(names) == len(CASES) > 150
     assert set(KNOWN) <= names
-    assert names >= CACHE_ON_ACCELERATOR
-    assert names >= BIAS_ON_ACCELERATOR
+    assert names >= CACHE_ON_ACCELERATOR | BIAS_ON_ACCELERATOR | QK_OUTPUT_ON_ACCELERATOR | BOOLEAN_MASK_EXPANDED
 
 
 HALF_PRECISION = sorted(
@@ -241,6 +275,50 @@ def test_node_and_expanded_scale_agree(name: str) -> None:
     node, expanded = scales
     assert node == expanded
     assert node != pytest.approx(1 / np.sqrt(8), rel=1e-6)  # rounded: head size 8, no scale attribute
+
+
+def attention_operands(model: onnx.ModelProto) -> tuple[list[str | None], list[tuple[object, ...]]]:
+    """The host reasons of a model's placements and, per `sofa.attention`, what the accelerator is given:
+    the scale, and the visible keys of a constant mask (the causal flag applied), else the causal flag and
+    the mask's element type and shape."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = import_model(model)
+    reasons = [placement.host_reason for placement in read_placements(module, [])]
+    operands: list[tuple[object, ...]] = []
+    for op in module.walk():
+        if not isinstance(op, AttentionOp):
+            continue
+        scale, causal = pytest.approx(op.scale.value.data, rel=1e-6), op.causal is not None
+        mask = op.mask
+        if mask is not None and isinstance(mask.owner, ConstantOp):
+            batch, heads, q_length, _ = op.q.type.get_shape()  # pyright: ignore
+            value = mask.owner.to_array()
+            visible = value if value.dtype == np.bool_ else value > -np.inf
+            visible = np.broadcast_to(visible, (batch, heads, q_length, visible.shape[-1]))
+            if causal:
+                visible = visible & np.tri(q_length, visible.shape[-1], dtype=bool)
+            operands.append((scale, "constant", visible.tolist()))
+        elif mask is not None:
+            operands.append((scale, causal, str(mask.type.get_element_type()), mask.type.get_shape()))  # pyright: ignore
+        else:
+            operands.append((scale, causal, None))
+    return reasons, operands
+
+
+EXPANDED_PAIRS = sorted(name for name in NAMES if f"{name}_expanded" in NAMES)
+
+
+@pytest.mark.parametrize("name", EXPANDED_PAIRS)
+def test_node_and_expanded_agree(name: str) -> None:
+    """An `_expanded` case gives the accelerator what its node form gives it (or runs on the host for the same reason).
+
+    ONNX's function body adds one float bias before the Softmax (a boolean mask as Where(mask, 0, -inf), the
+    causal triangle, the window); the front end takes it apart again (`frontend.core_masks`).
+    """
+    cases = {case.name: case for case in CASES}
+    node_form = attention_operands(cases[name].model)
+    assert attention_operands(cases[f"{name}_expanded"].model) == node_form
 
 
 WINDOW_ON_ACCELERATOR = sorted(

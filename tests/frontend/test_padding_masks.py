@@ -2,7 +2,8 @@
 
 BERT's mask is ``And(ones[1, 1, S, 1], pad[B, 1, 1, S])`` (``[B, 1, S, S]``) although it depends
 only on (batch, key); the importer narrows it to ``[B, 1, 1, S]``, which the tiling pass folds.
-A mask that does vary along the queries (causal and padding at once) stays on the host.
+A mask that does vary along the queries (causal and padding at once) is a run-time boolean mask,
+whose lists the host builds at launch.
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ def test_broadcast_padding_mask_runs_on_accelerator(form: str) -> None:
 
 @pytest.mark.parametrize("form", ["attention", "decomposed"])
 def test_padding_and_causal_mask_runs_at_launch(form: str) -> None:
-    """Padding combined with a causal mask is a run-time mask: boolean (the Attention node), the host builds its
-    lists at launch; additive (the decomposed core adds it to the scores), its bias tiles too."""
+    """Padding combined with a causal mask is a run-time boolean mask, the host builds its lists at launch: the
+    Attention node's boolean mask, and the decomposed core's Where(keep, 0, -inf) bias, which is that mask."""
     model = padding_model(np.tril(np.ones((LENGTH, LENGTH), dtype=bool))[None, None], form)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
