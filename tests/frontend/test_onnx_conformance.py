@@ -9,10 +9,11 @@ bfloat16 outputs (`BF16_RTOL`); each output must also have the element type the 
 Every case runs (none waits for a later issue); the
 ones that fail today are strict xfails naming why, so a fix shows up as an XPASS to remove.
 A summary line `N passed, N failed, N on accelerator, N on host` ends the module's run
-(where attention ran, counted over the passing cases). Run-time additive masks and softcap run on the
-accelerator (`BIAS_ON_ACCELERATOR`). With the qk_matmul_output output, Y runs on the accelerator and host
-ops compute the scores beside it (`QK_OUTPUT_ON_ACCELERATOR`). An `_expanded` case reaches the accelerator
-as its node form does (`test_node_and_expanded_agree`).
+(where attention ran, counted over the passing cases). Every case's attention must run on the accelerator:
+masks of every form (run-time additive masks as launch-built index lists plus bias tiles, boolean masks,
+opset 25 windows, KV caches) and softcap. With the qk_matmul_output output, Y runs on the accelerator and host
+ops compute the scores beside it (the placement says so). An `_expanded` case reaches the accelerator as its
+node form does (`test_node_and_expanded_agree`).
 """
 
 from __future__ import annotations
@@ -33,77 +34,6 @@ from dialects.sofa import AttentionOp
 from sofa_compiler.frontend.importer import import_model
 from sofa_compiler.frontend.placement import read_placements
 
-BIAS_ON_ACCELERATOR = frozenset(
-    {
-        "test_attention_3d_attn_mask",
-        "test_attention_3d_attn_mask_expanded",
-        "test_attention_3d_diff_heads_sizes_attn_mask",
-        "test_attention_3d_diff_heads_sizes_attn_mask_expanded",
-        "test_attention_3d_diff_heads_sizes_softcap",
-        "test_attention_3d_diff_heads_with_past_and_present",
-        "test_attention_3d_diff_heads_with_past_and_present_expanded",
-        "test_attention_3d_gqa_attn_mask",
-        "test_attention_3d_gqa_attn_mask_expanded",
-        "test_attention_3d_gqa_softcap",
-        "test_attention_3d_gqa_with_past_and_present",
-        "test_attention_3d_gqa_with_past_and_present_expanded",
-        "test_attention_3d_softcap",
-        "test_attention_3d_with_past_and_present",
-        "test_attention_3d_with_past_and_present_expanded",
-        "test_attention_4d_attn_mask",
-        "test_attention_4d_attn_mask_3d",
-        "test_attention_4d_attn_mask_3d_causal",
-        "test_attention_4d_attn_mask_3d_causal_expanded",
-        "test_attention_4d_attn_mask_3d_expanded",
-        "test_attention_4d_attn_mask_4d",
-        "test_attention_4d_attn_mask_4d_causal",
-        "test_attention_4d_attn_mask_4d_causal_expanded",
-        "test_attention_4d_attn_mask_4d_expanded",
-        "test_attention_4d_attn_mask_causal_bf16",
-        "test_attention_4d_attn_mask_causal_bf16_expanded",
-        "test_attention_4d_attn_mask_expanded",
-        "test_attention_4d_causal_padded_kv_bf16",
-        "test_attention_4d_causal_padded_kv_bf16_expanded",
-        "test_attention_4d_diff_heads_mask4d_padded_kv",
-        "test_attention_4d_diff_heads_mask4d_padded_kv_expanded",
-        "test_attention_4d_diff_heads_sizes_attn_mask",
-        "test_attention_4d_diff_heads_sizes_attn_mask_expanded",
-        "test_attention_4d_diff_heads_sizes_softcap",
-        "test_attention_4d_diff_heads_with_past_and_present",
-        "test_attention_4d_diff_heads_with_past_and_present_expanded",
-        "test_attention_4d_diff_heads_with_past_and_present_mask3d",
-        "test_attention_4d_diff_heads_with_past_and_present_mask3d_expanded",
-        "test_attention_4d_diff_heads_with_past_and_present_mask4d",
-        "test_attention_4d_diff_heads_with_past_and_present_mask4d_expanded",
-        "test_attention_4d_gqa_attn_mask",
-        "test_attention_4d_gqa_attn_mask_expanded",
-        "test_attention_4d_gqa_softcap",
-        "test_attention_4d_gqa_with_past_and_present",
-        "test_attention_4d_gqa_with_past_and_present_expanded",
-        "test_attention_4d_gqa_with_past_and_present_fp16",
-        "test_attention_4d_gqa_with_past_and_present_fp16_expanded",
-        "test_attention_4d_padded_kv_bf16",
-        "test_attention_4d_padded_kv_bf16_expanded",
-        "test_attention_4d_softcap",
-        "test_attention_4d_softcap_neginf_mask",
-        "test_attention_4d_softcap_neginf_mask_poison",
-        "test_attention_4d_with_past_and_present",
-        "test_attention_4d_with_past_and_present_expanded",
-        "test_attention_local_window_ext_cache_float16_mask",
-        "test_attention_local_window_ext_cache_float16_mask_expanded",
-        "test_attention_local_window_ext_cache_rank2_mask",
-        "test_attention_local_window_ext_cache_rank2_mask_expanded",
-        "test_attention_local_window_ext_cache_rank3_head_mask",
-        "test_attention_local_window_ext_cache_rank3_head_mask_expanded",
-        "test_attention_local_window_ext_cache_rank4_batch_mask",
-        "test_attention_local_window_ext_cache_rank4_batch_mask_expanded",
-    }
-)
-"""Cases whose attn_mask is an additive mask computed at run time (it may hold a bias; past_key/past_value and
-nonpad_kv_seqlen caches among them), or whose Attention node has softcap: their attention runs on the
-accelerator (a biased kernel: launch-built index lists and fp32 bias tiles; the units' softcap register).
-The softcap cases' `_expanded` twins are not listed: the front end does not yet recognise their Div/Tanh/Mul."""
-
 KNOWN: dict[str, str] = {}
 """Cases that fail today, with the reason (strict xfail)."""
 
@@ -115,55 +45,6 @@ sqrt(scale), Q·Kᵀ, the softmax, P·V); the accelerator kernel (and the host's
 masks it cannot take) computes in f32 from the exact bf16 inputs and rounds once, at the output.
 The two differ by up to 2 bf16 ulps on these cases. (f16 needs no such allowance: one f16 ulp
 is below 1e-3 relative, and the f16 cases agree to one ulp.)"""
-
-CACHE_ON_ACCELERATOR = frozenset(
-    {
-        "test_attention_4d_causal_with_past_and_present",
-        "test_attention_4d_causal_with_past_and_present_expanded",
-        "test_attention_4d_gqa_causal_nonpad_decode",
-        "test_attention_4d_gqa_causal_nonpad_decode_expanded",
-        "test_attention_4d_gqa_causal_nonpad_decode_fp16",
-        "test_attention_4d_gqa_causal_nonpad_decode_fp16_expanded",
-        "test_attention_4d_causal_nonpad_continued_prefill",
-        "test_attention_4d_causal_nonpad_continued_prefill_expanded",
-        "test_attention_4d_causal_nonpad_negative_offset_structural_empty",
-        "test_attention_4d_causal_nonpad_negative_offset_structural_empty_expanded",
-        "test_attention_4d_causal_nonpad_batch_prefill",
-        "test_attention_4d_causal_nonpad_batch_prefill_expanded",
-    }
-)
-"""KV-cache cases (past_key, nonpad_kv_seqlen) whose attention must run on the accelerator.
-
-The other cache cases run on the host: an additive attn_mask computed at run time (random values over
-queries and keys) or softcap, which the accelerator cannot take yet."""
-
-QK_OUTPUT_ON_ACCELERATOR = frozenset(
-    f"test_attention_{name}{suffix}"
-    for name in (
-        "4d_with_qk_matmul",
-        "23_fullymasked_qk_matmul_output_mode3_zero",
-        "24_fullymasked_qk_matmul_output_mode3_zero",
-        "24_qk_matmul_output_mode3_softmax_precision",
-    )
-    for suffix in ("", "_expanded")
-)
-"""Cases with the qk_matmul_output output whose attention must run on the accelerator (the scores are host
-ops beside it, and the placement says so). The other qk_matmul_output cases have an additive attn_mask
-computed at run time or softcap."""
-
-BOOLEAN_MASK_EXPANDED = frozenset(
-    f"test_attention_{name}_expanded"
-    for name in (
-        "4d_attn_mask_bool",
-        "4d_attn_mask_bool_4d",
-        "causal_boolmask_nan_robustness",
-        "23_boolmask_fullymasked_row_nan_robustness",
-        "4d_causal_nonpad_attn_mask_composition",
-        "local_window_rank1_boolean_mask",
-    )
-)
-"""`_expanded` cases whose boolean attn_mask reaches the Softmax as Where(mask, 0, -inf) (padded, plus the
-causal and window biases): a run-time boolean mask on the accelerator, as in their node form."""
 
 
 def attention_cases() -> list[TestCase]:
@@ -231,8 +112,9 @@ def run_case(case: TestCase, counts: dict[str, int]) -> None:
     (placement,) = compiled.placements
     assert (placement.host_reason is None) == bool(compiled.programs), placement.line()
     assert placement.host_reason is not None or placement.kernel in compiled.programs
-    on_accelerator = CACHE_ON_ACCELERATOR | BIAS_ON_ACCELERATOR | QK_OUTPUT_ON_ACCELERATOR | BOOLEAN_MASK_EXPANDED
-    assert case.name not in on_accelerator or compiled.programs, placement.line()
+    # Every case's attention runs on the accelerator: masks of every form (additive, boolean, windows,
+    # caches), softcap, and Y beside a qk_matmul_output computed by host ops.
+    assert compiled.programs, placement.line()
     if len(case.model.graph.output) > 1 and case.model.graph.output[-1].name == "qk_matmul_output":
         # Honest placement: the scores never leave the accelerator, so host ops compute that output.
         assert placement.note is not None, placement.line()
@@ -254,7 +136,6 @@ def test_every_onnx_attention_case_is_collected() -> None:
     names = {case.name for case in CASES}
     assert len(names) == len(CASES) > 150
     assert set(KNOWN) <= names
-    assert names >= CACHE_ON_ACCELERATOR | BIAS_ON_ACCELERATOR | QK_OUTPUT_ON_ACCELERATOR | BOOLEAN_MASK_EXPANDED
 
 
 HALF_PRECISION = sorted(
