@@ -13,7 +13,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from passes.coordinated_tiling import CoordinatedTilingPass
 from passes.lower_to_isa.decode import DecodeStep
 from sofa_compiler.decode_cost import choose_lowering
-from sofa_compiler.driver import CompiledModel, DecodeOptions, compile_model
+from sofa_compiler.driver import CompiledModel, CompileError, DecodeOptions, compile_model
 from sofa_compiler.runtime import KernelError, is_decode_kernel, is_sparse_decode_kernel
 from tests.fp16_tolerance import fp16_attention_atol
 from tests.frontend.test_kv_cache import BATCH, DEPTH, HEADS, KV_HEADS, attention_model, feeds_for
@@ -117,5 +117,5 @@ def test_bad_decode_options_are_clear_errors(options: dict, message: str) -> Non
 
 def test_sparse_decode_with_a_shared_prefix_is_a_clear_error() -> None:
     model = attention_model(1, 70, 0, nonpad=False, causal=False)
-    with pytest.raises(DiagnosticException, match="sparse decode reads each sample's cache whole"):
+    with pytest.raises(CompileError, match="sparse decode reads each sample's cache whole"):
         compiled(model, decode=DecodeOptions(True, "sparse", 64))
