@@ -134,7 +134,8 @@ def keep_mask(scores: torch.Tensor, selection: Selection, keep: float) -> torch.
     valid = torch.isfinite(scores)
     distance = torch.arange(seq)[:, None] - torch.arange(seq)[None, :]
     forced = (torch.arange(seq)[None, :] < selection.sink) | (distance < selection.window)
-    ranked = torch.where(forced & valid, scores + RANK_FIRST, scores)
+    ranked = scores.double()  # fp64: forced keys (+RANK_FIRST) keep distinct values
+    ranked = torch.where(forced & valid, ranked + RANK_FIRST, ranked)
     if selection.tile is None:
         counts = torch.from_numpy(row_counts(selection, keep, seq))
         return top_counts(ranked, counts[:, None]) & valid

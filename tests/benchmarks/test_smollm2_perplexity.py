@@ -123,6 +123,9 @@ def test_harness_on_a_tiny_llama(tmp_path, opset: int) -> None:
     assert "measured in this run" in text
     assert "keep 1.0 equals onnxruntime within 0.1%: yes" in text
     assert "| 0.5 |" in text
+    assert dense.kept == 1.0
+    assert sparse.kept is not None
+    assert sparse.kept >= 0.5  # ceil(k Bc) keys a tile keep at least the share k
     assert "node <name>" in text or not any(p.compile_warnings for p in result.points)
 
 
@@ -153,7 +156,9 @@ def test_harness_measures_a_per_layer_tuning(tmp_path) -> None:
     assert tuned.cycles > 0
     assert tuned.on_accelerator == 2
     assert tuned.ratio == pytest.approx(tuned.perplexity / result.reference.perplexity)
-    assert "| 0.375 | best.json |" in render(result, "random tokens")
+    assert tuned.kept is not None
+    assert 0.375 <= tuned.kept < 0.75  # the layers keep 0.5 and 0.25 (and more on the diagonal)
+    assert "| best.json |" in render(result, "random tokens")
 
 
 @needs_export
