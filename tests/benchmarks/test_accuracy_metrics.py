@@ -149,15 +149,17 @@ def test_the_lm_table_is_read_from_its_file(tmp_path: Path) -> None:
             {"keep": 0.25, "perplexity": 10.05, "ratio": 1.005},
             {"keep": 0.25, "setting": "tuned.json", "perplexity": 10.02, "ratio": 1.002, "cycles": 5},
             {"keep": 0.25, "perplexity": 10.01, "ratio": 1.001, "cycles": 4, "far": 0.75, "tile": 128},
+            {"keep": 0.2786, "setting": "share.json", "perplexity": 10.03, "ratio": 1.003, "cycles": 3, "kept": 0.25},
         ],
     }
     path = tmp_path / "ppl.json"
     path.write_text(json.dumps(sweep))
     text = lm_section(load_lm_table(path))
     assert "not measured in this run" in text
-    assert "| 0.25 | uniform | plain | 10.05 | 1.005 | n/a |" in text
-    assert "| 0.25 | tuned.json | plain | 10.02 | 1.002 | 5 |" in text
-    assert "| 0.25 | uniform | budgeted, far 0.75, Bc 128 | 10.01 | 1.001 | 4 |" in text
+    assert "| 0.25 | uniform | plain | n/a | 10.05 | 1.005 | n/a |" in text
+    assert "| 0.25 | tuned.json | plain | n/a | 10.02 | 1.002 | 5 |" in text
+    assert "| 0.25 | uniform | budgeted, far 0.75, Bc 128 | n/a | 10.01 | 1.001 | 4 |" in text
+    assert "| 0.2786 | share.json | plain | 0.25 | 10.03 | 1.003 | 3 |" in text  # the true share kept
     path.write_text("{not json")
     assert "is not readable JSON" in lm_section(load_lm_table(path))
     assert "does not exist" in lm_section(load_lm_table(tmp_path / "missing.json"))
