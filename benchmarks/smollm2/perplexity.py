@@ -27,6 +27,7 @@ import onnxruntime
 from dialects import numerics
 from sofa_compiler.driver import CompiledModel, compile_model
 from sofa_compiler.frontend.placement import Placement
+from sofa_compiler.generation.agreement import log_softmax
 from sofa_compiler.tuning import Tuning
 
 Log = Callable[[str], None]
@@ -38,10 +39,8 @@ def perplexity(logits: np.ndarray, input_ids: np.ndarray) -> float:
     ids = np.asarray(input_ids).reshape(-1)
     if logits.shape[0] != ids.shape[0] or ids.shape[0] < 2:
         raise ValueError(f"logits for {logits.shape[0]} positions do not fit {ids.shape[0]} tokens (need >= 2)")
-    predicted = logits[:-1]
-    peak = predicted.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(predicted - peak).sum(axis=1)) + peak[:, 0]
-    nll = log_norm - predicted[np.arange(predicted.shape[0]), ids[1:]]
+    log_probs = log_softmax(logits[:-1])
+    nll = -log_probs[np.arange(log_probs.shape[0]), ids[1:]]
     return float(np.exp(nll.mean()))
 
 
